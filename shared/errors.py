@@ -1,0 +1,35 @@
+"""The shared exception family: every error a user can act on derives from EdgeferryError."""
+
+from __future__ import annotations
+
+
+class EdgeferryError(Exception):
+    """Base of every error edgeferry raises on purpose; the CLI prints it as one line."""
+
+
+class ConfigError(EdgeferryError):
+    """A config file, env variable or flag has a value that cannot be used."""
+
+
+class ManifestError(EdgeferryError):
+    """A manifest or latest.json does not match the schema or names an unsafe file."""
+
+
+class IntegrityError(EdgeferryError):
+    """A file's sha256 or size does not match what the signed manifest says."""
+
+
+class SignatureError(EdgeferryError):
+    """A manifest is unsigned, signed by an untrusted key, or its signature is wrong."""
+
+
+class StoreError(EdgeferryError):
+    """The object store is unreachable, refuses access, or lacks an object."""
+
+
+class StoreNotFoundError(StoreError):
+    """The object store answered, but the key does not exist."""
+
+
+class KeyFileError(EdgeferryError):
+    """A signing key is missing, unreadable or not an ed25519 key."""

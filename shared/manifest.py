@@ -1,0 +1,257 @@
+"""The model-package manifest: the one contract between the trainer and every device."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from shared.errors import ManifestError
+from shared.names import check_file_name, check_ident
+
+SCHEMA_VERSION = 1
+MANIFEST_FILE = "manifest.json"
+SIGNATURE_FILE = "manifest.json.sig"
+LATEST_FILE = "latest.json"
+# Devices refuse manifests larger than this before parsing them.
+MAX_MANIFEST_BYTES = 1 << 20
+
+Precision = Literal["fp32", "fp16", "int8", "tensorrt"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TensorSpec(_Strict):
+    """One model input or output as the runtime sees it."""
+
+    name: str = Field(description="Tensor name in the ONNX graph.")
+    shape: list[int | str] = Field(description="Dimensions; strings are symbolic (e.g. 'batch').")
+    dtype: str = Field(description="Element type, e.g. 'float32'.")
+    layout: str = Field(description="Axis meaning, e.g. 'NCHW' or 'NC'.")
+
+
+class Preprocess(_Strict):
+    """How a device turns a camera frame into the model input."""
+
+    resize: tuple[int, int] = Field(description="Target (height, width) in pixels.")
+    channel_order: Literal["gray", "rgb", "bgr"] = Field(description="Channel order the model expects.")
+    scale: float = Field(description="Multiplier applied to raw 0-255 pixel values before mean/std.")
+    mean: list[float] = Field(description="Per-channel mean subtracted after scaling.")
+    std: list[float] = Field(description="Per-channel std divided after mean subtraction.")
+    layout: Literal["NCHW", "NHWC"] = Field(default="NCHW", description="Memory layout of the input tensor.")
+    invert: bool = Field(default=False, description="Invert intensities (255 - x) before scaling.")
+
+    @model_validator(mode="after")
+    def _channels_match(self) -> Preprocess:
+        channels = 1 if self.channel_order == "gray" else 3
+        if len(self.mean) != channels or len(self.std) != channels:
+            raise ValueError(f"mean/std need {channels} values for channel_order={self.channel_order}")
+        if any(s <= 0 for s in self.std):
+            raise ValueError("std values must be positive")
+        return self
+
+    @property
+    def channels(self) -> int:
+        """Number of input channels implied by channel_order."""
+        return 1 if self.channel_order == "gray" else 3
+
+
+class Target(_Strict):
+    """The hardware a variant was built or tuned for; engines only run on their exact target."""
+
+    device: Literal["cpu", "cuda", "tensorrt"] = Field(description="Execution device class.")
+    cpu_features: list[str] = Field(default_factory=list, description="CPU flags seen at build (avx2, vnni).")
+    gpu_name: str | None = Field(default=None, description="GPU the engine was built on.")
+    compute_capability: str | None = Field(default=None, description="GPU compute capability, e.g. '8.7'.")
+    tensorrt_version: str | None = Field(default=None, description="TensorRT version that built the engine.")
+    cuda_version: str | None = Field(default=None, description="CUDA runtime version at build.")
+
+
+class Quantization(_Strict):
+    """How an INT8 variant was quantized, so a device can judge it for its CPU."""
+
+    format: Literal["QDQ", "QOperator"] = Field(description="ONNX quantization format.")
+    activation_type: Literal["uint8", "int8"] = Field(description="Activation element type.")
+    weight_type: Literal["uint8", "int8"] = Field(description="Weight element type.")
+    per_channel: bool = Field(description="Per-channel weight scales.")
+    reduce_range: bool = Field(description="7-bit weights to avoid U8S8 saturation without VNNI.")
+    calibration_method: str = Field(description="Calibration method, e.g. 'MinMax'.")
+    calibration_samples: int = Field(ge=1, description="Number of training images used to calibrate.")
+    reason: str = Field(description="Why these settings were chosen for the build CPU.")
+
+
+class VariantMetrics(_Strict):
+    """Figures measured on the held-out test split at build time."""
+
+    accuracy: float = Field(ge=0.0, le=1.0, description="Top-1 accuracy on the test split.")
+    latency_ms_p50: float = Field(ge=0.0, description="Median batch-1 latency at build, ms.")
+    latency_ms_p99: float = Field(ge=0.0, description="99th percentile batch-1 latency at build, ms.")
+    agreement: float | None = Field(default=None, description="Top-1 agreement with the trained model.")
+    max_abs_diff: float | None = Field(default=None, description="Max |logit difference| vs the trained model.")
+
+
+class Variant(_Strict):
+    """One runnable file of the package."""
+
+    file: str = Field(description="Plain file name inside the version directory.")
+    precision: Precision = Field(description="Numeric precision of the variant.")
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="Hex sha256 of the file.")
+    bytes: int = Field(ge=1, description="File size in bytes.")
+    target: Target = Field(description="Hardware the variant was built for.")
+    metrics: VariantMetrics = Field(description="Gate figures measured before publishing.")
+    quantization: Quantization | None = Field(default=None, description="INT8 settings, for int8 only.")
+
+    _check_file = field_validator("file")(lambda cls, v: check_file_name(v))
+
+
+class RejectedVariant(_Strict):
+    """A variant that failed its gate: recorded so nobody wonders where it went."""
+
+    precision: Precision = Field(description="Precision that was tried.")
+    reason: str = Field(description="Which gate failed and by how much.")
+
+
+class Golden(_Strict):
+    """Preprocessed inputs with expected outputs, for a device's smoke test."""
+
+    file: str = Field(description="Plain file name of the .npz (arrays: inputs, logits, labels).")
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="Hex sha256 of the file.")
+    bytes: int = Field(ge=1, description="File size in bytes.")
+    count: int = Field(ge=1, description="Number of samples.")
+
+    _check_file = field_validator("file")(lambda cls, v: check_file_name(v))
+
+
+class DatasetInfo(_Strict):
+    """Identity of the training data, so a model can be traced to what it learned from."""
+
+    name: str = Field(description="Data set name or path.")
+    sha256: str = Field(description="Content hash over the samples and labels.")
+    num_train: int = Field(ge=0, description="Training samples.")
+    num_val: int = Field(ge=0, description="Validation samples.")
+    num_test: int = Field(ge=0, description="Held-out test samples.")
+    skipped_files: int = Field(default=0, ge=0, description="Corrupt images skipped while loading.")
+
+
+class TrainInfo(_Strict):
+    """How the model was trained."""
+
+    config: dict[str, Any] = Field(description="The resolved training config.")
+    dataset: DatasetInfo = Field(description="Training data identity.")
+    metrics: dict[str, float] = Field(description="Final metrics (val and test).")
+    git_commit: str | None = Field(default=None, description="Commit of the training code, if known.")
+    seed: int = Field(description="Global seed.")
+
+
+class Manifest(_Strict):
+    """manifest.json: signed description of one model version."""
+
+    schema_version: int = Field(default=SCHEMA_VERSION, description="Manifest schema version.")
+    name: str = Field(description="Model name (used in object keys and topics).")
+    version: int = Field(ge=1, description="Monotonically increasing version number.")
+    created_at: datetime = Field(description="UTC publish time.")
+    task: Literal["classification"] = Field(default="classification", description="Model task.")
+    frameworks: dict[str, str] = Field(description="Versions of torch, onnx, onnxruntime and others.")
+    inputs: list[TensorSpec] = Field(min_length=1, description="Model inputs.")
+    outputs: list[TensorSpec] = Field(min_length=1, description="Model outputs.")
+    preprocess: Preprocess = Field(description="Frame-to-tensor recipe.")
+    labels: list[str] = Field(min_length=1, description="Class names by output index.")
+    variants: list[Variant] = Field(min_length=1, description="Runnable variants that passed their gates.")
+    rejected: list[RejectedVariant] = Field(default_factory=list, description="Variants that failed.")
+    golden: Golden = Field(description="Smoke-test samples.")
+    train: TrainInfo = Field(description="Training provenance.")
+
+    _check_name = field_validator("name")(lambda cls, v: check_ident(v, "model name"))
+
+    @field_validator("schema_version")
+    @classmethod
+    def _known_schema(cls, v: int) -> int:
+        if v != SCHEMA_VERSION:
+            raise ValueError(f"schema_version {v} is not supported (this build reads {SCHEMA_VERSION})")
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Manifest:
+        names = [v.file for v in self.variants] + [self.golden.file]
+        if len(set(names)) != len(names):
+            raise ValueError("file names in a manifest must be unique")
+        if MANIFEST_FILE in names or SIGNATURE_FILE in names:
+            raise ValueError("variants may not be named like the manifest or its signature")
+        return self
+
+    def files(self) -> list[tuple[str, str, int]]:
+        """Every payload file as (name, sha256, bytes)."""
+        out = [(v.file, v.sha256, v.bytes) for v in self.variants]
+        out.append((self.golden.file, self.golden.sha256, self.golden.bytes))
+        return out
+
+    def to_bytes(self) -> bytes:
+        """Canonical JSON bytes: these exact bytes are what gets signed."""
+        return json.dumps(self.model_dump(mode="json"), indent=2, sort_keys=True).encode() + b"\n"
+
+
+class Latest(_Strict):
+    """latest.json: the pointer a device polls to learn of a new version."""
+
+    schema_version: int = Field(default=SCHEMA_VERSION, description="Schema version.")
+    name: str = Field(description="Model name.")
+    version: int = Field(ge=1, description="Newest published version.")
+    manifest_sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="sha256 of that manifest.json.")
+    published_at: datetime = Field(description="UTC time the pointer moved.")
+
+    _check_name = field_validator("name")(lambda cls, v: check_ident(v, "model name"))
+
+    def to_bytes(self) -> bytes:
+        """Canonical JSON bytes."""
+        return json.dumps(self.model_dump(mode="json"), indent=2, sort_keys=True).encode() + b"\n"
+
+
+def utcnow() -> datetime:
+    """Timezone-aware now, so manifests never carry naive times."""
+    return datetime.now(timezone.utc)
+
+
+def parse_manifest(data: bytes) -> Manifest:
+    """Parse and validate manifest bytes, raising ManifestError with the first problem."""
+    return _parse(Manifest, data, "manifest.json")
+
+
+def parse_latest(data: bytes) -> Latest:
+    """Parse and validate latest.json bytes."""
+    return _parse(Latest, data, "latest.json")
+
+
+def _parse(cls: type[Manifest] | type[Latest], data: bytes, what: str) -> Any:
+    if len(data) > MAX_MANIFEST_BYTES:
+        raise ManifestError(f"{what} is {len(data)} bytes, over the {MAX_MANIFEST_BYTES} byte limit")
+    try:
+        raw = json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ManifestError(f"{what} is not valid JSON: {exc}") from exc
+    try:
+        return cls.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = ".".join(str(p) for p in first["loc"]) or "<root>"
+        raise ManifestError(f"{what} invalid at {loc}: {first['msg']}") from exc
+
+
+def model_prefix(name: str) -> str:
+    """Object-key prefix of a model: models/<name>/."""
+    return f"models/{check_ident(name, 'model name')}/"
+
+
+def version_prefix(name: str, version: int) -> str:
+    """Object-key prefix of one version: models/<name>/<version>/."""
+    if version < 1:
+        raise ManifestError(f"version must be >= 1, got {version}")
+    return f"{model_prefix(name)}{version}/"
+
+
+def latest_key(name: str) -> str:
+    """Object key of a model's latest.json."""
+    return f"{model_prefix(name)}{LATEST_FILE}"

@@ -1,0 +1,173 @@
+"""JSON payload schemas of the MQTT contract: envelope, state, telemetry, events, commands, replies."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+
+from shared.errors import EdgeferryError
+from shared.metrics import BY_NAME
+
+PAYLOAD_SCHEMA_VERSION = 1
+MAX_COMMAND_BYTES = 16 * 1024
+
+
+class CommandError(EdgeferryError):
+    """An inbound command is malformed, oversized or unknown."""
+
+
+class Envelope(BaseModel):
+    """Fields every JSON payload carries, so a reader can order, dedupe and attribute it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    schema_version: int = Field(default=PAYLOAD_SCHEMA_VERSION, description="Payload schema version.")
+    device_id: str = Field(description="Device that sent it.")
+    boot_id: str = Field(description="Random id of this agent run; seq restarts with it.")
+    seq: int = Field(ge=0, description="Monotonic per boot, across all topics.")
+    ts: int = Field(description="Unix time in milliseconds when produced.")
+    replayed: bool = Field(default=False, description="Delivered late from the store-and-forward queue.")
+
+
+class ModelInfo(BaseModel):
+    """The model a device serves."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(default=None, description="Model name.")
+    version: int | None = Field(default=None, description="Served version.")
+    variant: str | None = Field(default=None, description="Variant file.")
+    precision: str | None = Field(default=None, description="Variant precision.")
+    backend: str | None = Field(default=None, description="Inference backend in use.")
+
+
+class StatePayload(Envelope):
+    """Retained description of a device."""
+
+    agent_version: str = Field(description="edgeferry version.")
+    model: ModelInfo = Field(description="Served model.")
+    hardware: dict[str, Any] = Field(description="CPU, GPU and platform facts.")
+    config_digest: str = Field(description="Digest of the resolved config.")
+
+
+class TelemetryPayload(Envelope):
+    """Flat numbers; keys come from shared.metrics."""
+
+    model_config = ConfigDict(extra="allow")
+
+    @classmethod
+    def build(cls, envelope: Envelope, values: dict[str, float]) -> TelemetryPayload:
+        """Telemetry from declared metrics only."""
+        unknown = [k for k in values if k not in BY_NAME]
+        if unknown:
+            raise ValueError(f"undeclared metrics {unknown}; add them to shared/metrics.py")
+        return cls(**envelope.model_dump(), **values)
+
+
+class Detection(BaseModel):
+    """One classification result."""
+
+    label: str = Field(description="Top-1 label.")
+    score: float = Field(description="Top-1 probability.")
+    top_k: list[tuple[str, float]] = Field(default_factory=list, description="Top-k (label, score).")
+    frame: int = Field(description="Frame index in the source.")
+    model_version: int = Field(description="Model version that produced it.")
+
+
+class EventPayload(Envelope):
+    """Frigate-shaped event: new/update/end with before/after."""
+
+    type: Literal["new", "update", "end", "frame"] = Field(description="Event kind.")
+    before: Detection | None = Field(default=None, description="Previous result (update/end).")
+    after: Detection | None = Field(default=None, description="Current result (new/update/frame).")
+
+
+def _request_id(v: str) -> str:
+    if not v or len(v) > 64:
+        raise ValueError("id must be 1-64 characters")
+    return v
+
+
+class _Command(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(description="Request id echoed in the reply.")
+    _check_id = field_validator("id")(lambda cls, v: _request_id(v))
+
+
+class DeployCommand(_Command):
+    """Fetch and serve a version now (latest when version is omitted)."""
+
+    name: Literal["deploy"] = "deploy"
+    version: int | None = Field(default=None, ge=1, description="Version to deploy; latest if omitted.")
+    pin: bool = Field(default=False, description="Stay on this version until another deploy.")
+
+
+class RollbackCommand(_Command):
+    """Return to the previous installed version."""
+
+    name: Literal["rollback"] = "rollback"
+
+
+class SetConfigCommand(_Command):
+    """Change runtime settings (dotted keys), validated like the config file."""
+
+    name: Literal["set-config"] = "set-config"
+    values: dict[str, Any] = Field(description="Dotted config keys to new values.")
+
+
+class PingCommand(_Command):
+    """Liveness check; the reply carries the served model."""
+
+    name: Literal["ping"] = "ping"
+
+
+Command = Annotated[
+    DeployCommand | RollbackCommand | SetConfigCommand | PingCommand, Field(discriminator="name")
+]
+_COMMAND = TypeAdapter(Command)
+
+
+class ReplyPayload(Envelope):
+    """Answer to a command on cmd/<name>/reply."""
+
+    id: str | None = Field(description="Request id, or None when the request had none readable.")
+    command: str = Field(description="Command name.")
+    ok: bool = Field(description="Whether the command succeeded.")
+    error: str | None = Field(default=None, description="Why it failed.")
+    result: dict[str, Any] = Field(default_factory=dict, description="Command-specific result.")
+
+
+def parse_command(name: str, payload: bytes) -> DeployCommand | RollbackCommand | SetConfigCommand | PingCommand:
+    """Validate an inbound command; CommandError with a one-line reason otherwise."""
+    if len(payload) > MAX_COMMAND_BYTES:
+        raise CommandError(f"command payload is {len(payload)} bytes, over the {MAX_COMMAND_BYTES} limit")
+    try:
+        raw = json.loads(payload) if payload else {}
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CommandError(f"command payload is not JSON: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise CommandError("command payload must be a JSON object")
+    if "name" in raw and raw["name"] != name:
+        raise CommandError(f"payload names command {raw['name']!r} but arrived on cmd/{name}")
+    raw["name"] = name
+    try:
+        return _COMMAND.validate_python(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        if first["type"] == "union_tag_invalid":
+            raise CommandError(f"unknown command {name!r}") from exc
+        loc = ".".join(str(p) for p in first["loc"][1:] or first["loc"])
+        raise CommandError(f"bad {name} command: {loc}: {first['msg']}") from exc
+
+
+def request_id_of(payload: bytes) -> str | None:
+    """Best-effort request id from a payload that failed validation, for the error reply."""
+    try:
+        raw = json.loads(payload)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        return None
+    rid = raw.get("id") if isinstance(raw, dict) else None
+    return rid if isinstance(rid, str) and 0 < len(rid) <= 64 else None
