@@ -1,0 +1,1 @@
+"""The cloud stage: train with Lightning, export and verify ONNX variants, publish a signed package."""

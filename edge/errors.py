@@ -1,0 +1,25 @@
+"""The edge agent's exception family."""
+
+from __future__ import annotations
+
+from shared.errors import EdgeferryError
+
+
+class AgentError(EdgeferryError):
+    """Base of agent errors; the agent logs them, counts them and keeps serving the last good model."""
+
+
+class SourceError(AgentError):
+    """A frame or sensor source cannot be opened or read."""
+
+
+class BackendError(AgentError):
+    """An inference backend cannot load or run a model."""
+
+
+class PackageRejected(AgentError):
+    """A model package failed verification, safety checks or its smoke test; it is never served."""
+
+
+class InstallError(AgentError):
+    """A verified package could not be installed into the local cache."""
