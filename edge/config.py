@@ -1,0 +1,211 @@
+"""The agent's typed config tree; every field is also an EDGEFERRY_* variable and a flag."""
+
+from __future__ import annotations
+
+import re
+import socket
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+from shared.names import check_ident
+from shared.store_config import StoreConfig
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def _default_device_id() -> str:
+    host = re.sub(r"[^A-Za-z0-9_-]", "-", socket.gethostname())[:64].strip("-")
+    return host or "device"
+
+
+class DeviceConfig(_Section):
+    """Who this device is on the broker."""
+
+    fleet: str = Field(default="default", description="Fleet name (topic level 2).")
+    device_id: str = Field(default_factory=_default_device_id, description="Device id (topic level 3).")
+
+    _ids = field_validator("fleet", "device_id")(lambda cls, v: check_ident(v, "fleet or device id"))
+
+
+class SyncConfig(_Section):
+    """Where models come from and how they are verified and cached."""
+
+    model: str = Field(default="digits", description="Model name to follow.")
+    store: StoreConfig = Field(default_factory=StoreConfig, description="Store to pull from (read-only is enough).")
+    poll_interval_s: float = Field(default=30.0, gt=0, description="How often to poll latest.json.")
+    pinned_version: int | None = Field(default=None, ge=1, description="Serve this version and ignore latest.")
+    cache_dir: Path = Field(default=Path(".edge-cache"), description="Installed versions live here.")
+    keep_versions: int = Field(default=3, ge=2, description="Installed versions kept for rollback.")
+    trusted_keys: list[Path] = Field(default_factory=list, description="ed25519 public keys (PEM) to trust.")
+    allow_unsigned: bool = Field(default=False, description="Accept packages without a signature (unsafe).")
+    download_attempts: int = Field(default=5, ge=1, description="Attempts per file before giving up.")
+    backoff_s: float = Field(default=0.5, gt=0, description="First retry delay; doubles per attempt.")
+    variant: Literal["auto", "tensorrt", "cuda-fp16", "int8", "fp32", "fp16"] = Field(
+        default="auto", description="Variant choice: auto by hardware, or forced."
+    )
+    max_accuracy_drop: float = Field(default=0.01, ge=0, le=1, description="Max accuracy drop vs best variant.")
+    benchmark_on_install: bool = Field(default=False, description="Time candidate variants and take the fastest.")
+
+
+class _SourceBase(_Section):
+    queue_size: int = Field(default=4, ge=1, le=1024, description="Capture queue length.")
+    policy: Literal["latest", "all"] = Field(
+        default="latest", description="'latest' drops stale frames (counted); 'all' keeps every frame."
+    )
+    max_fps: float | None = Field(default=None, gt=0, description="Cap the capture rate.")
+    reconnect_backoff_s: float = Field(default=0.5, gt=0, description="First reconnect delay; doubles to 30 s.")
+
+
+class VideoFileSource(_SourceBase):
+    """A video file decoded by OpenCV/FFmpeg."""
+
+    type: Literal["video_file"] = "video_file"
+    path: Path = Field(description="Video file path.")
+    loop: bool = Field(default=False, description="Restart at the end.")
+
+
+class CameraSource(_SourceBase):
+    """A V4L2 camera."""
+
+    type: Literal["camera"] = "camera"
+    device: str = Field(default="0", description="/dev/videoN or an index.")
+
+
+class StreamSource(_SourceBase):
+    """An RTSP or HTTP stream."""
+
+    type: Literal["stream"] = "stream"
+    url: str = Field(description="rtsp:// or http(s):// stream URL.")
+
+
+class ImageDirSource(_SourceBase):
+    """Images in a directory, sorted by name."""
+
+    type: Literal["image_dir"] = "image_dir"
+    path: Path = Field(description="Directory of jpg/png images.")
+    loop: bool = Field(default=False, description="Restart at the end.")
+
+
+class SyntheticSource(_SourceBase):
+    """A generated test pattern, for demos and benchmarks without a camera."""
+
+    type: Literal["synthetic"] = "synthetic"
+    width: int = Field(default=64, ge=8, description="Frame width.")
+    height: int = Field(default=64, ge=8, description="Frame height.")
+    fps: float | None = Field(default=30.0, gt=0, description="Frame rate; None: as fast as possible.")
+    frames: int | None = Field(default=None, ge=1, description="Stop after this many frames.")
+    pattern: Literal["digits", "bars", "noise"] = Field(default="digits", description="What to draw.")
+
+
+class SensorCsvSource(_SourceBase):
+    """Numeric sensor rows from a CSV file or a line stream (stdin, FIFO)."""
+
+    type: Literal["sensor_csv"] = "sensor_csv"
+    path: Path = Field(description="CSV file, FIFO, or '-' for stdin.")
+    window: int = Field(default=28, ge=1, description="Rows per inference window.")
+    stride: int = Field(default=28, ge=1, description="Rows between windows.")
+
+
+class SensorMqttSource(_SourceBase):
+    """Numeric sensor readings arriving on an MQTT topic."""
+
+    type: Literal["sensor_mqtt"] = "sensor_mqtt"
+    topic: str = Field(description="Topic carrying JSON arrays of numbers.")
+    window: int = Field(default=28, ge=1, description="Readings per inference window.")
+    stride: int = Field(default=28, ge=1, description="Readings between windows.")
+
+
+SourceConfig = Annotated[
+    VideoFileSource | CameraSource | StreamSource | ImageDirSource | SyntheticSource | SensorCsvSource
+    | SensorMqttSource,
+    Field(discriminator="type"),
+]
+
+
+class OnnxRuntimeBackend(_Section):
+    """ONNX Runtime on CPU (or CUDA when its provider is present)."""
+
+    type: Literal["onnxruntime"] = "onnxruntime"
+    threads: int | None = Field(default=None, ge=1, description="Intra-op threads (default: ORT's).")
+    providers: list[str] | None = Field(default=None, description="Execution providers; None: best available.")
+
+
+class TensorRTBackend(_Section):
+    """TensorRT engines (prebuilt or built on the device)."""
+
+    type: Literal["tensorrt"] = "tensorrt"
+    workspace_mb: int = Field(default=1024, ge=64, description="Builder workspace.")
+    engine_cache_dir: Path = Field(default=Path(".edge-cache/engines"), description="Device-built engines.")
+    fp16: bool = Field(default=True, description="Allow FP16 kernels when building.")
+
+
+BackendConfig = Annotated[OnnxRuntimeBackend | TensorRTBackend, Field(discriminator="type")]
+
+
+class EventsConfig(_Section):
+    """Which inference results become MQTT events."""
+
+    mode: Literal["every", "change", "threshold", "sample", "off"] = Field(
+        default="change", description="Every frame, on label change, above a score, every Nth frame, or none."
+    )
+    threshold: float = Field(default=0.5, ge=0, le=1, description="Score for mode 'threshold'.")
+    sample_every: int = Field(default=30, ge=1, description="N for mode 'sample'.")
+    top_k: int = Field(default=3, ge=1, le=20, description="Results per event.")
+
+
+class TlsConfig(_Section):
+    """MQTT over TLS."""
+
+    ca_file: Path | None = Field(default=None, description="CA bundle to verify the broker.")
+    cert_file: Path | None = Field(default=None, description="Client certificate (mutual TLS).")
+    key_file: Path | None = Field(default=None, description="Client key (mutual TLS).")
+    insecure: bool = Field(default=False, description="Skip hostname verification (testing only).")
+
+
+class MqttConfig(_Section):
+    """Broker connection and telemetry cadence."""
+
+    enabled: bool = Field(default=True, description="Connect to a broker at all.")
+    host: str = Field(default="localhost", description="Broker host.")
+    port: int = Field(default=1883, ge=1, le=65535, description="Broker port.")
+    username: str | None = Field(default=None, description="Broker user.")
+    password: SecretStr | None = Field(default=None, description="Broker password.")
+    tls: TlsConfig | None = Field(default=None, description="TLS options; None: plain TCP.")
+    keepalive_s: int = Field(default=20, ge=5, le=3600, description="Keepalive; the Last Will fires ~1.5x later.")
+    telemetry_interval_s: float = Field(default=5.0, gt=0, description="Telemetry period.")
+    outbox_path: Path = Field(default=Path(".edge-cache/outbox.sqlite"), description="Store-and-forward queue.")
+    outbox_max_messages: int = Field(default=100_000, ge=10, description="Queue bound; oldest dropped beyond.")
+    session_expiry_s: int = Field(default=3600, ge=0, description="MQTT 5 session expiry interval.")
+
+
+class DaemonConfig(_Section):
+    """Process-level behaviour."""
+
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", description="Log level.")
+    log_json: bool = Field(default=False, description="JSON log lines (for journald/Loki).")
+    prometheus_port: int | None = Field(default=None, ge=1, le=65535, description="Serve /metrics on this port.")
+    prometheus_host: str = Field(default="127.0.0.1", description="Address for /metrics.")
+
+
+class RunConfig(_Section):
+    """Bounded runs for tests and benchmarks."""
+
+    max_frames: int | None = Field(default=None, ge=1, description="Stop after this many frames.")
+    duration_s: float | None = Field(default=None, gt=0, description="Stop after this many seconds.")
+
+
+class AgentConfig(_Section):
+    """Everything `edgeferry agent` needs."""
+
+    device: DeviceConfig = Field(default_factory=DeviceConfig, description="Identity.")
+    sync: SyncConfig = Field(default_factory=SyncConfig, description="Model sync.")
+    source: SourceConfig = Field(default_factory=SyntheticSource, description="Frame or sensor source.")
+    backend: BackendConfig = Field(default_factory=OnnxRuntimeBackend, description="Inference backend.")
+    events: EventsConfig = Field(default_factory=EventsConfig, description="Result events.")
+    mqtt: MqttConfig = Field(default_factory=MqttConfig, description="Broker and telemetry.")
+    daemon: DaemonConfig = Field(default_factory=DaemonConfig, description="Logging and metrics endpoint.")
+    run: RunConfig = Field(default_factory=RunConfig, description="Bounded runs.")
