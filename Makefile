@@ -1,0 +1,51 @@
+# The README's two commands, `make train-cloud` and `make test`, bootstrap .venv themselves.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+EF := $(VENV)/bin/edgeferry
+BOOTSTRAP := deploy/scripts/bootstrap-venv.sh
+
+.PHONY: venv train-cloud train-reference test test-fast check lint typecheck bench-export bench-edge edge-agent keygen clean
+
+venv:
+	@bash $(BOOTSTRAP)
+
+## Train the default digits model, export FP32/FP16/INT8, verify, sign and publish to .store/
+train-cloud: venv
+	$(EF) train --config configs/train-default.yaml
+
+## Train the camera-sized 3x224x224 reference model and publish it as package 'reference'
+train-reference: venv
+	$(EF) train --config configs/train-reference.yaml
+
+## The whole test suite (needs mosquitto: .ci/run installs it)
+test: venv
+	$(PY) -m pytest -q -p no:cacheprovider
+
+## Lint and type-check
+check: lint typecheck
+lint: venv
+	$(VENV)/bin/ruff check .
+typecheck: venv
+	$(VENV)/bin/mypy cloud edge shared edgeferry bench
+
+## Benchmark every variant of the default and reference packages (trains what is missing)
+bench-export: venv
+	@$(PY) -c "import sys; from shared.object_store import LocalStore; sys.exit(0 if LocalStore('.store').exists('models/digits/latest.json') else 1)" || $(MAKE) train-cloud
+	@$(PY) -c "import sys; from shared.object_store import LocalStore; sys.exit(0 if LocalStore('.store').exists('models/reference/latest.json') else 1)" || $(MAKE) train-reference
+	$(PY) -m bench.bench_export
+
+## Agent pipeline vs bare ONNX Runtime vs torch eager on the reference package
+bench-edge: venv
+	@$(PY) -c "import sys; from shared.object_store import LocalStore; sys.exit(0 if LocalStore('.store').exists('models/reference/latest.json') else 1)" || $(MAKE) train-reference
+	$(PY) -m bench.bench_edge
+
+## Run the agent against .store/ with a synthetic camera (after make train-cloud)
+edge-agent: venv
+	$(EF) agent --config configs/edge-demo.yaml
+
+keygen: venv
+	$(EF) keygen .keys/edgeferry.key
+
+clean:
+	rm -rf build runs lightning_logs .edge-cache

@@ -1,0 +1,152 @@
+"""The cloud job end to end: preflight, train, export and verify, sign, publish."""
+
+from __future__ import annotations
+
+import logging
+import platform
+import shutil
+import subprocess
+import uuid
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+from cloud.config import TrainConfig
+from cloud.errors import GateError, PublishError
+from cloud.publish import Published, next_version, publish
+from cloud.signing_key import resolve_signing_key
+from shared.errors import StoreError
+from shared.manifest import Manifest, TrainInfo, utcnow
+from shared.object_store import LocalStore, ObjectStore, open_store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PipelineResult:
+    """What the job produced (rank 0 only)."""
+
+    manifest: Manifest
+    published: Published | None
+    package_dir: Path
+
+
+def frameworks() -> dict[str, str]:
+    """Versions that shaped the exported files, recorded in the manifest."""
+    out = {"python": platform.python_version()}
+    for dist in ("torch", "pytorch-lightning", "onnx", "onnxruntime", "onnxconverter-common", "edgeferry"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def git_commit() -> str | None:
+    """Commit of the training code, when run from a checkout."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=True
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out or None
+
+
+def preflight(cfg: TrainConfig) -> ObjectStore | None:
+    """Fail before training, not after: signing key readable, store reachable and writable."""
+    if not cfg.publish.enabled:
+        return None
+    resolve_signing_key(cfg.publish)
+    store = open_store(cfg.publish.store)
+    if isinstance(store, LocalStore):
+        store._writable()
+    next_version(store, cfg.publish.name)  # reaches the store: endpoint, credentials, bucket
+    return store
+
+
+def run(cfg: TrainConfig) -> PipelineResult | None:
+    """Train on every rank; export, verify and publish on rank 0 after fit has returned."""
+    from cloud.export_pipeline import export_and_verify
+    from cloud.train import train
+
+    store = preflight(cfg)
+    result = train(cfg)
+    if not result.is_global_zero:
+        return None
+
+    work = cfg.publish.work_dir / cfg.publish.name
+    package_dir = work / f"package-{uuid.uuid4().hex[:8]}"
+    package_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        report = export_and_verify(
+            model=result.model,
+            input_shape=result.input_shape,
+            labels=result.labels,
+            test_inputs=result.test_inputs,
+            test_labels=result.test_labels,
+            calib_inputs=result.calib_inputs,
+            cfg=cfg.export,
+            out_dir=package_dir,
+        )
+        print(report.summary())
+        for r in report.rejected:
+            log.warning("not published: %s: %s", r.precision, r.reason)
+        if not report.variants:
+            raise GateError(
+                "no variant passed its gate, nothing published: "
+                + "; ".join(f"{r.precision}: {r.reason}" for r in report.rejected)
+            )
+        _save_eager(result, work)
+        version = next_version(store, cfg.publish.name) if store is not None else 1
+        manifest = Manifest(
+            name=cfg.publish.name,
+            version=version,
+            created_at=utcnow(),
+            frameworks=frameworks(),
+            inputs=report.inputs,
+            outputs=report.outputs,
+            preprocess=result.preprocess,
+            labels=result.labels,
+            variants=report.variants,
+            rejected=report.rejected,
+            golden=report.golden,
+            train=TrainInfo(
+                config=cfg.model_dump(mode="json"),
+                dataset=result.dataset,
+                metrics={**result.metrics, "torch_test_accuracy": report.torch_accuracy},
+                git_commit=git_commit(),
+                seed=cfg.trainer.seed,
+            ),
+        )
+        (package_dir / "manifest.preview.json").write_bytes(manifest.to_bytes())
+        if store is None:
+            log.info("publishing disabled; package files are in %s", package_dir)
+            return PipelineResult(manifest, None, package_dir)
+        (package_dir / "manifest.preview.json").unlink()
+        key, key_path = resolve_signing_key(cfg.publish)
+        try:
+            published = publish(store, package_dir, manifest, key)
+        except StoreError as exc:
+            raise PublishError(f"publish to {store.uri} failed, latest.json unchanged: {exc}") from exc
+        print(
+            f"published {published.name} v{published.version} to {published.uri} "
+            f"(signed by key {published.key_id} from {key_path}; variants: "
+            f"{', '.join(v.precision for v in manifest.variants)})"
+        )
+        return PipelineResult(manifest, published, package_dir)
+    except BaseException:
+        shutil.rmtree(package_dir, ignore_errors=True)
+        raise
+
+
+def _save_eager(result: object, work: Path) -> None:
+    """Keep the torch weights beside the package (not published) so benchmarks can time eager torch."""
+    import torch
+
+    model = result.model  # type: ignore[attr-defined]
+    torch.save(
+        {"state_dict": model.state_dict(), "arch": getattr(model, "arch_config", None),
+         "input_shape": result.input_shape, "num_classes": len(result.labels)},  # type: ignore[attr-defined]
+        work / "model.pt",
+    )
