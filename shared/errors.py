@@ -15,6 +15,10 @@ class ManifestError(EdgeferryError):
     """A manifest or latest.json does not match the schema or names an unsafe file."""
 
 
+class InvalidNameError(ManifestError, ValueError):
+    """A file name, model name, fleet or device id is unsafe; a ValueError so pydantic reports where."""
+
+
 class IntegrityError(EdgeferryError):
     """A file's sha256 or size does not match what the signed manifest says."""
 

@@ -1,0 +1,46 @@
+"""A valid manifest built in code, for schema tests that need no real model."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from shared.manifest import Manifest, utcnow
+
+SHA = "a" * 64
+
+
+def manifest_dict(**over: Any) -> dict[str, Any]:
+    """A plain dict of a valid manifest, with top-level overrides."""
+    base: dict[str, Any] = {
+        "name": "digits",
+        "version": 3,
+        "created_at": utcnow().isoformat(),
+        "frameworks": {"torch": "2.13.0"},
+        "inputs": [{"name": "input", "shape": ["batch", 1, 28, 28], "dtype": "float32", "layout": "NCHW"}],
+        "outputs": [{"name": "logits", "shape": ["batch", 10], "dtype": "float32", "layout": "NC"}],
+        "preprocess": {
+            "resize": [28, 28], "channel_order": "gray", "scale": 1 / 255, "mean": [0.13], "std": [0.31],
+        },
+        "labels": [str(i) for i in range(10)],
+        "variants": [
+            {
+                "file": "model.fp32.onnx", "precision": "fp32", "sha256": SHA, "bytes": 10,
+                "target": {"device": "cpu", "cpu_features": ["avx2"]},
+                "metrics": {"accuracy": 0.98, "latency_ms_p50": 0.2, "latency_ms_p99": 0.4},
+            }
+        ],
+        "golden": {"file": "golden.npz", "sha256": SHA, "bytes": 5, "count": 4},
+        "train": {
+            "config": {"a": 1},
+            "dataset": {"name": "mnist", "sha256": SHA, "num_train": 1, "num_val": 1, "num_test": 1},
+            "metrics": {"test_acc": 0.98},
+            "seed": 42,
+        },
+    }
+    base.update(over)
+    return base
+
+
+def make_manifest(**over: Any) -> Manifest:
+    """A validated Manifest."""
+    return Manifest.model_validate(manifest_dict(**over))
