@@ -63,7 +63,7 @@ class _SourceBase(_Section):
 class VideoFileSource(_SourceBase):
     """A video file decoded by OpenCV/FFmpeg."""
 
-    type: Literal["video_file"] = "video_file"
+    type: Literal["video_file"] = Field(default="video_file", description="Discriminator selecting this kind.")
     path: Path = Field(description="Video file path.")
     loop: bool = Field(default=False, description="Restart at the end.")
 
@@ -71,21 +71,21 @@ class VideoFileSource(_SourceBase):
 class CameraSource(_SourceBase):
     """A V4L2 camera."""
 
-    type: Literal["camera"] = "camera"
+    type: Literal["camera"] = Field(default="camera", description="Discriminator selecting this kind.")
     device: str = Field(default="0", description="/dev/videoN or an index.")
 
 
 class StreamSource(_SourceBase):
     """An RTSP or HTTP stream."""
 
-    type: Literal["stream"] = "stream"
+    type: Literal["stream"] = Field(default="stream", description="Discriminator selecting this kind.")
     url: str = Field(description="rtsp:// or http(s):// stream URL.")
 
 
 class ImageDirSource(_SourceBase):
     """Images in a directory, sorted by name."""
 
-    type: Literal["image_dir"] = "image_dir"
+    type: Literal["image_dir"] = Field(default="image_dir", description="Discriminator selecting this kind.")
     path: Path = Field(description="Directory of jpg/png images.")
     loop: bool = Field(default=False, description="Restart at the end.")
 
@@ -93,7 +93,7 @@ class ImageDirSource(_SourceBase):
 class SyntheticSource(_SourceBase):
     """A generated test pattern, for demos and benchmarks without a camera."""
 
-    type: Literal["synthetic"] = "synthetic"
+    type: Literal["synthetic"] = Field(default="synthetic", description="Discriminator selecting this kind.")
     width: int = Field(default=64, ge=8, description="Frame width.")
     height: int = Field(default=64, ge=8, description="Frame height.")
     fps: float | None = Field(default=30.0, gt=0, description="Frame rate; None: as fast as possible.")
@@ -104,7 +104,7 @@ class SyntheticSource(_SourceBase):
 class SensorCsvSource(_SourceBase):
     """Numeric sensor rows from a CSV file or a line stream (stdin, FIFO)."""
 
-    type: Literal["sensor_csv"] = "sensor_csv"
+    type: Literal["sensor_csv"] = Field(default="sensor_csv", description="Discriminator selecting this kind.")
     path: Path = Field(description="CSV file, FIFO, or '-' for stdin.")
     window: int = Field(default=28, ge=1, description="Rows per inference window.")
     stride: int = Field(default=28, ge=1, description="Rows between windows.")
@@ -113,7 +113,7 @@ class SensorCsvSource(_SourceBase):
 class SensorMqttSource(_SourceBase):
     """Numeric sensor readings arriving on an MQTT topic."""
 
-    type: Literal["sensor_mqtt"] = "sensor_mqtt"
+    type: Literal["sensor_mqtt"] = Field(default="sensor_mqtt", description="Discriminator selecting this kind.")
     topic: str = Field(description="Topic carrying JSON arrays of numbers.")
     window: int = Field(default=28, ge=1, description="Readings per inference window.")
     stride: int = Field(default=28, ge=1, description="Readings between windows.")
@@ -129,7 +129,7 @@ SourceConfig = Annotated[
 class OnnxRuntimeBackend(_Section):
     """ONNX Runtime on CPU (or CUDA when its provider is present)."""
 
-    type: Literal["onnxruntime"] = "onnxruntime"
+    type: Literal["onnxruntime"] = Field(default="onnxruntime", description="Discriminator selecting this kind.")
     threads: int | None = Field(default=None, ge=1, description="Intra-op threads (default: ORT's).")
     providers: list[str] | None = Field(default=None, description="Execution providers; None: best available.")
 
@@ -137,7 +137,7 @@ class OnnxRuntimeBackend(_Section):
 class TensorRTBackend(_Section):
     """TensorRT engines (prebuilt or built on the device)."""
 
-    type: Literal["tensorrt"] = "tensorrt"
+    type: Literal["tensorrt"] = Field(default="tensorrt", description="Discriminator selecting this kind.")
     workspace_mb: int = Field(default=1024, ge=64, description="Builder workspace.")
     engine_cache_dir: Path = Field(default=Path(".edge-cache/engines"), description="Device-built engines.")
     fp16: bool = Field(default=True, description="Allow FP16 kernels when building.")
@@ -180,6 +180,16 @@ class MqttConfig(_Section):
     outbox_path: Path = Field(default=Path(".edge-cache/outbox.sqlite"), description="Store-and-forward queue.")
     outbox_max_messages: int = Field(default=100_000, ge=10, description="Queue bound; oldest dropped beyond.")
     session_expiry_s: int = Field(default=3600, ge=0, description="MQTT 5 session expiry interval.")
+    outbox_synchronous: Literal["normal", "full"] = Field(
+        default="normal", description="SQLite sync: 'normal' survives agent crashes; 'full' also power cuts (slower)."
+    )
+    max_inflight: int = Field(
+        default=20, ge=1, le=65535, description="Queued messages awaiting PUBACK at once (capped by the broker)."
+    )
+    reconnect_min_s: int = Field(default=1, ge=1, description="First reconnect delay; doubles per failed attempt.")
+    reconnect_max_s: int = Field(default=30, ge=1, description="Longest reconnect delay.")
+    flush_timeout_s: float = Field(default=5.0, ge=0, description="How long a clean stop waits to drain the outbox.")
+    command_queue: int = Field(default=4, ge=1, description="Commands waiting for the worker before 'busy' replies.")
 
 
 class DaemonConfig(_Section):
