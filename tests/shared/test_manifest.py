@@ -29,7 +29,7 @@ def test_round_trip_is_byte_stable() -> None:
 def test_unsafe_variant_file_names_are_refused(bad: str) -> None:
     d = manifest_dict()
     d["variants"][0]["file"] = bad
-    with pytest.raises(ManifestError, match="variants.0.file"):
+    with pytest.raises(ManifestError, match=r"variants\.0\.file"):
         parse_manifest(json.dumps(d).encode())
 
 
@@ -51,7 +51,7 @@ def test_duplicate_and_reserved_names_are_refused() -> None:
 
 
 def test_unknown_fields_and_schema_versions_are_refused() -> None:
-    with pytest.raises(ManifestError, match="(?i)extra"):
+    with pytest.raises(ManifestError, match=r"(?i)extra"):
         parse_manifest(json.dumps(manifest_dict(surprise=1)).encode())
     with pytest.raises(ManifestError, match="schema_version"):
         parse_manifest(json.dumps(manifest_dict(schema_version=99)).encode())
