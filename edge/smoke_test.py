@@ -1,0 +1,140 @@
+"""Run a loaded model on the package's golden samples before it may serve a single frame."""
+
+from __future__ import annotations
+
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edge.backends.base import LoadedModel
+from edge.errors import BackendError, PackageRejected
+from shared.errors import IntegrityError
+from shared.integrity import verify_file
+from shared.manifest import Manifest, Precision
+
+# FP32 must reproduce the trainer's top-1 exactly; reduced precisions may flip a few borderline samples.
+EXACT_PRECISIONS: frozenset[str] = frozenset({"fp32"})
+REDUCED_MIN_AGREEMENT = 0.9
+
+
+@dataclass(frozen=True)
+class GoldenSet:
+    """The arrays of golden.npz."""
+
+    inputs: np.ndarray
+    labels: np.ndarray
+    logits: np.ndarray | None
+
+
+@dataclass(frozen=True)
+class SmokeResult:
+    """What the smoke test measured."""
+
+    samples: int
+    matched: int
+    required: float
+    max_abs_diff: float | None
+
+    @property
+    def agreement(self) -> float:
+        """Fraction of samples whose top-1 equals the golden label."""
+        return self.matched / self.samples
+
+
+def required_agreement(precision: Precision, override: float | None = None) -> float:
+    """Minimum top-1 agreement: all samples for fp32, 90% for fp16/int8/tensorrt, unless overridden."""
+    if override is not None:
+        return override
+    return 1.0 if precision in EXACT_PRECISIONS else REDUCED_MIN_AGREEMENT
+
+
+def load_golden(path: Path, manifest: Manifest) -> GoldenSet:
+    """Verify golden.npz against the manifest, then read it without ever unpickling."""
+    try:
+        verify_file(path, manifest.golden.sha256, manifest.golden.bytes)
+    except (IntegrityError, OSError) as exc:
+        raise PackageRejected(f"golden samples: {exc}") from exc
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise PackageRejected(f"golden samples {path.name} cannot be read safely: {exc}") from exc
+    missing = {"inputs", "labels"} - arrays.keys()
+    if missing:
+        raise PackageRejected(f"golden samples {path.name} lack arrays {sorted(missing)}")
+    inputs, labels = arrays["inputs"], arrays["labels"]
+    n = manifest.golden.count
+    if inputs.dtype != np.float32 or inputs.ndim < 2 or inputs.shape[0] != n:
+        raise PackageRejected(f"golden inputs are {inputs.dtype}{inputs.shape}, expected float32 with {n} samples")
+    if labels.shape != (n,) or not np.issubdtype(labels.dtype, np.integer):
+        raise PackageRejected(f"golden labels are {labels.dtype}{labels.shape}, expected {n} integers")
+    if labels.min() < 0 or labels.max() >= len(manifest.labels):
+        raise PackageRejected(f"golden labels fall outside the {len(manifest.labels)} classes of the manifest")
+    logits = arrays.get("logits")
+    return GoldenSet(inputs, labels.astype(np.int64), logits if logits is not None and logits.ndim == 2 else None)
+
+
+def _fixed_batch(shape: tuple[int | str, ...]) -> int | None:
+    first = shape[0] if shape else None
+    return first if isinstance(first, int) and first > 0 else None
+
+
+def _run_batches(loaded: LoadedModel, inputs: np.ndarray) -> np.ndarray:
+    """Run all inputs, in chunks padded to the model's batch size when that size is fixed."""
+    batch = _fixed_batch(loaded.input_shape)
+    if batch is None:
+        return np.asarray(loaded.run(inputs))
+    outs = []
+    for start in range(0, len(inputs), batch):
+        chunk = inputs[start : start + batch]
+        pad = batch - len(chunk)
+        if pad:
+            chunk = np.concatenate([chunk, np.zeros((pad, *chunk.shape[1:]), dtype=chunk.dtype)])
+        outs.append(np.asarray(loaded.run(np.ascontiguousarray(chunk)))[: batch - pad])
+    return np.concatenate(outs)
+
+
+def _check_input_fits(loaded: LoadedModel, inputs: np.ndarray) -> None:
+    want = loaded.input_shape
+    got = inputs.shape
+    fits = len(want) == len(got) and all(
+        not isinstance(w, int) or w <= 0 or w == g for w, g in zip(want[1:], got[1:], strict=True)
+    )
+    if not fits:
+        raise PackageRejected(f"golden inputs of shape {got} do not fit the model input {want}")
+
+
+def run_smoke_test(
+    loaded: LoadedModel,
+    golden_path: Path,
+    manifest: Manifest,
+    *,
+    precision: Precision = "fp32",
+    min_agreement: float | None = None,
+) -> SmokeResult:
+    """Outputs finite, shaped (N, len(labels)), and top-1 equal to the golden labels; PackageRejected otherwise."""
+    golden = load_golden(golden_path, manifest)
+    _check_input_fits(loaded, golden.inputs)
+    try:
+        logits = _run_batches(loaded, golden.inputs)
+    except BackendError as exc:
+        raise PackageRejected(f"smoke test: the model failed on the golden inputs: {exc}") from exc
+    n, classes = len(golden.labels), len(manifest.labels)
+    if logits.shape != (n, classes):
+        raise PackageRejected(f"smoke test: outputs have shape {logits.shape}, expected ({n}, {classes})")
+    if not np.all(np.isfinite(logits)):
+        bad = int(np.count_nonzero(~np.isfinite(logits).all(axis=1)))
+        raise PackageRejected(f"smoke test: outputs of {bad}/{n} golden samples are NaN or infinite")
+    matched = int(np.count_nonzero(logits.argmax(axis=1) == golden.labels))
+    required = required_agreement(precision, min_agreement)
+    if matched < required * n - 1e-9:
+        raise PackageRejected(
+            f"smoke test: top-1 equals the golden label on {matched}/{n} samples ({matched / n:.1%}); "
+            f"{precision} needs at least {required:.0%}"
+        )
+    diff = None
+    if golden.logits is not None and golden.logits.shape == logits.shape:
+        diff = float(np.max(np.abs(logits.astype(np.float64) - golden.logits)))
+    return SmokeResult(samples=n, matched=matched, required=required, max_abs_diff=diff)
