@@ -1,0 +1,195 @@
+"""Durable store-and-forward FIFO for MQTT messages: SQLite, bounded, survives agent restarts and broker outages.
+
+Journal mode is WAL with ``synchronous=NORMAL`` by default: a commit is atomic and survives a crash or kill of the
+agent (the WAL is in the OS page cache, which outlives the process), and the database can never be corrupted by a
+power cut; only the last commits before a power loss may be lost. ``FULL`` adds an fsync per message, which at
+tens of messages per second wears SD/eMMC flash and stalls the producer for milliseconds, for the benefit of
+keeping the last second of telemetry through a power cut. Pick ``FULL`` (``mqtt.outbox_synchronous``) where that
+second matters more than the flash.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from edge.errors import AgentError
+
+log = logging.getLogger(__name__)
+
+Synchronous = Literal["normal", "full"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS messages (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    topic TEXT NOT NULL,
+    payload BLOB NOT NULL,
+    qos INTEGER NOT NULL,
+    retain INTEGER NOT NULL,
+    created_ms INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+INSERT OR IGNORE INTO meta (key, value) VALUES ('dropped', 0);
+"""
+
+
+class OutboxError(AgentError):
+    """The store-and-forward queue cannot be opened or written."""
+
+
+@dataclass(frozen=True)
+class OutboxMessage:
+    """One queued message; `id` orders messages and never repeats within a queue file."""
+
+    id: int
+    topic: str
+    payload: bytes
+    qos: int
+    retain: bool
+
+
+class Outbox:
+    """Bounded durable FIFO; overflow drops the oldest messages and counts them in `dropped` (persisted)."""
+
+    def __init__(self, path: Path | str, max_messages: int = 100_000, synchronous: Synchronous = "normal") -> None:
+        if max_messages < 1:
+            raise OutboxError(f"outbox bound must be >= 1 message, got {max_messages}")
+        self.path = Path(path)
+        self.max_messages = max_messages
+        self._lock = threading.Lock()
+        self._db = self._open(synchronous)
+        self._depth = int(self._db.execute("SELECT COUNT(*) FROM messages").fetchone()[0])
+        self._dropped = int(self._db.execute("SELECT value FROM meta WHERE key = 'dropped'").fetchone()[0])
+        if self._depth > max_messages:
+            with self._lock:
+                self._trim()
+
+    def _open(self, synchronous: Synchronous) -> sqlite3.Connection:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            return self._connect(synchronous)
+        except sqlite3.DatabaseError as exc:
+            if not self.path.exists() or isinstance(exc, sqlite3.OperationalError):
+                raise OutboxError(f"cannot open outbox {self.path}: {exc}; check the directory is writable") from exc
+            # A corrupt queue must not keep the agent from starting: set it aside for inspection and start empty.
+            aside = self.path.with_name(f"{self.path.name}.corrupt-{int(time.time())}")
+            self.path.replace(aside)
+            for suffix in ("-wal", "-shm"):
+                self.path.with_name(self.path.name + suffix).unlink(missing_ok=True)
+            log.error("outbox %s is not a usable SQLite file (%s); moved it to %s and started empty", self.path, exc,
+                      aside)
+            try:
+                return self._connect(synchronous)
+            except sqlite3.DatabaseError as exc2:
+                raise OutboxError(f"cannot create outbox {self.path}: {exc2}") from exc2
+        except OSError as exc:
+            raise OutboxError(f"cannot create outbox directory {self.path.parent}: {exc}") from exc
+
+    def _connect(self, synchronous: Synchronous) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=10)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute(f"PRAGMA synchronous={'FULL' if synchronous == 'full' else 'NORMAL'}")
+            db.executescript(_SCHEMA)
+        except sqlite3.DatabaseError:
+            db.close()
+            raise
+        return db
+
+    def put(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> int:
+        """Append a message and return its id; drops the oldest when the bound is exceeded."""
+        if not topic:
+            raise OutboxError("cannot queue a message without a topic")
+        if qos not in (0, 1, 2):
+            raise OutboxError(f"MQTT QoS must be 0, 1 or 2, got {qos}")
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                cur = self._db.execute(
+                    "INSERT INTO messages (topic, payload, qos, retain, created_ms) VALUES (?, ?, ?, ?, ?)",
+                    (topic, bytes(payload), qos, int(retain), int(time.time() * 1000)),
+                )
+                self._depth += 1
+                if self._depth > self.max_messages:
+                    self._trim()
+                self._db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                self._rollback()
+                raise OutboxError(f"cannot write to outbox {self.path}: {exc}") from exc
+            return int(cur.lastrowid or 0)
+
+    def _trim(self) -> None:
+        """Drop the oldest messages beyond the bound; caller holds the lock (and a transaction when in one)."""
+        excess = self._depth - self.max_messages
+        cur = self._db.execute(
+            "DELETE FROM messages WHERE id IN (SELECT id FROM messages ORDER BY id LIMIT ?)", (excess,)
+        )
+        self._db.execute("UPDATE meta SET value = value + ? WHERE key = 'dropped'", (cur.rowcount,))
+        self._depth -= cur.rowcount
+        self._dropped += cur.rowcount
+        log.warning("outbox full (%d messages): dropped the %d oldest", self.max_messages, cur.rowcount)
+
+    def _rollback(self) -> None:
+        with contextlib.suppress(sqlite3.Error):  # no transaction open: nothing to undo
+            self._db.execute("ROLLBACK")
+        self._depth = int(self._db.execute("SELECT COUNT(*) FROM messages").fetchone()[0])
+        self._dropped = int(self._db.execute("SELECT value FROM meta WHERE key = 'dropped'").fetchone()[0])
+
+    def peek(self, limit: int = 100, after_id: int = 0) -> list[OutboxMessage]:
+        """The oldest `limit` messages with an id above `after_id`, oldest first; nothing is removed."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, topic, payload, qos, retain FROM messages WHERE id > ? ORDER BY id LIMIT ?",
+                (after_id, limit),
+            ).fetchall()
+        return [OutboxMessage(r[0], r[1], bytes(r[2]), r[3], bool(r[4])) for r in rows]
+
+    def ack(self, message_id: int) -> None:
+        """Remove a delivered message; unknown ids (already dropped or acked) are ignored."""
+        self.ack_many([message_id])
+
+    def ack_many(self, message_ids: Iterable[int]) -> None:
+        """Remove delivered messages in one transaction."""
+        ids = [(i,) for i in message_ids]
+        if not ids:
+            return
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                removed = 0
+                for row in ids:
+                    removed += self._db.execute("DELETE FROM messages WHERE id = ?", row).rowcount
+                self._db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                self._rollback()
+                raise OutboxError(f"cannot remove delivered messages from outbox {self.path}: {exc}") from exc
+            self._depth -= removed
+
+    def depth(self) -> int:
+        """Messages waiting."""
+        with self._lock:
+            return self._depth
+
+    @property
+    def dropped(self) -> int:
+        """Messages dropped from a full queue over the life of this queue file."""
+        with self._lock:
+            return self._dropped
+
+    def close(self) -> None:
+        """Close the database; the queue stays on disk for the next run."""
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> Outbox:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
