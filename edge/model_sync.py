@@ -1,0 +1,310 @@
+"""Model sync for the agent: poll, fetch, verify, install, load with a smoke test, activate, roll back."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from edge.backends.base import Hardware, InferenceBackend, LoadedModel
+from edge.config import SyncConfig
+from edge.errors import BackendError, InstallError, PackageRejected
+from edge.model_cache import InstalledModel, ModelCache, Pointer
+from edge.package_fetch import RetryPolicy, fetch_version, with_retries
+from edge.package_verify import verify_package
+from edge.smoke_test import load_golden, run_smoke_test
+from edge.variant_bench import fastest, median_latency_ms
+from edge.variant_select import rank_variants
+from shared.errors import EdgeferryError, ManifestError, StoreNotFoundError
+from shared.manifest import Manifest, Variant, latest_key, parse_latest
+from shared.object_store import ObjectStore, open_store
+from shared.signing import load_public_key
+
+log = logging.getLogger(__name__)
+
+__all__ = ["InstalledModel", "ModelSync", "load_trusted_keys"]
+
+
+def load_trusted_keys(paths: list[Path]) -> list[Ed25519PublicKey]:
+    """Public keys from the configured PEM files (KeyFileError names the bad one)."""
+    return [load_public_key(p) for p in paths]
+
+
+class ModelSync:
+    """Keeps a verified model in the local cache; the current model is never touched by a failed update."""
+
+    def __init__(
+        self,
+        cfg: SyncConfig,
+        store: ObjectStore,
+        trusted: list[Ed25519PublicKey],
+        backend: InferenceBackend,
+        hw: Hardware,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.cfg = cfg
+        self.store = store
+        self.trusted = list(trusted)
+        self.backend = backend
+        self.hw = hw
+        self.cache = ModelCache(cfg.cache_dir, cfg.model)
+        self.policy = RetryPolicy(cfg.download_attempts, cfg.backoff_s, sleep)
+        self.rejects = 0
+        self.last_reject: str | None = None
+        self.variant_failures = 0
+        self.notes: tuple[str, ...] = ()
+        self._rejected_versions: set[int] = set()
+        self._lock = threading.RLock()
+        if not self.trusted and not cfg.allow_unsigned:
+            log.warning("no trusted public keys configured: every package will be rejected (set sync.trusted_keys)")
+        if cfg.allow_unsigned:
+            log.warning("sync.allow_unsigned is on: unsigned packages will be accepted")
+
+    @classmethod
+    def from_config(cls, cfg: SyncConfig, backend: InferenceBackend, hw: Hardware) -> ModelSync:
+        """Open the configured store and trusted keys."""
+        return cls(cfg, open_store(cfg.store), load_trusted_keys(cfg.trusted_keys), backend, hw)
+
+    # -- state -------------------------------------------------------------------------------------------------
+
+    def current_version(self) -> int | None:
+        """Version current.json names, if any."""
+        ptr = self.cache.read_pointer()
+        return ptr.version if ptr else None
+
+    def _floor(self, ptr: Pointer | None) -> int:
+        """Lowest version an automatic update may install: the current one or the highest ever activated."""
+        return max(ptr.version, ptr.highest) if ptr else 0
+
+    def _verify(self, version: int, path: Path) -> Manifest:
+        return verify_package(path, self.cfg.model, version, self.trusted, self.cfg.allow_unsigned)
+
+    def _count(self, exc: PackageRejected, version: int | None) -> None:
+        """Record a rejection where the agent can read it: rejects, last_reject, and no automatic retry."""
+        self.rejects += 1
+        self.last_reject = str(exc)
+        if version is not None:
+            self._rejected_versions.add(version)
+        log.warning("package rejected: %s", exc)
+
+    def _reject(self, exc: PackageRejected, version: int | None) -> PackageRejected:
+        self._count(exc, version)
+        return exc
+
+    # -- lifecycle ---------------------------------------------------------------------------------------------
+
+    def recover(self) -> InstalledModel | None:
+        """At start: clear interrupted installs and return the verified version to serve (None: nothing usable)."""
+        with self._lock:
+            installed = self.cache.recover(self._verify)
+        if installed is None:
+            log.info("no verified %s model in %s yet", self.cfg.model, self.cache.model_dir)
+        else:
+            log.info("serving %s v%d from the cache", self.cfg.model, installed.version)
+        return installed
+
+    def check_latest(self) -> int | None:
+        """The version to install next (the pinned one, or a newer latest.json), or None when up to date."""
+        ptr = self.cache.read_pointer()
+        pinned = self.cfg.pinned_version
+        if pinned is not None:
+            return None if (ptr and ptr.version == pinned) or pinned in self._rejected_versions else pinned
+        key = latest_key(self.cfg.model)
+        try:
+            latest = parse_latest(with_retries(lambda: self.store.get(key), f"get {key}", self.policy))
+        except StoreNotFoundError:
+            log.debug("nothing published for %s yet", self.cfg.model)
+            return None
+        if latest.name != self.cfg.model:
+            raise ManifestError(f"{key} names model {latest.name!r}, expected {self.cfg.model!r}")
+        if latest.version <= self._floor(ptr):
+            return None
+        if latest.version in self._rejected_versions:
+            log.debug("%s v%d was rejected before; waiting for a newer version", self.cfg.model, latest.version)
+            return None
+        return latest.version
+
+    def install(self, version: int, *, allow_downgrade: bool = False) -> InstalledModel:
+        """Fetch, verify and install a version into the cache without switching to it (see activate)."""
+        with self._lock:
+            ptr = self.cache.read_pointer()
+            explicit = allow_downgrade or version == self.cfg.pinned_version
+            if not explicit and version < self._floor(ptr):
+                raise self._reject(
+                    PackageRejected(
+                        f"{self.cfg.model} v{version} is older than v{self._floor(ptr)} already activated "
+                        "(anti-rollback); request it explicitly to downgrade"
+                    ),
+                    None,
+                )
+            existing = self.cache.version_dir(version)
+            if existing.is_dir():
+                try:
+                    return InstalledModel(version, existing, self._verify(version, existing))
+                except (EdgeferryError, OSError) as exc:
+                    log.warning("installed v%d is damaged (%s); downloading it again", version, exc)
+            staging = self.cache.new_staging(version)
+            try:
+                fetched = fetch_version(
+                    self.store,
+                    self.cfg.model,
+                    version,
+                    staging,
+                    self.trusted,
+                    allow_unsigned=self.cfg.allow_unsigned,
+                    policy=self.policy,
+                )
+                path = self.cache.install(staging, version)
+            except PackageRejected as exc:
+                self.cache.discard(staging)
+                self._count(exc, version)
+                raise
+            except BaseException:
+                self.cache.discard(staging)
+                raise
+            log.info("installed %s v%d into %s", self.cfg.model, version, path)
+            return InstalledModel(version, path, fetched.manifest)
+
+    def sync_version(self, version: int) -> InstalledModel:
+        """Install a version a deploy command asked for, even if older than the current one."""
+        self._rejected_versions.discard(version)
+        return self.install(version, allow_downgrade=True)
+
+    def activate(self, version: int) -> None:
+        """Point current.json at an installed version once it passed its smoke test, then prune old versions."""
+        with self._lock:
+            if not self.cache.version_dir(version).is_dir():
+                raise InstallError(f"{self.cfg.model} v{version} is not installed; install it before activating")
+            ptr = self.cache.read_pointer()
+            if ptr is not None and ptr.version == version:
+                return
+            self.cache.write_pointer(
+                Pointer(
+                    version=version,
+                    previous=ptr.version if ptr else None,
+                    highest=max(self._floor(ptr), version),
+                )
+            )
+            log.info("activated %s v%d (previous %s)", self.cfg.model, version, ptr.version if ptr else None)
+            try:
+                self.cache.prune(self.cfg.keep_versions)
+            except InstallError as exc:
+                log.warning("pruning old versions failed (will retry on the next activation): %s", exc)
+
+    def rollback(self) -> InstalledModel:
+        """The newest verified version older than the current one (previous first); activate it to switch."""
+        with self._lock:
+            ptr = self.cache.read_pointer()
+            if ptr is None:
+                raise InstallError(f"no {self.cfg.model} version is active; nothing to roll back from")
+            order = [ptr.previous] if ptr.previous is not None and ptr.previous < ptr.version else []
+            order += [v for v in reversed(self.cache.installed_versions()) if v < ptr.version and v not in order]
+            for version in order:
+                path = self.cache.version_dir(version)
+                try:
+                    return InstalledModel(version, path, self._verify(version, path))
+                except (EdgeferryError, OSError) as exc:
+                    log.warning("cannot roll back to v%d: %s", version, exc)
+            raise InstallError(f"no verified {self.cfg.model} version older than v{ptr.version} is installed")
+
+    # -- loading -----------------------------------------------------------------------------------------------
+
+    def load(self, installed: InstalledModel) -> tuple[LoadedModel, Variant]:
+        """Choose the variant for this device, load it and pass the smoke test; next candidate if one fails."""
+        manifest = installed.manifest
+        try:
+            selection = rank_variants(manifest, self.hw, self.cfg.variant, self.cfg.max_accuracy_drop)
+        except PackageRejected as exc:
+            self._count(exc, installed.version)
+            raise
+        self.notes = selection.notes
+        for note in selection.notes:
+            log.info("variant choice for %s v%d: %s", manifest.name, manifest.version, note)
+        candidates = [v for v in selection.ranked if self.backend.can_run(v, self.hw)]
+        if not candidates:
+            raise self._reject(
+                PackageRejected(
+                    f"{manifest.name} v{manifest.version}: backend {self.backend.name} can run none of "
+                    + ", ".join(v.precision for v in selection.ranked)
+                ),
+                installed.version,
+            )
+        if self.cfg.benchmark_on_install and len(candidates) > 1:
+            return self._load_fastest(installed, candidates)
+        failures = []
+        for variant in candidates:
+            try:
+                return self._load_checked(installed, variant), variant
+            except PackageRejected as exc:
+                failures.append(f"{variant.precision}: {exc}")
+        raise self._reject(
+            PackageRejected(f"{manifest.name} v{manifest.version}: no variant passed: " + "; ".join(failures)),
+            installed.version,
+        )
+
+    def _load_checked(self, installed: InstalledModel, variant: Variant) -> LoadedModel:
+        """Load one variant and smoke-test it; the model is closed again when it fails."""
+        try:
+            loaded = self.backend.load(installed.dir / variant.file, variant)
+        except BackendError as exc:
+            self.variant_failures += 1
+            raise PackageRejected(f"{variant.file}: {self.backend.name} cannot load it: {exc}") from exc
+        try:
+            result = run_smoke_test(
+                loaded, installed.dir / installed.manifest.golden.file, installed.manifest, precision=variant.precision
+            )
+        except BaseException as exc:
+            loaded.close()
+            if isinstance(exc, PackageRejected):
+                self.variant_failures += 1
+                log.warning("%s of v%d failed its smoke test: %s", variant.file, installed.version, exc)
+            raise
+        log.info(
+            "%s v%d %s passed the smoke test (%d/%d top-1, max |diff| %s)",
+            installed.manifest.name,
+            installed.version,
+            variant.precision,
+            result.matched,
+            result.samples,
+            "n/a" if result.max_abs_diff is None else f"{result.max_abs_diff:.2e}",
+        )
+        return loaded
+
+    def _load_fastest(self, installed: InstalledModel, candidates: list[Variant]) -> tuple[LoadedModel, Variant]:
+        """Benchmark every candidate that passes its smoke test and keep the fastest."""
+        sample = load_golden(installed.dir / installed.manifest.golden.file, installed.manifest).inputs[:1]
+        loaded: dict[str, tuple[LoadedModel, Variant]] = {}
+        latencies: dict[str, float] = {}
+        failures = []
+        try:
+            for variant in candidates:
+                try:
+                    model = self._load_checked(installed, variant)
+                except PackageRejected as exc:
+                    failures.append(f"{variant.precision}: {exc}")
+                    continue
+                loaded[variant.file] = (model, variant)
+                try:
+                    latencies[variant.file] = median_latency_ms(model, sample)
+                except BackendError as exc:
+                    failures.append(f"{variant.precision}: failed while benchmarking: {exc}")
+                    loaded.pop(variant.file)[0].close()
+                    continue
+                log.info("benchmark %s: %.3f ms median at batch 1", variant.file, latencies[variant.file])
+            if not loaded:
+                raise self._reject(
+                    PackageRejected(
+                        f"{installed.manifest.name} v{installed.version}: no variant passed: " + "; ".join(failures)
+                    ),
+                    installed.version,
+                )
+            winner = fastest(latencies)
+            return loaded.pop(winner)
+        finally:
+            for model, _ in loaded.values():
+                model.close()
