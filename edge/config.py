@@ -49,6 +49,12 @@ class SyncConfig(_Section):
     )
     max_accuracy_drop: float = Field(default=0.01, ge=0, le=1, description="Max accuracy drop vs best variant.")
     benchmark_on_install: bool = Field(default=False, description="Time candidate variants and take the fastest.")
+    smoke_min_agreement: float = Field(
+        default=0.9,
+        ge=0,
+        le=1,
+        description="Share of golden samples whose top-1 an fp16/int8/TensorRT variant must match (fp32: all).",
+    )
 
 
 class _SourceBase(_Section):

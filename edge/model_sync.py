@@ -256,7 +256,11 @@ class ModelSync:
             raise PackageRejected(f"{variant.file}: {self.backend.name} cannot load it: {exc}") from exc
         try:
             result = run_smoke_test(
-                loaded, installed.dir / installed.manifest.golden.file, installed.manifest, precision=variant.precision
+                loaded,
+                installed.dir / installed.manifest.golden.file,
+                installed.manifest,
+                precision=variant.precision,
+                reduced_min_agreement=self.cfg.smoke_min_agreement,
             )
         except BaseException as exc:
             loaded.close()

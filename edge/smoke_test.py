@@ -43,11 +43,9 @@ class SmokeResult:
         return self.matched / self.samples
 
 
-def required_agreement(precision: Precision, override: float | None = None) -> float:
-    """Minimum top-1 agreement: all samples for fp32, 90% for fp16/int8/tensorrt, unless overridden."""
-    if override is not None:
-        return override
-    return 1.0 if precision in EXACT_PRECISIONS else REDUCED_MIN_AGREEMENT
+def required_agreement(precision: Precision, reduced: float = REDUCED_MIN_AGREEMENT) -> float:
+    """Minimum top-1 agreement with the golden labels: all samples for fp32, `reduced` for fp16/int8/tensorrt."""
+    return 1.0 if precision in EXACT_PRECISIONS else reduced
 
 
 def load_golden(path: Path, manifest: Manifest) -> GoldenSet:
@@ -112,7 +110,7 @@ def run_smoke_test(
     manifest: Manifest,
     *,
     precision: Precision = "fp32",
-    min_agreement: float | None = None,
+    reduced_min_agreement: float = REDUCED_MIN_AGREEMENT,
 ) -> SmokeResult:
     """Outputs finite, shaped (N, len(labels)), and top-1 equal to the golden labels; PackageRejected otherwise."""
     golden = load_golden(golden_path, manifest)
@@ -128,7 +126,7 @@ def run_smoke_test(
         bad = int(np.count_nonzero(~np.isfinite(logits).all(axis=1)))
         raise PackageRejected(f"smoke test: outputs of {bad}/{n} golden samples are NaN or infinite")
     matched = int(np.count_nonzero(logits.argmax(axis=1) == golden.labels))
-    required = required_agreement(precision, min_agreement)
+    required = required_agreement(precision, reduced_min_agreement)
     if matched < required * n - 1e-9:
         raise PackageRejected(
             f"smoke test: top-1 equals the golden label on {matched}/{n} samples ({matched / n:.1%}); "

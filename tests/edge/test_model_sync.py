@@ -262,3 +262,11 @@ def test_http_store(tmp_path: Path, store: LocalStore, key: KeyPair) -> None:
     assert (sync.cache.version_dir(1) / "golden.npz").read_bytes() == store.get(
         version_prefix("digits", 1) + "golden.npz"
     )
+
+
+def test_reduced_precision_agreement_comes_from_config(tmp_path: Path, store: LocalStore, key: KeyPair) -> None:
+    make_package(store, "digits", 1, key, precisions=("fp32", "int8"), sabotage={"int8": "labels"})
+    lenient = _sync(tmp_path, store, key, smoke_min_agreement=0.0)
+    model, variant = lenient.load(lenient.install(1))
+    assert variant.precision == "int8"
+    model.close()

@@ -72,13 +72,16 @@ def test_fp32_needs_every_sample_reduced_precision_ninety_percent(tmp_path: Path
     manifest = _golden_with_flipped_labels(manifest, d, flips=2)  # 14/16 = 87.5 %
     with pytest.raises(PackageRejected, match="int8 needs at least 90%"):
         run_smoke_test(model, d / GOLDEN_FILE, manifest, precision="int8")
-    assert run_smoke_test(model, d / GOLDEN_FILE, manifest, precision="int8", min_agreement=0.8).matched == 14
+    assert run_smoke_test(model, d / GOLDEN_FILE, manifest, precision="int8", reduced_min_agreement=0.8).matched == 14
+    with pytest.raises(PackageRejected, match="fp32 needs at least 100%"):
+        run_smoke_test(model, d / GOLDEN_FILE, manifest, reduced_min_agreement=0.5)
 
 
 def test_required_agreement_defaults() -> None:
     assert required_agreement("fp32") == 1.0
     assert required_agreement("int8") == required_agreement("fp16") == required_agreement("tensorrt") == 0.9
-    assert required_agreement("fp32", 0.5) == 0.5
+    assert required_agreement("fp32", 0.5) == 1.0
+    assert required_agreement("int8", 0.5) == 0.5
 
 
 def test_golden_file_that_does_not_match_the_manifest_is_rejected(tmp_path: Path) -> None:
