@@ -184,15 +184,11 @@ def build_package(
     bias: float = 0.0,
     input_hw: tuple[int, int] = (8, 8),
     labels: Sequence[str] = DEFAULT_LABELS,
-    sabotage: dict[str, Sabotage] | None = None,
-    external_location: str | None = None,
+    sabotage: dict[str, Sabotage] | None = None,  # precision -> 'nan' outputs, wrong 'labels', one logit too many
+    external_location: str | None = None,  # fp32 weight stored "externally" at this location
     seed: int = 0,
 ) -> tuple[Manifest, dict[str, bytes]]:
-    """Manifest and file contents of a package; golden outputs come from the clean fp32 model via onnxruntime.
-
-    sabotage maps a precision to how its file misbehaves ('nan' outputs, 'labels' that disagree with golden,
-    'shape' one logit too many); external_location points the fp32 weight at an external file.
-    """
+    """Manifest and file contents of a package; golden outputs come from the clean fp32 model via onnxruntime."""
     sabotage = sabotage or {}
     accuracy = accuracy or {}
     clean = onnx_model(input_hw=input_hw, num_classes=len(labels), seed=seed, bias=bias).SerializeToString()
@@ -236,29 +232,22 @@ def make_package(
     version: int,
     key: Ed25519PrivateKey | KeyPair,
     *,
-    corrupt: str | None = None,
-    traversal: bool | str = False,
-    unsigned: bool = False,
-    bad_signature: bool = False,
-    bias: float = 0.0,
+    corrupt: str | None = None,  # file (or 'manifest.json') whose stored bytes get one byte flipped after signing
+    traversal: bool | str = False,  # True or an unsafe name ('/etc/passwd', 'a/b.onnx') for the first variant
+    unsigned: bool = False,  # publish no signature object
+    bad_signature: bool = False,  # a signature over other bytes
+    bias: float = 0.0,  # added to class 0's logit, so versions can differ in output
     input_hw: tuple[int, int] = (8, 8),
     labels: Sequence[str] = DEFAULT_LABELS,
     precisions: Sequence[str] = ("fp32",),
-    accuracy: dict[str, float] | None = None,
+    accuracy: dict[str, float] | None = None,  # recorded accuracy per precision (default 0.98)
     sabotage: dict[str, Sabotage] | None = None,
     external_location: str | None = None,
-    extra_files: dict[str, bytes] | None = None,
-    manifest_version: int | None = None,
-    latest: bool = True,
+    extra_files: dict[str, bytes] | None = None,  # more objects under the version, not named by the manifest
+    manifest_version: int | None = None,  # sign a manifest of this version but publish it under `version` (replay)
+    latest: bool = True,  # move latest.json to this version
 ) -> Manifest:
-    """Publish a signed package: files, then signature, then manifest, then (optionally) latest.json.
-
-    corrupt: a file name (payload, 'manifest.json') whose stored bytes get one byte flipped after signing.
-    traversal: True or an unsafe name ('../x.onnx', '/etc/passwd', 'a/b.onnx') replacing the first variant's name.
-    unsigned: no signature object.  bad_signature: a signature over other bytes.
-    extra_files: additional objects written under the version (e.g. the target of a hostile external-data name).
-    manifest_version: sign a manifest claiming this version but publish it under `version` (replay).
-    """
+    """Publish a package like the trainer does (files, signature, manifest, latest.json), optionally hostile."""
     private = key.private if isinstance(key, KeyPair) else key
     manifest, files = build_package(
         name,
@@ -308,4 +297,3 @@ def write_package_dir(directory: Path, manifest: Manifest, files: dict[str, byte
     for fname, data in files.items():
         (directory / fname).write_bytes(data)
     return directory
-

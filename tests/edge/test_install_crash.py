@@ -48,7 +48,9 @@ def _prepared_cache(tmp_path: Path, published: tuple[Path, Path, KeyPair], activ
     return cache
 
 
-def _worker(store_dir: Path, cache: Path, pem: Path, versions: tuple[int, ...], crash_at: str | None = None):  # type: ignore[no-untyped-def]
+def _worker(
+    store_dir: Path, cache: Path, pem: Path, versions: tuple[int, ...], crash_at: str | None = None
+) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if k != CRASH_ENV}
     if crash_at:
         env[CRASH_ENV] = crash_at
