@@ -1,0 +1,526 @@
+"""The agent's one broker interface: MQTT 5 over paho, with every stream message going through the durable outbox.
+
+Non-retained messages (telemetry, events, command replies) are written to the SQLite outbox and a sender thread
+drains it in order while connected, with a bounded number awaiting PUBACK; a row is deleted only when its PUBACK
+arrives. Retained messages (status, state) are "latest value wins": kept in memory and published directly on every
+(re)connect. paho's `publish()` reports success while disconnected and `wait_for_publish()` can hang, so neither
+is relied on: delivery is tracked through on_publish by message id.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import ssl
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+from paho.mqtt.subscribeoptions import SubscribeOptions
+from pydantic import BaseModel
+
+from edge.config import MqttConfig
+from edge.errors import AgentError
+from edge.outbox import Outbox
+from shared.topics import STATUS_OFFLINE, STATUS_ONLINE, STATUS_STOPPED, DeviceTopics
+
+log = logging.getLogger(__name__)
+
+MessageHandler = Callable[[str, bytes], None]
+QOS = 1
+# Room in paho's own in-flight accounting for direct (retained) publishes on top of the outbox window.
+_DIRECT_HEADROOM = 16
+
+
+class LinkError(AgentError):
+    """The broker link is misconfigured (TLS files, topic, payload)."""
+
+
+class Link(Protocol):
+    """What code that publishes or subscribes needs from the broker link."""
+
+    @property
+    def connected(self) -> bool:
+        """Whether a broker session is up right now."""
+        ...
+
+    def publish_json(self, topic: str, payload: BaseModel | Mapping[str, Any], retain: bool = False) -> None:
+        """Queue a JSON message (retained: latest value, republished on reconnect); never blocks on the broker."""
+        ...
+
+    def publish_text(self, topic: str, text: str, retain: bool = False) -> None:
+        """Queue a plain-text message, like publish_json."""
+        ...
+
+    def subscribe(self, topic_filter: str, handler: MessageHandler, *, retained: bool = True) -> None:
+        """Call handler(topic, payload) for messages on the filter, now and after every reconnect."""
+        ...
+
+
+def encode_json(payload: BaseModel | Mapping[str, Any], replayed: bool = False) -> bytes:
+    """Compact JSON bytes; `replayed` is set on enveloped payloads (those carrying a seq)."""
+    if isinstance(payload, BaseModel):
+        if replayed and "replayed" in type(payload).model_fields:
+            payload = payload.model_copy(update={"replayed": True})
+        return payload.model_dump_json().encode()
+    data = dict(payload)
+    if replayed and "seq" in data:
+        data["replayed"] = True
+    try:
+        return json.dumps(data, separators=(",", ":"), allow_nan=False).encode()
+    except (TypeError, ValueError) as exc:
+        raise LinkError(f"payload cannot be sent as JSON: {exc}") from exc
+
+
+def check_topic(topic: str) -> str:
+    """A topic a client may publish to: non-empty, no wildcards, no NUL, at most 65535 UTF-8 bytes."""
+    if not topic or any(c in topic for c in "+#\x00") or len(topic.encode()) > 65535:
+        raise LinkError(f"cannot publish to topic {topic!r}: it must be non-empty without '+', '#' or NUL")
+    return topic
+
+
+def tls_context(cfg: MqttConfig) -> ssl.SSLContext | None:
+    """The client TLS context from config, failing early with the file that is wrong."""
+    if cfg.tls is None:
+        return None
+    tls = cfg.tls
+    try:
+        ctx = ssl.create_default_context(cafile=str(tls.ca_file) if tls.ca_file else None)
+        if tls.cert_file:
+            ctx.load_cert_chain(str(tls.cert_file), str(tls.key_file) if tls.key_file else None)
+    except (OSError, ssl.SSLError) as exc:
+        raise LinkError(
+            f"cannot load MQTT TLS files (ca={tls.ca_file}, cert={tls.cert_file}, key={tls.key_file}): {exc}"
+        ) from exc
+    if tls.key_file and not tls.cert_file:
+        raise LinkError("mqtt.tls.key_file is set without mqtt.tls.cert_file; set both for mutual TLS")
+    if tls.insecure:
+        ctx.check_hostname = False
+    return ctx
+
+
+@dataclass
+class _Flight:
+    """A publish handed to paho and not yet acknowledged."""
+
+    row_id: int | None
+    topic: str
+
+
+@dataclass
+class LinkCounters:
+    """What the link did since it was created."""
+
+    enqueued: int = 0
+    published: int = 0
+    rejected: int = 0
+    connects: int = 0
+    disconnects: int = 0
+
+
+class MqttLink:
+    """MQTT 5 link: status/LWT, retained state, durable in-order delivery of the outbox, subscriptions."""
+
+    def __init__(
+        self,
+        cfg: MqttConfig,
+        topics: DeviceTopics,
+        outbox: Outbox | None = None,
+        *,
+        client_id: str | None = None,
+    ) -> None:
+        self._cfg = cfg
+        self._topics = topics
+        self._owns_outbox = outbox is None
+        self._outbox = outbox or Outbox(cfg.outbox_path, cfg.outbox_max_messages, cfg.outbox_synchronous)
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        self._inflight: dict[int, _Flight] = {}
+        self._early_acks: dict[int, ReasonCode] = {}
+        self._acked_rows: list[int] = []
+        self._retained: dict[str, bytes] = {}
+        self._subs: dict[str, SubscribeOptions] = {}
+        self._pending = False
+        self._generation = 0
+        self._window = cfg.max_inflight
+        self._connected = threading.Event()
+        self._stop_sender = threading.Event()
+        self._sender: threading.Thread | None = None
+        self._started = False
+        self._stopped = False
+        self.counters = LinkCounters()
+        self._client = self._make_client(client_id or topics.device_id)
+
+    def _make_client(self, client_id: str) -> mqtt.Client:
+        cfg = self._cfg
+        client = mqtt.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            protocol=MQTTProtocolVersion.MQTTv5,
+        )
+        if cfg.username:
+            client.username_pw_set(cfg.username, cfg.password.get_secret_value() if cfg.password else None)
+        ctx = tls_context(cfg)
+        if ctx is not None:
+            client.tls_set_context(ctx)
+            if cfg.tls and cfg.tls.insecure:
+                client.tls_insecure_set(True)
+        client.will_set(self._topics.status, STATUS_OFFLINE, qos=QOS, retain=True)
+        client.reconnect_delay_set(cfg.reconnect_min_s, max(cfg.reconnect_min_s, cfg.reconnect_max_s))
+        client.max_inflight_messages_set(cfg.max_inflight + _DIRECT_HEADROOM)
+        client.on_connect = self._on_connect
+        client.on_connect_fail = self._on_connect_fail
+        client.on_disconnect = self._on_disconnect
+        client.on_publish = self._on_publish
+        return client
+
+    # -- lifecycle ---------------------------------------------------------------------------------------------
+
+    @property
+    def connected(self) -> bool:
+        """Whether a broker session is up right now."""
+        return self._connected.is_set()
+
+    @property
+    def outbox(self) -> Outbox:
+        """The queue this link drains."""
+        return self._outbox
+
+    def start(self) -> None:
+        """Connect in the background and start draining the outbox; returns at once even if the broker is down."""
+        if self._started:
+            raise LinkError("an MQTT link can be started once; create a new one")
+        self._started = True
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = self._cfg.session_expiry_s
+        self._client.connect_async(
+            self._cfg.host, self._cfg.port, keepalive=self._cfg.keepalive_s, clean_start=False, properties=props
+        )
+        self._client.loop_start()
+        self._sender = threading.Thread(target=self._run_sender, name="mqtt-outbox-sender", daemon=True)
+        self._sender.start()
+        log.info("MQTT link to %s:%d started as %s", self._cfg.host, self._cfg.port, self._topics.device_id)
+
+    def stop(self, status: str = STATUS_STOPPED, timeout_s: float | None = None) -> None:
+        """Drain what the outbox can within the bound, publish `status` retained, disconnect cleanly (no LWT)."""
+        if self._stopped:
+            return
+        self._stopped = True
+        if not self._started:
+            self._close_outbox()
+            return
+        deadline = time.monotonic() + (self._cfg.flush_timeout_s if timeout_s is None else timeout_s)
+        while self.connected and self._outbox.depth() > 0 and time.monotonic() < deadline:
+            with self._wake:
+                self._wake.wait(0.05)
+        self._stop_sender.set()
+        with self._wake:
+            self._wake.notify_all()
+        if self._sender is not None:
+            self._sender.join(timeout=5)
+        self._apply_acks()
+        if self.connected:
+            with self._wake:
+                self._retained[self._topics.status] = status.encode()
+            mid = self._publish_direct(self._topics.status, status.encode(), retain=True)
+            while mid is not None and time.monotonic() < deadline + 1 and self.connected:
+                with self._wake:
+                    if mid not in self._inflight:
+                        break
+                    self._wake.wait(0.05)
+        left = self._outbox.depth()
+        self._client.disconnect()
+        self._client.loop_stop()
+        self._connected.clear()
+        self._close_outbox()
+        log.info("MQTT link stopped (%s); %d messages left in the outbox for the next run", status, left)
+
+    def _close_outbox(self) -> None:
+        if self._owns_outbox:
+            self._outbox.close()
+
+    # -- publishing ---------------------------------------------------------------------------------------------
+
+    def publish_json(self, topic: str, payload: BaseModel | Mapping[str, Any], retain: bool = False) -> None:
+        """Retained: remembered and sent now or on connect. Otherwise queued durably; marked replayed if offline."""
+        if retain:
+            self._publish_retained(topic, encode_json(payload))
+        else:
+            self._enqueue(topic, encode_json(payload, replayed=not self.connected))
+
+    def publish_text(self, topic: str, text: str, retain: bool = False) -> None:
+        """Plain text, with the same delivery rules as publish_json."""
+        if retain:
+            self._publish_retained(topic, text.encode())
+        else:
+            self._enqueue(topic, text.encode())
+
+    def _enqueue(self, topic: str, data: bytes) -> None:
+        self._outbox.put(check_topic(topic), data, qos=QOS)
+        with self._wake:
+            self.counters.enqueued += 1
+            self._pending = True
+            self._wake.notify_all()
+
+    def _publish_retained(self, topic: str, data: bytes) -> None:
+        check_topic(topic)
+        with self._wake:
+            self._retained[topic] = data
+            now = self._connected.is_set()
+        # Not connected: _on_connect copies the slot under the same lock, so the value cannot be missed.
+        if now:
+            self._publish_direct(topic, data, retain=True)
+
+    def _publish_direct(self, topic: str, data: bytes, retain: bool, row_id: int | None = None) -> int | None:
+        """Hand one message to paho and track its PUBACK; never called with our lock held (paho holds its own
+        lock while calling on_publish, which takes ours)."""
+        try:
+            info = self._client.publish(topic, data, qos=QOS, retain=retain)
+        except ValueError as exc:
+            log.error("dropping a message paho refuses on %s: %s", topic, exc)
+            with self._wake:
+                self.counters.rejected += 1
+                if row_id is not None:
+                    self._acked_rows.append(row_id)
+            return None
+        if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
+            # Not queued by paho (queue full): leave the row for the next pass.
+            log.warning("paho did not accept a message for %s: %s", topic, mqtt.error_string(info.rc))
+            return None
+        # rc NO_CONN: paho keeps the message and sends it after the next CONNACK, so it is in flight all the same.
+        with self._wake:
+            early = self._early_acks.pop(info.mid, None)
+            flight = _Flight(row_id, topic)
+            if early is None:
+                self._inflight[info.mid] = flight
+            else:
+                self._settle(flight, early)
+        return info.mid
+
+    def _settle(self, flight: _Flight, reason: ReasonCode) -> None:
+        """Record a PUBACK; caller holds the lock."""
+        if reason.is_failure:
+            # Retrying a message the broker refuses (ACL, quota) would block the queue forever: drop and count it.
+            self.counters.rejected += 1
+            log.warning("broker refused a message on %s: %s", flight.topic, reason)
+        else:
+            self.counters.published += 1
+        if flight.row_id is not None:
+            self._acked_rows.append(flight.row_id)
+        self._wake.notify_all()
+
+    # -- sender -------------------------------------------------------------------------------------------------
+
+    def _rows_in_flight(self) -> int:
+        return sum(1 for f in self._inflight.values() if f.row_id is not None)
+
+    def _apply_acks(self) -> None:
+        with self._wake:
+            acked, self._acked_rows = self._acked_rows, []
+        if acked:
+            self._outbox.ack_many(acked)
+
+    def _run_sender(self) -> None:
+        try:
+            self._drain_forever()
+        except AgentError:
+            log.exception("the outbox sender stopped; queued messages stay on disk for the next run")
+
+    def _drain_forever(self) -> None:
+        sent_upto = 0
+        seen_generation = 0
+        while not self._stop_sender.is_set():
+            self._apply_acks()
+            with self._wake:
+                if not self._connected.is_set():
+                    self._wake.wait(0.5)
+                    continue
+                in_flight = self._rows_in_flight()
+                if self._generation != seen_generation:
+                    # paho re-sends what was in flight at the drop right after CONNACK; newer rows wait for those
+                    # so order is kept.
+                    if in_flight:
+                        self._wake.wait(0.5)
+                        continue
+                    seen_generation = self._generation
+                free = self._window - in_flight
+                if free <= 0:
+                    self._wake.wait(0.5)
+                    continue
+                self._pending = False
+            rows = self._outbox.peek(free, after_id=sent_upto)
+            if not rows:
+                with self._wake:
+                    if not self._pending and not self._acked_rows and not self._stop_sender.is_set():
+                        self._wake.wait(0.5)
+                continue
+            for row in rows:
+                self._publish_direct(row.topic, row.payload, row.retain, row.id)
+                sent_upto = row.id
+
+    # -- paho callbacks (network thread) -----------------------------------------------------------------------
+
+    def _on_connect(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        flags: mqtt.ConnectFlags,
+        reason: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        if reason.is_failure:
+            log.error(
+                "broker %s:%d refused the connection: %s; check mqtt.username/password, TLS and the broker ACL",
+                self._cfg.host, self._cfg.port, reason,
+            )
+            return
+        receive_max = getattr(properties, "ReceiveMaximum", None) if properties is not None else None
+        with self._wake:
+            self._retained[self._topics.status] = STATUS_ONLINE.encode()
+            retained = dict(self._retained)
+            subs = dict(self._subs)
+            self._window = min(self._cfg.max_inflight, receive_max or self._cfg.max_inflight)
+            self._generation += 1
+            self.counters.connects += 1
+            self._connected.set()
+            self._wake.notify_all()
+        log.info("MQTT connected to %s:%d (session present: %s)", self._cfg.host, self._cfg.port,
+                 flags.session_present)
+        self._publish_direct(self._topics.status, retained.pop(self._topics.status), retain=True)
+        for topic, data in retained.items():
+            self._publish_direct(topic, data, retain=True)
+        # Resubscribing is idempotent in MQTT 5 and covers filters added while offline or a session the broker lost.
+        for topic_filter, options in subs.items():
+            client.subscribe(topic_filter, options=options)
+
+    def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
+        log.warning("cannot reach MQTT broker %s:%d; retrying", self._cfg.host, self._cfg.port)
+
+    def _on_disconnect(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        flags: mqtt.DisconnectFlags,
+        reason: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        with self._wake:
+            was_up = self._connected.is_set()
+            self._connected.clear()
+            if was_up:
+                self.counters.disconnects += 1
+            self._wake.notify_all()
+        if was_up and not self._stopped:
+            log.warning("MQTT connection lost (%s); queuing to the outbox and reconnecting", reason)
+
+    def _on_publish(
+        self, client: mqtt.Client, userdata: Any, mid: int, reason: ReasonCode, properties: Properties
+    ) -> None:
+        with self._wake:
+            flight = self._inflight.pop(mid, None)
+            if flight is None:
+                # PUBACK raced ahead of _publish_direct recording the mid.
+                self._early_acks[mid] = reason
+                return
+            self._settle(flight, reason)
+
+    # -- subscriptions ------------------------------------------------------------------------------------------
+
+    def subscribe(self, topic_filter: str, handler: MessageHandler, *, retained: bool = True) -> None:
+        """QoS 1 subscription kept across reconnects; `retained=False` never delivers retained messages."""
+        handling = SubscribeOptions.RETAIN_SEND_ON_SUBSCRIBE if retained else SubscribeOptions.RETAIN_DO_NOT_SEND
+        options = SubscribeOptions(qos=QOS, retainHandling=handling)
+
+        def on_message(client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+            try:
+                handler(msg.topic, bytes(msg.payload))
+            except Exception:
+                # An escaping exception would kill paho's network thread and with it the whole link.
+                log.exception("handler for %s failed on a message from %s", topic_filter, msg.topic)
+
+        self._client.message_callback_add(topic_filter, on_message)
+        with self._wake:
+            self._subs[topic_filter] = options
+            now = self._connected.is_set()
+        if now:
+            self._client.subscribe(topic_filter, options=options)
+
+    # -- figures ------------------------------------------------------------------------------------------------
+
+    def metrics(self) -> dict[str, float]:
+        """Telemetry figures of the link (names from shared.metrics)."""
+        return {"outbox_depth": float(self._outbox.depth()), "outbox_dropped": float(self._outbox.dropped)}
+
+    def in_flight(self) -> int:
+        """Messages handed to paho and not yet acknowledged."""
+        with self._wake:
+            return len(self._inflight)
+
+
+@dataclass
+class Published:
+    """A message FakeLink received."""
+
+    topic: str
+    payload: bytes
+    retain: bool
+
+    def json(self) -> Any:
+        """The payload decoded as JSON."""
+        return json.loads(self.payload)
+
+
+class FakeLink:
+    """In-memory Link for unit tests of code that publishes or subscribes: records everything, no sockets."""
+
+    def __init__(self, connected: bool = True) -> None:
+        self.published: list[Published] = []
+        self.handlers: dict[str, MessageHandler] = {}
+        self._connected = connected
+        self._lock = threading.Lock()
+
+    @property
+    def connected(self) -> bool:
+        """Settable with set_connected, to exercise offline behaviour."""
+        return self._connected
+
+    def set_connected(self, value: bool) -> None:
+        """Pretend the broker went away or came back."""
+        self._connected = value
+
+    def publish_json(self, topic: str, payload: BaseModel | Mapping[str, Any], retain: bool = False) -> None:
+        """Record the bytes MqttLink would send."""
+        data = encode_json(payload, replayed=not retain and not self._connected)
+        with self._lock:
+            self.published.append(Published(check_topic(topic), data, retain))
+
+    def publish_text(self, topic: str, text: str, retain: bool = False) -> None:
+        """Record a text message."""
+        with self._lock:
+            self.published.append(Published(check_topic(topic), text.encode(), retain))
+
+    def subscribe(self, topic_filter: str, handler: MessageHandler, *, retained: bool = True) -> None:
+        """Remember the handler for deliver()."""
+        self.handlers[topic_filter] = handler
+
+    def deliver(self, topic: str, payload: bytes) -> int:
+        """Feed an inbound message to every matching handler, as paho would; returns how many ran."""
+        ran = 0
+        for topic_filter, handler in list(self.handlers.items()):
+            if mqtt.topic_matches_sub(topic_filter, topic):
+                handler(topic, payload)
+                ran += 1
+        return ran
+
+    def on(self, topic: str) -> list[Published]:
+        """Messages published to one topic, in order."""
+        with self._lock:
+            return [p for p in self.published if p.topic == topic]
+
