@@ -1,0 +1,124 @@
+"""Envelopes (one seq per boot, thread-safe) and telemetry reports from declared metrics only."""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+
+import pytest
+
+from edge.mqtt_link import FakeLink
+from edge.percentiles import StageWindows
+from edge.telemetry import EnvelopeFactory, Telemetry, TelemetryLoop
+from shared.metrics import BY_NAME
+from shared.payloads import Envelope, ReplyPayload
+
+
+class Clock:
+    def __init__(self, t: float = 1000.0) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def test_envelopes_carry_identity_and_a_ms_timestamp() -> None:
+    f = EnvelopeFactory("cam-1", clock=Clock(1_700_000_000.1234))
+    env = f.next()
+    assert (env.device_id, env.boot_id, env.seq, env.ts, env.replayed) == ("cam-1", f.boot_id, 0, 1_700_000_000_123,
+                                                                           False)
+    assert env.schema_version == 1
+    assert f.next().seq == 1
+    assert EnvelopeFactory("cam-1").boot_id != f.boot_id  # a new run is a new boot
+
+
+def test_seq_is_unique_and_gapless_across_threads() -> None:
+    f = EnvelopeFactory("cam-1")
+    seqs: list[list[int]] = [[] for _ in range(4)]
+
+    def take(i: int) -> None:
+        for _ in range(500):
+            seqs[i].append(f.next().seq)
+
+    threads = [threading.Thread(target=take, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(s for part in seqs for s in part) == list(range(2000))
+    assert all(part == sorted(part) for part in seqs)
+
+
+def test_stamp_builds_any_enveloped_payload() -> None:
+    f = EnvelopeFactory("cam-1")
+    f.next()
+    reply = f.stamp(ReplyPayload, id="r", command="ping", ok=True)
+    assert isinstance(reply, ReplyPayload) and isinstance(reply, Envelope)
+    assert (reply.seq, reply.id, reply.device_id) == (1, "r", "cam-1")
+
+
+def test_values_merge_counters_gauges_and_sources_and_leave_out_unknowns(caplog: pytest.LogCaptureFixture) -> None:
+    clock = Clock(50.0)
+    stages = StageWindows()
+    for ms in (4.0, 5.0, 6.0):
+        stages.record("infer", ms)
+    tel = Telemetry(EnvelopeFactory("cam-1"), sources=[stages.values], clock=clock)
+    tel.add_source(lambda: {"fps": 29.5, "frames": 1200, "temp_c": math.nan, "bogus_metric": 1.0})
+    tel.count("cmd_errors")
+    tel.count("cmd_errors", 2)
+    tel.set("model_version", 4)
+    clock.t = 80.0
+    with caplog.at_level(logging.WARNING):
+        values = tel.values()
+    assert values == {
+        "infer_ms_p50": 5.0, "infer_ms_p95": 6.0, "infer_ms_p99": 6.0,
+        "fps": 29.5, "frames": 1200.0, "cmd_errors": 3.0, "model_version": 4.0, "uptime_s": 30.0,
+    }
+    assert "bogus_metric" in caplog.text
+    assert all(k in BY_NAME for k in values)
+
+
+def test_a_failing_source_does_not_stop_the_report(caplog: pytest.LogCaptureFixture) -> None:
+    def broken() -> dict[str, float]:
+        raise OSError("sensor gone")
+
+    tel = Telemetry(EnvelopeFactory("cam-1"), sources=[broken, lambda: {"fps": 1.0}])
+    with caplog.at_level(logging.ERROR):
+        values = tel.values()
+    assert values["fps"] == 1.0
+    assert "sensor gone" in caplog.text
+
+
+def test_only_declared_names_and_kinds_can_be_recorded() -> None:
+    tel = Telemetry(EnvelopeFactory("cam-1"))
+    with pytest.raises(ValueError, match="not a counter"):
+        tel.count("fps")
+    with pytest.raises(ValueError, match="not declared"):
+        tel.set("made_up", 1.0)
+
+
+def test_build_gives_a_flat_enveloped_payload() -> None:
+    tel = Telemetry(EnvelopeFactory("cam-1"), sources=[lambda: {"fps": 12.0, "queue_depth": 2}])
+    body = tel.build().model_dump()
+    assert body["fps"] == 12.0 and body["queue_depth"] == 2.0 and body["seq"] == 0
+    assert all(isinstance(v, int | float | str | bool) for v in body.values())
+
+
+def test_loop_publishes_reports_and_feeds_sinks() -> None:
+    link = FakeLink()
+    seen: list[dict[str, float]] = []
+    tel = Telemetry(EnvelopeFactory("cam-1"), sources=[lambda: {"fps": 3.0}])
+    topic = "edgeferry/lab/cam-1/telemetry"
+    loop = TelemetryLoop(tel, link, topic, interval_s=0.01, sinks=[lambda v: seen.append(dict(v))])
+    loop.start()
+    deadline = time.monotonic() + 10
+    while len(link.published) < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    loop.stop()
+    sent = [p.json() for p in link.on("edgeferry/lab/cam-1/telemetry")]
+    assert len(sent) >= 4  # at least three periodic reports and the final one
+    assert [b["seq"] for b in sent] == list(range(len(sent)))
+    assert all(b["fps"] == 3.0 for b in sent)
+    assert len(seen) == len(sent)
