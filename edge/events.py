@@ -1,0 +1,107 @@
+"""Which inference results become MQTT events (a pure policy) and the emitter that publishes them.
+
+Modes (EventsConfig.mode):
+- every: one 'frame' event per result.
+- change: Frigate-shaped lifecycle: 'new' for the first result, 'update' (before/after) when the top-1 label
+  changes, 'end' (before = last result) when the stream finishes; results with the same label send nothing.
+- threshold: a 'frame' event for each result whose top-1 score is at or above the threshold.
+- sample: a 'frame' event for the 1st, (N+1)th, (2N+1)th... result.
+- off: nothing.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Literal
+
+from edge.config import EventsConfig
+from edge.mqtt_link import Link
+from edge.telemetry import EnvelopeFactory
+from shared.payloads import Detection, EventPayload
+
+EventType = Literal["new", "update", "end", "frame"]
+
+
+@dataclass(frozen=True)
+class EventDecision:
+    """An event to send: its type and the before/after results."""
+
+    type: EventType
+    before: Detection | None = None
+    after: Detection | None = None
+
+
+class EventPolicy:
+    """Decides per result whether an event is due; no I/O, one instance per result stream (not thread-safe)."""
+
+    def __init__(self, cfg: EventsConfig) -> None:
+        self.cfg = cfg
+        self._current: Detection | None = None
+        self._seen = 0
+
+    def decide(self, result: Detection) -> EventDecision | None:
+        """The event this result triggers, or None."""
+        mode = self.cfg.mode
+        index = self._seen
+        self._seen += 1
+        if mode == "off":
+            return None
+        if mode == "every":
+            return EventDecision("frame", after=self._trim(result))
+        if mode == "threshold":
+            return EventDecision("frame", after=self._trim(result)) if result.score >= self.cfg.threshold else None
+        if mode == "sample":
+            return EventDecision("frame", after=self._trim(result)) if index % self.cfg.sample_every == 0 else None
+        return self._change(result)
+
+    def _change(self, result: Detection) -> EventDecision | None:
+        before = self._current
+        if before is None:
+            self._current = self._trim(result)
+            return EventDecision("new", after=self._current)
+        if result.label == before.label:
+            return None
+        self._current = self._trim(result)
+        return EventDecision("update", before=before, after=self._current)
+
+    def finish(self) -> EventDecision | None:
+        """The closing event when the stream ends ('end' in change mode after a 'new')."""
+        if self.cfg.mode != "change" or self._current is None:
+            return None
+        before, self._current = self._current, None
+        return EventDecision("end", before=before)
+
+    def _trim(self, result: Detection) -> Detection:
+        if len(result.top_k) <= self.cfg.top_k:
+            return result
+        return result.model_copy(update={"top_k": result.top_k[: self.cfg.top_k]})
+
+
+class EventEmitter:
+    """Runs results through the policy and queues the events on the link (never blocks the frame loop)."""
+
+    def __init__(self, cfg: EventsConfig, link: Link, topic: str, envelopes: EnvelopeFactory) -> None:
+        self.policy = EventPolicy(cfg)
+        self._link = link
+        self._topic = topic
+        self._envelopes = envelopes
+        self._lock = threading.Lock()
+
+    def on_result(self, result: Detection) -> EventPayload | None:
+        """Publish the event this result triggers; returns it (None when the policy sends nothing)."""
+        with self._lock:
+            decision = self.policy.decide(result)
+            return self._send(decision)
+
+    def finish(self) -> EventPayload | None:
+        """Publish the closing event, if the mode has one."""
+        with self._lock:
+            return self._send(self.policy.finish())
+
+    def _send(self, decision: EventDecision | None) -> EventPayload | None:
+        if decision is None:
+            return None
+        event = self._envelopes.stamp(EventPayload, type=decision.type, before=decision.before, after=decision.after)
+        self._link.publish_json(self._topic, event)
+        return event
