@@ -1,0 +1,146 @@
+"""Inbound commands on cmd/<name>: validate, run the agent's handler off the network thread, reply on
+cmd/<name>/reply with the request id and ok or an error."""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from edge.mqtt_link import Link
+from edge.telemetry import EnvelopeFactory
+from shared.errors import EdgeferryError
+from shared.payloads import (
+    MAX_COMMAND_BYTES,
+    DeployCommand,
+    PingCommand,
+    ReplyPayload,
+    RollbackCommand,
+    SetConfigCommand,
+    parse_command,
+    request_id_of,
+)
+from shared.topics import COMMANDS, DeviceTopics
+
+log = logging.getLogger(__name__)
+
+Command = DeployCommand | RollbackCommand | SetConfigCommand | PingCommand
+Handler = Callable[[Any], dict[str, Any]]
+# Looking for the id of an oversized payload is worth it only up to a size that parses quickly.
+_ID_SCAN_LIMIT = 4 * MAX_COMMAND_BYTES
+
+
+@dataclass(frozen=True)
+class _Job:
+    command: Command
+    handler: Handler
+
+
+class CommandRouter:
+    """Subscribes cmd/+ and answers every command exactly once; one worker runs handlers in arrival order."""
+
+    def __init__(self, link: Link, topics: DeviceTopics, envelopes: EnvelopeFactory, queue_size: int = 4) -> None:
+        self._link = link
+        self._topics = topics
+        self._envelopes = envelopes
+        self._handlers: dict[str, Handler] = {}
+        self._queue: queue.Queue[_Job | None] = queue.Queue(maxsize=queue_size)
+        self._worker: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._errors = 0
+
+    def register(self, name: str, handler: Handler) -> None:
+        """Run handler(command) -> result dict for cmd/<name>; EdgeferryError from it becomes ok=false."""
+        if name not in COMMANDS:
+            raise ValueError(f"unknown command {name!r}; commands are {COMMANDS}")
+        self._handlers[name] = handler
+
+    @property
+    def errors(self) -> int:
+        """Rejected or failed commands since start (telemetry cmd_errors)."""
+        with self._lock:
+            return self._errors
+
+    def metrics(self) -> dict[str, float]:
+        """Telemetry figures of the router."""
+        return {"cmd_errors": float(self.errors)}
+
+    def start(self) -> None:
+        """Start the worker and subscribe (retained commands are never delivered: a stale deploy must not re-run)."""
+        self._worker = threading.Thread(target=self._run, name="commands", daemon=True)
+        self._worker.start()
+        self._link.subscribe(self._topics.cmd_filter, self.on_message, retained=False)
+
+    def stop(self, timeout_s: float = 10) -> None:
+        """Let the worker finish the command it runs, then end it; queued commands still get answered."""
+        if self._worker is None:
+            return
+        try:
+            self._queue.put(None, timeout=timeout_s)
+        except queue.Full:
+            log.warning("command queue still full after %.0f s; not waiting for the worker", timeout_s)
+            return
+        self._worker.join(timeout=timeout_s)
+        if self._worker.is_alive():
+            log.warning("a command handler is still running after %.0f s; leaving it behind", timeout_s)
+
+    def on_message(self, topic: str, payload: bytes) -> None:
+        """Network-thread entry: validate fast, queue the work, reply at once on any rejection."""
+        name = self._topics.command_name(topic)
+        if name is None:
+            return
+        try:
+            command = parse_command(name, payload)
+        except EdgeferryError as exc:
+            rid = request_id_of(payload) if len(payload) <= _ID_SCAN_LIMIT else None
+            self._reject(name, rid, str(exc))
+            return
+        except (ValueError, RecursionError) as exc:
+            # Deeply nested or odd JSON can fail below the schema layer; it is still just a bad command.
+            self._reject(name, None, f"malformed {name} command: {type(exc).__name__}")
+            return
+        handler = self._handlers.get(name)
+        if handler is None:
+            self._reject(name, command.id, f"command {name!r} is not supported by this agent")
+            return
+        try:
+            self._queue.put_nowait(_Job(command, handler))
+        except queue.Full:
+            self._reject(name, command.id, "busy: another command is still running; retry later")
+
+    def _run(self) -> None:
+        while True:
+            job = self._queue.get()
+            if job is None:
+                return
+            self._execute(job)
+
+    def _execute(self, job: _Job) -> None:
+        name, rid = job.command.name, job.command.id
+        try:
+            result = job.handler(job.command)
+            reply = self._envelopes.stamp(ReplyPayload, id=rid, command=name, ok=True, result=dict(result or {}))
+            reply.model_dump_json()  # a result that cannot be sent is the handler's bug: report it, not crash
+        except EdgeferryError as exc:
+            log.warning("command %s (%s) failed: %s", name, rid, exc)
+            self._reject(name, rid, str(exc))
+            return
+        except Exception as exc:
+            log.exception("command %s (%s) crashed its handler", name, rid)
+            self._reject(name, rid, f"internal error: {type(exc).__name__}")
+            return
+        self._send(name, reply)
+
+    def _reject(self, name: str, rid: str | None, error: str) -> None:
+        with self._lock:
+            self._errors += 1
+        self._send(name, self._envelopes.stamp(ReplyPayload, id=rid, command=name, ok=False, error=error))
+
+    def _send(self, name: str, reply: ReplyPayload) -> None:
+        try:
+            self._link.publish_json(self._topics.reply(name), reply)
+        except EdgeferryError:
+            log.exception("could not queue the reply to command %s (%s)", name, reply.id)
