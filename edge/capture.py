@@ -1,0 +1,182 @@
+"""Capture in its own thread: a bounded queue between the source and the frame loop, with reconnects."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from typing import Literal, Protocol
+
+from edge.errors import SourceError
+from edge.sources.base import Frame, FrameSource
+
+log = logging.getLogger(__name__)
+
+MAX_BACKOFF_S = 30.0
+# How long stop() waits for the capture thread; a read blocked on an idle pipe may never return.
+JOIN_TIMEOUT_S = 2.0
+
+
+def next_backoff(delay: float) -> float:
+    """The reconnect delay after `delay` failed: doubled, capped at MAX_BACKOFF_S."""
+    return min(delay * 2, MAX_BACKOFF_S)
+
+
+class CaptureSettings(Protocol):
+    """The capture fields every source config carries."""
+
+    queue_size: int
+    policy: Literal["latest", "all"]
+    max_fps: float | None
+    reconnect_backoff_s: float
+
+
+class Capture:
+    """Opens the source (SourceError if it cannot) and reads it on a daemon thread until the end or stop()."""
+
+    def __init__(self, source: FrameSource, cfg: CaptureSettings) -> None:
+        self.source = source
+        self.policy = cfg.policy
+        self._size = cfg.queue_size
+        self._period = 1.0 / cfg.max_fps if cfg.max_fps else None
+        self._initial_backoff = cfg.reconnect_backoff_s
+        self._backoff = cfg.reconnect_backoff_s
+        self._queue: deque[Frame] = deque()
+        self._cond = threading.Condition()
+        self._stop = threading.Event()
+        self._ended = False
+        self._next_slot: float | None = None
+        self.drops = 0
+        self.throttled = 0
+        self.frames = 0
+        self._errors = 0
+        source.open()
+        self._thread = threading.Thread(target=self._run, name=f"capture-{source.name}", daemon=True)
+        self._thread.start()
+
+    @property
+    def source_errors(self) -> int:
+        """Read failures, failed reconnects and undecodable items skipped by the source."""
+        return self._errors + self.source.skipped
+
+    @property
+    def finished(self) -> bool:
+        """The source ended (or capture stopped) and every queued frame was taken."""
+        with self._cond:
+            return self._ended and not self._queue
+
+    def queue_depth(self) -> int:
+        """Frames waiting for the frame loop."""
+        return len(self._queue)
+
+    def get(self, timeout: float | None = None) -> Frame | None:
+        """The oldest queued frame; None on timeout or once finished."""
+        with self._cond:
+            if not self._queue and not self._ended:
+                self._cond.wait_for(lambda: self._queue or self._ended, timeout)
+            if not self._queue:
+                return None
+            frame = self._queue.popleft()
+            self._cond.notify_all()  # a producer blocked on a full queue (policy 'all')
+            return frame
+
+    def stop(self) -> None:
+        """Stop reading and wait briefly for the thread; the thread closes the source itself."""
+        self._stop.set()
+        self.source.interrupt()
+        with self._cond:
+            self._cond.notify_all()
+        self._thread.join(JOIN_TIMEOUT_S)
+        if self._thread.is_alive():
+            log.warning("%s: capture thread is still blocked in a read; leaving it to exit with the process",
+                        self.source.name)
+        with self._cond:
+            self._ended = True
+            self._cond.notify_all()
+
+    def __enter__(self) -> Capture:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                try:
+                    frame = self.source.read()
+                except SourceError as exc:
+                    self._reconnect(str(exc))
+                    continue
+                except Exception:  # a source bug must not end capture: logged with its traceback, then retried
+                    log.exception("%s: unexpected error while reading; reconnecting", self.source.name)
+                    self._reconnect("unexpected error")
+                    continue
+                if frame is None:
+                    log.info("%s: end of stream after %d frames", self.source.name, self.frames)
+                    return
+                self._backoff = self._initial_backoff
+                self.frames += 1
+                if self._period is not None and not self._pace(frame):
+                    continue
+                self._enqueue(frame)
+        finally:
+            self._close_source()
+            with self._cond:
+                self._ended = True
+                self._cond.notify_all()
+
+    def _pace(self, frame: Frame) -> bool:
+        """Apply max_fps: live frames that come too soon are discarded, others wait their turn."""
+        assert self._period is not None
+        now = time.perf_counter()
+        slot = self._next_slot
+        if slot is not None and now < slot:
+            if self.source.live:
+                self.throttled += 1
+                return False
+            if self._stop.wait(slot - now):
+                return False
+            now = time.perf_counter()
+            frame.captured_at = now  # a paced file frame is 'captured' when it is released, like a camera's
+        self._next_slot = now + self._period if slot is None else max(slot + self._period, now)
+        return True
+
+    def _enqueue(self, frame: Frame) -> None:
+        with self._cond:
+            if self.policy == "latest":
+                if len(self._queue) >= self._size:
+                    self._queue.popleft()
+                    self.drops += 1
+            else:
+                while len(self._queue) >= self._size and not self._stop.is_set():
+                    self._cond.wait(0.1)
+                if self._stop.is_set():
+                    return
+            self._queue.append(frame)
+            self._cond.notify_all()
+
+    def _reconnect(self, reason: str) -> None:
+        """Close and reopen with exponential backoff until it works or stop() is called."""
+        self._errors += 1
+        while not self._stop.is_set():
+            log.warning("%s: %s; reconnecting in %.3g s", self.source.name, reason, self._backoff)
+            self._close_source()
+            if self._stop.wait(self._backoff):
+                return
+            self._backoff = next_backoff(self._backoff)
+            try:
+                self.source.open()
+            except SourceError as exc:
+                self._errors += 1
+                reason = str(exc)
+                continue
+            log.info("%s: reconnected", self.source.name)
+            return
+
+    def _close_source(self) -> None:
+        try:
+            self.source.close()
+        except (SourceError, OSError) as exc:
+            log.warning("%s: error while closing: %s", self.source.name, exc)
