@@ -1,0 +1,213 @@
+"""TensorRT engines: a matching prebuilt engine, or one built on the device from the ONNX and cached.
+
+tensorrt and cuda-python are imported lazily; without them (or without a GPU) the backend says so in one log
+line and declines every variant, so the agent falls back to ONNX Runtime.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import importlib
+import json
+import logging
+import re
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from edge.backends.base import Hardware, LoadedModel
+from edge.config import TensorRTBackend as TensorRTConfig
+from edge.errors import BackendError
+from edge.variant_select import engine_matches
+from shared.integrity import sha256_file
+from shared.manifest import Variant
+from shared.object_store import atomic_write
+
+log = logging.getLogger(__name__)
+
+# Largest batch an on-device engine accepts; bigger batches (golden smoke tests) run in chunks.
+MAX_BATCH = 16
+# Precisions built on the device from an ONNX file; int8 needs calibration data we do not ship to devices.
+BUILDABLE = frozenset({"fp32", "fp16"})
+Importer = Callable[[str], ModuleType]
+
+
+@dataclass(frozen=True)
+class TensorRTRuntime:
+    """The imported modules and the GPU they will run on."""
+
+    trt: Any
+    cudart: Any
+    version: str
+    gpu_name: str
+    compute_capability: str
+
+
+@dataclass(frozen=True)
+class _Probe:
+    runtime: TensorRTRuntime | None
+    reason: str | None
+
+
+_probe: _Probe | None = None
+_probe_lock = threading.Lock()
+
+
+def _import_cudart(importer: Importer) -> Any:
+    """cuda-python's runtime API: cuda.bindings.runtime (12.6+) or the older cuda.cudart."""
+    try:
+        return importer("cuda.bindings.runtime")
+    except ImportError:
+        return importer("cuda.cudart")
+
+
+def probe_tensorrt(importer: Importer = importlib.import_module) -> tuple[TensorRTRuntime | None, str | None]:
+    """(runtime, None) when TensorRT, cuda-python and a GPU are all there, else (None, why not)."""
+    try:
+        trt = importer("tensorrt")
+    except (ImportError, OSError) as exc:  # OSError: the wheel is there but libnvinfer is not
+        return None, f"cannot import tensorrt ({exc})"
+    try:
+        cudart = _import_cudart(importer)
+    except (ImportError, OSError) as exc:
+        return None, f"cuda-python is not installed ({exc}); install 'cuda-python' next to tensorrt"
+    success = cudart.cudaError_t.cudaSuccess
+    err, count = cudart.cudaGetDeviceCount()
+    if err != success or count < 1:
+        return None, f"no CUDA device is visible ({err})"
+    err, prop = cudart.cudaGetDeviceProperties(0)
+    if err != success:
+        return None, f"cannot query the CUDA device ({err})"
+    raw = prop.name.decode(errors="replace") if isinstance(prop.name, bytes) else str(prop.name)
+    gpu = raw.split("\0", 1)[0].strip()
+    return TensorRTRuntime(trt, cudart, str(trt.__version__), gpu, f"{prop.major}.{prop.minor}"), None
+
+
+def tensorrt_runtime(importer: Importer = importlib.import_module) -> TensorRTRuntime | None:
+    """The process-wide probe result; logs a single line the first time TensorRT turns out to be unavailable."""
+    global _probe
+    with _probe_lock:
+        if _probe is None:
+            runtime, reason = probe_tensorrt(importer)
+            _probe = _Probe(runtime, reason)
+            if runtime is None:
+                log.warning("TensorRT unavailable: %s; using ONNX Runtime", reason)
+            else:
+                log.info("TensorRT %s on %s (compute %s)", runtime.version, runtime.gpu_name,
+                         runtime.compute_capability)
+        return _probe.runtime
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9.]+", "-", text).strip("-") or "unknown"
+
+
+def engine_cache_key(onnx_sha256: str, trt_version: str, gpu_name: str, *, fp16: bool, max_batch: int) -> str:
+    """Names an engine built from these exact inputs; any change (model, TensorRT, GPU, flags) misses the cache."""
+    spec = {"onnx": onnx_sha256, "tensorrt": trt_version, "gpu": gpu_name, "fp16": fp16, "max_batch": max_batch}
+    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def engine_file(cache_dir: Path, key: str) -> Path:
+    """Where a cached engine lives."""
+    return cache_dir / f"{key}.engine"
+
+
+def timing_cache_file(cache_dir: Path, trt_version: str, gpu_name: str) -> Path:
+    """Per TensorRT version and GPU: tactic timings are only valid there."""
+    return cache_dir / f"timing-{_slug(trt_version)}-{_slug(gpu_name)}.cache"
+
+
+def runtime_hardware(hw: Hardware, rt: TensorRTRuntime) -> Hardware:
+    """hw with the GPU and TensorRT identity the runtime itself reports (it is what the engine must match)."""
+    return dataclasses.replace(
+        hw, cuda=True, gpu_name=rt.gpu_name, compute_capability=rt.compute_capability, tensorrt_version=rt.version
+    )
+
+
+class TensorRTBackend:
+    """Runs engines; builds them from fp32/fp16 ONNX variants when no matching prebuilt engine exists."""
+
+    name = "tensorrt"
+
+    def __init__(self, cfg: TensorRTConfig | None = None, importer: Importer = importlib.import_module) -> None:
+        self.cfg = cfg or TensorRTConfig()
+        self._importer = importer
+
+    @property
+    def runtime(self) -> TensorRTRuntime | None:
+        """The TensorRT runtime, or None when unavailable (logged once per process)."""
+        return tensorrt_runtime(self._importer)
+
+    @property
+    def available(self) -> bool:
+        """Whether TensorRT, cuda-python and a GPU are all present."""
+        return self.runtime is not None
+
+    def can_run(self, variant: Variant, hw: Hardware) -> bool:
+        """A prebuilt engine whose target matches this GPU and TensorRT, or an fp32/fp16 ONNX to build from."""
+        rt = self.runtime
+        if rt is None:
+            return False
+        if variant.precision == "tensorrt":
+            return engine_matches(variant, runtime_hardware(hw, rt)) is None
+        return variant.precision in BUILDABLE
+
+    def load(self, path: Path, variant: Variant) -> LoadedModel:
+        """Deserialize the engine (prebuilt, cached, or built now) into a runnable model."""
+        rt = self.runtime
+        if rt is None:
+            raise BackendError("TensorRT is unavailable on this device; use the onnxruntime backend")
+        if variant.precision == "tensorrt":
+            why = engine_matches(variant, runtime_hardware(Hardware(), rt))
+            if why:
+                raise BackendError(f"{variant.file}: {why}")
+            data = _read(path)
+        elif variant.precision in BUILDABLE:
+            data = self.engine_for(path, variant, rt)
+        else:
+            raise BackendError(f"{variant.file}: TensorRT builds only fp32/fp16 ONNX here, not {variant.precision}")
+        from edge.backends.tensorrt_exec import TrtModel  # only with TensorRT present
+
+        return TrtModel(rt, data, variant.file)
+
+    def engine_for(self, onnx_path: Path, variant: Variant, rt: TensorRTRuntime) -> bytes:
+        """The engine for this ONNX from the cache, building (and caching) it on a miss."""
+        try:
+            digest = sha256_file(onnx_path)
+        except OSError as exc:
+            raise BackendError(f"cannot read {onnx_path}: {exc.strerror}") from exc
+        if digest != variant.sha256:
+            raise BackendError(f"{variant.file}: sha256 {digest[:12]}... differs from the manifest; reinstall it")
+        fp16 = self.cfg.fp16 or variant.precision == "fp16"
+        cache_dir = self.cfg.engine_cache_dir
+        key = engine_cache_key(digest, rt.version, rt.gpu_name, fp16=fp16, max_batch=MAX_BATCH)
+        cached = engine_file(cache_dir, key)
+        if cached.is_file():
+            log.info("using cached TensorRT engine %s for %s", cached.name, variant.file)
+            return _read(cached)
+        from edge.backends.tensorrt_build import build_engine  # only with TensorRT present
+
+        timing = timing_cache_file(cache_dir, rt.version, rt.gpu_name)
+        log.info("building a TensorRT engine for %s (fp16=%s); this takes a while once per model", variant.file, fp16)
+        engine, timing_bytes = build_engine(
+            rt.trt, _read(onnx_path), workspace_bytes=self.cfg.workspace_mb << 20, fp16=fp16,
+            max_batch=MAX_BATCH, timing_cache=_read(timing) if timing.is_file() else b"",
+        )
+        try:
+            atomic_write(cached, engine)
+            atomic_write(timing, timing_bytes)
+        except OSError as exc:  # a read-only cache only costs a rebuild next time
+            log.warning("cannot cache the TensorRT engine in %s: %s", cache_dir, exc.strerror)
+        return engine
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise BackendError(f"cannot read {path}: {exc.strerror}") from exc
