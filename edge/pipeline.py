@@ -1,0 +1,165 @@
+"""The frame loop: capture -> preprocess -> infer -> postprocess -> publish, timed per stage, model read per frame."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+from edge.errors import AgentError
+from edge.frame_stats import FrameStats
+from edge.hot_swap import ModelSlot
+from edge.postprocess import Prediction, postprocess
+from edge.sources.base import Frame
+
+log = logging.getLogger(__name__)
+
+EndReason = Literal["stopped", "end_of_stream", "max_frames", "duration"]
+# How long one get() may block, so stop and deadlines are noticed promptly.
+GET_TIMEOUT_S = 0.1
+# Frame errors are logged at most this often (each one is counted).
+ERROR_LOG_INTERVAL_S = 10.0
+# Results after a swap whose inter-result gaps count towards swap_pause_ms.
+SWAP_WATCH_FRAMES = 2
+
+
+class FrameFeed(Protocol):
+    """What the loop needs from Capture."""
+
+    @property
+    def finished(self) -> bool:
+        """The source ended and nothing is queued."""
+        ...
+
+    def get(self, timeout: float | None = None) -> Frame | None:
+        """The next frame or None."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class FrameResult:
+    """One inferred frame, handed to on_result."""
+
+    index: int
+    captured_at: float
+    source: str
+    version: int
+    prediction: Prediction
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """How a run went and why it ended."""
+
+    frames: int
+    waiting: int
+    errors: int
+    reason: EndReason
+
+
+class Pipeline:
+    """Runs on the calling thread; on_result must not block (it should only enqueue)."""
+
+    def __init__(
+        self,
+        capture: FrameFeed,
+        slot: ModelSlot,
+        on_result: Callable[[FrameResult], None],
+        stats: FrameStats,
+        *,
+        top_k: int = 3,
+    ) -> None:
+        self.capture = capture
+        self.slot = slot
+        self.on_result = on_result
+        self.stats = stats
+        self.top_k = top_k
+        self._last_error_log = -ERROR_LOG_INTERVAL_S
+        self._unlogged_errors = 0
+
+    def run(self, stop: threading.Event, max_frames: int | None = None, duration_s: float | None = None) -> RunSummary:
+        """Process frames until stop is set, the source ends, max_frames results, or duration_s elapses."""
+        perf = time.perf_counter
+        capture, slot, stats, on_result, top_k = self.capture, self.slot, self.stats, self.on_result, self.top_k
+        deadline = perf() + duration_s if duration_s is not None else None
+        frames = waiting = errors = 0
+        waited = 0.0
+        last_end: float | None = None
+        last_generation = 0
+        watch = 0
+        pause = 0.0
+        reason: EndReason = "stopped"
+        while True:
+            if stop.is_set():
+                break
+            if max_frames is not None and frames >= max_frames:
+                reason = "max_frames"
+                break
+            t0 = perf()
+            if deadline is not None and t0 >= deadline:
+                reason = "duration"
+                break
+            frame = capture.get(GET_TIMEOUT_S)
+            t1 = perf()
+            waited += t1 - t0
+            if frame is None:
+                if capture.finished:
+                    reason = "end_of_stream"
+                    break
+                continue
+            serving = slot.acquire(frame.index)
+            if serving is None:
+                waiting += 1
+                stats.record_waiting()
+                waited = 0.0
+                continue
+            try:
+                batch = serving.preprocessor(frame.image)
+                t2 = perf()
+                logits = serving.model.run(batch)
+                t3 = perf()
+                prediction = postprocess(logits, serving.labels, top_k)
+                t4 = perf()
+                on_result(FrameResult(frame.index, frame.captured_at, frame.source, serving.version, prediction))
+                t5 = perf()
+            except Exception as exc:  # noqa: BLE001 - one bad frame must not stop the stream: counted, logged below
+                errors += 1
+                stats.record_error()
+                self._log_error(frame.index, serving.version, exc)
+                waited = 0.0
+                continue
+            finally:
+                slot.release(serving)
+            stats.record(waited, t2 - t1, t3 - t2, t4 - t3, t5 - t4, t5 - frame.captured_at, t5)
+            frames += 1
+            waited = 0.0
+            if serving.generation != last_generation:
+                if last_generation:
+                    watch, pause = SWAP_WATCH_FRAMES, 0.0
+                last_generation = serving.generation
+            if watch and last_end is not None:
+                pause = max(pause, t5 - last_end)
+                watch -= 1
+                if not watch:
+                    stats.record_swap(pause)
+            last_end = t5
+        if watch:
+            stats.record_swap(pause)
+        return RunSummary(frames=frames, waiting=waiting, errors=errors, reason=reason)
+
+    def _log_error(self, index: int, version: int, exc: Exception) -> None:
+        now = time.monotonic()
+        if now - self._last_error_log < ERROR_LOG_INTERVAL_S:
+            self._unlogged_errors += 1
+            return
+        more = f" ({self._unlogged_errors} more since the last report)" if self._unlogged_errors else ""
+        # Agent errors explain themselves; anything else is a bug whose traceback is worth the lines.
+        log.warning(
+            "frame %d failed on model version %d: %s: %s%s", index, version, type(exc).__name__, exc, more,
+            exc_info=not isinstance(exc, AgentError),
+        )
+        self._last_error_log = now
+        self._unlogged_errors = 0
