@@ -458,6 +458,13 @@ class MqttLink:
         """Telemetry figures of the link (names from shared.metrics)."""
         return {"outbox_depth": float(self._outbox.depth()), "outbox_dropped": float(self._outbox.dropped)}
 
+    @property
+    def window(self) -> int:
+        """Queued messages allowed to await PUBACK at once: mqtt.max_inflight capped by the broker's Receive
+        Maximum (MQTT 5 forbids exceeding it, and paho does not enforce it)."""
+        with self._wake:
+            return self._window
+
     def in_flight(self) -> int:
         """Messages handed to paho and not yet acknowledged."""
         with self._wake:

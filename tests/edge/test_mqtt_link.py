@@ -306,11 +306,19 @@ def test_mutual_tls_connects_with_the_configured_ca_and_client_certificate(
     link = start_link(links, mqtt_cfg(broker, tmp_path, tls=tls), topics)
     wait_until(lambda: link.connected, what="TLS link connected")
 
+    # The certificate names 127.0.0.1, not "localhost": only `insecure` (skip hostname check) lets that through.
+    by_name = {"host": "localhost", "tls": tls.model_copy(update={"insecure": True})}
+    insecure = start_link(links, mqtt_cfg(broker, tmp_path / "insecure", **by_name), DeviceTopics("lab", "y"))
+    wait_until(lambda: insecure.connected, what="insecure TLS link connected by another name")
+
+    strict_cfg = mqtt_cfg(broker, tmp_path / "strict", host="localhost", tls=tls)
+    strict = start_link(links, strict_cfg, DeviceTopics("lab", "z"))
     no_client_cert = start_link(
         links, mqtt_cfg(broker, tmp_path / "nocert", tls=TlsConfig(ca_file=c["ca_cert"])), DeviceTopics("lab", "x")
     )
     time.sleep(1.5)
     assert not no_client_cert.connected
+    assert not strict.connected
 
 
 def test_missing_tls_files_fail_early_with_the_file_named(tmp_path: Path, topics: DeviceTopics) -> None:
@@ -359,3 +367,18 @@ def test_fake_link_records_like_the_real_one() -> None:
     assert seen == [b"{}"]
     with pytest.raises(LinkError, match="topic"):
         fake.publish_text("a/+", "x")
+
+
+def test_the_window_respects_the_brokers_receive_maximum(
+    mosquitto_factory: Callable[..., Broker], mqtt_probe: Probe, tmp_path: Path, topics: DeviceTopics,
+    links: list[MqttLink],
+) -> None:
+    broker = mosquitto_factory(extra_conf="max_inflight_messages 3")  # announced as Receive Maximum 3
+    probe = mqtt_probe(broker, topics.telemetry)
+    link = start_link(links, mqtt_cfg(broker, tmp_path, max_inflight=50), topics)
+    wait_until(lambda: link.connected, what="link connected")
+    for seq in range(300):
+        link.publish_json(topics.telemetry, {"seq": seq, "pad": "x" * 500})
+    got = probe.wait_count(topics.telemetry, 300)
+    assert [m.json()["seq"] for m in got] == list(range(300))
+    assert link.window == 3
