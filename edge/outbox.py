@@ -64,6 +64,7 @@ class Outbox:
         self.path = Path(path)
         self.max_messages = max_messages
         self._lock = threading.Lock()
+        self._closed = False
         self._db = self._open(synchronous)
         self._depth = int(self._db.execute("SELECT COUNT(*) FROM messages").fetchone()[0])
         self._dropped = int(self._db.execute("SELECT value FROM meta WHERE key = 'dropped'").fetchone()[0])
@@ -110,6 +111,8 @@ class Outbox:
         if qos not in (0, 1, 2):
             raise OutboxError(f"MQTT QoS must be 0, 1 or 2, got {qos}")
         with self._lock:
+            if self._closed:
+                raise OutboxError(f"outbox {self.path} is closed; messages can no longer be queued")
             try:
                 self._db.execute("BEGIN IMMEDIATE")
                 cur = self._db.execute(
@@ -186,6 +189,7 @@ class Outbox:
     def close(self) -> None:
         """Close the database; the queue stays on disk for the next run."""
         with self._lock:
+            self._closed = True
             self._db.close()
 
     def __enter__(self) -> Outbox:

@@ -97,6 +97,8 @@ def test_bad_input_is_refused_without_writing(tmp_path: Path) -> None:
         assert box.depth() == 0
     with pytest.raises(OutboxError, match="bound"):
         Outbox(tmp_path / "other.sqlite", max_messages=0)
+    with pytest.raises(OutboxError, match="closed"):
+        box.put("t", b"after close")
 
 
 def test_a_corrupt_file_is_set_aside_and_the_agent_starts_with_an_empty_queue(tmp_path: Path) -> None:
