@@ -12,7 +12,10 @@ import typer
 
 from shared.errors import EdgeferryError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, help="Edge-to-cloud ML deployment pipeline.")
+app = typer.Typer(
+    add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+    help="Edge-to-cloud ML deployment pipeline.",
+)
 
 _EXTRA_OF = {"torch": "cloud", "pytorch_lightning": "cloud", "lightning": "cloud", "onnxruntime": "edge",
              "paho": "edge", "cv2": "edge", "boto3": "edge", "onnx": "cloud", "onnxconverter_common": "cloud"}
@@ -127,6 +130,78 @@ def verify(
         f"ok: {manifest.name} v{manifest.version}: signature valid, "
         f"{len(manifest.files())} files verified ({', '.join(v.precision for v in manifest.variants)})"
     )
+
+
+def _dotted_flags(args: list[str]) -> dict[str, Any]:
+    """Extra `--section.key=value` / `--section.key value` arguments: every config option as a flag."""
+    import yaml
+
+    out: dict[str, Any] = {}
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if not arg.startswith("--") or "." not in arg.split("=", 1)[0]:
+            _fail(f"unexpected argument {arg!r}; config options are given as --section.key=value")
+        key, sep, raw = arg[2:].partition("=")
+        if not sep:
+            if i + 1 >= len(args):
+                _fail(f"{arg} needs a value")
+            raw = args[i + 1]
+            i += 1
+        out[key.replace("-", "_")] = yaml.safe_load(raw) if raw else ""
+        i += 1
+    return out
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def agent(
+    ctx: typer.Context,
+    config: Annotated[Path | None, typer.Option(envvar="EDGEFERRY_CONFIG", help="YAML agent config.")] = None,
+    store: Annotated[str | None, typer.Option(help="Model store URI (sync.store.uri).")] = None,
+    model: Annotated[str | None, typer.Option(help="Model name to follow (sync.model).")] = None,
+    source: Annotated[str | None, typer.Option(help="Source type: synthetic, video_file, camera, ...")] = None,
+    mqtt_host: Annotated[str | None, typer.Option(help="Broker host (mqtt.host).")] = None,
+    mqtt_port: Annotated[int | None, typer.Option(help="Broker port (mqtt.port).")] = None,
+    max_frames: Annotated[int | None, typer.Option(help="Stop after this many frames.")] = None,
+    duration: Annotated[float | None, typer.Option(help="Stop after this many seconds.")] = None,
+    log_json: Annotated[bool | None, typer.Option("--log-json/--no-log-json", help="JSON log lines.")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Any config value: --set mqtt.port=1884")] = None,
+) -> None:
+    """Run the edge agent: verified model sync, hot-swap, stream inference, MQTT telemetry.
+
+    Every config option is also a flag (--mqtt.keepalive_s=30, --source.path=cam.mp4) and an
+    EDGEFERRY_SECTION__KEY environment variable.
+    """
+    loader = _require("shared.config_loader", "agent")
+    cfg_mod = _require("edge.config", "agent")
+    agent_mod = _require("edge.agent", "agent")
+    from edge.log_setup import setup_logging
+
+    flags: dict[str, Any] = {
+        "sync.store.uri": store,
+        "sync.model": model,
+        "source.type": source,
+        "mqtt.host": mqtt_host,
+        "mqtt.port": mqtt_port,
+        "run.max_frames": max_frames,
+        "run.duration_s": duration,
+        "daemon.log_json": log_json,
+    }
+    flags.update(_set_pairs(set_))
+    flags.update(_dotted_flags(list(ctx.args)))
+
+    def load(overrides: Any) -> Any:
+        return loader.load_config(cfg_mod.AgentConfig, config, {**flags, **overrides})
+
+    cfg = load({})
+    setup_logging(cfg.daemon.log_level, cfg.daemon.log_json)
+    runner = agent_mod.Agent(cfg, reload=load)
+    runner.install_signal_handlers()
+    try:
+        runner.start()
+        runner.run()
+    finally:
+        runner.stop()
 
 
 def main() -> None:

@@ -1,0 +1,430 @@
+"""The agent process's one wiring point: init, start, run, stop; tied to MQTT status and systemd."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from edge.backends.base import Hardware, InferenceBackend
+from edge.backends.chain import BackendChain
+from edge.backends.factory import available_backends
+from edge.capture import Capture
+from edge.commands import CommandRouter
+from edge.config import AgentConfig, SensorMqttSource
+from edge.errors import AgentError, SourceError
+from edge.events import EventEmitter
+from edge.frame_stats import FrameStats
+from edge.hardware import detect_hardware
+from edge.hot_swap import ModelSlot, prepare
+from edge.log_setup import setup_logging
+from edge.model_sync import InstalledModel, ModelSync, load_trusted_keys
+from edge.mqtt_link import Link, MqttLink
+from edge.outbox import Outbox
+from edge.pipeline import FrameResult, Pipeline, RunSummary
+from edge.prometheus_exporter import PrometheusExporter
+from edge.sources.factory import open_source
+from edge.system_stats import SystemStats
+from edge.systemd_notify import Notifier
+from edge.telemetry import EnvelopeFactory, Telemetry, TelemetryLoop
+from edgeferry import __version__
+from shared.config_loader import config_digest
+from shared.errors import EdgeferryError
+from shared.object_store import open_store
+from shared.payloads import (
+    DeployCommand,
+    Detection,
+    ModelInfo,
+    PingCommand,
+    RollbackCommand,
+    SetConfigCommand,
+    StatePayload,
+)
+from shared.topics import STATUS_ONLINE, DeviceTopics
+
+log = logging.getLogger(__name__)
+
+ConfigLoader = Callable[[Mapping[str, Any]], AgentConfig]
+# Changes these sections can take without a restart; anything else is reported as needing one.
+LIVE_KEYS = ("events.", "daemon.log_level", "daemon.log_json", "sync.poll_interval_s", "sync.pinned_version",
+             "sync.variant", "sync.max_accuracy_drop", "sync.trusted_keys", "sync.allow_unsigned", "run.")
+
+
+@dataclass
+class _Counters:
+    """Figures the agent itself owns."""
+
+    source_errors: int = 0
+    deploys: int = 0
+    last_error: str | None = None
+    extra: dict[str, float] = field(default_factory=dict)
+
+
+def _leaves(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in tree.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, Mapping):
+            out.update(_leaves(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def config_changes(old: AgentConfig, new: AgentConfig) -> list[str]:
+    """Dotted keys whose values differ between two configs."""
+    a, b = _leaves(old.model_dump(mode="json")), _leaves(new.model_dump(mode="json"))
+    return sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
+
+
+class Agent:
+    """Owns every component of the edge process and their lifecycle; nothing global."""
+
+    def __init__(
+        self,
+        cfg: AgentConfig,
+        *,
+        reload: ConfigLoader | None = None,
+        hardware: Hardware | None = None,
+        link: Link | None = None,
+        notifier: Notifier | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self._reload = reload
+        self._overrides: dict[str, Any] = {}
+        self.hw = hardware or detect_hardware()
+        self.topics = DeviceTopics(cfg.device.fleet, cfg.device.device_id)
+        self.envelopes = EnvelopeFactory(cfg.device.device_id)
+        self.notifier = notifier or Notifier()
+        self.backend: InferenceBackend = BackendChain(available_backends(self.hw, cfg.backend), self.hw)
+        self.sync = ModelSync(
+            cfg.sync, open_store(cfg.sync.store), load_trusted_keys(cfg.sync.trusted_keys), self.backend, self.hw
+        )
+        self.slot = ModelSlot()
+        self.stats = FrameStats()
+        self.counters = _Counters()
+        self._outbox: Outbox | None = None
+        if link is not None:
+            self.link: Link = link
+        elif cfg.mqtt.enabled:
+            self._outbox = Outbox(cfg.mqtt.outbox_path, cfg.mqtt.outbox_max_messages, cfg.mqtt.outbox_synchronous)
+            self.link = MqttLink(cfg.mqtt, self.topics, self._outbox)
+        else:
+            from edge.mqtt_link import FakeLink
+
+            self.link = FakeLink()
+        self.events = EventEmitter(cfg.events, self.link, self.topics.events, self.envelopes)
+        self.router = CommandRouter(self.link, self.topics, self.envelopes)
+        self.system = SystemStats()
+        self.telemetry = Telemetry(self.envelopes)
+        self.exporter: PrometheusExporter | None = None
+        self.telemetry_loop = TelemetryLoop(
+            self.telemetry, self.link, self.topics.telemetry, cfg.mqtt.telemetry_interval_s, sinks=self._sinks()
+        )
+        self._source = open_source(cfg.source)
+        self._capture: Capture | None = None
+        self._stop = threading.Event()
+        self._reload_requested = threading.Event()
+        self._model_lock = threading.Lock()
+        self._frame_thread: threading.Thread | None = None
+        self._poll_thread: threading.Thread | None = None
+        self.summary: RunSummary | None = None
+        self._started_at = time.monotonic()
+
+    # -- lifecycle ---------------------------------------------------------------------------------------------
+
+    def _sinks(self) -> list[Callable[[Mapping[str, float]], None]]:
+        if self.cfg.daemon.prometheus_port is None:
+            return []
+        self.exporter = PrometheusExporter({"fleet": self.topics.fleet, "device": self.topics.device_id})
+        return [self.exporter.update]
+
+    def start(self) -> None:
+        """Serve the cached model, connect, start capture, polling and telemetry; then tell systemd."""
+        log.info("edgeferry agent %s starting as %s/%s", __version__, self.topics.fleet, self.topics.device_id)
+        installed = self.sync.recover()
+        if installed is not None:
+            try:
+                self._switch_to(installed, activate=False)
+            except EdgeferryError as exc:
+                log.error("cached model v%d cannot be served: %s", installed.version, exc)
+        self._register_commands()
+        self.telemetry.add_source(self._figures)
+        self.telemetry.add_source(self.system.sample)
+        self.link.publish_text(self.topics.status, STATUS_ONLINE, retain=True)
+        self._publish_state()
+        if isinstance(self.link, MqttLink):
+            self.link.start()
+        self.router.start()
+        if isinstance(self.cfg.source, SensorMqttSource):
+            self.link.subscribe(self.cfg.source.topic, self._on_sensor, retained=False)
+        if self.exporter is not None and self.cfg.daemon.prometheus_port is not None:
+            port = self.exporter.start(self.cfg.daemon.prometheus_host, self.cfg.daemon.prometheus_port)
+            log.info("Prometheus metrics on http://%s:%d/metrics", self.cfg.daemon.prometheus_host, port)
+        self._frame_thread = threading.Thread(target=self._frames, name="frames", daemon=True)
+        self._frame_thread.start()
+        self._poll_thread = threading.Thread(target=self._poll, name="model-poll", daemon=True)
+        self._poll_thread.start()
+        self.telemetry_loop.start()
+        self.notifier.ready()
+        self.notifier.status(self._status_line())
+
+    def run(self) -> int:
+        """Block until SIGTERM/SIGINT or the bounded run ends; feed the watchdog; reload on SIGHUP."""
+        tick = min(1.0, self.notifier.watchdog_interval_s or 1.0)
+        while not self._stop.wait(tick):
+            self.notifier.watchdog()
+            if self._reload_requested.is_set():
+                self._reload_requested.clear()
+                self.reload()
+            if self._frame_thread is not None and not self._frame_thread.is_alive():
+                break
+        return 0
+
+    def stop(self) -> None:
+        """Finish the current frame, flush telemetry, publish 'stopped', close everything."""
+        self.notifier.stopping()
+        self._stop.set()
+        if self._frame_thread is not None:
+            self._frame_thread.join(timeout=30)
+        if self._capture is not None:
+            self._capture.stop()
+        if self._poll_thread is not None:
+            self._poll_thread.join(timeout=10)
+        self.events.finish()
+        self.telemetry_loop.stop(final_report=True)
+        self.router.stop()
+        if isinstance(self.link, MqttLink):
+            self.link.stop()
+        if self._outbox is not None:
+            self._outbox.close()
+        if self.exporter is not None:
+            self.exporter.stop()
+        self.slot.close()
+        log.info("agent stopped after %d frames", self.stats.frames)
+
+    def install_signal_handlers(self) -> None:
+        """SIGTERM/SIGINT stop, SIGHUP reloads; must be called from the main thread."""
+        signal.signal(signal.SIGTERM, lambda *_: self._stop.set())
+        signal.signal(signal.SIGINT, lambda *_: self._stop.set())
+        signal.signal(signal.SIGHUP, lambda *_: self._reload_requested.set())
+
+    def request_stop(self) -> None:
+        """Ask run() to return (thread-safe)."""
+        self._stop.set()
+
+    # -- frames ------------------------------------------------------------------------------------------------
+
+    def _frames(self) -> None:
+        """Once a model is served, open the source (retrying with backoff) and run the pipeline."""
+        # Frames captured before any model exists could only be dropped; a file source would lose its start.
+        while self.slot.current is None and not self._stop.wait(0.05):
+            pass
+        backoff = self.cfg.source.reconnect_backoff_s
+        while not self._stop.is_set():
+            try:
+                self._capture = Capture(self._source, self.cfg.source)
+                break
+            except SourceError as exc:
+                self.counters.source_errors += 1
+                self.counters.last_error = str(exc)
+                log.error("%s; retrying in %.1f s", exc, backoff)
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, 30.0)
+        if self._capture is None:
+            return
+        pipeline = Pipeline(self._capture, self.slot, self._on_result, self.stats, top_k=self.cfg.events.top_k)
+        self.summary = pipeline.run(self._stop, self.cfg.run.max_frames, self.cfg.run.duration_s)
+        log.info("frame loop ended (%s) after %d frames", self.summary.reason, self.summary.frames)
+
+    def _on_result(self, result: FrameResult) -> None:
+        p = result.prediction
+        if self.events.policy.cfg.mode == "off":
+            return
+        self.events.on_result(
+            Detection(
+                label=p.label,
+                score=p.score,
+                top_k=list(p.top_k),
+                frame=result.index,
+                model_version=result.version,
+            )
+        )
+
+    def _on_sensor(self, topic: str, payload: bytes) -> None:
+        import json
+
+        try:
+            values = json.loads(payload)
+            self._source.feed(values)  # type: ignore[attr-defined]
+        except (ValueError, TypeError) as exc:
+            self.counters.source_errors += 1
+            log.warning("sensor message on %s ignored: %s", topic, exc)
+
+    # -- models ------------------------------------------------------------------------------------------------
+
+    def _poll(self) -> None:
+        """Poll latest.json (or the pinned version) and switch when a newer verified model is there."""
+        while not self._stop.wait(0 if self.slot.current is None else self.cfg.sync.poll_interval_s):
+            try:
+                version = self.sync.check_latest()
+                if version is not None:
+                    self.deploy(version, explicit=False)
+            except EdgeferryError as exc:
+                self.counters.last_error = str(exc)
+                log.warning("model update skipped: %s", exc)
+            if self.slot.current is None:
+                self._stop.wait(self.cfg.sync.poll_interval_s)
+
+    def deploy(self, version: int | None, *, explicit: bool = True) -> dict[str, Any]:
+        """Install, verify, smoke-test and hot-swap a version; the served model is untouched on any failure."""
+        with self._model_lock:
+            if version is None:
+                version = self.sync.check_latest()
+                if version is None:
+                    current = self.slot.current
+                    return {"version": current.version if current else None, "changed": False}
+            installed = self.sync.sync_version(version) if explicit else self.sync.install(version)
+            return self._switch_to(installed, activate=True)
+
+    def rollback(self) -> dict[str, Any]:
+        """Switch back to the previous installed version."""
+        with self._model_lock:
+            installed = self.sync.rollback()
+            return self._switch_to(installed, activate=True)
+
+    def _switch_to(self, installed: InstalledModel, *, activate: bool) -> dict[str, Any]:
+        loaded, variant = self.sync.load(installed)
+        try:
+            serving = prepare(loaded, installed.manifest, variant)
+        except BaseException:
+            loaded.close()
+            raise
+        if activate:
+            self.sync.activate(installed.version)
+        self.slot.install(serving)
+        self.counters.deploys += 1
+        self._publish_state()
+        self.notifier.status(self._status_line())
+        return {"version": installed.version, "variant": variant.file, "precision": variant.precision,
+                "changed": True}
+
+    # -- commands and config ----------------------------------------------------------------------------------
+
+    def _register_commands(self) -> None:
+        def deploy(cmd: DeployCommand) -> dict[str, Any]:
+            if cmd.pin:
+                self._apply({"sync.pinned_version": cmd.version})
+            return self.deploy(cmd.version, explicit=cmd.version is not None)
+
+        def rollback(cmd: RollbackCommand) -> dict[str, Any]:
+            return self.rollback()
+
+        def set_config(cmd: SetConfigCommand) -> dict[str, Any]:
+            return self._apply(cmd.values)
+
+        def ping(cmd: PingCommand) -> dict[str, Any]:
+            return {"model": self._model_info().model_dump(), "uptime_s": round(time.monotonic() - self._started_at, 1)}
+
+        self.router.register("deploy", deploy)
+        self.router.register("rollback", rollback)
+        self.router.register("set-config", set_config)
+        self.router.register("ping", ping)
+
+    def reload(self) -> dict[str, Any]:
+        """SIGHUP: re-read file, environment and flags (plus set-config changes) and apply what can change live."""
+        self.notifier.reloading()
+        try:
+            result = self._apply({})
+        except EdgeferryError as exc:
+            log.error("reload refused, keeping the running config: %s", exc)
+            result = {"error": str(exc)}
+        self.notifier.ready()
+        return result
+
+    def _apply(self, values: Mapping[str, Any]) -> dict[str, Any]:
+        """Validate the whole config with the new values first; then apply live keys, list the rest."""
+        if self._reload is None:
+            raise AgentError("this agent was started without a config source; set-config is unavailable")
+        overrides = {**self._overrides, **values}
+        new = self._reload(overrides)
+        changed = config_changes(self.cfg, new)
+        live = [k for k in changed if k.startswith(LIVE_KEYS)]
+        restart = [k for k in changed if k not in live]
+        self._overrides = overrides
+        if any(k.startswith("events.") for k in live):
+            self.events = EventEmitter(new.events, self.link, self.topics.events, self.envelopes)
+        if any(k.startswith("daemon.") for k in live):
+            setup_logging(new.daemon.log_level, new.daemon.log_json)
+        if any(k.startswith("sync.") for k in live):
+            self.sync.cfg = self.sync.cfg.model_copy(
+                update={k: getattr(new.sync, k) for k in ("poll_interval_s", "pinned_version", "variant",
+                                                          "max_accuracy_drop", "trusted_keys", "allow_unsigned")}
+            )
+            self.sync.trusted = load_trusted_keys(new.sync.trusted_keys)
+        self.cfg = self.cfg.model_copy(
+            update={"events": new.events, "daemon": new.daemon, "run": new.run, "sync": self.sync.cfg}
+        )
+        if restart:
+            log.warning("config changes that take effect after a restart: %s", ", ".join(restart))
+        log.info("config applied: %s", ", ".join(live) or "no live changes")
+        self._publish_state()
+        return {"applied": live, "restart_required": restart}
+
+    # -- reporting ---------------------------------------------------------------------------------------------
+
+    def _figures(self) -> dict[str, float]:
+        out = self.stats.values()
+        current = self.slot.current
+        out["model_version"] = float(current.version if current else 0)
+        out["package_rejects"] = float(self.sync.rejects)
+        capture = self._capture
+        if capture is not None:
+            out["drops"] = float(capture.drops)
+            out["queue_depth"] = float(capture.queue_depth())
+            out["source_errors"] = float(capture.source_errors + self.counters.source_errors)
+        else:
+            out["source_errors"] = float(self.counters.source_errors)
+        out.update(self.router.metrics())
+        metrics = getattr(self.link, "metrics", None)
+        if callable(metrics):
+            out.update(metrics())
+        return out
+
+    def _model_info(self) -> ModelInfo:
+        current = self.slot.current
+        if current is None:
+            return ModelInfo(name=self.cfg.sync.model)
+        return ModelInfo(
+            name=current.manifest.name,
+            version=current.version,
+            variant=current.variant.file,
+            precision=current.variant.precision,
+            backend=current.model.backend,
+        )
+
+    def _publish_state(self) -> None:
+        state = self.envelopes.stamp(
+            StatePayload,
+            agent_version=__version__,
+            model=self._model_info(),
+            hardware={
+                "cpu_features": sorted(f for f in self.hw.cpu_features if f in {"avx2", "avx512f", "avx512_vnni",
+                                                                                 "avx_vnni", "neon", "asimd"}),
+                "cuda": self.hw.cuda,
+                "gpu": self.hw.gpu_name,
+                "compute_capability": self.hw.compute_capability,
+                "tensorrt": self.hw.tensorrt_version,
+                "backends": self.backend.name,
+            },
+            config_digest=config_digest(self.cfg),
+        )
+        self.link.publish_json(self.topics.state, state, retain=True)
+
+    def _status_line(self) -> str:
+        info = self._model_info()
+        return f"serving {info.name} v{info.version} ({info.precision})" if info.version else "waiting for a model"
