@@ -1,0 +1,145 @@
+"""`edgeferry agent` as a process: signals, reload, bounded runs, bad input, and no torch on the device."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from shared.object_store import LocalStore
+from tests.edge.package_factory import make_package, new_keypair
+from tests.fixtures.broker import Broker, MqttProbe
+from tests.integration.agent_harness import agent_config, send_command, topics_of, write_public_key
+
+EDGEFERRY = [sys.executable, "-m", "edgeferry.cli"]
+
+
+def _setup(tmp_path: Path, broker: Broker, **over: Any) -> tuple[Path, dict[str, Any]]:
+    keys = new_keypair()
+    store = LocalStore(tmp_path / "store")
+    make_package(store, "tiny", 1, keys)
+    tree = agent_config(
+        tmp_path, store, write_public_key(keys, tmp_path / "k.pub"), broker,
+        {"type": "synthetic", "width": 32, "height": 32, "fps": 25}, **{"events.mode": "change", **over},
+    )
+    path = tmp_path / "edge.yaml"
+    path.write_text(yaml.safe_dump(tree))
+    return path, tree
+
+
+def test_sigterm_finishes_flushes_and_says_stopped(tmp_path: Path, mosquitto: Broker) -> None:
+    path, tree = _setup(tmp_path, mosquitto)
+    topics = topics_of(tree)
+    probe = MqttProbe(mosquitto, f"{topics.base}/#")
+    proc = subprocess.Popen([*EDGEFERRY, "agent", "--config", str(path)], stderr=subprocess.PIPE, text=True)
+    try:
+        probe.wait_for(lambda m: m.topic == topics.telemetry and m.json().get("model_version") == 1, 30)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        proc.kill()
+    probe.wait_for(lambda m: m.topic == topics.status and m.text == "stopped", 10)
+    final = probe.on(topics.telemetry)[-1].json()
+    assert final["frames"] > 0
+    seqs = [m.json()["seq"] for m in probe.messages if m.topic != topics.status]
+    assert seqs == sorted(seqs)
+
+
+def test_sighup_reloads_the_config_file(tmp_path: Path, mosquitto: Broker) -> None:
+    path, tree = _setup(tmp_path, mosquitto)
+    topics = topics_of(tree)
+    probe = MqttProbe(mosquitto, f"{topics.base}/#")
+    proc = subprocess.Popen([*EDGEFERRY, "agent", "--config", str(path)], stderr=subprocess.PIPE, text=True)
+    try:
+        first = probe.wait_for(lambda m: m.topic == topics.state and m.json()["model"]["version"] == 1, 30).json()
+        tree["events"]["mode"] = "every"
+        path.write_text(yaml.safe_dump(tree))
+        proc.send_signal(signal.SIGHUP)
+        probe.wait_for(
+            lambda m: m.topic == topics.state and m.json()["config_digest"] != first["config_digest"], 15,
+            "state with the reloaded config",
+        )
+        probe.wait_for(lambda m: m.topic == topics.events and m.json()["type"] == "frame", 10, "per-frame events")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        proc.kill()
+
+
+def test_set_config_validates_and_reports_what_needs_a_restart(tmp_path: Path, mosquitto: Broker) -> None:
+    path, tree = _setup(tmp_path, mosquitto)
+    topics = topics_of(tree)
+    probe = MqttProbe(mosquitto, f"{topics.base}/#")
+    proc = subprocess.Popen([*EDGEFERRY, "agent", "--config", str(path)], stderr=subprocess.PIPE, text=True)
+    try:
+        probe.wait_for(lambda m: m.topic == topics.state and m.json()["model"]["version"] == 1, 30)
+        bad, _ = send_command(probe, topics, "set-config", {"values": {"mqtt.port": 99999}})
+        assert not bad["ok"] and "mqtt.port" in bad["error"]
+        good, _ = send_command(probe, topics, "set-config", {"values": {"events.mode": "every", "mqtt.keepalive_s": 9}})
+        assert good["ok"] and good["result"]["applied"] == ["events.mode"]
+        assert good["result"]["restart_required"] == ["mqtt.keepalive_s"]
+        unknown, _ = send_command(probe, topics, "reboot", {})
+        assert not unknown["ok"] and "unknown command" in unknown["error"]
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        proc.kill()
+
+
+def test_bounded_run_with_flags_and_no_broker(tmp_path: Path, mosquitto: Broker) -> None:
+    path, _ = _setup(tmp_path, mosquitto)
+    port = mosquitto.port
+    mosquitto.stop()
+    out = subprocess.run(
+        [*EDGEFERRY, "agent", "--config", str(path), "--max-frames", "40", f"--mqtt.port={port}",
+         "--events.mode", "every"],
+        capture_output=True, text=True, timeout=90,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "after 40 frames" in out.stderr
+
+
+def test_bad_config_is_one_line_and_exit_1(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("mqtt:\n  port: 99999\n")
+    out = subprocess.run([*EDGEFERRY, "agent", "--config", str(bad)], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1
+    assert out.stderr.strip().count("\n") == 0 and "mqtt.port" in out.stderr
+    env = {**os.environ, "EDGEFERRY_SOURCE__TYPE": "webcam"}
+    out = subprocess.run([*EDGEFERRY, "agent"], capture_output=True, text=True, timeout=60, env=env, cwd=tmp_path)
+    assert out.returncode == 1 and "source" in out.stderr
+
+
+def test_agent_runs_without_torch_or_lightning(tmp_path: Path, mosquitto: Broker) -> None:
+    path, _ = _setup(tmp_path, mosquitto)
+    code = f"""
+import sys, threading
+from edgeferry.cli import app
+sys.argv = ["edgeferry", "agent", "--config", {str(path)!r}, "--max-frames", "20"]
+try:
+    app()
+except SystemExit as e:
+    assert not e.code, e.code
+bad = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "pytorch_lightning", "lightning"))
+print("HEAVY=" + ",".join(bad))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=90)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "HEAVY=\n" in out.stdout, out.stdout
+
+
+def test_json_logs(tmp_path: Path, mosquitto: Broker) -> None:
+    path, _ = _setup(tmp_path, mosquitto)
+    out = subprocess.run(
+        [*EDGEFERRY, "agent", "--config", str(path), "--max-frames", "5", "--log-json"],
+        capture_output=True, text=True, timeout=90,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    lines = [json.loads(line) for line in out.stderr.splitlines() if line.startswith("{")]
+    assert lines and {"ts", "level", "logger", "msg"} <= set(lines[0])
