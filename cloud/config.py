@@ -47,7 +47,7 @@ class DataConfig(_Section):
 class TrainerConfig(_Section):
     """Lightning Trainer options."""
 
-    max_epochs: int = Field(default=12, ge=1, description="Training epochs.")
+    max_epochs: int = Field(default=15, ge=1, description="Training epochs.")
     lr: float = Field(default=3e-3, gt=0, description="Peak learning rate (AdamW, one-cycle).")
     weight_decay: float = Field(default=1e-4, ge=0, description="AdamW weight decay.")
     accelerator: str = Field(default="auto", description="Lightning accelerator: auto, cpu, gpu.")
