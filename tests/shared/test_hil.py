@@ -24,18 +24,16 @@ from shared.hil import (
     timeline,
 )
 
-OUTAGE = {
-    "name": "outage",
-    "steps": [
-        {"kind": "delay", "at_s": 0, "ms": 50, "jitter_ms": 20},
-        {"kind": "link_down", "at_s": 2, "duration_s": 5},
-        {"kind": "rate_limit", "at_s": 7, "duration_s": 3, "rate_kbit": 64},
-        {"kind": "drop_connections", "at_s": 8},
-        {"kind": "stall", "at_s": 10, "duration_s": 2},
-        {"kind": "link_up", "at_s": 12},
-        {"kind": "clear", "at_s": 13},
-    ],
-}
+STEPS: list[dict[str, object]] = [
+    {"kind": "delay", "at_s": 0, "ms": 50, "jitter_ms": 20},
+    {"kind": "link_down", "at_s": 2, "duration_s": 5},
+    {"kind": "rate_limit", "at_s": 7, "duration_s": 3, "rate_kbit": 64},
+    {"kind": "drop_connections", "at_s": 8},
+    {"kind": "stall", "at_s": 10, "duration_s": 2},
+    {"kind": "link_up", "at_s": 12},
+    {"kind": "clear", "at_s": 13},
+]
+OUTAGE = {"name": "outage", "steps": STEPS}
 NETNS = {
     "kind": "netns", "name": "ef-1a2b3c4d", "host_if": "efh1a2b3c4d", "ns_if": "efn1a2b3c4d",
     "host_addr": "10.213.7.1/30", "ns_addr": "10.213.7.2/30",
@@ -44,7 +42,7 @@ NETNS = {
 
 def test_a_plan_in_json_parses_to_typed_steps_and_round_trips() -> None:
     plan = parse_plan(json.dumps(OUTAGE))
-    assert [s.kind for s in plan.steps] == [s["kind"] for s in OUTAGE["steps"]]
+    assert [s.kind for s in plan.steps] == [s["kind"] for s in STEPS]
     rate = plan.steps[2]
     assert isinstance(rate, RateLimit) and (rate.rate_kbit, rate.burst_bytes, rate.latency_ms) == (64, 3200, 500)
     assert plan.end_s == 13
