@@ -92,8 +92,10 @@ class Agent:
         hardware: Hardware | None = None,
         link: Link | None = None,
         notifier: Notifier | None = None,
+        observer: Callable[[FrameResult], None] | None = None,
     ) -> None:
         self.cfg = cfg
+        self._observer = observer
         self._reload = reload
         self._overrides: dict[str, Any] = {}
         self.hw = hardware or detect_hardware()
@@ -243,17 +245,18 @@ class Agent:
 
     def _on_result(self, result: FrameResult) -> None:
         p = result.prediction
-        if self.events.policy.cfg.mode == "off":
-            return
-        self.events.on_result(
-            Detection(
-                label=p.label,
-                score=p.score,
-                top_k=list(p.top_k),
-                frame=result.index,
-                model_version=result.version,
+        if self.events.policy.cfg.mode != "off":
+            self.events.on_result(
+                Detection(
+                    label=p.label,
+                    score=p.score,
+                    top_k=list(p.top_k),
+                    frame=result.index,
+                    model_version=result.version,
+                )
             )
-        )
+        if self._observer is not None:
+            self._observer(result)
 
     def _on_sensor(self, topic: str, payload: bytes) -> None:
         import json
