@@ -100,3 +100,14 @@ def test_ddp_two_cpu_processes(tmp_path: Path) -> None:
     result = json.loads((tmp_path / "result-0.json").read_text())
     assert result["world_size"] == 2 and result["metrics"]["world_size"] == 2
     assert result["num_test"] == 40 and result["best_checkpoint"]
+
+
+def test_entry_reports_bad_data_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from cloud.train import main
+
+    missing = tmp_path / "nope"
+    code = main(["--set", "data.source=folder", "--set", f"data.dir={missing}", "--result", str(tmp_path / "r.json")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1
+    assert err == [f"error: data directory {missing} does not exist"]
+    assert not (tmp_path / "r.json").exists()
