@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import queue
 import signal
 import threading
 import time
@@ -14,6 +15,7 @@ from edge.backends.base import Hardware, InferenceBackend
 from edge.backends.chain import BackendChain
 from edge.backends.factory import available_backends
 from edge.capture import Capture
+from edge.capture_prep import AheadOfTimePreprocess
 from edge.commands import CommandRouter
 from edge.config import AgentConfig, SensorMqttSource
 from edge.errors import AgentError, SourceError
@@ -50,6 +52,7 @@ log = logging.getLogger(__name__)
 
 ConfigLoader = Callable[[Mapping[str, Any]], AgentConfig]
 # Changes these sections can take without a restart; anything else is reported as needing one.
+RESULT_QUEUE = 256
 LIVE_KEYS = ("events.", "daemon.log_level", "daemon.log_json", "sync.poll_interval_s", "sync.pinned_version",
              "sync.variant", "sync.max_accuracy_drop", "sync.trusted_keys", "sync.allow_unsigned", "run.")
 
@@ -133,6 +136,10 @@ class Agent:
         self._reload_requested = threading.Event()
         self._model_lock = threading.Lock()
         self._frame_thread: threading.Thread | None = None
+        # Results go from the frame loop to a publisher thread, so JSON and the durable outbox write overlap
+        # the next frame's inference; a full queue blocks the frame loop rather than lose a result.
+        self._results: queue.Queue[FrameResult | None] = queue.Queue(maxsize=RESULT_QUEUE)
+        self._publisher = threading.Thread(target=self._publish_results, name="results", daemon=True)
         self._poll_thread: threading.Thread | None = None
         self.summary: RunSummary | None = None
         self._started_at = time.monotonic()
@@ -167,6 +174,7 @@ class Agent:
         if self.exporter is not None and self.cfg.daemon.prometheus_port is not None:
             port = self.exporter.start(self.cfg.daemon.prometheus_host, self.cfg.daemon.prometheus_port)
             log.info("Prometheus metrics on http://%s:%d/metrics", self.cfg.daemon.prometheus_host, port)
+        self._publisher.start()
         self._frame_thread = threading.Thread(target=self._frames, name="frames", daemon=True)
         self._frame_thread.start()
         self._poll_thread = threading.Thread(target=self._poll, name="model-poll", daemon=True)
@@ -195,6 +203,9 @@ class Agent:
             self._frame_thread.join(timeout=30)
         if self._capture is not None:
             self._capture.stop()
+        if self._publisher.is_alive():
+            self._results.put(None)
+            self._publisher.join(timeout=30)
         if self._poll_thread is not None:
             self._poll_thread.join(timeout=10)
         self.events.finish()
@@ -229,7 +240,7 @@ class Agent:
         backoff = self.cfg.source.reconnect_backoff_s
         while not self._stop.is_set():
             try:
-                self._capture = Capture(self._source, self.cfg.source)
+                self._capture = Capture(self._source, self.cfg.source, prepare=AheadOfTimePreprocess(self.slot))
                 break
             except SourceError as exc:
                 self.counters.source_errors += 1
@@ -244,19 +255,27 @@ class Agent:
         log.info("frame loop ended (%s) after %d frames", self.summary.reason, self.summary.frames)
 
     def _on_result(self, result: FrameResult) -> None:
-        p = result.prediction
-        if self.events.policy.cfg.mode != "off":
-            self.events.on_result(
-                Detection(
-                    label=p.label,
-                    score=p.score,
-                    top_k=list(p.top_k),
-                    frame=result.index,
-                    model_version=result.version,
-                )
-            )
-        if self._observer is not None:
-            self._observer(result)
+        self._results.put(result)
+
+    def _publish_results(self) -> None:
+        """Turn results into events on the outbox, in frame order; None ends the thread."""
+        while (result := self._results.get()) is not None:
+            p = result.prediction
+            try:
+                if self.events.policy.cfg.mode != "off":
+                    self.events.on_result(
+                        Detection(
+                            label=p.label,
+                            score=p.score,
+                            top_k=list(p.top_k),
+                            frame=result.index,
+                            model_version=result.version,
+                        )
+                    )
+            except EdgeferryError as exc:
+                log.warning("result of frame %d not published: %s", result.index, exc)
+            if self._observer is not None:
+                self._observer(result)
 
     def _on_sensor(self, topic: str, payload: bytes) -> None:
         import json

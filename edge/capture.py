@@ -6,6 +6,7 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Literal, Protocol
 
 from edge.errors import SourceError
@@ -35,8 +36,12 @@ class CaptureSettings(Protocol):
 class Capture:
     """Opens the source (SourceError if it cannot) and reads it on a daemon thread until the end or stop()."""
 
-    def __init__(self, source: FrameSource, cfg: CaptureSettings) -> None:
+    def __init__(
+        self, source: FrameSource, cfg: CaptureSettings, prepare: Callable[[Frame], None] | None = None
+    ) -> None:
         self.source = source
+        # Preprocessing on this thread overlaps it with the previous frame's inference on the frame thread.
+        self._prepare = prepare
         self.policy = cfg.policy
         self._size = cfg.queue_size
         self._period = 1.0 / cfg.max_fps if cfg.max_fps else None
@@ -120,6 +125,8 @@ class Capture:
                 self.frames += 1
                 if self._period is not None and not self._pace(frame):
                     continue
+                if self._prepare is not None:
+                    self._prepare_frame(frame)
                 self._enqueue(frame)
         finally:
             self._close_source()
@@ -142,6 +149,14 @@ class Capture:
             frame.captured_at = now  # a paced file frame is 'captured' when it is released, like a camera's
         self._next_slot = now + self._period if slot is None else max(slot + self._period, now)
         return True
+
+    def _prepare_frame(self, frame: Frame) -> None:
+        assert self._prepare is not None
+        try:
+            self._prepare(frame)
+        except Exception as exc:  # noqa: BLE001 - the frame thread preprocesses it again and reports the error
+            frame.tensor = None
+            log.debug("%s: frame %d not preprocessed ahead: %s", self.source.name, frame.index, exc)
 
     def _enqueue(self, frame: Frame) -> None:
         with self._cond:

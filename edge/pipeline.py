@@ -117,8 +117,13 @@ class Pipeline:
                 waited = 0.0
                 continue
             try:
-                batch = serving.preprocessor(frame.image)
-                t2 = perf()
+                if frame.tensor is not None and frame.prepared_for == serving.generation:
+                    batch, t2 = frame.tensor, perf()
+                    prep = frame.prep_s
+                else:
+                    batch = serving.preprocessor(frame.image)
+                    t2 = perf()
+                    prep = t2 - t1
                 logits = serving.model.run(batch)
                 t3 = perf()
                 prediction = postprocess(logits, serving.labels, top_k)
@@ -133,7 +138,7 @@ class Pipeline:
                 continue
             finally:
                 slot.release(serving)
-            stats.record(waited, t2 - t1, t3 - t2, t4 - t3, t5 - t4, t5 - frame.captured_at, t5)
+            stats.record(waited, prep, t3 - t2, t4 - t3, t5 - t4, t5 - frame.captured_at, t5)
             frames += 1
             waited = 0.0
             if serving.generation != last_generation:

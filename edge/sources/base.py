@@ -16,6 +16,10 @@ class Frame:
     image: np.ndarray
     captured_at: float
     source: str
+    # Filled by the capture thread when it preprocesses ahead of the frame loop (see Capture's `prepare`).
+    tensor: np.ndarray | None = None
+    prepared_for: int = 0
+    prep_s: float = 0.0
 
 
 class FrameSource(Protocol):
