@@ -81,6 +81,20 @@ class ExportConfig(_Section):
     tensorrt: Literal["auto", "off", "required"] = Field(
         default="auto", description="Build TensorRT engines where a GPU and tensorrt are present."
     )
+    exporter: Literal["auto", "torchscript", "dynamo"] = Field(
+        default="auto",
+        description="torch.onnx exporter; auto: TorchScript (keeps the exact opset), dynamo if that fails.",
+    )
+    int8_calibration: Literal["minmax", "entropy", "percentile"] = Field(
+        default="minmax", description="INT8 activation range calibration method."
+    )
+    int8_float_head: Literal["auto", "always", "never"] = Field(
+        default="auto", description="Keep the final classifier in float; auto: only when full INT8 fails its gate."
+    )
+    latency_threads: int = Field(default=1, ge=1, description="ONNX Runtime intra-op threads for manifest latency.")
+    tensorrt_fp16: bool = Field(default=True, description="Let TensorRT use FP16 kernels in engines.")
+    tensorrt_workspace_mb: int = Field(default=1024, ge=16, description="TensorRT builder workspace, MiB.")
+    tensorrt_max_batch: int = Field(default=8, ge=1, description="Largest batch of the engine's optimization profile.")
 
 
 class PublishConfig(_Section):

@@ -1,0 +1,57 @@
+"""Golden samples: preprocessed test inputs with the torch model's outputs, for each device's smoke test."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+
+from cloud.errors import ExportError
+from shared.integrity import sha256_file
+from shared.manifest import Golden
+from shared.object_store import atomic_write
+
+GOLDEN_FILE = "golden.npz"
+
+
+def golden_indices(logits: np.ndarray, count: int) -> np.ndarray:
+    """Up to `count` test rows covering every predicted class in turn, clearest top-1 margin first.
+
+    Clear margins keep the device smoke test about broken models, not about borderline samples that any
+    reduced precision may legitimately flip.
+    """
+    if logits.ndim != 2 or logits.shape[0] == 0:
+        raise ExportError(f"golden samples need test logits, got shape {logits.shape}")
+    top2 = np.sort(logits, axis=1)[:, -2:] if logits.shape[1] > 1 else np.concatenate([logits, logits], axis=1)
+    margin = top2[:, 1] - top2[:, 0]
+    predicted = logits.argmax(axis=1)
+    queues = [
+        [int(i) for i in sorted(np.flatnonzero(predicted == c), key=lambda i: (-margin[i], i))]
+        for c in np.unique(predicted)
+    ]
+    chosen: list[int] = []
+    depth = 0
+    while len(chosen) < min(count, logits.shape[0]):
+        for queue in queues:
+            if depth < len(queue) and len(chosen) < count:
+                chosen.append(queue[depth])
+        depth += 1
+    return np.asarray(chosen, dtype=np.int64)
+
+
+def write_golden(out_path: Path, inputs: np.ndarray, logits: np.ndarray) -> Golden:
+    """golden.npz with float32 `inputs`, float32 `logits` and int64 `labels` (top-1), readable without pickle."""
+    if inputs.shape[0] != logits.shape[0] or inputs.shape[0] == 0:
+        raise ExportError(f"golden samples: {inputs.shape[0]} inputs for {logits.shape[0]} logit rows")
+    arrays = {
+        "inputs": np.ascontiguousarray(inputs, dtype=np.float32),
+        "logits": np.ascontiguousarray(logits, dtype=np.float32),
+        "labels": logits.argmax(axis=1).astype(np.int64),
+    }
+    buf = io.BytesIO()
+    np.savez(buf, allow_pickle=False, **arrays)  # type: ignore[arg-type]
+    atomic_write(out_path, buf.getvalue())
+    return Golden(
+        file=out_path.name, sha256=sha256_file(out_path), bytes=out_path.stat().st_size, count=int(inputs.shape[0])
+    )
