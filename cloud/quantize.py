@@ -64,24 +64,12 @@ def choose_int8_plan(mode: Int8Mode, cpu: CpuInfo) -> Int8Plan:
         saturates = cpu.is_x86 and not cpu.vnni
         risk = " (WARNING: this x86 CPU has no VNNI, full-range U8S8 may saturate)" if saturates else ""
         return Int8Plan(mode, "uint8", "int8", False, f"int8_mode=u8s8 set in config{risk} ({seen})")
-    if cpu.is_x86 and cpu.vnni:
-        return Int8Plan("auto", "uint8", "int8", False, (
-            f"auto: x86 with VNNI accumulates U8S8 without saturation, so full 8-bit weights keep accuracy; "
-            f"x86 devices without VNNI skip this variant (set int8_mode=u8s8_reduce_range for such fleets) ({seen})"
-        ))
-    if cpu.is_arm:
-        return Int8Plan("auto", "uint8", "int8", False, (
-            f"auto: ARM dot-product kernels do not saturate U8S8, so full 8-bit weights keep accuracy; "
-            f"x86 devices without VNNI skip this variant ({seen})"
-        ))
-    if cpu.is_x86:
-        return Int8Plan("auto", "uint8", "int8", True, (
-            f"auto: x86 without VNNI multiplies U8S8 with int16 accumulation (VPMADDUBSW) that can saturate; "
-            f"7-bit weights (reduce_range) avoid it at a small accuracy cost and keep U8S8 speed (U8U8 is slower) "
-            f"({seen})"
-        ))
+    vnni = " (this build CPU has VNNI, but the devices may not)" if cpu.is_x86 and cpu.vnni else ""
     return Int8Plan("auto", "uint8", "int8", True, (
-        f"auto: CPU type unknown, so 7-bit weights (reduce_range) that are safe on every CPU ({seen})"
+        "auto: a package goes to a fleet of mixed CPUs, and x86 without VNNI multiplies U8S8 with int16 "
+        "accumulation (VPMADDUBSW) that can saturate; 7-bit weights (reduce_range) are exact on every device "
+        "at a small accuracy cost, at full U8S8 speed (U8U8 is slower). Set int8_mode=u8s8 for fleets that all "
+        f"have VNNI or ARM dot-product{vnni} ({seen})"
     ))
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from cloud.errors import ExportError
+from edge.hardware import parse_nvidia_smi
 from shared.manifest import Target
 
 log = logging.getLogger(__name__)
@@ -64,18 +65,6 @@ def tensorrt_available() -> str | None:
 
     if not torch.cuda.is_available():
         return "no CUDA GPU is visible to torch (needed to build and check the engine)"
-    return None
-
-
-def parse_nvidia_smi(output: str) -> tuple[str, str | None] | None:
-    """(GPU name, compute capability) of the first GPU in nvidia-smi's name,compute_cap CSV output."""
-    for line in output.splitlines():
-        if not line.strip():
-            continue
-        name, _, cap = (part.strip() for part in line.partition(","))
-        if not name:
-            return None
-        return name, (cap if cap and cap[0].isdigit() else None)
     return None
 
 
