@@ -143,3 +143,58 @@ def test_json_logs(tmp_path: Path, mosquitto: Broker) -> None:
     assert out.returncode == 0, out.stderr[-2000:]
     lines = [json.loads(line) for line in out.stderr.splitlines() if line.startswith("{")]
     assert lines and {"ts", "level", "logger", "msg"} <= set(lines[0])
+
+
+def test_systemd_notifications_and_prometheus_metrics(tmp_path: Path, mosquitto: Broker) -> None:
+    import socket
+    import urllib.request
+
+    from tests.fixtures.ports import free_port
+
+    path, tree = _setup(tmp_path, mosquitto)
+    topics = topics_of(tree)
+    sock_path = tmp_path / "notify.sock"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(sock_path))
+    sock.settimeout(30)
+    port = free_port()
+    env = {**os.environ, "NOTIFY_SOCKET": str(sock_path), "WATCHDOG_USEC": "1000000"}
+    probe = MqttProbe(mosquitto, f"{topics.base}/#")
+    proc = subprocess.Popen(
+        [*EDGEFERRY, "agent", "--config", str(path), f"--daemon.prometheus_port={port}"],
+        stderr=subprocess.PIPE, text=True, env=env,
+    )
+    try:
+        seen: list[str] = []
+        while "READY=1" not in seen or "WATCHDOG=1" not in seen:
+            seen += sock.recv(4096).decode().split("\n")
+        probe.wait_for(lambda m: m.topic == topics.telemetry and m.json().get("frames", 0) > 0, 30)
+        body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+        assert "edgeferry_frames_total" in body and 'device="' in body
+        assert "edgeferry_e2e_ms_p99" in body
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+        while "STOPPING=1" not in seen:
+            seen += sock.recv(4096).decode().split("\n")
+    finally:
+        proc.kill()
+        sock.close()
+
+
+def test_unreadable_source_is_counted_and_the_agent_keeps_answering(tmp_path: Path, mosquitto: Broker) -> None:
+    path, tree = _setup(tmp_path, mosquitto)
+    tree["source"] = {"type": "video_file", "path": str(tmp_path / "no-such-camera.avi"),
+                      "reconnect_backoff_s": 0.2}
+    path.write_text(yaml.safe_dump(tree))
+    topics = topics_of(tree)
+    probe = MqttProbe(mosquitto, f"{topics.base}/#")
+    proc = subprocess.Popen([*EDGEFERRY, "agent", "--config", str(path)], stderr=subprocess.PIPE, text=True)
+    try:
+        probe.wait_for(lambda m: m.topic == topics.telemetry and m.json().get("source_errors", 0) >= 2, 30,
+                       "telemetry counting source errors")
+        ping, _ = send_command(probe, topics, "ping", {})
+        assert ping["ok"] and ping["result"]["model"]["version"] == 1
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        proc.kill()
