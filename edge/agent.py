@@ -123,7 +123,7 @@ class Agent:
 
             self.link = FakeLink()
         self.events = EventEmitter(cfg.events, self.link, self.topics.events, self.envelopes)
-        self.router = CommandRouter(self.link, self.topics, self.envelopes)
+        self.router = CommandRouter(self.link, self.topics, self.envelopes, queue_size=cfg.mqtt.command_queue)
         self.system = SystemStats()
         self.telemetry = Telemetry(self.envelopes)
         self.exporter: PrometheusExporter | None = None

@@ -148,6 +148,8 @@ def parse_command(name: str, payload: bytes) -> DeployCommand | RollbackCommand 
         raw = json.loads(payload) if payload else {}
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise CommandError(f"command payload is not JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise CommandError("command payload is nested too deeply") from exc
     if not isinstance(raw, dict):
         raise CommandError("command payload must be a JSON object")
     if "name" in raw and raw["name"] != name:

@@ -56,6 +56,7 @@ def test_commands_parse() -> None:
         ("deploy", b'{"id": "1", "extra": 1}', "extra"),
         ("ping", b'{"id": "1", "name": "deploy"}', "arrived on"),
         ("ping", b" " * 20000, "limit"),
+        ("ping", b"[" * 5000 + b"]" * 5000, "nested"),
     ],
 )
 def test_bad_commands_get_one_line_reasons(name: str, payload: bytes, match: str) -> None:
