@@ -113,3 +113,19 @@ def test_unreachable_s3_endpoint_fails_before_training(tmp_path: Path) -> None:
     assert out.returncode == 1
     assert "unreachable" in out.stderr.strip().splitlines()[-1]
     assert "epoch" not in out.stderr
+
+
+def test_no_passing_variant_publishes_nothing_and_exits_1(tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    out = subprocess.run(
+        [*EDGEFERRY, "train", "--config", "configs/train-default.yaml", "--store", str(store), "--epochs", "1",
+         "--max-samples", "400", "--set", "export.precisions=[fp32]", "--set", "export.fp32_max_abs_diff=1e-12",
+         "--set", f"publish.work_dir={tmp_path / 'build'}", "--set", f"publish.dev_key_dir={tmp_path / 'keys'}",
+         "--set", f"trainer.log_dir={tmp_path / 'runs'}", "--set", "trainer.progress_bar=false"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert out.returncode == 1, out.stderr[-2000:]
+    last = out.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: no variant passed its gate") and "fp32" in last
+    assert not store.exists() or not any(store.rglob("latest.json"))
+    assert not list((tmp_path / "build").rglob("*.onnx"))
