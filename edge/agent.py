@@ -53,6 +53,7 @@ log = logging.getLogger(__name__)
 ConfigLoader = Callable[[Mapping[str, Any]], AgentConfig]
 # Changes these sections can take without a restart; anything else is reported as needing one.
 RESULT_QUEUE = 256
+STATUS_LOG_S = 5.0
 LIVE_KEYS = ("events.", "daemon.log_level", "daemon.log_json", "sync.poll_interval_s", "sync.pinned_version",
              "sync.variant", "sync.max_accuracy_drop", "sync.trusted_keys", "sync.allow_unsigned", "run.")
 
@@ -142,6 +143,7 @@ class Agent:
         self._publisher = threading.Thread(target=self._publish_results, name="results", daemon=True)
         self._poll_thread: threading.Thread | None = None
         self.summary: RunSummary | None = None
+        self._last_result: FrameResult | None = None
         self._started_at = time.monotonic()
 
     # -- lifecycle ---------------------------------------------------------------------------------------------
@@ -186,8 +188,12 @@ class Agent:
     def run(self) -> int:
         """Block until SIGTERM/SIGINT or the bounded run ends; feed the watchdog; reload on SIGHUP."""
         tick = min(1.0, self.notifier.watchdog_interval_s or 1.0)
+        next_status = time.monotonic() + STATUS_LOG_S
         while not self._stop.wait(tick):
             self.notifier.watchdog()
+            if time.monotonic() >= next_status:
+                next_status += STATUS_LOG_S
+                self._log_status()
             if self._reload_requested.is_set():
                 self._reload_requested.clear()
                 self.reload()
@@ -260,6 +266,7 @@ class Agent:
     def _publish_results(self) -> None:
         """Turn results into events on the outbox, in frame order; None ends the thread."""
         while (result := self._results.get()) is not None:
+            self._last_result = result
             p = result.prediction
             try:
                 if self.events.policy.cfg.mode != "off":
@@ -446,6 +453,14 @@ class Agent:
             config_digest=config_digest(self.cfg),
         )
         self.link.publish_json(self.topics.state, state, retain=True)
+
+    def _log_status(self) -> None:
+        """One human line every few seconds: what is served, how fast, and the latest result."""
+        v = self.stats.values()
+        last = self._last_result
+        seen = f"; last frame {last.index}: {last.prediction.label} ({last.prediction.score:.2f})" if last else ""
+        log.info("%s: %.1f fps, %d frames, e2e p50 %.2f ms%s", self._status_line(), v.get("fps", 0.0),
+                 int(v.get("frames", 0)), v.get("e2e_ms_p50", 0.0), seen)
 
     def _status_line(self) -> str:
         info = self._model_info()
