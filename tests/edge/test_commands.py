@@ -118,7 +118,7 @@ def test_failures_and_bad_commands_get_error_replies_and_are_counted(
         ("reboot", b'{"id": "r1"}', "r1", "unknown command 'reboot'"),
         ("rollback", b'{"id": "rb"}', "rb", "not supported by this agent"),
         ("ping", b'{"id": "big", "pad": "' + b"x" * MAX_COMMAND_BYTES + b'"}', "big", "over the"),
-        ("ping", b"[" * 10_000, None, "malformed ping command"),
+        ("ping", b"[" * 10_000, None, "nested too deeply"),
     ]
     for name, payload, rid, error in cases:
         reply = ask(probe, name, payload)
