@@ -35,6 +35,7 @@ from edge.systemd_notify import Notifier
 from edge.telemetry import EnvelopeFactory, Telemetry, TelemetryLoop
 from edgeferry import __version__
 from shared.config_loader import config_digest
+from shared.dashboard_views import ha_discovery
 from shared.errors import EdgeferryError
 from shared.object_store import open_store
 from shared.payloads import (
@@ -168,6 +169,9 @@ class Agent:
         self.telemetry.add_source(self.system.sample)
         self.link.publish_text(self.topics.status, STATUS_ONLINE, retain=True)
         self._publish_state()
+        if self.cfg.mqtt.ha_discovery:
+            for topic, payload in ha_discovery(self.topics, __version__, self.cfg.mqtt.ha_discovery_prefix):
+                self.link.publish_json(topic, payload, retain=True)
         if isinstance(self.link, MqttLink):
             self.link.start()
         self.router.start()

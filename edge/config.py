@@ -186,6 +186,10 @@ class MqttConfig(_Section):
     outbox_path: Path = Field(default=Path(".edge-cache/outbox.sqlite"), description="Store-and-forward queue.")
     outbox_max_messages: int = Field(default=100_000, ge=10, description="Queue bound; oldest dropped beyond.")
     session_expiry_s: int = Field(default=3600, ge=0, description="MQTT 5 session expiry interval.")
+    ha_discovery: bool = Field(
+        default=False, description="Publish retained Home Assistant discovery configs for every telemetry metric."
+    )
+    ha_discovery_prefix: str = Field(default="homeassistant", description="Home Assistant's discovery topic prefix.")
     outbox_synchronous: Literal["normal", "full"] = Field(
         default="normal", description="SQLite sync: 'normal' survives agent crashes; 'full' also power cuts (slower)."
     )

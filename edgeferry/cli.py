@@ -132,6 +132,21 @@ def verify(
     )
 
 
+@app.command()
+def dashboards(
+    out: Annotated[Path, typer.Option(help="Directory for the generated dashboard files.")] = Path("deploy/grafana"),
+) -> None:
+    """Write the Grafana dashboard generated from the metric table (import it into Grafana)."""
+    import json
+
+    from shared.dashboard_views import grafana_dashboard
+
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "edgeferry-fleet.json"
+    path.write_text(json.dumps(grafana_dashboard(), indent=2) + "\n")
+    typer.echo(f"wrote {path}")
+
+
 def _dotted_flags(args: list[str]) -> dict[str, Any]:
     """Extra `--section.key=value` / `--section.key value` arguments: every config option as a flag."""
     import yaml

@@ -128,3 +128,20 @@ def test_polling_picks_up_a_new_version_and_rollback_returns(
         probe.wait_for(lambda m: m.topic == topics.telemetry and m.json().get("model_version") == 1, 10)
         ping, _ = send_command(probe, topics, "ping", {})
         assert ping["ok"] and ping["result"]["model"]["version"] == 1
+
+
+def test_home_assistant_discovery_is_published_retained(
+    tmp_path: Path, store: LocalStore, keys: KeyPair, mosquitto: Broker
+) -> None:
+    make_package(store, "tiny", 1, keys)
+    tree = agent_config(
+        tmp_path, store, write_public_key(keys, tmp_path / "k.pub"), mosquitto,
+        {"type": "synthetic", "width": 32, "height": 32, "fps": 20}, **{"mqtt.ha_discovery": True},
+    )
+    topics = topics_of(tree)
+    with running_agent(tree):
+        probe = MqttProbe(mosquitto, "homeassistant/#", f"{topics.base}/telemetry")
+        cfg = probe.wait_for(lambda m: m.topic.endswith("/e2e_ms_p99/config"), 20, "discovery config").json()
+        assert cfg["state_topic"] == topics.telemetry and cfg["unit_of_measurement"] == "ms"
+        tel = probe.wait_for(lambda m: m.topic == topics.telemetry and "e2e_ms_p99" in m.json(), 20).json()
+        assert tel["e2e_ms_p99"] > 0
