@@ -25,7 +25,7 @@ from edge.hardware import detect_hardware
 from edge.hot_swap import ModelSlot, prepare
 from edge.log_setup import setup_logging
 from edge.model_sync import InstalledModel, ModelSync, load_trusted_keys
-from edge.mqtt_link import Link, MqttLink
+from edge.mqtt_link import Link, MqttLink, NullLink
 from edge.outbox import Outbox
 from edge.pipeline import FrameResult, Pipeline, RunSummary
 from edge.prometheus_exporter import PrometheusExporter
@@ -121,9 +121,7 @@ class Agent:
             self._outbox = Outbox(cfg.mqtt.outbox_path, cfg.mqtt.outbox_max_messages, cfg.mqtt.outbox_synchronous)
             self.link = MqttLink(cfg.mqtt, self.topics, self._outbox)
         else:
-            from edge.mqtt_link import FakeLink
-
-            self.link = FakeLink()
+            self.link = NullLink()
         self.events = EventEmitter(cfg.events, self.link, self.topics.events, self.envelopes)
         self.router = CommandRouter(self.link, self.topics, self.envelopes, queue_size=cfg.mqtt.command_queue)
         self.system = SystemStats()
@@ -302,7 +300,8 @@ class Agent:
 
     def _poll(self) -> None:
         """Poll latest.json (or the pinned version) and switch when a newer verified model is there."""
-        while not self._stop.wait(0 if self.slot.current is None else self.cfg.sync.poll_interval_s):
+        delay = 0.0 if self.slot.current is None else self.cfg.sync.poll_interval_s
+        while not self._stop.wait(delay):
             try:
                 version = self.sync.check_latest()
                 if version is not None:
@@ -310,8 +309,7 @@ class Agent:
             except EdgeferryError as exc:
                 self.counters.last_error = str(exc)
                 log.warning("model update skipped: %s", exc)
-            if self.slot.current is None:
-                self._stop.wait(self.cfg.sync.poll_interval_s)
+            delay = self.cfg.sync.poll_interval_s
 
     def deploy(self, version: int | None, *, explicit: bool = True) -> dict[str, Any]:
         """Install, verify, smoke-test and hot-swap a version; the served model is untouched on any failure."""

@@ -484,6 +484,26 @@ class Published:
         return json.loads(self.payload)
 
 
+class NullLink:
+    """The link when MQTT is disabled: accepts and discards, so a broker-less device never grows a queue."""
+
+    connected = False
+
+    def __init__(self) -> None:
+        self.discarded = 0
+
+    def publish_json(self, topic: str, payload: BaseModel | Mapping[str, Any], retain: bool = False) -> None:
+        """Discard (counted)."""
+        self.discarded += 1
+
+    def publish_text(self, topic: str, text: str, retain: bool = False) -> None:
+        """Discard (counted)."""
+        self.discarded += 1
+
+    def subscribe(self, topic_filter: str, handler: MessageHandler, *, retained: bool = True) -> None:
+        """Nothing ever arrives without a broker."""
+
+
 class FakeLink:
     """In-memory Link for unit tests of code that publishes or subscribes: records everything, no sockets."""
 
