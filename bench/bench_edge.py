@@ -25,6 +25,7 @@ import onnxruntime as ort
 from edge.agent import Agent
 from edge.config import AgentConfig
 from edge.package_fetch import fetch_version
+from edge.percentiles import nearest_rank
 from edge.pipeline import FrameResult
 from edge.sources.synthetic import SyntheticSource
 from shared.manifest import Manifest, parse_latest
@@ -35,9 +36,8 @@ RESULTS = Path("bench/results")
 
 
 def percentile(values: list[float], q: float) -> float:
-    """Nearest-rank percentile, so every figure is a latency that was observed."""
-    ordered = sorted(values)
-    return ordered[max(0, min(len(ordered) - 1, int(np.ceil(q / 100 * len(ordered))) - 1))]
+    """Nearest-rank percentile, the agent's own definition: every figure is an observed latency."""
+    return nearest_rank(sorted(values), q)
 
 
 @dataclass

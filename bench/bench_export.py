@@ -25,6 +25,7 @@ from cloud.datasets import prepare_data
 from cloud.models import build_model
 from cloud.preprocessing import normalize
 from edge.package_fetch import fetch_version
+from edge.percentiles import nearest_rank
 from shared.manifest import Manifest, parse_latest
 from shared.object_store import LocalStore
 from shared.signing import load_public_key
@@ -47,9 +48,8 @@ class Row:
 
 
 def percentile(values: list[float], q: float) -> float:
-    """Nearest-rank percentile (an observed latency)."""
-    ordered = sorted(values)
-    return ordered[max(0, min(len(ordered) - 1, int(np.ceil(q / 100 * len(ordered))) - 1))]
+    """Nearest-rank percentile, the agent's own definition: every figure is an observed latency."""
+    return nearest_rank(sorted(values), q)
 
 
 def time_batch1(fn: Any, inputs: np.ndarray, runs: int) -> tuple[float, float]:

@@ -131,7 +131,8 @@ def verify_published(
         d = Path(tmp)
         for fname, _, size in manifest.files():
             store.download(prefix + fname, d / fname, size)
-        for extra in (MANIFEST_FILE, SIGNATURE_FILE):
-            (d / extra).write_bytes(b"")
+        (d / MANIFEST_FILE).write_bytes(body)
+        if sig is not None:
+            (d / SIGNATURE_FILE).write_bytes(sig)
         verify_package_dir(d, manifest)
     return manifest
