@@ -64,6 +64,7 @@ METRICS: tuple[Metric, ...] = (
     Metric("outbox_depth", "messages", "Messages waiting in the store-and-forward queue"),
     Metric("outbox_dropped", "messages", "Messages dropped from a full store-and-forward queue", "counter"),
     Metric("uptime_s", "s", "Seconds since the agent started", ha_device_class="duration"),
+    Metric("thread_errors", "errors", "Failures of background threads, each logged, backed off and retried", "counter"),
 )
 
 BY_NAME: dict[str, Metric] = {m.name: m for m in METRICS}
