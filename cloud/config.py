@@ -11,7 +11,8 @@ from shared.store_config import StoreConfig
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # inf and nan slip through `gt=0` and surface much later (a NaN learning rate trains garbage): refuse them.
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class ModelConfig(_Section):
@@ -47,8 +48,8 @@ class DataConfig(_Section):
 class TrainerConfig(_Section):
     """Lightning Trainer options."""
 
-    max_epochs: int = Field(default=15, ge=1, description="Training epochs.")
-    lr: float = Field(default=3e-3, gt=0, description="Peak learning rate (AdamW, one-cycle).")
+    max_epochs: int = Field(default=15, ge=1, le=100_000, description="Training epochs.")
+    lr: float = Field(default=3e-3, ge=1e-8, le=10, description="Peak learning rate (AdamW, one-cycle).")
     weight_decay: float = Field(default=1e-4, ge=0, description="AdamW weight decay.")
     accelerator: str = Field(default="auto", description="Lightning accelerator: auto, cpu, gpu.")
     devices: int | str = Field(default=1, description="Devices per node (int or 'auto').")
@@ -69,7 +70,7 @@ class ExportConfig(_Section):
     precisions: list[Literal["fp32", "fp16", "int8"]] = Field(
         default=["fp32", "fp16", "int8"], description="Variants to build."
     )
-    fp32_max_abs_diff: float = Field(default=1e-4, gt=0, description="Max |logit diff| of FP32 vs torch.")
+    fp32_max_abs_diff: float = Field(default=1e-4, gt=0, le=1, description="Max |logit diff| of FP32 vs torch.")
     fp16_min_agreement: float = Field(default=0.995, ge=0, le=1, description="Min top-1 agreement of FP16.")
     int8_max_accuracy_drop: float = Field(default=0.01, ge=0, le=1, description="Max top-1 drop of INT8.")
     calibration_samples: int = Field(default=256, ge=1, description="Training images for INT8 calibration.")
@@ -77,7 +78,7 @@ class ExportConfig(_Section):
         default="auto", description="INT8 types; auto picks reduce_range on CPUs without VNNI."
     )
     golden_samples: int = Field(default=16, ge=1, description="Golden samples shipped for device smoke tests.")
-    latency_runs: int = Field(default=200, ge=10, description="Batch-1 runs for the manifest latency figures.")
+    latency_runs: int = Field(default=200, ge=10, le=100_000, description="Batch-1 runs for the manifest latency figures.")
     tensorrt: Literal["auto", "off", "required"] = Field(
         default="auto", description="Build TensorRT engines where a GPU and tensorrt are present."
     )

@@ -14,7 +14,8 @@ from shared.store_config import StoreConfig
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # inf and nan pass `gt=0` and then break timers and sleeps deep inside a thread: refuse them everywhere.
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 def _default_device_id() -> str:
@@ -36,14 +37,14 @@ class SyncConfig(_Section):
 
     model: str = Field(default="digits", description="Model name to follow.")
     store: StoreConfig = Field(default_factory=StoreConfig, description="Store to pull from (read-only is enough).")
-    poll_interval_s: float = Field(default=30.0, gt=0, description="How often to poll latest.json.")
+    poll_interval_s: float = Field(default=30.0, ge=0.1, le=86_400, description="How often to poll latest.json, seconds.")
     pinned_version: int | None = Field(default=None, ge=1, description="Serve this version and ignore latest.")
     cache_dir: Path = Field(default=Path(".edge-cache"), description="Installed versions live here.")
-    keep_versions: int = Field(default=3, ge=2, description="Installed versions kept for rollback.")
+    keep_versions: int = Field(default=3, ge=2, le=100, description="Installed versions kept for rollback.")
     trusted_keys: list[Path] = Field(default_factory=list, description="ed25519 public keys (PEM) to trust.")
     allow_unsigned: bool = Field(default=False, description="Accept packages without a signature (unsafe).")
-    download_attempts: int = Field(default=5, ge=1, description="Attempts per file before giving up.")
-    backoff_s: float = Field(default=0.5, gt=0, description="First retry delay; doubles per attempt.")
+    download_attempts: int = Field(default=5, ge=1, le=100, description="Attempts per file before giving up.")
+    backoff_s: float = Field(default=0.5, ge=0.01, le=300, description="First retry delay, seconds; doubles per attempt.")
     variant: Literal["auto", "tensorrt", "cuda-fp16", "int8", "fp32", "fp16"] = Field(
         default="auto", description="Variant choice: auto by hardware, or forced."
     )
@@ -62,8 +63,10 @@ class _SourceBase(_Section):
     policy: Literal["latest", "all"] = Field(
         default="latest", description="'latest' drops stale frames (counted); 'all' keeps every frame."
     )
-    max_fps: float | None = Field(default=None, gt=0, description="Cap the capture rate.")
-    reconnect_backoff_s: float = Field(default=0.5, gt=0, description="First reconnect delay; doubles to 30 s.")
+    max_fps: float | None = Field(default=None, ge=0.01, le=10_000, description="Cap the capture rate.")
+    reconnect_backoff_s: float = Field(
+        default=0.5, ge=0.01, le=30, description="First reconnect delay, seconds; doubles to 30 s."
+    )
 
 
 class VideoFileSource(_SourceBase):
@@ -100,9 +103,9 @@ class SyntheticSource(_SourceBase):
     """A generated test pattern, for demos and benchmarks without a camera."""
 
     type: Literal["synthetic"] = Field(default="synthetic", description="Discriminator selecting this kind.")
-    width: int = Field(default=64, ge=8, description="Frame width.")
-    height: int = Field(default=64, ge=8, description="Frame height.")
-    fps: float | None = Field(default=30.0, gt=0, description="Frame rate; None: as fast as possible.")
+    width: int = Field(default=64, ge=8, le=8192, description="Frame width.")
+    height: int = Field(default=64, ge=8, le=8192, description="Frame height.")
+    fps: float | None = Field(default=30.0, ge=0.01, le=10_000, description="Frame rate; None: as fast as possible.")
     frames: int | None = Field(default=None, ge=1, description="Stop after this many frames.")
     pattern: Literal["digits", "bars", "noise"] = Field(default="digits", description="What to draw.")
 
@@ -159,7 +162,7 @@ class EventsConfig(_Section):
         default="change", description="Every frame, on label change, above a score, every Nth frame, or none."
     )
     threshold: float = Field(default=0.5, ge=0, le=1, description="Score for mode 'threshold'.")
-    sample_every: int = Field(default=30, ge=1, description="N for mode 'sample'.")
+    sample_every: int = Field(default=30, ge=1, le=1_000_000, description="N for mode 'sample'.")
     top_k: int = Field(default=3, ge=1, le=20, description="Results per event.")
 
 
@@ -182,10 +185,12 @@ class MqttConfig(_Section):
     password: SecretStr | None = Field(default=None, description="Broker password.")
     tls: TlsConfig | None = Field(default=None, description="TLS options; None: plain TCP.")
     keepalive_s: int = Field(default=20, ge=5, le=3600, description="Keepalive; the Last Will fires ~1.5x later.")
-    telemetry_interval_s: float = Field(default=5.0, gt=0, description="Telemetry period.")
+    telemetry_interval_s: float = Field(default=5.0, ge=0.1, le=3600, description="Telemetry period, seconds.")
     outbox_path: Path = Field(default=Path(".edge-cache/outbox.sqlite"), description="Store-and-forward queue.")
-    outbox_max_messages: int = Field(default=100_000, ge=10, description="Queue bound; oldest dropped beyond.")
-    session_expiry_s: int = Field(default=3600, ge=0, description="MQTT 5 session expiry interval.")
+    outbox_max_messages: int = Field(
+        default=100_000, ge=10, le=100_000_000, description="Queue bound; oldest dropped beyond."
+    )
+    session_expiry_s: int = Field(default=3600, ge=0, le=4_294_967_295, description="MQTT 5 session expiry interval.")
     ha_discovery: bool = Field(
         default=False, description="Publish retained Home Assistant discovery configs for every telemetry metric."
     )
@@ -196,10 +201,14 @@ class MqttConfig(_Section):
     max_inflight: int = Field(
         default=20, ge=1, le=65535, description="Queued messages awaiting PUBACK at once (capped by the broker)."
     )
-    reconnect_min_s: int = Field(default=1, ge=1, description="First reconnect delay; doubles per failed attempt.")
-    reconnect_max_s: int = Field(default=30, ge=1, description="Longest reconnect delay.")
-    flush_timeout_s: float = Field(default=5.0, ge=0, description="How long a clean stop waits to drain the outbox.")
-    command_queue: int = Field(default=4, ge=1, description="Commands waiting for the worker before 'busy' replies.")
+    reconnect_min_s: int = Field(default=1, ge=1, le=300, description="First reconnect delay; doubles per failed attempt.")
+    reconnect_max_s: int = Field(default=30, ge=1, le=3600, description="Longest reconnect delay.")
+    flush_timeout_s: float = Field(
+        default=5.0, ge=0, le=300, description="How long a clean stop waits to drain the outbox, seconds."
+    )
+    command_queue: int = Field(
+        default=4, ge=1, le=1024, description="Commands waiting for the worker before 'busy' replies."
+    )
 
 
 class DaemonConfig(_Section):
@@ -214,8 +223,10 @@ class DaemonConfig(_Section):
 class RunConfig(_Section):
     """Bounded runs for tests and benchmarks."""
 
-    max_frames: int | None = Field(default=None, ge=1, description="Stop after this many frames.")
-    duration_s: float | None = Field(default=None, gt=0, description="Stop after this many seconds.")
+    max_frames: int | None = Field(default=None, ge=1, le=10**12, description="Stop after this many frames.")
+    duration_s: float | None = Field(
+        default=None, ge=0.1, le=10**9, description="Stop this many seconds after start (served or not)."
+    )
 
 
 class AgentConfig(_Section):
