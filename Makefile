@@ -27,7 +27,7 @@ check: lint typecheck
 lint: venv
 	$(VENV)/bin/ruff check .
 typecheck: venv
-	$(VENV)/bin/mypy cloud edge shared edgeferry bench
+	$(VENV)/bin/mypy cloud edge shared edgeferry bench hil
 
 ## Benchmark every variant of the default and reference packages (trains what is missing)
 bench-export: venv

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from tests.hil.fault_proxy import FaultProxy
-from tests.hil.netns import NetnsHarness, netns_unavailable, sweep_created, sweep_orphans
+from hil.fault_proxy import FaultProxy
+from hil.netns import NetnsHarness, netns_unavailable, sweep_created, sweep_orphans
 
 _SKIPPED: list[str] = []
 

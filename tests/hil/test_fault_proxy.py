@@ -9,8 +9,8 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from shared.hil import HilError
-from tests.hil.fault_proxy import DelayModel, FaultProxy, check_test_address
+from hil.errors import HilError
+from hil.fault_proxy import DelayModel, FaultProxy, check_test_address
 
 MakeProxy = Callable[..., FaultProxy]
 

@@ -13,17 +13,17 @@ from typing import Any
 
 import pytest
 
-from shared.hil import Clear, Delay, DropConnections, FaultPlan, LinkDown, RateLimit, Stall
+from hil.fault_proxy import FaultProxy
+from hil.netns import NetnsHarness
+from hil.plan import Clear, Delay, DropConnections, FaultPlan, LinkDown, RateLimit, Stall
+from hil.runner import FaultRunner
 from shared.topics import DeviceTopics
 from tests.fixtures.broker import Broker, MqttProbe
 from tests.fixtures.ports import free_port
-from tests.hil.fault_proxy import FaultProxy
-from tests.hil.netns import NetnsHarness
-from tests.hil.runner import FaultRunner
 
 pytestmark = pytest.mark.netns
 
-PRODUCER = Path(__file__).with_name("producer.py")
+ROOT = Path(__file__).resolve().parents[2]
 TOPICS = DeviceTopics("lab", "hil-1")
 COUNT, RATE = 200, 20.0
 
@@ -36,16 +36,16 @@ def broker_on_veth(make: Callable[..., Broker], ns: NetnsHarness) -> tuple[Broke
 
 
 class Producer:
-    """tests/hil/producer.py running inside the namespace."""
+    """hil.producer running inside the namespace (from the checkout, installed or not)."""
 
     def __init__(self, ns: NetnsHarness, tmp: Path, host: str, port: int, *extra: str) -> None:
         self.log_path = tmp / "producer.log"
         self._log = self.log_path.open("w")
         cmd = [
-            sys.executable, str(PRODUCER), "--host", host, "--port", str(port), "--count", str(COUNT),
+            sys.executable, "-m", "hil.producer", "--host", host, "--port", str(port), "--count", str(COUNT),
             "--rate", str(RATE), "--outbox", str(tmp / "outbox.sqlite"), "--device", TOPICS.device_id, *extra,
         ]
-        self.proc = ns.spawn_in(cmd, stdout=subprocess.PIPE, stderr=self._log, text=True)
+        self.proc = ns.spawn_in(cmd, stdout=subprocess.PIPE, stderr=self._log, text=True, cwd=ROOT)
 
     def summary(self, timeout: float = 150) -> dict[str, Any]:
         """Wait for the producer to exit and return its JSON summary; fail with its log if it did not drain."""

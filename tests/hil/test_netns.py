@@ -15,9 +15,9 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from shared.hil import HilError
-from tests.hil import netns as netns_mod
-from tests.hil.netns import NetnsHarness, link_exists, list_namespaces, pick_subnet, sweep_created, sweep_orphans
+from hil import netns as netns_mod
+from hil.errors import HilError
+from hil.netns import NetnsHarness, link_exists, list_namespaces, pick_subnet, sweep_created, sweep_orphans
 
 # Inside the namespace: connect, then echo each stdin line through the server and print the answer.
 CLIENT = """

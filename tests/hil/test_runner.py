@@ -7,8 +7,9 @@ import time
 
 import pytest
 
-from shared.hil import Clear, Delay, DropConnections, FaultPlan, HilError, LinkDown, LinkUp, RateLimit, Stall
-from tests.hil.runner import FaultRunner
+from hil.errors import HilError
+from hil.plan import Clear, Delay, DropConnections, FaultPlan, LinkDown, LinkUp, RateLimit, Stall
+from hil.runner import FaultRunner
 
 
 class RecordingLink:

@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel, ValidationError
 
-from shared import hil
-from shared.hil import (
+from hil import plan
+from hil.errors import HilError
+from hil.plan import (
     Clear,
     Delay,
     FaultPlan,
-    HilError,
     LinkDown,
     NetnsTarget,
     RateLimit,
@@ -50,7 +50,7 @@ def test_a_plan_in_json_parses_to_typed_steps_and_round_trips() -> None:
 
 
 def test_every_field_of_the_contract_is_described() -> None:
-    models = [m for m in vars(hil).values() if isinstance(m, type) and issubclass(m, BaseModel) and m is not BaseModel]
+    models = [m for m in vars(plan).values() if isinstance(m, type) and issubclass(m, BaseModel) and m is not BaseModel]
     assert len(models) >= 11
     undescribed = [f"{m.__name__}.{n}" for m in models for n, f in m.model_fields.items() if not f.description]
     assert undescribed == []

@@ -14,13 +14,14 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Protocol
 
-from shared.hil import Action, FaultPlan, HilError, timeline
+from hil.errors import HilError
+from hil.plan import Action, FaultPlan, timeline
 
 log = logging.getLogger(__name__)
 
 
 class LinkFaults(Protocol):
-    """What the runner needs from a link harness (tests.hil.netns.NetnsHarness)."""
+    """What the runner needs from a link harness (hil.netns.NetnsHarness)."""
 
     def link_down(self) -> None: ...
     def link_up(self) -> None: ...
@@ -32,7 +33,7 @@ class LinkFaults(Protocol):
 
 
 class ProxyFaults(Protocol):
-    """What the runner needs from a proxy (tests.hil.fault_proxy.FaultProxy)."""
+    """What the runner needs from a proxy (hil.fault_proxy.FaultProxy)."""
 
     def set_delay(self, ms: float, jitter_ms: float = 0.0) -> None: ...
     def stall(self) -> None: ...

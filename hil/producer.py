@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from edge.config import MqttConfig
-from edge.mqtt_link import MqttLink
+from edge.link import MqttLink
 from edge.telemetry import EnvelopeFactory
 from shared.metrics import METRICS
 from shared.payloads import TelemetryPayload

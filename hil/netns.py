@@ -27,7 +27,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from shared.hil import HilError, NetnsTarget
+from hil.errors import HilError
+from hil.plan import NetnsTarget
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""A fault-injecting TCP proxy for tests: forwards a listen address to an upstream while faults are switched at run
+"""A fault-injecting TCP proxy for HIL runs: forwards a listen address to an upstream while faults are switched at run
 time from the test thread (delay with seeded jitter, stall, reset of every connection, refusal of new ones).
 
 It runs an asyncio loop in its own thread and stops itself after `max_lifetime_s`, so a test that forgets it
@@ -20,7 +20,7 @@ from collections.abc import Coroutine
 from types import TracebackType
 from typing import Any, TypeVar
 
-from shared.hil import HilError
+from hil.errors import HilError
 
 log = logging.getLogger(__name__)
 

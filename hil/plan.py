@@ -15,16 +15,12 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
 
-from shared.errors import EdgeferryError
+from hil.errors import HilError
 
 # One plan runs at most this long: a harness holds namespaces, links and brokers for the whole plan.
 MAX_PLAN_S = 3600.0
 # Linux IFNAMSIZ is 16 including the NUL.
 _IFNAME = r"^[A-Za-z0-9_.-]{1,15}$"
-
-
-class HilError(EdgeferryError):
-    """A fault plan or HIL target is invalid, or a harness could not apply a fault."""
 
 
 class _Step(BaseModel):
