@@ -17,19 +17,21 @@ from edge.backends.factory import available_backends
 from edge.capture import Capture
 from edge.capture_prep import AheadOfTimePreprocess
 from edge.commands import CommandRouter
-from edge.config import AgentConfig, SensorMqttSource
-from edge.errors import AgentError, SourceError
+from edge.config import AgentConfig
+from edge.errors import SourceError
 from edge.events import EventEmitter
 from edge.frame_stats import FrameStats
 from edge.hardware import detect_hardware
 from edge.hot_swap import ModelSlot, prepare
+from edge.link import Link, MqttLink, NullLink, Outbox
+from edge.live_config import ConfigLoader, LiveConfig, Origin
 from edge.log_setup import setup_logging
 from edge.model_sync import InstalledModel, ModelSync, load_trusted_keys
-from edge.mqtt_link import Link, MqttLink, NullLink
-from edge.outbox import Outbox
 from edge.pipeline import FrameResult, Pipeline, RunSummary
 from edge.prometheus_exporter import PrometheusExporter
 from edge.sources.factory import open_source
+from edge.sources.sensor_mqtt import SensorMqttSource
+from edge.supervise import Health, spawn
 from edge.system_stats import SystemStats
 from edge.systemd_notify import Notifier
 from edge.telemetry import EnvelopeFactory, Telemetry, TelemetryLoop
@@ -37,7 +39,7 @@ from edgeferry import __version__
 from shared.config_loader import config_digest
 from shared.dashboard_views import ha_discovery
 from shared.errors import EdgeferryError
-from shared.object_store import open_store
+from shared.store_open import open_store
 from shared.payloads import (
     DeployCommand,
     Detection,
@@ -47,16 +49,12 @@ from shared.payloads import (
     SetConfigCommand,
     StatePayload,
 )
-from shared.topics import STATUS_ONLINE, DeviceTopics
+from shared.topics import DeviceTopics
 
 log = logging.getLogger(__name__)
 
-ConfigLoader = Callable[[Mapping[str, Any]], AgentConfig]
-# Changes these sections can take without a restart; anything else is reported as needing one.
 RESULT_QUEUE = 256
 STATUS_LOG_S = 5.0
-LIVE_KEYS = ("events.", "daemon.log_level", "daemon.log_json", "sync.poll_interval_s", "sync.pinned_version",
-             "sync.variant", "sync.max_accuracy_drop", "sync.trusted_keys", "sync.allow_unsigned", "run.")
 
 
 @dataclass
@@ -67,23 +65,6 @@ class _Counters:
     deploys: int = 0
     last_error: str | None = None
     extra: dict[str, float] = field(default_factory=dict)
-
-
-def _leaves(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in tree.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, Mapping):
-            out.update(_leaves(v, key + "."))
-        else:
-            out[key] = v
-    return out
-
-
-def config_changes(old: AgentConfig, new: AgentConfig) -> list[str]:
-    """Dotted keys whose values differ between two configs."""
-    a, b = _leaves(old.model_dump(mode="json")), _leaves(new.model_dump(mode="json"))
-    return sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
 
 
 class Agent:
@@ -99,10 +80,9 @@ class Agent:
         notifier: Notifier | None = None,
         observer: Callable[[FrameResult], None] | None = None,
     ) -> None:
-        self.cfg = cfg
+        self.live = LiveConfig(cfg, reload)
+        self.health = Health()
         self._observer = observer
-        self._reload = reload
-        self._overrides: dict[str, Any] = {}
         self.hw = hardware or detect_hardware()
         self.topics = DeviceTopics(cfg.device.fleet, cfg.device.device_id)
         self.envelopes = EnvelopeFactory(cfg.device.device_id)
@@ -139,11 +119,19 @@ class Agent:
         # Results go from the frame loop to a publisher thread, so JSON and the durable outbox write overlap
         # the next frame's inference; a full queue blocks the frame loop rather than lose a result.
         self._results: queue.Queue[FrameResult | None] = queue.Queue(maxsize=RESULT_QUEUE)
-        self._publisher = threading.Thread(target=self._publish_results, name="results", daemon=True)
+        self._publisher: threading.Thread | None = None
+        # The results thread drains until its None sentinel, also after a stop: it has its own never-set event.
+        self._results_running = threading.Event()
         self._poll_thread: threading.Thread | None = None
+        self._published_degraded: dict[str, str] = {}
         self.summary: RunSummary | None = None
         self._last_result: FrameResult | None = None
         self._started_at = time.monotonic()
+
+    @property
+    def cfg(self) -> AgentConfig:
+        """The config in force now (set-config and SIGHUP change it through self.live)."""
+        return self.live.cfg
 
     # -- lifecycle ---------------------------------------------------------------------------------------------
 
@@ -156,6 +144,7 @@ class Agent:
     def start(self) -> None:
         """Serve the cached model, connect, start capture, polling and telemetry; then tell systemd."""
         log.info("edgeferry agent %s starting as %s/%s", __version__, self.topics.fleet, self.topics.device_id)
+        self._started_at = time.monotonic()
         installed = self.sync.recover()
         if installed is not None:
             try:
@@ -163,26 +152,24 @@ class Agent:
             except EdgeferryError as exc:
                 log.error("cached model v%d cannot be served: %s", installed.version, exc)
         self._register_commands()
+        self._register_appliers()
         self.telemetry.add_source(self._figures)
         self.telemetry.add_source(self.system.sample)
-        self.link.publish_text(self.topics.status, STATUS_ONLINE, retain=True)
+        self.telemetry.add_source(self.health.metrics)
         self._publish_state()
         if self.cfg.mqtt.ha_discovery:
             for topic, payload in ha_discovery(self.topics, __version__, self.cfg.mqtt.ha_discovery_prefix):
                 self.link.publish_json(topic, payload, retain=True)
-        if isinstance(self.link, MqttLink):
-            self.link.start()
+        self.link.start()
         self.router.start()
-        if isinstance(self.cfg.source, SensorMqttSource):
-            self.link.subscribe(self.cfg.source.topic, self._on_sensor, retained=False)
+        if isinstance(self._source, SensorMqttSource):
+            self._source.attach(self.link)
         if self.exporter is not None and self.cfg.daemon.prometheus_port is not None:
             port = self.exporter.start(self.cfg.daemon.prometheus_host, self.cfg.daemon.prometheus_port)
             log.info("Prometheus metrics on http://%s:%d/metrics", self.cfg.daemon.prometheus_host, port)
-        self._publisher.start()
-        self._frame_thread = threading.Thread(target=self._frames, name="frames", daemon=True)
-        self._frame_thread.start()
-        self._poll_thread = threading.Thread(target=self._poll, name="model-poll", daemon=True)
-        self._poll_thread.start()
+        self._publisher = spawn("results", self._publish_results, self._results_running, self.health)
+        self._frame_thread = spawn("frames", self._frames, self._stop, self.health)
+        self._poll_thread = spawn("model-poll", self._poll, self._stop, self.health)
         self.telemetry_loop.start()
         self.notifier.ready()
         self.notifier.status(self._status_line())
@@ -191,8 +178,15 @@ class Agent:
         """Block until SIGTERM/SIGINT or the bounded run ends; feed the watchdog; reload on SIGHUP."""
         tick = min(1.0, self.notifier.watchdog_interval_s or 1.0)
         next_status = time.monotonic() + STATUS_LOG_S
-        while not self._stop.wait(tick):
+        duration = self.cfg.run.duration_s
+        deadline = None if duration is None else self._started_at + duration
+        while not self._stop.wait(tick if deadline is None else max(0.0, min(tick, deadline - time.monotonic()))):
             self.notifier.watchdog()
+            if deadline is not None and time.monotonic() >= deadline:
+                log.info("run.duration_s (%.1f s) reached", duration)
+                break
+            if self.health.degraded() != self._published_degraded:
+                self._publish_state()
             if time.monotonic() >= next_status:
                 next_status += STATUS_LOG_S
                 self._log_status()
@@ -211,7 +205,7 @@ class Agent:
             self._frame_thread.join(timeout=30)
         if self._capture is not None:
             self._capture.stop()
-        if self._publisher.is_alive():
+        if self._publisher is not None and self._publisher.is_alive():
             self._results.put(None)
             self._publisher.join(timeout=30)
         if self._poll_thread is not None:
@@ -219,8 +213,7 @@ class Agent:
         self.events.finish()
         self.telemetry_loop.stop(final_report=True)
         self.router.stop()
-        if isinstance(self.link, MqttLink):
-            self.link.stop()
+        self.link.stop()
         if self._outbox is not None:
             self._outbox.close()
         if self.exporter is not None:
@@ -259,7 +252,15 @@ class Agent:
         if self._capture is None:
             return
         pipeline = Pipeline(self._capture, self.slot, self._on_result, self.stats, top_k=self.cfg.events.top_k)
-        self.summary = pipeline.run(self._stop, self.cfg.run.max_frames, self.cfg.run.duration_s)
+        duration = self.cfg.run.duration_s
+        left = None if duration is None else max(0.001, duration - (time.monotonic() - self._started_at))
+        try:
+            self.summary = pipeline.run(self._stop, self.cfg.run.max_frames, left)
+        except BaseException:
+            # The supervisor starts the loop again; it gets a fresh capture, not this half-stopped one.
+            capture, self._capture = self._capture, None
+            capture.stop()
+            raise
         log.info("frame loop ended (%s) after %d frames", self.summary.reason, self.summary.frames)
 
     def _on_result(self, result: FrameResult) -> None:
@@ -285,16 +286,6 @@ class Agent:
                 log.warning("result of frame %d not published: %s", result.index, exc)
             if self._observer is not None:
                 self._observer(result)
-
-    def _on_sensor(self, topic: str, payload: bytes) -> None:
-        import json
-
-        try:
-            values = json.loads(payload)
-            self._source.feed(values)  # type: ignore[attr-defined]
-        except (ValueError, TypeError) as exc:
-            self.counters.source_errors += 1
-            log.warning("sensor message on %s ignored: %s", topic, exc)
 
     # -- models ------------------------------------------------------------------------------------------------
 
@@ -370,41 +361,52 @@ class Agent:
         """SIGHUP: re-read file, environment and flags (plus set-config changes) and apply what can change live."""
         self.notifier.reloading()
         try:
-            result = self._apply({})
+            result = self._apply({}, "reload")
         except EdgeferryError as exc:
             log.error("reload refused, keeping the running config: %s", exc)
             result = {"error": str(exc)}
         self.notifier.ready()
         return result
 
-    def _apply(self, values: Mapping[str, Any]) -> dict[str, Any]:
-        """Validate the whole config with the new values first; then apply live keys, list the rest."""
-        if self._reload is None:
-            raise AgentError("this agent was started without a config source; set-config is unavailable")
-        overrides = {**self._overrides, **values}
-        new = self._reload(overrides)
-        changed = config_changes(self.cfg, new)
-        live = [k for k in changed if k.startswith(LIVE_KEYS)]
-        restart = [k for k in changed if k not in live]
-        self._overrides = overrides
-        if any(k.startswith("events.") for k in live):
-            self.events = EventEmitter(new.events, self.link, self.topics.events, self.envelopes)
-        if any(k.startswith("daemon.") for k in live):
-            setup_logging(new.daemon.log_level, new.daemon.log_json)
-        if any(k.startswith("sync.") for k in live):
-            self.sync.cfg = self.sync.cfg.model_copy(
-                update={k: getattr(new.sync, k) for k in ("poll_interval_s", "pinned_version", "variant",
-                                                          "max_accuracy_drop", "trusted_keys", "allow_unsigned")}
-            )
-            self.sync.trusted = load_trusted_keys(new.sync.trusted_keys)
-        self.cfg = self.cfg.model_copy(
-            update={"events": new.events, "daemon": new.daemon, "run": new.run, "sync": self.sync.cfg}
-        )
-        if restart:
-            log.warning("config changes that take effect after a restart: %s", ", ".join(restart))
-        log.info("config applied: %s", ", ".join(live) or "no live changes")
+    def _apply(self, values: Mapping[str, Any], origin: Origin = "command") -> dict[str, Any]:
+        """One change through LiveConfig: all of it applies, or none of it and the error says why."""
+        result = self.live.apply(values, origin)
         self._publish_state()
-        return {"applied": live, "restart_required": restart}
+        return result
+
+    def _register_appliers(self) -> None:
+        """What each live key changes; each prepares fully (key files included) before anything takes effect."""
+
+        def events(new: AgentConfig, live: list[str]) -> Callable[[], None] | None:
+            if not any(k.startswith("events.") for k in live):
+                return None
+            emitter = EventEmitter(new.events, self.link, self.topics.events, self.envelopes)
+
+            def commit() -> None:
+                self.events = emitter
+
+            return commit
+
+        def logging_(new: AgentConfig, live: list[str]) -> Callable[[], None] | None:
+            if not any(k.startswith("daemon.") for k in live):
+                return None
+            return lambda: setup_logging(new.daemon.log_level, new.daemon.log_json)
+
+        def sync(new: AgentConfig, live: list[str]) -> Callable[[], None] | None:
+            keys = [k.removeprefix("sync.") for k in live if k.startswith("sync.")]
+            if not keys:
+                return None
+            trusted = load_trusted_keys(new.sync.trusted_keys)
+            updated = self.sync.cfg.model_copy(update={k: getattr(new.sync, k) for k in keys})
+
+            def commit() -> None:
+                self.sync.cfg = updated
+                self.sync.trusted = trusted
+
+            return commit
+
+        for applier in (events, logging_, sync):
+            self.live.on_change(applier)
 
     # -- reporting ---------------------------------------------------------------------------------------------
 
@@ -439,6 +441,8 @@ class Agent:
         )
 
     def _publish_state(self) -> None:
+        degraded = self.health.degraded()
+        self._published_degraded = degraded
         state = self.envelopes.stamp(
             StatePayload,
             agent_version=__version__,
@@ -453,6 +457,7 @@ class Agent:
                 "backends": self.backend.name,
             },
             config_digest=config_digest(self.cfg),
+            degraded=degraded,
         )
         self.link.publish_json(self.topics.state, state, retain=True)
 

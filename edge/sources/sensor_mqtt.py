@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Protocol
 
 import numpy as np
 
@@ -18,6 +20,16 @@ log = logging.getLogger(__name__)
 
 # Windows waiting for the capture thread; the oldest is dropped beyond this, so a stalled reader cannot grow memory.
 DEFAULT_BACKLOG = 64
+# A flood of bad readings logs this often at most; every one is still counted in `skipped`.
+WARN_EVERY_S = 10.0
+
+
+class Subscriber(Protocol):
+    """The part of the broker link a sensor source needs."""
+
+    def subscribe(self, topic_filter: str, handler: Callable[[str, bytes], None], *, retained: bool = True) -> None:
+        """Deliver messages on topic_filter to handler(topic, payload)."""
+        ...
 
 
 class SensorMqttSource:
@@ -36,6 +48,28 @@ class SensorMqttSource:
         self._cond = threading.Condition()
         self._closed = False
         self._index = 0
+        self._last_warning = -WARN_EVERY_S
+
+    def attach(self, link: Subscriber) -> None:
+        """Subscribe to the sensor topic (live readings only: a retained one is stale)."""
+        link.subscribe(self.topic, self.on_message, retained=False)
+
+    def on_message(self, topic: str, payload: bytes) -> None:
+        """One MQTT message of readings; a malformed one is counted and warned about in one line, never raised."""
+        try:
+            values = json.loads(payload)
+            self.feed(values)
+        except (ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+            self.skipped += 1
+            self._warn(f"{self.name}: message on {topic} is not JSON readings: {type(exc).__name__}")
+        except SourceError as exc:
+            self._warn(str(exc))
+
+    def _warn(self, text: str) -> None:
+        now = time.monotonic()
+        if now - self._last_warning >= WARN_EVERY_S:
+            self._last_warning = now
+            log.warning("%s (%d malformed sensor messages so far)", text, self.skipped)
 
     def feed(self, values: Sequence[float] | Sequence[Sequence[float]] | np.ndarray) -> int:
         """Add readings; returns how many windows became ready. SourceError (counted) on malformed values."""

@@ -81,9 +81,13 @@ def test_set_config_validates_and_reports_what_needs_a_restart(tmp_path: Path, m
         probe.wait_for(lambda m: m.topic == topics.state and m.json()["model"]["version"] == 1, 30)
         bad, _ = send_command(probe, topics, "set-config", {"values": {"mqtt.port": 99999}})
         assert not bad["ok"] and "mqtt.port" in bad["error"]
-        good, _ = send_command(probe, topics, "set-config", {"values": {"events.mode": "every", "mqtt.keepalive_s": 9}})
+        anchor, _ = send_command(probe, topics, "set-config", {"values": {"mqtt.keepalive_s": 9}})
+        assert not anchor["ok"] and "mqtt.keepalive_s" in anchor["error"] and "local config file" in anchor["error"]
+        good, _ = send_command(
+            probe, topics, "set-config", {"values": {"events.mode": "every", "source.queue_size": 9}}
+        )
         assert good["ok"] and good["result"]["applied"] == ["events.mode"]
-        assert good["result"]["restart_required"] == ["mqtt.keepalive_s"]
+        assert good["result"]["restart_required"] == ["source.queue_size"]
         unknown, _ = send_command(probe, topics, "reboot", {})
         assert not unknown["ok"] and "unknown command" in unknown["error"]
         proc.send_signal(signal.SIGTERM)
