@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from edge.mqtt_link import Link
+from edge.link.base import Link
 from edge.telemetry import EnvelopeFactory
 from shared.errors import EdgeferryError
 from shared.payloads import (

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from edge.config import EventsConfig
-from edge.mqtt_link import Link
+from edge.link.base import Link
 from edge.telemetry import EnvelopeFactory
 from shared.payloads import Detection, EventPayload
 

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from edge.errors import AgentError
-from edge.mqtt_link import Link
+from edge.link.base import Link
 from shared.metrics import BY_NAME
 from shared.payloads import Envelope, TelemetryPayload
 

@@ -1,4 +1,4 @@
-"""The agent's one broker interface: MQTT 5 over paho, with every stream message going through the durable outbox.
+"""The real broker link: MQTT 5 over paho (the only module of edge/ that imports it), outbox-backed delivery.
 
 Non-retained messages (telemetry, events, command replies) are written to the SQLite outbox and a sender thread
 drains it in order while connected, with a bounded number awaiting PUBACK; a row is deleted only when its PUBACK
@@ -9,14 +9,12 @@ is relied on: delivery is tracked through on_publish by message id.
 
 from __future__ import annotations
 
-import json
 import logging
-import ssl
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
@@ -28,82 +26,16 @@ from pydantic import BaseModel
 
 from edge.config import MqttConfig
 from edge.errors import AgentError
-from edge.outbox import Outbox
+from edge.link.base import LinkError, MessageHandler, check_topic, encode_json
+from edge.link.outbox import Outbox
+from edge.link.tls import tls_context
 from shared.topics import STATUS_OFFLINE, STATUS_ONLINE, STATUS_STOPPED, DeviceTopics
 
 log = logging.getLogger(__name__)
 
-MessageHandler = Callable[[str, bytes], None]
 QOS = 1
 # Room in paho's own in-flight accounting for direct (retained) publishes on top of the outbox window.
 _DIRECT_HEADROOM = 16
-
-
-class LinkError(AgentError):
-    """The broker link is misconfigured (TLS files, topic, payload)."""
-
-
-class Link(Protocol):
-    """What code that publishes or subscribes needs from the broker link."""
-
-    @property
-    def connected(self) -> bool:
-        """Whether a broker session is up right now."""
-        ...
-
-    def publish_json(self, topic: str, payload: BaseModel | Mapping[str, Any], retain: bool = False) -> None:
-        """Queue a JSON message (retained: latest value, republished on reconnect); never blocks on the broker."""
-        ...
-
-    def publish_text(self, topic: str, text: str, retain: bool = False) -> None:
-        """Queue a plain-text message, like publish_json."""
-        ...
-
-    def subscribe(self, topic_filter: str, handler: MessageHandler, *, retained: bool = True) -> None:
-        """Call handler(topic, payload) for messages on the filter, now and after every reconnect."""
-        ...
-
-
-def encode_json(payload: BaseModel | Mapping[str, Any], replayed: bool = False) -> bytes:
-    """Compact JSON bytes; `replayed` is set on enveloped payloads (those carrying a seq)."""
-    if isinstance(payload, BaseModel):
-        if replayed and "replayed" in type(payload).model_fields:
-            payload = payload.model_copy(update={"replayed": True})
-        return payload.model_dump_json().encode()
-    data = dict(payload)
-    if replayed and "seq" in data:
-        data["replayed"] = True
-    try:
-        return json.dumps(data, separators=(",", ":"), allow_nan=False).encode()
-    except (TypeError, ValueError) as exc:
-        raise LinkError(f"payload cannot be sent as JSON: {exc}") from exc
-
-
-def check_topic(topic: str) -> str:
-    """A topic a client may publish to: non-empty, no wildcards, no NUL, at most 65535 UTF-8 bytes."""
-    if not topic or any(c in topic for c in "+#\x00") or len(topic.encode()) > 65535:
-        raise LinkError(f"cannot publish to topic {topic!r}: it must be non-empty without '+', '#' or NUL")
-    return topic
-
-
-def tls_context(cfg: MqttConfig) -> ssl.SSLContext | None:
-    """The client TLS context from config, failing early with the file that is wrong."""
-    if cfg.tls is None:
-        return None
-    tls = cfg.tls
-    try:
-        ctx = ssl.create_default_context(cafile=str(tls.ca_file) if tls.ca_file else None)
-        if tls.cert_file:
-            ctx.load_cert_chain(str(tls.cert_file), str(tls.key_file) if tls.key_file else None)
-    except (OSError, ssl.SSLError) as exc:
-        raise LinkError(
-            f"cannot load MQTT TLS files (ca={tls.ca_file}, cert={tls.cert_file}, key={tls.key_file}): {exc}"
-        ) from exc
-    if tls.key_file and not tls.cert_file:
-        raise LinkError("mqtt.tls.key_file is set without mqtt.tls.cert_file; set both for mutual TLS")
-    if tls.insecure:
-        ctx.check_hostname = False
-    return ctx
 
 
 @dataclass
@@ -469,85 +401,3 @@ class MqttLink:
         """Messages handed to paho and not yet acknowledged."""
         with self._wake:
             return len(self._inflight)
-
-
-@dataclass
-class Published:
-    """A message FakeLink received."""
-
-    topic: str
-    payload: bytes
-    retain: bool
-
-    def json(self) -> Any:
-        """The payload decoded as JSON."""
-        return json.loads(self.payload)
-
-
-class NullLink:
-    """The link when MQTT is disabled: accepts and discards, so a broker-less device never grows a queue."""
-
-    connected = False
-
-    def __init__(self) -> None:
-        self.discarded = 0
-
-    def publish_json(self, topic: str, payload: BaseModel | Mapping[str, Any], retain: bool = False) -> None:
-        """Discard (counted)."""
-        self.discarded += 1
-
-    def publish_text(self, topic: str, text: str, retain: bool = False) -> None:
-        """Discard (counted)."""
-        self.discarded += 1
-
-    def subscribe(self, topic_filter: str, handler: MessageHandler, *, retained: bool = True) -> None:
-        """Nothing ever arrives without a broker."""
-
-
-class FakeLink:
-    """In-memory Link for unit tests of code that publishes or subscribes: records everything, no sockets."""
-
-    def __init__(self, connected: bool = True) -> None:
-        self.published: list[Published] = []
-        self.handlers: dict[str, MessageHandler] = {}
-        self._connected = connected
-        self._lock = threading.Lock()
-
-    @property
-    def connected(self) -> bool:
-        """Settable with set_connected, to exercise offline behaviour."""
-        return self._connected
-
-    def set_connected(self, value: bool) -> None:
-        """Pretend the broker went away or came back."""
-        self._connected = value
-
-    def publish_json(self, topic: str, payload: BaseModel | Mapping[str, Any], retain: bool = False) -> None:
-        """Record the bytes MqttLink would send."""
-        data = encode_json(payload, replayed=not retain and not self._connected)
-        with self._lock:
-            self.published.append(Published(check_topic(topic), data, retain))
-
-    def publish_text(self, topic: str, text: str, retain: bool = False) -> None:
-        """Record a text message."""
-        with self._lock:
-            self.published.append(Published(check_topic(topic), text.encode(), retain))
-
-    def subscribe(self, topic_filter: str, handler: MessageHandler, *, retained: bool = True) -> None:
-        """Remember the handler for deliver()."""
-        self.handlers[topic_filter] = handler
-
-    def deliver(self, topic: str, payload: bytes) -> int:
-        """Feed an inbound message to every matching handler, as paho would; returns how many ran."""
-        ran = 0
-        for topic_filter, handler in list(self.handlers.items()):
-            if mqtt.topic_matches_sub(topic_filter, topic):
-                handler(topic, payload)
-                ran += 1
-        return ran
-
-    def on(self, topic: str) -> list[Published]:
-        """Messages published to one topic, in order."""
-        with self._lock:
-            return [p for p in self.published if p.topic == topic]
-

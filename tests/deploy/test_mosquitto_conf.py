@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from edge.config import MqttConfig
-from edge.mqtt_link import MqttLink
+from edge.link.mqtt import MqttLink
 from shared.topics import DeviceTopics
 from tests.fixtures.broker import Broker, MqttProbe
 
@@ -102,7 +102,7 @@ def test_wrong_passwords_are_refused(
     cfg = MqttConfig(host=broker.host, port=broker.port, username=bad, password="wrong",
                      outbox_path=tmp_path / "o.sqlite", reconnect_min_s=1, reconnect_max_s=1)
     link = MqttLink(cfg, DeviceTopics("lab", "cam-1"))
-    with caplog.at_level("ERROR", logger="edge.mqtt_link"):
+    with caplog.at_level("ERROR", logger="edge.link.mqtt"):
         link.start()
         try:
             wait_until(lambda: "refused the connection" in caplog.text, what="refusal logged")

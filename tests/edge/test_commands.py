@@ -16,10 +16,11 @@ from hypothesis import strategies as st
 from edge.commands import CommandRouter
 from edge.config import MqttConfig
 from edge.errors import PackageRejected
-from edge.mqtt_link import FakeLink, MqttLink
+from edge.link.mqtt import MqttLink
 from edge.telemetry import EnvelopeFactory
 from shared.payloads import MAX_COMMAND_BYTES, CommandError, parse_command
 from shared.topics import DeviceTopics
+from tests.edge.fake_link import FakeLink
 from tests.fixtures.broker import Broker, MqttProbe
 
 TOPICS = DeviceTopics("lab", "cam-3")

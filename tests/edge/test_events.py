@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from edge.config import EventsConfig
 from edge.events import EventDecision, EventEmitter, EventPolicy
-from edge.mqtt_link import FakeLink
 from edge.telemetry import EnvelopeFactory
 from shared.payloads import Detection
+from tests.edge.fake_link import FakeLink
 
 
 def det(label: str, score: float = 0.9, frame: int = 0, k: int = 5) -> Detection:

@@ -20,10 +20,12 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from edge.config import MqttConfig, TlsConfig
-from edge.mqtt_link import FakeLink, LinkError, MqttLink, encode_json
-from edge.outbox import Outbox
+from edge.link.base import LinkError, encode_json
+from edge.link.mqtt import MqttLink
+from edge.link.outbox import Outbox
 from shared.payloads import Envelope, ModelInfo, StatePayload
 from shared.topics import DeviceTopics
+from tests.edge.fake_link import FakeLink
 from tests.fixtures.broker import Broker, MqttProbe
 
 REPO = Path(__file__).resolve().parents[2]
@@ -107,7 +109,7 @@ def test_last_will_marks_a_killed_agent_offline(
         import sys, time
         from pathlib import Path
         from edge.config import MqttConfig
-        from edge.mqtt_link import MqttLink
+        from edge.link.mqtt import MqttLink
         from shared.topics import DeviceTopics
         link = MqttLink(MqttConfig(host="{mosquitto.host}", port={mosquitto.port}, keepalive_s=5,
                                    outbox_path=Path(r"{tmp_path / 'child.sqlite'}")), DeviceTopics("lab", "cam-1"))
@@ -248,7 +250,7 @@ def test_username_and_password_are_sent_and_a_refusal_is_logged(
     bad = start_link(
         links, mqtt_cfg(broker, tmp_path / "bad", username="cam-1", password="wrong"), other
     )
-    with caplog.at_level("ERROR", logger="edge.mqtt_link"):
+    with caplog.at_level("ERROR", logger="edge.link.mqtt"):
         wait_until(lambda: "refused the connection" in caplog.text, what="refusal logged")
     assert not bad.connected
     assert "mqtt.username/password" in caplog.text

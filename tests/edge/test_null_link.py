@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from edge.mqtt_link import Link, NullLink
+from edge.link import Link, NullLink
 
 
 def test_null_link_discards_and_counts() -> None:

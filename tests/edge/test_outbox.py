@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from edge.outbox import Outbox, OutboxError
+from edge.link.outbox import Outbox, OutboxError
 
 
 def test_fifo_peek_does_not_remove_and_ack_does(tmp_path: Path) -> None:

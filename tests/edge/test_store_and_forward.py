@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from edge.config import MqttConfig
-from edge.mqtt_link import MqttLink
+from edge.link.mqtt import MqttLink
 from edge.telemetry import EnvelopeFactory
 from shared.metrics import METRICS
 from shared.payloads import TelemetryPayload

@@ -9,11 +9,11 @@ import time
 
 import pytest
 
-from edge.mqtt_link import FakeLink
 from edge.percentiles import StageWindows
 from edge.telemetry import EnvelopeFactory, Telemetry, TelemetryLoop
 from shared.metrics import BY_NAME
 from shared.payloads import Envelope, ReplyPayload
+from tests.edge.fake_link import FakeLink
 
 
 class Clock:
