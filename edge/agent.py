@@ -16,6 +16,7 @@ from edge.backends.chain import BackendChain
 from edge.backends.factory import available_backends
 from edge.capture import Capture
 from edge.capture_prep import AheadOfTimePreprocess
+from edge.command_auth import CommandAuth
 from edge.commands import CommandRouter
 from edge.config import AgentConfig
 from edge.errors import SourceError
@@ -35,11 +36,9 @@ from edge.supervise import Health, spawn
 from edge.system_stats import SystemStats
 from edge.systemd_notify import Notifier
 from edge.telemetry import EnvelopeFactory, Telemetry, TelemetryLoop
-from edgeferry import __version__
 from shared.config_loader import config_digest
 from shared.dashboard_views import ha_discovery
 from shared.errors import EdgeferryError
-from shared.store_open import open_store
 from shared.payloads import (
     DeployCommand,
     Detection,
@@ -49,7 +48,9 @@ from shared.payloads import (
     SetConfigCommand,
     StatePayload,
 )
+from shared.store_open import open_store
 from shared.topics import DeviceTopics
+from shared.version import __version__
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +104,8 @@ class Agent:
         else:
             self.link = NullLink()
         self.events = EventEmitter(cfg.events, self.link, self.topics.events, self.envelopes)
-        self.router = CommandRouter(self.link, self.topics, self.envelopes, queue_size=cfg.mqtt.command_queue)
+        self.router = CommandRouter(self.link, self.topics, self.envelopes, auth=CommandAuth.from_config(cfg.device),
+                                    queue_size=cfg.mqtt.command_queue, health=self.health)
         self.system = SystemStats()
         self.telemetry = Telemetry(self.envelopes)
         self.exporter: PrometheusExporter | None = None
@@ -302,7 +304,7 @@ class Agent:
                 log.warning("model update skipped: %s", exc)
             delay = self.cfg.sync.poll_interval_s
 
-    def deploy(self, version: int | None, *, explicit: bool = True) -> dict[str, Any]:
+    def deploy(self, version: int | None, *, explicit: bool = True, allow_downgrade: bool = False) -> dict[str, Any]:
         """Install, verify, smoke-test and hot-swap a version; the served model is untouched on any failure."""
         with self._model_lock:
             if version is None:
@@ -310,7 +312,8 @@ class Agent:
                 if version is None:
                     current = self.slot.current
                     return {"version": current.version if current else None, "changed": False}
-            installed = self.sync.sync_version(version) if explicit else self.sync.install(version)
+            installed = (self.sync.sync_version(version, allow_downgrade=allow_downgrade) if explicit
+                         else self.sync.install(version))
             return self._switch_to(installed, activate=True)
 
     def rollback(self) -> dict[str, Any]:
@@ -341,7 +344,7 @@ class Agent:
         def deploy(cmd: DeployCommand) -> dict[str, Any]:
             if cmd.pin:
                 self._apply({"sync.pinned_version": cmd.version})
-            return self.deploy(cmd.version, explicit=cmd.version is not None)
+            return self.deploy(cmd.version, explicit=cmd.version is not None, allow_downgrade=cmd.allow_downgrade)
 
         def rollback(cmd: RollbackCommand) -> dict[str, Any]:
             return self.rollback()
@@ -457,6 +460,7 @@ class Agent:
                 "backends": self.backend.name,
             },
             config_digest=config_digest(self.cfg),
+            unsigned_commands=self.cfg.device.allow_unsigned_commands,
             degraded=degraded,
         )
         self.link.publish_json(self.topics.state, state, retain=True)
