@@ -4,11 +4,17 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 EF := $(VENV)/bin/edgeferry
 BOOTSTRAP := deploy/scripts/bootstrap-venv.sh
+# Checks that run the real tools (systemd-analyze, hadolint, shellcheck, mosquitto, ...); append yours.
+INTEGRATION_TESTS := tests/deploy
 
-.PHONY: venv train-cloud train-reference test test-fast check lint typecheck bench-export bench-edge edge-agent keygen clean
+.PHONY: venv system check-integrations train-cloud train-reference test test-fast check lint typecheck bench-export bench-edge edge-agent keygen clean
 
 venv:
 	@bash $(BOOTSTRAP)
+
+## Debian packages whose real tools the tests run (mosquitto, promtool, shellcheck, ...), installed when missing
+system:
+	@bash deploy/scripts/bootstrap-system.sh
 
 ## Train the default digits model, export FP32/FP16/INT8, verify, sign and publish to .store/
 train-cloud: venv
@@ -18,9 +24,13 @@ train-cloud: venv
 train-reference: venv
 	$(EF) train --config configs/train-reference.yaml
 
-## The whole test suite (needs mosquitto: .ci/run installs it)
-test: venv
+## The whole test suite; installs the system packages it needs first (as root, or says the apt-get command)
+test: venv system
 	$(PY) -m pytest -q -p no:cacheprovider
+
+## The real tools' own checks of what we ship: systemd-analyze, hadolint, shellcheck, mosquitto with our ACL, ...
+check-integrations: venv system
+	$(PY) -m pytest -q -p no:cacheprovider $(INTEGRATION_TESTS)
 
 ## Lint and type-check
 check: lint typecheck

@@ -25,11 +25,11 @@ import onnxruntime as ort
 from edge.agent import Agent
 from edge.config import AgentConfig
 from edge.package_fetch import fetch_version
-from edge.percentiles import nearest_rank
 from edge.pipeline import FrameResult
 from edge.sources.synthetic import SyntheticSource
 from shared.manifest import Manifest, parse_latest
 from shared.object_store import LocalStore
+from shared.percentiles import nearest_rank
 from shared.signing import load_public_key
 
 RESULTS = Path("bench/results")

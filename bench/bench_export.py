@@ -25,9 +25,9 @@ from cloud.datasets import prepare_data
 from cloud.models import build_model
 from cloud.preprocessing import normalize
 from edge.package_fetch import fetch_version
-from edge.percentiles import nearest_rank
 from shared.manifest import Manifest, parse_latest
 from shared.object_store import LocalStore
+from shared.percentiles import nearest_rank
 from shared.signing import load_public_key
 
 RESULTS = Path("bench/results")

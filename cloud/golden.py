@@ -1,18 +1,16 @@
-"""Golden samples: preprocessed test inputs with the torch model's outputs, for each device's smoke test."""
+"""Golden samples: which preprocessed test inputs, with the torch model's outputs, each device smoke-tests with."""
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import numpy as np
 
 from cloud.errors import ExportError
+from shared.golden import golden_arrays, golden_bytes
 from shared.integrity import sha256_file
 from shared.manifest import Golden
 from shared.object_store import atomic_write
-
-GOLDEN_FILE = "golden.npz"
 
 
 def golden_indices(logits: np.ndarray, count: int) -> np.ndarray:
@@ -41,17 +39,12 @@ def golden_indices(logits: np.ndarray, count: int) -> np.ndarray:
 
 
 def write_golden(out_path: Path, inputs: np.ndarray, logits: np.ndarray) -> Golden:
-    """golden.npz with float32 `inputs`, float32 `logits` and int64 `labels` (top-1), readable without pickle."""
-    if inputs.shape[0] != logits.shape[0] or inputs.shape[0] == 0:
-        raise ExportError(f"golden samples: {inputs.shape[0]} inputs for {logits.shape[0]} logit rows")
-    arrays = {
-        "inputs": np.ascontiguousarray(inputs, dtype=np.float32),
-        "logits": np.ascontiguousarray(logits, dtype=np.float32),
-        "labels": logits.argmax(axis=1).astype(np.int64),
-    }
-    buf = io.BytesIO()
-    np.savez(buf, allow_pickle=False, **arrays)  # type: ignore[arg-type]
-    atomic_write(out_path, buf.getvalue())
+    """golden.npz in the shared format (shared.golden), written atomically, and its manifest entry."""
+    try:
+        golden = golden_arrays(inputs, logits)
+    except ValueError as exc:
+        raise ExportError(f"golden samples: {exc}") from exc
+    atomic_write(out_path, golden_bytes(golden))
     return Golden(
         file=out_path.name, sha256=sha256_file(out_path), bytes=out_path.stat().st_size, count=int(inputs.shape[0])
     )

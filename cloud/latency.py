@@ -11,6 +11,7 @@ import onnxruntime as ort
 
 from cloud.errors import ExportError
 from cloud.ort_session import ORT_ERRORS
+from shared.percentiles import percentiles
 
 
 @dataclass(frozen=True)
@@ -24,12 +25,11 @@ class LatencyStats:
 
 
 def percentiles_ms(seconds: Sequence[float]) -> tuple[float, float]:
-    """Nearest-rank p50 and p99 in ms, so each figure is a latency that was actually observed."""
+    """Nearest-rank p50 and p99 in ms (shared.percentiles, as devices report them): observed latencies."""
     if not seconds:
         raise ExportError("no latency samples to summarize")
-    ms = np.asarray(seconds, dtype=np.float64) * 1000.0
-    p50, p99 = np.percentile(ms, [50, 99], method="inverted_cdf")
-    return float(p50), float(p99)
+    figures = percentiles((s * 1000.0 for s in seconds), (50, 99))
+    return figures[50], figures[99]
 
 
 def time_calls(fn: Callable[[], object], runs: int, warmup: int) -> list[float]:

@@ -1,8 +1,7 @@
-"""Run a loaded model on the package's golden samples before it may serve a single frame."""
+"""Run a loaded model on the package's golden samples (shared.golden) before it may serve a single frame."""
 
 from __future__ import annotations
 
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,21 +10,13 @@ import numpy as np
 from edge.backends.base import LoadedModel
 from edge.errors import BackendError, PackageRejected
 from shared.errors import IntegrityError
+from shared.golden import GoldenSet, read_golden
 from shared.integrity import verify_file
 from shared.manifest import Manifest, Precision
 
 # FP32 must reproduce the trainer's top-1 exactly; reduced precisions may flip a few borderline samples.
 EXACT_PRECISIONS: frozenset[str] = frozenset({"fp32"})
 REDUCED_MIN_AGREEMENT = 0.9
-
-
-@dataclass(frozen=True)
-class GoldenSet:
-    """The arrays of golden.npz."""
-
-    inputs: np.ndarray
-    labels: np.ndarray
-    logits: np.ndarray | None
 
 
 @dataclass(frozen=True)
@@ -49,29 +40,15 @@ def required_agreement(precision: Precision, reduced: float = REDUCED_MIN_AGREEM
 
 
 def load_golden(path: Path, manifest: Manifest) -> GoldenSet:
-    """Verify golden.npz against the manifest, then read it without ever unpickling."""
+    """Verify golden.npz against the manifest, then read it in the shared format without ever unpickling."""
     try:
         verify_file(path, manifest.golden.sha256, manifest.golden.bytes)
     except (IntegrityError, OSError) as exc:
         raise PackageRejected(f"golden samples: {exc}") from exc
     try:
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
-        raise PackageRejected(f"golden samples {path.name} cannot be read safely: {exc}") from exc
-    missing = {"inputs", "labels"} - arrays.keys()
-    if missing:
-        raise PackageRejected(f"golden samples {path.name} lack arrays {sorted(missing)}")
-    inputs, labels = arrays["inputs"], arrays["labels"]
-    n = manifest.golden.count
-    if inputs.dtype != np.float32 or inputs.ndim < 2 or inputs.shape[0] != n:
-        raise PackageRejected(f"golden inputs are {inputs.dtype}{inputs.shape}, expected float32 with {n} samples")
-    if labels.shape != (n,) or not np.issubdtype(labels.dtype, np.integer):
-        raise PackageRejected(f"golden labels are {labels.dtype}{labels.shape}, expected {n} integers")
-    if labels.min() < 0 or labels.max() >= len(manifest.labels):
-        raise PackageRejected(f"golden labels fall outside the {len(manifest.labels)} classes of the manifest")
-    logits = arrays.get("logits")
-    return GoldenSet(inputs, labels.astype(np.int64), logits if logits is not None and logits.ndim == 2 else None)
+        return read_golden(path, count=manifest.golden.count, classes=len(manifest.labels))
+    except ValueError as exc:
+        raise PackageRejected(str(exc)) from exc
 
 
 def _fixed_batch(shape: tuple[int | str, ...]) -> int | None:

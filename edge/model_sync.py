@@ -16,12 +16,13 @@ from edge.errors import BackendError, InstallError, PackageRejected
 from edge.model_cache import InstalledModel, ModelCache, Pointer
 from edge.package_fetch import RetryPolicy, fetch_version, with_retries
 from edge.package_verify import verify_package
-from edge.smoke_test import load_golden, run_smoke_test
+from edge.golden_check import load_golden, run_smoke_test
 from edge.variant_bench import fastest, median_latency_ms
 from edge.variant_select import rank_variants
 from shared.errors import EdgeferryError, ManifestError, StoreNotFoundError
 from shared.manifest import Manifest, Variant, latest_key, parse_latest
-from shared.object_store import ObjectStore, open_store
+from shared.object_store import ObjectStore
+from shared.store_open import open_store
 from shared.signing import load_public_key
 
 log = logging.getLogger(__name__)

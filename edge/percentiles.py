@@ -1,8 +1,6 @@
 """Rolling-window latency percentiles for telemetry: pure, bounded memory, no I/O.
 
-Percentiles use the exact nearest-rank definition (the smallest sample with at least p% of the window at or
-below it, i.e. numpy's ``method="inverted_cdf"``): every reported figure is a latency that really happened,
-and p99 of a small window is its maximum rather than an interpolation between two frames.
+The percentile itself is shared.percentiles.nearest_rank, the definition the cloud's latency gates use too.
 """
 
 from __future__ import annotations
@@ -12,16 +10,7 @@ from collections import deque
 from collections.abc import Iterable, Sequence
 
 from shared.metrics import PERCENTILES, STAGES
-
-
-def nearest_rank(sorted_values: Sequence[float], p: float) -> float:
-    """The p-th percentile (0 < p <= 100) of ascending values by nearest rank."""
-    if not sorted_values:
-        raise ValueError("percentile of an empty window")
-    if not 0 < p <= 100:
-        raise ValueError(f"percentile must be in (0, 100], got {p}")
-    rank = math.ceil(p / 100 * len(sorted_values))
-    return sorted_values[max(rank, 1) - 1]
+from shared.percentiles import percentiles
 
 
 class RollingWindow:
@@ -48,8 +37,7 @@ class RollingWindow:
         """Nearest-rank percentiles of the window; empty when there are no samples yet."""
         if not self._values:
             return {}
-        ordered = sorted(self._values)
-        return {p: nearest_rank(ordered, p) for p in ps}
+        return percentiles(self._values, ps)
 
 
 class StageWindows:

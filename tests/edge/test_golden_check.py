@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from edge.errors import PackageRejected
-from edge.smoke_test import required_agreement, run_smoke_test
+from edge.golden_check import required_agreement, run_smoke_test
 from shared.integrity import sha256_bytes
 from shared.manifest import Golden, Manifest
 from tests.edge.package_factory import GOLDEN_FILE, build_package, golden_npz, onnx_model
