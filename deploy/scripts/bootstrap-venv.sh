@@ -30,6 +30,8 @@ esac
 [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
 "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null 2>&1 || true
 echo "bootstrap: installing edgeferry[$EXTRAS] into $VENV (first run takes a few minutes)" >&2
-"$VENV/bin/python" -m pip install -q "${constraints[@]}" -e ".[$EXTRAS]" 2>&1 | grep -v "^WARNING: Location" >&2 || true
+# setuptools' "Editable installation" banner (a UserWarning in the build backend) says nothing a user can act on.
+PYTHONWARNINGS="ignore:Editable installation:UserWarning" \
+  "$VENV/bin/python" -m pip install -q "${constraints[@]}" -e ".[$EXTRAS]" 2>&1 | grep -v "^WARNING: Location" >&2 || true
 "$VENV/bin/python" -c "import edgeferry" 
 echo "$stamp_key" > "$stamp"
