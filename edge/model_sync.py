@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from edge.backends.base import Hardware, InferenceBackend, LoadedModel
 from edge.config import SyncConfig
 from edge.errors import BackendError, InstallError, PackageRejected
+from edge.golden_check import load_golden, run_smoke_test
 from edge.model_cache import InstalledModel, ModelCache, Pointer
 from edge.package_fetch import RetryPolicy, fetch_version, with_retries
 from edge.package_verify import verify_package
