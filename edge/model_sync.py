@@ -17,7 +17,6 @@ from edge.golden_check import load_golden, run_smoke_test
 from edge.model_cache import InstalledModel, ModelCache, Pointer
 from edge.package_fetch import RetryPolicy, fetch_version, with_retries
 from edge.package_verify import verify_package
-from edge.golden_check import load_golden, run_smoke_test
 from edge.variant_bench import fastest, median_latency_ms
 from edge.variant_select import rank_variants
 from shared.errors import EdgeferryError, ManifestError, StoreNotFoundError
