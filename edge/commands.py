@@ -1,5 +1,5 @@
-"""Inbound commands on cmd/<name>: validate, run the agent's handler off the network thread, reply on
-cmd/<name>/reply with the request id and ok or an error."""
+"""Inbound commands on cmd/<name>: authenticate, validate, run the agent's handler off the network thread, reply
+on cmd/<name>/reply with the request id and ok or an error."""
 
 from __future__ import annotations
 
@@ -10,18 +10,19 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from edge.command_auth import Admitted, CommandAuth
 from edge.link.base import Link
+from edge.supervise import Health, spawn
 from edge.telemetry import EnvelopeFactory
+from shared.command_signing import MAX_ENVELOPE_BYTES, CommandRefused, reply_id
 from shared.errors import EdgeferryError
 from shared.payloads import (
-    MAX_COMMAND_BYTES,
     DeployCommand,
     PingCommand,
     ReplyPayload,
     RollbackCommand,
     SetConfigCommand,
     parse_command,
-    request_id_of,
 )
 from shared.topics import COMMANDS, DeviceTopics
 
@@ -30,25 +31,38 @@ log = logging.getLogger(__name__)
 Command = DeployCommand | RollbackCommand | SetConfigCommand | PingCommand
 Handler = Callable[[Any], dict[str, Any]]
 # Looking for the id of an oversized payload is worth it only up to a size that parses quickly.
-_ID_SCAN_LIMIT = 4 * MAX_COMMAND_BYTES
+_ID_SCAN_LIMIT = 2 * MAX_ENVELOPE_BYTES
 
 
 @dataclass(frozen=True)
 class _Job:
     command: Command
     handler: Handler
+    admitted: Admitted
 
 
 class CommandRouter:
-    """Subscribes cmd/+ and answers every command exactly once; one worker runs handlers in arrival order."""
+    """Subscribes cmd/+ and answers every command exactly once; one supervised worker runs handlers in order."""
 
-    def __init__(self, link: Link, topics: DeviceTopics, envelopes: EnvelopeFactory, queue_size: int = 4) -> None:
+    def __init__(
+        self,
+        link: Link,
+        topics: DeviceTopics,
+        envelopes: EnvelopeFactory,
+        *,
+        auth: CommandAuth,
+        queue_size: int = 4,
+        health: Health | None = None,
+    ) -> None:
         self._link = link
         self._topics = topics
         self._envelopes = envelopes
+        self._auth = auth
+        self._health = health or Health()
         self._handlers: dict[str, Handler] = {}
         self._queue: queue.Queue[_Job | None] = queue.Queue(maxsize=queue_size)
         self._worker: threading.Thread | None = None
+        self._stop = threading.Event()
         self._lock = threading.Lock()
         self._errors = 0
 
@@ -60,18 +74,24 @@ class CommandRouter:
 
     @property
     def errors(self) -> int:
-        """Rejected or failed commands since start (telemetry cmd_errors)."""
+        """Refused, rejected or failed commands since start (telemetry cmd_errors)."""
         with self._lock:
             return self._errors
 
     def metrics(self) -> dict[str, float]:
-        """Telemetry figures of the router."""
-        return {"cmd_errors": float(self.errors)}
+        """Telemetry figures of the router and its authentication."""
+        return {"cmd_errors": float(self.errors), **self._auth.metrics()}
 
     def start(self) -> None:
         """Start the worker and subscribe (retained commands are never delivered: a stale deploy must not re-run)."""
-        self._worker = threading.Thread(target=self._run, name="commands", daemon=True)
-        self._worker.start()
+        if self._auth.allow_unsigned:
+            log.warning("accepting UNSIGNED commands (development): anyone who can publish on %s may command "
+                        "this device; set device.allow_unsigned_commands: false in production", self._topics.cmd_filter)
+        elif not self._auth.trusted:
+            log.warning("no device.command_keys configured: every command will be refused; add the public key of "
+                        "an operator key ('edgeferry keygen') to device.command_keys")
+        self._stop.clear()
+        self._worker = spawn("commands", self._run, self._stop, self._health)
         self._link.subscribe(self._topics.cmd_filter, self.on_message, retained=False)
 
     def stop(self, timeout_s: float = 10) -> None:
@@ -82,20 +102,27 @@ class CommandRouter:
             self._queue.put(None, timeout=timeout_s)
         except queue.Full:
             log.warning("command queue still full after %.0f s; not waiting for the worker", timeout_s)
+            self._stop.set()
             return
         self._worker.join(timeout=timeout_s)
+        self._stop.set()
         if self._worker.is_alive():
             log.warning("a command handler is still running after %.0f s; leaving it behind", timeout_s)
 
     def on_message(self, topic: str, payload: bytes) -> None:
-        """Network-thread entry: validate fast, queue the work, reply at once on any rejection."""
+        """Network-thread entry: authenticate and validate fast, queue the work, reply at once on any rejection."""
         name = self._topics.command_name(topic)
         if name is None:
             return
         try:
-            command = parse_command(name, payload)
+            admitted = self._auth.admit(name, payload)
+            command = parse_command(name, admitted.payload)
+        except CommandRefused as exc:
+            log.warning("command %s (%s) refused: %s", name, exc.request_id, exc)
+            self._reject(name, exc.request_id, str(exc))
+            return
         except EdgeferryError as exc:
-            rid = request_id_of(payload) if len(payload) <= _ID_SCAN_LIMIT else None
+            rid = reply_id(payload) if len(payload) <= _ID_SCAN_LIMIT else None
             self._reject(name, rid, str(exc))
             return
         except (ValueError, RecursionError) as exc:
@@ -107,7 +134,7 @@ class CommandRouter:
             self._reject(name, command.id, f"command {name!r} is not supported by this agent")
             return
         try:
-            self._queue.put_nowait(_Job(command, handler))
+            self._queue.put_nowait(_Job(command, handler, admitted))
         except queue.Full:
             self._reject(name, command.id, "busy: another command is still running; retry later")
 
@@ -121,6 +148,16 @@ class CommandRouter:
     def _execute(self, job: _Job) -> None:
         name, rid = job.command.name, job.command.id
         try:
+            self._auth.commit(job.admitted, rid)
+        except CommandRefused as exc:
+            log.warning("command %s (%s) refused: %s", name, rid, exc)
+            self._reject(name, rid, str(exc))
+            return
+        except EdgeferryError as exc:
+            log.error("command %s (%s) not run: %s", name, rid, exc)
+            self._reject(name, rid, str(exc))
+            return
+        try:
             result = job.handler(job.command)
             reply = self._envelopes.stamp(ReplyPayload, id=rid, command=name, ok=True, result=dict(result or {}))
             reply.model_dump_json()  # a result that cannot be sent is the handler's bug: report it, not crash
@@ -128,7 +165,7 @@ class CommandRouter:
             log.warning("command %s (%s) failed: %s", name, rid, exc)
             self._reject(name, rid, str(exc))
             return
-        except Exception as exc:
+        except Exception as exc:  # a handler's bug is answered as such; the worker carries on
             log.exception("command %s (%s) crashed its handler", name, rid)
             self._reject(name, rid, f"internal error: {type(exc).__name__}")
             return

@@ -28,8 +28,23 @@ class DeviceConfig(_Section):
 
     fleet: str = Field(default="default", description="Fleet name (topic level 2).")
     device_id: str = Field(default_factory=_default_device_id, description="Device id (topic level 3).")
+    groups: list[str] = Field(
+        default_factory=list, description="Groups this device belongs to; a signed command may target one of them."
+    )
+    command_keys: list[Path] = Field(
+        default_factory=list,
+        description="ed25519 public keys (PEM) whose signed commands this device accepts; local config only.",
+    )
+    allow_unsigned_commands: bool = Field(
+        default=False, description="Accept unsigned commands from anyone who can publish (development only)."
+    )
+    command_state_path: Path = Field(
+        default=Path(".edge-cache/command-seq.json"),
+        description="Last accepted command sequence per key, kept across restarts so commands cannot be replayed.",
+    )
 
     _ids = field_validator("fleet", "device_id")(lambda cls, v: check_ident(v, "fleet or device id"))
+    _groups = field_validator("groups")(lambda cls, v: [check_ident(g, "device group") for g in v])
 
 
 class SyncConfig(_Section):
