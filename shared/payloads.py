@@ -50,6 +50,9 @@ class StatePayload(Envelope):
     model: ModelInfo = Field(description="Served model.")
     hardware: dict[str, Any] = Field(description="CPU, GPU and platform facts.")
     config_digest: str = Field(description="Digest of the resolved config.")
+    unsigned_commands: bool = Field(
+        default=False, description="True when this device accepts unsigned commands (development only)."
+    )
 
 
 class TelemetryPayload(Envelope):
@@ -103,6 +106,9 @@ class DeployCommand(_Command):
     name: Literal["deploy"] = "deploy"
     version: int | None = Field(default=None, ge=1, description="Version to deploy; latest if omitted.")
     pin: bool = Field(default=False, description="Stay on this version until another deploy.")
+    allow_downgrade: bool = Field(
+        default=False, description="Allow a version below the device's anti-rollback floor (signed deploys only)."
+    )
 
 
 class RollbackCommand(_Command):
