@@ -7,6 +7,7 @@ import os
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -284,3 +285,39 @@ def test_sensor_feed_refuses_malformed_readings_and_counts_them() -> None:
     assert source.skipped == 2
     threading.Timer(0.05, source.interrupt).start()
     assert source.read() is None  # interrupted while waiting: end of stream
+
+
+class _Subscriptions:
+    """Records what a source subscribes, like the broker link would."""
+
+    def __init__(self) -> None:
+        self.handlers: dict[str, Any] = {}
+        self.retained: dict[str, bool] = {}
+
+    def subscribe(self, topic_filter: str, handler: Any, *, retained: bool = True) -> None:
+        self.handlers[topic_filter] = handler
+        self.retained[topic_filter] = retained
+
+
+def test_mqtt_sensor_source_subscribes_itself_to_live_readings_only() -> None:
+    source = MqttSource("plant/imu", window=2, stride=2)
+    link = _Subscriptions()
+    source.attach(link)
+    assert link.retained == {"plant/imu": False}
+    link.handlers["plant/imu"]("plant/imu", b"[[1, 2], [3, 4]]")
+    frame = source.read()
+    assert frame is not None and frame.image.tolist() == [[1, 2], [3, 4]]
+
+
+def test_malformed_sensor_messages_are_counted_with_one_warning_and_no_traceback(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    source = MqttSource("plant/imu", window=2, stride=2)
+    with caplog.at_level("WARNING"):
+        for payload in (b"not json", b"\xff\xfe", b'["a"]', b"[[1, 2, 3]]", b"[" * 5000, b'{"x": 1}'):
+            source.on_message("plant/imu", payload)
+        source.on_message("plant/imu", b"[1, 2]")
+    assert source.skipped == 6
+    warnings = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and warnings[0].exc_info is None
+    assert "plant/imu" in warnings[0].getMessage()
