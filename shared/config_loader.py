@@ -1,11 +1,15 @@
-"""One place where config files, EDGEFERRY_* environment variables and CLI flags become a typed tree."""
+"""One place where config files, EDGEFERRY_* environment variables and CLI flags become a typed tree.
+
+A bad value is reported in one line that names the key and where the value came from: the config file, the
+EDGEFERRY_* variable or the flag, so a user knows which of the three to fix.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -16,9 +20,13 @@ from shared.errors import ConfigError
 
 T = TypeVar("T", bound=BaseModel)
 ENV_PREFIX = "EDGEFERRY_"
+# Longest rendering of an offending value in an error line.
+_VALUE_CHARS = 60
+
+Key = tuple[str, ...]
 
 
-def _set_path(tree: dict[str, Any], path: list[str], value: Any) -> None:
+def _set_path(tree: dict[str, Any], path: Sequence[str], value: Any) -> None:
     node = tree
     for part in path[:-1]:
         nxt = node.get(part)
@@ -39,38 +47,68 @@ def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _yaml_reason(exc: yaml.YAMLError) -> str:
+    """A YAML error as one line: where, then what (PyYAML's own text spans several lines)."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    return f"{where}{problem}"
+
+
 def read_yaml(path: Path) -> dict[str, Any]:
-    """A YAML mapping from a file, with errors that name the file."""
+    """A YAML mapping from a file, with one-line errors that name the file."""
     try:
-        text = Path(path).read_text()
+        raw = Path(path).read_bytes()
     except FileNotFoundError as exc:
         raise ConfigError(f"config file {path} not found") from exc
     except OSError as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from exc
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"config file {path} is not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start}): "
+            "is it the right file?"
+        ) from exc
+    if "\x00" in text:
+        raise ConfigError(f"config file {path} is binary (it holds NUL bytes), not YAML: is it the right file?")
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
+        raise ConfigError(f"config file {path} is not valid YAML: {_yaml_reason(exc)}") from exc
+    except RecursionError as exc:
+        raise ConfigError(f"config file {path} is nested too deeply to be a config") from exc
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ConfigError(f"config file {path} must hold a mapping at the top level")
+        raise ConfigError(
+            f"config file {path} must hold a mapping (section: {{key: value}}) at the top level, "
+            f"not a {type(data).__name__}"
+        )
     return data
 
 
-def env_overrides(environ: Mapping[str, str], prefix: str = ENV_PREFIX) -> dict[str, Any]:
-    """EDGEFERRY_MQTT__PORT=1884 becomes {'mqtt': {'port': 1884}} (values parsed as YAML scalars)."""
-    tree: dict[str, Any] = {}
-    for key, raw in environ.items():
-        if not key.startswith(prefix) or key == f"{prefix}CONFIG":
+def _env_entries(environ: Mapping[str, str], prefix: str) -> list[tuple[Key, Any, str]]:
+    """(path, typed value, variable name) of every EDGEFERRY_SECTION__KEY variable."""
+    entries = []
+    for name, raw in sorted(environ.items()):
+        if not name.startswith(prefix) or name == f"{prefix}CONFIG":
             continue
-        path = [p.lower() for p in key[len(prefix) :].split("__") if p]
+        path = tuple(p.lower() for p in name[len(prefix) :].split("__") if p)
         if not path:
             continue
         try:
             value = yaml.safe_load(raw) if raw != "" else ""
         except yaml.YAMLError:
             value = raw
+        entries.append((path, value, name))
+    return entries
+
+
+def env_overrides(environ: Mapping[str, str], prefix: str = ENV_PREFIX) -> dict[str, Any]:
+    """EDGEFERRY_MQTT__PORT=1884 becomes {'mqtt': {'port': 1884}} (values parsed as YAML scalars)."""
+    tree: dict[str, Any] = {}
+    for path, value, _ in _env_entries(environ, prefix):
         _set_path(tree, path, value)
     return tree
 
@@ -84,27 +122,131 @@ def dotted_overrides(flags: Mapping[str, Any]) -> dict[str, Any]:
     return tree
 
 
+def _scalar(raw: str) -> Any:
+    """A flag value as YAML reads it (1884 -> int, true -> bool, [a, b] -> list); unparseable text stays text."""
+    if raw == "":
+        return ""
+    try:
+        return yaml.safe_load(raw)
+    except yaml.YAMLError:
+        return raw
+
+
+def parse_set_pairs(pairs: Sequence[str] | None) -> dict[str, Any]:
+    """`--set a.b=value` pairs as dotted overrides (values parsed as YAML scalars)."""
+    out: dict[str, Any] = {}
+    for pair in pairs or []:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set expects section.key=value, got {pair!r}")
+        out[key.strip()] = _scalar(raw)
+    return out
+
+
+def parse_dotted_args(args: Sequence[str]) -> dict[str, Any]:
+    """Extra `--section.key=value` / `--section.key value` arguments: every config option as a flag."""
+    out: dict[str, Any] = {}
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if not arg.startswith("--") or "." not in arg.split("=", 1)[0]:
+            raise ConfigError(f"unexpected argument {arg!r}; config options are given as --section.key=value")
+        key, sep, raw = arg[2:].partition("=")
+        if not sep:
+            if i + 1 >= len(args):
+                raise ConfigError(f"{arg} needs a value")
+            raw = args[i + 1]
+            i += 1
+        out[key.replace("-", "_")] = _scalar(raw)
+        i += 1
+    return out
+
+
+def _leaves(tree: Mapping[str, Any], prefix: Key = ()) -> list[Key]:
+    out: list[Key] = []
+    for k, v in tree.items():
+        path = (*prefix, str(k))
+        if isinstance(v, Mapping) and v:
+            out += _leaves(v, path)
+        else:
+            out.append(path)
+    return out
+
+
+def _data_path(data: Any, error: Mapping[str, Any]) -> Key:
+    """The error location as the user wrote it: union tags pydantic inserts (source.image_dir.path) are dropped,
+    and a bad tag is reported at its own key (source.type)."""
+    path: list[str] = []
+    node = data
+    for part in error["loc"]:
+        has = (isinstance(node, Mapping) and part in node) or (
+            isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
+        )
+        if has:
+            node = node[part]
+        elif isinstance(node, Mapping) and part in {v for v in node.values() if isinstance(v, str)}:
+            continue  # the discriminator's value of a tagged union (source.type: image_dir), not a key
+        else:
+            node = None
+        path.append(str(part))
+    tag = (error.get("ctx") or {}).get("discriminator")
+    if error["type"] == "union_tag_invalid" and isinstance(tag, str):
+        path.append(tag.strip("'"))
+    return tuple(path)
+
+
+def _origin(path: Key, origins: Sequence[tuple[Key, str]]) -> str | None:
+    """Where the value at `path` came from: the latest source that set it, or every source under a section."""
+    covering = [label for key, label in origins if path[: len(key)] == key]
+    if covering:
+        return covering[-1]
+    inside = list(dict.fromkeys(label for key, label in origins if key[: len(path)] == path))
+    return ", ".join(inside) if inside else None
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= _VALUE_CHARS else text[: _VALUE_CHARS - 3] + "..."
+
+
 def load_config(
     cls: type[T],
     path: Path | None = None,
     flags: Mapping[str, Any] | None = None,
     environ: Mapping[str, str] | None = None,
     known_env_roots: set[str] | None = None,
+    *,
+    flag_labels: Mapping[str, str] | None = None,
 ) -> T:
-    """Defaults < file < environment < flags, validated once into cls."""
+    """Defaults < file < environment < flags, validated once into cls.
+
+    `flag_labels` says how the user spelled each dotted flag key (`--store` for publish.store.uri); by default a
+    key `mqtt.port` is reported as the flag `--mqtt.port`.
+    """
     environ = os.environ if environ is None else environ
-    data: dict[str, Any] = read_yaml(path) if path else {}
-    env = env_overrides(environ)
+    file_data: dict[str, Any] = read_yaml(path) if path else {}
     roots = known_env_roots if known_env_roots is not None else set(cls.model_fields)
-    env = {k: v for k, v in env.items() if k in roots}
-    data = _merge(_merge(data, env), dotted_overrides(flags or {}))
+    env_entries = [e for e in _env_entries(environ, ENV_PREFIX) if e[0][0] in roots]
+    env: dict[str, Any] = {}
+    for key, value, _ in env_entries:
+        _set_path(env, key, value)
+    given = {k: v for k, v in (flags or {}).items() if v is not None}
+    data = _merge(_merge(file_data, env), dotted_overrides(given))
     try:
         return cls.model_validate(data)
     except ValidationError as exc:
+        labels = flag_labels or {}
+        origins: list[tuple[Key, str]] = [(leaf, f"config file {path}") for leaf in _leaves(file_data)]
+        origins += [(key, f"environment {name}") for key, _, name in env_entries]
+        origins += [(tuple(k.split(".")), f"flag {labels.get(k, '--' + k)}") for k in given]
         first = exc.errors()[0]
-        loc = ".".join(str(p) for p in first["loc"]) or "<root>"
-        src = f" (from {path})" if path else ""
-        raise ConfigError(f"config value {loc}{src}: {first['msg']}") from exc
+        where = _data_path(data, first)
+        src = _origin(where, origins)
+        got = f" (got {_shown(first['input'])})" if first["type"] not in {"missing", "union_tag_invalid"} else ""
+        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        raise ConfigError(
+            f"config value {'.'.join(where) or '<root>'}{f' from {src}' if src else ''}: {first['msg']}{got}{more}"
+        ) from exc
 
 
 def config_digest(cfg: BaseModel) -> str:
