@@ -17,7 +17,8 @@ from cloud.publish import Published, next_version, publish
 from cloud.signing_key import resolve_signing_key
 from shared.errors import StoreError
 from shared.manifest import Manifest, TrainInfo, utcnow
-from shared.object_store import LocalStore, ObjectStore, open_store
+from shared.object_store import LocalStore, ObjectStore
+from shared.store_open import open_store
 
 log = logging.getLogger(__name__)
 

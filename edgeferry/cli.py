@@ -119,9 +119,9 @@ def verify(
     key: Annotated[list[Path] | None, typer.Option(help="Trusted public key PEM (repeatable).")] = None,
 ) -> None:
     """Download a published package and check its signature and every file's sha256."""
-    from shared.object_store import open_store
     from shared.signing import load_public_key
     from shared.store_config import StoreConfig
+    from shared.store_open import open_store
 
     publish_mod = _require("cloud.publish", "verify")
     keys = [load_public_key(k) for k in key or [Path(".keys/edgeferry.pub")]]

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 from shared.errors import StoreError, StoreNotFoundError
-from shared.object_store import check_key
+from shared.object_store import check_key, copy_capped, oversize_error
 from shared.store_config import StoreConfig
 
 
@@ -58,7 +57,7 @@ class HttpStore:
         raise StoreError(f"{self.uri} is a read-only HTTP store")
 
     def download(self, key: str, dest: Path, size: int | None = None) -> None:
-        """Ranged GET from the end of a partial dest."""
+        """Ranged GET from the end of a partial dest; stops as soon as more than size bytes arrive."""
         have = dest.stat().st_size if dest.exists() else 0
         if size is not None and have >= size:
             if have > size:
@@ -70,14 +69,20 @@ class HttpStore:
         if status == 416:
             return
         try:
-            mode = "ab" if status == 206 else "wb"  # a server that ignores Range sends it all
-            with open(dest, mode) as out:
-                while chunk := resp.read(1 << 20):  # type: ignore[attr-defined]
-                    out.write(chunk)
-                out.flush()
-                os.fsync(out.fileno())
-        except OSError as exc:
-            raise StoreError(f"{self.uri}: download of {key} interrupted: {exc}") from exc
+            if status != 206:
+                have = 0  # a server that ignores Range sends it all
+            length = resp.headers.get("Content-Length")  # type: ignore[attr-defined]
+            if size is not None and length is not None and length.isdigit() and have + int(length) > size:
+                dest.unlink(missing_ok=True)
+                raise oversize_error(key, self.uri, size, have + int(length), at_least=False)
+
+            def read(n: int) -> bytes:
+                try:
+                    return bytes(resp.read(n))  # type: ignore[attr-defined]
+                except OSError as exc:
+                    raise StoreError(f"{self.uri}: download of {key} interrupted: {exc}") from exc
+
+            copy_capped(read, dest, key, self.uri, size=size, have=have)
         finally:
             resp.close()  # type: ignore[attr-defined]
 

@@ -11,7 +11,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from shared.errors import StoreError, StoreNotFoundError
-from shared.object_store import check_key
+from shared.object_store import check_key, copy_capped, oversize_error
 from shared.store_config import StoreConfig
 
 _NOT_FOUND = {"404", "NoSuchKey", "NotFound"}
@@ -84,7 +84,7 @@ class S3Store:
             raise
 
     def download(self, key: str, dest: Path, size: int | None = None) -> None:
-        """Ranged GET from the end of a partial dest, so an interrupted download resumes."""
+        """Ranged GET from the end of a partial dest; stops as soon as more than size bytes arrive."""
         have = dest.stat().st_size if dest.exists() else 0
         if size is not None and have > size:
             dest.unlink()
@@ -95,18 +95,29 @@ class S3Store:
         if have:
             kwargs["Range"] = f"bytes={have}-"
         try:
-            body = self._client.get_object(**kwargs)["Body"]
-            with open(dest, "ab") as out:
-                for chunk in body.iter_chunks(1 << 20):
-                    out.write(chunk)
-                out.flush()
-                os.fsync(out.fileno())
+            resp = self._client.get_object(**kwargs)
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") == "InvalidRange":
                 return
             raise self._error(exc, "get", key) from exc
         except BotoCoreError as exc:
             raise self._error(exc, "get", key) from exc
+        body = resp["Body"]
+        try:
+            length = resp.get("ContentLength")
+            if size is not None and isinstance(length, int) and have + length > size:
+                dest.unlink(missing_ok=True)
+                raise oversize_error(key, self.uri, size, have + length, at_least=False)
+
+            def read(n: int) -> bytes:
+                try:
+                    return bytes(body.read(n))
+                except (BotoCoreError, OSError) as exc:
+                    raise self._error(exc, "get", key) from exc
+
+            copy_capped(read, dest, key, self.uri, size=size, have=have)
+        finally:
+            body.close()
 
     def exists(self, key: str) -> bool:
         """Whether the object exists."""

@@ -12,9 +12,10 @@ from cloud.publish import existing_versions, next_version, publish, read_latest,
 from shared.errors import IntegrityError, SignatureError, StoreError
 from shared.integrity import sha256_file
 from shared.manifest import Golden, Manifest, Variant
-from shared.object_store import LocalStore, MemoryStore, ObjectStore, open_store
+from shared.object_store import LocalStore, MemoryStore, ObjectStore
 from shared.signing import generate_keypair, load_private_key, load_public_key
 from shared.store_config import StoreConfig
+from shared.store_open import open_store
 from tests.fixtures.s3 import S3Endpoint
 from tests.shared.manifest_factory import make_manifest
 

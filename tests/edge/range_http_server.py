@@ -24,6 +24,9 @@ class ServerState:
     cut_key: str = ""
     # Answer 503 to this many requests first (transient outage).
     fail_first: int = 0
+    # Send no Content-Length (the client learns the size only by reading to EOF), counting body bytes sent.
+    omit_length: bool = False
+    sent: int = 0
     requests: list[tuple[str, str | None]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -80,9 +83,20 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self.send_response(200)
         body = data[start:]
-        self.send_header("Content-Length", str(len(body)))
+        if not state.omit_length:
+            self.send_header("Content-Length", str(len(body)))
         self.send_header("Accept-Ranges", "bytes")
         self.end_headers()
+        if state.omit_length:
+            self.close_connection = True
+            try:
+                for i in range(0, len(body), 1 << 16):
+                    self.wfile.write(body[i : i + (1 << 16)])
+                    with state.lock:
+                        state.sent += len(body[i : i + (1 << 16)])
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+            return
         if cut is not None:
             self.wfile.write(body[:cut])
             self.wfile.flush()

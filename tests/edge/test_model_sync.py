@@ -13,8 +13,9 @@ from edge.config import SyncConfig
 from edge.errors import InstallError, PackageRejected
 from edge.model_sync import ModelSync
 from shared.manifest import version_prefix
-from shared.object_store import LocalStore, ObjectStore, open_store
+from shared.object_store import LocalStore, ObjectStore
 from shared.store_config import StoreConfig
+from shared.store_open import open_store
 from tests.edge.package_factory import KeyPair, make_package, new_keypair, publish_latest
 from tests.edge.range_http_server import serve
 from tests.edge.simple_ort import SimpleOrtBackend

@@ -10,8 +10,9 @@ from edge.errors import PackageRejected
 from edge.package_fetch import RetryPolicy, fetch_version
 from shared.errors import StoreError, StoreNotFoundError
 from shared.manifest import MANIFEST_FILE, SIGNATURE_FILE, version_prefix
-from shared.object_store import LocalStore, ObjectStore, open_store
+from shared.object_store import LocalStore, ObjectStore
 from shared.store_config import StoreConfig
+from shared.store_open import open_store
 from tests.edge.package_factory import GOLDEN_FILE, KeyPair, make_package, new_keypair
 from tests.edge.range_http_server import serve
 from tests.fixtures.s3 import S3Endpoint

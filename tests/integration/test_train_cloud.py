@@ -15,9 +15,10 @@ from cloud.publish import verify_published
 from shared.config_loader import load_config
 from shared.errors import IntegrityError
 from shared.manifest import parse_manifest
-from shared.object_store import LocalStore, open_store
+from shared.object_store import LocalStore
 from shared.signing import load_public_key
 from shared.store_config import StoreConfig
+from shared.store_open import open_store
 from tests.fixtures.s3 import S3Endpoint
 
 EDGEFERRY = [sys.executable, "-m", "edgeferry.cli"]

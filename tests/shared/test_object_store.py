@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 
 from shared.errors import StoreError, StoreNotFoundError
-from shared.object_store import LocalStore, MemoryStore, ObjectStore, open_store
+from shared.object_store import LocalStore, MemoryStore, ObjectStore
 from shared.s3_store import S3Store
 from shared.store_config import StoreConfig
+from shared.store_open import open_store
 from tests.fixtures.ports import free_port
 from tests.fixtures.s3 import S3Endpoint
 
