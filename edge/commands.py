@@ -114,6 +114,10 @@ class CommandRouter:
         name = self._topics.command_name(topic)
         if name is None:
             return
+        if name not in COMMANDS:
+            self._reject(name, reply_id(payload) if len(payload) <= _ID_SCAN_LIMIT else None,
+                         f"unknown command {name!r}; commands are {', '.join(COMMANDS)}")
+            return
         try:
             admitted = self._auth.admit(name, payload)
             command = parse_command(name, admitted.payload)
