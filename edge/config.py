@@ -150,16 +150,16 @@ SourceConfig = Annotated[
 ]
 
 
-class OnnxRuntimeBackend(_Section):
-    """ONNX Runtime on CPU (or CUDA when its provider is present)."""
+class OnnxRuntimeConfig(_Section):
+    """ONNX Runtime on CPU (or CUDA when its provider is present): the portable default, runs anywhere."""
 
     type: Literal["onnxruntime"] = Field(default="onnxruntime", description="Discriminator selecting this kind.")
-    threads: int | None = Field(default=None, ge=1, description="Intra-op threads (default: ORT's).")
+    threads: int | None = Field(default=None, ge=1, le=1024, description="Intra-op threads (default: ORT's).")
     providers: list[str] | None = Field(default=None, description="Execution providers; None: best available.")
 
 
-class TensorRTBackend(_Section):
-    """TensorRT engines (prebuilt or built on the device)."""
+class TensorRTConfig(_Section):
+    """TensorRT engines (prebuilt or built on the device): the NVIDIA path."""
 
     type: Literal["tensorrt"] = Field(default="tensorrt", description="Discriminator selecting this kind.")
     workspace_mb: int = Field(default=1024, ge=64, description="Builder workspace.")
@@ -167,7 +167,69 @@ class TensorRTBackend(_Section):
     fp16: bool = Field(default=True, description="Allow FP16 kernels when building.")
 
 
-BackendConfig = Annotated[OnnxRuntimeBackend | TensorRTBackend, Field(discriminator="type")]
+class OpenVINOConfig(_Section):
+    """OpenVINO (the `openvino` extra) on Intel CPUs, GPUs and NPUs, running the package's ONNX files."""
+
+    type: Literal["openvino"] = Field(default="openvino", description="Discriminator selecting this kind.")
+    device: str = Field(
+        default="CPU", min_length=1, description="OpenVINO device to compile for: CPU, GPU, GPU.1, NPU, ..."
+    )
+    threads: int | None = Field(default=None, ge=1, le=1024, description="Inference threads (default: OpenVINO's).")
+    performance_hint: Literal["LATENCY", "THROUGHPUT"] = Field(
+        default="LATENCY", description="OpenVINO performance hint; LATENCY suits one camera at batch 1."
+    )
+    inference_precision: Literal["auto", "f32", "bf16", "f16"] = Field(
+        default="auto",
+        description="Inference precision hint. 'auto': f32, plus every bf16/f16 hint the device supports as "
+        "measured candidates when choosing by measurement; a named hint is forced (still gated on agreement).",
+    )
+    cache_dir: Path = Field(
+        default=Path(".edge-cache/openvino"), description="Compiled-model cache, so a restart does not recompile."
+    )
+
+
+RuntimeName = Literal["tensorrt", "openvino", "onnxruntime"]
+RUNTIME_ORDER: tuple[RuntimeName, ...] = ("tensorrt", "onnxruntime", "openvino")
+
+
+class AutoBackendConfig(_Section):
+    """Every installed runtime is a candidate; the fastest that passes the accuracy gates serves (the default)."""
+
+    type: Literal["auto"] = Field(default="auto", description="Discriminator selecting this kind.")
+    runtimes: list[RuntimeName] = Field(
+        default_factory=lambda: list(RUNTIME_ORDER),
+        min_length=1,
+        description="Runtimes to consider, preferred first (order breaks ties and decides when measure is off); "
+        "a runtime that is not installed or not usable here logs one line and is skipped.",
+    )
+    measure: bool = Field(
+        default=True,
+        description="Time every candidate (runtime x variant x inference precision) on the golden inputs at "
+        "install and serve the fastest that passes; off: the first candidate that passes serves.",
+    )
+    hint_min_agreement: float = Field(
+        default=0.99,
+        ge=0,
+        le=1,
+        description="Share of golden samples whose top-1 under a bf16/f16 inference hint must equal FP32's.",
+    )
+    bench_runs: int = Field(default=30, ge=1, le=10_000, description="Timed runs per candidate (after warm-up).")
+    bench_budget_s: float = Field(
+        default=1.0, gt=0, le=600, description="Wall-time cap per candidate's timed runs, seconds."
+    )
+    threads: int | None = Field(
+        default=None, ge=1, le=1024, description="Inference threads for every runtime whose own section sets none."
+    )
+    onnxruntime: OnnxRuntimeConfig = Field(default_factory=OnnxRuntimeConfig, description="ONNX Runtime settings.")
+    openvino: OpenVINOConfig = Field(default_factory=OpenVINOConfig, description="OpenVINO settings.")
+    tensorrt: TensorRTConfig = Field(default_factory=TensorRTConfig, description="TensorRT settings.")
+
+
+# `type: auto` measures every runtime; `type: onnxruntime|openvino|tensorrt` forces one (its variants may still be
+# measured with sync.benchmark_on_install).
+BackendConfig = Annotated[
+    AutoBackendConfig | OnnxRuntimeConfig | OpenVINOConfig | TensorRTConfig, Field(discriminator="type")
+]
 
 
 class EventsConfig(_Section):
@@ -250,7 +312,9 @@ class AgentConfig(_Section):
     device: DeviceConfig = Field(default_factory=DeviceConfig, description="Identity.")
     sync: SyncConfig = Field(default_factory=SyncConfig, description="Model sync.")
     source: SourceConfig = Field(default_factory=SyntheticSource, description="Frame or sensor source.")
-    backend: BackendConfig = Field(default_factory=OnnxRuntimeBackend, description="Inference backend.")
+    backend: BackendConfig = Field(
+        default_factory=AutoBackendConfig, description="Inference runtime: auto (measured) or one forced."
+    )
     events: EventsConfig = Field(default_factory=EventsConfig, description="Result events.")
     mqtt: MqttConfig = Field(default_factory=MqttConfig, description="Broker and telemetry.")
     daemon: DaemonConfig = Field(default_factory=DaemonConfig, description="Logging and metrics endpoint.")

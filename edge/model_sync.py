@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -11,15 +12,20 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from edge.backends.base import Hardware, InferenceBackend, LoadedModel
+from edge.backends.capabilities import F32
+from edge.backends.chain import BackendChain
+from edge.choice_cache import CHOICE_CACHE_DIR, ChoiceCache
 from edge.config import SyncConfig
 from edge.errors import BackendError, InstallError, PackageRejected
 from edge.golden_check import load_golden, run_smoke_test
 from edge.model_cache import InstalledModel, ModelCache, Pointer
 from edge.package_fetch import RetryPolicy, fetch_version, with_retries
 from edge.package_verify import verify_package
-from edge.variant_bench import fastest, median_latency_ms
+from edge.runtime_bench import ChosenModel, PackageIdentity, choose, cpu_model_name
+from edge.runtime_choice import Candidate, candidates, hardware_fingerprint
 from edge.variant_select import rank_variants
 from shared.errors import EdgeferryError, ManifestError, StoreNotFoundError
+from shared.integrity import sha256_bytes
 from shared.manifest import Manifest, Variant, latest_key, parse_latest
 from shared.object_store import ObjectStore
 from shared.store_open import open_store
@@ -215,8 +221,13 @@ class ModelSync:
 
     # -- loading -----------------------------------------------------------------------------------------------
 
-    def load(self, installed: InstalledModel) -> tuple[LoadedModel, Variant]:
-        """Choose the variant for this device, load it and pass the smoke test; next candidate if one fails."""
+    def load(self, installed: InstalledModel, *, remeasure: bool = False) -> tuple[ChosenModel, Variant]:
+        """Choose runtime x variant x inference precision for this device, load it and pass the smoke test.
+
+        The backend chain's settings decide how: by measurement (every candidate timed on the golden inputs, the
+        fastest that passes its gates serves, the result cached per package, hardware and runtime versions) or by
+        preference (the first that passes). remeasure: ignore the cache, as the `benchmark` command does.
+        """
         manifest = installed.manifest
         try:
             selection = rank_variants(manifest, self.hw, self.cfg.variant, self.cfg.max_accuracy_drop)
@@ -226,90 +237,76 @@ class ModelSync:
         self.notes = selection.notes
         for note in selection.notes:
             log.info("variant choice for %s v%d: %s", manifest.name, manifest.version, note)
-        candidates = [v for v in selection.ranked if self.backend.can_run(v, self.hw)]
-        if not candidates:
+        chain = self.backend if isinstance(self.backend, BackendChain) else BackendChain([self.backend], self.hw)
+        settings = chain.settings
+        if self.cfg.benchmark_on_install and not settings.measure:
+            settings = dataclasses.replace(settings, measure=True)
+        offered = candidates(selection.ranked, chain.offers(), measure=settings.measure)
+        if not offered:
             raise self._reject(
                 PackageRejected(
-                    f"{manifest.name} v{manifest.version}: backend {self.backend.name} can run none of "
+                    f"{manifest.name} v{manifest.version}: backend {chain.name} can run none of "
                     + ", ".join(v.precision for v in selection.ranked)
                 ),
                 installed.version,
             )
-        if self.cfg.benchmark_on_install and len(candidates) > 1:
-            return self._load_fastest(installed, candidates)
-        failures = []
-        for variant in candidates:
-            try:
-                return self._load_checked(installed, variant), variant
-            except PackageRejected as exc:
-                failures.append(f"{variant.precision}: {exc}")
-        raise self._reject(
-            PackageRejected(f"{manifest.name} v{manifest.version}: no variant passed: " + "; ".join(failures)),
-            installed.version,
-        )
-
-    def _load_checked(self, installed: InstalledModel, variant: Variant) -> LoadedModel:
-        """Load one variant and smoke-test it; the model is closed again when it fails."""
         try:
-            loaded = self.backend.load(installed.dir / variant.file, variant)
+            golden = load_golden(installed.dir / manifest.golden.file, manifest)
+        except PackageRejected as exc:
+            raise self._reject(exc, installed.version) from exc
+        identity = PackageIdentity(
+            model=manifest.name,
+            version=manifest.version,
+            package_sha256=sha256_bytes(manifest.to_bytes()),
+            hardware=hardware_fingerprint(self.hw, cpu_model_name()),
+            runtimes=chain.runtime_versions(),
+        )
+        try:
+            chosen = choose(
+                offered,
+                lambda c: self._load_checked(installed, c, chain),
+                golden.inputs,
+                golden.labels,
+                settings,
+                identity,
+                ChoiceCache(self.cfg.cache_dir / CHOICE_CACHE_DIR),
+                remeasure=remeasure,
+            )
+        except PackageRejected as exc:
+            raise self._reject(exc, installed.version) from exc
+        return chosen, chosen.candidate.variant
+
+    def _load_checked(self, installed: InstalledModel, candidate: Candidate, chain: BackendChain) -> LoadedModel:
+        """Load one candidate and smoke-test it; the model is closed again when it fails."""
+        variant = candidate.variant
+        try:
+            loaded = chain.load_candidate(installed.dir / variant.file, candidate, installed.manifest)
         except BackendError as exc:
             self.variant_failures += 1
-            raise PackageRejected(f"{variant.file}: {self.backend.name} cannot load it: {exc}") from exc
+            raise PackageRejected(f"{variant.file}: {candidate.backend} cannot load it: {exc}") from exc
         try:
             result = run_smoke_test(
                 loaded,
                 installed.dir / installed.manifest.golden.file,
                 installed.manifest,
-                precision=variant.precision,
+                # A reduced inference hint is held to the reduced-precision floor here; the hint gate then
+                # requires its top-1 to match FP32's on hint_min_agreement of the samples.
+                precision=variant.precision if candidate.hint == F32 else "fp16",
                 reduced_min_agreement=self.cfg.smoke_min_agreement,
             )
         except BaseException as exc:
             loaded.close()
             if isinstance(exc, PackageRejected):
                 self.variant_failures += 1
-                log.warning("%s of v%d failed its smoke test: %s", variant.file, installed.version, exc)
+                log.warning("%s of v%d failed its smoke test: %s", candidate.label, installed.version, exc)
             raise
         log.info(
             "%s v%d %s passed the smoke test (%d/%d top-1, max |diff| %s)",
             installed.manifest.name,
             installed.version,
-            variant.precision,
+            candidate.label,
             result.matched,
             result.samples,
             "n/a" if result.max_abs_diff is None else f"{result.max_abs_diff:.2e}",
         )
         return loaded
-
-    def _load_fastest(self, installed: InstalledModel, candidates: list[Variant]) -> tuple[LoadedModel, Variant]:
-        """Benchmark every candidate that passes its smoke test and keep the fastest."""
-        sample = load_golden(installed.dir / installed.manifest.golden.file, installed.manifest).inputs[:1]
-        loaded: dict[str, tuple[LoadedModel, Variant]] = {}
-        latencies: dict[str, float] = {}
-        failures = []
-        try:
-            for variant in candidates:
-                try:
-                    model = self._load_checked(installed, variant)
-                except PackageRejected as exc:
-                    failures.append(f"{variant.precision}: {exc}")
-                    continue
-                loaded[variant.file] = (model, variant)
-                try:
-                    latencies[variant.file] = median_latency_ms(model, sample)
-                except BackendError as exc:
-                    failures.append(f"{variant.precision}: failed while benchmarking: {exc}")
-                    loaded.pop(variant.file)[0].close()
-                    continue
-                log.info("benchmark %s: %.3f ms median at batch 1", variant.file, latencies[variant.file])
-            if not loaded:
-                raise self._reject(
-                    PackageRejected(
-                        f"{installed.manifest.name} v{installed.version}: no variant passed: " + "; ".join(failures)
-                    ),
-                    installed.version,
-                )
-            winner = fastest(latencies)
-            return loaded.pop(winner)
-        finally:
-            for model, _ in loaded.values():
-                model.close()

@@ -1,39 +1,45 @@
-"""Optional install-time micro-benchmark: time candidate variants on this device and keep the fastest."""
+"""Install-time micro-benchmark of one loaded candidate: warm-up, then timed batch-1 runs within a time budget."""
 
 from __future__ import annotations
 
-import statistics
 import time
 from collections.abc import Callable
 
 import numpy as np
 
 from edge.backends.base import LoadedModel
+from shared.percentiles import nearest_rank
 
 WARMUP_RUNS = 3
-TIMED_RUNS = 20
+TIMED_RUNS = 30
+BUDGET_S = 1.0
 
 
-def median_latency_ms(
+def latency_samples_ms(
     loaded: LoadedModel,
     sample: np.ndarray,
     runs: int = TIMED_RUNS,
     warmup: int = WARMUP_RUNS,
+    budget_s: float = BUDGET_S,
     clock: Callable[[], float] = time.perf_counter,
-) -> float:
-    """Median wall time of one batch-1 inference, in ms, after a few warm-up runs."""
+) -> list[float]:
+    """Wall times (ms) of up to `runs` batch-1 inferences after warm-up; stops early once `budget_s` is spent."""
     for _ in range(warmup):
         loaded.run(sample)
-    times = []
-    for _ in range(runs):
+    times: list[float] = []
+    deadline = clock() + budget_s
+    while len(times) < runs:
         start = clock()
         loaded.run(sample)
-        times.append((clock() - start) * 1000.0)
-    return float(statistics.median(times))
+        end = clock()
+        times.append((end - start) * 1000.0)
+        if end >= deadline:
+            break
+    return times
 
 
-def fastest(latencies: dict[str, float]) -> str:
-    """Key of the smallest latency; ties go to the first key (the preferred variant, as callers pass them)."""
-    if not latencies:
-        raise ValueError("no latencies to compare")
-    return min(latencies, key=lambda k: latencies[k])
+def p50_p99(times: list[float]) -> tuple[float, float]:
+    """Median and 99th percentile by nearest rank (the agent's own percentile definition)."""
+    ordered = sorted(times)
+    return nearest_rank(ordered, 50), nearest_rank(ordered, 99)
+

@@ -41,6 +41,10 @@ class ModelInfo(BaseModel):
     variant: str | None = Field(default=None, description="Variant file.")
     precision: str | None = Field(default=None, description="Variant precision.")
     backend: str | None = Field(default=None, description="Inference backend in use.")
+    device: str | None = Field(default=None, description="Device the backend runs on (cpu, cuda, CPU, GPU, NPU).")
+    inference_precision: str | None = Field(
+        default=None, description="Precision the runtime computes in (f32, bf16, f16), on top of the variant's."
+    )
 
 
 class StatePayload(Envelope):
@@ -53,6 +57,49 @@ class StatePayload(Envelope):
     unsigned_commands: bool = Field(
         default=False, description="True when this device accepts unsigned commands (development only)."
     )
+
+
+class BenchmarkCandidate(BaseModel):
+    """One runtime x variant x inference precision a device considered, timed or rejected."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    backend: str = Field(description="Runtime: onnxruntime, openvino or tensorrt.")
+    device: str = Field(description="Device the runtime ran it on.")
+    variant: str = Field(description="Variant file.")
+    precision: str = Field(description="Variant precision (fp32, int8, fp16, tensorrt).")
+    inference_precision: str = Field(description="Inference precision hint (f32, bf16, f16).")
+    status: Literal["chosen", "passed", "rejected"] = Field(description="Served, passed but slower, or refused.")
+    p50_ms: float | None = Field(default=None, description="Median batch-1 latency on the golden inputs, ms.")
+    p99_ms: float | None = Field(default=None, description="99th percentile (nearest rank) of the same runs, ms.")
+    agreement: float | None = Field(
+        default=None, description="Share of golden samples whose top-1 equals FP32's (the reference)."
+    )
+    reason: str | None = Field(default=None, description="Why it was rejected.")
+
+
+class BenchmarkResult(BaseModel):
+    """What a device measured to choose its runtime; cached on disk and published retained on `benchmark`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field(description="Model name.")
+    version: int = Field(description="Package version.")
+    package_sha256: str = Field(description="sha256 of the package's manifest (names every file's hash).")
+    hardware: str = Field(description="Hardware fingerprint the figures hold for.")
+    runtimes: dict[str, str] = Field(description="Runtime versions the figures hold for.")
+    cache_key: str = Field(description="Key of the on-disk cache entry (package, hardware, runtimes, settings).")
+    measured: bool = Field(description="Candidates were timed (False: the first that passed serves).")
+    cached: bool = Field(default=False, description="Read from the cache instead of measured now.")
+    measured_at: int = Field(description="Unix time in milliseconds of the measurement.")
+    chosen: BenchmarkCandidate | None = Field(default=None, description="The candidate that serves.")
+    candidates: list[BenchmarkCandidate] = Field(description="Every candidate, in the order considered.")
+
+
+class BenchmarkPayload(Envelope):
+    """Retained result of the latest runtime choice."""
+
+    result: BenchmarkResult = Field(description="The choice, every candidate's p50 and each rejection reason.")
 
 
 class TelemetryPayload(Envelope):

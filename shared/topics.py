@@ -1,4 +1,4 @@
-"""MQTT topic builders: edgeferry/<fleet>/<device_id>/{status,state,telemetry,events,cmd/<name>[/reply]}."""
+"""MQTT topic builders: edgeferry/<fleet>/<device_id>/{status,state,telemetry,events,benchmark,cmd/<name>[/reply]}."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ class DeviceTopics:
         self.state = f"{self.base}/state"
         self.telemetry = f"{self.base}/telemetry"
         self.events = f"{self.base}/events"
+        self.benchmark = f"{self.base}/benchmark"  # retained BenchmarkPayload: the runtime choice and its figures
         self.cmd_filter = f"{self.base}/cmd/+"
 
     def cmd(self, name: str) -> str:

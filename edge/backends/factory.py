@@ -1,43 +1,111 @@
-"""Backend construction from config, and the fallback order: the configured backend, then ONNX Runtime."""
+"""Backend construction from config: `auto` puts every usable runtime in the chain; a named type forces one.
+
+ONNX Runtime always closes the chain, so a forced runtime that turns out unusable here (one log line) still
+leaves a model that loads.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+from typing import TypeVar
 
 from edge.backends.base import Hardware, InferenceBackend
+from edge.backends.capabilities import ONNXRUNTIME, OPENVINO, TENSORRT, isa_unfit
+from edge.backends.chain import BackendChain, pick_backend
 from edge.backends.onnxruntime_backend import OnnxRuntimeBackend
+from edge.backends.openvino_backend import OpenVINOBackend
 from edge.backends.tensorrt_backend import TensorRTBackend
-from edge.config import BackendConfig
-from edge.config import OnnxRuntimeBackend as OnnxRuntimeConfig
-from edge.config import TensorRTBackend as TensorRTConfig
-from shared.manifest import Variant
+from edge.config import AutoBackendConfig, BackendConfig, OnnxRuntimeConfig, OpenVINOConfig, TensorRTConfig
+from edge.runtime_choice import ChoiceSettings
+
+log = logging.getLogger(__name__)
+_Threaded = TypeVar("_Threaded", OnnxRuntimeConfig, OpenVINOConfig)
+
+__all__ = ["available_backends", "backend_chain", "choice_settings", "make_backend", "pick_backend"]
 
 
-def make_backend(cfg: BackendConfig) -> InferenceBackend:
-    """The backend the config's `type` names (TensorRT is probed lazily, on first use)."""
+def make_backend(cfg: OnnxRuntimeConfig | OpenVINOConfig | TensorRTConfig) -> InferenceBackend:
+    """The one backend a forced config names (TensorRT and OpenVINO are probed lazily, on first use)."""
     if isinstance(cfg, OnnxRuntimeConfig):
         return OnnxRuntimeBackend(cfg)
+    if isinstance(cfg, OpenVINOConfig):
+        return OpenVINOBackend(cfg)
     if isinstance(cfg, TensorRTConfig):
         return TensorRTBackend(cfg)
     raise TypeError(f"unknown backend config {type(cfg).__name__}")
 
 
+def _with_threads(cfg: _Threaded, threads: int | None) -> _Threaded:
+    return cfg if threads is None or cfg.threads is not None else cfg.model_copy(update={"threads": threads})
+
+
+def _usable(runtime: str, backend: InferenceBackend, hw: Hardware) -> bool:
+    why = isa_unfit(runtime, hw)
+    if why is not None:
+        log.info("%s skipped: %s", runtime, why)
+        return False
+    if isinstance(backend, TensorRTBackend | OpenVINOBackend):
+        return backend.available  # logs its own one line when not
+    return True
+
+
+def _auto(hw: Hardware, cfg: AutoBackendConfig) -> list[InferenceBackend]:
+    backends: list[InferenceBackend] = []
+    for runtime in dict.fromkeys(cfg.runtimes):
+        if runtime == TENSORRT:
+            if hw.tensorrt_version is None:
+                log.debug("tensorrt skipped: the hardware probe found no TensorRT")
+                continue
+            candidate: InferenceBackend = TensorRTBackend(cfg.tensorrt)
+        elif runtime == OPENVINO:
+            candidate = OpenVINOBackend(_with_threads(cfg.openvino, cfg.threads))
+        else:
+            candidate = OnnxRuntimeBackend(_with_threads(cfg.onnxruntime, cfg.threads))
+        if _usable(runtime, candidate, hw):
+            backends.append(candidate)
+    if not any(b.name == ONNXRUNTIME for b in backends):
+        backends.append(OnnxRuntimeBackend(_with_threads(cfg.onnxruntime, cfg.threads)))
+    return backends
+
+
 def available_backends(hw: Hardware, cfg: BackendConfig | None = None) -> list[InferenceBackend]:
     """Usable backends, best first; ONNX Runtime is always there as the fallback.
 
-    TensorRT is tried when configured, or with no config when the hardware probe found it; if it turns out
-    unavailable it logs one line and is left out.
+    `auto`: every runtime it lists that is installed and usable here. A forced TensorRT or OpenVINO that turns
+    out unavailable logs one line and is left out. No config: TensorRT when the hardware probe found it, then ORT.
     """
+    if isinstance(cfg, AutoBackendConfig):
+        return _auto(hw, cfg)
     backends: list[InferenceBackend] = []
     wants_trt = isinstance(cfg, TensorRTConfig) or (cfg is None and hw.tensorrt_version is not None)
     if wants_trt:
         trt = TensorRTBackend(cfg if isinstance(cfg, TensorRTConfig) else None)
         if trt.available:
             backends.append(trt)
+    if isinstance(cfg, OpenVINOConfig):
+        ov = OpenVINOBackend(cfg)
+        if _usable(OPENVINO, ov, hw):
+            backends.append(ov)
     backends.append(OnnxRuntimeBackend(cfg if isinstance(cfg, OnnxRuntimeConfig) else None))
     return backends
 
 
-def pick_backend(variant: Variant, hw: Hardware, backends: Sequence[InferenceBackend]) -> InferenceBackend | None:
-    """The first backend that can run the variant on this hardware."""
-    return next((b for b in backends if b.can_run(variant, hw)), None)
+def choice_settings(cfg: BackendConfig | None, *, benchmark_on_install: bool = False) -> ChoiceSettings:
+    """How the runtime is chosen: `auto` measures unless told not to; a forced runtime only with
+    sync.benchmark_on_install (then among its own variants and hints)."""
+    if isinstance(cfg, AutoBackendConfig):
+        return ChoiceSettings(
+            measure=cfg.measure or benchmark_on_install,
+            hint_min_agreement=cfg.hint_min_agreement,
+            runs=cfg.bench_runs,
+            budget_s=cfg.bench_budget_s,
+        )
+    forced = None if cfg is None else cfg.type
+    return ChoiceSettings(measure=benchmark_on_install, forced_backend=forced)
+
+
+def backend_chain(hw: Hardware, cfg: BackendConfig | None, *, benchmark_on_install: bool = False) -> BackendChain:
+    """The chain the agent hands to model sync, carrying how the choice is made."""
+    return BackendChain(
+        available_backends(hw, cfg), hw, choice_settings(cfg, benchmark_on_install=benchmark_on_install)
+    )

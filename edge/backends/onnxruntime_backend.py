@@ -11,8 +11,9 @@ import onnxruntime as ort
 from onnxruntime.capi import onnxruntime_pybind11_state as ort_state
 
 from edge.backends.base import Hardware, LoadedModel
+from edge.backends.capabilities import F32, ONNXRUNTIME, runs_precision
 from edge.backends.input_check import check_model_input
-from edge.config import OnnxRuntimeBackend as OnnxRuntimeConfig
+from edge.config import OnnxRuntimeConfig
 from edge.errors import BackendError
 from shared.manifest import Manifest, Variant
 
@@ -64,9 +65,10 @@ def dim_of(d: int | str | None) -> int | str:
 class OrtModel:
     """An InferenceSession with one float input; output cast to float32 logits."""
 
-    backend = "onnxruntime"
+    backend = ONNXRUNTIME
+    inference_precision = F32
 
-    def __init__(self, session: ort.InferenceSession, file: str) -> None:
+    def __init__(self, session: ort.InferenceSession, file: str, precision: str = "fp32") -> None:
         inputs = session.get_inputs()
         if len(inputs) != 1:
             raise BackendError(f"{file} has {len(inputs)} inputs; edgeferry serves single-input models")
@@ -77,6 +79,8 @@ class OrtModel:
         self.input_name: str = inp.name
         self.input_shape: tuple[int | str, ...] = tuple(dim_of(d) for d in inp.shape)
         self.providers = session.get_providers()
+        self.device = "cuda" if self.providers[0] == CUDA_EP else "cpu"
+        self.precision = precision
         self._dtype = dtype
         self._outputs = [session.get_outputs()[0].name]
         self._session: ort.InferenceSession | None = session
@@ -103,7 +107,7 @@ class OrtModel:
 class OnnxRuntimeBackend:
     """Loads ONNX variants into sessions with every graph optimisation on."""
 
-    name = "onnxruntime"
+    name = ONNXRUNTIME
 
     def __init__(self, cfg: OnnxRuntimeConfig | None = None) -> None:
         self.cfg = cfg or OnnxRuntimeConfig()
@@ -118,11 +122,9 @@ class OnnxRuntimeBackend:
 
     def can_run(self, variant: Variant, hw: Hardware) -> bool:
         """fp32 and int8 anywhere; fp16 only on CUDA (CPU kernels for it are missing or slow); engines never."""
-        if variant.precision == "tensorrt" or variant.target.device == "tensorrt":
+        if variant.target.device == "tensorrt":
             return False
-        if variant.precision == "fp16":
-            return hw.cuda and self.has_cuda
-        return True
+        return runs_precision(ONNXRUNTIME, variant.precision, gpu=hw.cuda and self.has_cuda)
 
     def load(self, path: Path, variant: Variant, manifest: Manifest | None = None) -> LoadedModel:
         """A ready session; BackendError when ORT refuses the file or (given a manifest) the input does not fit."""
@@ -137,7 +139,7 @@ class OnnxRuntimeBackend:
             raise BackendError(
                 f"ONNX Runtime cannot load {variant.file} ({variant.precision}): {_brief(exc)}"
             ) from exc
-        model = OrtModel(session, variant.file)
+        model = OrtModel(session, variant.file, variant.precision)
         if manifest is not None:
             check_model_input(model, manifest)
         log.info("loaded %s on %s, input %s %s", variant.file, model.providers[0], model.input_name, model.input_shape)

@@ -20,7 +20,7 @@ from types import ModuleType
 from typing import Any
 
 from edge.backends.base import Hardware, LoadedModel
-from edge.config import TensorRTBackend as TensorRTConfig
+from edge.config import TensorRTConfig
 from edge.errors import BackendError
 from edge.variant_select import engine_matches
 from shared.integrity import sha256_file

@@ -10,7 +10,7 @@ import pytest
 
 from edge.backends.onnxruntime_backend import OnnxRuntimeBackend
 from edge.capture import Capture
-from edge.config import OnnxRuntimeBackend as OnnxRuntimeConfig
+from edge.config import OnnxRuntimeConfig
 from edge.config import VideoFileSource
 from edge.errors import AgentError, BackendError
 from edge.frame_stats import FrameStats

@@ -12,7 +12,7 @@ from onnx import TensorProto
 from edge.backends.base import Hardware
 from edge.backends.input_check import check_model_input, input_mismatch
 from edge.backends.onnxruntime_backend import CPU_EP, CUDA_EP, OnnxRuntimeBackend, choose_providers
-from edge.config import OnnxRuntimeBackend as OnnxRuntimeConfig
+from edge.config import OnnxRuntimeConfig
 from edge.errors import BackendError
 from shared.manifest import Variant
 from tests.edge.tiny_onnx import manifest_for, reference_logits, variant_dict, write_classifier

@@ -28,8 +28,8 @@ from edge.backends.tensorrt_backend import (
     timing_cache_file,
 )
 from edge.backends.tensorrt_build import profile_shapes
-from edge.config import OnnxRuntimeBackend as OnnxRuntimeConfig
-from edge.config import TensorRTBackend as TensorRTConfig
+from edge.config import OnnxRuntimeConfig
+from edge.config import TensorRTConfig
 from edge.errors import BackendError
 from shared.manifest import Variant
 from tests.edge.tiny_onnx import variant_dict, write_classifier

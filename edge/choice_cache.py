@@ -1,0 +1,52 @@
+"""The runtime choice cached on disk per (package, hardware, runtime versions, settings): a restart does not measure."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from shared.object_store import atomic_write
+from shared.payloads import BenchmarkResult
+
+log = logging.getLogger(__name__)
+
+# Under sync.cache_dir, beside the installed versions.
+CHOICE_CACHE_DIR = "runtime-choice"
+
+
+class ChoiceCache:
+    """One JSON file per cache key; an unreadable entry is a miss (logged), never an error."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    def path(self, key: str) -> Path:
+        """Where the entry for a key lives."""
+        return self.directory / f"{key}.json"
+
+    def get(self, key: str) -> BenchmarkResult | None:
+        """The cached result, or None when there is none or it cannot be read."""
+        path = self.path(key)
+        try:
+            raw = path.read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            log.warning("runtime choice cache %s unreadable (%s); measuring again", path, exc)
+            return None
+        try:
+            result = BenchmarkResult.model_validate_json(raw)
+        except ValidationError as exc:
+            log.warning("runtime choice cache %s is damaged (%d errors); measuring again", path, exc.error_count())
+            return None
+        return result if result.cache_key == key else None
+
+    def put(self, result: BenchmarkResult) -> None:
+        """Store a measured result atomically; a failed write only costs a re-measure after restart."""
+        try:
+            atomic_write(self.path(result.cache_key), result.model_dump_json(indent=2).encode())
+        except OSError as exc:
+            log.warning("cannot cache the runtime choice in %s (%s); the next start measures again", self.directory,
+                        exc)

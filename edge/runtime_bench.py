@@ -1,0 +1,212 @@
+"""Load, gate and time each runtime candidate on the golden inputs, serve the fastest that passes, cache the result.
+
+The rules (candidates, gates, pick, cache key) are pure and live in edge/runtime_choice.py; this module runs them.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edge.backends.base import LoadedModel
+from edge.backends.capabilities import F32
+from edge.choice_cache import ChoiceCache
+from edge.errors import BackendError, PackageRejected
+from edge.runtime_choice import (
+    Candidate,
+    ChoiceSettings,
+    Outcome,
+    agreement,
+    cache_key,
+    cached_pick,
+    hint_rejection,
+    pick,
+    result_of,
+    summary,
+)
+from edge.variant_bench import latency_samples_ms, p50_p99
+from shared.payloads import BenchmarkResult
+
+log = logging.getLogger(__name__)
+
+# Loads one candidate and passes it through the smoke test; PackageRejected or BackendError when it cannot serve.
+Loader = Callable[[Candidate], LoadedModel]
+
+
+class ChosenModel:
+    """The served model, saying what it is (backend, device, precisions) and how it was chosen."""
+
+    run: Callable[[np.ndarray], np.ndarray]
+
+    def __init__(self, model: LoadedModel, candidate: Candidate, result: BenchmarkResult) -> None:
+        self.model = model
+        self.candidate = candidate
+        self.input_name = model.input_name
+        self.input_shape = model.input_shape
+        self.backend = candidate.backend
+        self.device = candidate.device
+        self.precision: str = candidate.variant.precision
+        self.inference_precision = str(getattr(model, "inference_precision", candidate.hint))
+        self.result = result
+        self.run = model.run  # bound once: the frame path pays no extra call for the wrapper
+
+    def close(self) -> None:
+        """Release the runtime's resources."""
+        self.model.close()
+
+
+@dataclass(frozen=True)
+class PackageIdentity:
+    """What a cached choice is valid for."""
+
+    model: str
+    version: int
+    package_sha256: str
+    hardware: str
+    runtimes: Mapping[str, str]
+
+
+def top1(model: LoadedModel, inputs: np.ndarray) -> np.ndarray:
+    """Top-1 class per input, in chunks padded to the model's batch when that batch is fixed."""
+    first = model.input_shape[0] if model.input_shape else None
+    batch = first if isinstance(first, int) and first > 0 else len(inputs)
+    out = []
+    for start in range(0, len(inputs), batch):
+        chunk = inputs[start : start + batch]
+        pad = batch - len(chunk)
+        if pad:
+            chunk = np.concatenate([chunk, np.zeros((pad, *chunk.shape[1:]), dtype=chunk.dtype)])
+        out.append(np.asarray(model.run(np.ascontiguousarray(chunk)))[: batch - pad].argmax(axis=1))
+    return np.concatenate(out)
+
+
+def evaluate(
+    offered: Sequence[Candidate],
+    load: Loader,
+    inputs: np.ndarray,
+    labels: np.ndarray,
+    settings: ChoiceSettings,
+    clock: Callable[[], float] = time.perf_counter,
+) -> tuple[list[Outcome], tuple[LoadedModel, Outcome] | None]:
+    """Every candidate's outcome, and the winner still loaded (the others are closed).
+
+    A bf16/f16 hint is compared with the f32 run of the same runtime and file where there was one (that isolates
+    the hint), else with the golden labels, which are the FP32 model's top-1.
+    """
+    outcomes: list[Outcome] = []
+    best: tuple[LoadedModel, Outcome] | None = None
+    f32_top1: dict[tuple[str, str], np.ndarray] = {}
+    sample = np.ascontiguousarray(inputs[:1], dtype=np.float32)
+    for c in offered:
+        outcome = Outcome(c)
+        outcomes.append(outcome)
+        try:
+            model = load(c)
+        except (PackageRejected, BackendError) as exc:
+            outcome.rejected = str(exc)
+            log.info("runtime candidate %s rejected: %s", c.label, outcome.rejected)
+            continue
+        try:
+            predicted = top1(model, inputs)
+            reference = f32_top1.get((c.backend, c.variant.file), labels)
+            outcome.agreement = agreement(predicted, reference)
+            if c.hint == F32:
+                f32_top1[(c.backend, c.variant.file)] = predicted
+            outcome.rejected = hint_rejection(c, outcome.agreement, settings.hint_min_agreement)
+            if outcome.rejected is None and settings.measure:
+                times = latency_samples_ms(model, sample, settings.runs, settings.warmup, settings.budget_s, clock)
+                outcome.p50_ms, outcome.p99_ms = p50_p99(times)
+        except BackendError as exc:
+            outcome.rejected = f"failed on the golden inputs: {exc}"
+        if outcome.rejected is not None:
+            log.info("runtime candidate %s rejected: %s", c.label, outcome.rejected)
+            model.close()
+            continue
+        if outcome.p50_ms is not None:
+            log.info("runtime candidate %s: p50 %.3f ms, p99 %.3f ms", c.label, outcome.p50_ms, outcome.p99_ms)
+        if best is None or pick([best[1], outcome]) is outcome:
+            if best is not None:
+                best[0].close()
+            best = (model, outcome)
+        else:
+            model.close()
+        if not settings.measure:
+            break  # by preference: the first candidate that passes serves
+    return outcomes, best
+
+
+def settings_doc(settings: ChoiceSettings, offered: Sequence[Candidate]) -> dict[str, object]:
+    """The parts of the settings that change the outcome, for the cache key."""
+    return {
+        "hint_min_agreement": settings.hint_min_agreement,
+        "forced": settings.forced_backend,
+        "candidates": [c.id for c in offered],
+    }
+
+
+def choose(
+    offered: Sequence[Candidate],
+    load: Loader,
+    inputs: np.ndarray,
+    labels: np.ndarray,
+    settings: ChoiceSettings,
+    identity: PackageIdentity,
+    cache: ChoiceCache | None = None,
+    *,
+    remeasure: bool = False,
+) -> ChosenModel:
+    """The model to serve; PackageRejected naming every candidate's reason when none passes."""
+    if not offered:
+        raise PackageRejected(f"{identity.model} v{identity.version}: no runtime here can run any of its variants")
+    key = cache_key(identity.package_sha256, identity.hardware, identity.runtimes, settings_doc(settings, offered))
+    if settings.measure and cache is not None and not remeasure:
+        cached = cache.get(key)
+        winner = cached_pick(cached, offered) if cached is not None else None
+        if cached is not None and winner is not None:
+            try:
+                model = load(winner)
+            except (PackageRejected, BackendError) as exc:
+                log.warning("cached runtime choice %s no longer loads (%s); measuring again", winner.label, exc)
+            else:
+                result = cached.model_copy(update={"cached": True})
+                log.info("%s", summary(result))
+                return ChosenModel(model, winner, result)
+    outcomes, best = evaluate(offered, load, inputs, labels, settings)
+    chosen = best[1] if best is not None else None
+    result = result_of(
+        outcomes,
+        chosen,
+        model=identity.model,
+        version=identity.version,
+        package_sha256=identity.package_sha256,
+        hardware=identity.hardware,
+        runtimes=identity.runtimes,
+        key=key,
+        measured=settings.measure,
+        now_ms=int(time.time() * 1000),
+    )
+    log.info("%s", summary(result))
+    if best is None:
+        reasons = "; ".join(f"{o.candidate.variant.precision}: {o.rejected} ({o.candidate.where})" for o in outcomes)
+        raise PackageRejected(f"{identity.model} v{identity.version}: no variant passed: {reasons}")
+    if settings.measure and cache is not None:
+        cache.put(result)
+    return ChosenModel(best[0], best[1].candidate, result)
+
+
+def cpu_model_name(cpuinfo: Path = Path("/proc/cpuinfo")) -> str | None:
+    """The CPU's marketing name ('model name' on x86, 'Hardware'/'Model' on ARM), part of the hardware fingerprint."""
+    try:
+        text = cpuinfo.read_text(errors="replace")
+    except OSError:
+        return None
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        if sep and key.strip().lower() in ("model name", "hardware", "model"):
+            return value.strip() or None
+    return None
