@@ -1,4 +1,7 @@
-"""The device's preprocessing recipe (shared.manifest.Preprocess), implemented once for every split and calibration."""
+"""The trainer's side of the preprocessing recipe: shared.preprocessing on decoded (RGB) images, and fitting mean/std.
+
+Splits, calibration images and golden samples go through the same shared code as every device's frames.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ import numpy as np
 from PIL import Image
 
 from cloud.errors import DataError
+from shared import preprocessing
 from shared.manifest import Preprocess
 
 SCALE = 1.0 / 255.0
@@ -19,35 +23,22 @@ _STAT_DECIMALS = 4
 def to_model_pixels(
     image: Image.Image | np.ndarray, size: tuple[int, int], channels: Literal["gray", "rgb"]
 ) -> np.ndarray:
-    """Resize to (H, W), then convert to gray or RGB: uint8 HxWxC, the first half of Preprocess.
-
-    Shrinking on both axes averages areas (PIL BOX, like cv2.INTER_AREA); otherwise bilinear (cv2.INTER_LINEAR).
-    Gray uses ITU-R 601 luma weights, as PIL's and OpenCV's RGB-to-gray conversions do.
-    """
-    img = image if isinstance(image, Image.Image) else Image.fromarray(_as_hwc_or_hw(image))
-    if img.mode not in ("L", "RGB"):
-        img = img.convert("RGB")
-    height, width = size
-    if img.size != (width, height):
-        shrinking = width <= img.size[0] and height <= img.size[1]
-        img = img.resize((width, height), Image.Resampling.BOX if shrinking else Image.Resampling.BILINEAR)
-    if channels == "gray":
-        out = np.asarray(img.convert("L"), dtype=np.uint8)[:, :, None]
-    else:
-        out = np.asarray(img.convert("RGB"), dtype=np.uint8)
-    return np.ascontiguousarray(out)
+    """Resize to (H, W), then gray or RGB: uint8 HxWxC, the recipe up to normalization (shared.preprocessing)."""
+    n = 1 if channels == "gray" else 3
+    spec = Preprocess(resize=size, channel_order=channels, scale=SCALE, mean=[0.0] * n, std=[1.0] * n)
+    frame = _as_frame(image)
+    try:
+        return _frames(spec).model_pixels(frame)
+    except ImportError as exc:
+        raise DataError(str(exc)) from exc
 
 
 def normalize(pixels: np.ndarray, spec: Preprocess) -> np.ndarray:
-    """uint8 (N,)HxWxC model pixels -> float32 (N,)CxHxW: invert, * scale, (x - mean) / std; the second half."""
-    x = pixels.astype(np.float32)
-    if spec.invert:
-        x = 255.0 - x
-    x *= np.float32(spec.scale)
-    x -= np.asarray(spec.mean, dtype=np.float32)
-    x /= np.asarray(spec.std, dtype=np.float32)
-    axes = (0, 3, 1, 2) if x.ndim == 4 else (2, 0, 1)
-    return np.ascontiguousarray(x.transpose(axes))
+    """uint8 (N,)HxWxC model pixels -> float32 (N,)CxHxW, bit for bit what a device feeds the model."""
+    try:
+        return preprocessing.normalize(pixels, spec)
+    except ValueError as exc:
+        raise DataError(str(exc)) from exc
 
 
 def preprocess_images(images: Sequence[Image.Image | np.ndarray], spec: Preprocess) -> np.ndarray:
@@ -56,9 +47,26 @@ def preprocess_images(images: Sequence[Image.Image | np.ndarray], spec: Preproce
         raise DataError(f"training produces NCHW inputs, got layout {spec.layout}")
     if spec.channel_order == "bgr":
         raise DataError("training decodes RGB; use channel_order 'rgb' or 'gray'")
-    channels: Literal["gray", "rgb"] = spec.channel_order
-    pixels = np.stack([to_model_pixels(img, spec.resize, channels) for img in images])
-    return normalize(pixels, spec)
+    frames = _frames(spec)
+    out = np.empty(preprocessing.tensor_shape(spec, len(images)), dtype=np.float32)
+    for i, image in enumerate(images):
+        frame = _as_frame(image)
+        try:
+            frames.preprocess_into(frame, out[i])
+        except ImportError as exc:
+            raise DataError(str(exc)) from exc
+    return out
+
+
+def _frames(spec: Preprocess) -> preprocessing.FramePreprocessor:
+    return preprocessing.FramePreprocessor(spec, source="rgb")
+
+
+def _as_frame(image: Image.Image | np.ndarray) -> np.ndarray:
+    """A decoded image as the uint8 HxW or HxWx3 RGB array the shared recipe takes."""
+    if isinstance(image, Image.Image):
+        return np.asarray(image if image.mode in ("L", "RGB") else image.convert("RGB"), dtype=np.uint8)
+    return _as_hwc_or_hw(image)
 
 
 def fit_preprocess(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
+
 from edge.hot_swap import ModelSlot
 from edge.preprocess import Preprocessor
 from edge.sources.base import Frame
@@ -18,7 +20,7 @@ class AheadOfTimePreprocess:
         self._pre: Preprocessor | None = None
 
     def __call__(self, frame: Frame) -> None:
-        """Preprocess one frame into its own array (frames wait in a queue, so no buffer reuse)."""
+        """Preprocess one frame straight into its own array (frames wait in a queue, so no buffer reuse)."""
         serving = self._slot.current
         if serving is None:
             return
@@ -27,6 +29,6 @@ class AheadOfTimePreprocess:
             self._pre = Preprocessor(pre.preprocess, pre.hw)
             self._generation = serving.generation
         t0 = time.perf_counter()
-        frame.tensor = self._pre(frame.image).copy()
+        frame.tensor = self._pre.preprocess_into(frame.image, np.empty(self._pre.output_shape, dtype=np.float32))
         frame.prep_s = time.perf_counter() - t0
         frame.prepared_for = self._generation

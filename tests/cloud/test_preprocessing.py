@@ -1,7 +1,8 @@
-"""Preprocessing equals the manifest recipe computed the plain way, pixel by pixel."""
+"""The trainer's preprocessing equals the manifest recipe computed the plain way, pixel by pixel."""
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image
@@ -12,16 +13,16 @@ from shared.manifest import Preprocess
 
 
 def _reference(frame: np.ndarray, spec: Preprocess) -> np.ndarray:
-    """The recipe as a device would read it: resize, luma or RGB, invert, scale, (x - mean) / std, CHW."""
+    """The recipe spelled out in float64: OpenCV resize (area/linear), OpenCV luma or RGB, invert, scale, mean/std."""
     h, w = spec.resize
-    img = Image.fromarray(frame)
-    if img.size != (w, h):
-        shrink = w <= img.size[0] and h <= img.size[1]
-        img = img.resize((w, h), Image.Resampling.BOX if shrink else Image.Resampling.BILINEAR)
-    rgb = np.asarray(img.convert("RGB"), dtype=np.float64)
+    img = frame
+    if img.shape[:2] != (h, w):
+        shrink = w <= img.shape[1] and h <= img.shape[0]
+        img = cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
     if spec.channel_order == "gray":
-        planes = [np.round(0.299 * rgb[..., 0] + 0.587 * rgb[..., 1] + 0.114 * rgb[..., 2])]
+        planes = [cv2.cvtColor(img, cv2.COLOR_RGB2GRAY).astype(np.float64)]
     else:
+        rgb = img.astype(np.float64)
         planes = [rgb[..., 0], rgb[..., 1], rgb[..., 2]]
     out = np.empty((len(planes), h, w))
     for c, plane in enumerate(planes):
@@ -56,9 +57,7 @@ def test_preprocess_matches_reference(
     got = preprocess_images(frames, spec)
     assert got.shape == (3, channels, *target_hw) and got.dtype == np.float32 and got.flags.c_contiguous
     want = np.stack([_reference(f, spec) for f in frames])
-    # Gray may differ by one luma level (PIL rounds in fixed point); that is 1/255/std in model units.
-    tolerance = 1.0 / 255 / min(spec.std) + 1e-5 if channel_order == "gray" else 1e-5
-    np.testing.assert_allclose(got, want, rtol=0, atol=tolerance)
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)
 
 
 def test_gray_frames_and_single_channel_frames_agree() -> None:
@@ -101,3 +100,11 @@ def test_bad_frames_are_data_errors() -> None:
         preprocess_images([np.zeros((4, 4, 2), dtype=np.uint8)], spec)
     with pytest.raises(DataError, match="NCHW"):
         preprocess_images([np.zeros((4, 4), dtype=np.uint8)], spec.model_copy(update={"layout": "NHWC"}))
+
+
+def test_decoded_pil_images_give_what_their_arrays_give() -> None:
+    frame = np.random.default_rng(4).integers(0, 256, (20, 30, 3), dtype=np.uint8)
+    spec = Preprocess(resize=(8, 12), channel_order="rgb", scale=1 / 255, mean=[0.5] * 3, std=[0.25] * 3)
+    want = preprocess_images([frame], spec)
+    np.testing.assert_array_equal(preprocess_images([Image.fromarray(frame)], spec), want)
+    np.testing.assert_array_equal(preprocess_images([Image.fromarray(frame).convert("RGBA")], spec), want)

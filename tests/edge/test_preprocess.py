@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from edge.errors import BackendError, SourceError
-from edge.preprocess import Preprocessor, interpolation_for
+from edge.preprocess import Preprocessor
 from shared.manifest import Preprocess
+from shared.preprocessing import interpolation_for
 
 RNG = np.random.default_rng(7)
 
@@ -103,6 +104,6 @@ def test_frames_of_unusable_shape_are_refused() -> None:
 
 
 def test_interpolation_is_area_when_shrinking_and_linear_otherwise() -> None:
-    assert interpolation_for((100, 100), (28, 28)) == cv2.INTER_AREA
-    assert interpolation_for((20, 100), (28, 28)) == cv2.INTER_LINEAR
-    assert interpolation_for((10, 10), (28, 28)) == cv2.INTER_LINEAR
+    assert interpolation_for((100, 100), (28, 28)) == "area"
+    assert interpolation_for((20, 100), (28, 28)) == "linear"
+    assert interpolation_for((10, 10), (28, 28)) == "linear"
