@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import logging
 import sys
 from pathlib import Path
@@ -10,15 +11,35 @@ from typing import Annotated, Any
 
 import typer
 
+from edgeferry import __version__
+from shared.config_loader import parse_dotted_args, parse_set_pairs
 from shared.errors import EdgeferryError
 
 app = typer.Typer(
-    add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-    help="Edge-to-cloud ML deployment pipeline.",
+    no_args_is_help=True, pretty_exceptions_enable=False, context_settings={"help_option_names": ["-h", "--help"]},
 )
 
-_EXTRA_OF = {"torch": "cloud", "pytorch_lightning": "cloud", "lightning": "cloud", "onnxruntime": "edge",
-             "paho": "edge", "cv2": "edge", "boto3": "edge", "onnx": "cloud", "onnxconverter_common": "cloud"}
+# Top-level modules of each extra that the commands import; a missing one means the extra is not installed.
+_EXTRA_OF = {"torch": "cloud", "pytorch_lightning": "cloud", "lightning": "cloud", "torchmetrics": "cloud",
+             "onnxruntime": "edge", "paho": "edge", "cv2": "edge", "boto3": "edge", "onnx": "cloud",
+             "onnxconverter_common": "cloud", "mlxtend": "cloud", "sklearn": "cloud", "PIL": "cloud"}
+_EXTRA_NEEDS = {"cloud": ("torch", "pytorch_lightning", "onnx", "onnxruntime"),
+                "edge": ("onnxruntime", "paho", "cv2")}
+
+
+def _needs_extra(extra: str, command: str, missing: str) -> str:
+    return f"'edgeferry {command}' needs the {extra} extra ({missing} is missing): pip install -e '.[{extra}]'"
+
+
+def _check_extra(extra: str, command: str) -> None:
+    """Stop in one line before any work when a module the extra brings is not importable."""
+    for module in _EXTRA_NEEDS[extra]:
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except ImportError:
+            found = False
+        if not found:
+            _fail(_needs_extra(extra, command, module))
 
 
 def _require(module: str, command: str) -> Any:
@@ -30,7 +51,7 @@ def _require(module: str, command: str) -> Any:
         extra = _EXTRA_OF.get(root)
         if extra is None:
             raise
-        _fail(f"'edgeferry {command}' needs the {extra} extra ({root} is missing): pip install 'edgeferry[{extra}]'")
+        _fail(_needs_extra(extra, command, root))
 
 
 def _fail(message: str, code: int = 1) -> None:
@@ -38,25 +59,48 @@ def _fail(message: str, code: int = 1) -> None:
     raise typer.Exit(code)
 
 
-def _set_pairs(pairs: list[str] | None) -> dict[str, Any]:
-    """--set a.b=value pairs as dotted overrides (values parsed as YAML scalars)."""
-    import yaml
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"edgeferry {__version__}")
+        raise typer.Exit()
 
-    out: dict[str, Any] = {}
-    for pair in pairs or []:
-        key, sep, raw = pair.partition("=")
-        if not sep or not key:
-            _fail(f"--set expects key=value, got {pair!r}")
-        out[key.strip()] = yaml.safe_load(raw) if raw else ""
-    return out
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", is_eager=True, callback=_version, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Edge-to-cloud ML deployment pipeline."""
+
+
+def _help_config(schema: str, title: str) -> Any:
+    """An eager --help-config option: print every option of the config schema (module:Class) and exit."""
+
+    def show(value: bool) -> None:
+        if not value:
+            return
+        from edgeferry.config_help import options, render
+
+        module, cls = schema.split(":")
+        typer.echo(render(title, options(getattr(_require(module, "--help-config"), cls))), nl=False)
+        raise typer.Exit()
+
+    return typer.Option(
+        "--help-config", is_eager=True, expose_value=False, callback=show,
+        help="List every config option (key, type, default, description) and exit.",
+    )
 
 
 def _logging(level: str = "INFO") -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Pulled in through torchmetrics; its font-cache notice on first use says nothing about training.
+    logging.getLogger("matplotlib.font_manager").setLevel(logging.ERROR)
 
 
-@app.command()
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def train(
+    ctx: typer.Context,
     config: Annotated[Path | None, typer.Option(help="YAML training config.")] = None,
     data: Annotated[Path | None, typer.Option(help="ImageFolder data set (one sub-folder per class).")] = None,
     model: Annotated[str | None, typer.Option(help="Architecture: digits_cnn, resnet18, mobilenetv2.")] = None,
@@ -72,12 +116,23 @@ def train(
     signing_key: Annotated[Path | None, typer.Option(help="ed25519 private key PEM.")] = None,
     publish: Annotated[bool | None, typer.Option("--publish/--no-publish", help="Publish after export.")] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="Any config value: --set trainer.lr=0.001")] = None,
+    help_config: Annotated[bool, _help_config("cloud.config:TrainConfig", "edgeferry train options")] = False,
 ) -> None:
-    """Train, export FP32/FP16/INT8 ONNX, verify every variant, sign and publish."""
+    """Train, export FP32/FP16/INT8 ONNX, verify every variant, sign and publish.
+
+    Every config option is also a flag (--trainer.lr=0.001, --export.precisions='[fp32, int8]') and an
+    EDGEFERRY_SECTION__KEY environment variable; --help-config lists them all.
+    """
+    _check_extra("cloud", "train")
     _logging()
     loader = _require("shared.config_loader", "train")
     cfg_mod = _require("cloud.config", "train")
     pipeline = _require("cloud.pipeline", "train")
+    labels = {"model.arch": "--model", "trainer.devices": "--devices", "trainer.num_nodes": "--num-nodes",
+              "trainer.strategy": "--strategy", "trainer.accelerator": "--accelerator",
+              "trainer.max_epochs": "--epochs", "trainer.seed": "--seed", "data.max_samples": "--max-samples",
+              "publish.store.uri": "--store", "publish.name": "--name", "publish.signing_key": "--signing-key",
+              "publish.enabled": "--publish", "data.source": "--data", "data.dir": "--data"}
     flags: dict[str, Any] = {
         "model.arch": model,
         "trainer.devices": int(devices) if devices and devices.isdigit() else devices,
@@ -94,8 +149,13 @@ def train(
     }
     if data is not None:
         flags.update({"data.source": "folder", "data.dir": str(data)})
-    flags.update(_set_pairs(set_))
-    cfg = loader.load_config(cfg_mod.TrainConfig, config, flags)
+    sets = parse_set_pairs(set_)
+    dotted = parse_dotted_args(list(ctx.args))
+    flags.update(sets)
+    flags.update(dotted)
+    labels.update({k: f"--set {k}" for k in sets})
+    labels.update({k: f"--{k}" for k in dotted})
+    cfg = loader.load_config(cfg_mod.TrainConfig, config, flags, flag_labels=labels)
     pipeline.run(cfg)
 
 
@@ -147,27 +207,6 @@ def dashboards(
     typer.echo(f"wrote {path}")
 
 
-def _dotted_flags(args: list[str]) -> dict[str, Any]:
-    """Extra `--section.key=value` / `--section.key value` arguments: every config option as a flag."""
-    import yaml
-
-    out: dict[str, Any] = {}
-    i = 0
-    while i < len(args):
-        arg = args[i]
-        if not arg.startswith("--") or "." not in arg.split("=", 1)[0]:
-            _fail(f"unexpected argument {arg!r}; config options are given as --section.key=value")
-        key, sep, raw = arg[2:].partition("=")
-        if not sep:
-            if i + 1 >= len(args):
-                _fail(f"{arg} needs a value")
-            raw = args[i + 1]
-            i += 1
-        out[key.replace("-", "_")] = yaml.safe_load(raw) if raw else ""
-        i += 1
-    return out
-
-
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def agent(
     ctx: typer.Context,
@@ -181,11 +220,12 @@ def agent(
     duration: Annotated[float | None, typer.Option(help="Stop after this many seconds.")] = None,
     log_json: Annotated[bool | None, typer.Option("--log-json/--no-log-json", help="JSON log lines.")] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="Any config value: --set mqtt.port=1884")] = None,
+    help_config: Annotated[bool, _help_config("edge.config:AgentConfig", "edgeferry agent options")] = False,
 ) -> None:
     """Run the edge agent: verified model sync, hot-swap, stream inference, MQTT telemetry.
 
     Every config option is also a flag (--mqtt.keepalive_s=30, --source.path=cam.mp4) and an
-    EDGEFERRY_SECTION__KEY environment variable.
+    EDGEFERRY_SECTION__KEY environment variable; --help-config lists them all.
     """
     loader = _require("shared.config_loader", "agent")
     cfg_mod = _require("edge.config", "agent")
@@ -202,11 +242,21 @@ def agent(
         "run.duration_s": duration,
         "daemon.log_json": log_json,
     }
-    flags.update(_set_pairs(set_))
-    flags.update(_dotted_flags(list(ctx.args)))
+    labels = {"sync.store.uri": "--store", "sync.model": "--model", "source.type": "--source",
+              "mqtt.host": "--mqtt-host", "mqtt.port": "--mqtt-port", "run.max_frames": "--max-frames",
+              "run.duration_s": "--duration", "daemon.log_json": "--log-json"}
+    sets = parse_set_pairs(set_)
+    dotted = parse_dotted_args(list(ctx.args))
+    flags.update(sets)
+    flags.update(dotted)
+    labels.update({k: f"--set {k}" for k in sets})
+    labels.update({k: f"--{k}" for k in dotted})
 
     def load(overrides: Any) -> Any:
-        return loader.load_config(cfg_mod.AgentConfig, config, {**flags, **overrides})
+        over_labels = {k: f"set-config {k}" for k in overrides}
+        return loader.load_config(
+            cfg_mod.AgentConfig, config, {**flags, **overrides}, flag_labels={**labels, **over_labels}
+        )
 
     cfg = load({})
     setup_logging(cfg.daemon.log_level, cfg.daemon.log_json)
@@ -219,16 +269,39 @@ def agent(
         runner.stop()
 
 
+def _one_line(exc: BaseException) -> str | None:
+    """The line a user error prints instead of a traceback; None for a bug, which keeps its traceback."""
+    from pydantic import ValidationError
+
+    if isinstance(exc, EdgeferryError):
+        return str(exc)
+    if isinstance(exc, ModuleNotFoundError):
+        root = (exc.name or "").split(".")[0]
+        extra = _EXTRA_OF.get(root)
+        command = next((a for a in sys.argv[1:] if not a.startswith("-")), "")
+        return _needs_extra(extra, command, root) if extra else None
+    if isinstance(exc, ValidationError):
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        return f"invalid {exc.title}{f' {where}' if where else ''}: {first['msg']}"
+    if isinstance(exc, OSError) and exc.filename is not None:
+        return f"{exc.filename}: {exc.strerror or exc}"
+    return None
+
+
 def main() -> None:
-    """Console-script entry: EdgeferryError becomes one line on stderr and exit 1."""
+    """Console-script entry: a user error (EdgeferryError, a missing extra, a bad file) is one line and exit 1."""
     try:
         app()
-    except EdgeferryError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        sys.exit(1)
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         sys.exit(130)
+    except Exception as exc:
+        line = _one_line(exc)
+        if line is None:
+            raise
+        typer.echo(f"error: {line}", err=True)
+        sys.exit(1)
 
 
 if __name__ == "__main__":
