@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 from edge.errors import AgentError
 from edge.link.base import Link
+from edge.supervise import Health, spawn
 from shared.metrics import BY_NAME
 from shared.payloads import Envelope, TelemetryPayload
 
@@ -20,6 +21,8 @@ log = logging.getLogger(__name__)
 E = TypeVar("E", bound=Envelope)
 Source = Callable[[], Mapping[str, float]]
 Sink = Callable[[Mapping[str, float]], None]
+# The reporting thread's name in Health.
+TELEMETRY = "telemetry"
 
 
 class EnvelopeFactory:
@@ -113,16 +116,25 @@ def _finite(v: object) -> bool:
 
 
 class TelemetryLoop:
-    """Publishes a report every interval on its own thread, and hands the same figures to sinks (Prometheus)."""
+    """Publishes a report every interval on its own supervised thread, and hands the same figures to sinks
+    (Prometheus); a failing report is logged, counted in Health and retried, never the end of reporting."""
 
     def __init__(
-        self, telemetry: Telemetry, link: Link, topic: str, interval_s: float, sinks: Sequence[Sink] = ()
+        self,
+        telemetry: Telemetry,
+        link: Link,
+        topic: str,
+        interval_s: float,
+        sinks: Sequence[Sink] = (),
+        *,
+        health: Health | None = None,
     ) -> None:
         self.telemetry = telemetry
         self._link = link
         self._topic = topic
         self._interval = interval_s
         self._sinks = list(sinks)
+        self._health = health or Health()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -140,15 +152,12 @@ class TelemetryLoop:
 
     def start(self) -> None:
         """Report every interval until stop()."""
-        self._thread = threading.Thread(target=self._run, name="telemetry", daemon=True)
-        self._thread.start()
+        self._thread = spawn(TELEMETRY, self._run, self._stop, self._health)
 
     def _run(self) -> None:
         while not self._stop.wait(self._interval):
-            try:
-                self.report_once()
-            except AgentError:
-                log.exception("telemetry report not queued; trying again next interval")
+            self.report_once()
+            self._health.recovered(TELEMETRY)
 
     def stop(self, final_report: bool = True) -> None:
         """Stop the thread, sending one last report so the final counts reach the broker."""
@@ -156,4 +165,7 @@ class TelemetryLoop:
         if self._thread is not None:
             self._thread.join(timeout=self._interval + 5)
         if final_report:
-            self.report_once()
+            try:
+                self.report_once()
+            except AgentError as exc:
+                log.error("final telemetry report not queued: %s", exc)

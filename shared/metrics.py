@@ -76,6 +76,8 @@ METRICS: tuple[Metric, ...] = (
     Metric("package_rejects", "packages", "Model packages refused (hash, signature, names, smoke test)", "counter"),
     Metric("outbox_depth", "messages", "Messages waiting in the store-and-forward queue"),
     Metric("outbox_dropped", "messages", "Messages dropped from a full store-and-forward queue", "counter"),
+    Metric("outbox_write_errors", "messages", "Messages lost because the outbox could not write them (disk full)",
+           "counter"),
     Metric("uptime_s", "s", "Seconds since the agent started", ha_device_class="duration"),
     Metric("thread_errors", "errors", "Failures of background threads, each logged, backed off and retried", "counter"),
 )

@@ -4,7 +4,8 @@ Non-retained messages (telemetry, events, command replies) are written to the SQ
 drains it in order while connected, with a bounded number awaiting PUBACK; a row is deleted only when its PUBACK
 arrives. Retained messages (status, state) are "latest value wins": kept in memory and published directly on every
 (re)connect. paho's `publish()` reports success while disconnected and `wait_for_publish()` can hang, so neither
-is relied on: delivery is tracked through on_publish by message id.
+is relied on: delivery is tracked through on_publish by message id. The sender runs under edge.supervise, and
+a delivered row the disk will not let it delete waits in memory for a retry, so nothing ends delivery.
 """
 
 from __future__ import annotations
@@ -25,10 +26,10 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from pydantic import BaseModel
 
 from edge.config import MqttConfig
-from edge.errors import AgentError
 from edge.link.base import LinkError, MessageHandler, check_topic, encode_json
-from edge.link.outbox import Outbox
+from edge.link.outbox import Outbox, OutboxError
 from edge.link.tls import tls_context
+from edge.supervise import Health, spawn
 from shared.topics import STATUS_OFFLINE, STATUS_ONLINE, STATUS_STOPPED, DeviceTopics
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,12 @@ log = logging.getLogger(__name__)
 QOS = 1
 # Room in paho's own in-flight accounting for direct (retained) publishes on top of the outbox window.
 _DIRECT_HEADROOM = 16
+# The sender's name in Health (thread_errors, the state payload's degraded components).
+SENDER = "mqtt-sender"
+# How long delivered rows wait before their deletion is tried again when the disk refused it.
+ACK_RETRY_S = 1.0
+# _publish_direct's answer when paho did not take the message: the row is tried again on the next pass.
+_NOT_TAKEN = -1
 
 
 @dataclass
@@ -67,8 +74,12 @@ class MqttLink:
         outbox: Outbox | None = None,
         *,
         client_id: str | None = None,
+        health: Health | None = None,
     ) -> None:
         self._cfg = cfg
+        # A shared Health is reported by its owner (the agent); a private one by this link's metrics().
+        self._owns_health = health is None
+        self._health = health or Health()
         self._topics = topics
         self._owns_outbox = outbox is None
         self._outbox = outbox or Outbox(cfg.outbox_path, cfg.outbox_max_messages, cfg.outbox_synchronous)
@@ -77,6 +88,12 @@ class MqttLink:
         self._inflight: dict[int, _Flight] = {}
         self._early_acks: dict[int, ReasonCode] = {}
         self._acked_rows: list[int] = []
+        self._ack_retry_at = 0.0
+        self._ack_failing = False
+        self._sent_upto = 0
+        self._seen_generation = 0
+        self._drain_runs = 0
+        self._degraded = False
         self._retained: dict[str, bytes] = {}
         self._subs: dict[str, SubscribeOptions] = {}
         self._pending = False
@@ -136,8 +153,7 @@ class MqttLink:
             self._cfg.host, self._cfg.port, keepalive=self._cfg.keepalive_s, clean_start=False, properties=props
         )
         self._client.loop_start()
-        self._sender = threading.Thread(target=self._run_sender, name="mqtt-outbox-sender", daemon=True)
-        self._sender.start()
+        self._sender = spawn(SENDER, self._drain_forever, self._stop_sender, self._health)
         log.info("MQTT link to %s:%d started as %s", self._cfg.host, self._cfg.port, self._topics.device_id)
 
     def stop(self, status: str = STATUS_STOPPED, timeout_s: float | None = None) -> None:
@@ -149,7 +165,7 @@ class MqttLink:
             self._close_outbox()
             return
         deadline = time.monotonic() + (self._cfg.flush_timeout_s if timeout_s is None else timeout_s)
-        while self.connected and self._outbox.depth() > 0 and time.monotonic() < deadline:
+        while self.connected and self._undelivered() > 0 and time.monotonic() < deadline:
             with self._wake:
                 self._wake.wait(0.05)
         self._stop_sender.set()
@@ -157,7 +173,7 @@ class MqttLink:
             self._wake.notify_all()
         if self._sender is not None:
             self._sender.join(timeout=5)
-        self._apply_acks()
+        self._apply_acks(force=True)
         if self.connected:
             with self._wake:
                 self._retained[self._topics.status] = status.encode()
@@ -167,7 +183,7 @@ class MqttLink:
                     if mid not in self._inflight:
                         break
                     self._wake.wait(0.05)
-        left = self._outbox.depth()
+        left = self._undelivered()
         self._client.disconnect()
         self._client.loop_stop()
         self._connected.clear()
@@ -177,6 +193,12 @@ class MqttLink:
     def _close_outbox(self) -> None:
         if self._owns_outbox:
             self._outbox.close()
+
+    def _undelivered(self) -> int:
+        """Rows not yet acknowledged by the broker (delivered rows the disk would not let us delete excluded)."""
+        with self._wake:
+            pending = len(self._acked_rows)
+        return max(0, self._outbox.depth() - pending)
 
     # -- publishing ---------------------------------------------------------------------------------------------
 
@@ -195,7 +217,8 @@ class MqttLink:
             self._enqueue(topic, text.encode())
 
     def _enqueue(self, topic: str, data: bytes) -> None:
-        self._outbox.put(check_topic(topic), data, qos=QOS)
+        if self._outbox.put(check_topic(topic), data, qos=QOS) is None:
+            return  # the disk refused it: counted by the outbox (outbox_write_errors), nothing to send
         with self._wake:
             self.counters.enqueued += 1
             self._pending = True
@@ -211,8 +234,9 @@ class MqttLink:
             self._publish_direct(topic, data, retain=True)
 
     def _publish_direct(self, topic: str, data: bytes, retain: bool, row_id: int | None = None) -> int | None:
-        """Hand one message to paho and track its PUBACK; never called with our lock held (paho holds its own
-        lock while calling on_publish, which takes ours)."""
+        """Hand one message to paho and track its PUBACK: the mid, None if dropped as refused, _NOT_TAKEN if paho
+        did not queue it. Never called with our lock held (paho holds its own lock while calling on_publish,
+        which takes ours)."""
         try:
             info = self._client.publish(topic, data, qos=QOS, retain=retain)
         except ValueError as exc:
@@ -225,7 +249,7 @@ class MqttLink:
         if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
             # Not queued by paho (queue full): leave the row for the next pass.
             log.warning("paho did not accept a message for %s: %s", topic, mqtt.error_string(info.rc))
-            return None
+            return _NOT_TAKEN
         # rc NO_CONN: paho keeps the message and sends it after the next CONNACK, so it is in flight all the same.
         with self._wake:
             early = self._early_acks.pop(info.mid, None)
@@ -253,21 +277,40 @@ class MqttLink:
     def _rows_in_flight(self) -> int:
         return sum(1 for f in self._inflight.values() if f.row_id is not None)
 
-    def _apply_acks(self) -> None:
+    def _apply_acks(self, force: bool = False) -> None:
+        """Delete acknowledged rows; a disk that refuses keeps them in memory for a retry (never raises)."""
         with self._wake:
+            if not self._acked_rows or (not force and time.monotonic() < self._ack_retry_at):
+                return
             acked, self._acked_rows = self._acked_rows, []
-        if acked:
-            self._outbox.ack_many(acked)
-
-    def _run_sender(self) -> None:
         try:
-            self._drain_forever()
-        except AgentError:
-            log.exception("the outbox sender stopped; queued messages stay on disk for the next run")
+            self._outbox.ack_many(acked)
+        except OutboxError as exc:
+            with self._wake:
+                self._acked_rows[:0] = acked
+                self._ack_retry_at = time.monotonic() + ACK_RETRY_S
+                first = not self._ack_failing
+                self._ack_failing = True
+            if first:
+                # Delivery goes on meanwhile: only deletion waits, and at worst a restart sends those rows again.
+                log.error("%s; retrying every %.0f s, delivery continues", exc, ACK_RETRY_S)
+                self._health.failed(SENDER, exc)
+                self._degraded = True
+            return
+        if self._ack_failing:
+            self._ack_failing = False
+            log.warning("outbox %s: delivered messages are removed again", self._outbox.path)
+
+    def _acks_due(self) -> bool:
+        """Caller holds the lock."""
+        return bool(self._acked_rows) and time.monotonic() >= self._ack_retry_at
 
     def _drain_forever(self) -> None:
-        sent_upto = 0
-        seen_generation = 0
+        """The sender body (run under supervise.keep_running): its position survives a restart after a failure,
+        so nothing in flight is sent twice and nothing is skipped."""
+        self._drain_runs += 1
+        if self._drain_runs > 1:
+            self._degraded = True
         while not self._stop_sender.is_set():
             self._apply_acks()
             with self._wake:
@@ -275,27 +318,31 @@ class MqttLink:
                     self._wake.wait(0.5)
                     continue
                 in_flight = self._rows_in_flight()
-                if self._generation != seen_generation:
+                if self._generation != self._seen_generation:
                     # paho re-sends what was in flight at the drop right after CONNACK; newer rows wait for those
                     # so order is kept.
                     if in_flight:
                         self._wake.wait(0.5)
                         continue
-                    seen_generation = self._generation
+                    self._seen_generation = self._generation
                 free = self._window - in_flight
                 if free <= 0:
                     self._wake.wait(0.5)
                     continue
                 self._pending = False
-            rows = self._outbox.peek(free, after_id=sent_upto)
+            rows = self._outbox.peek(free, after_id=self._sent_upto)
+            if self._degraded and not self._ack_failing:
+                self._degraded = False
+                self._health.recovered(SENDER)
             if not rows:
                 with self._wake:
-                    if not self._pending and not self._acked_rows and not self._stop_sender.is_set():
+                    if not self._pending and not self._acks_due() and not self._stop_sender.is_set():
                         self._wake.wait(0.5)
                 continue
             for row in rows:
-                self._publish_direct(row.topic, row.payload, row.retain, row.id)
-                sent_upto = row.id
+                if self._publish_direct(row.topic, row.payload, row.retain, row.id) == _NOT_TAKEN:
+                    break
+                self._sent_upto = row.id
 
     # -- paho callbacks (network thread) -----------------------------------------------------------------------
 
@@ -388,7 +435,19 @@ class MqttLink:
 
     def metrics(self) -> dict[str, float]:
         """Telemetry figures of the link (names from shared.metrics)."""
-        return {"outbox_depth": float(self._outbox.depth()), "outbox_dropped": float(self._outbox.dropped)}
+        out = {
+            "outbox_depth": float(self._outbox.depth()),
+            "outbox_dropped": float(self._outbox.dropped),
+            "outbox_write_errors": float(self._outbox.write_errors),
+        }
+        if self._owns_health:
+            out.update(self._health.metrics())
+        return out
+
+    @property
+    def health(self) -> Health:
+        """Failures of the sender (shared with the agent when it passed its own)."""
+        return self._health
 
     @property
     def window(self) -> int:

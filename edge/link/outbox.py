@@ -6,6 +6,9 @@ power cut; only the last commits before a power loss may be lost. ``FULL`` adds 
 tens of messages per second wears SD/eMMC flash and stalls the producer for milliseconds, for the benefit of
 keeping the last second of telemetry through a power cut. Pick ``FULL`` (``mqtt.outbox_synchronous``) where that
 second matters more than the flash.
+
+A full disk never stops the agent: a message that cannot be written is counted (`write_errors`) instead of
+raising into the thread that produced it, and writing resumes by itself once there is space again.
 """
 
 from __future__ import annotations
@@ -68,9 +71,21 @@ class Outbox:
         self._db = self._open(synchronous)
         self._depth = int(self._db.execute("SELECT COUNT(*) FROM messages").fetchone()[0])
         self._dropped = int(self._db.execute("SELECT value FROM meta WHERE key = 'dropped'").fetchone()[0])
+        self._write_errors = 0
+        self._lost_this_outage = 0
+        self._failing = False
         if self._depth > max_messages:
             with self._lock:
-                self._trim()
+                try:
+                    self._db.execute("BEGIN IMMEDIATE")
+                    trimmed = self._trim(self._depth)
+                    self._db.execute("COMMIT")
+                except sqlite3.Error as exc:
+                    self._rollback()
+                    self._db.close()
+                    raise OutboxError(f"cannot trim outbox {self.path} to {max_messages} messages: {exc}") from exc
+                self._depth -= trimmed
+                self._dropped += trimmed
 
     def _open(self, synchronous: Synchronous) -> sqlite3.Connection:
         try:
@@ -104,8 +119,12 @@ class Outbox:
             raise
         return db
 
-    def put(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> int:
-        """Append a message and return its id; drops the oldest when the bound is exceeded."""
+    def put(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> int | None:
+        """Append a message and return its id; drops the oldest when the bound is exceeded.
+
+        A message the disk cannot take (full, I/O error) is counted in `write_errors` and None is returned: the
+        threads that produce messages must never stop on the state of the disk. Bad input still raises.
+        """
         if not topic:
             raise OutboxError("cannot queue a message without a topic")
         if qos not in (0, 1, 2):
@@ -119,31 +138,49 @@ class Outbox:
                     "INSERT INTO messages (topic, payload, qos, retain, created_ms) VALUES (?, ?, ?, ?, ?)",
                     (topic, bytes(payload), qos, int(retain), int(time.time() * 1000)),
                 )
-                self._depth += 1
-                if self._depth > self.max_messages:
-                    self._trim()
+                trimmed = self._trim(self._depth + 1)
                 self._db.execute("COMMIT")
             except sqlite3.Error as exc:
                 self._rollback()
-                raise OutboxError(f"cannot write to outbox {self.path}: {exc}") from exc
+                self._write_failed(exc, 1)
+                return None
+            self._depth += 1 - trimmed
+            self._dropped += trimmed
+            self._write_succeeded()
             return int(cur.lastrowid or 0)
 
-    def _trim(self) -> None:
-        """Drop the oldest messages beyond the bound; caller holds the lock (and a transaction when in one)."""
-        excess = self._depth - self.max_messages
+    def _write_failed(self, exc: sqlite3.Error, lost: int) -> None:
+        """Count messages the disk refused; one log line per outage, not per message. Caller holds the lock."""
+        self._write_errors += lost
+        self._lost_this_outage += lost
+        if not self._failing:
+            self._failing = True
+            log.error("cannot write to outbox %s (%s); new messages are lost and counted in outbox_write_errors "
+                      "until it can (free space on that filesystem)", self.path, exc)
+
+    def _write_succeeded(self) -> None:
+        if self._failing:
+            self._failing = False
+            log.warning("outbox %s is writable again; %d messages were lost meanwhile", self.path,
+                        self._lost_this_outage)
+            self._lost_this_outage = 0
+
+    def _trim(self, depth: int) -> int:
+        """Delete the oldest messages beyond the bound for a queue of `depth`; returns how many (caller holds the
+        lock and applies the count to its figures once the transaction committed)."""
+        excess = depth - self.max_messages
+        if excess <= 0:
+            return 0
         cur = self._db.execute(
             "DELETE FROM messages WHERE id IN (SELECT id FROM messages ORDER BY id LIMIT ?)", (excess,)
         )
         self._db.execute("UPDATE meta SET value = value + ? WHERE key = 'dropped'", (cur.rowcount,))
-        self._depth -= cur.rowcount
-        self._dropped += cur.rowcount
         log.warning("outbox full (%d messages): dropped the %d oldest", self.max_messages, cur.rowcount)
+        return int(cur.rowcount)
 
     def _rollback(self) -> None:
         with contextlib.suppress(sqlite3.Error):  # no transaction open: nothing to undo
             self._db.execute("ROLLBACK")
-        self._depth = int(self._db.execute("SELECT COUNT(*) FROM messages").fetchone()[0])
-        self._dropped = int(self._db.execute("SELECT value FROM meta WHERE key = 'dropped'").fetchone()[0])
 
     def peek(self, limit: int = 100, after_id: int = 0) -> list[OutboxMessage]:
         """The oldest `limit` messages with an id above `after_id`, oldest first; nothing is removed."""
@@ -159,11 +196,13 @@ class Outbox:
         self.ack_many([message_id])
 
     def ack_many(self, message_ids: Iterable[int]) -> None:
-        """Remove delivered messages in one transaction."""
+        """Remove delivered messages in one transaction; OutboxError (full disk) leaves them all for a retry."""
         ids = [(i,) for i in message_ids]
         if not ids:
             return
         with self._lock:
+            if self._closed:
+                raise OutboxError(f"outbox {self.path} is closed; delivered messages stay queued")
             try:
                 self._db.execute("BEGIN IMMEDIATE")
                 removed = 0
@@ -181,6 +220,13 @@ class Outbox:
             return self._depth
 
     @property
+    def write_errors(self) -> int:
+        """Messages lost since this queue was opened because the disk could not take them (not persisted: the
+        disk was full)."""
+        with self._lock:
+            return self._write_errors
+
+    @property
     def dropped(self) -> int:
         """Messages dropped from a full queue over the life of this queue file."""
         with self._lock:
@@ -189,8 +235,14 @@ class Outbox:
     def close(self) -> None:
         """Close the database; the queue stays on disk for the next run."""
         with self._lock:
+            if self._closed:
+                return
             self._closed = True
-            self._db.close()
+            try:
+                self._db.close()
+            except sqlite3.Error as exc:
+                # What was committed is on disk; a checkpoint that cannot run now runs on the next open.
+                log.warning("closing outbox %s: %s", self.path, exc)
 
     def __enter__(self) -> Outbox:
         return self

@@ -5,11 +5,12 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import json
+import sqlite3
 import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +22,9 @@ from cryptography.x509.oid import NameOID
 
 from edge.config import MqttConfig, TlsConfig
 from edge.link.base import LinkError, encode_json
-from edge.link.mqtt import MqttLink
-from edge.link.outbox import Outbox
+from edge.link.mqtt import SENDER, MqttLink
+from edge.link.outbox import Outbox, OutboxError, OutboxMessage
+from edge.supervise import Health
 from shared.payloads import Envelope, ModelInfo, StatePayload
 from shared.topics import DeviceTopics
 from tests.edge.fake_link import FakeLink
@@ -171,7 +173,9 @@ def test_stream_messages_are_delivered_in_order_and_leave_the_outbox(
     assert not any(m.json()["replayed"] for m in got)
     assert not any(m.retain for m in got)
     wait_until(lambda: link.outbox.depth() == 0, what="outbox drained")
-    assert link.metrics() == {"outbox_depth": 0.0, "outbox_dropped": 0.0}
+    assert link.metrics() == {
+        "outbox_depth": 0.0, "outbox_dropped": 0.0, "outbox_write_errors": 0.0, "thread_errors": 0.0
+    }
     assert link.counters.enqueued == 200
 
 
@@ -384,3 +388,50 @@ def test_the_window_respects_the_brokers_receive_maximum(
     got = probe.wait_count(topics.telemetry, 300)
     assert [m.json()["seq"] for m in got] == list(range(300))
     assert link.window == 3
+
+
+class FlakyOutbox(Outbox):
+    """An outbox whose reading and deleting each fail once, as a disk hiccup would."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.peek_faults = 1
+        self.ack_faults = 1
+
+    def peek(self, limit: int = 100, after_id: int = 0) -> list[OutboxMessage]:
+        if self.peek_faults and self.depth() >= 10:
+            self.peek_faults -= 1
+            raise sqlite3.OperationalError("disk I/O error (injected)")
+        return super().peek(limit, after_id)
+
+    def ack_many(self, message_ids: Iterable[int]) -> None:
+        ids = list(message_ids)
+        if self.ack_faults and ids:
+            self.ack_faults -= 1
+            raise OutboxError("cannot remove delivered messages (injected)")
+        super().ack_many(ids)
+
+
+def test_the_sender_survives_a_failed_read_and_a_failed_delete_and_delivers_everything_once(
+    mosquitto: Broker, mqtt_probe: Probe, tmp_path: Path, topics: DeviceTopics, links: list[MqttLink]
+) -> None:
+    probe = mqtt_probe(mosquitto, topics.telemetry)
+    box = FlakyOutbox(tmp_path / "flaky.sqlite")
+    health = Health()
+    link = MqttLink(mqtt_cfg(mosquitto, tmp_path), topics, box, health=health)
+    links.append(link)
+    for seq in range(10):  # queued before connecting: the first read after start fails
+        link.publish_json(topics.telemetry, {"seq": seq})
+    link.start()
+    wait_until(lambda: box.peek_faults == 0, what="the injected read failure")
+    for seq in range(10, 50):
+        link.publish_json(topics.telemetry, {"seq": seq})
+    got = probe.wait_count(topics.telemetry, 50)
+    wait_until(lambda: box.depth() == 0, what="outbox drained after the failed delete")
+    time.sleep(0.3)
+    assert [m.json()["seq"] for m in probe.on(topics.telemetry)] == list(range(50))  # in order, none twice
+    assert len(got) == 50 and box.ack_faults == 0
+    assert health.errors(SENDER) == 2 and health.degraded() == {}
+    assert "thread_errors" not in link.metrics()  # a shared Health is reported by its owner
+    link.stop()
+    box.close()

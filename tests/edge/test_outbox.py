@@ -9,11 +9,19 @@ from pathlib import Path
 import pytest
 
 from edge.link.outbox import Outbox, OutboxError
+from tests.edge.small_fs import small_tmpfs
+
+
+def put(box: Outbox, topic: str, payload: bytes, qos: int = 1) -> int:
+    """put() where the disk has room: the id, never None."""
+    message_id = box.put(topic, payload, qos=qos)
+    assert message_id is not None, "the outbox refused a write with room on disk"
+    return message_id
 
 
 def test_fifo_peek_does_not_remove_and_ack_does(tmp_path: Path) -> None:
     with Outbox(tmp_path / "q.sqlite", max_messages=10) as box:
-        ids = [box.put("t/a", f"m{i}".encode()) for i in range(3)]
+        ids = [put(box, "t/a", f"m{i}".encode()) for i in range(3)]
         assert ids == sorted(ids)
         assert [m.payload for m in box.peek(10)] == [b"m0", b"m1", b"m2"]
         assert box.depth() == 3
@@ -40,7 +48,7 @@ def test_overflow_drops_the_oldest_and_counts_them_persistently(tmp_path: Path) 
 def test_messages_survive_closing_and_reopening(tmp_path: Path) -> None:
     path = tmp_path / "sub" / "q.sqlite"
     with Outbox(path) as box:
-        first = box.put("a/b", b"\x00binary\xff", qos=1)
+        first = put(box, "a/b", b"\x00binary\xff", qos=1)
         box.put("a/c", b"two", qos=0, retain=True)
     with Outbox(path) as box:
         msgs = box.peek(10)
@@ -49,7 +57,7 @@ def test_messages_survive_closing_and_reopening(tmp_path: Path) -> None:
             ("a/c", b"two", 0, True),
         ]
         # ids keep growing after a restart, so order across runs is kept
-        assert box.put("a/d", b"three") > msgs[-1].id > first
+        assert put(box, "a/d", b"three") > msgs[-1].id > first
 
 
 def test_reopening_with_a_smaller_bound_trims_to_it(tmp_path: Path) -> None:
@@ -118,3 +126,41 @@ def test_an_unwritable_location_is_a_clear_error(tmp_path: Path) -> None:
     blocker.write_text("x")
     with pytest.raises(OutboxError, match="cannot"):
         Outbox(blocker / "q.sqlite")
+
+
+def test_a_full_disk_counts_each_lost_message_logs_once_and_writing_resumes_when_space_is_back(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with small_tmpfs(tmp_path / "small", 2048) as fs, Outbox(fs.path / "q.sqlite") as box:
+        kept = [box.put("t", f"before-{i}".encode()) for i in range(5)]
+        fs.fill()
+        with caplog.at_level("WARNING", logger="edge.link.outbox"):
+            results = [box.put("t", f"full-{i}".encode() + b"x" * 3000) for i in range(40)]
+        lost = results.count(None)
+        assert lost > 0 and box.write_errors == lost
+        assert box.depth() == 5 + 40 - lost
+        failures = [r for r in caplog.records if r.levelname == "ERROR"]
+        assert len(failures) == 1 and "outbox_write_errors" in failures[0].getMessage()
+
+        with pytest.raises(OutboxError, match="cannot remove delivered"):
+            box.ack_many([i for i in kept if i is not None] + [r for r in results if r is not None])
+        assert box.depth() == 5 + 40 - lost  # nothing half-removed
+
+        fs.free()
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="edge.link.outbox"):
+            after = box.put("t", b"after")
+        assert after is not None
+        assert f"{lost} messages were lost" in caplog.text
+        box.ack_many([i for i in kept if i is not None])
+        payloads = [m.payload for m in box.peek(100)]
+        assert payloads[-1] == b"after" and not any(p.startswith(b"before") for p in payloads)
+        assert box.write_errors == lost
+
+
+def test_closing_twice_is_harmless(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "q.sqlite")
+    box.close()
+    box.close()
+    with pytest.raises(OutboxError, match="closed"):
+        box.ack_many([1])

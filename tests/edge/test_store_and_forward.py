@@ -3,6 +3,9 @@ should keep, and keep order."""
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -12,13 +15,15 @@ from typing import Any
 import pytest
 
 from edge.config import MqttConfig
-from edge.link.mqtt import MqttLink
+from edge.link.mqtt import SENDER, MqttLink
 from edge.telemetry import EnvelopeFactory
 from shared.metrics import METRICS
 from shared.payloads import TelemetryPayload
 from shared.topics import DeviceTopics
+from tests.edge.small_fs import small_tmpfs
 from tests.fixtures.broker import Broker, MqttProbe, Received
 
+REPO = Path(__file__).resolve().parents[2]
 Probe = Callable[..., MqttProbe]
 # Every declared figure: a realistic telemetry-sized payload (~1.5 KB).
 FIGURES = {m.name: 12.345 for m in METRICS}
@@ -178,11 +183,111 @@ def test_a_full_queue_drops_the_oldest_and_counts_them(
     envelopes = EnvelopeFactory("cam-9")
     for _ in range(25):  # produced before the link ever connects
         link.publish_json(topics.telemetry, TelemetryPayload.build(envelopes.next(), FIGURES))
-    assert link.metrics() == {"outbox_depth": 10.0, "outbox_dropped": 15.0}
+    assert link.metrics() == {
+        "outbox_depth": 10.0, "outbox_dropped": 15.0, "outbox_write_errors": 0.0, "thread_errors": 0.0
+    }
 
     probe = mqtt_probe(mosquitto, topics.telemetry)
     link.start()
     got = probe.wait_count(topics.telemetry, 10)
     assert [b["seq"] for b in first_arrivals(got)] == list(range(15, 25))
     wait_until(lambda: link.outbox.depth() == 0, 10, "outbox drained")
-    assert link.metrics() == {"outbox_depth": 0.0, "outbox_dropped": 15.0}
+    assert link.metrics() == {
+        "outbox_depth": 0.0, "outbox_dropped": 15.0, "outbox_write_errors": 0.0, "thread_errors": 0.0
+    }
+
+
+def test_a_full_disk_during_an_outage_counts_every_loss_and_delivery_resumes_without_a_restart(
+    mosquitto_factory: Callable[..., Broker], mqtt_probe: Probe, tmp_path: Path, topics: DeviceTopics,
+    links: list[MqttLink],
+) -> None:
+    broker = mosquitto_factory(persistence=True)
+    probe = mqtt_probe(broker, topics.telemetry, client_id="dashboard", persistent=True)
+    envelopes = EnvelopeFactory("cam-9")
+    produced: list[int] = []
+
+    def send(n: int) -> None:
+        for _ in range(n):
+            env = envelopes.next()
+            link.publish_json(topics.telemetry, TelemetryPayload.build(env, FIGURES))
+            produced.append(env.seq)
+
+    with small_tmpfs(tmp_path / "small", 8192) as fs:
+        link = MqttLink(cfg_for(broker, fs.path / "outbox.sqlite"), topics)
+        links.append(link)
+        link.start()
+        wait_until(lambda: link.connected, 10, "link connected")
+        send(10)
+        probe.wait_count(topics.telemetry, 10)
+
+        broker.stop()
+        wait_until(lambda: not link.connected, 10, "link sees the outage")
+        send(20)  # room on disk: queued
+        fs.fill()
+        send(100)  # no room: lost, and each loss counted
+        lost_offline = link.metrics()["outbox_write_errors"]
+        assert lost_offline > 0
+
+        broker.start()  # disk still full: the queue is delivered, deleting what was delivered fails and is retried
+        probe.wait_subscribed(timeout=15)
+        wait_until(lambda: link.health.errors(SENDER) >= 1, 15, "a refused delete reported")
+        send(20)
+        fs.free()
+        send(20)
+        m = link.metrics()
+        lost = int(m["outbox_write_errors"])
+        expected = len(produced) - lost
+        wait_until(lambda: len({b["seq"] for b in first_arrivals(probe.on(topics.telemetry))}) >= expected, 30,
+                   "every message that was written delivered")
+        got = [b["seq"] for b in first_arrivals(probe.on(topics.telemetry))]
+        assert len(got) == expected and got == sorted(got) and set(got) <= set(produced)
+        assert len(produced) == 170 and m["outbox_dropped"] == 0
+        wait_until(lambda: link.outbox.depth() == 0, 15, "delivered messages removed once space was back")
+        assert link.health.degraded() == {} and link.connected
+
+        fs.fill()  # a clean stop on a full disk still says "stopped" and returns normally
+        link.stop()
+    status = mqtt_probe(broker, topics.status).wait_for(lambda m: m.topic == topics.status)
+    assert (status.text, status.retain) == ("stopped", True)
+
+
+CHILD = """
+import sys, time
+from pathlib import Path
+from edge.config import MqttConfig
+from edge.link.mqtt import MqttLink
+from shared.topics import DeviceTopics
+link = MqttLink(MqttConfig(host="127.0.0.1", port=int(sys.argv[1]), outbox_path=Path(sys.argv[2])),
+                DeviceTopics("lab", "cam-9"))
+link.start()
+for seq in range(50):
+    link.publish_json(DeviceTopics("lab", "cam-9").telemetry, {"seq": seq})
+print("queued", flush=True)
+time.sleep(120)
+"""
+
+
+def test_the_queue_survives_a_kill_9_and_the_next_run_delivers_it_in_order(
+    mosquitto: Broker, mqtt_probe: Probe, tmp_path: Path, topics: DeviceTopics, links: list[MqttLink]
+) -> None:
+    path = tmp_path / "outbox.sqlite"
+    mosquitto.stop()
+    child = subprocess.Popen([sys.executable, "-c", CHILD, str(mosquitto.port), str(path)], cwd=REPO,
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout is not None and child.stdout.readline().strip() == "queued"
+        child.send_signal(signal.SIGKILL)
+        child.wait(timeout=10)
+    finally:
+        child.kill()
+        if child.stdout:
+            child.stdout.close()
+    mosquitto.start()
+    probe = mqtt_probe(mosquitto, topics.telemetry)
+    link = MqttLink(cfg_for(mosquitto, path), topics)
+    links.append(link)
+    assert link.outbox.depth() == 50
+    link.start()
+    got = probe.wait_count(topics.telemetry, 50)
+    assert [m.json()["seq"] for m in got] == list(range(50))
+    assert all(m.json()["replayed"] for m in got)

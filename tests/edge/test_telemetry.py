@@ -6,11 +6,13 @@ import logging
 import math
 import threading
 import time
+from typing import Any
 
 import pytest
 
 from edge.percentiles import StageWindows
-from edge.telemetry import EnvelopeFactory, Telemetry, TelemetryLoop
+from edge.supervise import Health
+from edge.telemetry import TELEMETRY, EnvelopeFactory, Telemetry, TelemetryLoop
 from shared.metrics import BY_NAME
 from shared.payloads import Envelope, ReplyPayload
 from tests.edge.fake_link import FakeLink
@@ -122,3 +124,32 @@ def test_loop_publishes_reports_and_feeds_sinks() -> None:
     assert [b["seq"] for b in sent] == list(range(len(sent)))
     assert all(b["fps"] == 3.0 for b in sent)
     assert len(seen) == len(sent)
+
+
+class BrokenOnceLink(FakeLink):
+    """A link whose first publish fails with an error nobody planned for."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failures = 1
+
+    def publish_json(self, topic: str, payload: Any, retain: bool = False) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise RuntimeError("unexpected (injected)")
+        super().publish_json(topic, payload, retain)
+
+
+def test_the_loop_survives_a_failed_report_counts_it_and_keeps_reporting() -> None:
+    link = BrokenOnceLink()
+    health = Health()
+    tel = Telemetry(EnvelopeFactory("cam-1"), sources=[health.metrics])
+    loop = TelemetryLoop(tel, link, "t/telemetry", interval_s=0.01, health=health)
+    loop.start()
+    deadline = time.monotonic() + 10
+    while len(link.published) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert len(link.published) >= 2, "reporting stopped after one failure"
+    assert health.errors(TELEMETRY) == 1 and health.degraded() == {}
+    assert link.on("t/telemetry")[-1].json()["thread_errors"] == 1
+    loop.stop()
