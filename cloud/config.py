@@ -109,6 +109,12 @@ class PublishConfig(_Section):
     dev_key_dir: Path = Field(default=Path(".keys"), description="Where the development key pair lives.")
     work_dir: Path = Field(default=Path("build"), description="Scratch directory for exported files.")
     enabled: bool = Field(default=True, description="Publish after export (off: export and verify only).")
+    pointer_ttl_days: float = Field(
+        default=30.0,
+        ge=0.01,
+        le=3650,
+        description="Days until devices treat latest.json as stale; 'edgeferry publish-pointer' re-signs it.",
+    )
 
 
 class TrainConfig(_Section):

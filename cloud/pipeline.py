@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import uuid
 from dataclasses import dataclass
+from datetime import timedelta
 from importlib import metadata
 from pathlib import Path
 
@@ -127,7 +128,9 @@ def run(cfg: TrainConfig) -> PipelineResult | None:
         (package_dir / "manifest.preview.json").unlink()
         key, key_path = resolve_signing_key(cfg.publish)
         try:
-            published = publish(store, package_dir, manifest, key)
+            published = publish(
+                store, package_dir, manifest, key, timedelta(days=cfg.publish.pointer_ttl_days)
+            )
         except StoreError as exc:
             raise PublishError(f"publish to {store.uri} failed, latest.json unchanged: {exc}") from exc
         print(

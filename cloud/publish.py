@@ -1,4 +1,4 @@
-"""Publishing a verified package: files first, then signature and manifest, then latest.json."""
+"""Publishing a verified package: files, signature, manifest, then latest.json.sig and latest.json last."""
 
 from __future__ import annotations
 
@@ -6,12 +6,13 @@ import logging
 import re
 import tempfile
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from cloud.errors import PublishError
-from shared.errors import IntegrityError, StoreNotFoundError
+from shared.errors import EdgeferryError, IntegrityError, StoreNotFoundError
 from shared.integrity import sha256_bytes, verify_file
 from shared.manifest import (
     MANIFEST_FILE,
@@ -19,6 +20,7 @@ from shared.manifest import (
     Latest,
     Manifest,
     latest_key,
+    latest_signature_key,
     model_prefix,
     parse_latest,
     utcnow,
@@ -26,6 +28,7 @@ from shared.manifest import (
 )
 from shared.object_store import ObjectStore
 from shared.package import verify_manifest, verify_package_dir
+from shared.pointer import DEFAULT_POINTER_TTL, sign_pointer, verify_pointer, with_expiry
 from shared.signing import sign
 
 log = logging.getLogger(__name__)
@@ -70,11 +73,42 @@ class Published:
     key_id: str
 
 
+def write_pointer(store: ObjectStore, latest: Latest, private_key: Ed25519PrivateKey) -> Latest:
+    """Signature first, pointer last: a reader that sees the new latest.json already finds its signature."""
+    signed = sign_pointer(latest, private_key)
+    store.put(latest_signature_key(latest.name), signed.signature)
+    store.put(latest_key(latest.name), signed.body)
+    return latest
+
+
+def publish_pointer(
+    store: ObjectStore, name: str, private_key: Ed25519PrivateKey, ttl: timedelta = DEFAULT_POINTER_TTL
+) -> Latest:
+    """Re-sign the current latest.json with a fresh expiry, after checking it names the signed manifest there."""
+    current = read_latest(store, name)
+    if current is None:
+        raise PublishError(f"no latest.json for {name!r} in {store.uri}; publish a package first")
+    prefix = version_prefix(name, current.version)
+    try:
+        body = store.get(prefix + MANIFEST_FILE)
+        verify_manifest(body, store.get(prefix + SIGNATURE_FILE), [private_key.public_key()])
+    except EdgeferryError as exc:
+        raise PublishError(f"{name} v{current.version} in {store.uri} is not signed by this key: {exc}") from exc
+    if sha256_bytes(body) != current.manifest_sha256:
+        raise PublishError(f"latest.json of {name!r} names a manifest sha256 that v{current.version} does not have")
+    try:
+        fresh = with_expiry(current, utcnow(), ttl)
+    except EdgeferryError as exc:
+        raise PublishError(str(exc)) from exc
+    return write_pointer(store, fresh, private_key)
+
+
 def publish(
     store: ObjectStore,
     package_dir: Path,
     manifest: Manifest,
     private_key: Ed25519PrivateKey,
+    pointer_ttl: timedelta = DEFAULT_POINTER_TTL,
 ) -> Published:
     """Upload a verified package under its version; readers see it only once latest.json moves."""
     verify_package_dir_files(package_dir, manifest)
@@ -92,13 +126,18 @@ def publish(
     store.put(prefix + MANIFEST_FILE, body)
     current = read_latest(store, manifest.name)
     if current is None or current.version < manifest.version:
+        now = utcnow()
         latest = Latest(
             name=manifest.name,
             version=manifest.version,
             manifest_sha256=sha256_bytes(body),
-            published_at=utcnow(),
+            published_at=now,
         )
-        store.put(latest_key(manifest.name), latest.to_bytes())
+        try:
+            latest = with_expiry(latest, now, pointer_ttl)
+        except EdgeferryError as exc:
+            raise PublishError(str(exc)) from exc
+        write_pointer(store, latest, private_key)
     return Published(manifest.name, manifest.version, f"{store.uri}/{prefix}", sha256_bytes(body), kid or "")
 
 
@@ -115,13 +154,22 @@ def verify_published(
     store: ObjectStore, name: str, version: int | None, trusted: list[Ed25519PublicKey]
 ) -> Manifest:
     """Download a published version and check signature and every sha256, as a device would."""
+    expected_sha: str | None = None
     if version is None:
-        latest = read_latest(store, name)
-        if latest is None:
-            raise PublishError(f"no published versions of {name!r} in {store.uri}")
-        version = latest.version
+        try:
+            pointer = store.get(latest_key(name))
+        except StoreNotFoundError as exc:
+            raise PublishError(f"no published versions of {name!r} in {store.uri}") from exc
+        try:
+            sig_body: bytes | None = store.get(latest_signature_key(name))
+        except StoreNotFoundError:
+            sig_body = None
+        latest, _ = verify_pointer(pointer, sig_body, trusted, allow_unsigned=False)
+        version, expected_sha = latest.version, latest.manifest_sha256
     prefix = version_prefix(name, version)
     body = store.get(prefix + MANIFEST_FILE)
+    if expected_sha is not None and sha256_bytes(body) != expected_sha:
+        raise IntegrityError(f"latest.json of {name!r} names a manifest sha256 that v{version} does not have")
     try:
         sig: bytes | None = store.get(prefix + SIGNATURE_FILE)
     except StoreNotFoundError:

@@ -308,7 +308,7 @@ class Agent:
         """Install, verify, smoke-test and hot-swap a version; the served model is untouched on any failure."""
         with self._model_lock:
             if version is None:
-                version = self.sync.check_latest()
+                version = self.sync.check_latest(explicit=explicit)
                 if version is None:
                     current = self.slot.current
                     return {"version": current.version if current else None, "changed": False}
@@ -417,7 +417,7 @@ class Agent:
         out = self.stats.values()
         current = self.slot.current
         out["model_version"] = float(current.version if current else 0)
-        out["package_rejects"] = float(self.sync.rejects)
+        out.update(self.sync.metrics())
         capture = self._capture
         if capture is not None:
             out["drops"] = float(capture.drops)

@@ -71,6 +71,15 @@ class SyncConfig(_Section):
         le=1,
         description="Share of golden samples whose top-1 an fp16/int8/TensorRT variant must match (fp32: all).",
     )
+    min_free_mb: float = Field(
+        default=64.0, ge=0, le=1_000_000, description="Free space (MiB) a download must leave in cache_dir."
+    )
+    retry_max_s: float = Field(
+        default=3600.0,
+        ge=1,
+        le=86_400,
+        description="Longest wait, seconds, before polling retries a version whose store objects failed.",
+    )
 
 
 class _SourceBase(_Section):

@@ -23,3 +23,7 @@ class PackageRejected(AgentError):
 
 class InstallError(AgentError):
     """A verified package could not be installed into the local cache."""
+
+
+class InsufficientSpace(PackageRejected):
+    """A package does not fit the cache's free space; refused before download and tried again later."""

@@ -7,6 +7,8 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -16,7 +18,7 @@ from edge.backends.capabilities import F32
 from edge.backends.chain import BackendChain
 from edge.choice_cache import CHOICE_CACHE_DIR, ChoiceCache
 from edge.config import SyncConfig
-from edge.errors import BackendError, InstallError, PackageRejected
+from edge.errors import BackendError, InstallError, InsufficientSpace, PackageRejected
 from edge.golden_check import load_golden, run_smoke_test
 from edge.model_cache import InstalledModel, ModelCache, Pointer
 from edge.package_fetch import RetryPolicy, fetch_version, with_retries
@@ -24,12 +26,13 @@ from edge.package_verify import verify_package
 from edge.runtime_bench import ChosenModel, PackageIdentity, choose, cpu_model_name
 from edge.runtime_choice import Candidate, candidates, hardware_fingerprint
 from edge.variant_select import rank_variants
-from shared.errors import EdgeferryError, ManifestError, StoreNotFoundError
+from shared.errors import EdgeferryError, ManifestError, SignatureError, StoreError, StoreNotFoundError
 from shared.integrity import sha256_bytes
-from shared.manifest import Manifest, Variant, latest_key, parse_latest
+from shared.manifest import Latest, Manifest, Variant, latest_key, latest_signature_key, utcnow
 from shared.object_store import ObjectStore
-from shared.store_open import open_store
+from shared.pointer import is_expired, verify_pointer
 from shared.signing import load_public_key
+from shared.store_open import open_store
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +42,15 @@ __all__ = ["InstalledModel", "ModelSync", "load_trusted_keys"]
 def load_trusted_keys(paths: list[Path]) -> list[Ed25519PublicKey]:
     """Public keys from the configured PEM files (KeyFileError names the bad one)."""
     return [load_public_key(p) for p in paths]
+
+
+@dataclass(frozen=True)
+class FetchFailure:
+    """A version whose store objects (or the disk) failed; polling retries it only after next_at."""
+
+    count: int
+    next_at: float
+    reason: str
 
 
 class ModelSync:
@@ -53,6 +65,8 @@ class ModelSync:
         hw: Hardware,
         *,
         sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        now: Callable[[], datetime] = utcnow,
     ) -> None:
         self.cfg = cfg
         self.store = store
@@ -61,11 +75,22 @@ class ModelSync:
         self.hw = hw
         self.cache = ModelCache(cfg.cache_dir, cfg.model)
         self.policy = RetryPolicy(cfg.download_attempts, cfg.backoff_s, sleep)
+        self.clock = clock
+        self.now = now
         self.rejects = 0
         self.last_reject: str | None = None
         self.variant_failures = 0
+        self.store_errors = 0
+        self.pointer_rejects = 0
+        self.pointer_rollbacks = 0
+        self.pointer_expired = False
         self.notes: tuple[str, ...] = ()
+        self.failures: dict[int, FetchFailure] = {}
         self._rejected_versions: set[int] = set()
+        self._pointer_sha: dict[int, str] = {}
+        self._highest_pointer = 0
+        # The last pointer each warning was logged for: one line per change, not one per poll.
+        self._noted: dict[str, object] = {}
         self._lock = threading.RLock()
         if not self.trusted and not cfg.allow_unsigned:
             log.warning("no trusted public keys configured: every package will be rejected (set sync.trusted_keys)")
@@ -83,6 +108,16 @@ class ModelSync:
         """Version current.json names, if any."""
         ptr = self.cache.read_pointer()
         return ptr.version if ptr else None
+
+    def metrics(self) -> dict[str, float]:
+        """Telemetry figures of model sync (declared in shared/metrics.py)."""
+        return {
+            "package_rejects": float(self.rejects),
+            "store_errors": float(self.store_errors),
+            "pointer_rejects": float(self.pointer_rejects),
+            "pointer_rollbacks": float(self.pointer_rollbacks),
+            "pointer_expired": 1.0 if self.pointer_expired else 0.0,
+        }
 
     def _floor(self, ptr: Pointer | None) -> int:
         """Lowest version an automatic update may install: the current one or the highest ever activated."""
@@ -103,6 +138,27 @@ class ModelSync:
         self._count(exc, version)
         return exc
 
+    def _note_once(self, topic: str, ident: object) -> bool:
+        """True the first time `ident` is seen for `topic` (so a warning is logged once per change)."""
+        if self._noted.get(topic) == ident:
+            return False
+        self._noted[topic] = ident
+        return True
+
+    def _record_failure(self, version: int, exc: EdgeferryError) -> None:
+        """Back off polling for a version whose objects failed: poll interval doubling, capped at retry_max_s."""
+        count = self.failures[version].count + 1 if version in self.failures else 1
+        delay = min(self.cfg.retry_max_s, self.cfg.poll_interval_s * 2 ** min(count - 1, 30))
+        self.failures[version] = FetchFailure(count, self.clock() + delay, str(exc))
+        log.warning(
+            "%s v%d not installed (failure %d): %s; polling retries it in %.0f s",
+            self.cfg.model, version, count, exc, delay,
+        )
+
+    def _backing_off(self, version: int) -> bool:
+        failure = self.failures.get(version)
+        return failure is not None and self.clock() < failure.next_at
+
     # -- lifecycle ---------------------------------------------------------------------------------------------
 
     def recover(self) -> InstalledModel | None:
@@ -115,39 +171,107 @@ class ModelSync:
             log.info("serving %s v%d from the cache", self.cfg.model, installed.version)
         return installed
 
-    def check_latest(self) -> int | None:
-        """The version to install next (the pinned one, or a newer latest.json), or None when up to date."""
+    def _get_optional(self, key: str) -> bytes | None:
+        try:
+            return with_retries(lambda: self.store.get(key), f"get {key}", self.policy)
+        except StoreNotFoundError:
+            return None
+
+    def read_pointer(self) -> Latest | None:
+        """latest.json with its signature checked (re-read once: the publisher may be between its two writes)."""
+        key, sig_key = latest_key(self.cfg.model), latest_signature_key(self.cfg.model)
+        for attempt in (1, 2):
+            try:
+                body = self._get_optional(key)
+                if body is None:
+                    log.debug("nothing published for %s yet", self.cfg.model)
+                    return None
+                signature = self._get_optional(sig_key)
+            except StoreError:
+                self.store_errors += 1
+                raise
+            try:
+                latest, _ = verify_pointer(body, signature, self.trusted, self.cfg.allow_unsigned)
+            except (SignatureError, ManifestError) as exc:
+                if attempt == 1 and signature is not None:
+                    self.policy.sleep(self.policy.backoff_s)
+                    continue
+                if self._note_once("pointer-reject", (body, signature)):
+                    self.pointer_rejects += 1
+                    log.warning("%s refused, keeping the current model: %s", key, exc)
+                return None
+            if latest.name != self.cfg.model:
+                raise ManifestError(f"{key} names model {latest.name!r}, expected {self.cfg.model!r}")
+            return latest
+        raise AssertionError("unreachable: the second attempt returns")
+
+    def _judge_pointer(self, latest: Latest, floor: int) -> bool:
+        """Whether a verified pointer may drive an update: not expired and not behind what this device has seen."""
+        ident = (latest.version, latest.manifest_sha256, latest.published_at, latest.expires_at)
+        if is_expired(latest, self.now()):
+            if self._note_once("expired", ident):
+                log.warning(
+                    "%s latest.json (v%d) expired at %s: the store is stale or held back (freeze attack?); "
+                    "serving what is installed until it is re-signed (edgeferry publish-pointer)",
+                    self.cfg.model, latest.version, latest.expires_at,
+                )
+            self.pointer_expired = True
+            return False
+        if self.pointer_expired:
+            log.info("%s latest.json is current again (expires %s)", self.cfg.model, latest.expires_at)
+            self._noted.pop("expired", None)
+        self.pointer_expired = False
+        seen = max(floor, self._highest_pointer)
+        if latest.version < seen:
+            if self._note_once("rollback", ident):
+                self.pointer_rollbacks += 1
+                log.warning(
+                    "%s latest.json moved backwards to v%d, below v%d this device has served or seen; ignoring it",
+                    self.cfg.model, latest.version, seen,
+                )
+            return False
+        self._highest_pointer = latest.version
+        return True
+
+    def check_latest(self, *, explicit: bool = False) -> int | None:
+        """The version to install next (the pinned one, or a newer signed latest.json), or None when up to date.
+
+        explicit (a deploy command): ignore the backoff of failed versions and earlier rejections.
+        """
         ptr = self.cache.read_pointer()
         pinned = self.cfg.pinned_version
         if pinned is not None:
-            return None if (ptr and ptr.version == pinned) or pinned in self._rejected_versions else pinned
-        key = latest_key(self.cfg.model)
-        try:
-            latest = parse_latest(with_retries(lambda: self.store.get(key), f"get {key}", self.policy))
-        except StoreNotFoundError:
-            log.debug("nothing published for %s yet", self.cfg.model)
+            if ptr and ptr.version == pinned:
+                return None
+            if not explicit and (pinned in self._rejected_versions or self._backing_off(pinned)):
+                return None
+            return pinned
+        latest = self.read_pointer()
+        if latest is None or not self._judge_pointer(latest, self._floor(ptr)):
             return None
-        if latest.name != self.cfg.model:
-            raise ManifestError(f"{key} names model {latest.name!r}, expected {self.cfg.model!r}")
         if latest.version <= self._floor(ptr):
             return None
-        if latest.version in self._rejected_versions:
-            log.debug("%s v%d was rejected before; waiting for a newer version", self.cfg.model, latest.version)
-            return None
+        if not explicit:
+            if latest.version in self._rejected_versions:
+                log.debug("%s v%d was rejected before; waiting for a newer version", self.cfg.model, latest.version)
+                return None
+            if self._backing_off(latest.version):
+                log.debug("%s v%d failed recently; waiting out its backoff", self.cfg.model, latest.version)
+                return None
+        self._pointer_sha[latest.version] = latest.manifest_sha256
         return latest.version
 
     def install(self, version: int, *, allow_downgrade: bool = False) -> InstalledModel:
         """Fetch, verify and install a version into the cache without switching to it (see activate)."""
         with self._lock:
             ptr = self.cache.read_pointer()
-            explicit = allow_downgrade or version == self.cfg.pinned_version
-            if not explicit and version < self._floor(ptr):
+            if not allow_downgrade and version < self._floor(ptr):
                 raise self._reject(
                     PackageRejected(
                         f"{self.cfg.model} v{version} is older than v{self._floor(ptr)} already activated "
-                        "(anti-rollback); request it explicitly to downgrade"
+                        "(anti-rollback); a signed deploy command with allow_downgrade may downgrade"
                     ),
-                    None,
+                    version,
                 )
             existing = self.cache.version_dir(version)
             if existing.is_dir():
@@ -165,22 +289,36 @@ class ModelSync:
                     self.trusted,
                     allow_unsigned=self.cfg.allow_unsigned,
                     policy=self.policy,
+                    reserve_bytes=int(self.cfg.min_free_mb * (1 << 20)),
+                    expected_sha256=self._pointer_sha.get(version),
                 )
                 path = self.cache.install(staging, version)
+            except InsufficientSpace as exc:
+                self.cache.discard(staging)
+                self.rejects += 1
+                self.last_reject = str(exc)
+                self._record_failure(version, exc)
+                raise
             except PackageRejected as exc:
                 self.cache.discard(staging)
                 self._count(exc, version)
                 raise
+            except (StoreError, InstallError) as exc:
+                self.cache.discard(staging)
+                self.store_errors += 1
+                self._record_failure(version, exc)
+                raise
             except BaseException:
                 self.cache.discard(staging)
                 raise
+            self.failures.pop(version, None)
             log.info("installed %s v%d into %s", self.cfg.model, version, path)
             return InstalledModel(version, path, fetched.manifest)
 
-    def sync_version(self, version: int) -> InstalledModel:
-        """Install a version a deploy command asked for, even if older than the current one."""
+    def sync_version(self, version: int, *, allow_downgrade: bool = False) -> InstalledModel:
+        """Install a version a deploy command asked for, at once; below the anti-rollback floor only if allowed."""
         self._rejected_versions.discard(version)
-        return self.install(version, allow_downgrade=True)
+        return self.install(version, allow_downgrade=allow_downgrade)
 
     def activate(self, version: int) -> None:
         """Point current.json at an installed version once it passed its smoke test, then prune old versions."""

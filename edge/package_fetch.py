@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -11,10 +12,11 @@ from typing import TypeVar
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from edge.errors import PackageRejected
+from edge.errors import InstallError, InsufficientSpace, PackageRejected
 from edge.fault_injection import crash_point
 from edge.package_verify import verify_files, verify_signed_manifest
-from shared.errors import StoreError, StoreNotFoundError
+from shared.errors import IntegrityError, StoreError, StoreNotFoundError
+from shared.integrity import sha256_bytes
 from shared.manifest import MANIFEST_FILE, SIGNATURE_FILE, Manifest, version_prefix
 from shared.object_store import ObjectStore
 
@@ -70,7 +72,13 @@ def download_file(store: ObjectStore, key: str, dest: Path, size: int, policy: R
     """Download key to dest until it has exactly size bytes, resuming a partial dest on each retry."""
 
     def attempt() -> None:
-        store.download(key, dest, size)
+        try:
+            store.download(key, dest, size)
+        except IntegrityError as exc:
+            dest.unlink(missing_ok=True)
+            raise PackageRejected(f"{dest.name}: {exc}") from exc
+        except OSError as exc:
+            raise InstallError(f"cannot write {dest}: {exc.strerror or exc}") from exc
         have = dest.stat().st_size if dest.exists() else 0
         if have < size:
             raise _ShortDownload(f"{key}: got {have} of {size} bytes")
@@ -81,6 +89,21 @@ def download_file(store: ObjectStore, key: str, dest: Path, size: int, policy: R
     with_retries(attempt, f"download of {key}", policy)
 
 
+def check_free_space(directory: Path, manifest: Manifest, reserve_bytes: int) -> None:
+    """Refuse a package whose missing bytes plus the reserve exceed the free space where it is staged."""
+    need = 0
+    for fname, _, size in manifest.files():
+        part = directory / fname
+        have = part.stat().st_size if part.is_file() and not part.is_symlink() else 0
+        need += max(0, size - have)
+    free = shutil.disk_usage(directory).free
+    if need + reserve_bytes > free:
+        raise InsufficientSpace(
+            f"{manifest.name} v{manifest.version} needs {need} more bytes in {directory.parent} but only {free} are "
+            f"free ({reserve_bytes} kept spare, sync.min_free_mb); free space or lower sync.keep_versions"
+        )
+
+
 def fetch_manifest(
     store: ObjectStore,
     name: str,
@@ -88,6 +111,7 @@ def fetch_manifest(
     trusted: list[Ed25519PublicKey],
     allow_unsigned: bool,
     policy: RetryPolicy,
+    expected_sha256: str | None = None,
 ) -> tuple[Manifest, bytes, bytes | None, str | None]:
     """Get manifest.json and its signature and verify the signature before parsing anything else."""
     prefix = version_prefix(name, version)
@@ -95,6 +119,11 @@ def fetch_manifest(
         body = with_retries(lambda: store.get(prefix + MANIFEST_FILE), f"get {prefix}{MANIFEST_FILE}", policy)
     except StoreNotFoundError as exc:
         raise StoreNotFoundError(f"{name} version {version} is not published in {store.uri} (no manifest)") from exc
+    if expected_sha256 is not None and sha256_bytes(body) != expected_sha256:
+        raise PackageRejected(
+            f"{name} v{version}: manifest.json has sha256 {sha256_bytes(body)[:16]}..., but the signed latest.json "
+            f"names {expected_sha256[:16]}... (a manifest swapped after publishing)"
+        )
     try:
         signature: bytes | None = with_retries(
             lambda: store.get(prefix + SIGNATURE_FILE), f"get {prefix}{SIGNATURE_FILE}", policy
@@ -114,10 +143,15 @@ def fetch_version(
     *,
     allow_unsigned: bool = False,
     policy: RetryPolicy | None = None,
+    reserve_bytes: int = 0,
+    expected_sha256: str | None = None,
 ) -> FetchedPackage:
     """Fetch a version into dest (a staging dir; partial files in it are resumed); verify hashes and ONNX there."""
     policy = policy or RetryPolicy()
-    manifest, body, signature, kid = fetch_manifest(store, name, version, trusted, allow_unsigned, policy)
+    manifest, body, signature, kid = fetch_manifest(
+        store, name, version, trusted, allow_unsigned, policy, expected_sha256
+    )
+    check_free_space(dest, manifest, reserve_bytes)
     (dest / MANIFEST_FILE).write_bytes(body)
     if signature is not None:
         (dest / SIGNATURE_FILE).write_bytes(signature)
@@ -128,7 +162,9 @@ def fetch_version(
         try:
             download_file(store, prefix + fname, dest / fname, size, policy)
         except StoreNotFoundError as exc:
-            raise PackageRejected(f"{name} v{version}: {fname}, named by the manifest, is not in the store") from exc
+            raise StoreNotFoundError(
+                f"{name} v{version}: {fname}, named by the signed manifest, is not in {store.uri} (yet)"
+            ) from exc
     crash_point("after-download")
     verify_files(dest, manifest)
     crash_point("after-verify")

@@ -192,6 +192,28 @@ def verify(
     )
 
 
+@app.command("publish-pointer")
+def publish_pointer(
+    store: Annotated[str, typer.Option(help="Store URI.")] = ".store",
+    name: Annotated[str, typer.Option(help="Model name.")] = "digits",
+    key: Annotated[Path, typer.Option(help="ed25519 signing key PEM (the package key).")] = Path(".keys/edgeferry"),
+    ttl_days: Annotated[float, typer.Option(min=0.01, max=3650, help="Days until devices see it as stale.")] = 30.0,
+) -> None:
+    """Re-sign latest.json with a fresh expiry, without republishing the package."""
+    from datetime import timedelta
+
+    from shared.signing import load_private_key
+    from shared.store_config import StoreConfig
+    from shared.store_open import open_store
+
+    publish_mod = _require("cloud.publish", "publish-pointer")
+    latest = publish_mod.publish_pointer(
+        open_store(StoreConfig(uri=store)), name, load_private_key(key), timedelta(days=ttl_days)
+    )
+    expires = f"{latest.expires_at:%Y-%m-%d %H:%M} UTC"
+    typer.echo(f"ok: {latest.name} latest.json -> v{latest.version}, signed, expires {expires}")
+
+
 @app.command()
 def dashboards(
     out: Annotated[Path, typer.Option(help="Directory for the generated dashboard files.")] = Path("deploy/grafana"),

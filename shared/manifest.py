@@ -15,6 +15,7 @@ SCHEMA_VERSION = 1
 MANIFEST_FILE = "manifest.json"
 SIGNATURE_FILE = "manifest.json.sig"
 LATEST_FILE = "latest.json"
+LATEST_SIGNATURE_FILE = "latest.json.sig"
 # Devices refuse manifests larger than this before parsing them.
 MAX_MANIFEST_BYTES = 1 << 20
 
@@ -202,11 +203,15 @@ class Latest(_Strict):
     version: int = Field(ge=1, description="Newest published version.")
     manifest_sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="sha256 of that manifest.json.")
     published_at: datetime = Field(description="UTC time the pointer moved.")
+    expires_at: datetime | None = Field(
+        default=None,
+        description="UTC time after which devices treat the pointer as stale (freeze attack); re-signed to extend.",
+    )
 
     _check_name = field_validator("name")(lambda cls, v: check_ident(v, "model name"))
 
     def to_bytes(self) -> bytes:
-        """Canonical JSON bytes."""
+        """Canonical JSON bytes: these exact bytes are what latest.json.sig signs."""
         return json.dumps(self.model_dump(mode="json"), indent=2, sort_keys=True).encode() + b"\n"
 
 
@@ -255,3 +260,8 @@ def version_prefix(name: str, version: int) -> str:
 def latest_key(name: str) -> str:
     """Object key of a model's latest.json."""
     return f"{model_prefix(name)}{LATEST_FILE}"
+
+
+def latest_signature_key(name: str) -> str:
+    """Object key of the signature over a model's latest.json."""
+    return f"{model_prefix(name)}{LATEST_SIGNATURE_FILE}"

@@ -3,16 +3,27 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
 from cloud.errors import PublishError
-from cloud.publish import existing_versions, next_version, publish, read_latest, verify_published
+from cloud.publish import (
+    existing_versions,
+    next_version,
+    publish,
+    publish_pointer,
+    read_latest,
+    verify_published,
+)
 from shared.errors import IntegrityError, SignatureError, StoreError
 from shared.integrity import sha256_file
-from shared.manifest import Golden, Manifest, Variant
+from shared.manifest import Golden, Manifest, Variant, latest_key, latest_signature_key
 from shared.object_store import LocalStore, MemoryStore, ObjectStore
+from shared.pointer import verify_pointer
 from shared.signing import generate_keypair, load_private_key, load_public_key
 from shared.store_config import StoreConfig
 from shared.store_open import open_store
@@ -62,10 +73,12 @@ def test_upload_order_files_then_signature_then_manifest_then_latest(tmp_path: P
     d, m = _package(tmp_path, 1)
     publish(store, d, m, key[0])
     names = [w.rsplit("/", 1)[1] for w in store.writes]
-    assert names == ["model.fp32.onnx", "golden.npz", "manifest.json.sig", "manifest.json", "latest.json"]
+    assert names == [
+        "model.fp32.onnx", "golden.npz", "manifest.json.sig", "manifest.json", "latest.json.sig", "latest.json"
+    ]
 
 
-@pytest.mark.parametrize("fail_at", [0, 1, 2, 3, 4])
+@pytest.mark.parametrize("fail_at", [0, 1, 2, 3, 4, 5])
 def test_a_crash_at_any_write_leaves_no_visible_version(tmp_path: Path, key, fail_at: int) -> None:  # type: ignore[no-untyped-def]
     store = RecordingStore(fail_at=fail_at)
     d, m = _package(tmp_path, 1)
@@ -121,3 +134,51 @@ def test_read_back_verifies_and_one_flipped_byte_fails(
     store.put("models/digits/1/manifest.json", bytes(body))
     with pytest.raises(SignatureError):
         verify_published(store, "digits", 1, [key[1]])
+
+
+def test_latest_json_is_signed_and_expires_after_the_configured_ttl(tmp_path: Path, key) -> None:  # type: ignore[no-untyped-def]
+    store = LocalStore(tmp_path / "store")
+    d, m = _package(tmp_path, 1)
+    publish(store, d, m, key[0], pointer_ttl=timedelta(days=7))
+    body = store.get(latest_key(m.name))
+    latest, kid = verify_pointer(body, store.get(latest_signature_key(m.name)), [key[1]], allow_unsigned=False)
+    assert kid and latest.version == 1 and latest.expires_at is not None
+    assert latest.expires_at - latest.published_at == timedelta(days=7)
+    assert verify_published(store, m.name, None, [key[1]]).version == 1
+
+
+def test_publish_pointer_re_signs_with_a_fresh_expiry_without_republishing(tmp_path: Path, key) -> None:  # type: ignore[no-untyped-def]
+    store = LocalStore(tmp_path / "store")
+    d, m = _package(tmp_path, 1)
+    publish(store, d, m, key[0], pointer_ttl=timedelta(days=1))
+    before = read_latest(store, m.name)
+    files = sorted(store.list("models/"))
+    fresh = publish_pointer(store, m.name, key[0], timedelta(days=90))
+    assert before is not None and fresh.expires_at is not None and before.expires_at is not None
+    assert (fresh.version, fresh.manifest_sha256, fresh.published_at) == (
+        before.version, before.manifest_sha256, before.published_at
+    )
+    assert fresh.expires_at - before.expires_at > timedelta(days=88)
+    assert sorted(store.list("models/")) == files  # nothing but the pointer and its signature rewritten
+    verify_pointer(store.get(latest_key(m.name)), store.get(latest_signature_key(m.name)), [key[1]], False)
+    other = generate_keypair(tmp_path / "other" / "k.key")
+    with pytest.raises(PublishError, match="not signed by this key"):
+        publish_pointer(store, m.name, load_private_key(other.private))
+    with pytest.raises(PublishError, match=r"no latest\.json"):
+        publish_pointer(store, "nothing", key[0])
+
+
+def test_cli_publish_pointer(tmp_path: Path) -> None:
+    pair = generate_keypair(tmp_path / "keys" / "k.key")
+    store = LocalStore(tmp_path / "store")
+    d, m = _package(tmp_path, 1)
+    publish(store, d, m, load_private_key(pair.private), pointer_ttl=timedelta(days=1))
+    cli = [sys.executable, "-m", "edgeferry.cli", "publish-pointer", "--store", str(store.root), "--name", m.name]
+    ok = subprocess.run([*cli, "--key", str(pair.private), "--ttl-days", "45"], capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr
+    assert f"{m.name} latest.json -> v1, signed, expires" in ok.stdout
+    latest = read_latest(store, m.name)
+    assert latest is not None and latest.expires_at is not None
+    assert latest.expires_at - latest.published_at > timedelta(days=44)
+    bad = subprocess.run([*cli, "--key", str(tmp_path / "missing.key")], capture_output=True, text=True)
+    assert bad.returncode == 1 and bad.stderr.count("\n") == 1 and "not found" in bad.stderr

@@ -6,6 +6,7 @@ import io
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Literal
 
@@ -30,10 +31,12 @@ from shared.manifest import (
     Variant,
     VariantMetrics,
     latest_key,
+    latest_signature_key,
     utcnow,
     version_prefix,
 )
 from shared.object_store import ObjectStore
+from shared.pointer import sign_pointer
 from shared.signing import sign
 
 DEFAULT_LABELS: tuple[str, ...] = tuple(str(i) for i in range(10))
@@ -277,15 +280,34 @@ def make_package(
         store.put(prefix + SIGNATURE_FILE, signature)
     store.put(prefix + MANIFEST_FILE, body)
     if latest:
-        publish_latest(store, name, version)
+        publish_latest(store, name, version, None if unsigned else private)
     return manifest
 
 
-def publish_latest(store: ObjectStore, name: str, version: int) -> None:
-    """Move models/<name>/latest.json to a version already in the store."""
+def publish_latest(
+    store: ObjectStore,
+    name: str,
+    version: int,
+    key: Ed25519PrivateKey | KeyPair | None,
+    *,
+    ttl: timedelta = timedelta(days=30),
+    manifest_sha256: str | None = None,
+) -> Latest:
+    """Move models/<name>/latest.json to a version already in the store, signed (signature first) unless key is None."""
     body = store.get(version_prefix(name, version) + MANIFEST_FILE)
-    pointer = Latest(name=name, version=version, manifest_sha256=sha256_bytes(body), published_at=utcnow())
+    now = utcnow()
+    pointer = Latest(
+        name=name,
+        version=version,
+        manifest_sha256=manifest_sha256 or sha256_bytes(body),
+        published_at=now,
+        expires_at=now + ttl if key is not None else None,
+    )
+    if key is not None:
+        signed = sign_pointer(pointer, key.private if isinstance(key, KeyPair) else key)
+        store.put(latest_signature_key(name), signed.signature)
     store.put(latest_key(name), pointer.to_bytes())
+    return pointer
 
 
 def write_package_dir(directory: Path, manifest: Manifest, files: dict[str, bytes], key: Ed25519PrivateKey) -> Path:

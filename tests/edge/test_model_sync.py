@@ -152,30 +152,52 @@ def test_anti_rollback(tmp_path: Path, store: LocalStore, key: KeyPair) -> None:
     make_package(store, "digits", 1, key)
     make_package(store, "digits", 2, key)
     _deploy(sync, 2)
-    publish_latest(store, "digits", 1)  # a replayed, older latest.json
+    publish_latest(store, "digits", 1, key)  # a replayed, older latest.json
     assert sync.check_latest() is None
+    assert sync.pointer_rollbacks == 1
     with pytest.raises(PackageRejected, match="anti-rollback"):
         sync.install(1)
-    assert sync.rejects == 1
+    with pytest.raises(PackageRejected, match="allow_downgrade"):
+        sync.sync_version(1)  # a deploy command without allow_downgrade may not downgrade either
+    assert sync.rejects == 2
     assert sync.cache.installed_versions() == [2]  # checked before anything was downloaded
-    assert sync.sync_version(1).version == 1  # an explicit deploy command may downgrade
+    assert sync.sync_version(1, allow_downgrade=True).version == 1
+    ptr = sync.cache.read_pointer()
+    assert ptr is not None and (ptr.version, ptr.highest) == (2, 2)  # nothing persisted before activation
     sync.activate(1)
     ptr = sync.cache.read_pointer()
-    assert ptr is not None and ptr.highest == 2
-    publish_latest(store, "digits", 2)
+    assert ptr is not None and (ptr.version, ptr.highest) == (1, 2)
+    publish_latest(store, "digits", 2, key)
     assert sync.check_latest() is None  # the version rolled back from is not re-installed by polling
 
 
-def test_pinned_version_is_served_even_if_older(tmp_path: Path, store: LocalStore, key: KeyPair) -> None:
+def test_pinned_version_below_the_floor_needs_an_explicit_downgrade(
+    tmp_path: Path, store: LocalStore, key: KeyPair
+) -> None:
     sync = _sync(tmp_path, store, key)
     for v in (1, 2):
         make_package(store, "digits", v, key)
     _deploy(sync, 2)
     pinned = _sync(tmp_path, store, key, pinned_version=1)
     assert pinned.check_latest() == 1
-    _deploy(pinned, 1)
+    with pytest.raises(PackageRejected, match="anti-rollback"):
+        pinned.install(1)  # a pin alone (set-config) cannot downgrade
+    assert pinned.check_latest() is None  # refused once, not retried on every poll
+    installed = pinned.sync_version(1, allow_downgrade=True)
+    model, _ = pinned.load(installed)
+    model.close()
+    pinned.activate(1)
     assert pinned.current_version() == 1
     assert pinned.check_latest() is None
+
+
+def test_pinned_version_is_served_on_a_fresh_device(tmp_path: Path, store: LocalStore, key: KeyPair) -> None:
+    for v in (1, 2):
+        make_package(store, "digits", v, key)
+    pinned = _sync(tmp_path, store, key, pinned_version=1)
+    assert pinned.check_latest() == 1
+    _deploy(pinned, 1)
+    assert pinned.current_version() == 1
 
 
 def test_keep_versions(tmp_path: Path, store: LocalStore, key: KeyPair) -> None:

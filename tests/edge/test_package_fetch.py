@@ -198,10 +198,10 @@ def test_signed_manifest_of_another_version_is_a_replay(store: LocalStore, stagi
         _fetch(store, staging, key, version=5)
 
 
-def test_missing_payload_is_rejected(store: LocalStore, staging: Path, key: KeyPair) -> None:
+def test_missing_payload_is_a_store_error_to_retry_later(store: LocalStore, staging: Path, key: KeyPair) -> None:
     make_package(store, "digits", 1, key)
     (store.root / version_prefix("digits", 1) / GOLDEN_FILE).unlink()
-    with pytest.raises(PackageRejected, match="is not in the store"):
+    with pytest.raises(StoreNotFoundError, match=r"golden\.npz, named by the signed manifest, is not in"):
         _fetch(store, staging, key)
 
 
@@ -209,7 +209,7 @@ def test_object_larger_than_signed_size_is_rejected(store: LocalStore, staging: 
     make_package(store, "digits", 1, key)
     path = store.root / version_prefix("digits", 1) / MODEL
     path.write_bytes(path.read_bytes() + b"extra")
-    with pytest.raises(PackageRejected, match="the signed manifest says"):
+    with pytest.raises(PackageRejected, match=r"has \d+ bytes but \d+ are declared; download stopped"):
         _fetch(store, staging, key)
     assert not (staging / MODEL).exists()
 
