@@ -18,12 +18,13 @@ from cloud.config import ExportConfig
 from cloud.cpu_features import CpuInfo, detect_cpu
 from cloud.errors import ExportError
 from cloud.export_onnx import convert_fp16, export_fp32, tensor_specs
-from cloud.golden import GOLDEN_FILE, golden_indices, write_golden
+from cloud.golden import golden_indices, write_golden
 from cloud.latency import LatencyStats, ort_latency
 from cloud.ort_session import CPU, best_provider, open_session, predict
 from cloud.quantize import choose_int8_plan, quantize_int8
 from cloud.tensorrt_build import build_engine, engine_file_name, gpu_identity, tensorrt_available
 from cloud.verify import GateResult, accuracy, agreement_gate, fp16_gate, fp32_gate, int8_gate
+from shared.golden import GOLDEN_FILE
 from shared.integrity import sha256_file
 from shared.manifest import Golden, Quantization, RejectedVariant, Target, TensorSpec, Variant, VariantMetrics
 
