@@ -1,52 +1,122 @@
-"""The production broker config (deploy/mosquitto) loads in a real mosquitto and isolates devices per client id."""
+"""The production broker config (deploy/mosquitto) in a real Mosquitto, with accounts made by provision.sh: each
+device reaches only its own topics, each role has its own rights, several clients of one role user coexist."""
 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import paho.mqtt.client as mqtt
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from edge.config import MqttConfig
 from edge.link.mqtt import MqttLink
+from shared.errors import InvalidNameError
+from shared.names import check_ident
 from shared.topics import DeviceTopics
-from tests.fixtures.broker import Broker, MqttProbe
+from tests.fixtures.broker import Broker
+from tests.fixtures.ports import free_port, wait_port
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "mosquitto"
+PROVISION = DEPLOY / "provision.sh"
 TLS_KEYS = ("cafile", "certfile", "keyfile", "tls_version", "require_certificate")
+NOT_AUTHORIZED = 135  # MQTT 5 reason code in the PUBACK of a publish the ACL refuses
+ACCEPTED_BELOW = 128  # 0 success, 16 "no matching subscribers": both accepted
+DEVICES = (("lab", "cam-1"), ("lab", "cam-2"), ("other", "cam-1"))  # cam-1 twice: same id, another fleet
+ROLES = ("edgeferry-ops", "edgeferry-fleet", "edgeferry-dashboard", "homeassistant")
+SENSOR = "edgeferry/lab/cam-1/sensor/vibration"
 
 
-def local_conf(tmp_path: Path) -> str:
-    """The production config with only host paths and the listener changed (TLS is covered by the link tests)."""
+def provision(workdir: Path, *args: str, password: str | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the real provisioning script against the broker files in workdir."""
+    extra = ["--password-stdin"] if password is not None else []
+    return subprocess.run(
+        ["bash", str(PROVISION), *args, "--dir", str(workdir), *extra],
+        input=f"{password}\n" if password is not None else None, capture_output=True, text=True, timeout=30,
+    )
+
+
+def pw(user: str) -> str:
+    """Each test account's password."""
+    return f"pw-{user}"
+
+
+@dataclass
+class ProdBroker:
+    """The production config running on loopback: devices' listener on `port`, services' on `services_port`."""
+
+    broker: Broker
+    port: int
+    services_port: int
+    dir: Path
+
+    def log(self) -> str:
+        """The broker's log so far."""
+        path = self.dir / "mosquitto.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def reload(self) -> None:
+        """SIGHUP, as `systemctl reload mosquitto` sends: re-reads the ACL and the password files."""
+        before = self.log().count("Reloading config")
+        os.kill(int((self.dir / "mosquitto.pid").read_text()), signal.SIGHUP)
+        wait_until(lambda: self.log().count("Reloading config") > before, what="broker reload")
+
+
+def local_conf(workdir: Path, services_port: int) -> str:
+    """The production config with only host paths and listener addresses changed (TLS is covered by the link
+    tests); every other line is kept as shipped."""
     out = []
     for line in (DEPLOY / "mosquitto.conf").read_text().splitlines():
-        key = line.split(" ", 1)[0]
-        if key == "listener":
+        key, _, value = line.partition(" ")
+        if line == "listener 8883":
             out.append("listener {port} 127.0.0.1")
+        elif line == "listener 8884":
+            out.append(f"listener {services_port} 127.0.0.1")
+        elif key == "listener":
+            raise AssertionError(f"unexpected listener line {line!r}: adapt this test")
         elif key in TLS_KEYS:
             continue
-        elif key == "password_file":
-            out.append(f"password_file {tmp_path / 'passwd'}")
-        elif key == "acl_file":
-            out.append(f"acl_file {DEPLOY / 'edgeferry.acl'}")
+        elif key in ("password_file", "acl_file"):
+            out.append(f"{key} {workdir / Path(value).name}")
         elif key == "persistence_location":
-            out.append(f"persistence_location {tmp_path}/")
+            out.append(f"persistence_location {workdir}/")
         elif key == "log_dest":
-            out.append(f"log_dest file {tmp_path / 'mosquitto.log'}")
+            out.append(f"log_dest file {workdir / 'mosquitto.log'}")
         else:
             out.append(line)
+    out.append(f"pid_file {workdir / 'mosquitto.pid'}")
     if os.geteuid() == 0:
         out.append("user root")
     return "\n".join(out)
 
 
-def add_user(tmp_path: Path, user: str, password: str) -> None:
-    pw = tmp_path / "passwd"
-    flags = ["-b"] if pw.exists() else ["-c", "-b"]
-    subprocess.run(["mosquitto_passwd", *flags, str(pw), user, password], check=True, capture_output=True)
+@pytest.fixture
+def prod(mosquitto_factory: Callable[..., Broker], tmp_path: Path) -> ProdBroker:
+    """A broker on the shipped config with three devices (cam-1 may read SENSOR) and the four role users."""
+    workdir = tmp_path / "broker"
+    workdir.mkdir()
+    (workdir / "edgeferry.acl").write_text((DEPLOY / "edgeferry.acl").read_text())
+    for fleet, device in DEVICES:
+        sensor = ["--sensor-topic", SENSOR] if (fleet, device) == ("lab", "cam-1") else []
+        done = provision(workdir, "device", fleet, device, *sensor, password=pw(f"{fleet}.{device}"))
+        assert done.returncode == 0, done.stderr
+    for role in ROLES:
+        done = provision(workdir, "password", role, password=pw(role))
+        assert done.returncode == 0, done.stderr
+    services_port = free_port()
+    broker = mosquitto_factory(raw_conf=local_conf(workdir, services_port))
+    wait_port(services_port)
+    return ProdBroker(broker, broker.port, services_port, workdir)
 
 
 def wait_until(pred: Callable[[], bool], timeout: float = 10, what: str = "condition") -> None:
@@ -57,55 +127,371 @@ def wait_until(pred: Callable[[], bool], timeout: float = 10, what: str = "condi
         time.sleep(0.05)
 
 
-def test_production_config_isolates_each_device_to_its_own_topics(
-    mosquitto_factory: Callable[..., Broker], mqtt_probe: Callable[..., MqttProbe], tmp_path: Path
-) -> None:
-    for user in ("cam-1", "cam-2", "edgeferry-ops"):
-        add_user(tmp_path, user, f"pw-{user}")
-    broker = mosquitto_factory(raw_conf=local_conf(tmp_path))
-    listeners = [line for line in (tmp_path / "mosquitto.log").read_text().splitlines() if "listen socket" in line]
-    assert listeners and all(f"port {broker.port}." in line for line in listeners), listeners
-    ops = mqtt_probe(broker, "edgeferry/#", username="edgeferry-ops", password="pw-edgeferry-ops")
+class Account:
+    """One MQTT 5 client logged in as a user; records messages, PUBACK reason codes and disconnects."""
 
+    def __init__(self, port: int, user: str, *, client_id: str = "", persistent: bool = False,
+                 password: str | None = None) -> None:
+        self.client = mqtt.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2, client_id=client_id or f"{user}/test",
+            protocol=MQTTProtocolVersion.MQTTv5,
+        )
+        self.client.username_pw_set(user, pw(user) if password is None else password)
+        self.messages: list[tuple[str, bytes, bool]] = []
+        self.disconnects: list[str] = []
+        self.session_present: bool | None = None
+        self.connect_reason: str | None = None
+        self._acks: dict[int, int] = {}
+        self._subacks: set[int] = set()
+        self._cond = threading.Condition()
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = lambda c, u, f, rc, p: self._note(lambda: self.disconnects.append(str(rc)))
+        self.client.on_message = lambda c, u, m: self._note(
+            lambda: self.messages.append((m.topic, bytes(m.payload), bool(m.retain))))
+        self.client.on_publish = lambda c, u, mid, rc, p: self._note(lambda: self._acks.__setitem__(mid, rc.value))
+        self.client.on_subscribe = lambda c, u, mid, rcs, p: self._note(lambda: self._subacks.add(mid))
+        props = None
+        if persistent:
+            props = Properties(PacketTypes.CONNECT)
+            props.SessionExpiryInterval = 3600
+        self.client.connect("127.0.0.1", port, keepalive=10, clean_start=not persistent, properties=props)
+        self.client.loop_start()
+        self._wait(lambda: self.connect_reason is not None, "CONNACK")
+
+    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+        self._note(lambda: setattr(self, "session_present", bool(flags.session_present)))
+        self._note(lambda: setattr(self, "connect_reason", str(reason)))
+        if reason.is_failure:
+            client.disconnect()
+
+    def _note(self, change: Callable[[], None]) -> None:
+        with self._cond:
+            change()
+            self._cond.notify_all()
+
+    def _wait(self, pred: Callable[[], bool], what: str, timeout: float = 10) -> None:
+        with self._cond:
+            if not self._cond.wait_for(pred, timeout):
+                raise AssertionError(f"no {what} within {timeout}s")
+
+    @property
+    def accepted(self) -> bool:
+        """Whether the broker accepted the login."""
+        return self.connect_reason == "Success"
+
+    def subscribe(self, *filters: str) -> Account:
+        """Subscribe at QoS 1 and wait for the SUBACK."""
+        for f in filters:
+            _, mid = self.client.subscribe(f, qos=1)
+            self._wait(lambda mid=mid: mid in self._subacks, f"SUBACK for {f}")
+        return self
+
+    def publish(self, topic: str, payload: bytes = b"x", retain: bool = False) -> int:
+        """QoS 1 publish; returns the reason code of the broker's PUBACK (0: accepted)."""
+        info = self.client.publish(topic, payload, qos=1, retain=retain)
+        self._wait(lambda: info.mid in self._acks, f"PUBACK for {topic}")
+        return self._acks[info.mid]
+
+    def topics(self) -> list[str]:
+        """Topics of the messages received so far, in order."""
+        with self._cond:
+            return [t for t, _, _ in self.messages]
+
+    def wait_topic(self, topic: str, timeout: float = 10) -> bytes:
+        """Payload of the first message on topic (already received or arriving)."""
+        found: list[bytes] = []
+
+        def seen() -> bool:
+            found[:] = [p for t, p, _ in self.messages if t == topic][:1]
+            return bool(found)
+
+        self._wait(seen, f"message on {topic} (got {self.topics()[-5:]})", timeout)
+        return found[0]
+
+    def close(self) -> None:
+        """Disconnect cleanly and stop the network thread."""
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+@pytest.fixture
+def login(prod: ProdBroker) -> Iterator[Callable[..., Account]]:
+    """login(user, **kw): a device user on the devices' listener, a role user on the services' one."""
+    made: list[Account] = []
+
+    def make(user: str, **kw: Any) -> Account:
+        port = prod.port if "." in user else prod.services_port
+        account = Account(kw.pop("port", port), user, **kw)
+        made.append(account)
+        return account
+
+    yield make
+    for account in made:
+        account.close()
+
+
+def test_a_device_publishes_only_under_its_own_fleet_and_id(login: Callable[..., Account]) -> None:
+    ops = login("edgeferry-ops").subscribe("edgeferry/#", "homeassistant/#")
+    cam = login("lab.cam-1")
+    own = DeviceTopics("lab", "cam-1")
+    allowed = [own.status, own.state, own.telemetry, own.events, own.reply("ping"),
+               "homeassistant/sensor/edgeferry_lab_cam-1/fps/config"]
+    refused = [
+        DeviceTopics("lab", "cam-2").telemetry,    # another device of its fleet
+        DeviceTopics("other", "cam-1").telemetry,  # its own id under another fleet
+        own.cmd("deploy"),                         # commanding itself
+        f"{own.base}/desired",                     # its own desired state is the control plane's
+        "homeassistant/sensor/edgeferry_lab_cam-2/fps/config",  # another device's discovery
+        "homeassistant/status",                    # Home Assistant's birth message
+        "edgeferry/lab/cam-1",                     # beside its leaves
+    ]
+    assert {t: cam.publish(t, retain=t.startswith("homeassistant/")) for t in refused} == dict.fromkeys(
+        refused, NOT_AUTHORIZED)
+    assert [t for t in allowed if cam.publish(t) >= ACCEPTED_BELOW] == []
+    ops.wait_topic(allowed[-1])  # one publisher, so the refused ones would have arrived before it
+    assert [t for t in ops.topics() if t in refused] == []
+    assert [t for t in ops.topics() if t in allowed] == allowed
+
+
+def test_a_device_reads_only_its_own_commands_desired_state_and_sensor(login: Callable[..., Account]) -> None:
+    cam = login("lab.cam-1").subscribe(
+        "edgeferry/#", "edgeferry/lab/cam-2/cmd/#", "edgeferry/other/cam-1/cmd/#", "homeassistant/#", "#")
+    ops = login("edgeferry-ops")
+    mine, theirs, twin = DeviceTopics("lab", "cam-1"), DeviceTopics("lab", "cam-2"), DeviceTopics("other", "cam-1")
+    foreign = [theirs.cmd("deploy"), twin.cmd("deploy"), f"{theirs.base}/desired", theirs.telemetry,
+               "edgeferry/lab/cam-2/sensor/vibration", "homeassistant/sensor/edgeferry_lab_cam-2/fps/config"]
+    own = [mine.cmd("deploy"), f"{mine.base}/desired", SENSOR, "homeassistant/status"]
+    for topic in foreign + own:
+        assert ops.publish(topic) < ACCEPTED_BELOW, topic
+    cam.wait_topic(own[-1])
+    # One publisher, so anything foreign would have come before the last; a message matching several of its
+    # filters may arrive once per filter (MQTT 5 allows it).
+    assert list(dict.fromkeys(cam.topics())) == own
+
+
+def test_roles_have_their_own_rights(login: Callable[..., Account]) -> None:
+    cam = login("lab.cam-1").subscribe("edgeferry/lab/cam-1/cmd/#", "edgeferry/lab/cam-1/desired")
+    fleet = [login("edgeferry-fleet", client_id=f"edgeferry-fleet/worker-{i}") for i in (1, 2)]
+    for worker in fleet:
+        worker.subscribe("$share/ingest/edgeferry/+/+/telemetry")
+    dash = login("edgeferry-dashboard").subscribe("edgeferry/#")
+    ha = login("homeassistant").subscribe("edgeferry/#", "homeassistant/#")
+    own = DeviceTopics("lab", "cam-1")
+
+    # The fleet control plane: commands and retained desired state, nothing in a device's name.
+    assert fleet[0].publish(own.cmd("deploy"), b"signed") < ACCEPTED_BELOW
+    assert fleet[1].publish(f"{own.base}/desired", b"v3", retain=True) < ACCEPTED_BELOW
+    cam.wait_topic(f"{own.base}/desired")
+    assert cam.topics() == [own.cmd("deploy"), f"{own.base}/desired"]
+    for topic in (own.telemetry, own.status, "homeassistant/sensor/edgeferry_lab_cam-1/fps/config"):
+        assert fleet[0].publish(topic) == NOT_AUTHORIZED, topic
+    # Dashboard read-only; Home Assistant writes only its own birth message.
+    assert dash.publish(own.cmd("ping")) == NOT_AUTHORIZED
+    assert dash.publish("homeassistant/status", b"online") == NOT_AUTHORIZED
+    assert ha.publish(own.cmd("ping")) == NOT_AUTHORIZED
+    assert ha.publish("homeassistant/status", b"online") < ACCEPTED_BELOW
+
+    for i in range(10):
+        assert cam.publish(own.events, b"e") < ACCEPTED_BELOW
+        assert cam.publish(own.reply("ping"), b"r") < ACCEPTED_BELOW
+        assert cam.publish(own.telemetry, str(i).encode()) < ACCEPTED_BELOW
+
+    def shared() -> list[list[bytes]]:
+        return [[p for t, p, _ in w.messages if t == own.telemetry] for w in fleet]
+
+    wait_until(lambda: sum(map(len, shared())) >= 10, what="shared telemetry")
+    first, second = shared()
+    assert sorted(first + second) == sorted(str(i).encode() for i in range(10)) and first and second
+    dash.wait_topic(own.telemetry)
+    wait_until(lambda: ha.topics().count(own.telemetry) == 10, what="telemetry at Home Assistant")
+    assert own.events not in ha.topics() and own.reply("ping") not in ha.topics()  # status/state/telemetry only
+    assert own.cmd("deploy") not in ha.topics()
+    assert all(not w.disconnects for w in (*fleet, dash, ha, cam))
+
+
+def test_each_listener_accepts_only_its_own_accounts(prod: ProdBroker, login: Callable[..., Account]) -> None:
+    assert not login("lab.cam-1", port=prod.services_port).accepted
+    assert not login("edgeferry-ops", port=prod.port).accepted
+    assert not login("lab.cam-1", password="wrong").accepted
+    assert not login("edgeferry-ops", password="wrong").accepted
+    assert login("lab.cam-1").accepted and login("edgeferry-ops").accepted
+
+
+def test_two_clients_of_one_operator_stay_connected(prod: ProdBroker, login: Callable[..., Account]) -> None:
+    own = DeviceTopics("lab", "cam-1")
+    # The README's way to watch a device, next to a second operator client of the same user.
+    watch = subprocess.Popen(
+        ["mosquitto_sub", "-h", "127.0.0.1", "-p", str(prod.services_port), "-V", "mqttv5", "-q", "1",
+         "-u", "edgeferry-ops", "-P", pw("edgeferry-ops"), "-i", "edgeferry-ops/watch-1",
+         "-t", own.telemetry, "-v", "-C", "2", "-W", "30"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        ops = login("edgeferry-ops", client_id="edgeferry-ops/cmd-1").subscribe(own.telemetry)
+        wait_until(lambda: "edgeferry-ops/watch-1" in prod.log() and "edgeferry-ops/cmd-1" in prod.log(),
+                   what="both operator clients connected")
+        cam = login("lab.cam-1")
+        deadline = time.monotonic() + 15
+        # mosquitto_sub reports no "subscribed" moment: publish until it has printed two and exited.
+        sent = 0
+        while watch.poll() is None or len(ops.topics()) < 2:
+            assert time.monotonic() < deadline, "operator clients did not both receive telemetry"
+            assert cam.publish(own.telemetry, f"t{sent}".encode()) < ACCEPTED_BELOW
+            sent += 1
+            time.sleep(0.05)
+        out, err = watch.communicate(timeout=30)
+    finally:
+        if watch.poll() is None:
+            watch.kill()
+            watch.communicate()
+    assert watch.returncode == 0, err
+    assert len(out.splitlines()) == 2 and all(line.startswith(own.telemetry + " t") for line in out.splitlines())
+    assert ops.disconnects == [] and len(ops.topics()) == sent
+
+
+def test_a_device_cannot_take_over_another_devices_session(login: Callable[..., Account]) -> None:
+    cam = login("lab.cam-1", client_id="cam-1", persistent=True).subscribe("edgeferry/lab/cam-1/cmd/#")
+    cam.close()
+    ops = login("edgeferry-ops")
+    assert ops.publish("edgeferry/lab/cam-1/cmd/deploy", b"queued while offline") < ACCEPTED_BELOW
+    # Other devices' credentials (one the same id in another fleet) claiming cam-1's client id or its username.
+    for user, claimed in (("lab.cam-2", "cam-1"), ("other.cam-1", "lab.cam-1")):
+        intruder = login(user, client_id=claimed, persistent=True)
+        assert intruder.accepted and intruder.session_present is False and intruder.messages == []
+        intruder.close()
+    back = login("lab.cam-1", client_id="anything", persistent=True)
+    assert back.session_present is True
+    assert back.wait_topic("edgeferry/lab/cam-1/cmd/deploy") == b"queued while offline"
+
+
+def test_retained_state_and_a_long_backlog_survive_a_broker_restart(
+    prod: ProdBroker, login: Callable[..., Account]
+) -> None:
+    own = DeviceTopics("lab", "cam-1")
+    ingest = login("edgeferry-fleet", client_id="edgeferry-fleet/ingest", persistent=True).subscribe(own.telemetry)
+    ingest.close()
+    cam = login("lab.cam-1")
+    assert cam.publish(own.status, b"online", retain=True) < ACCEPTED_BELOW
+    backlog = 1500  # Mosquitto's default queue per offline client is 1,000, beyond which it drops silently
+    for i in range(backlog):
+        cam.client.publish(own.telemetry, str(i), qos=1)
+    assert cam.publish(own.telemetry, b"last") < ACCEPTED_BELOW  # PUBACKs come in order: everything before is queued
+    cam.close()
+    prod.broker.stop()
+    prod.broker.start()
+    wait_port(prod.services_port)
+    late = login("edgeferry-dashboard").subscribe(own.status)
+    assert late.wait_topic(own.status) == b"online"
+    back = login("edgeferry-fleet", client_id="edgeferry-fleet/ingest", persistent=True)
+    assert back.session_present is True
+    back.wait_topic(own.telemetry)
+    wait_until(lambda: len(back.messages) == backlog + 1, timeout=30, what="whole backlog")
+    assert [p for _, p, _ in back.messages] == [str(i).encode() for i in range(backlog)] + [b"last"]
+
+
+def test_the_agent_link_works_with_device_credentials(prod: ProdBroker, login: Callable[..., Account],
+                                                      tmp_path: Path) -> None:
+    ops = login("edgeferry-ops").subscribe("edgeferry/#")
     mine, other = DeviceTopics("lab", "cam-1"), DeviceTopics("lab", "cam-2")
-    cfg = MqttConfig(host=broker.host, port=broker.port, username="cam-1", password="pw-cam-1",
+    cfg = MqttConfig(host="127.0.0.1", port=prod.port, username="lab.cam-1", password=pw("lab.cam-1"),
                      outbox_path=tmp_path / "o.sqlite", keepalive_s=5, reconnect_min_s=1, reconnect_max_s=1)
-    # Even claiming another device's client id does not help: the broker uses the username.
-    link = MqttLink(cfg, mine, client_id="cam-2")
+    link = MqttLink(cfg, mine)
     handled: list[bytes] = []
     link.subscribe(mine.cmd_filter, lambda t, p: handled.append(p))
     try:
         link.start()
-        assert ops.wait_for(lambda m: m.topic == mine.status).text == "online"
-        link.publish_json(other.telemetry, {"seq": 0})  # someone else's topic: refused
+        assert ops.wait_topic(mine.status) == b"online"
+        link.publish_json(other.telemetry, {"seq": 0})  # someone else's topic: refused and counted
         link.publish_json(mine.telemetry, {"seq": 1})
-        assert ops.wait_for(lambda m: m.topic == mine.telemetry).json()["seq"] == 1
-        assert ops.on(other.telemetry) == []
+        assert b'"seq":1' in ops.wait_topic(mine.telemetry).replace(b" ", b"")
+        assert other.telemetry not in ops.topics()
         wait_until(lambda: link.counters.rejected == 1, what="refused publish counted")
-
         deadline = time.monotonic() + 10
-        while not handled:  # the device may read its own commands
+        while not handled:  # the subscription is live some time after the CONNACK
             assert time.monotonic() < deadline, "device never received its command"
-            ops.publish(mine.cmd("ping"), b'{"id": "1"}')
+            assert ops.publish(mine.cmd("ping"), b'{"id": "1"}') < ACCEPTED_BELOW
             time.sleep(0.1)
     finally:
-        link.stop(timeout_s=1)
-    ops.wait_for(lambda m: m.topic == mine.status and m.text == "stopped", what="stopped status")
+        link.stop()
+    wait_until(lambda: (mine.status, b"stopped") in [(t, p) for t, p, _ in ops.messages], what="stopped status")
 
 
-@pytest.mark.parametrize("bad", ["cam-1", "edgeferry-ops"])
-def test_wrong_passwords_are_refused(
-    mosquitto_factory: Callable[..., Broker], tmp_path: Path, bad: str, caplog: pytest.LogCaptureFixture
-) -> None:
-    add_user(tmp_path, bad, "right")
-    broker = mosquitto_factory(raw_conf=local_conf(tmp_path))
-    cfg = MqttConfig(host=broker.host, port=broker.port, username=bad, password="wrong",
-                     outbox_path=tmp_path / "o.sqlite", reconnect_min_s=1, reconnect_max_s=1)
-    link = MqttLink(cfg, DeviceTopics("lab", "cam-1"))
-    with caplog.at_level("ERROR", logger="edge.link.mqtt"):
+def test_the_agents_home_assistant_discovery_passes_the_acl(prod: ProdBroker, login: Callable[..., Account],
+                                                            tmp_path: Path) -> None:
+    from edge.ha_discovery import HaDiscovery, discovery_configs, withdrawn_topics
+
+    ha = login("homeassistant").subscribe("homeassistant/#")
+    mine = DeviceTopics("lab", "cam-1")
+    cfg = MqttConfig(host="127.0.0.1", port=prod.port, username="lab.cam-1", password=pw("lab.cam-1"),
+                     outbox_path=tmp_path / "o.sqlite", keepalive_s=5, reconnect_min_s=1, reconnect_max_s=1)
+    link = MqttLink(cfg, mine)
+    reported = ["fps", "frames"]  # the rest are withdrawn with empty retained messages: also its own topics
+    discovery = HaDiscovery(link, mine, "test", reported=reported)
+    expected = [t for t, _ in discovery_configs(mine, "test", reported=reported)]
+    withdrawn = withdrawn_topics(mine, reported=reported)
+    try:
+        discovery.start()
         link.start()
-        try:
-            wait_until(lambda: "refused the connection" in caplog.text, what="refusal logged")
-            assert not link.connected
-        finally:
-            link.stop(timeout_s=0)
+        ha.wait_topic(expected[-1])
+        wait_until(lambda: set(expected) <= set(ha.topics()), what="every discovery config at Home Assistant")
+        # Home Assistant's birth message reaches the device, which announces everything again.
+        deadline = time.monotonic() + 10
+        while discovery.published < 2:  # the subscription is live some time after the CONNACK
+            assert time.monotonic() < deadline, "the device never saw Home Assistant's birth message"
+            assert ha.publish("homeassistant/status", b"online") < ACCEPTED_BELOW
+            time.sleep(0.2)
+        wait_until(lambda: link.counters.published >= 2 * (len(expected) + len(withdrawn)), what="second round")
+        assert link.counters.rejected == 0
+        assert "Denied" not in prod.log()
+    finally:
+        link.stop()
+
+
+@pytest.mark.parametrize("name", ["cam-1", "a", "A_9-x", "a" * 64, "a" * 65, "a/b", "a+", "#", "a.b", "-a", "_a",
+                                  "", "a b", "ä"])
+def test_provisioning_accepts_exactly_the_ids_the_agent_accepts(tmp_path: Path, name: str) -> None:
+    (tmp_path / "edgeferry.acl").write_text((DEPLOY / "edgeferry.acl").read_text())
+    try:
+        check_ident(name)
+        agent_ok = True
+    except InvalidNameError:
+        agent_ok = False
+    before = (tmp_path / "edgeferry.acl").read_bytes()
+    for fleet, device in ((name, "cam-1"), ("lab", name)):
+        done = provision(tmp_path, "device", fleet, device, password="p")
+        assert (done.returncode == 0) == agent_ok, done.stderr
+        if not agent_ok:
+            assert done.returncode == 2 and len(done.stderr.splitlines()) == 1, done.stderr
+            assert (tmp_path / "edgeferry.acl").read_bytes() == before
+            assert not (tmp_path / "edgeferry-devices.passwd").exists()
+
+
+@pytest.mark.parametrize("bad", ["edgeferry/#", "edgeferry/lab/cam-2/sensor", "#", "+/vibration", "a/b#", "a/#/b",
+                                 "homeassistant/sensor/x", "$SYS/broker/load", "a b"])
+def test_provisioning_refuses_a_sensor_topic_that_reaches_beyond_the_device(tmp_path: Path, bad: str) -> None:
+    (tmp_path / "edgeferry.acl").write_text((DEPLOY / "edgeferry.acl").read_text())
+    done = provision(tmp_path, "device", "lab", "cam-1", "--sensor-topic", bad, password="p")
+    assert done.returncode == 2 and len(done.stderr.splitlines()) == 1, done.stderr
+    assert (tmp_path / "edgeferry.acl").read_text() == (DEPLOY / "edgeferry.acl").read_text()
+
+
+def test_accounts_change_on_a_running_broker_after_a_reload(prod: ProdBroker, login: Callable[..., Account]) -> None:
+    assert not login("lab.cam-9", password="first").accepted
+    assert provision(prod.dir, "device", "lab", "cam-9", password="first").returncode == 0
+    prod.reload()
+    assert login("lab.cam-9", password="first").publish("edgeferry/lab/cam-9/telemetry") < ACCEPTED_BELOW
+
+    again = provision(prod.dir, "device", "lab", "cam-9")  # repeated: replaces its block, new random password
+    assert again.returncode == 0, again.stderr
+    user, new_password = again.stdout.split()
+    assert user == "lab.cam-9" and len(new_password) >= 24
+    assert (prod.dir / "edgeferry.acl").read_text().count("\nuser lab.cam-9\n") == 1
+    prod.reload()
+    assert not login("lab.cam-9", password="first").accepted
+    assert login("lab.cam-9", password=new_password).accepted
+
+    assert provision(prod.dir, "remove", "lab", "cam-9").returncode == 0
+    prod.reload()
+    assert not login("lab.cam-9", password=new_password).accepted
+    assert "lab.cam-9" not in (prod.dir / "edgeferry.acl").read_text()
+    assert login("lab.cam-1").publish("edgeferry/lab/cam-1/telemetry") < ACCEPTED_BELOW  # the others are untouched
