@@ -266,6 +266,7 @@ class Agent:
         log.info("frame loop ended (%s) after %d frames", self.summary.reason, self.summary.frames)
 
     def _on_result(self, result: FrameResult) -> None:
+        self.health.ok("frames")
         self._results.put(result)
 
     def _publish_results(self) -> None:
@@ -288,6 +289,7 @@ class Agent:
                 log.warning("result of frame %d not published: %s", result.index, exc)
             if self._observer is not None:
                 self._observer(result)
+            self.health.ok("results")
 
     # -- models ------------------------------------------------------------------------------------------------
 
@@ -302,6 +304,7 @@ class Agent:
             except EdgeferryError as exc:
                 self.counters.last_error = str(exc)
                 log.warning("model update skipped: %s", exc)
+            self.health.ok("model-poll")
             delay = self.cfg.sync.poll_interval_s
 
     def deploy(self, version: int | None, *, explicit: bool = True, allow_downgrade: bool = False) -> dict[str, Any]:

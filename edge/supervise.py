@@ -36,6 +36,8 @@ class Health:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._components: dict[str, ComponentHealth] = {}
+        # Names degraded now; read without the lock by ok(), which hot paths call.
+        self._degraded: frozenset[str] = frozenset()
 
     def failed(self, component: str, exc: BaseException | str) -> None:
         """Count one failure and mark the component degraded until it reports recovery."""
@@ -45,6 +47,7 @@ class Health:
             c.errors += 1
             c.last_error = text[:300]
             c.degraded = True
+            self._degraded = self._degraded | {component}
 
     def recovered(self, component: str) -> None:
         """The component works again; its error count stays."""
@@ -53,6 +56,12 @@ class Health:
             if c is not None and c.degraded:
                 c.degraded = False
                 c.last_error = None
+            self._degraded = self._degraded - {component}
+
+    def ok(self, component: str) -> None:
+        """The component just did its work; cheap enough for every frame (no lock unless it was degraded)."""
+        if component in self._degraded:
+            self.recovered(component)
 
     def errors(self, component: str | None = None) -> int:
         """Failures of one component, or of all of them."""
