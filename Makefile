@@ -7,7 +7,7 @@ BOOTSTRAP := deploy/scripts/bootstrap-venv.sh
 # Checks that run the real tools (systemd-analyze, hadolint, shellcheck, mosquitto, ...); append yours.
 INTEGRATION_TESTS := tests/deploy
 
-.PHONY: venv system check-integrations train-cloud train-reference test test-fast check lint typecheck bench-export bench-edge edge-agent keygen clean
+.PHONY: venv system check-integrations check-ha train-cloud train-reference test test-fast check lint typecheck bench-export bench-edge edge-agent keygen clean
 
 venv:
 	@bash $(BOOTSTRAP)
@@ -30,15 +30,19 @@ test: venv system
 	if [ $$rc -eq 5 ]; then echo "test: pytest collected no tests" >&2; fi; exit $$rc
 
 ## The real tools' own checks of what we ship: systemd-analyze, hadolint, shellcheck, mosquitto with our ACL, ...
-check-integrations: venv system
+check-integrations: venv system check-ha
 	$(PY) -m pytest -q -p no:cacheprovider $(INTEGRATION_TESTS)
+
+## Home Assistant's own MQTT discovery code over our configs (first run installs it into .cache/, ~3.5 min)
+check-ha: venv
+	$(PY) -m pytest -q -p no:cacheprovider tests/integrations/check_ha_discovery.py
 
 ## Lint and type-check
 check: lint typecheck
 lint: venv
 	$(VENV)/bin/ruff check .
 typecheck: venv
-	$(VENV)/bin/mypy cloud edge shared edgeferry bench hil
+	$(VENV)/bin/mypy cloud edge shared edgeferry bench hil dashboards
 
 ## Benchmark every variant of the default and reference packages (trains what is missing)
 bench-export: venv

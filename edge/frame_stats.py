@@ -2,14 +2,55 @@
 
 from __future__ import annotations
 
+import math
 import threading
 import time
+from bisect import bisect_left
 from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 from edge.percentiles import StageWindows
+from shared.metrics import LATENCY_BUCKETS_S, STAGES
 
 FPS_WINDOW_S = 5.0
 STAGE_WINDOW = 1024
+
+
+@dataclass(frozen=True)
+class HistogramSnapshot:
+    """One stage's latency since boot, in Prometheus form: cumulative counts per upper bound (seconds)."""
+
+    bounds: tuple[float, ...]
+    cumulative: tuple[int, ...]  # observations <= bounds[i]; len(bounds) + 1 entries, the last one is +Inf
+    sum_s: float
+    count: int
+
+
+class LatencyHistograms:
+    """Per-stage bucket counts since boot: one bisect and two additions per stage per frame, nothing allocated."""
+
+    def __init__(self, stages: Sequence[str] = STAGES, bounds: Sequence[float] = LATENCY_BUCKETS_S) -> None:
+        self._bounds = tuple(bounds)
+        self._counts = {stage: [0] * (len(self._bounds) + 1) for stage in stages}
+        self._sums = dict.fromkeys(stages, 0.0)
+
+    def observe(self, stage: str, seconds: float) -> None:
+        """Count one duration; NaN and infinities are ignored like the percentile windows do."""
+        if math.isfinite(seconds):
+            self._counts[stage][bisect_left(self._bounds, seconds)] += 1
+            self._sums[stage] += seconds
+
+    def snapshot(self) -> dict[str, HistogramSnapshot]:
+        """Cumulative (le) counts per stage, summed here so the frame path only increments one bucket."""
+        out = {}
+        for stage, counts in self._counts.items():
+            running, cumulative = 0, []
+            for n in counts:
+                running += n
+                cumulative.append(running)
+            out[stage] = HistogramSnapshot(self._bounds, tuple(cumulative), self._sums[stage], running)
+        return out
 
 
 class FrameStats:
@@ -18,6 +59,7 @@ class FrameStats:
     def __init__(self, window: int = STAGE_WINDOW, fps_window_s: float = FPS_WINDOW_S) -> None:
         self._lock = threading.Lock()
         self._stages = StageWindows(window)
+        self._histograms = LatencyHistograms()
         self._fps_window_s = fps_window_s
         self._ends: deque[float] = deque()
         self._first_end: float | None = None
@@ -46,6 +88,13 @@ class FrameStats:
             stages.record("postprocess", postprocess * 1e3)
             stages.record("publish", publish * 1e3)
             stages.record("e2e", e2e * 1e3)
+            hist = self._histograms
+            hist.observe("capture_wait", capture_wait)
+            hist.observe("preprocess", preprocess)
+            hist.observe("infer", infer)
+            hist.observe("postprocess", postprocess)
+            hist.observe("publish", publish)
+            hist.observe("e2e", e2e)
             self.frames += 1
             if self._first_end is None:
                 self._first_end = end
@@ -87,6 +136,11 @@ class FrameStats:
             if self.swap_pause_ms is not None:
                 out["swap_pause_ms"] = self.swap_pause_ms
             return out
+
+    def histograms(self) -> dict[str, HistogramSnapshot]:
+        """Per-stage latency histograms since boot (for Prometheus; MQTT telemetry keeps the flat percentiles)."""
+        with self._lock:
+            return self._histograms.snapshot()
 
     def _prune(self, now: float) -> None:
         horizon = now - self._fps_window_s

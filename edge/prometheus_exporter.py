@@ -1,28 +1,41 @@
-"""/metrics for Prometheus, generated from the same metric table as MQTT telemetry (shared.metrics.METRICS)."""
+"""/metrics for Prometheus, generated from the same metric table as MQTT telemetry (shared.metrics).
+
+Flat figures are converted to base units (ms -> seconds, MiB -> bytes, % -> ratio) as the table declares; stage
+latency is also exported as a histogram so `histogram_quantile` can aggregate it across devices.
+"""
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, start_http_server
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 from edge.errors import AgentError
-from shared.metrics import METRICS
+from edge.frame_stats import HistogramSnapshot
+from shared.metrics import METRICS, STAGE_LATENCY, UNITS
 
 log = logging.getLogger(__name__)
+
+HistogramSource = Callable[[], Mapping[str, HistogramSnapshot]]
+
+
+def _help(description: str, unit: str | None) -> str:
+    return f"{description} ({unit})" if unit else description
 
 
 class _SnapshotCollector(Collector):
     """Yields the latest telemetry values; figures not reported yet are absent rather than 0."""
 
-    def __init__(self, labels: Mapping[str, str]) -> None:
+    def __init__(self, labels: Mapping[str, str], histograms: HistogramSource | None) -> None:
         self._labels = dict(labels)
         self._values: dict[str, float] = {}
+        self._histograms = histograms
         self._lock = threading.Lock()
 
     def update(self, values: Mapping[str, float]) -> None:
@@ -34,29 +47,44 @@ class _SnapshotCollector(Collector):
             values = dict(self._values)
         names, label_values = list(self._labels), list(self._labels.values())
         for m in METRICS:
-            doc = f"{m.description} ({m.unit})" if m.unit else m.description
+            doc = _help(m.description, m.unit_info.base or m.unit)
             family: CounterMetricFamily | GaugeMetricFamily
             if m.kind == "counter":
                 family = CounterMetricFamily(m.prometheus_name, doc, labels=names)
             else:
                 family = GaugeMetricFamily(m.prometheus_name, doc, labels=names)
             if m.name in values:
-                family.add_metric(label_values, values[m.name])
+                family.add_metric(label_values, values[m.name] * m.prometheus_factor)
             yield family
+        yield from self._collect_histograms(names, label_values)
+
+    def _collect_histograms(self, names: list[str], label_values: list[str]) -> Iterator[Metric]:
+        h = STAGE_LATENCY
+        family = HistogramMetricFamily(h.prometheus_name, _help(h.description, UNITS[h.unit].base),
+                                       labels=[*names, h.label])
+        for stage, snap in (self._histograms() if self._histograms is not None else {}).items():
+            buckets = [(floatToGoString(b), float(n)) for b, n in zip(snap.bounds, snap.cumulative, strict=False)]
+            buckets.append(("+Inf", float(snap.count)))
+            family.add_metric([*label_values, stage], buckets, snap.sum_s)
+        yield family
 
 
 class PrometheusExporter:
-    """Serves the agent's figures on its own registry (never the process-global one)."""
+    """Serves the agent's figures on its own registry (never the process-global one).
 
-    def __init__(self, labels: Mapping[str, str] | None = None) -> None:
+    `histograms` returns the per-stage latency histograms (pass FrameStats.histograms); without it the
+    histogram family is described but has no samples.
+    """
+
+    def __init__(self, labels: Mapping[str, str] | None = None, histograms: HistogramSource | None = None) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
-        self._collector = _SnapshotCollector(labels or {})
+        self._collector = _SnapshotCollector(labels or {}, histograms)
         self.registry.register(self._collector)
         self._server: WSGIServer | None = None
         self._thread: threading.Thread | None = None
 
     def update(self, values: Mapping[str, float]) -> None:
-        """Latest figures (names from shared.metrics; undeclared names are ignored by collect)."""
+        """Latest figures under their MQTT names and units (undeclared names are ignored by collect)."""
         self._collector.update(values)
 
     def start(self, host: str, port: int) -> int:

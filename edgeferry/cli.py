@@ -219,14 +219,9 @@ def dashboards(
     out: Annotated[Path, typer.Option(help="Directory for the generated dashboard files.")] = Path("deploy/grafana"),
 ) -> None:
     """Write the Grafana dashboard generated from the metric table (import it into Grafana)."""
-    import json
+    from dashboards.grafana import write_dashboard
 
-    from shared.dashboard_views import grafana_dashboard
-
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / "edgeferry-fleet.json"
-    path.write_text(json.dumps(grafana_dashboard(), indent=2) + "\n")
-    typer.echo(f"wrote {path}")
+    typer.echo(f"wrote {write_dashboard(out)}")
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})

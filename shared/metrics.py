@@ -1,4 +1,9 @@
-"""Every telemetry metric declared once: payload keys, Prometheus names and dashboard views derive from here."""
+"""Every telemetry metric declared once: MQTT keys, Prometheus names and units, Home Assistant and Grafana views.
+
+MQTT telemetry keeps the units devices report (`e2e_ms_p95`, `rss_mb`); Prometheus gets base units (seconds,
+bytes, ratio, celsius) through the conversion declared per unit in `UNITS`. Per-stage latency is also a
+Prometheus histogram (`HISTOGRAMS`), so fleet-wide quantiles can be computed across devices.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +17,40 @@ PERCENTILES = (50, 95, 99)
 
 
 @dataclass(frozen=True)
+class Unit:
+    """How one telemetry unit reads in MQTT (as reported) and in Prometheus (base unit, by `factor`)."""
+
+    symbol: str
+    # How telemetry keys spell the unit (`ms` in `e2e_ms_p95`); dropped from Prometheus names.
+    key_token: str | None = None
+    # Prometheus base-unit suffix; None for plain counts.
+    base: str | None = None
+    factor: float = 1.0
+    # Grafana's unit id for the Prometheus (base-unit) value.
+    grafana: str = "short"
+
+
+UNITS: dict[str, Unit] = {
+    u.symbol: u
+    for u in (
+        Unit("ms", "ms", "seconds", 1e-3, "s"),
+        Unit("s", "s", "seconds", 1.0, "s"),
+        Unit("MiB", "mb", "bytes", float(1 << 20), "bytes"),
+        Unit("%", "pct", "ratio", 0.01, "percentunit"),
+        Unit("°C", "c", "celsius", 1.0, "celsius"),
+        Unit("frames/s", grafana="suffix: fps"),
+        Unit(""),
+        Unit("frames"),
+        Unit("swaps"),
+        Unit("errors"),
+        Unit("commands"),
+        Unit("packages"),
+        Unit("messages"),
+    )
+}
+
+
+@dataclass(frozen=True)
 class Metric:
     """One telemetry figure."""
 
@@ -21,12 +60,70 @@ class Metric:
     kind: Kind = "gauge"
     # Home Assistant device_class / state_class hints for discovery.
     ha_device_class: str | None = None
+    # Short name for Home Assistant entities and dashboard panels.
+    title: str = ""
+    # Why a healthy agent may never report it (no GPU, no thermal zone); None: every running agent does.
+    absent_when: str | None = None
+
+    @property
+    def unit_info(self) -> Unit:
+        """The unit's conversions (KeyError for a unit UNITS does not declare)."""
+        return UNITS[self.unit]
 
     @property
     def prometheus_name(self) -> str:
-        """edgeferry_<name>[_<unit suffix>] following Prometheus naming conventions."""
-        base = f"edgeferry_{self.name}"
+        """edgeferry_<name without unit token>[_<base unit>][_total], following Prometheus naming conventions."""
+        unit = self.unit_info
+        stem = "_".join(part for part in self.name.split("_") if part != unit.key_token)
+        base = f"edgeferry_{stem}_{unit.base}" if unit.base else f"edgeferry_{stem}"
         return f"{base}_total" if self.kind == "counter" else base
+
+    @property
+    def prometheus_factor(self) -> float:
+        """Multiply the MQTT value by this to get the Prometheus (base-unit) value."""
+        return self.unit_info.factor
+
+    @property
+    def label(self) -> str:
+        """The title, or a readable form of the name where a row declares none."""
+        return self.title or self.name.replace("_", " ").capitalize()
+
+
+@dataclass(frozen=True)
+class Histogram:
+    """A Prometheus histogram the agent exports beside the flat figures (never sent over MQTT)."""
+
+    name: str
+    unit: str
+    title: str
+    description: str
+    label: str
+    buckets: tuple[float, ...]
+
+    @property
+    def prometheus_name(self) -> str:
+        """edgeferry_<name>_<base unit>; samples are <name>_bucket, _sum and _count."""
+        base = UNITS[self.unit].base
+        return f"edgeferry_{self.name}_{base}" if base else f"edgeferry_{self.name}"
+
+
+# Upper bounds in seconds, from 0.1 ms (a tiny CPU model) to 2.5 s (a stalled camera); +Inf is implied.
+LATENCY_BUCKETS_S = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+STAGE_LATENCY = Histogram(
+    "stage_latency", "s", "Stage latency", "Per-frame time of each pipeline stage since boot", "stage",
+    LATENCY_BUCKETS_S,
+)
+HISTOGRAMS: tuple[Histogram, ...] = (STAGE_LATENCY,)
+
+STAGE_TITLES = {
+    "capture_wait": "Capture wait",
+    "preprocess": "Preprocess",
+    "infer": "Inference",
+    "postprocess": "Postprocess",
+    "publish": "Publish",
+    "e2e": "End-to-end",
+}
 
 
 def _stage_metrics() -> list[Metric]:
@@ -37,56 +134,73 @@ def _stage_metrics() -> list[Metric]:
                 Metric(
                     f"{stage}_ms_p{p}",
                     "ms",
-                    f"{p}th percentile of per-frame {stage.replace('_', ' ')} time over the report window",
+                    f"{p}th percentile of per-frame {stage.replace('_', ' ')} time over the agent's last frames",
                     ha_device_class="duration",
+                    title=f"{STAGE_TITLES[stage]} p{p}",
                 )
             )
     return out
 
 
 METRICS: tuple[Metric, ...] = (
-    Metric("fps", "frames/s", "Frames inferred per second over the report window"),
-    Metric("frames", "frames", "Frames inferred since boot", "counter"),
-    Metric("drops", "frames", "Frames dropped by the capture queue since boot (policy 'latest')", "counter"),
-    Metric("queue_depth", "frames", "Frames waiting in the capture queue at report time"),
+    Metric("fps", "frames/s", "Frames inferred per second over the report window", title="Frame rate"),
+    Metric("frames", "frames", "Frames inferred since boot", "counter", title="Frames inferred"),
+    Metric("drops", "frames", "Frames dropped by the capture queue since boot (policy 'latest')", "counter",
+           title="Frames dropped"),
+    Metric("queue_depth", "frames", "Frames waiting in the capture queue at report time", title="Capture queue"),
     *_stage_metrics(),
-    Metric("model_version", "", "Version of the model being served (0 when none)"),
-    Metric("swaps", "swaps", "Model hot-swaps since boot", "counter"),
-    Metric("swap_pause_ms", "ms", "Longest gap between two frames around the last swap"),
-    Metric("cpu_pct", "%", "Agent process CPU use, percent of one core"),
-    Metric("rss_mb", "MiB", "Agent resident memory"),
-    Metric("temp_c", "°C", "Hottest thermal zone (NaN-free: omitted when unknown)", ha_device_class="temperature"),
-    Metric("gpu_pct", "%", "GPU utilisation where the platform reports it"),
-    Metric("gpu_mem_mb", "MiB", "GPU memory in use where the platform reports it"),
-    Metric("source_errors", "errors", "Capture failures and reconnects since boot", "counter"),
-    Metric("cmd_errors", "errors", "Rejected commands (malformed, unknown, failed) since boot", "counter"),
+    Metric("model_version", "", "Version of the model being served (0 when none)", title="Model version"),
+    Metric("swaps", "swaps", "Model hot-swaps since boot", "counter", title="Model swaps"),
+    Metric("swap_pause_ms", "ms", "Longest gap between two frames around the last swap", title="Swap pause",
+           ha_device_class="duration", absent_when="no model swap happened since boot"),
+    Metric("cpu_pct", "%", "Agent process CPU use, percent of one core", title="CPU"),
+    Metric("rss_mb", "MiB", "Agent resident memory", ha_device_class="data_size", title="Memory"),
+    Metric("temp_c", "°C", "Hottest thermal zone (NaN-free: omitted when unknown)", ha_device_class="temperature",
+           title="Temperature", absent_when="the host exposes no thermal zone"),
+    Metric("gpu_pct", "%", "GPU utilisation where the platform reports it", title="GPU",
+           absent_when="the host has no GPU the agent can read"),
+    Metric("gpu_mem_mb", "MiB", "GPU memory in use where the platform reports it", ha_device_class="data_size",
+           title="GPU memory", absent_when="the host has no GPU the agent can read"),
+    Metric("source_errors", "errors", "Capture failures and reconnects since boot", "counter",
+           title="Capture errors"),
+    Metric("cmd_errors", "errors", "Rejected commands (malformed, unknown, failed) since boot", "counter",
+           title="Command errors"),
     Metric("cmd_refused", "commands", "Commands refused as unsigned, forged, expired, replayed or mis-addressed",
-           "counter"),
+           "counter", title="Commands refused"),
     Metric("cmd_refused_unsigned", "commands", "Unsigned commands refused (device.allow_unsigned_commands off)",
-           "counter"),
-    Metric("cmd_refused_unknown_key", "commands", "Commands signed by a key not in device.command_keys", "counter"),
-    Metric("cmd_refused_bad_signature", "commands", "Commands whose signature does not match their body", "counter"),
-    Metric("cmd_refused_expired", "commands", "Commands that arrived after their expiry", "counter"),
-    Metric("cmd_refused_not_yet_valid", "commands", "Commands issued in the future or valid for too long", "counter"),
-    Metric("cmd_refused_replayed", "commands", "Commands whose sequence was not above the last accepted", "counter"),
+           "counter", title="Unsigned commands refused"),
+    Metric("cmd_refused_unknown_key", "commands", "Commands signed by a key not in device.command_keys", "counter",
+           title="Commands from unknown keys"),
+    Metric("cmd_refused_bad_signature", "commands", "Commands whose signature does not match their body", "counter",
+           title="Commands with bad signatures"),
+    Metric("cmd_refused_expired", "commands", "Commands that arrived after their expiry", "counter",
+           title="Expired commands"),
+    Metric("cmd_refused_not_yet_valid", "commands", "Commands issued in the future or valid for too long", "counter",
+           title="Commands not yet valid"),
+    Metric("cmd_refused_replayed", "commands", "Commands whose sequence was not above the last accepted", "counter",
+           title="Replayed commands"),
     Metric("cmd_refused_not_addressed", "commands", "Commands for another device, fleet, group or command name",
-           "counter"),
+           "counter", title="Mis-addressed commands"),
     Metric("cmd_refused_state_corrupt", "commands", "Signed commands refused while the sequence state is corrupt",
-           "counter"),
-    Metric("package_rejects", "packages", "Model packages refused (hash, signature, names, smoke test)", "counter"),
+           "counter", title="Commands refused: state corrupt"),
+    Metric("package_rejects", "packages", "Model packages refused (hash, signature, names, smoke test)", "counter",
+           title="Packages refused"),
     Metric("store_errors", "errors", "Package fetches that failed on the store or disk, retried with backoff",
-           "counter"),
+           "counter", title="Store errors"),
     Metric("pointer_rejects", "errors", "latest.json refused: unsigned, untrusted key, bad signature or malformed",
-           "counter"),
+           "counter", title="Pointers refused"),
     Metric("pointer_rollbacks", "errors", "latest.json seen moving below a version this device served or saw",
-           "counter"),
-    Metric("pointer_expired", "", "1 while the store's latest.json is past its expiry (a stale or frozen store)"),
-    Metric("outbox_depth", "messages", "Messages waiting in the store-and-forward queue"),
-    Metric("outbox_dropped", "messages", "Messages dropped from a full store-and-forward queue", "counter"),
+           "counter", title="Pointer rollbacks"),
+    Metric("pointer_expired", "", "1 while the store's latest.json is past its expiry (a stale or frozen store)",
+           title="Pointer expired"),
+    Metric("outbox_depth", "messages", "Messages waiting in the store-and-forward queue", title="Outbox depth"),
+    Metric("outbox_dropped", "messages", "Messages dropped from a full store-and-forward queue", "counter",
+           title="Outbox dropped"),
     Metric("outbox_write_errors", "messages", "Messages lost because the outbox could not write them (disk full)",
-           "counter"),
-    Metric("uptime_s", "s", "Seconds since the agent started", ha_device_class="duration"),
-    Metric("thread_errors", "errors", "Failures of background threads, each logged, backed off and retried", "counter"),
+           "counter", title="Outbox write errors"),
+    Metric("uptime_s", "s", "Seconds since the agent started", ha_device_class="duration", title="Uptime"),
+    Metric("thread_errors", "errors", "Failures of background threads, each logged, backed off and retried", "counter",
+           title="Thread errors"),
 )
 
 BY_NAME: dict[str, Metric] = {m.name: m for m in METRICS}

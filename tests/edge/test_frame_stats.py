@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from edge.frame_stats import FrameStats
-from shared.metrics import unknown_metrics
+from shared.metrics import LATENCY_BUCKETS_S, STAGES, unknown_metrics
 
 
 def test_fps_counts_results_in_the_window_and_decays_when_frames_stop() -> None:
@@ -37,3 +37,24 @@ def test_waiting_and_errors_are_counted_apart_from_frames() -> None:
     stats.record_error()
     stats.record_error()
     assert (stats.frames, stats.waiting, stats.errors) == (0, 1, 2)
+
+
+def test_histograms_count_every_frame_since_boot_per_stage_in_seconds() -> None:
+    stats = FrameStats(window=2)  # the percentile window forgets; the histogram does not
+    for e2e in (0.0004, 0.004, 0.04, float("nan")):
+        stats.record(0.0, 0.0, 0.0, 0.0, 0.0, e2e, end=1.0)
+    snap = stats.histograms()
+    assert set(snap) == set(STAGES)
+    e2e_hist = snap["e2e"]
+    assert e2e_hist.bounds == LATENCY_BUCKETS_S and len(e2e_hist.cumulative) == len(LATENCY_BUCKETS_S) + 1
+    le = dict(zip(e2e_hist.bounds, e2e_hist.cumulative, strict=False))
+    assert (le[0.00025], le[0.0005], le[0.005], le[0.05], e2e_hist.cumulative[-1]) == (0, 1, 2, 3, 3)
+    assert e2e_hist.count == 3 and e2e_hist.sum_s == pytest.approx(0.0444)  # NaN is ignored, not counted
+    assert snap["infer"].count == 4 and snap["infer"].cumulative[0] == 4  # 0 s falls in the first bucket
+
+
+def test_a_value_on_a_bucket_bound_counts_in_that_bucket() -> None:
+    stats = FrameStats()
+    stats.record(0.0, 0.0, 0.001, 0.0, 0.0, 0.0, end=1.0)
+    le = dict(zip(LATENCY_BUCKETS_S, stats.histograms()["infer"].cumulative, strict=False))
+    assert (le[0.0005], le[0.001]) == (0, 1)  # Prometheus buckets are "less than or equal"
