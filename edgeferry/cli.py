@@ -164,11 +164,76 @@ def keygen(
     path: Annotated[Path, typer.Argument(help="Private key path; the public key is written beside it as .pub.")],
     force: Annotated[bool, typer.Option(help="Overwrite existing keys.")] = False,
 ) -> None:
-    """Write an ed25519 signing key pair (private key mode 0600)."""
-    from shared.signing import generate_keypair
+    """Write an ed25519 key pair (private key mode 0600) for signing packages or commands."""
+    from shared.signing import generate_keypair, key_id, load_public_key
 
     pair = generate_keypair(path, overwrite=force)
-    typer.echo(f"private key: {pair.private} (mode 0600)\npublic key:  {pair.public} (give this to devices)")
+    typer.echo(
+        f"private key: {pair.private} (mode 0600)\npublic key:  {pair.public} (give this to devices)\n"
+        f"key id:      {key_id(load_public_key(pair.public))}\n"
+        f"packages: publish.signing_key={pair.private}, devices list {pair.public.name} in sync.trusted_keys\n"
+        f"commands: edgeferry cmd ... --key {pair.private}, devices list {pair.public.name} in device.command_keys"
+    )
+
+
+@app.command()
+def cmd(
+    device: Annotated[str, typer.Argument(help="Device id (topic level 3).")],
+    name: Annotated[str, typer.Argument(help="Command: deploy, rollback, set-config or ping.")],
+    key: Annotated[Path, typer.Option(help="ed25519 private key PEM whose public key devices list in "
+                                           "device.command_keys; its sequence is kept in KEY.seq.")],
+    args: Annotated[
+        list[str] | None,
+        typer.Argument(help="Command fields as key=value (YAML values): version=3 pin=true allow_downgrade=true; "
+                            "for set-config, dotted config keys: events.mode=every."),
+    ] = None,
+    fleet: Annotated[str, typer.Option(help="Fleet of the device (topic level 2).")] = "default",
+    json_: Annotated[str | None, typer.Option("--json", help="Command fields as one JSON object.")] = None,
+    host: Annotated[str, typer.Option(help="Broker host.")] = "localhost",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Broker port.")] = 1883,
+    username: Annotated[str | None, typer.Option(help="Broker user.")] = None,
+    password: Annotated[str | None, typer.Option(envvar="EDGEFERRY_MQTT_PASSWORD",
+                                                 help="Broker password (or EDGEFERRY_MQTT_PASSWORD).")] = None,
+    tls_ca: Annotated[Path | None, typer.Option(help="CA bundle to verify the broker (enables TLS).")] = None,
+    tls_cert: Annotated[Path | None, typer.Option(help="Client certificate for mutual TLS.")] = None,
+    tls_key: Annotated[Path | None, typer.Option(help="Client key for mutual TLS.")] = None,
+    expires_in: Annotated[float, typer.Option(min=0.001, max=3600, help="Seconds until devices refuse it.")] = 60,
+    timeout: Annotated[float, typer.Option(min=0.1, max=3600, help="Seconds to wait for the reply.")] = 10,
+) -> None:
+    """Sign a command, send it to one device and print its reply (exit 1 when ok=false, 3 when none came)."""
+    import json
+
+    import yaml
+
+    client = _require("edgeferry.cmd_client", "cmd")
+    fields: dict[str, Any] = {}
+    if json_ is not None:
+        try:
+            fields = json.loads(json_)
+        except ValueError as exc:
+            _fail(f"--json is not JSON: {exc}")
+        if not isinstance(fields, dict):
+            _fail("--json must be a JSON object")
+    pairs: dict[str, Any] = {}
+    for pair in args or []:
+        field, sep, raw = pair.partition("=")
+        if not sep or not field.strip():
+            _fail(f"command fields are key=value (e.g. version=3), got {pair!r}")
+        pairs[field.strip()] = yaml.safe_load(raw) if raw else ""
+    if name == "set-config" and pairs:
+        fields["values"] = {**fields.get("values", {}), **pairs}
+    else:
+        fields.update(pairs)
+    broker = client.BrokerOptions(host=host, port=port, username=username, password=password, tls_ca=tls_ca,
+                                  tls_cert=tls_cert, tls_key=tls_key)
+    try:
+        reply = client.send_command(device, name, fields, key_path=key, fleet=fleet, broker=broker,
+                                    expires_in_s=expires_in, timeout_s=timeout)
+    except client.NoReplyError as exc:
+        _fail(str(exc), code=3)
+    typer.echo(json.dumps(reply, indent=2))
+    if not reply.get("ok"):
+        _fail(f"{device} refused {name}: {reply.get('error')}")
 
 
 @app.command()

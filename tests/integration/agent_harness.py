@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import threading
 import time
@@ -12,17 +13,22 @@ from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edge.agent import Agent
 from edge.backends.base import Hardware
 from edge.config import AgentConfig
+from shared.command_signing import Target, build_body, sign_command
 from shared.config_loader import load_config
 from shared.object_store import LocalStore
-from shared.topics import DeviceTopics
+from shared.topics import COMMANDS, DeviceTopics
 from tests.edge.package_factory import KeyPair
 from tests.fixtures.broker import Broker, MqttProbe
 
 HW = Hardware(cpu_features=frozenset({"avx2", "sse4_2"}))
+# The operator key every test agent trusts for commands (device.command_keys), and its sequence.
+COMMAND_KEY = Ed25519PrivateKey.generate()
+_COMMAND_SEQ = itertools.count(int(time.time() * 1000))
 
 
 def write_public_key(keys: KeyPair, path: Path) -> Path:
@@ -36,9 +42,13 @@ def write_public_key(keys: KeyPair, path: Path) -> Path:
 def agent_config(
     tmp: Path, store: LocalStore, pub: Path, broker: Broker, source: dict[str, Any], **over: Any
 ) -> dict[str, Any]:
-    """A config tree for one test agent; `over` merges dotted keys."""
+    """A config tree for one test agent; `over` merges dotted keys. It trusts COMMAND_KEY for commands."""
+    operator = tmp / "operator.pub"
+    operator.write_bytes(COMMAND_KEY.public_key().public_bytes(serialization.Encoding.PEM,
+                                                               serialization.PublicFormat.SubjectPublicKeyInfo))
     tree: dict[str, Any] = {
-        "device": {"fleet": "it", "device_id": f"dev-{uuid.uuid4().hex[:6]}"},
+        "device": {"fleet": "it", "device_id": f"dev-{uuid.uuid4().hex[:6]}", "command_keys": [str(operator)],
+                   "command_state_path": str(tmp / "cmd-seq.json")},
         "sync": {
             "model": "tiny",
             "store": {"uri": str(store.root)},
@@ -99,11 +109,28 @@ def topics_of(tree: dict[str, Any]) -> DeviceTopics:
     return DeviceTopics(tree["device"]["fleet"], tree["device"]["device_id"])
 
 
-def send_command(probe: MqttProbe, topics: DeviceTopics, name: str, body: dict[str, Any], timeout: float = 15) -> Any:
-    """Publish a command and wait for its reply; returns (reply JSON, seconds until the reply)."""
+def signed_command(topics: DeviceTopics, name: str, body: dict[str, Any], key: Ed25519PrivateKey = COMMAND_KEY,
+                   **kw: Any) -> bytes:
+    """body (id plus the command's fields) signed for this device as `edgeferry cmd` would sign it."""
+    args = {k: v for k, v in body.items() if k != "id"}
+    kw.setdefault("now_ms", int(time.time() * 1000))
+    kw.setdefault("expires_in_s", 60)
+    kw.setdefault("seq", next(_COMMAND_SEQ))
+    target = kw.pop("target", None) or Target(fleet=topics.fleet, device=topics.device_id)
+    return sign_command(build_body(name, target, request_id=body["id"], args=args, **kw), key)
+
+
+def send_command(
+    probe: MqttProbe, topics: DeviceTopics, name: str, body: dict[str, Any], timeout: float = 15,
+    payload: bytes | None = None,
+) -> Any:
+    """Publish a command signed by COMMAND_KEY (or the given payload) and wait for its reply; returns (reply JSON,
+    seconds until the reply). Unknown command names cannot be signed: they go as plain JSON."""
     rid = body.setdefault("id", uuid.uuid4().hex[:12])
+    if payload is None:
+        payload = signed_command(topics, name, body) if name in COMMANDS else json.dumps(body).encode()
     sent = time.monotonic()
-    probe.client.publish(topics.cmd(name), json.dumps(body), qos=1)
+    probe.client.publish(topics.cmd(name), payload, qos=1)
     reply = probe.wait_for(
         lambda m: m.topic == topics.reply(name) and m.json().get("id") == rid, timeout, f"reply to {name}"
     )
