@@ -71,7 +71,7 @@ def _default(field: FieldInfo) -> str:
     if isinstance(value, BaseModel):
         value = value.model_dump(mode="json")
     if isinstance(value, Path):
-        return str(value)
+        value = str(value)
     if isinstance(value, enum.Enum):
         value = value.value
     return json.dumps(value, default=str)

@@ -190,7 +190,7 @@ def _data_path(data: Any, error: Mapping[str, Any]) -> Key:
             node = None
         path.append(str(part))
     tag = (error.get("ctx") or {}).get("discriminator")
-    if error["type"] == "union_tag_invalid" and isinstance(tag, str):
+    if error["type"] in {"union_tag_invalid", "union_tag_not_found"} and isinstance(tag, str):
         path.append(tag.strip("'"))
     return tuple(path)
 
@@ -241,11 +241,16 @@ def load_config(
         origins += [(tuple(k.split(".")), f"flag {labels.get(k, '--' + k)}") for k in given]
         first = exc.errors()[0]
         where = _data_path(data, first)
-        src = _origin(where, origins)
-        got = f" (got {_shown(first['input'])})" if first["type"] not in {"missing", "union_tag_invalid"} else ""
+        # A missing tag was set by nobody: report who set the section's other options.
+        src = _origin(where[:-1] if first["type"] == "union_tag_not_found" else where, origins)
+        message = first["msg"]
+        if first["type"] == "union_tag_not_found":  # e.g. --source.path=x while the file sets no source.type
+            message = f"the kind must be given too when {where[0]} options are set"
+        shown = first["type"] not in {"missing", "union_tag_invalid", "union_tag_not_found"}
+        got = f" (got {_shown(first['input'])})" if shown else ""
         more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
         raise ConfigError(
-            f"config value {'.'.join(where) or '<root>'}{f' from {src}' if src else ''}: {first['msg']}{got}{more}"
+            f"config value {'.'.join(where) or '<root>'}{f' from {src}' if src else ''}: {message}{got}{more}"
         ) from exc
 
 

@@ -136,6 +136,11 @@ def test_union_errors_point_at_the_key_the_user_wrote(tmp_path: Path) -> None:
         load_config(AgentConfig, None, flags, {"EDGEFERRY_SOURCE__PATHX": "1"})
 
 
+def test_a_union_option_without_its_kind_says_to_give_the_kind() -> None:
+    with pytest.raises(ConfigError, match=r"^config value source\.type from flag --source\.queue_size: the kind must"):
+        load_config(AgentConfig, None, {"source.queue_size": 8}, {})
+
+
 def test_dotted_args_and_set_pairs_parse_the_same_way() -> None:
     args = ["--mqtt.port=1884", "--source.path", "cam.mp4", "--events.min-score=0.5", "--sync.variant="]
     assert parse_dotted_args(args) == {
