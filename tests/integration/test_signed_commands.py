@@ -221,7 +221,7 @@ def test_edgeferry_keygen_and_cmd_round_trip(tmp_path: Path, mosquitto: Broker) 
         assert "no-such-device" in nobody.stderr
 
     silent = _cli("cmd", topics.device_id, "ping", *common, "--timeout", "2")
-    assert silent.returncode == 3, silent.stderr  # the agent is stopped: its session no longer subscribes
+    assert silent.returncode == 3, silent.stderr  # the agent is stopped: nothing answers within the timeout
 
     bad_args = _cli("cmd", topics.device_id, "deploy", "version", *common)
     assert bad_args.returncode == 1 and "key=value" in bad_args.stderr and bad_args.stderr.count("\n") == 1
