@@ -1,0 +1,144 @@
+"""Home Assistant MQTT discovery for one agent: sensors built from the metric table, announced again on HA's birth.
+
+Each figure becomes a sensor of one device (`via_device` the fleet). Templates read a figure only when the report
+carries it and otherwise render '' (which Home Assistant ignores without a log line), so figures that come and go
+never warn. The device counts as available only while its status is `online`: `stopped` and `offline` both mean
+unavailable.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Collection
+from typing import Any
+
+from edge.link.base import Link
+from shared.metrics import METRICS, Metric
+from shared.topics import STATUS_OFFLINE, STATUS_ONLINE, DeviceTopics
+
+log = logging.getLogger(__name__)
+
+HA_PREFIX = "homeassistant"
+HA_BIRTH = "online"
+AVAILABILITY_TEMPLATE = f"{{{{ '{STATUS_ONLINE}' if value == '{STATUS_ONLINE}' else '{STATUS_OFFLINE}' }}}}"
+
+Config = tuple[str, dict[str, Any]]
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9_]+", "_", text.lower()).strip("_")
+
+
+def node_id(topics: DeviceTopics) -> str:
+    """The discovery node id of one agent (also its device identifier)."""
+    return f"edgeferry_{topics.fleet}_{topics.device_id}"
+
+
+def fleet_node_id(fleet: str) -> str:
+    """The identifier of the fleet device every agent hangs under (`via_device`)."""
+    return f"edgeferry_{fleet}"
+
+
+def value_template(name: str) -> str:
+    """Reads one figure, or '' when the report lacks it (Home Assistant ignores empty numeric states quietly)."""
+    return f"{{{{ value_json['{name}'] if '{name}' in value_json else '' }}}}"
+
+
+def config_topic(topics: DeviceTopics, metric: Metric, prefix: str = HA_PREFIX) -> str:
+    """Where Home Assistant reads one sensor's discovery config."""
+    return f"{prefix}/sensor/{node_id(topics)}/{metric.name}/config"
+
+
+def discovery_configs(
+    topics: DeviceTopics,
+    agent_version: str,
+    prefix: str = HA_PREFIX,
+    reported: Collection[str] | None = None,
+) -> list[Config]:
+    """(config topic, retained payload) per metric the host reports (`reported`; None: every metric)."""
+    node = node_id(topics)
+    device = {
+        "identifiers": [node],
+        "name": f"edgeferry {topics.device_id}",
+        "manufacturer": "edgeferry",
+        "model": "edgeferry agent",
+        "sw_version": agent_version,
+        "via_device": fleet_node_id(topics.fleet),
+    }
+    origin = {"name": "edgeferry", "sw_version": agent_version}
+    out: list[Config] = []
+    for m in METRICS:
+        if reported is not None and m.name not in reported:
+            continue
+        cfg: dict[str, Any] = {
+            "name": m.label,
+            "unique_id": f"{node}_{m.name}",
+            "default_entity_id": f"sensor.{_slug(node)}_{m.name}",
+            "state_topic": topics.telemetry,
+            "value_template": value_template(m.name),
+            "availability_topic": topics.status,
+            "availability_template": AVAILABILITY_TEMPLATE,
+            "payload_available": STATUS_ONLINE,
+            "payload_not_available": STATUS_OFFLINE,
+            "state_class": "total_increasing" if m.kind == "counter" else "measurement",
+            "device": device,
+            "origin": origin,
+        }
+        if m.unit:
+            cfg["unit_of_measurement"] = m.unit
+        if m.ha_device_class:
+            cfg["device_class"] = m.ha_device_class
+        out.append((config_topic(topics, m, prefix), cfg))
+    return out
+
+
+def withdrawn_topics(
+    topics: DeviceTopics, prefix: str = HA_PREFIX, reported: Collection[str] | None = None
+) -> list[str]:
+    """Config topics of metrics the host does not report: an empty retained message removes an older entity."""
+    if reported is None:
+        return []
+    return [config_topic(topics, m, prefix) for m in METRICS if m.name not in reported]
+
+
+class HaDiscovery:
+    """Publishes the discovery configs retained, and again whenever Home Assistant announces `online`."""
+
+    def __init__(
+        self,
+        link: Link,
+        topics: DeviceTopics,
+        agent_version: str,
+        prefix: str = HA_PREFIX,
+        reported: Collection[str] | None = None,
+    ) -> None:
+        self._link = link
+        self._topics = topics
+        self._version = agent_version
+        self._prefix = prefix
+        self._reported = frozenset(reported) if reported is not None else None
+        self.published = 0
+
+    @property
+    def status_topic(self) -> str:
+        """Home Assistant's birth/will topic."""
+        return f"{self._prefix}/status"
+
+    def start(self) -> None:
+        """Announce every sensor now and subscribe to Home Assistant's status for its restarts."""
+        self._link.subscribe(self.status_topic, self._on_ha_status, retained=False)
+        self.publish()
+
+    def publish(self) -> None:
+        """Publish every config (retained) and withdraw those of figures this host does not report."""
+        for topic, payload in discovery_configs(self._topics, self._version, self._prefix, self._reported):
+            self._link.publish_json(topic, payload, retain=True)
+        for topic in withdrawn_topics(self._topics, self._prefix, self._reported):
+            self._link.publish_text(topic, "", retain=True)
+        self.published += 1
+
+    def _on_ha_status(self, topic: str, payload: bytes) -> None:
+        if payload.decode(errors="replace").strip() == HA_BIRTH:
+            log.info("Home Assistant came online; publishing discovery again")
+            self.publish()

@@ -1,0 +1,92 @@
+"""Home Assistant discovery from the metric table: current schema keys, guarded templates, availability that treats
+`stopped` as unavailable, and configs published again on Home Assistant's birth message (real Mosquitto too)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+from edge.config import MqttConfig
+from edge.ha_discovery import AVAILABILITY_TEMPLATE, HaDiscovery, discovery_configs, value_template
+from edge.link.mqtt import MqttLink
+from shared.metrics import METRICS
+from shared.topics import DeviceTopics
+from tests.edge.fake_link import FakeLink
+from tests.fixtures.broker import Broker, MqttProbe
+
+TOPICS = DeviceTopics("lab", "cam-1")
+
+
+def test_one_sensor_per_metric_with_current_keys_and_the_metric_title() -> None:
+    configs = dict(discovery_configs(TOPICS, "0.1.0"))
+    assert len(configs) == len(METRICS)
+    cfg = configs["homeassistant/sensor/edgeferry_lab_cam-1/e2e_ms_p99/config"]
+    assert cfg["name"] == "End-to-end p99"
+    assert cfg["default_entity_id"] == "sensor.edgeferry_lab_cam_1_e2e_ms_p99"
+    assert "object_id" not in cfg
+    assert cfg["unique_id"] == "edgeferry_lab_cam-1_e2e_ms_p99"
+    assert cfg["state_topic"] == "edgeferry/lab/cam-1/telemetry"
+    assert cfg["value_template"] == "{{ value_json['e2e_ms_p99'] if 'e2e_ms_p99' in value_json else '' }}"
+    assert (cfg["unit_of_measurement"], cfg["device_class"], cfg["state_class"]) == ("ms", "duration", "measurement")
+    assert cfg["device"]["via_device"] == "edgeferry_lab"
+    assert configs["homeassistant/sensor/edgeferry_lab_cam-1/frames/config"]["state_class"] == "total_increasing"
+    assert all(len(c["name"]) <= 32 for c in configs.values())
+
+
+def test_availability_maps_every_status_but_online_to_unavailable() -> None:
+    cfg = discovery_configs(TOPICS, "0.1.0")[0][1]
+    assert cfg["availability_topic"] == TOPICS.status
+    assert cfg["availability_template"] == AVAILABILITY_TEMPLATE
+    assert (cfg["payload_available"], cfg["payload_not_available"]) == ("online", "offline")
+    assert AVAILABILITY_TEMPLATE == "{{ 'online' if value == 'online' else 'offline' }}"
+
+
+def test_only_reported_figures_are_announced_when_the_caller_says_which() -> None:
+    configs = discovery_configs(TOPICS, "0.1.0", reported={"fps", "cpu_pct"})
+    assert sorted(t.split("/")[-2] for t, _ in configs) == ["cpu_pct", "fps"]
+    assert value_template("gpu_pct") == "{{ value_json['gpu_pct'] if 'gpu_pct' in value_json else '' }}"
+
+
+def test_start_publishes_retained_configs_and_withdraws_unreported_ones() -> None:
+    link = FakeLink()
+    HaDiscovery(link, TOPICS, "0.1.0", reported={m.name for m in METRICS} - {"gpu_pct"}).start()
+    gpu = link.on("homeassistant/sensor/edgeferry_lab_cam-1/gpu_pct/config")
+    assert [(p.payload, p.retain) for p in gpu] == [(b"", True)]
+    fps = link.on("homeassistant/sensor/edgeferry_lab_cam-1/fps/config")
+    assert len(fps) == 1 and fps[0].retain and fps[0].json()["name"] == "Frame rate"
+    assert "homeassistant/status" in link.handlers
+
+
+def test_home_assistant_birth_republishes_everything_and_other_payloads_do_not() -> None:
+    link = FakeLink()
+    ha = HaDiscovery(link, TOPICS, "0.1.0")
+    ha.start()
+    link.deliver("homeassistant/status", b"offline")
+    assert ha.published == 1
+    link.deliver("homeassistant/status", b"online")
+    assert ha.published == 2
+    assert len(link.on("homeassistant/sensor/edgeferry_lab_cam-1/fps/config")) == 2
+
+
+def test_birth_message_over_a_real_broker_brings_the_configs_again(
+    mosquitto: Broker, mqtt_probe: Callable[..., MqttProbe], tmp_path: Path,
+) -> None:
+    cfg = MqttConfig(host=mosquitto.host, port=mosquitto.port, outbox_path=tmp_path / "outbox.sqlite",
+                     keepalive_s=5, reconnect_min_s=1, reconnect_max_s=1, flush_timeout_s=3)
+    link = MqttLink(cfg, TOPICS)
+    ha = HaDiscovery(link, TOPICS, "0.1.0", reported={"fps", "frames"})
+    ha.start()
+    link.start()
+    try:
+        watcher = mqtt_probe(mosquitto, "homeassistant/sensor/#")
+        fps_topic = "homeassistant/sensor/edgeferry_lab_cam-1/fps/config"
+        watcher.wait_for(lambda m: m.topic == fps_topic, what="the fps config")
+        late = mqtt_probe(mosquitto, fps_topic).wait_for(lambda m: m.topic == fps_topic, what="the retained config")
+        assert late.retain and json.loads(late.payload)["default_entity_id"] == "sensor.edgeferry_lab_cam_1_fps"
+        home_assistant = mqtt_probe(mosquitto)
+        home_assistant.publish("homeassistant/status", "online")
+        watcher.wait_count(fps_topic, 2, timeout=10)
+        assert ha.published >= 2
+    finally:
+        link.stop()

@@ -1,0 +1,98 @@
+"""Run by Home Assistant's own Python (not by pytest): checks discovery configs the way HA's MQTT discovery does.
+
+Input (argv[1], JSON): {"prefix": "homeassistant", "configs": [[topic, payload], ...], "reports": [telemetry dict, ...],
+"statuses": {"online": true, "stopped": false, ...}}. Prints one JSON object: {"problems": [...], "checked": n}.
+Each config is matched against HA's discovery topic pattern, expanded from abbreviations, validated with the
+platform's DISCOVERY_SCHEMA and the strict PLATFORM_SCHEMA_MODERN, and its templates rendered by HA's template
+engine against every report; a log record at WARNING or above, or a state HA would reject, is a problem.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import json
+import logging
+import sys
+import tempfile
+from typing import Any
+
+import voluptuous as vol
+from homeassistant.components.mqtt import discovery
+from homeassistant.components.mqtt.const import CONF_OBJECT_ID
+from homeassistant.components.mqtt.models import MqttValueTemplate, PayloadSentinel
+from homeassistant.const import __version__ as HA_VERSION
+from homeassistant.core import HomeAssistant
+from homeassistant.helpers import template as ha_template
+
+
+class _Collect(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.records: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(f"{record.name}: {record.getMessage()}")
+
+
+def _numeric(cfg: dict[str, Any]) -> bool:
+    return bool(cfg.get("unit_of_measurement") or cfg.get("state_class"))
+
+
+async def main(spec: dict[str, Any]) -> dict[str, Any]:
+    problems: list[str] = []
+    logs = _Collect()
+    logging.getLogger().addHandler(logs)
+    with tempfile.TemporaryDirectory() as config_dir:
+        hass = HomeAssistant(config_dir)
+        # Templates need the hass the MQTT integration would give them.
+        ha_template.async_setup(hass) if hasattr(ha_template, "async_setup") else None
+        for topic, raw in spec["configs"]:
+            # Trimmed and matched as discovery.async_start does.
+            match = discovery.TOPIC_MATCHER.match(topic.replace(f"{spec['prefix']}/", "", 1))
+            if match is None:
+                problems.append(f"{topic}: not a discovery topic Home Assistant listens to")
+                continue
+            component = match.group("component")
+            payload = dict(raw)
+            discovery._replace_all_abbreviations(payload)
+            platform = importlib.import_module(f"homeassistant.components.mqtt.{component}")
+            if CONF_OBJECT_ID in payload:
+                problems.append(f"{topic}: uses the deprecated object_id")
+            try:
+                strict = platform.PLATFORM_SCHEMA_MODERN(dict(payload))
+                cfg = platform.DISCOVERY_SCHEMA(dict(payload))
+            except vol.Invalid as exc:
+                problems.append(f"{topic}: rejected by Home Assistant's {component} schema: {exc}")
+                continue
+            ignored = sorted(set(payload) - set(strict))
+            if ignored:
+                problems.append(f"{topic}: keys Home Assistant ignores: {ignored}")
+            before = len(logs.records)
+            value_tpl = MqttValueTemplate(cfg.get("value_template"), entity=None)
+            for report in spec["reports"]:
+                rendered = value_tpl.async_render_with_possible_json_value(json.dumps(report), PayloadSentinel.DEFAULT)
+                if _numeric(cfg) and rendered not in ("", "None"):
+                    try:
+                        float(rendered)
+                    except (TypeError, ValueError):
+                        problems.append(f"{topic}: state {rendered!r} is not numeric for report keys {sorted(report)}")
+            avail_tpl = MqttValueTemplate(cfg.get("availability_template"), entity=None)
+            for status, available in spec["statuses"].items():
+                value = avail_tpl.async_render_with_possible_json_value(status, PayloadSentinel.DEFAULT)
+                if value == cfg["payload_available"]:
+                    got: bool | None = True
+                elif value == cfg["payload_not_available"]:
+                    got = False
+                else:
+                    got = None  # HA ignores the message: availability keeps its previous value
+                if got is not available:
+                    problems.append(f"{topic}: status {status!r} makes the device available={got}, want {available}")
+            problems.extend(f"{topic}: Home Assistant logged: {r}" for r in logs.records[before:])
+        await hass.async_stop(force=True)
+    return {"problems": problems, "checked": len(spec["configs"]), "home_assistant": HA_VERSION}
+
+
+if __name__ == "__main__":
+    with open(sys.argv[1]) as fh:
+        print(json.dumps(asyncio.run(main(json.load(fh)))))
