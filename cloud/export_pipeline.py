@@ -19,11 +19,14 @@ from cloud.cpu_features import CpuInfo, detect_cpu
 from cloud.errors import ExportError
 from cloud.export_onnx import convert_fp16, export_fp32, tensor_specs
 from cloud.golden import golden_indices, write_golden
-from cloud.latency import LatencyStats, ort_latency
+from cloud.latency import LatencyStats, call_latency, ort_latency
 from cloud.ort_session import CPU, best_provider, open_session, predict
 from cloud.quantize import choose_int8_plan, quantize_int8
-from cloud.tensorrt_build import build_engine, engine_file_name, gpu_identity, tensorrt_available
+from cloud.tensorrt_build import build_engine, engine_file_name
 from cloud.verify import GateResult, accuracy, agreement_gate, fp16_gate, fp32_gate, int8_gate
+from edge.backends.tensorrt_exec import TrtModel
+from edge.backends.tensorrt_runtime import probe_tensorrt
+from shared.errors import EdgeferryError
 from shared.golden import GOLDEN_FILE
 from shared.integrity import sha256_file
 from shared.manifest import Golden, Quantization, RejectedVariant, Target, TensorSpec, Variant, VariantMetrics
@@ -234,35 +237,41 @@ def _int8(run: _Run, fp32_path: Path, calib_inputs: np.ndarray) -> None:
 
 
 def _tensorrt(run: _Run, fp32_path: Path) -> None:
+    """Build, gate and time an engine with the device's own TensorRT probe, builder and runner (edge.backends)."""
     mode = run.cfg.tensorrt
     if mode == "off":
         return
-    why = tensorrt_available()
-    if why is not None:
+    runtime, why = probe_tensorrt()
+    if runtime is None:
         if mode == "required":
             raise ExportError(f"tensorrt: required, but {why}")
         log.info("no TensorRT engine built: %s", why)
         run.notes.append(f"tensorrt: skipped ({why})")
         return
-    path = run.engine_path = run.out_dir / engine_file_name(gpu_identity()[0])
+    path = run.engine_path = run.out_dir / engine_file_name(runtime.gpu_name)
     try:
-        from cloud.tensorrt_run import EngineRunner
-
-        info = build_engine(fp32_path, path, fp16=run.cfg.tensorrt_fp16, workspace=run.cfg.tensorrt_workspace_mb << 20,
-                            max_batch=run.cfg.tensorrt_max_batch)
-        runner = EngineRunner(path)
-        result = agreement_gate("tensorrt", run.reference, runner.predict(run.test_inputs), run.test_labels,
-                                run.cfg.fp16_min_agreement)
-        run.gates.append(result)
-        if not result.passed:
-            run.reject("tensorrt", result.reason, path)
-        else:
-            latency = runner.latency(run.test_inputs, run.cfg.latency_runs)
-            run.accept("tensorrt", path, result, info.to_target(), latency)
-    except ExportError as exc:
+        info = build_engine(fp32_path, path, runtime, fp16=run.cfg.tensorrt_fp16,
+                            workspace=run.cfg.tensorrt_workspace_mb << 20, max_batch=run.cfg.tensorrt_max_batch)
+        model = TrtModel(runtime, path.read_bytes(), path.name)
+        try:
+            result = agreement_gate("tensorrt", run.reference, model.run(run.test_inputs), run.test_labels,
+                                    run.cfg.fp16_min_agreement)
+            run.gates.append(result)
+            if not result.passed:
+                run.reject("tensorrt", result.reason, path)
+                return
+            # Batch 1 including the host-device copies, as the agent pays them per frame.
+            sample = np.ascontiguousarray(run.test_inputs[:1], dtype=np.float32)
+            latency = call_latency(lambda: model.run(sample), run.cfg.latency_runs, threads=1)
+        finally:
+            model.close()
+        run.accept("tensorrt", path, result, info.to_target(), latency)
+    except (EdgeferryError, OSError) as exc:  # ExportError, or edge's BackendError from the shared runner
         if mode == "required":
             path.unlink(missing_ok=True)
-            raise
+            if isinstance(exc, ExportError):
+                raise
+            raise ExportError(f"tensorrt: {exc}") from exc
         run.reject("tensorrt", f"build failed: {exc}", path)
 
 

@@ -51,8 +51,12 @@ def ort_latency(
     name = session.get_inputs()[0].name
     x = np.ascontiguousarray(sample[:1], dtype=np.float32)
     try:
-        samples = time_calls(lambda: session.run(None, {name: x}), runs, warmup)
+        return call_latency(lambda: session.run(None, {name: x}), runs, threads, warmup)
     except ORT_ERRORS as exc:
         raise ExportError(f"ONNX Runtime failed while timing: {exc}") from exc
-    p50, p99 = percentiles_ms(samples)
+
+
+def call_latency(fn: Callable[[], object], runs: int, threads: int, warmup: int = 10) -> LatencyStats:
+    """p50/p99 of `runs` calls of a batch-1 inference (any runtime), after `warmup` untimed ones."""
+    p50, p99 = percentiles_ms(time_calls(fn, runs, warmup))
     return LatencyStats(p50, p99, runs, threads)

@@ -1,7 +1,8 @@
 """TensorRT engines: a matching prebuilt engine, or one built on the device from the ONNX and cached.
 
-tensorrt and cuda-python are imported lazily; without them (or without a GPU) the backend says so in one log
-line and declines every variant, so the agent falls back to ONNX Runtime.
+The probe (tensorrt_runtime), the builder (tensorrt_build) and the runner (tensorrt_exec) are the modules the
+cloud's engine gate uses too. tensorrt and cuda-python are imported lazily; without them (or without a GPU) the
+backend says so in one log line and declines every variant, so the agent falls back to ONNX Runtime.
 """
 
 from __future__ import annotations
@@ -12,14 +13,12 @@ import importlib
 import json
 import logging
 import re
-import threading
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
-from typing import Any
 
+from edge.backends import tensorrt_build
 from edge.backends.base import Hardware, LoadedModel
+from edge.backends.tensorrt_exec import TrtModel
+from edge.backends.tensorrt_runtime import Importer, TensorRTRuntime, tensorrt_runtime
 from edge.config import TensorRTConfig
 from edge.errors import BackendError
 from edge.variant_select import engine_matches
@@ -33,73 +32,6 @@ log = logging.getLogger(__name__)
 MAX_BATCH = 16
 # Precisions built on the device from an ONNX file; int8 needs calibration data we do not ship to devices.
 BUILDABLE = frozenset({"fp32", "fp16"})
-Importer = Callable[[str], ModuleType]
-
-
-@dataclass(frozen=True)
-class TensorRTRuntime:
-    """The imported modules and the GPU they will run on."""
-
-    trt: Any
-    cudart: Any
-    version: str
-    gpu_name: str
-    compute_capability: str
-
-
-@dataclass(frozen=True)
-class _Probe:
-    runtime: TensorRTRuntime | None
-    reason: str | None
-
-
-_probe: _Probe | None = None
-_probe_lock = threading.Lock()
-
-
-def _import_cudart(importer: Importer) -> Any:
-    """cuda-python's runtime API: cuda.bindings.runtime (12.6+) or the older cuda.cudart."""
-    try:
-        return importer("cuda.bindings.runtime")
-    except ImportError:
-        return importer("cuda.cudart")
-
-
-def probe_tensorrt(importer: Importer = importlib.import_module) -> tuple[TensorRTRuntime | None, str | None]:
-    """(runtime, None) when TensorRT, cuda-python and a GPU are all there, else (None, why not)."""
-    try:
-        trt = importer("tensorrt")
-    except (ImportError, OSError) as exc:  # OSError: the wheel is there but libnvinfer is not
-        return None, f"cannot import tensorrt ({exc})"
-    try:
-        cudart = _import_cudart(importer)
-    except (ImportError, OSError) as exc:
-        return None, f"cuda-python is not installed ({exc}); install 'cuda-python' next to tensorrt"
-    success = cudart.cudaError_t.cudaSuccess
-    err, count = cudart.cudaGetDeviceCount()
-    if err != success or count < 1:
-        return None, f"no CUDA device is visible ({err})"
-    err, prop = cudart.cudaGetDeviceProperties(0)
-    if err != success:
-        return None, f"cannot query the CUDA device ({err})"
-    raw = prop.name.decode(errors="replace") if isinstance(prop.name, bytes) else str(prop.name)
-    gpu = raw.split("\0", 1)[0].strip()
-    return TensorRTRuntime(trt, cudart, str(trt.__version__), gpu, f"{prop.major}.{prop.minor}"), None
-
-
-def tensorrt_runtime(importer: Importer = importlib.import_module) -> TensorRTRuntime | None:
-    """The process-wide probe result; logs a single line the first time TensorRT turns out to be unavailable."""
-    global _probe
-    with _probe_lock:
-        if _probe is None:
-            runtime, reason = probe_tensorrt(importer)
-            _probe = _Probe(runtime, reason)
-            if runtime is None:
-                log.warning("TensorRT unavailable: %s; using ONNX Runtime", reason)
-            else:
-                log.info("TensorRT %s on %s (compute %s)", runtime.version, runtime.gpu_name,
-                         runtime.compute_capability)
-        return _probe.runtime
 
 
 def _slug(text: str) -> str:
@@ -171,8 +103,6 @@ class TensorRTBackend:
             data = self.engine_for(path, variant, rt)
         else:
             raise BackendError(f"{variant.file}: TensorRT builds only fp32/fp16 ONNX here, not {variant.precision}")
-        from edge.backends.tensorrt_exec import TrtModel  # only with TensorRT present
-
         return TrtModel(rt, data, variant.file)
 
     def engine_for(self, onnx_path: Path, variant: Variant, rt: TensorRTRuntime) -> bytes:
@@ -190,11 +120,9 @@ class TensorRTBackend:
         if cached.is_file():
             log.info("using cached TensorRT engine %s for %s", cached.name, variant.file)
             return _read(cached)
-        from edge.backends.tensorrt_build import build_engine  # only with TensorRT present
-
         timing = timing_cache_file(cache_dir, rt.version, rt.gpu_name)
         log.info("building a TensorRT engine for %s (fp16=%s); this takes a while once per model", variant.file, fp16)
-        engine, timing_bytes = build_engine(
+        engine, timing_bytes = tensorrt_build.build_engine(
             rt.trt, _read(onnx_path), workspace_bytes=self.cfg.workspace_mb << 20, fp16=fp16,
             max_batch=MAX_BATCH, timing_cache=_read(timing) if timing.is_file() else b"",
         )

@@ -1,4 +1,4 @@
-"""Running a deserialized TensorRT engine with cuda-python device buffers; imported only when TensorRT is present."""
+"""Running a deserialized TensorRT engine with cuda-python device buffers: the agent's runner and the cloud's gate."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from edge.backends.tensorrt_backend import TensorRTRuntime
 from edge.backends.tensorrt_build import make_logger
+from edge.backends.tensorrt_runtime import TensorRTRuntime
 from edge.errors import BackendError
 
 log = logging.getLogger(__name__)

@@ -1,4 +1,4 @@
-"""TensorRT without a GPU: the missing-import fallback, target matching and the engine cache (build faked).
+"""TensorRT without a GPU: the probe, the missing-import fallback, target matching, profiles and the engine cache.
 
 No GPU exists where these tests run: building and executing real engines (tensorrt_build.build_engine with
 real TensorRT, tensorrt_exec.TrtModel) is not exercised here.
@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from edge.backends import tensorrt_backend, tensorrt_build
+from edge.backends import tensorrt_build, tensorrt_runtime
 from edge.backends.base import Hardware
 from edge.backends.factory import available_backends, make_backend, pick_backend
 from edge.backends.onnxruntime_backend import OnnxRuntimeBackend
@@ -24,12 +24,11 @@ from edge.backends.tensorrt_backend import (
     TensorRTBackend,
     engine_cache_key,
     engine_file,
-    probe_tensorrt,
     timing_cache_file,
 )
 from edge.backends.tensorrt_build import profile_shapes
-from edge.config import OnnxRuntimeConfig
-from edge.config import TensorRTConfig
+from edge.backends.tensorrt_runtime import probe_tensorrt
+from edge.config import OnnxRuntimeConfig, TensorRTConfig
 from edge.errors import BackendError
 from shared.manifest import Variant
 from tests.edge.tiny_onnx import variant_dict, write_classifier
@@ -65,7 +64,7 @@ def importer_of(modules: dict[str, ModuleType]) -> Any:
 
 @pytest.fixture(autouse=True)
 def fresh_probe(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(tensorrt_backend, "_probe", None)
+    monkeypatch.setattr(tensorrt_runtime, "_probe", None)
 
 
 def variant(path: Path, precision: str = "fp32", **target: Any) -> Variant:
@@ -198,6 +197,31 @@ def test_an_onnx_file_that_changed_since_verification_is_not_built(tmp_path: Pat
 
 def test_optimization_profile_spans_batch_one_to_max() -> None:
     assert profile_shapes((-1, 3, 224, 224), 16) == ((1, 3, 224, 224), (1, 3, 224, 224), (16, 3, 224, 224))
+    assert profile_shapes((-1, 1, 28, 28), max_batch=16, opt_batch=4)[1] == (4, 1, 28, 28)
     assert profile_shapes((1, 1, 28, 28), 16) == ((1, 1, 28, 28),) * 3
-    with pytest.raises(BackendError, match="dynamic dimensions besides the batch"):
+    assert profile_shapes((2, 3, 8, 8), 8) == ((2, 3, 8, 8),) * 3
+
+
+def test_profiles_refuse_what_an_engine_cannot_take() -> None:
+    with pytest.raises(BackendError, match="dynamic beyond the batch axis"):
         profile_shapes((-1, 3, -1, -1), 16)
+    with pytest.raises(BackendError, match=r"opt batch 8 must lie in 1\.\.max batch 4"):
+        profile_shapes((-1, 3, 8, 8), max_batch=4, opt_batch=8)
+    with pytest.raises(BackendError, match="no dimensions"):
+        profile_shapes((), 16)
+
+
+def test_tensorrt_before_10_is_declined_with_the_reason() -> None:
+    modules = fake_modules()
+    modules["tensorrt"].__version__ = "8.6.1"  # type: ignore[attr-defined]
+    runtime, reason = probe_tensorrt(importer_of(modules))
+    assert runtime is None and reason == "TensorRT 8.6.1 is too old; engines need TensorRT 10 or newer"
+
+
+def test_cuda_runtime_version_is_read_when_cuda_python_offers_it() -> None:
+    modules = fake_modules()
+    cudart = modules["cuda.bindings.runtime"]
+    cudart.cudaRuntimeGetVersion = lambda: (CudaError.cudaSuccess, 12060)  # type: ignore[attr-defined]
+    runtime, _ = probe_tensorrt(importer_of(modules))
+    assert runtime is not None and runtime.cuda_version == "12.6"
+    assert probe_tensorrt(importer_of(fake_modules()))[0].cuda_version is None  # type: ignore[union-attr]
