@@ -22,6 +22,7 @@ from edge.config import AgentConfig
 from edge.errors import SourceError
 from edge.events import EventEmitter
 from edge.frame_stats import FrameStats
+from edge.ha_discovery import discovery_configs as ha_discovery
 from edge.hardware import detect_hardware
 from edge.hot_swap import ModelSlot, prepare
 from edge.link import Link, MqttLink, NullLink, Outbox
@@ -37,7 +38,6 @@ from edge.system_stats import SystemStats
 from edge.systemd_notify import Notifier
 from edge.telemetry import EnvelopeFactory, Telemetry, TelemetryLoop
 from shared.config_loader import config_digest
-from shared.dashboard_views import ha_discovery
 from shared.errors import EdgeferryError
 from shared.payloads import (
     DeployCommand,
