@@ -47,6 +47,19 @@ class OutboxError(AgentError):
     """The store-and-forward queue cannot be opened or written."""
 
 
+@dataclass
+class _Pending:
+    """A message waiting for its group's commit; `id` stays None when the disk refused the group."""
+
+    topic: str
+    payload: bytes
+    qos: int
+    retain: bool
+    created_ms: int
+    id: int | None = None
+    done: bool = False
+
+
 @dataclass(frozen=True)
 class OutboxMessage:
     """One queued message; `id` orders messages and never repeats within a queue file."""
@@ -67,6 +80,10 @@ class Outbox:
         self.path = Path(path)
         self.max_messages = max_messages
         self._lock = threading.Lock()
+        # Group commit: producers queue in _waiting; one of them at a time commits all that waits.
+        self._group = threading.Condition(threading.Lock())
+        self._waiting: list[_Pending] = []
+        self._committing = False
         self._closed = False
         self._db = self._open(synchronous)
         self._depth = int(self._db.execute("SELECT COUNT(*) FROM messages").fetchone()[0])
@@ -120,34 +137,69 @@ class Outbox:
         return db
 
     def put(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> int | None:
-        """Append a message and return its id; drops the oldest when the bound is exceeded.
+        """Append a message and return its id once the group holding it committed; drops the oldest beyond the
+        bound.
 
-        A message the disk cannot take (full, I/O error) is counted in `write_errors` and None is returned: the
-        threads that produce messages must never stop on the state of the disk. Bad input still raises.
+        Group commit: messages put while a commit is running wait for it and then go to disk together in the
+        next transaction, so concurrent producers share one commit instead of queueing for one each; a lone
+        producer pays exactly one commit as before. The promise is unchanged: put() returns only after its
+        message is committed. A message the disk cannot take (full, I/O error) is counted in `write_errors`
+        and None is returned: the threads that produce messages must never stop on the state of the disk.
+        Bad input still raises.
         """
         if not topic:
             raise OutboxError("cannot queue a message without a topic")
         if qos not in (0, 1, 2):
             raise OutboxError(f"MQTT QoS must be 0, 1 or 2, got {qos}")
-        with self._lock:
+        mine = _Pending(topic, bytes(payload), qos, retain, int(time.time() * 1000))
+        with self._group:
             if self._closed:
                 raise OutboxError(f"outbox {self.path} is closed; messages can no longer be queued")
+            self._waiting.append(mine)
+            while not mine.done:
+                if not self._committing:
+                    # Lead: commit everything waiting, this message included.
+                    batch, self._waiting = self._waiting, []
+                    self._committing = True
+                    break
+                self._group.wait()
+            else:
+                return mine.id
+        try:
+            self._commit(batch)
+        finally:
+            with self._group:
+                self._committing = False
+                self._group.notify_all()
+        return mine.id
+
+    def _commit(self, batch: list[_Pending]) -> None:
+        """Write one group in one transaction; all of it or, on a refusing disk, none of it (counted)."""
+        with self._lock:
             try:
+                if self._closed:
+                    raise sqlite3.ProgrammingError("closed while the group waited")
                 self._db.execute("BEGIN IMMEDIATE")
-                cur = self._db.execute(
-                    "INSERT INTO messages (topic, payload, qos, retain, created_ms) VALUES (?, ?, ?, ?, ?)",
-                    (topic, bytes(payload), qos, int(retain), int(time.time() * 1000)),
-                )
-                trimmed = self._trim(self._depth + 1)
+                ids = []
+                for m in batch:
+                    cur = self._db.execute(
+                        "INSERT INTO messages (topic, payload, qos, retain, created_ms) VALUES (?, ?, ?, ?, ?)",
+                        (m.topic, m.payload, m.qos, int(m.retain), m.created_ms),
+                    )
+                    ids.append(int(cur.lastrowid or 0))
+                trimmed = self._trim(self._depth + len(batch))
                 self._db.execute("COMMIT")
             except sqlite3.Error as exc:
                 self._rollback()
-                self._write_failed(exc, 1)
-                return None
-            self._depth += 1 - trimmed
+                self._write_failed(exc, len(batch))
+                for m in batch:
+                    m.done = True
+                return
+            self._depth += len(batch) - trimmed
             self._dropped += trimmed
             self._write_succeeded()
-            return int(cur.lastrowid or 0)
+        for m, message_id in zip(batch, ids, strict=True):
+            m.id, m.done = message_id, True
 
     def _write_failed(self, exc: sqlite3.Error, lost: int) -> None:
         """Count messages the disk refused; one log line per outage, not per message. Caller holds the lock."""

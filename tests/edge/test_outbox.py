@@ -164,3 +164,33 @@ def test_closing_twice_is_harmless(tmp_path: Path) -> None:
     box.close()
     with pytest.raises(OutboxError, match="closed"):
         box.ack_many([1])
+
+
+def test_messages_put_while_a_commit_runs_share_the_next_transaction_and_each_put_returns_committed(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "q.sqlite"
+    with Outbox(path) as box:
+        begins: list[str] = []
+        box._db.set_trace_callback(lambda sql: begins.append(sql) if sql.startswith("BEGIN") else None)
+        ids: dict[str, int | None] = {}
+
+        def producer(name: str) -> None:
+            ids[name] = box.put("t", name.encode())
+
+        with box._lock:  # the first producer's commit stalls here, as on a slow disk
+            first = threading.Thread(target=producer, args=("first",))
+            first.start()
+            while not box._committing:
+                threading.Event().wait(0.001)
+            others = [threading.Thread(target=producer, args=(f"m{i}",)) for i in range(5)]
+            for t in others:
+                t.start()
+            while len(box._waiting) < 5:
+                threading.Event().wait(0.001)
+        for t in [first, *others]:
+            t.join(timeout=10)
+        assert len(begins) == 2, "the five messages that waited must go in one transaction"
+        assert all(isinstance(i, int) for i in ids.values()) and len(set(ids.values())) == 6
+        on_disk = sqlite3.connect(path).execute("SELECT payload FROM messages ORDER BY id").fetchall()
+        assert on_disk[0][0] == b"first" and len(on_disk) == 6 == box.depth()
