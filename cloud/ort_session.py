@@ -9,6 +9,7 @@ import onnxruntime as ort
 from onnxruntime.capi import onnxruntime_pybind11_state as ort_state
 
 from cloud.errors import ExportError
+from edge.backends.onnxruntime_backend import session_options as edge_session_options
 
 CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"
@@ -20,17 +21,8 @@ _PREDICT_BATCH = 64
 
 
 def session_options(threads: int, spin: bool = True) -> ort.SessionOptions:
-    """Fixed intra-op threads, no inter-op parallelism, every graph optimization (QDQ fusion needs them)."""
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    so.inter_op_num_threads = 1
-    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    so.log_severity_level = 3  # errors only: fp16 models log a notice per upcast node otherwise
-    if not spin:
-        # Spinning workers help latency but starve other processes on a busy machine: off for bulk runs.
-        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return so
+    """The device's own session recipe, so the latency and accuracy the cloud records are what devices reproduce."""
+    return edge_session_options(threads, spin=spin)
 
 
 def open_session(path: Path, threads: int = 1, provider: str = CPU, spin: bool = True) -> ort.InferenceSession:

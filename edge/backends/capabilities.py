@@ -11,6 +11,8 @@ OPENVINO = "openvino"
 TENSORRT = "tensorrt"
 RUNTIMES = (TENSORRT, OPENVINO, ONNXRUNTIME)
 
+# Any of these says the CPU is x86 (flag sets in configs and tests are often partial).
+X86_FLAGS = frozenset({"sse2", "sse4_2", "avx", "avx2"})
 # Inference precision hints; "f32" is every runtime's native precision (what the variant file says).
 F32 = "f32"
 HINTS = (F32, "bf16", "f16")
@@ -62,12 +64,8 @@ CAPABILITIES: dict[str, Capability] = {
 def isa_unfit(runtime: str, hw: Hardware) -> str | None:
     """None when this CPU meets the runtime's instruction-set needs; otherwise why not (unknown flags: assume fit)."""
     flags = hw.cpu_features
-    if runtime == OPENVINO and flags:
-        x86 = "sse2" in flags
-        if x86 and "sse4_2" not in flags:
-            return "OpenVINO's CPU plugin needs SSE4.2, which this x86 CPU lacks"
-        if not x86 and not flags & {"asimd", "neon"}:
-            return "OpenVINO's CPU plugin needs x86-64 or ARM64 with NEON"
+    if runtime == OPENVINO and flags & X86_FLAGS and "sse4_2" not in flags:
+        return "OpenVINO's CPU plugin needs SSE4.2, which this x86 CPU lacks"
     if runtime == TENSORRT and not hw.cuda and hw.tensorrt_version is None:
         return "TensorRT needs an NVIDIA GPU"
     return None

@@ -46,6 +46,25 @@ def _brief(exc: BaseException, limit: int = 300) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def session_options(threads: int | None = None, *, spin: bool = True) -> ort.SessionOptions:
+    """The one ONNX Runtime session recipe, shared by the device and the cloud's gates and latency figures.
+
+    Fixed intra-op threads (None: ORT's default), no inter-op parallelism (one frame at a time), every graph
+    optimisation (QDQ fusion needs them), errors-only logging (fp16 models log a notice per upcast node otherwise).
+    spin=False stops idle workers from spinning: kinder to other processes on a busy machine, for bulk runs.
+    """
+    so = ort.SessionOptions()
+    if threads:
+        so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.log_severity_level = 3
+    if not spin:
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return so
+
+
 def choose_providers(requested: Sequence[str] | None, available: Sequence[str]) -> tuple[list[str], list[str]]:
     """(providers to use, requested ones this ORT build lacks); the requested order is kept and CPU is always there."""
     if requested is None:
@@ -128,13 +147,10 @@ class OnnxRuntimeBackend:
 
     def load(self, path: Path, variant: Variant, manifest: Manifest | None = None) -> LoadedModel:
         """A ready session; BackendError when ORT refuses the file or (given a manifest) the input does not fit."""
-        so = ort.SessionOptions()
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        so.log_severity_level = 3  # errors only: per-node warnings would flood the agent's log
-        if self.cfg.threads:
-            so.intra_op_num_threads = self.cfg.threads
         try:
-            session = ort.InferenceSession(str(path), sess_options=so, providers=self.providers)
+            session = ort.InferenceSession(
+                str(path), sess_options=session_options(self.cfg.threads), providers=self.providers
+            )
         except _ORT_ERRORS as exc:
             raise BackendError(
                 f"ONNX Runtime cannot load {variant.file} ({variant.precision}): {_brief(exc)}"

@@ -59,6 +59,7 @@ class OvModel:
         self.device = device
         self.precision = precision
         self.inference_precision = inference_precision
+        self.loaded_from_cache = False
         self._compiled: Any = compiled
         self._request: Any = compiled.create_infer_request()
         self._output = outputs[0]
@@ -119,8 +120,6 @@ class OpenVINOBackend:
                     self.reason = f"OpenVINO {self.version} has no {self.cfg.device} device (it has {devices})"
                     log.info("%s; skipping it", self.reason)
                     return None
-                self.cfg.cache_dir.mkdir(parents=True, exist_ok=True)
-                core.set_property({"CACHE_DIR": str(self.cfg.cache_dir)})
                 self._core = core
                 log.info("OpenVINO %s: devices %s", self.version, ", ".join(devices))
             return self._core
@@ -147,6 +146,12 @@ class OpenVINOBackend:
             return (F32,)
         return openvino_hints(caps)
 
+    def compile_cache_dir(self, hint: str) -> Path:
+        """One cache dir per compile setting: OpenVINO's cache key leaves out the precision hint (2026.4 serves an
+        f32 blob to an f16 request from a shared dir), so settings must never share one."""
+        threads = self.cfg.threads or "auto"
+        return self.cfg.cache_dir / f"{self.cfg.device}-{hint}-{self.cfg.performance_hint.lower()}-t{threads}"
+
     def can_run(self, variant: Variant, hw: Hardware) -> bool:
         """ONNX fp32 and int8 variants, on a CPU that meets OpenVINO's needs; engines and fp16 files never."""
         if variant.target.device == "tensorrt" or not runs_precision(OPENVINO, variant.precision, gpu=False):
@@ -170,7 +175,11 @@ class OpenVINOBackend:
             ):
                 # The agent runs one frame at a time: a static batch of 1 lets OpenVINO pick its fastest kernels.
                 model.reshape({inp.get_any_name(): [1, *(int(d.get_length()) for d in list(shape)[1:])]})
-            config: dict[str, Any] = {"PERFORMANCE_HINT": self.cfg.performance_hint, "INFERENCE_PRECISION_HINT": hint}
+            config: dict[str, Any] = {
+                "PERFORMANCE_HINT": self.cfg.performance_hint,
+                "INFERENCE_PRECISION_HINT": hint,
+                "CACHE_DIR": str(self.compile_cache_dir(hint)),
+            }
             if self.cfg.threads:
                 config["INFERENCE_NUM_THREADS"] = self.cfg.threads
             compiled = core.compile_model(model, self.cfg.device, config)
@@ -181,11 +190,13 @@ class OpenVINOBackend:
             ) from exc
         try:  # the device may run another precision than asked (no bf16 units): report what it really uses
             actual = str(compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name())
+            cached = bool(compiled.get_property("LOADED_FROM_CACHE"))
         except _PROPERTY_ERRORS:
-            actual = hint
+            actual, cached = hint, False
         loaded = OvModel(compiled, variant.file, self.cfg.device, variant.precision, actual)
+        loaded.loaded_from_cache = cached
         if manifest is not None:
             check_model_input(loaded, manifest)
-        log.info("loaded %s on OpenVINO %s (%s hint), input %s %s", variant.file, self.cfg.device, hint,
-                 loaded.input_name, loaded.input_shape)
+        log.info("loaded %s on OpenVINO %s (%s hint%s), input %s %s", variant.file, self.cfg.device, actual,
+                 ", from the compile cache" if cached else "", loaded.input_name, loaded.input_shape)
         return loaded

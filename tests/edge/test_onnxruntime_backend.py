@@ -11,7 +11,13 @@ from onnx import TensorProto
 
 from edge.backends.base import Hardware
 from edge.backends.input_check import check_model_input, input_mismatch
-from edge.backends.onnxruntime_backend import CPU_EP, CUDA_EP, OnnxRuntimeBackend, choose_providers
+from edge.backends.onnxruntime_backend import (
+    CPU_EP,
+    CUDA_EP,
+    OnnxRuntimeBackend,
+    choose_providers,
+    session_options,
+)
 from edge.config import OnnxRuntimeConfig
 from edge.errors import BackendError
 from shared.manifest import Variant
@@ -32,7 +38,9 @@ def variant(path: Path, precision: str = "fp32", **target: object) -> Variant:
 def test_loads_and_computes_the_models_logits(tmp_path: Path, backend: OnnxRuntimeBackend) -> None:
     path = write_classifier(tmp_path / "m.onnx", favour=4)
     model = backend.load(path, variant(path), manifest_for(path))
-    assert model.backend == "onnxruntime"
+    assert (model.backend, model.device, model.precision, model.inference_precision) == (  # type: ignore[attr-defined]
+        "onnxruntime", "cpu", "fp32", "f32"
+    )
     assert (model.input_name, model.input_shape) == ("input", ("batch", 1, 28, 28))
     x = np.random.default_rng(0).standard_normal((3, 1, 28, 28)).astype(np.float32)
     out = model.run(x)
@@ -120,3 +128,16 @@ def test_shape_comparison_treats_symbols_as_wildcards() -> None:
     assert input_mismatch(("dynamic", 3, 224, 224), ("N", 3, 224, 224)) is None
     assert input_mismatch((1, 1, 28, 28), (4, 1, 28, 28)) == "axis 0 is 1 vs 4"
     assert input_mismatch((1, 28, 28), (1, 1, 28, 28)) == "rank 3 vs 4"
+
+
+def test_the_cloud_measures_with_the_devices_session_recipe() -> None:
+    from cloud.ort_session import session_options as cloud_options
+
+    for threads, spin in ((1, True), (2, False)):
+        edge, cloud = session_options(threads, spin=spin), cloud_options(threads, spin)
+        fields = ("intra_op_num_threads", "inter_op_num_threads", "execution_mode", "graph_optimization_level",
+                  "log_severity_level")
+        assert [getattr(cloud, f) for f in fields] == [getattr(edge, f) for f in fields]
+        assert edge.intra_op_num_threads == threads and edge.inter_op_num_threads == 1
+        spinning = cloud.get_session_config_entry("session.intra_op.allow_spinning") if not spin else "1"
+        assert spinning == ("1" if spin else "0")
