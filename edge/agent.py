@@ -100,7 +100,7 @@ class Agent:
             self.link: Link = link
         elif cfg.mqtt.enabled:
             self._outbox = Outbox(cfg.mqtt.outbox_path, cfg.mqtt.outbox_max_messages, cfg.mqtt.outbox_synchronous)
-            self.link = MqttLink(cfg.mqtt, self.topics, self._outbox)
+            self.link = MqttLink(cfg.mqtt, self.topics, self._outbox, health=self.health)
         else:
             self.link = NullLink()
         self.events = EventEmitter(cfg.events, self.link, self.topics.events, self.envelopes)
@@ -110,7 +110,8 @@ class Agent:
         self.telemetry = Telemetry(self.envelopes)
         self.exporter: PrometheusExporter | None = None
         self.telemetry_loop = TelemetryLoop(
-            self.telemetry, self.link, self.topics.telemetry, cfg.mqtt.telemetry_interval_s, sinks=self._sinks()
+            self.telemetry, self.link, self.topics.telemetry, cfg.mqtt.telemetry_interval_s, sinks=self._sinks(),
+            health=self.health,
         )
         self._source = open_source(cfg.source)
         self._capture: Capture | None = None

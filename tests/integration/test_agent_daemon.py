@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ import yaml
 
 from shared.object_store import LocalStore
 from tests.edge.package_factory import make_package, new_keypair
+from tests.edge.small_fs import small_tmpfs
 from tests.fixtures.broker import Broker, MqttProbe
 from tests.integration.agent_harness import agent_config, send_command, topics_of, write_public_key
 
@@ -49,6 +51,28 @@ def test_sigterm_finishes_flushes_and_says_stopped(tmp_path: Path, mosquitto: Br
     assert final["frames"] > 0
     seqs = [m.json()["seq"] for m in probe.messages if m.topic != topics.status]
     assert seqs == sorted(seqs)
+
+
+def test_a_full_disk_does_not_stop_a_clean_shutdown(tmp_path: Path, mosquitto: Broker) -> None:
+    with small_tmpfs(tmp_path / "small", 4096) as fs:
+        path, tree = _setup(tmp_path, mosquitto, **{"mqtt.outbox_path": str(fs.path / "outbox.sqlite"),
+                                                     "events.mode": "every"})
+        topics = topics_of(tree)
+        probe = MqttProbe(mosquitto, f"{topics.base}/#")
+        proc = subprocess.Popen([*EDGEFERRY, "agent", "--config", str(path)], stderr=subprocess.PIPE, text=True)
+        try:
+            probe.wait_for(lambda m: m.topic == topics.telemetry and m.json().get("model_version") == 1, 30)
+            fs.fill()
+            probe.wait_for(lambda m: m.topic == topics.state and m.json()["model"]["version"] == 1, 5)
+            # Events keep coming from the frame loop while nothing more can be written.
+            time.sleep(1.0)
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=30) == 0, proc.stderr.read() if proc.stderr else ""
+        finally:
+            proc.kill()
+        probe.wait_for(lambda m: m.topic == topics.status and m.text == "stopped", 10, "retained stopped")
+        assert proc.stderr is not None
+        assert "Traceback" not in proc.stderr.read()
 
 
 def test_sighup_reloads_the_config_file(tmp_path: Path, mosquitto: Broker) -> None:
