@@ -22,7 +22,7 @@ from edge.config import AgentConfig
 from edge.errors import SourceError
 from edge.events import EventEmitter
 from edge.frame_stats import FrameStats
-from edge.ha_discovery import discovery_configs as ha_discovery
+from edge.ha_discovery import HaDiscovery
 from edge.hardware import detect_hardware
 from edge.hot_swap import ModelSlot, prepare
 from edge.link import Link, MqttLink, NullLink, Outbox
@@ -39,6 +39,7 @@ from edge.systemd_notify import Notifier
 from edge.telemetry import EnvelopeFactory, Telemetry, TelemetryLoop
 from shared.config_loader import config_digest
 from shared.errors import EdgeferryError
+from shared.metrics import METRICS
 from shared.payloads import (
     DeployCommand,
     Detection,
@@ -141,7 +142,9 @@ class Agent:
     def _sinks(self) -> list[Callable[[Mapping[str, float]], None]]:
         if self.cfg.daemon.prometheus_port is None:
             return []
-        self.exporter = PrometheusExporter({"fleet": self.topics.fleet, "device": self.topics.device_id})
+        self.exporter = PrometheusExporter(
+            {"fleet": self.topics.fleet, "device": self.topics.device_id}, histograms=self.stats.histograms
+        )
         return [self.exporter.update]
 
     def start(self) -> None:
@@ -161,8 +164,8 @@ class Agent:
         self.telemetry.add_source(self.health.metrics)
         self._publish_state()
         if self.cfg.mqtt.ha_discovery:
-            for topic, payload in ha_discovery(self.topics, __version__, self.cfg.mqtt.ha_discovery_prefix):
-                self.link.publish_json(topic, payload, retain=True)
+            reported = {m.name for m in METRICS} - self.system.unreported()
+            HaDiscovery(self.link, self.topics, __version__, self.cfg.mqtt.ha_discovery_prefix, reported).start()
         self.link.start()
         self.router.start()
         if isinstance(self._source, SensorMqttSource):

@@ -66,6 +66,10 @@ class SystemStats:
         self._gpu_load_paths = gpu_load_paths
         self._tegrastats = shutil.which(tegrastats) if tegrastats else None
 
+    def unreported(self) -> set[str]:
+        """Platform figures this host cannot report, so dashboards need not announce them (gpu_mem_mb: none yet)."""
+        return {"temp_c", "gpu_pct", "gpu_mem_mb"} - self.sample().keys()
+
     def sample(self) -> dict[str, float]:
         """cpu_pct, rss_mb, and temp_c / gpu_pct where the platform reports them."""
         out: dict[str, float] = {}

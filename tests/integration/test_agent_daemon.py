@@ -199,7 +199,8 @@ def test_systemd_notifications_and_prometheus_metrics(tmp_path: Path, mosquitto:
         probe.wait_for(lambda m: m.topic == topics.telemetry and m.json().get("frames", 0) > 0, 30)
         body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
         assert "edgeferry_frames_total" in body and 'device="' in body
-        assert "edgeferry_e2e_ms_p99" in body
+        assert "edgeferry_e2e_p99_seconds" in body
+        assert 'edgeferry_stage_latency_seconds_bucket{' in body
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
         while "STOPPING=1" not in seen:
