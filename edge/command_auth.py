@@ -19,14 +19,11 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from edge.config import DeviceConfig
-from edge.errors import AgentError
+from edge.errors import CommandStateError
 from shared.command_signing import (
     CLOCK_SKEW_MS,
     MAX_ENVELOPE_BYTES,
     MAX_SEQ,
-    REFUSAL_REASONS,
-    CommandRefused,
-    RefusalReason,
     check_addressed,
     check_sequence,
     check_time,
@@ -35,17 +32,14 @@ from shared.command_signing import (
     parse_envelope,
     verify_envelope,
 )
+from shared.errors import REFUSAL_REASONS, CommandError, CommandRefused, RefusalReason
 from shared.object_store import atomic_write
-from shared.payloads import CommandError, request_id_of
+from shared.payloads import request_id_of
 from shared.signing import key_id, load_public_key
 
 log = logging.getLogger(__name__)
 
 STATE_VERSION = 1
-
-
-class CommandStateError(AgentError):
-    """The command sequence state cannot be written; the command is not run."""
 
 
 @dataclass(frozen=True)

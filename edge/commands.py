@@ -14,8 +14,8 @@ from edge.command_auth import Admitted, CommandAuth
 from edge.link.base import Link
 from edge.supervise import Health, spawn
 from edge.telemetry import EnvelopeFactory
-from shared.command_signing import MAX_ENVELOPE_BYTES, CommandRefused, reply_id
-from shared.errors import EdgeferryError
+from shared.command_signing import MAX_ENVELOPE_BYTES, reply_id
+from shared.errors import CommandRefused, EdgeferryError
 from shared.payloads import (
     DeployCommand,
     PingCommand,

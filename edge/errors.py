@@ -27,3 +27,15 @@ class InstallError(AgentError):
 
 class InsufficientSpace(PackageRejected):
     """A package does not fit the cache's free space; refused before download and tried again later."""
+
+
+class LinkError(AgentError):
+    """The broker link is misconfigured (TLS files, topic, payload)."""
+
+
+class OutboxError(AgentError):
+    """The store-and-forward queue cannot be opened or written."""
+
+
+class CommandStateError(AgentError):
+    """The command sequence state cannot be written; the command is not run."""

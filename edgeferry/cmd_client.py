@@ -26,22 +26,14 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
+from edgeferry.errors import CommandClientError, NoReplyError
 from shared.command_signing import MAX_SEQ, Target, build_body, next_sequence, sign_command
-from shared.errors import EdgeferryError
 from shared.object_store import atomic_write
 from shared.payloads import parse_command
 from shared.signing import load_private_key
 from shared.topics import DeviceTopics
 
 _NO_MATCHING_SUBSCRIBERS = 16
-
-
-class CommandClientError(EdgeferryError):
-    """The command could not be signed, sent or answered: broker, ACL, key or sequence file."""
-
-
-class NoReplyError(CommandClientError):
-    """The command was sent but no reply arrived in time."""
 
 
 @dataclass(frozen=True)

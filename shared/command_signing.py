@@ -23,8 +23,9 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from shared.errors import CommandError, CommandRefused
 from shared.names import check_ident
-from shared.payloads import MAX_COMMAND_BYTES, CommandError
+from shared.payloads import MAX_COMMAND_BYTES
 from shared.signing import key_id
 from shared.topics import COMMANDS
 
@@ -36,23 +37,6 @@ MAX_LIFETIME_MS = 3_600_000
 MAX_SEQ = 2**63 - 1
 _SIGNATURE_BYTES = 64
 
-RefusalReason = Literal[
-    "unsigned", "unknown_key", "bad_signature", "expired", "not_yet_valid", "replayed", "not_addressed",
-    "state_corrupt",
-]
-REFUSAL_REASONS: tuple[RefusalReason, ...] = (
-    "unsigned", "unknown_key", "bad_signature", "expired", "not_yet_valid", "replayed", "not_addressed",
-    "state_corrupt",
-)
-
-
-class CommandRefused(CommandError):
-    """A command was refused for who sent it, when or to whom: unsigned, forged, expired, replayed, mis-addressed."""
-
-    def __init__(self, reason: RefusalReason, message: str, request_id: str | None = None) -> None:
-        super().__init__(message)
-        self.reason: RefusalReason = reason
-        self.request_id = request_id
 
 
 class Target(BaseModel):

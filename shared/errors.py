@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 
 class EdgeferryError(Exception):
     """Base of every error edgeferry raises on purpose; the CLI prints it as one line."""
@@ -37,3 +39,26 @@ class StoreNotFoundError(StoreError):
 
 class KeyFileError(EdgeferryError):
     """A signing key is missing, unreadable or not an ed25519 key."""
+
+
+class CommandError(EdgeferryError):
+    """An inbound command is malformed, oversized or unknown."""
+
+
+RefusalReason = Literal[
+    "unsigned", "unknown_key", "bad_signature", "expired", "not_yet_valid", "replayed", "not_addressed",
+    "state_corrupt",
+]
+REFUSAL_REASONS: tuple[RefusalReason, ...] = (
+    "unsigned", "unknown_key", "bad_signature", "expired", "not_yet_valid", "replayed", "not_addressed",
+    "state_corrupt",
+)
+
+
+class CommandRefused(CommandError):
+    """A command was refused for who sent it, when or to whom: unsigned, forged, expired, replayed, mis-addressed."""
+
+    def __init__(self, reason: RefusalReason, message: str, request_id: str | None = None) -> None:
+        super().__init__(message)
+        self.reason: RefusalReason = reason
+        self.request_id = request_id

@@ -7,15 +7,11 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
-from shared.errors import EdgeferryError
+from shared.errors import CommandError
 from shared.metrics import BY_NAME
 
 PAYLOAD_SCHEMA_VERSION = 1
 MAX_COMMAND_BYTES = 16 * 1024
-
-
-class CommandError(EdgeferryError):
-    """An inbound command is malformed, oversized or unknown."""
 
 
 class Envelope(BaseModel):
@@ -56,6 +52,9 @@ class StatePayload(Envelope):
     config_digest: str = Field(description="Digest of the resolved config.")
     unsigned_commands: bool = Field(
         default=False, description="True when this device accepts unsigned commands (development only)."
+    )
+    degraded: dict[str, str] = Field(
+        default_factory=dict, description="Components failing now (thread, outbox, store), with the last error."
     )
 
 

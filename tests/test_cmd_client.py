@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from edgeferry.cmd_client import BrokerOptions, CommandClientError, IssuerSequence, send_command, sequence_path
-from shared.payloads import CommandError
+from edgeferry.cmd_client import BrokerOptions, IssuerSequence, send_command, sequence_path
+from edgeferry.errors import CommandClientError
+from shared.errors import CommandError
 
 NOW = 1_800_000_000_000
 

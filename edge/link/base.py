@@ -12,14 +12,10 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel
 
-from edge.errors import AgentError
+from edge.errors import LinkError
 from shared.topics import STATUS_STOPPED
 
 MessageHandler = Callable[[str, bytes], None]
-
-
-class LinkError(AgentError):
-    """The broker link is misconfigured (TLS files, topic, payload)."""
 
 
 class Link(Protocol):

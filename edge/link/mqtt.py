@@ -26,8 +26,9 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from pydantic import BaseModel
 
 from edge.config import MqttConfig
-from edge.link.base import LinkError, MessageHandler, check_topic, encode_json
-from edge.link.outbox import Outbox, OutboxError
+from edge.errors import LinkError, OutboxError
+from edge.link.base import MessageHandler, check_topic, encode_json
+from edge.link.outbox import Outbox
 from edge.link.tls import tls_context
 from edge.supervise import Health, spawn
 from shared.topics import STATUS_OFFLINE, STATUS_ONLINE, STATUS_STOPPED, DeviceTopics

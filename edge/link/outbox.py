@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from edge.errors import AgentError
+from edge.errors import OutboxError
 
 log = logging.getLogger(__name__)
 
@@ -41,10 +41,6 @@ CREATE TABLE IF NOT EXISTS messages (
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 INSERT OR IGNORE INTO meta (key, value) VALUES ('dropped', 0);
 """
-
-
-class OutboxError(AgentError):
-    """The store-and-forward queue cannot be opened or written."""
 
 
 @dataclass

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ssl
 
 from edge.config import MqttConfig
-from edge.link.base import LinkError
+from edge.errors import LinkError
 
 
 def tls_context(cfg: MqttConfig) -> ssl.SSLContext | None:

@@ -13,11 +13,11 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from edge.command_auth import CommandAuth, CommandStateError, SequenceState, load_command_keys
+from edge.command_auth import CommandAuth, SequenceState, load_command_keys
 from edge.config import DeviceConfig
-from shared.command_signing import CommandRefused, Target, build_body, sign_command
-from shared.errors import KeyFileError
-from shared.payloads import CommandError
+from edge.errors import CommandStateError
+from shared.command_signing import Target, build_body, sign_command
+from shared.errors import CommandError, CommandRefused, KeyFileError
 from shared.signing import key_id
 
 NOW_S = 1_800_000_000.0

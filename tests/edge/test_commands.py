@@ -24,7 +24,8 @@ from edge.link.mqtt import MqttLink
 from edge.supervise import Health
 from edge.telemetry import EnvelopeFactory
 from shared.command_signing import Target, build_body, sign_command
-from shared.payloads import MAX_COMMAND_BYTES, CommandError, parse_command
+from shared.errors import CommandError
+from shared.payloads import MAX_COMMAND_BYTES, parse_command
 from shared.signing import key_id
 from shared.topics import DeviceTopics
 from tests.edge.fake_link import FakeLink

@@ -21,9 +21,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from edge.config import MqttConfig, TlsConfig
-from edge.link.base import LinkError, encode_json
+from edge.errors import LinkError, OutboxError
+from edge.link.base import encode_json
 from edge.link.mqtt import SENDER, MqttLink
-from edge.link.outbox import Outbox, OutboxError, OutboxMessage
+from edge.link.outbox import Outbox, OutboxMessage
 from edge.supervise import Health
 from shared.payloads import Envelope, ModelInfo, StatePayload
 from shared.topics import DeviceTopics

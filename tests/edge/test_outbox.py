@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from edge.link.outbox import Outbox, OutboxError
+from edge.errors import OutboxError
+from edge.link.outbox import Outbox
 from tests.edge.small_fs import small_tmpfs
 
 

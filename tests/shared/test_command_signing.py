@@ -15,7 +15,6 @@ from shared.command_signing import (
     CLOCK_SKEW_MS,
     MAX_LIFETIME_MS,
     CommandBody,
-    CommandRefused,
     Target,
     build_body,
     check_addressed,
@@ -30,7 +29,8 @@ from shared.command_signing import (
     sign_command,
     verify_envelope,
 )
-from shared.payloads import CommandError, DeployCommand, parse_command
+from shared.errors import CommandError, CommandRefused
+from shared.payloads import DeployCommand, parse_command
 from shared.signing import key_id
 
 NOW = 1_800_000_000_000

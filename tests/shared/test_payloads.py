@@ -8,17 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared.errors import InvalidNameError
+from shared.errors import CommandError, InvalidNameError
 from shared.metrics import BY_NAME, METRICS, STAGES
-from shared.payloads import (
-    CommandError,
-    DeployCommand,
-    Envelope,
-    SetConfigCommand,
-    TelemetryPayload,
-    parse_command,
-    request_id_of,
-)
+from shared.payloads import DeployCommand, Envelope, SetConfigCommand, TelemetryPayload, parse_command, request_id_of
 from shared.topics import DeviceTopics, fleet_filter
 
 
