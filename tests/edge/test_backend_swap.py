@@ -12,7 +12,7 @@ from edge.config import OnnxRuntimeConfig, OpenVINOConfig, VideoFileSource
 from edge.frame_stats import FrameStats
 from edge.hot_swap import ModelSlot, prepare
 from edge.pipeline import FrameResult, Pipeline
-from edge.sources import open_source
+from edge.sources.factory import open_source
 from tests.edge.media import write_video
 from tests.edge.tiny_onnx import manifest_for, write_classifier
 

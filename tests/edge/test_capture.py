@@ -15,7 +15,8 @@ import pytest
 from edge.capture import MAX_BACKOFF_S, Capture, next_backoff
 from edge.config import SyntheticSource, VideoFileSource
 from edge.errors import SourceError
-from edge.sources import Frame, open_source
+from edge.sources.base import Frame
+from edge.sources.factory import open_source
 from tests.edge.media import write_video
 
 

@@ -10,13 +10,12 @@ import pytest
 
 from edge.backends.onnxruntime_backend import OnnxRuntimeBackend
 from edge.capture import Capture
-from edge.config import OnnxRuntimeConfig
-from edge.config import VideoFileSource
+from edge.config import OnnxRuntimeConfig, VideoFileSource
 from edge.errors import AgentError, BackendError
 from edge.frame_stats import FrameStats
 from edge.hot_swap import ModelSlot, prepare
 from edge.pipeline import FrameResult, Pipeline
-from edge.sources import open_source
+from edge.sources.factory import open_source
 from shared.manifest import Manifest
 from tests.edge.fake_model import FakeModel
 from tests.edge.media import write_video

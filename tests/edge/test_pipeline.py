@@ -14,7 +14,7 @@ from edge.config import SensorCsvSource, SyntheticSource, VideoFileSource
 from edge.frame_stats import FrameStats
 from edge.hot_swap import ModelSlot, prepare
 from edge.pipeline import FrameResult, Pipeline
-from edge.sources import open_source
+from edge.sources.factory import open_source
 from shared.manifest import Manifest
 from shared.metrics import STAGES, unknown_metrics
 from tests.edge.fake_model import FakeModel

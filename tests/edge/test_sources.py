@@ -22,7 +22,8 @@ from edge.config import (
     VideoFileSource,
 )
 from edge.errors import SourceError
-from edge.sources import Frame, FrameSource, open_source
+from edge.sources.base import Frame, FrameSource
+from edge.sources.factory import open_source
 from edge.sources.opencv_source import OpenCvSource, redact_url
 from edge.sources.sensor_csv import SensorCsvSource as CsvSource
 from edge.sources.sensor_mqtt import SensorMqttSource as MqttSource
