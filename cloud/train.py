@@ -16,7 +16,8 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 import yaml
-from pytorch_lightning.callbacks import Callback, ModelCheckpoint
+from pytorch_lightning.callbacks import Callback, ModelCheckpoint, RichProgressBar
+from pytorch_lightning.callbacks.progress.rich_progress import RichProgressBarTheme
 from pytorch_lightning.loggers import CSVLogger
 from torch import nn
 
@@ -54,6 +55,42 @@ class TrainResult:
     log_dir: Path | None = field(default=None)
 
 
+# Lightning's info lines that tell a user of `edgeferry train` nothing: an advert and internal steps.
+_LIGHTNING_CHATTER = ("\N{ELECTRIC LIGHT BULB} Tip:", "Loading `train_dataloader` to estimate", "TPU available: False")
+
+
+class _DropLightningChatter(logging.Filter):
+    """Drops Lightning's advert and internal-step lines; everything else it logs (GPU use, warnings) stays."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(_LIGHTNING_CHATTER)
+
+
+def _quiet_lightning() -> None:
+    rank_zero = logging.getLogger("pytorch_lightning.utilities.rank_zero")
+    if not any(isinstance(f, _DropLightningChatter) for f in rank_zero.filters):
+        rank_zero.addFilter(_DropLightningChatter())
+
+
+class EpochProgressBar(RichProgressBar):
+    """Lightning's bar, counting epochs from 1 like the log lines, showing only the figures a user reads."""
+
+    def _get_train_description(self, current_epoch: int) -> str:
+        max_epochs = self.trainer.max_epochs
+        return f"Epoch {current_epoch + 1}" + (f"/{max_epochs}" if max_epochs is not None else "")
+
+    def get_metrics(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, Any]:
+        items = super().get_metrics(trainer, pl_module)
+        return {k.removesuffix("_epoch"): v for k, v in items.items() if k != "v_num" and not k.endswith("_step")}
+
+
+def _progress(show_bar: bool) -> Callback:
+    """One progress display: the bar on a terminal (each epoch's line stays), else one log line per epoch."""
+    if show_bar:
+        return EpochProgressBar(leave=True, theme=RichProgressBarTheme(metrics_format=".4f"))
+    return EpochSummary()
+
+
 class EpochSummary(Callback):
     """One log line per epoch on rank 0, so runs without a progress bar still show val_loss and val_acc."""
 
@@ -76,6 +113,7 @@ def train(cfg: TrainConfig) -> TrainResult:
     tc = cfg.trainer
     if tc.threads is not None:
         torch.set_num_threads(tc.threads)
+    _quiet_lightning()
     pl.seed_everything(tc.seed, workers=True)
     data = prepare_data(cfg.data, tc.seed)
     lit = LitClassifier(
@@ -93,6 +131,7 @@ def train(cfg: TrainConfig) -> TrainResult:
         monitor="val_acc", mode="max", save_top_k=1, filename="best-{epoch:02d}-{val_acc:.4f}",
         auto_insert_metric_name=False,
     )
+    show_bar = tc.progress_bar and sys.stdout.isatty()  # rich draws on stdout; in a log file it is noise
     trainer = pl.Trainer(
         accelerator=tc.accelerator,
         devices=tc.devices,
@@ -103,8 +142,8 @@ def train(cfg: TrainConfig) -> TrainResult:
         deterministic=tc.deterministic,
         default_root_dir=tc.log_dir,
         logger=CSVLogger(save_dir=tc.log_dir, name=cfg.publish.name),
-        callbacks=[checkpoint, EpochSummary()],
-        enable_progress_bar=tc.progress_bar,
+        callbacks=[checkpoint, _progress(show_bar)],
+        enable_progress_bar=show_bar,
         enable_model_summary=tc.progress_bar,
     )
     steps_per_epoch = len(data.train) // (cfg.data.batch_size * trainer.world_size)
@@ -114,6 +153,11 @@ def train(cfg: TrainConfig) -> TrainResult:
     with warnings.catch_warnings():
         # num_workers=0 is deliberate: the splits are in memory and workers cost start-up time on small machines.
         warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
+        # Lightning 2.6 still builds torch's deprecated LeafSpec; nothing a user of the trainer can change.
+        warnings.filterwarnings(
+            "ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated", category=FutureWarning,
+            module=r"pytorch_lightning\.utilities\._pytree",
+        )
         trainer.fit(lit, datamodule=datamodule)
     seconds = time.perf_counter() - started
     # Everything below is local to this process: no Lightning calls that would need the other ranks.

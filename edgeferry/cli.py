@@ -96,6 +96,8 @@ def _logging(level: str = "INFO") -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # Pulled in through torchmetrics; its font-cache notice on first use says nothing about training.
     logging.getLogger("matplotlib.font_manager").setLevel(logging.ERROR)
+    # INT8 quantization announces each internal step at INFO; our own line reports the result.
+    logging.getLogger("onnxruntime.quantization").setLevel(logging.WARNING)
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
