@@ -3,24 +3,20 @@
 from __future__ import annotations
 
 import logging
-import queue
 import signal
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 from edge.backends.base import Hardware, InferenceBackend
 from edge.backends.chain import BackendChain
 from edge.backends.factory import available_backends
-from edge.capture import Capture
-from edge.capture_prep import AheadOfTimePreprocess
 from edge.command_auth import CommandAuth
 from edge.commands import CommandRouter
 from edge.config import AgentConfig
-from edge.errors import SourceError
 from edge.events import EventEmitter
+from edge.frame_loop import FrameLoop
 from edge.frame_stats import FrameStats
 from edge.ha_discovery import HaDiscovery
 from edge.hardware import detect_hardware
@@ -29,8 +25,9 @@ from edge.link import Link, MqttLink, NullLink, Outbox
 from edge.live_config import ConfigLoader, LiveConfig, Origin
 from edge.log_setup import setup_logging
 from edge.model_sync import InstalledModel, ModelSync, load_trusted_keys
-from edge.pipeline import FrameResult, Pipeline, RunSummary
+from edge.pipeline import FrameResult
 from edge.prometheus_exporter import PrometheusExporter
+from edge.result_publisher import ResultPublisher
 from edge.sources.factory import open_source
 from edge.sources.sensor_mqtt import SensorMqttSource
 from edge.supervise import Health, spawn
@@ -42,7 +39,6 @@ from shared.errors import EdgeferryError
 from shared.metrics import METRICS
 from shared.payloads import (
     DeployCommand,
-    Detection,
     ModelInfo,
     PingCommand,
     RollbackCommand,
@@ -55,18 +51,7 @@ from shared.version import __version__
 
 log = logging.getLogger(__name__)
 
-RESULT_QUEUE = 256
 STATUS_LOG_S = 5.0
-
-
-@dataclass
-class _Counters:
-    """Figures the agent itself owns."""
-
-    source_errors: int = 0
-    deploys: int = 0
-    last_error: str | None = None
-    extra: dict[str, float] = field(default_factory=dict)
 
 
 class Agent:
@@ -84,7 +69,7 @@ class Agent:
     ) -> None:
         self.live = LiveConfig(cfg, reload)
         self.health = Health()
-        self._observer = observer
+
         self.hw = hardware or detect_hardware()
         self.topics = DeviceTopics(cfg.device.fleet, cfg.device.device_id)
         self.envelopes = EnvelopeFactory(cfg.device.device_id)
@@ -95,7 +80,6 @@ class Agent:
         )
         self.slot = ModelSlot()
         self.stats = FrameStats()
-        self.counters = _Counters()
         self._outbox: Outbox | None = None
         if link is not None:
             self.link: Link = link
@@ -104,7 +88,9 @@ class Agent:
             self.link = MqttLink(cfg.mqtt, self.topics, self._outbox, health=self.health)
         else:
             self.link = NullLink()
-        self.events = EventEmitter(cfg.events, self.link, self.topics.events, self.envelopes)
+        self.results = ResultPublisher(
+            EventEmitter(cfg.events, self.link, self.topics.events, self.envelopes), self.health, observer
+        )
         self.router = CommandRouter(self.link, self.topics, self.envelopes, auth=CommandAuth.from_config(cfg.device),
                                     queue_size=cfg.mqtt.command_queue, health=self.health)
         self.system = SystemStats()
@@ -115,21 +101,17 @@ class Agent:
             health=self.health,
         )
         self._source = open_source(cfg.source)
-        self._capture: Capture | None = None
         self._stop = threading.Event()
+        self.frames = FrameLoop(self.live, self._source, self.slot, self.stats, self.results.submit, self._stop,
+                                self.health)
         self._reload_requested = threading.Event()
         self._model_lock = threading.Lock()
         self._frame_thread: threading.Thread | None = None
-        # Results go from the frame loop to a publisher thread, so JSON and the durable outbox write overlap
-        # the next frame's inference; a full queue blocks the frame loop rather than lose a result.
-        self._results: queue.Queue[FrameResult | None] = queue.Queue(maxsize=RESULT_QUEUE)
         self._publisher: threading.Thread | None = None
         # The results thread drains until its None sentinel, also after a stop: it has its own never-set event.
         self._results_running = threading.Event()
         self._poll_thread: threading.Thread | None = None
         self._published_degraded: dict[str, str] = {}
-        self.summary: RunSummary | None = None
-        self._last_result: FrameResult | None = None
         self._started_at = time.monotonic()
 
     @property
@@ -159,9 +141,9 @@ class Agent:
                 log.error("cached model v%d cannot be served: %s", installed.version, exc)
         self._register_commands()
         self._register_appliers()
-        self.telemetry.add_source(self._figures)
-        self.telemetry.add_source(self.system.sample)
-        self.telemetry.add_source(self.health.metrics)
+        for source in (self.stats.values, self.slot.metrics, self.sync.metrics, self.frames.metrics,
+                       self.router.metrics, self.link.metrics, self.system.sample, self.health.metrics):
+            self.telemetry.add_source(source)
         self._publish_state()
         if self.cfg.mqtt.ha_discovery:
             reported = {m.name for m in METRICS} - self.system.unreported()
@@ -173,8 +155,8 @@ class Agent:
         if self.exporter is not None and self.cfg.daemon.prometheus_port is not None:
             port = self.exporter.start(self.cfg.daemon.prometheus_host, self.cfg.daemon.prometheus_port)
             log.info("Prometheus metrics on http://%s:%d/metrics", self.cfg.daemon.prometheus_host, port)
-        self._publisher = spawn("results", self._publish_results, self._results_running, self.health)
-        self._frame_thread = spawn("frames", self._frames, self._stop, self.health)
+        self._publisher = spawn("results", self.results.run, self._results_running, self.health)
+        self._frame_thread = spawn("frames", self.frames.run, self._stop, self.health)
         self._poll_thread = spawn("model-poll", self._poll, self._stop, self.health)
         self.telemetry_loop.start()
         self.notifier.ready()
@@ -209,14 +191,13 @@ class Agent:
         self._stop.set()
         if self._frame_thread is not None:
             self._frame_thread.join(timeout=30)
-        if self._capture is not None:
-            self._capture.stop()
+        self.frames.stop()
         if self._publisher is not None and self._publisher.is_alive():
-            self._results.put(None)
+            self.results.finish()
             self._publisher.join(timeout=30)
         if self._poll_thread is not None:
             self._poll_thread.join(timeout=10)
-        self.events.finish()
+        self.results.events.finish()
         self.telemetry_loop.stop(final_report=True)
         self.router.stop()
         self.link.stop()
@@ -237,64 +218,6 @@ class Agent:
         """Ask run() to return (thread-safe)."""
         self._stop.set()
 
-    # -- frames ------------------------------------------------------------------------------------------------
-
-    def _frames(self) -> None:
-        """Once a model is served, open the source (retrying with backoff) and run the pipeline."""
-        # Frames captured before any model exists could only be dropped; a file source would lose its start.
-        while self.slot.current is None and not self._stop.wait(0.05):
-            pass
-        backoff = self.cfg.source.reconnect_backoff_s
-        while not self._stop.is_set():
-            try:
-                self._capture = Capture(self._source, self.cfg.source, prepare=AheadOfTimePreprocess(self.slot))
-                break
-            except SourceError as exc:
-                self.counters.source_errors += 1
-                self.counters.last_error = str(exc)
-                log.error("%s; retrying in %.1f s", exc, backoff)
-                self._stop.wait(backoff)
-                backoff = min(backoff * 2, 30.0)
-        if self._capture is None:
-            return
-        pipeline = Pipeline(self._capture, self.slot, self._on_result, self.stats, top_k=self.cfg.events.top_k)
-        duration = self.cfg.run.duration_s
-        left = None if duration is None else max(0.001, duration - (time.monotonic() - self._started_at))
-        try:
-            self.summary = pipeline.run(self._stop, self.cfg.run.max_frames, left)
-        except BaseException:
-            # The supervisor starts the loop again; it gets a fresh capture, not this half-stopped one.
-            capture, self._capture = self._capture, None
-            capture.stop()
-            raise
-        log.info("frame loop ended (%s) after %d frames", self.summary.reason, self.summary.frames)
-
-    def _on_result(self, result: FrameResult) -> None:
-        self.health.ok("frames")
-        self._results.put(result)
-
-    def _publish_results(self) -> None:
-        """Turn results into events on the outbox, in frame order; None ends the thread."""
-        while (result := self._results.get()) is not None:
-            self._last_result = result
-            p = result.prediction
-            try:
-                if self.events.policy.cfg.mode != "off":
-                    self.events.on_result(
-                        Detection(
-                            label=p.label,
-                            score=p.score,
-                            top_k=list(p.top_k),
-                            frame=result.index,
-                            model_version=result.version,
-                        )
-                    )
-            except EdgeferryError as exc:
-                log.warning("result of frame %d not published: %s", result.index, exc)
-            if self._observer is not None:
-                self._observer(result)
-            self.health.ok("results")
-
     # -- models ------------------------------------------------------------------------------------------------
 
     def _poll(self) -> None:
@@ -306,7 +229,6 @@ class Agent:
                 if version is not None:
                     self.deploy(version, explicit=False)
             except EdgeferryError as exc:
-                self.counters.last_error = str(exc)
                 log.warning("model update skipped: %s", exc)
             self.health.ok("model-poll")
             delay = self.cfg.sync.poll_interval_s
@@ -339,7 +261,6 @@ class Agent:
         if activate:
             self.sync.activate(installed.version)
         self.slot.install(serving)
-        self.counters.deploys += 1
         self._publish_state()
         self.notifier.status(self._status_line())
         return {"version": installed.version, "variant": variant.file, "precision": variant.precision,
@@ -393,7 +314,7 @@ class Agent:
             emitter = EventEmitter(new.events, self.link, self.topics.events, self.envelopes)
 
             def commit() -> None:
-                self.events = emitter
+                self.results.events = emitter
 
             return commit
 
@@ -419,24 +340,6 @@ class Agent:
             self.live.on_change(applier)
 
     # -- reporting ---------------------------------------------------------------------------------------------
-
-    def _figures(self) -> dict[str, float]:
-        out = self.stats.values()
-        current = self.slot.current
-        out["model_version"] = float(current.version if current else 0)
-        out.update(self.sync.metrics())
-        capture = self._capture
-        if capture is not None:
-            out["drops"] = float(capture.drops)
-            out["queue_depth"] = float(capture.queue_depth())
-            out["source_errors"] = float(capture.source_errors + self.counters.source_errors)
-        else:
-            out["source_errors"] = float(self.counters.source_errors)
-        out.update(self.router.metrics())
-        metrics = getattr(self.link, "metrics", None)
-        if callable(metrics):
-            out.update(metrics())
-        return out
 
     def _model_info(self) -> ModelInfo:
         current = self.slot.current
@@ -475,7 +378,7 @@ class Agent:
     def _log_status(self) -> None:
         """One human line every few seconds: what is served, how fast, and the latest result."""
         v = self.stats.values()
-        last = self._last_result
+        last = self.results.last
         seen = f"; last frame {last.index}: {last.prediction.label} ({last.prediction.score:.2f})" if last else ""
         log.info("%s: %.1f fps, %d frames, e2e p50 %.2f ms%s", self._status_line(), v.get("fps", 0.0),
                  int(v.get("frames", 0)), v.get("e2e_ms_p50", 0.0), seen)

@@ -76,6 +76,11 @@ class ModelSlot:
         """The installed model (for status reports; frames use acquire/release)."""
         return self._current
 
+    def metrics(self) -> dict[str, float]:
+        """model_version for telemetry (0 while none is served)."""
+        current = self._current
+        return {"model_version": float(current.version if current else 0)}
+
     def swap(self, model: LoadedModel, manifest: Manifest, variant: Variant) -> ServingModel:
         """prepare() then install(); call it from the sync thread, never the frame thread."""
         serving = prepare(model, manifest, variant)

@@ -62,7 +62,7 @@ def test_serves_v1_then_deploy_swaps_to_v2_without_dropping_a_frame(
         probe.wait_for(lambda m: m.topic == topics.telemetry and m.json().get("model_version") == 2, 10)
         probe.wait_for(lambda m: m.topic == topics.events and m.json()["after"]["frame"] == FRAMES - 1, 30,
                        "the last frame's event")
-        assert agent.summary is None or agent.summary.frames == FRAMES
+        assert agent.frames.summary is None or agent.frames.summary.frames == FRAMES
 
     frames = [e["after"] for e in _events(probe, topics.events) if e["type"] == "frame"]
     indices = [f["frame"] for f in frames]
