@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -28,9 +29,12 @@ def _namespace_sweep() -> Iterator[None]:
 
 @pytest.fixture
 def netns_factory() -> Iterator[Callable[[], NetnsHarness]]:
-    """Create namespaces (each deleted at teardown); skipped only when not root or iproute2 is missing."""
+    """Create namespaces (each deleted at teardown). Not root: skipped, saying so; root without iproute2 fails,
+    since `make test` installs it (deploy/scripts/bootstrap-system.sh)."""
     why = netns_unavailable()
     if why is not None:
+        if os.geteuid() == 0:
+            pytest.fail(f"hil: {why}")
         _SKIPPED.append(why)
         print(f"hil: skipping namespace test: {why}", file=sys.stderr)
         pytest.skip(why)
