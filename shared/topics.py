@@ -1,4 +1,4 @@
-"""MQTT topic builders: edgeferry/<fleet>/<device_id>/{status,state,telemetry,events,benchmark,cmd/<name>[/reply]}."""
+"""MQTT topic builders: edgeferry/<fleet>/<device_id>/{status,state,telemetry,events,benchmark,desired,cmd/...}."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ class DeviceTopics:
         self.telemetry = f"{self.base}/telemetry"
         self.events = f"{self.base}/events"
         self.benchmark = f"{self.base}/benchmark"  # retained BenchmarkPayload: the runtime choice and its figures
+        self.desired = f"{self.base}/desired"  # retained signed DesiredState (shared.desired_state)
         self.cmd_filter = f"{self.base}/cmd/+"
 
     def cmd(self, name: str) -> str:
