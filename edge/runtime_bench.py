@@ -205,8 +205,10 @@ def cpu_model_name(cpuinfo: Path = Path("/proc/cpuinfo")) -> str | None:
         text = cpuinfo.read_text(errors="replace")
     except OSError:
         return None
+    fields: dict[str, str] = {}
     for line in text.splitlines():
         key, sep, value = line.partition(":")
-        if sep and key.strip().lower() in ("model name", "hardware", "model"):
-            return value.strip() or None
-    return None
+        if sep and value.strip():
+            fields.setdefault(key.strip(), value.strip())
+    # x86 has 'model name' (its 'model' is a number); ARM boards have 'Hardware' or 'Model'.
+    return next((fields[k] for k in ("model name", "Hardware", "Model") if k in fields), None)

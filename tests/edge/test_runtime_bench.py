@@ -187,3 +187,15 @@ def test_a_reduced_hint_that_disagrees_with_fp32_is_rejected_with_its_reason(tmp
     with pytest.raises(PackageRejected, match=r"no variant passed: fp32: top-1 agrees with FP32 on .* \(openvino, f16"):
         choose(offered[1:], lambda c: backend.load(path, c.variant, inference_precision=c.hint), inputs, labels,
                ChoiceSettings(measure=True, runs=3, budget_s=0.1), identity)
+
+
+def test_cpu_model_name_reads_x86_and_arm_cpuinfo(tmp_path: Path) -> None:
+    from edge.runtime_bench import cpu_model_name
+
+    x86 = tmp_path / "x86"
+    x86.write_text("processor\t: 0\nmodel\t\t: 207\nmodel name\t: Intel(R) Xeon(R) Processor\n")
+    arm = tmp_path / "arm"
+    arm.write_text("processor\t: 0\nFeatures\t: fp asimd\nModel\t\t: Raspberry Pi 4 Model B Rev 1.4\n")
+    assert cpu_model_name(x86) == "Intel(R) Xeon(R) Processor"
+    assert cpu_model_name(arm) == "Raspberry Pi 4 Model B Rev 1.4"
+    assert cpu_model_name(tmp_path / "missing") is None
