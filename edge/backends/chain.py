@@ -69,6 +69,13 @@ class BackendChain:
     def _runs(self, backend: InferenceBackend) -> Callable[[Variant], bool]:
         return lambda v: backend.can_run(v, self.hw)
 
+    def devices(self) -> dict[str, list[str]]:
+        """Each runtime's devices on this machine, for the state payload (OpenVINO: CPU here, GPU/NPU where present)."""
+        return {
+            b.name: b.devices() if isinstance(b, OpenVINOBackend) else [backend_device(b, self.hw)]
+            for b in self.backends
+        }
+
     def runtime_versions(self) -> dict[str, str]:
         """Versions of the runtimes in the chain, for the choice's cache key."""
         out: dict[str, str] = {}

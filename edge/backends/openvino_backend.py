@@ -51,7 +51,7 @@ class OvModel:
     backend = OPENVINO
 
     def __init__(self, compiled: Any, file: str, device: str, precision: str, inference_precision: str) -> None:
-        inputs, outputs = compiled.inputs, compiled.outputs
+        inputs = compiled.inputs
         if len(inputs) != 1:
             raise BackendError(f"{file} has {len(inputs)} inputs; edgeferry serves single-input models")
         self.input_name: str = inputs[0].get_any_name()
@@ -62,7 +62,10 @@ class OvModel:
         self.loaded_from_cache = False
         self._compiled: Any = compiled
         self._request: Any = compiled.create_infer_request()
-        self._output = outputs[0]
+        # A static input gets its frames copied into the request's own buffer: ~10 us less per call than the
+        # dict-and-wrap path, which matters on sub-0.1 ms models.
+        static = all(isinstance(d, int) for d in self.input_shape)
+        self._input_view: np.ndarray | None = self._request.get_input_tensor(0).data if static else None
         self._file = file
 
     def run(self, batch: np.ndarray) -> np.ndarray:
@@ -72,9 +75,14 @@ class OvModel:
             raise BackendError(f"{self._file} was closed")
         if batch.dtype != np.float32:
             batch = batch.astype(np.float32)
+        view = self._input_view
         try:
-            request.infer({0: batch}, share_inputs=True)
-            out = request.get_tensor(self._output).data
+            if view is not None and batch.shape == view.shape:
+                np.copyto(view, batch)
+                request.infer()
+            else:
+                request.infer({0: batch}, share_inputs=True)
+            out = request.get_output_tensor(0).data
         except _OV_ERRORS as exc:
             raise BackendError(f"{self._file}: OpenVINO inference failed: {brief(exc)}") from exc
         return np.array(out, dtype=np.float32, copy=True)
@@ -82,6 +90,7 @@ class OvModel:
     def close(self) -> None:
         """Drop the request and compiled model; OpenVINO frees them with the last reference."""
         self._request = None
+        self._input_view = None
         self._compiled = None
 
 

@@ -57,7 +57,10 @@ def test_auto_times_every_candidate_serves_the_fastest_and_a_restart_reuses_the_
     tmp_path: Path, store: LocalStore, key: KeyPair
 ) -> None:
     make_package(store, "digits", 1, key, precisions=("fp32", "int8"))
-    sync = _sync(tmp_path, store, key, backend_chain(CPU, _auto(tmp_path)))
+    chain = backend_chain(CPU, _auto(tmp_path))
+    assert chain.devices() == {"onnxruntime": ["cpu"], "openvino": ["CPU"]}
+    assert set(chain.runtime_versions()) == {"onnxruntime", "openvino"}
+    sync = _sync(tmp_path, store, key, chain)
     model, variant = sync.load(sync.install(1))
     result = model.result
     assert result.measured and not result.cached
