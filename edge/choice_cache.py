@@ -14,6 +14,8 @@ log = logging.getLogger(__name__)
 
 # Under sync.cache_dir, beside the installed versions.
 CHOICE_CACHE_DIR = "runtime-choice"
+# Entries kept (newest first): a few packages x settings; older ones only cost a re-measure if they come back.
+KEEP_ENTRIES = 16
 
 
 class ChoiceCache:
@@ -50,3 +52,14 @@ class ChoiceCache:
         except OSError as exc:
             log.warning("cannot cache the runtime choice in %s (%s); the next start measures again", self.directory,
                         exc)
+            return
+        self._prune()
+
+    def _prune(self) -> None:
+        """Drop all but the newest KEEP_ENTRIES entries."""
+        try:
+            entries = sorted(self.directory.glob("*.json"), key=lambda p: p.stat().st_mtime_ns, reverse=True)
+            for old in entries[KEEP_ENTRIES:]:
+                old.unlink(missing_ok=True)
+        except OSError as exc:
+            log.debug("pruning the runtime choice cache failed: %s", exc)
