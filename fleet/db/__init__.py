@@ -1,0 +1,1 @@
+"""Fleet storage: one SQLAlchemy Core schema, SQLite by default and PostgreSQL by URL, behind small repositories."""

@@ -1,0 +1,157 @@
+"""The fleet database schema: one `metadata` every table of the control plane belongs to (rollout tables too).
+
+Times are Unix milliseconds (BigInteger), JSON columns hold what devices reported as-is. Every table is keyed by
+fleet first, so one database can hold several fleets.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData()
+
+SCHEMA_VERSION = 1
+
+meta = Table(
+    "fleet_meta",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+devices = Table(
+    "devices",
+    metadata,
+    Column("fleet", String(64), primary_key=True),
+    Column("device_id", String(64), primary_key=True),
+    # Optimistic concurrency: every update names the rev it read, so two workers never lose each other's change.
+    Column("rev", Integer, nullable=False, default=0),
+    Column("status", String(16), nullable=False, default="unknown"),
+    Column("boot_id", String(64)),
+    # Device-clock time of the first message of the current boot: an older boot's late message changes nothing.
+    Column("boot_ts_ms", BigInteger),
+    Column("restarts", Integer, nullable=False, default=0),
+    Column("first_seen_ms", BigInteger),
+    Column("last_seen_ms", BigInteger),
+    Column("status_ms", BigInteger),
+    Column("state_ts_ms", BigInteger),
+    Column("agent_version", String(64)),
+    Column("model_name", String(64)),
+    Column("model_version", BigInteger),
+    Column("model_variant", String(128)),
+    Column("model_backend", String(64)),
+    Column("hardware", JSON, nullable=False, default=dict),
+    Column("config_digest", String(128)),
+    Column("unsigned_commands", Boolean, nullable=False, default=False),
+    Column("degraded", JSON, nullable=False, default=dict),
+    Column("reported_groups", JSON, nullable=False, default=list),
+    Column("telemetry_interval_s", Float),
+    Column("last_telemetry_ms", BigInteger),
+)
+
+group_assignments = Table(
+    "group_assignments",
+    metadata,
+    Column("fleet", String(64), primary_key=True),
+    Column("device_id", String(64), primary_key=True),
+    Column("group_name", String(64), primary_key=True),
+    Column("assigned_ms", BigInteger, nullable=False),
+)
+
+telemetry_samples = Table(
+    "telemetry_samples",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("fleet", String(64), nullable=False),
+    Column("device_id", String(64), nullable=False),
+    Column("ts_ms", BigInteger, nullable=False),
+    Column("received_ms", BigInteger, nullable=False),
+    Column("boot_id", String(64), nullable=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("figures", JSON, nullable=False),
+    Column("class_counts", JSON, nullable=False, default=dict),
+    Index("ix_samples_device_ts", "fleet", "device_id", "ts_ms"),
+    Index("ix_samples_ts", "ts_ms"),
+)
+
+telemetry_history = Table(
+    "telemetry_history",
+    metadata,
+    Column("fleet", String(64), primary_key=True),
+    Column("device_id", String(64), primary_key=True),
+    Column("bucket_ms", BigInteger, primary_key=True),
+    Column("samples", Integer, nullable=False),
+    Column("figures", JSON, nullable=False),
+    Index("ix_history_bucket", "bucket_ms"),
+)
+
+desired = Table(
+    "desired",
+    metadata,
+    Column("fleet", String(64), primary_key=True),
+    Column("scope", String(8), primary_key=True),  # "group" or "device"
+    Column("name", String(64), primary_key=True),
+    Column("model", String(64), nullable=False),
+    Column("version", BigInteger, nullable=False),
+    Column("allow_downgrade", Boolean, nullable=False, default=False),
+    Column("rollout_id", String(64)),
+    Column("previous_version", BigInteger),
+    Column("set_ms", BigInteger, nullable=False),
+)
+
+desired_published = Table(
+    "desired_published",
+    metadata,
+    Column("fleet", String(64), primary_key=True),
+    Column("device_id", String(64), primary_key=True),
+    Column("model", String(64), nullable=False),
+    Column("version", BigInteger, nullable=False),
+    Column("allow_downgrade", Boolean, nullable=False),
+    Column("rollout_id", String(64)),
+    Column("seq", BigInteger, nullable=False),
+    Column("published_ms", BigInteger, nullable=False),
+)
+
+issuer_seq = Table(
+    "issuer_seq",
+    metadata,
+    Column("key_id", String(64), primary_key=True),
+    Column("last_seq", BigInteger, nullable=False),
+)
+
+commands = Table(
+    "commands",
+    metadata,
+    Column("request_id", String(64), primary_key=True),
+    Column("fleet", String(64), nullable=False),
+    Column("device_id", String(64), nullable=False),
+    Column("name", String(32), nullable=False),
+    Column("args", JSON, nullable=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("sent_ms", BigInteger, nullable=False),
+    Column("reply_ok", Boolean),
+    Column("reply_error", Text),
+    Column("reply_ms", BigInteger),
+    Index("ix_commands_device", "fleet", "device_id", "sent_ms"),
+)
+
+leases = Table(
+    "leases",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("holder", String(128), nullable=False),
+    Column("expires_ms", BigInteger, nullable=False),
+    Column("acquired_ms", BigInteger, nullable=False),
+)

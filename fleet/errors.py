@@ -1,0 +1,48 @@
+"""The control plane's exception family; the CLI prints each as one line and exits non-zero.
+
+    EdgeferryError (shared.errors)
+    └── FleetError
+        ├── FleetConfigError      the fleet config or a key it names cannot be used
+        ├── StorageError          the database is unreachable, or its schema is not ours
+        ├── UnknownDeviceError    no device with that id has ever reported to this fleet
+        ├── EmptyGroupError       a group has no devices, so there is nothing to act on
+        ├── VersionCheckError     a model version is missing from the store or fails verification there
+        ├── BrokerError           the MQTT broker is unreachable or refused a publish
+        └── NothingToRollBackError no earlier desired version to return to
+"""
+
+from __future__ import annotations
+
+from shared.errors import EdgeferryError
+
+
+class FleetError(EdgeferryError):
+    """Base of every error the control plane raises on purpose."""
+
+
+class FleetConfigError(FleetError):
+    """The fleet config, or a key file it names, cannot be used."""
+
+
+class StorageError(FleetError):
+    """The database is unreachable, refuses access, or holds a schema that is not ours."""
+
+
+class UnknownDeviceError(FleetError):
+    """No device with that id has reported to this fleet."""
+
+
+class EmptyGroupError(FleetError):
+    """A group has no devices: a command or deploy to it would reach nobody."""
+
+
+class VersionCheckError(FleetError):
+    """A model version does not exist in the store, or fails its signature or file checks there."""
+
+
+class BrokerError(FleetError):
+    """The MQTT broker is unreachable, refused the connection, or did not acknowledge a publish."""
+
+
+class NothingToRollBackError(FleetError):
+    """A rollback was asked for where no earlier desired version is recorded."""

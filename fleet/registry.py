@@ -1,0 +1,181 @@
+"""The device registry's pure logic: what one MQTT message does to a device record, and when a device is stale.
+
+No I/O: the ingest applies these functions to records it reads from and writes back to the database.
+Times are Unix ms. `received_ms` is the fleet's clock when a message arrived; payload `ts` is the device's clock,
+used only to order a device's own messages (boots) and to date retained messages, which may be old.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+from shared.payloads import Envelope, StatePayload, TelemetryPayload
+from shared.topics import STATUS_OFFLINE, STATUS_ONLINE, STATUS_STOPPED
+
+Status = Literal["online", "stopped", "offline", "stale", "unknown"]
+REPORTED = (STATUS_ONLINE, STATUS_STOPPED, STATUS_OFFLINE)
+STATUSES: tuple[Status, ...] = ("online", "stopped", "offline", "stale", "unknown")
+DEFAULT_TELEMETRY_INTERVAL_S = 5.0
+STALE_INTERVALS = 3
+_ENVELOPE_FIELDS = frozenset(Envelope.model_fields)
+
+
+@dataclass(frozen=True)
+class TelemetrySample:
+    """One telemetry message as the rollout gates read it: its device-clock time, flat figures and class counts."""
+
+    ts_ms: int
+    figures: dict[str, float]
+    class_counts: dict[str, int] = field(default_factory=dict)
+    boot_id: str = ""
+    seq: int = 0
+
+
+@dataclass(frozen=True)
+class DeviceRecord:
+    """Everything the control plane knows about one device; `status` is as of the time it was read."""
+
+    fleet: str
+    device_id: str
+    status: Status = "unknown"
+    reported_status: Status = "unknown"
+    groups: tuple[str, ...] = ()
+    reported_groups: tuple[str, ...] = ()
+    assigned_groups: tuple[str, ...] = ()
+    boot_id: str | None = None
+    boot_ts_ms: int | None = None
+    restarts: int = 0
+    first_seen_ms: int | None = None
+    last_seen_ms: int | None = None
+    status_ms: int | None = None
+    state_ts_ms: int | None = None
+    agent_version: str | None = None
+    model_name: str | None = None
+    model_version: int | None = None
+    model_variant: str | None = None
+    model_backend: str | None = None
+    hardware: dict[str, Any] = field(default_factory=dict)
+    config_digest: str | None = None
+    unsigned_commands: bool = False
+    degraded: dict[str, str] = field(default_factory=dict)
+    telemetry_interval_s: float | None = None
+    last_telemetry_ms: int | None = None
+    rev: int = 0
+
+    def with_status_at(self, now_ms: int) -> DeviceRecord:
+        """The same record with `status` as of now_ms (online turns stale after 3 silent intervals)."""
+        return replace(self, status=effective_status(self, now_ms))
+
+
+def new_record(fleet: str, device_id: str) -> DeviceRecord:
+    """A device seen for the first time."""
+    return DeviceRecord(fleet=fleet, device_id=device_id)
+
+
+def merged_groups(reported: tuple[str, ...], assigned: tuple[str, ...]) -> tuple[str, ...]:
+    """A device's groups: its own config's plus those assigned in the control plane, sorted, once each."""
+    return tuple(sorted(set(reported) | set(assigned)))
+
+
+def stale_after_ms(record: DeviceRecord) -> int:
+    """Silence after which an online device counts as stale: 3 of its telemetry intervals."""
+    interval = record.telemetry_interval_s or DEFAULT_TELEMETRY_INTERVAL_S
+    return int(STALE_INTERVALS * interval * 1000)
+
+
+def effective_status(record: DeviceRecord, now_ms: int) -> Status:
+    """online / stopped / offline as reported, but stale when an online device has been silent too long."""
+    if record.reported_status != STATUS_ONLINE:
+        return record.reported_status
+    if record.last_seen_ms is None or now_ms - record.last_seen_ms > stale_after_ms(record):
+        return "stale"
+    return "online"
+
+
+def _seen(record: DeviceRecord, received_ms: int, ts_ms: int | None, retained: bool) -> DeviceRecord:
+    """Advance last seen: a live message counts from its arrival, a retained one only from its own (capped) ts."""
+    when = received_ms if not retained else (min(ts_ms, received_ms) if ts_ms is not None else None)
+    first = record.first_seen_ms if record.first_seen_ms is not None else received_ms
+    if when is None or (record.last_seen_ms is not None and when <= record.last_seen_ms):
+        return replace(record, first_seen_ms=first)
+    return replace(record, first_seen_ms=first, last_seen_ms=when)
+
+
+def _boot(record: DeviceRecord, env: Envelope) -> DeviceRecord:
+    """A new boot id from a newer live message is a restart; replayed or older-boot messages change nothing."""
+    if env.replayed:
+        return record
+    if record.boot_id is None:
+        return replace(record, boot_id=env.boot_id, boot_ts_ms=env.ts)
+    if env.boot_id == record.boot_id:
+        if record.boot_ts_ms is None or env.ts < record.boot_ts_ms:
+            return replace(record, boot_ts_ms=env.ts)
+        return record
+    if record.boot_ts_ms is not None and env.ts <= record.boot_ts_ms:
+        return record
+    return replace(record, boot_id=env.boot_id, boot_ts_ms=env.ts, restarts=record.restarts + 1)
+
+
+def apply_status(record: DeviceRecord, text: str, received_ms: int, retained: bool) -> DeviceRecord:
+    """The retained status topic: online, stopped, or offline (the Last Will)."""
+    if text not in REPORTED:
+        raise ValueError(f"status is {text[:40]!r}, not one of {', '.join(REPORTED)}")
+    status: Status = text  # type: ignore[assignment]
+    rec = replace(record, reported_status=status, status_ms=received_ms if not retained else record.status_ms)
+    return _seen(rec, received_ms, None, retained)
+
+
+def apply_state(record: DeviceRecord, state: StatePayload, received_ms: int, retained: bool) -> DeviceRecord:
+    """The retained state payload: what the device runs, its hardware, groups and telemetry interval."""
+    if record.state_ts_ms is not None and state.ts < record.state_ts_ms and state.boot_id == record.boot_id:
+        return _seen(record, received_ms, state.ts, retained)
+    reported = tuple(sorted(set(getattr(state, "groups", None) or ())))
+    interval = getattr(state, "telemetry_interval_s", None)
+    rec = replace(
+        _boot(record, state),
+        state_ts_ms=state.ts,
+        agent_version=state.agent_version,
+        model_name=state.model.name,
+        model_version=state.model.version,
+        model_variant=state.model.variant,
+        model_backend=state.model.backend,
+        hardware=dict(state.hardware),
+        config_digest=state.config_digest,
+        unsigned_commands=state.unsigned_commands,
+        degraded=dict(state.degraded),
+        reported_groups=reported,
+        groups=merged_groups(reported, record.assigned_groups),
+        telemetry_interval_s=float(interval) if interval else record.telemetry_interval_s,
+    )
+    return _seen(rec, received_ms, state.ts, retained)
+
+
+def telemetry_sample(payload: TelemetryPayload) -> TelemetrySample:
+    """The flat numeric figures and class counts of a telemetry message."""
+    extra = payload.model_extra or {}
+    figures = {
+        k: float(v) for k, v in {**payload.__dict__, **extra}.items()
+        if k not in _ENVELOPE_FIELDS and k != "class_counts" and isinstance(v, (int, float)) and not isinstance(v, bool)
+    }
+    raw_counts = getattr(payload, "class_counts", None) or extra.get("class_counts") or {}
+    counts = {str(k): int(v) for k, v in raw_counts.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    return TelemetrySample(ts_ms=payload.ts, figures=figures, class_counts=counts, boot_id=payload.boot_id,
+                           seq=payload.seq)
+
+
+def apply_telemetry(record: DeviceRecord, payload: TelemetryPayload, received_ms: int) -> DeviceRecord:
+    """A telemetry message: the device is alive now (unless replayed from its outbox), and maybe rebooted."""
+    rec = _boot(record, payload)
+    version = payload.model_extra.get("model_version") if payload.model_extra else None
+    if not payload.replayed and isinstance(version, (int, float)) and version > 0:
+        rec = replace(rec, model_version=int(version))
+    if payload.replayed:
+        return _seen(rec, received_ms, payload.ts, retained=True)
+    return replace(_seen(rec, received_ms, payload.ts, retained=False), last_telemetry_ms=received_ms)
+
+
+def with_assignments(record: DeviceRecord, assigned: tuple[str, ...]) -> DeviceRecord:
+    """The record with control-plane group assignments merged in."""
+    assigned = tuple(sorted(set(assigned)))
+    return replace(record, assigned_groups=assigned, groups=merged_groups(record.reported_groups, assigned))
