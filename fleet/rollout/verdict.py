@@ -1,0 +1,277 @@
+"""Stage verdicts: pass, hold, fail or deadline, from the canary devices, the control cohort and the clock.
+
+Pure: the same inputs always give the same verdict. Too little data holds a stage (never passes or fails it); a
+device that does not report the new version within its deadline fails for this rollout without holding the others.
+Failures count against the stage's budget, except devices that were offline (they say nothing about the version).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from fleet.rollout.gates import (
+    GateResult,
+    GateStatus,
+    Sample,
+    class_mix,
+    cohort_figure,
+    compared,
+    device_figure,
+    holds,
+    psi,
+    readings,
+    worst,
+)
+from fleet.rollout.plan import MetricGate, PsiGate, RestartsGate, Stage
+
+Decision = Literal["pass", "hold", "fail", "deadline"]
+DeviceState = Literal["pending", "updated", "failed"]
+# Why a device failed; every kind but "offline" and "silent" counts against the stage's failure budget.
+FailKind = Literal["rejected", "timeout", "offline", "reverted", "gate", "silent"]
+NOT_COUNTED: frozenset[str] = frozenset({"offline", "silent"})
+
+
+@dataclass(frozen=True)
+class CanaryDevice:
+    """What the controller knows of one device it gave the new version to."""
+
+    device_id: str
+    assigned_ms: int
+    converged_ms: int | None
+    reported_version: int | None
+    online: bool
+    restarts: int = 0
+    samples: tuple[Sample, ...] = ()
+    failed_kind: FailKind | None = None
+    failed_reason: str = ""
+
+
+@dataclass(frozen=True)
+class DeviceOutcome:
+    """A canary device's state after judging: pending, updated or failed (with kind and reason)."""
+
+    device_id: str
+    state: DeviceState
+    kind: FailKind | None = None
+    reason: str = ""
+
+    @property
+    def counts(self) -> bool:
+        """Whether this failure counts against the stage's budget."""
+        return self.state == "failed" and self.kind not in NOT_COUNTED
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """The group's figures before the rollout started: the control when no device is left on the old version."""
+
+    figures: Mapping[str, float] = field(default_factory=dict)
+    class_counts: Mapping[str, int] = field(default_factory=dict)
+
+    @staticmethod
+    def key(gate: MetricGate) -> str:
+        """Where a metric gate's baseline figure is kept."""
+        return f"{gate.aggregate}:{gate.metric}"
+
+
+@dataclass(frozen=True)
+class StageVerdict:
+    """The decision, why, each gate's figures and each canary device's outcome."""
+
+    decision: Decision
+    reason: str
+    gates: tuple[GateResult, ...] = ()
+    devices: tuple[DeviceOutcome, ...] = ()
+
+    def failed(self) -> list[DeviceOutcome]:
+        """Devices that failed, in id order."""
+        return [d for d in self.devices if d.state == "failed"]
+
+
+def _rejects_since(device: CanaryDevice) -> float:
+    values = readings([s for s in device.samples if s.ts_ms >= device.assigned_ms], "package_rejects")
+    return sum(max(0.0, b - a) for a, b in itertools.pairwise(values))
+
+
+def device_progress(device: CanaryDevice, target: int, stage: Stage, now_ms: int) -> DeviceOutcome:
+    """Pending, updated, or failed: rejected the package, reverted, or missed its deadline (offline or not)."""
+    d = device.device_id
+    if device.failed_kind is not None:
+        return DeviceOutcome(d, "failed", device.failed_kind, device.failed_reason)
+    if device.reported_version == target:
+        return DeviceOutcome(d, "updated")
+    if device.converged_ms is not None and device.online and device.reported_version is not None:
+        return DeviceOutcome(d, "failed", "reverted", f"reported version {target}, now reports "
+                             f"{device.reported_version}")
+    if device.converged_ms is not None:
+        return DeviceOutcome(d, "updated")  # ran the version and went quiet: its data deadline decides
+    if _rejects_since(device) > 0:
+        return DeviceOutcome(d, "failed", "rejected", f"refused the package of version {target} (package_rejects "
+                             "rose)")
+    waited_s = (now_ms - device.assigned_ms) / 1000
+    if waited_s >= stage.device_deadline_s:
+        if not device.online:
+            return DeviceOutcome(d, "failed", "offline", f"offline; did not report version {target} within "
+                                 f"{stage.device_deadline_s:g} s")
+        return DeviceOutcome(d, "failed", "timeout", f"did not report version {target} within "
+                             f"{stage.device_deadline_s:g} s (reports {device.reported_version})")
+    return DeviceOutcome(d, "pending", reason=f"waiting for version {target} ({waited_s:.0f}/"
+                         f"{stage.device_deadline_s:g} s)")
+
+
+def window_samples(device: CanaryDevice, target: int, stage: Stage, now_ms: int) -> list[Sample]:
+    """A canary's samples in the analysis window, after it converged, from the new version only."""
+    start = max(device.converged_ms or device.assigned_ms, now_ms - int(stage.window_s * 1000))
+    return [
+        s for s in device.samples
+        if start <= s.ts_ms <= now_ms and s.figures.get("model_version", target) == target
+    ]
+
+
+@dataclass
+class _GateJudgement:
+    result: GateResult
+    device_failures: dict[str, str] = field(default_factory=dict)
+    silent: dict[str, str] = field(default_factory=dict)
+    cohort_fail: bool = False
+
+
+def _metric_gate(
+    gate: MetricGate,
+    canary: Mapping[str, Sequence[Sample]],
+    data_due: Mapping[str, bool],
+    control: Mapping[str, Sequence[Sample]],
+    baseline: Baseline | None,
+) -> _GateJudgement:
+    control_fig = cohort_figure(control, gate)
+    control_src = "control"
+    if control_fig is None and baseline is not None and Baseline.key(gate) in baseline.figures:
+        control_fig, control_src = baseline.figures[Baseline.key(gate)], "baseline"
+    figures: dict[str, float] = {}
+    short: dict[str, str] = {}
+    failures: dict[str, str] = {}
+    for device, samples in canary.items():
+        fig = device_figure(samples, gate)
+        if fig is None:
+            have = len(readings(samples, gate.metric))
+            short[device] = f"{device}: {have}/{gate.min_samples} samples of {gate.metric}"
+            continue
+        figures[device] = fig
+        value = compared(fig, control_fig, gate)
+        if value is not None and not holds(value, gate.op, gate.threshold):
+            failures[device] = f"{gate.label}: {device} has {value:.4g} ({gate.aggregate} {gate.metric} {fig:.4g}" + (
+                f", {control_src} {control_fig:.4g})" if control_fig is not None and gate.compare != "absolute"
+                else ")")
+    canary_fig = worst(list(figures.values()), gate.op) if figures else None
+    j = _GateJudgement(GateResult(gate.label, "pass", canary_fig, control_fig, gate.threshold))
+    # A device short of data past its deadline is set aside when others have data; with none, the gate holds.
+    silent = {d: why for d, why in short.items() if data_due.get(d) and figures}
+    waiting = [why for d, why in short.items() if d not in silent]
+    no_control = gate.compare != "absolute" and control_fig is None and bool(figures)
+    status: GateStatus
+    if failures:
+        status, detail = "fail", "; ".join(failures.values())
+    elif waiting or no_control or not figures:
+        status = "hold"
+        detail = "; ".join([*waiting, *(["no control or baseline figure yet"] if no_control else []),
+                            *([] if figures or waiting else ["no canary device has reported yet"])])
+    else:
+        status, detail = "pass", f"{len(figures)} devices"
+    j.result = GateResult(gate.label, status, canary_fig, control_fig, gate.threshold, detail, tuple(sorted(failures)))
+    j.device_failures = failures
+    j.silent = silent
+    return j
+
+
+def _restarts_gate(gate: RestartsGate, restarts: Mapping[str, int]) -> _GateJudgement:
+    failures = {d: f"{gate.label}: {d} restarted {n} times" for d, n in restarts.items() if n > gate.max_restarts}
+    canary_fig = float(max(restarts.values())) if restarts else None
+    status: GateStatus = "fail" if failures else ("pass" if restarts else "hold")
+    detail = "; ".join(failures.values()) if failures else f"{len(restarts)} devices"
+    return _GateJudgement(
+        GateResult(gate.label, status, canary_fig, None, float(gate.max_restarts), detail, tuple(sorted(failures))),
+        failures,
+    )
+
+
+def _psi_gate(
+    gate: PsiGate, canary: Mapping[str, Sequence[Sample]], control: Mapping[str, Sequence[Sample]],
+    baseline: Baseline | None,
+) -> _GateJudgement:
+    mix, ref, ref_src = class_mix(canary), class_mix(control), "control"
+    if sum(ref.values()) < gate.min_results and baseline is not None and baseline.class_counts:
+        ref, ref_src = dict(baseline.class_counts), "baseline"
+    n_canary, n_ref = sum(mix.values()), sum(ref.values())
+    if n_canary < gate.min_results or n_ref < gate.min_results:
+        detail = f"results in window: canary {n_canary}, {ref_src} {n_ref}; each needs {gate.min_results}"
+        return _GateJudgement(GateResult(gate.label, "hold", None, None, gate.max_psi, detail))
+    value = psi(mix, ref)
+    ok = value <= gate.max_psi
+    detail = f"psi {value:.4g} of {n_canary} canary results against {n_ref} {ref_src} results"
+    return _GateJudgement(
+        GateResult(gate.label, "pass" if ok else "fail", value, 0.0, gate.max_psi, detail), cohort_fail=not ok
+    )
+
+
+def judge_stage(
+    stage: Stage,
+    target: int,
+    canaries: Sequence[CanaryDevice],
+    control: Mapping[str, Sequence[Sample]],
+    baseline: Baseline | None,
+    stage_started_ms: int,
+    deadline_ms: int,
+    now_ms: int,
+) -> StageVerdict:
+    """Judge a stage now from its canary devices and the control cohort's samples in the same window."""
+    progress = {c.device_id: device_progress(c, target, stage, now_ms) for c in canaries}
+    updated = [c for c in canaries if progress[c.device_id].state == "updated"]
+    canary_samples = {c.device_id: window_samples(c, target, stage, now_ms) for c in updated}
+    data_due = {
+        c.device_id: (now_ms - (c.converged_ms or c.assigned_ms)) / 1000 >= stage.device_deadline_s for c in updated
+    }
+    judgements: list[_GateJudgement] = []
+    for gate in stage.gates:
+        if isinstance(gate, MetricGate):
+            judgements.append(_metric_gate(gate, canary_samples, data_due, control, baseline))
+        elif isinstance(gate, RestartsGate):
+            judgements.append(_restarts_gate(gate, {c.device_id: c.restarts for c in updated}))
+        elif isinstance(gate, PsiGate):
+            judgements.append(_psi_gate(gate, canary_samples, control, baseline))
+    outcomes = dict(progress)
+    for j in judgements:
+        for device, why in j.silent.items():
+            if outcomes[device].state == "updated":
+                outcomes[device] = DeviceOutcome(device, "failed", "silent", f"too little data: {why}")
+        for device, why in j.device_failures.items():
+            if outcomes[device].state != "failed" or outcomes[device].kind == "silent":
+                outcomes[device] = DeviceOutcome(device, "failed", "gate", why)
+    devices = tuple(outcomes[d] for d in sorted(outcomes))
+    gates = tuple(j.result for j in judgements)
+    counted = [d for d in devices if d.counts]
+    budget = stage.failure_budget(len(devices))
+    if len(counted) > budget:
+        listed = "; ".join(f"{d.device_id}: {d.reason}" for d in counted[:5])
+        return StageVerdict("fail", f"{len(counted)} of {len(devices)} devices failed (budget {budget}): {listed}",
+                            gates, devices)
+    cohort = [j.result for j in judgements if j.cohort_fail]
+    if cohort:
+        return StageVerdict("fail", "; ".join(f"{r.gate}: {r.detail}" for r in cohort), gates, devices)
+    waiting: list[str] = []
+    elapsed_s = (now_ms - stage_started_ms) / 1000
+    if elapsed_s < stage.soak_s:
+        waiting.append(f"soaking {elapsed_s:.0f}/{stage.soak_s:g} s")
+    waiting += [f"{d.device_id}: {d.reason}" for d in devices if d.state == "pending"]
+    if not any(d.state == "updated" for d in devices):
+        waiting.append("no device runs the new version yet")
+    waiting += [f"{r.gate}: {r.detail}" for r in gates if r.status == "hold"]
+    if waiting:
+        late = now_ms >= deadline_ms
+        prefix = f"stage deadline passed with no verdict ({stage.on_deadline}): " if late else "holding: "
+        return StageVerdict("deadline" if late else "hold", prefix + "; ".join(waiting), gates, devices)
+    n_ok = sum(1 for d in devices if d.state == "updated")
+    return StageVerdict("pass", f"all {len(gates)} gates passed on {n_ok} devices after {elapsed_s:.0f} s", gates,
+                        devices)
