@@ -285,10 +285,11 @@ def publish_pointer(
 def dashboards(
     out: Annotated[Path, typer.Option(help="Directory for the generated dashboard files.")] = Path("deploy/grafana"),
 ) -> None:
-    """Write the Grafana dashboard generated from the metric table (import it into Grafana)."""
-    from dashboards.grafana import write_dashboard
+    """Write the Grafana dashboards (fleet, device) generated from the metric table (deploy/grafana provisions them)."""
+    from dashboards.grafana import write_dashboards
 
-    typer.echo(f"wrote {write_dashboard(out)}")
+    for path in write_dashboards(out):
+        typer.echo(f"wrote {path}")
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})

@@ -21,4 +21,5 @@ def test_the_dashboards_command_writes_the_generated_file(tmp_path: Path) -> Non
     assert result.exit_code == 0, result.output
     written = tmp_path / "grafana" / "edgeferry-fleet.json"
     assert json.loads(written.read_text()) == grafana_dashboard()
-    assert [p.name for p in written.parent.iterdir()] == ["edgeferry-fleet.json"]  # no temporary file left
+    # The per-device dashboard beside it, and no temporary file left.
+    assert sorted(p.name for p in written.parent.iterdir()) == ["edgeferry-device.json", "edgeferry-fleet.json"]
