@@ -8,7 +8,11 @@
         ├── EmptyGroupError       a group has no devices, so there is nothing to act on
         ├── VersionCheckError     a model version is missing from the store or fails verification there
         ├── BrokerError           the MQTT broker is unreachable or refused a publish
-        └── NothingToRollBackError no earlier desired version to return to
+        ├── NothingToRollBackError no earlier desired version to return to
+        └── RolloutError          a rollout cannot be started or changed as asked
+            ├── RolloutConflictError  the group already has a rollout running
+            ├── UnknownRolloutError   no rollout with that id (or none on that group)
+            └── RolloutStateError     the rollout is not in a state that allows the action
 """
 
 from __future__ import annotations
@@ -46,3 +50,19 @@ class BrokerError(FleetError):
 
 class NothingToRollBackError(FleetError):
     """A rollback was asked for where no earlier desired version is recorded."""
+
+
+class RolloutError(FleetError):
+    """A rollout cannot be started or changed as asked."""
+
+
+class RolloutConflictError(RolloutError):
+    """The group already has a rollout running: one rollout per group at a time."""
+
+
+class UnknownRolloutError(RolloutError):
+    """No rollout with that id, or none on that group."""
+
+
+class RolloutStateError(RolloutError):
+    """The rollout's state does not allow the action (resume a running one, promote a finished one)."""
