@@ -15,6 +15,7 @@ from edge.backends.factory import available_backends
 from edge.command_auth import CommandAuth
 from edge.commands import CommandRouter
 from edge.config import AgentConfig
+from edge.desired import DesiredSync
 from edge.events import EventEmitter
 from edge.frame_loop import FrameLoop
 from edge.frame_stats import FrameStats
@@ -93,6 +94,8 @@ class Agent:
         )
         self.router = CommandRouter(self.link, self.topics, self.envelopes, auth=CommandAuth.from_config(cfg.device),
                                     queue_size=cfg.mqtt.command_queue, health=self.health)
+        self.desired = DesiredSync.from_config(cfg.device, self.link, self.topics, deploy=self.deploy, pin=self._apply,
+                                               served=self.sync.current_version, health=self.health)
         self.system = SystemStats()
         self.telemetry = Telemetry(self.envelopes)
         self.exporter: PrometheusExporter | None = None
@@ -142,14 +145,17 @@ class Agent:
         self._register_commands()
         self._register_appliers()
         for source in (self.stats.values, self.slot.metrics, self.sync.metrics, self.frames.metrics,
-                       self.router.metrics, self.link.metrics, self.system.sample, self.health.metrics):
+                       self.router.metrics, self.link.metrics, self.system.sample, self.health.metrics,
+                       self.desired.metrics, self.results.quality.metrics):
             self.telemetry.add_source(source)
+        self.telemetry.set_class_counts(self.results.quality.class_counts)
         self._publish_state()
         if self.cfg.mqtt.ha_discovery:
             reported = {m.name for m in METRICS} - self.system.unreported()
             HaDiscovery(self.link, self.topics, __version__, self.cfg.mqtt.ha_discovery_prefix, reported).start()
         self.link.start()
         self.router.start()
+        self.desired.start()
         if isinstance(self._source, SensorMqttSource):
             self._source.attach(self.link)
         if self.exporter is not None and self.cfg.daemon.prometheus_port is not None:
@@ -200,6 +206,7 @@ class Agent:
         self.results.events.finish()
         self.telemetry_loop.stop(final_report=True)
         self.router.stop()
+        self.desired.stop()
         self.link.stop()
         if self._outbox is not None:
             self._outbox.close()
@@ -372,6 +379,9 @@ class Agent:
             config_digest=config_digest(self.cfg),
             unsigned_commands=self.cfg.device.allow_unsigned_commands,
             degraded=degraded,
+            groups=list(self.cfg.device.groups),
+            telemetry_interval_s=self.cfg.mqtt.telemetry_interval_s,
+            desired_version=self.desired.version,
         )
         self.link.publish_json(self.topics.state, state, retain=True)
 

@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 from edge.events import EventEmitter
 from edge.pipeline import FrameResult
+from edge.quality import QualityWindow
 from edge.supervise import Health
 from shared.errors import EdgeferryError
 from shared.payloads import Detection
@@ -35,6 +36,8 @@ class ResultPublisher:
         self._observer = observer
         self._queue: queue.Queue[FrameResult | None] = queue.Queue(maxsize=queue_size)
         self.last: FrameResult | None = None
+        # Counted here, off the frame thread; the telemetry thread closes the window each report.
+        self.quality = QualityWindow()
 
     def submit(self, result: FrameResult) -> None:
         """Queue one result in frame order."""
@@ -50,6 +53,7 @@ class ResultPublisher:
             self.last = result
             events = self.events
             p = result.prediction
+            self.quality.add(p.label, p.score)
             try:
                 if events.policy.cfg.mode != "off":
                     events.on_result(

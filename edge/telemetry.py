@@ -64,6 +64,11 @@ class Telemetry:
         self._values: dict[str, float] = {}
         self._lock = threading.Lock()
         self._warned: set[str] = set()
+        self._class_counts: Callable[[], dict[str, int]] | None = None
+
+    def set_class_counts(self, source: Callable[[], dict[str, int]]) -> None:
+        """Where the payload's class_counts come from (read after values(), so both cover one window)."""
+        self._class_counts = source
 
     def add_source(self, source: Source) -> None:
         """A callable returning figures at report time (frame stats, link outbox, system stats, router)."""
@@ -108,7 +113,9 @@ class Telemetry:
 
     def build(self, values: Mapping[str, float] | None = None) -> TelemetryPayload:
         """One telemetry payload with a fresh envelope."""
-        return TelemetryPayload.build(self.envelopes.next(), dict(self.values() if values is None else values))
+        figures = dict(self.values() if values is None else values)
+        counts = self._class_counts() if self._class_counts is not None else None
+        return TelemetryPayload.build(self.envelopes.next(), figures, counts)
 
 
 def _finite(v: object) -> bool:

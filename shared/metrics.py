@@ -201,6 +201,22 @@ METRICS: tuple[Metric, ...] = (
     Metric("uptime_s", "s", "Seconds since the agent started", ha_device_class="duration", title="Uptime"),
     Metric("thread_errors", "errors", "Failures of background threads, each logged, backed off and retried", "counter",
            title="Thread errors"),
+    # Model quality over the telemetry window (the rollout quality gates read these; class_counts rides beside).
+    Metric("results_window", "frames", "Results counted in this telemetry window", title="Results in window"),
+    Metric("conf_mean", "", "Mean top-1 score of the results in this telemetry window", title="Mean confidence",
+           absent_when="no result in the window"),
+    Metric("low_conf_share", "", "Share of this window's results whose top-1 score is below 0.5",
+           title="Low-confidence share", absent_when="no result in the window"),
+    Metric("shadow_agreement", "", "Share of shadow-checked frames whose top-1 equals the previous version's",
+           title="Shadow agreement", absent_when="no shadow check runs (sync.shadow_every)"),
+    Metric("shadow_frames", "frames", "Frames also run on the previous version in this telemetry window",
+           title="Shadow frames", absent_when="no shadow check runs (sync.shadow_every)"),
+    Metric("desired_version", "", "Model version the signed desired state asks for (0 when none)",
+           title="Desired version"),
+    Metric("desired_applied", "messages", "Signed desired states applied since boot", "counter",
+           title="Desired states applied"),
+    Metric("desired_refused", "messages", "Desired states refused: unsigned, forged, replayed or mis-addressed",
+           "counter", title="Desired states refused"),
 )
 
 BY_NAME: dict[str, Metric] = {m.name: m for m in METRICS}

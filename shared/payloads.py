@@ -56,6 +56,13 @@ class StatePayload(Envelope):
     degraded: dict[str, str] = Field(
         default_factory=dict, description="Components failing now (thread, outbox, store), with the last error."
     )
+    groups: list[str] = Field(default_factory=list, description="Groups from the device's config (device.groups).")
+    telemetry_interval_s: float | None = Field(
+        default=None, description="Seconds between telemetry reports; a registry calls 3 silent intervals stale."
+    )
+    desired_version: int | None = Field(
+        default=None, description="Version the signed desired state asks for (what it converges to); None: none."
+    )
 
 
 class BenchmarkCandidate(BaseModel):
@@ -106,13 +113,19 @@ class TelemetryPayload(Envelope):
 
     model_config = ConfigDict(extra="allow")
 
+    class_counts: dict[str, int] | None = Field(
+        default=None, description="Top-1 label -> results in this telemetry window (not a metric: keys vary)."
+    )
+
     @classmethod
-    def build(cls, envelope: Envelope, values: dict[str, float]) -> TelemetryPayload:
+    def build(
+        cls, envelope: Envelope, values: dict[str, float], class_counts: dict[str, int] | None = None
+    ) -> TelemetryPayload:
         """Telemetry from declared metrics only."""
         unknown = [k for k in values if k not in BY_NAME]
         if unknown:
             raise ValueError(f"undeclared metrics {unknown}; add them to shared/metrics.py")
-        return cls(**envelope.model_dump(), **values)
+        return cls(**envelope.model_dump(), **values, class_counts=class_counts)
 
 
 class Detection(BaseModel):

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from edge.percentiles import StageWindows
+from edge.quality import QualityWindow
 from edge.supervise import Health
 from edge.telemetry import TELEMETRY, EnvelopeFactory, Telemetry, TelemetryLoop
 from shared.metrics import BY_NAME
@@ -105,7 +106,26 @@ def test_build_gives_a_flat_enveloped_payload() -> None:
     tel = Telemetry(EnvelopeFactory("cam-1"), sources=[lambda: {"fps": 12.0, "queue_depth": 2}])
     body = tel.build().model_dump()
     assert body["fps"] == 12.0 and body["queue_depth"] == 2.0 and body["seq"] == 0
-    assert all(isinstance(v, int | float | str | bool) for v in body.values())
+    flat = {k: v for k, v in body.items() if k != "class_counts"}
+    assert all(isinstance(v, int | float | str | bool) for v in flat.values())
+    assert body["class_counts"] is None  # no result counter attached: no per-class counts
+
+
+def test_class_counts_come_from_the_window_the_figures_closed() -> None:
+    window = QualityWindow()
+    tel = Telemetry(EnvelopeFactory("cam-1"), sources=[window.metrics])
+    tel.set_class_counts(window.class_counts)
+    for label, score in (("cat", 0.9), ("cat", 0.7), ("dog", 0.2)):
+        window.add(label, score)
+    first = tel.build().model_dump()
+    assert first["class_counts"] == {"cat": 2, "dog": 1} and first["results_window"] == 3
+    assert first["conf_mean"] == pytest.approx(0.6) and first["low_conf_share"] == pytest.approx(1 / 3)
+    window.add("dog", 0.8)
+    second = tel.build().model_dump()
+    assert second["class_counts"] == {"dog": 1} and second["results_window"] == 1
+    empty = tel.build().model_dump()
+    assert empty["results_window"] == 0 and empty["class_counts"] == {}
+    assert "conf_mean" not in empty and "low_conf_share" not in empty  # unknown is omitted, never NaN
 
 
 def test_loop_publishes_reports_and_feeds_sinks() -> None:
