@@ -1,0 +1,127 @@
+"""Telemetry storage: a rolling window of raw samples per device, and a downsampled history for dashboards."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sqlalchemy import Engine, delete, insert, select
+
+from fleet.db.schema import telemetry_history, telemetry_samples
+from fleet.registry import TelemetrySample
+
+
+def bucket_of(ts_ms: int, bucket_ms: int) -> int:
+    """Start of the history bucket holding ts_ms."""
+    return ts_ms - ts_ms % bucket_ms
+
+
+def downsample(samples: Iterable[tuple[str, TelemetrySample]], bucket_ms: int) -> dict[tuple[str, int], Any]:
+    """Mean of each figure per (device, bucket), with the sample count and summed class counts."""
+    acc: dict[tuple[str, int], dict[str, Any]] = {}
+    for device, s in samples:
+        slot = acc.setdefault((device, bucket_of(s.ts_ms, bucket_ms)), {"n": 0, "sums": {}, "counts": {}})
+        slot["n"] += 1
+        for k, v in s.figures.items():
+            total, n = slot["sums"].get(k, (0.0, 0))
+            slot["sums"][k] = (total + v, n + 1)
+        for label, c in s.class_counts.items():
+            slot["counts"][label] = slot["counts"].get(label, 0) + c
+    return {
+        key: {"samples": slot["n"], "figures": {k: t / n for k, (t, n) in sorted(slot["sums"].items())},
+              "class_counts": slot["counts"]}
+        for key, slot in acc.items()
+    }
+
+
+class TelemetryRepository:
+    """Samples and history of one fleet."""
+
+    def __init__(self, engine: Engine, fleet: str) -> None:
+        self._engine = engine
+        self.fleet = fleet
+
+    def add(self, batch: Sequence[tuple[str, TelemetrySample, int]]) -> None:
+        """Store (device id, sample, received ms) rows in one transaction."""
+        if not batch:
+            return
+        rows = [
+            {"fleet": self.fleet, "device_id": dev, "ts_ms": s.ts_ms, "received_ms": received, "boot_id": s.boot_id,
+             "seq": s.seq, "figures": s.figures, "class_counts": s.class_counts}
+            for dev, s, received in batch
+        ]
+        with self._engine.begin() as conn:
+            conn.execute(insert(telemetry_samples), rows)
+
+    def window(self, device_id: str, since_ms: int, until_ms: int) -> list[TelemetrySample]:
+        """Samples of one device with since_ms <= ts < until_ms, oldest first."""
+        t = telemetry_samples.c
+        with self._engine.connect() as conn:
+            rows = conn.execute(
+                select(t.ts_ms, t.figures, t.class_counts, t.boot_id, t.seq)
+                .where(t.fleet == self.fleet, t.device_id == device_id, t.ts_ms >= since_ms, t.ts_ms < until_ms)
+                .order_by(t.ts_ms, t.seq)
+            ).all()
+        return [TelemetrySample(r.ts_ms, dict(r.figures), dict(r.class_counts or {}), r.boot_id, r.seq) for r in rows]
+
+    def rebuild_history(self, since_ms: int, until_ms: int, bucket_ms: int) -> int:
+        """Recompute the history buckets that start in [since_ms, until_ms) from the raw samples; returns buckets.
+
+        Recomputing a recent span on each pass (rather than appending) takes in samples that arrived late.
+        """
+        since_ms, until_ms = bucket_of(since_ms, bucket_ms), bucket_of(until_ms, bucket_ms)
+        t = telemetry_samples.c
+        with self._engine.begin() as conn:
+            rows = conn.execute(
+                select(t.device_id, t.ts_ms, t.figures, t.class_counts)
+                .where(t.fleet == self.fleet, t.ts_ms >= since_ms, t.ts_ms < until_ms)
+            ).all()
+            buckets = downsample(
+                ((r.device_id, TelemetrySample(r.ts_ms, dict(r.figures), dict(r.class_counts or {}))) for r in rows),
+                bucket_ms,
+            )
+            h = telemetry_history.c
+            conn.execute(delete(telemetry_history).where(
+                h.fleet == self.fleet, h.bucket_ms >= since_ms, h.bucket_ms < until_ms
+            ))
+            if buckets:
+                conn.execute(insert(telemetry_history), [
+                    {"fleet": self.fleet, "device_id": dev, "bucket_ms": b, "samples": v["samples"],
+                     "figures": {**v["figures"], **({"class_counts": v["class_counts"]} if v["class_counts"] else {})}}
+                    for (dev, b), v in buckets.items()
+                ])
+        return len(buckets)
+
+    def history(self, device_id: str, since_ms: int, until_ms: int) -> list[tuple[int, int, dict[str, Any]]]:
+        """(bucket start, samples, mean figures) of one device, oldest first."""
+        h = telemetry_history.c
+        with self._engine.connect() as conn:
+            rows = conn.execute(
+                select(h.bucket_ms, h.samples, h.figures)
+                .where(h.fleet == self.fleet, h.device_id == device_id, h.bucket_ms >= since_ms,
+                       h.bucket_ms < until_ms)
+                .order_by(h.bucket_ms)
+            ).all()
+        return [(r.bucket_ms, r.samples, dict(r.figures)) for r in rows]
+
+    def prune(self, samples_before_ms: int, history_before_ms: int) -> tuple[int, int]:
+        """Drop raw samples and history buckets older than the retention; returns (samples, buckets) removed."""
+        with self._engine.begin() as conn:
+            s = conn.execute(delete(telemetry_samples).where(
+                telemetry_samples.c.fleet == self.fleet, telemetry_samples.c.ts_ms < samples_before_ms
+            )).rowcount
+            h = conn.execute(delete(telemetry_history).where(
+                telemetry_history.c.fleet == self.fleet, telemetry_history.c.bucket_ms < history_before_ms
+            )).rowcount
+        return int(s), int(h)
+
+    def counts(self) -> tuple[int, int]:
+        """(raw samples, history buckets) stored for the fleet."""
+        from sqlalchemy import func
+
+        with self._engine.connect() as conn:
+            s = conn.execute(select(func.count()).select_from(telemetry_samples)
+                             .where(telemetry_samples.c.fleet == self.fleet)).scalar_one()
+            h = conn.execute(select(func.count()).select_from(telemetry_history)
+                             .where(telemetry_history.c.fleet == self.fleet)).scalar_one()
+        return int(s), int(h)

@@ -1,0 +1,168 @@
+"""The same repository tests on both back-ends: SQLite and a real PostgreSQL server."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import replace
+
+import pytest
+
+from fleet.db.desired import DesiredEntry, Published
+from fleet.db.store import FleetStore
+from fleet.errors import EmptyGroupError, StorageError, UnknownDeviceError
+from fleet.registry import TelemetrySample
+from tests.fleet.conftest import Clock
+
+
+def _online(store: FleetStore, device: str, groups: tuple[str, ...] = (), version: int = 1) -> None:
+    now = store.clock()
+    store.devices.update(device, lambda r: replace(
+        r, reported_status="online", last_seen_ms=now, reported_groups=groups, groups=groups, model_version=version,
+    ))
+
+
+def test_device_round_trip_and_status_as_of_now(store: FleetStore, clock: Clock) -> None:
+    _online(store, "cam-1", ("north",), version=3)
+    rec = store.device("cam-1")
+    assert (rec.status, rec.groups, rec.model_version, rec.rev) == ("online", ("north",), 3, 1)
+    clock.advance(16)  # default interval 5 s: 3 intervals = 15 s of silence
+    assert store.device("cam-1").status == "stale"
+    with pytest.raises(UnknownDeviceError, match="never reported"):
+        store.device("cam-9")
+
+
+def test_concurrent_updates_lose_nothing(store_factory: Callable[..., FleetStore]) -> None:
+    a, b = store_factory(), store_factory()
+    a.devices.update("cam-1", lambda r: r)
+
+    def bump(s: FleetStore) -> None:
+        for _ in range(25):
+            s.devices.update("cam-1", lambda r: replace(r, restarts=r.restarts + 1))
+
+    threads = [threading.Thread(target=bump, args=(s,)) for s in (a, b)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert a.device("cam-1").restarts == 50
+
+
+def test_groups_merge_config_and_assignments(store: FleetStore, clock: Clock) -> None:
+    _online(store, "cam-1", ("north",))
+    _online(store, "cam-2")
+    assert store.devices.assign("cam-2", "north", clock()) is True
+    assert store.devices.assign("cam-2", "north", clock()) is False
+    assert store.groups() == {"north": ["cam-1", "cam-2"]}
+    assert [r.device_id for r in store.group_members("north")] == ["cam-1", "cam-2"]
+    assert store.devices.unassign("cam-2", "north") is True
+    assert store.devices.unassign("cam-1", "north") is False  # from the agent's own config: not ours to remove
+    assert [r.device_id for r in store.list_devices(group="north")] == ["cam-1"]
+    with pytest.raises(EmptyGroupError, match="'south' .* has no devices .*groups: north"):
+        store.group_members("south")
+
+
+def test_filters(store: FleetStore, clock: Clock) -> None:
+    _online(store, "cam-1", version=1)
+    clock.advance(20)
+    _online(store, "cam-2", version=2)
+    assert [r.device_id for r in store.list_devices(status="stale")] == ["cam-1"]
+    assert [r.device_id for r in store.list_devices(version=2)] == ["cam-2"]
+
+
+def test_telemetry_window_and_history(store: FleetStore, clock: Clock) -> None:
+    t0 = clock() - clock() % 10_000
+    batch = [("cam-1", TelemetrySample(t0 + i * 1000, {"fps": float(i)}, {"cat": 1}, "b1", i), t0 + i * 1000)
+             for i in range(25)]
+    batch.append(("cam-2", TelemetrySample(t0, {"fps": 100.0}, {}, "b2", 0), t0))
+    store.telemetry.add(batch)
+    window = store.telemetry_window("cam-1", t0 + 5000, t0 + 8000)
+    assert [s.figures["fps"] for s in window] == [5.0, 6.0, 7.0]
+    assert window[0].class_counts == {"cat": 1}
+    assert store.telemetry.rebuild_history(t0, t0 + 30_000, 10_000) == 4
+    hist = store.telemetry.history("cam-1", t0, t0 + 30_000)
+    assert [(b - t0, n, f["fps"]) for b, n, f in hist] == [(0, 10, 4.5), (10_000, 10, 14.5), (20_000, 5, 22.0)]
+    assert hist[0][2]["class_counts"] == {"cat": 10}
+    # Rebuilding the same span again replaces, never doubles.
+    store.telemetry.rebuild_history(t0, t0 + 30_000, 10_000)
+    assert store.telemetry.counts() == (26, 4)
+    assert store.telemetry.prune(t0 + 10_000, t0 + 10_000) == (11, 2)
+    assert store.telemetry.counts() == (15, 2)
+
+
+def test_issuer_sequence_grows_across_stores_and_threads(store_factory: Callable[..., FleetStore],
+                                                         clock: Clock) -> None:
+    a, b = store_factory(), store_factory()
+    first = a.commands.next_seq("k1", clock())
+    assert first == clock()
+    got: list[int] = []
+    lock = threading.Lock()
+
+    def take(s: FleetStore) -> None:
+        for _ in range(20):
+            n = s.commands.next_seq("k1", clock())
+            with lock:
+                got.append(n)
+
+    threads = [threading.Thread(target=take, args=(s,)) for s in (a, b, a, b)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(set(got)) == 80 and min(got) > first
+    clock.advance(3600)
+    assert a.commands.next_seq("k1", clock()) == clock()  # never below the clock
+    assert b.commands.next_seq("k2", clock()) == clock()  # per key
+
+
+def test_desired_keeps_previous_version(store: FleetStore) -> None:
+    store.desired.set(DesiredEntry("group", "north", "digits", 3, set_ms=1))
+    e = store.desired.set(DesiredEntry("group", "north", "digits", 4, set_ms=2))
+    assert (e.version, e.previous_version) == (4, 3)
+    assert store.desired.get("group", "north") == e
+    store.desired.mark_published(Published("cam-1", "digits", 4, False, None, 77, 5))
+    assert store.desired.published("cam-1") == Published("cam-1", "digits", 4, False, None, 77, 5)
+    assert store.desired.clear("group", "north") is True
+    assert store.desired.all() == []
+
+
+def test_lease_single_holder_expiry_and_release(store_factory: Callable[..., FleetStore], clock: Clock) -> None:
+    a, b = store_factory(), store_factory()
+    assert a.leases.acquire("leader", "w1", clock(), 15_000) is True
+    assert b.leases.acquire("leader", "w2", clock(), 15_000) is False
+    clock.advance(10)
+    assert a.leases.acquire("leader", "w1", clock(), 15_000) is True  # renewed
+    clock.advance(10)
+    assert b.leases.acquire("leader", "w2", clock(), 15_000) is False  # renewal moved the expiry
+    clock.advance(6)
+    assert b.leases.acquire("leader", "w2", clock(), 15_000) is True  # w1 stopped renewing
+    assert a.leases.acquire("leader", "w1", clock(), 15_000) is False
+    assert b.leases.release("leader", "w2") is True
+    assert a.leases.acquire("leader", "w1", clock(), 15_000) is True
+
+
+def test_racing_workers_get_one_lease(store_factory: Callable[..., FleetStore], clock: Clock) -> None:
+    stores = [store_factory() for _ in range(4)]
+    wins: list[str] = []
+    barrier = threading.Barrier(len(stores))
+
+    def race(i: int, s: FleetStore) -> None:
+        barrier.wait()
+        if s.leases.acquire("leader", f"w{i}", clock(), 15_000):
+            wins.append(f"w{i}")
+
+    threads = [threading.Thread(target=race, args=(i, s)) for i, s in enumerate(stores)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(wins) == 1
+
+
+def test_unusable_database_is_one_line() -> None:
+    with pytest.raises(StorageError, match="only sqlite and postgresql"):
+        FleetStore.open("mysql://x@y/z", "lab")
+    with pytest.raises(StorageError, match="not a SQLAlchemy URL"):
+        FleetStore.open("not a url", "lab")
+    with pytest.raises(StorageError, match=r"postgresql\+psycopg://u:\*\*\*@127.0.0.1:1/db"):
+        FleetStore.open("postgresql+psycopg://u:secret@127.0.0.1:1/db", "lab")
