@@ -9,26 +9,27 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from edge.backends.base import Hardware, InferenceBackend
-from edge.backends.chain import BackendChain
-from edge.backends.factory import available_backends
+from edge.backends.base import Hardware
+from edge.backends.factory import backend_chain
 from edge.command_auth import CommandAuth
 from edge.commands import CommandRouter
 from edge.config import AgentConfig
 from edge.desired import DesiredSync
+from edge.errors import AgentError
 from edge.events import EventEmitter
 from edge.frame_loop import FrameLoop
 from edge.frame_stats import FrameStats
 from edge.ha_discovery import HaDiscovery
 from edge.hardware import detect_hardware
-from edge.hot_swap import ModelSlot, prepare
+from edge.hot_swap import ModelSlot, ServingModel
 from edge.link import Link, MqttLink, NullLink, Outbox
 from edge.live_config import ConfigLoader, LiveConfig, Origin
 from edge.log_setup import setup_logging
-from edge.model_sync import InstalledModel, ModelSync, load_trusted_keys
+from edge.model_sync import ModelSync, load_trusted_keys
 from edge.pipeline import FrameResult
 from edge.prometheus_exporter import PrometheusExporter
 from edge.result_publisher import ResultPublisher
+from edge.runtime_bench import ChosenModel
 from edge.sources.factory import open_source
 from edge.sources.sensor_mqtt import SensorMqttSource
 from edge.supervise import Health, spawn
@@ -39,6 +40,7 @@ from shared.config_loader import config_digest
 from shared.errors import EdgeferryError
 from shared.metrics import METRICS
 from shared.payloads import (
+    BenchmarkPayload,
     DeployCommand,
     ModelInfo,
     PingCommand,
@@ -75,7 +77,7 @@ class Agent:
         self.topics = DeviceTopics(cfg.device.fleet, cfg.device.device_id)
         self.envelopes = EnvelopeFactory(cfg.device.device_id)
         self.notifier = notifier or Notifier()
-        self.backend: InferenceBackend = BackendChain(available_backends(self.hw, cfg.backend), self.hw)
+        self.backend = backend_chain(self.hw, cfg.backend, benchmark_on_install=cfg.sync.benchmark_on_install)
         self.sync = ModelSync(
             cfg.sync, open_store(cfg.sync.store), load_trusted_keys(cfg.sync.trusted_keys), self.backend, self.hw
         )
@@ -136,12 +138,12 @@ class Agent:
         """Serve the cached model, connect, start capture, polling and telemetry; then tell systemd."""
         log.info("edgeferry agent %s starting as %s/%s", __version__, self.topics.fleet, self.topics.device_id)
         self._started_at = time.monotonic()
-        installed = self.sync.recover()
-        if installed is not None:
-            try:
-                self._switch_to(installed, activate=False)
-            except EdgeferryError as exc:
-                log.error("cached model v%d cannot be served: %s", installed.version, exc)
+        try:
+            recovered = self.sync.serve_recovered()
+            if recovered is not None:
+                self._switch_to(recovered)
+        except EdgeferryError as exc:
+            log.error("the cached model cannot be served: %s", exc)
         self._register_commands()
         self._register_appliers()
         for source in (self.stats.values, self.slot.metrics, self.sync.metrics, self.frames.metrics,
@@ -248,30 +250,34 @@ class Agent:
                 if version is None:
                     current = self.slot.current
                     return {"version": current.version if current else None, "changed": False}
-            installed = (self.sync.sync_version(version, allow_downgrade=allow_downgrade) if explicit
-                         else self.sync.install(version))
-            return self._switch_to(installed, activate=True)
+            return self._switch_to(self.sync.serve_version(version, explicit=explicit,
+                                                           allow_downgrade=allow_downgrade))
 
     def rollback(self) -> dict[str, Any]:
         """Switch back to the previous installed version."""
         with self._model_lock:
-            installed = self.sync.rollback()
-            return self._switch_to(installed, activate=True)
+            return self._switch_to(self.sync.serve_rollback())
 
-    def _switch_to(self, installed: InstalledModel, *, activate: bool) -> dict[str, Any]:
-        loaded, variant = self.sync.load(installed)
-        try:
-            serving = prepare(loaded, installed.manifest, variant)
-        except BaseException:
-            loaded.close()
-            raise
-        if activate:
-            self.sync.activate(installed.version)
+    def benchmark(self) -> dict[str, Any]:
+        """Time every runtime candidate for the served version again and serve the fastest (the `benchmark` command)."""
+        with self._model_lock:
+            current = self.slot.current
+            if current is None:
+                raise AgentError("no model is served yet; nothing to benchmark")
+            return self._switch_to(self.sync.serve_remeasured(current.version))
+
+    def _switch_to(self, serving: ServingModel) -> dict[str, Any]:
+        """Install a prepared model between two frames and tell the broker what is served and why."""
         self.slot.install(serving)
         self._publish_state()
+        chosen = serving.model
+        if isinstance(chosen, ChosenModel):
+            self.link.publish_json(
+                self.topics.benchmark, self.envelopes.stamp(BenchmarkPayload, result=chosen.result), retain=True
+            )
         self.notifier.status(self._status_line())
-        return {"version": installed.version, "variant": variant.file, "precision": variant.precision,
-                "changed": True}
+        return {"version": serving.version, "variant": serving.variant.file, "precision": serving.variant.precision,
+                "backend": serving.model.backend, "changed": True}
 
     # -- commands and config ----------------------------------------------------------------------------------
 
@@ -294,6 +300,7 @@ class Agent:
         self.router.register("rollback", rollback)
         self.router.register("set-config", set_config)
         self.router.register("ping", ping)
+        self.router.register("benchmark", lambda cmd: self.benchmark())
 
     def reload(self) -> dict[str, Any]:
         """SIGHUP: re-read file, environment and flags (plus set-config changes) and apply what can change live."""
@@ -352,12 +359,15 @@ class Agent:
         current = self.slot.current
         if current is None:
             return ModelInfo(name=self.cfg.sync.model)
+        chosen = current.model
         return ModelInfo(
             name=current.manifest.name,
             version=current.version,
             variant=current.variant.file,
             precision=current.variant.precision,
-            backend=current.model.backend,
+            backend=chosen.backend,
+            device=chosen.device if isinstance(chosen, ChosenModel) else None,
+            inference_precision=chosen.inference_precision if isinstance(chosen, ChosenModel) else None,
         )
 
     def _publish_state(self) -> None:
@@ -375,6 +385,7 @@ class Agent:
                 "compute_capability": self.hw.compute_capability,
                 "tensorrt": self.hw.tensorrt_version,
                 "backends": self.backend.name,
+                "runtime_devices": self.backend.devices(),
             },
             config_digest=config_digest(self.cfg),
             unsigned_commands=self.cfg.device.allow_unsigned_commands,

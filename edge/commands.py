@@ -17,6 +17,7 @@ from edge.telemetry import EnvelopeFactory
 from shared.command_signing import MAX_ENVELOPE_BYTES, reply_id
 from shared.errors import CommandRefused, EdgeferryError
 from shared.payloads import (
+    BenchmarkCommand,
     DeployCommand,
     PingCommand,
     ReplyPayload,
@@ -28,7 +29,7 @@ from shared.topics import COMMANDS, DeviceTopics
 
 log = logging.getLogger(__name__)
 
-Command = DeployCommand | RollbackCommand | SetConfigCommand | PingCommand
+Command = DeployCommand | RollbackCommand | SetConfigCommand | PingCommand | BenchmarkCommand
 Handler = Callable[[Any], dict[str, Any]]
 # Looking for the id of an oversized payload is worth it only up to a size that parses quickly.
 _ID_SCAN_LIMIT = 2 * MAX_ENVELOPE_BYTES

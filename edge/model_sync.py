@@ -20,6 +20,7 @@ from edge.choice_cache import CHOICE_CACHE_DIR, ChoiceCache
 from edge.config import SyncConfig
 from edge.errors import BackendError, InstallError, InsufficientSpace, PackageRejected
 from edge.golden_check import load_golden, run_smoke_test
+from edge.hot_swap import ServingModel, prepare
 from edge.model_cache import InstalledModel, ModelCache, Pointer
 from edge.package_fetch import RetryPolicy, fetch_version, with_retries
 from edge.package_verify import verify_package
@@ -356,6 +357,38 @@ class ModelSync:
                 except (EdgeferryError, OSError) as exc:
                     log.warning("cannot roll back to v%d: %s", version, exc)
             raise InstallError(f"no verified {self.cfg.model} version older than v{ptr.version} is installed")
+
+    # -- the whole step: install, verify, choose, smoke-test, warm up, activate ---------------------------------
+
+    def serve_version(self, version: int, *, explicit: bool, allow_downgrade: bool = False) -> ServingModel:
+        """A version ready for the slot: fetched and verified if needed, loaded, smoke-tested, warmed, activated."""
+        installed = self.sync_version(version, allow_downgrade=allow_downgrade) if explicit else self.install(version)
+        return self.prepare_serving(installed, activate=True)
+
+    def serve_recovered(self) -> ServingModel | None:
+        """What to serve at start: the re-verified active version (or the previous one), not yet activated anew."""
+        installed = self.recover()
+        return None if installed is None else self.prepare_serving(installed, activate=False)
+
+    def serve_rollback(self) -> ServingModel:
+        """The previous verified version, ready and activated."""
+        return self.prepare_serving(self.rollback(), activate=True)
+
+    def serve_remeasured(self, version: int) -> ServingModel:
+        """The served version with its runtime chosen anew (the `benchmark` command): ignore the cached choice."""
+        return self.prepare_serving(self.install(version, allow_downgrade=True), activate=False, remeasure=True)
+
+    def prepare_serving(self, installed: InstalledModel, *, activate: bool, remeasure: bool = False) -> ServingModel:
+        """Load the best candidate, build the serving model off the frame thread; nothing changes on failure."""
+        chosen, variant = self.load(installed, remeasure=remeasure)
+        try:
+            serving = prepare(chosen, installed.manifest, variant)
+        except BaseException:
+            chosen.close()
+            raise
+        if activate:
+            self.activate(installed.version)
+        return serving
 
     # -- loading -----------------------------------------------------------------------------------------------
 

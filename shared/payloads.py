@@ -189,8 +189,14 @@ class PingCommand(_Command):
     name: Literal["ping"] = "ping"
 
 
+class BenchmarkCommand(_Command):
+    """Time every runtime candidate for the served version again and serve the fastest; the cache is bypassed."""
+
+    name: Literal["benchmark"] = "benchmark"
+
+
 Command = Annotated[
-    DeployCommand | RollbackCommand | SetConfigCommand | PingCommand, Field(discriminator="name")
+    DeployCommand | RollbackCommand | SetConfigCommand | PingCommand | BenchmarkCommand, Field(discriminator="name")
 ]
 _COMMAND = TypeAdapter(Command)
 
@@ -205,7 +211,9 @@ class ReplyPayload(Envelope):
     result: dict[str, Any] = Field(default_factory=dict, description="Command-specific result.")
 
 
-def parse_command(name: str, payload: bytes) -> DeployCommand | RollbackCommand | SetConfigCommand | PingCommand:
+def parse_command(
+    name: str, payload: bytes
+) -> DeployCommand | RollbackCommand | SetConfigCommand | PingCommand | BenchmarkCommand:
     """Validate an inbound command; CommandError with a one-line reason otherwise."""
     if len(payload) > MAX_COMMAND_BYTES:
         raise CommandError(f"command payload is {len(payload)} bytes, over the {MAX_COMMAND_BYTES} limit")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from shared.names import check_ident
 
 ROOT = "edgeferry"
-COMMANDS = ("deploy", "rollback", "set-config", "ping")
+COMMANDS = ("deploy", "rollback", "set-config", "ping", "benchmark")
 STATUS_ONLINE = "online"
 STATUS_STOPPED = "stopped"
 STATUS_OFFLINE = "offline"

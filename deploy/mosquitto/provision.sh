@@ -88,7 +88,7 @@ device_block() {
   local fleet=$1 device=$2 user=$3 base="edgeferry/$1/$2" filter
   echo "# >>> device $user"
   echo "user $user"
-  for leaf in status state telemetry events cmd/+/reply; do
+  for leaf in status state telemetry events benchmark cmd/+/reply; do
     echo "topic write $base/$leaf"
   done
   echo "topic read $base/cmd/#"
