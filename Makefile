@@ -5,7 +5,8 @@ PY := $(VENV)/bin/python
 EF := $(VENV)/bin/edgeferry
 BOOTSTRAP := deploy/scripts/bootstrap-venv.sh
 # Checks that run the real tools (systemd-analyze, hadolint, shellcheck, mosquitto, promtool, Prometheus); append yours.
-INTEGRATION_TESTS := tests/deploy tests/edge/test_prometheus_exporter.py tests/dashboards/test_prometheus_queries.py
+INTEGRATION_TESTS := tests/deploy tests/edge/test_prometheus_exporter.py tests/dashboards/test_prometheus_queries.py \
+	tests/dashboards/test_fleet_metrics.py tests/dashboards/test_grafana_schema.py
 
 .PHONY: venv system check-integrations check-ha train-cloud train-reference test test-fast check lint typecheck bench-export bench-edge edge-agent keygen clean
 

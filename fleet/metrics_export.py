@@ -27,6 +27,7 @@ from prometheus_client import CollectorRegistry, generate_latest, start_http_ser
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from fleet.registry import DeviceRecord
 from shared.metrics import METRICS
 from shared.metrics import Metric as TableMetric
 
@@ -107,6 +108,12 @@ class DeviceView:
     in_rollout: bool = False
     # Latest telemetry under the metric table's MQTT names and units.
     figures: Mapping[str, float] = field(default_factory=dict)
+
+
+def device_view(record: DeviceRecord, figures: Mapping[str, float], in_rollout: bool = False) -> DeviceView:
+    """A registry record (status as of the scrape) and its latest telemetry figures, as the exporter reads them."""
+    return DeviceView(record.device_id, record.fleet, record.status, record.model_name, record.model_version,
+                      record.last_seen_ms, in_rollout, dict(figures))
 
 
 @dataclass(frozen=True)

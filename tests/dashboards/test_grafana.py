@@ -8,8 +8,8 @@ from pathlib import Path
 import yaml
 
 from dashboards.grafana import (
-    DEVICE_DASHBOARD_FILE,
     DASHBOARD_FILE,
+    DEVICE_DASHBOARD_FILE,
     dashboards,
     device_dashboard,
     device_panels,
