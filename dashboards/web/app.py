@@ -1,0 +1,364 @@
+"""The FastAPI app: pages, the JSON API (OpenAPI at /api/openapi.json), the live channel and the actions.
+
+Reads go through `FleetReader`, actions through `FleetActions` (dashboards.web.ports). Every action needs the
+operator role and, from a browser, the session's CSRF token; every action, refused or not, is written to the
+audit log with the user.
+"""
+
+# No `from __future__ import annotations`: FastAPI resolves the route signatures, which use local aliases.
+import contextlib
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from fastapi import Depends, FastAPI, Form, Header, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, ConfigDict, Field
+
+from dashboards.errors import BadRequest, DashboardError, UnknownTarget
+from dashboards.web.alerts import Alert
+from dashboards.web.auth import CSRF_HEADER, SESSION_COOKIE, Authenticator, Principal, check_csrf
+from dashboards.web.config import WebConfig
+from dashboards.web.live import LiveHub, counts
+from dashboards.web.ports import (
+    AuditEntry,
+    DeviceDetail,
+    DeviceRow,
+    EventRow,
+    FleetActions,
+    FleetReader,
+    RolloutAction,
+    RolloutView,
+    Sample,
+)
+from shared.names import check_ident
+
+STATIC = Path(__file__).parent / "static"
+PAGES = {"fleet": "fleet.html", "device": "device.html", "rollouts": "rollouts.html", "alerts": "alerts.html",
+         "login": "login.html"}
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+       "frame-ancestors 'none'; form-action 'self'; base-uri 'none'")
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DeployBody(_Body):
+    """Deploy one version to one device."""
+
+    version: int = Field(ge=1, description="Model version to serve.")
+
+
+class RolloutBody(_Body):
+    """Start a staged rollout with the default plan."""
+
+    model: str = Field(min_length=1, description="Model name.")
+    version: int = Field(ge=1, description="New version.")
+    group: str = Field(min_length=1, description="Group to roll out to.")
+
+
+class ActionResult(BaseModel):
+    """What an action did."""
+
+    ok: bool = Field(description="Always true: failures answer with an error status and {'error': ...}.")
+    message: str = Field(description="One line saying what happened.")
+    target: str = Field(description="Device or rollout id acted on.")
+
+
+class Me(BaseModel):
+    """The signed-in principal."""
+
+    name: str = Field(description="User or token name.")
+    role: str = Field(description="viewer or operator.")
+    csrf: str | None = Field(description="Token to send in X-CSRF-Token with every action (None for API tokens).")
+    fleet: str = Field(description="Fleet shown.")
+
+
+class AlertView(BaseModel):
+    """One firing alert."""
+
+    rule: str = Field(description="Rule name.")
+    device_id: str = Field(description="Device it fires for.")
+    kind: str = Field(description="offline, metric or class.")
+    message: str = Field(description="What fires, in words.")
+    value: float | None = Field(default=None, description="The figure that fires.")
+    threshold: float | None = Field(default=None, description="The rule's threshold.")
+    since_ms: int = Field(description="Unix ms when it started firing.")
+
+
+class _Unauthenticated(DashboardError):
+    status_code = 401
+
+    def __init__(self) -> None:
+        super().__init__("sign in first (or send Authorization: Bearer <token>)")
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+def _validation_line(exc: RequestValidationError) -> str:
+    first = exc.errors()[0]
+    loc = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or "body"
+    more = f" (and {len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
+    return f"bad request: {loc}: {first.get('msg', 'invalid')}{more}"
+
+
+def _device_id(device_id: str) -> str:
+    try:
+        return check_ident(device_id, "device id")
+    except ValueError as exc:
+        raise UnknownTarget(f"no device {device_id!r}: {exc}") from exc
+
+
+def create_app(
+    config: WebConfig, reader: FleetReader, actions: FleetActions, hub: LiveHub | None = None,
+    clock_ms: Callable[[], int] | None = None,
+) -> FastAPI:
+    """The web app over one fleet; the hub starts and stops with the app."""
+    now_ms = clock_ms or (lambda: int(time.time() * 1000))
+    auth = Authenticator(config)
+    live = hub or LiveHub(reader, config.live_interval_s, config.alerts, clock_ms=now_ms)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await live.start()
+        try:
+            yield
+        finally:
+            await live.stop()
+
+    app = FastAPI(title="edgeferry fleet", version="1", openapi_url="/api/openapi.json", docs_url="/api/docs",
+                  redoc_url=None, lifespan=lifespan)
+    app.state.hub = live
+    app.state.auth = auth
+
+    @app.exception_handler(DashboardError)
+    async def _dashboard_error(_: Request, exc: DashboardError) -> JSONResponse:
+        return _error(exc.status_code, str(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def _bad_body(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return _error(400, _validation_line(exc))
+
+    @app.middleware("http")
+    async def _headers(request: Request, call_next: Callable[[Request], Any]) -> Response:
+        response: Response = await call_next(request)
+        response.headers["Content-Security-Policy"] = CSP
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["Referrer-Policy"] = "same-origin"
+        return response
+
+    def principal_of(request: Request) -> Principal | None:
+        return auth.token(request.headers.get("authorization")) or auth.session(request.cookies.get(SESSION_COOKIE))
+
+    def who(request: Request) -> Principal:
+        p = principal_of(request)
+        if p is None:
+            raise _Unauthenticated()
+        return p
+
+    User = Annotated[Principal, Depends(who)]
+
+    def act(p: Principal, csrf: str | None, action: str, target: str, fn: Callable[[], str]) -> ActionResult:
+        try:
+            p.require_operator(action)
+            check_csrf(p, csrf)
+            message = fn()
+        except DashboardError as exc:
+            actions.audit(p.name, action, target, False, str(exc))
+            raise
+        actions.audit(p.name, action, target, True, message)
+        return ActionResult(ok=True, message=message, target=target)
+
+    # ---- pages -------------------------------------------------------------------------------------------------
+    def page(request: Request, name: str) -> Response:
+        if principal_of(request) is None:
+            return RedirectResponse("/login", status_code=303)
+        return FileResponse(STATIC / PAGES[name], headers={"Cache-Control": "no-store"})
+
+    @app.get("/", include_in_schema=False)
+    def fleet_page(request: Request) -> Response:
+        return page(request, "fleet")
+
+    @app.get("/devices/{device_id}", include_in_schema=False)
+    def device_page(request: Request, device_id: str) -> Response:
+        return page(request, "device")
+
+    @app.get("/rollouts", include_in_schema=False)
+    def rollouts_page(request: Request) -> Response:
+        return page(request, "rollouts")
+
+    @app.get("/alerts", include_in_schema=False)
+    def alerts_page(request: Request) -> Response:
+        return page(request, "alerts")
+
+    @app.get("/login", include_in_schema=False)
+    def login_page() -> Response:
+        return FileResponse(STATIC / PAGES["login"])
+
+    @app.post("/login", include_in_schema=False)
+    def login(username: Annotated[str, Form()], password: Annotated[str, Form()]) -> Response:
+        sid = auth.login(username, password)
+        if sid is None:
+            return RedirectResponse("/login?failed=1", status_code=303)
+        response = RedirectResponse("/", status_code=303)
+        response.set_cookie(SESSION_COOKIE, sid, httponly=True, samesite="strict", secure=config.secure_cookies,
+                            max_age=int(config.session_ttl_s), path="/")
+        return response
+
+    @app.post("/logout", include_in_schema=False)
+    def logout(request: Request) -> Response:
+        sid = request.cookies.get(SESSION_COOKIE)
+        if sid:
+            auth.logout(sid)
+        response = RedirectResponse("/login", status_code=303)
+        response.delete_cookie(SESSION_COOKIE, path="/")
+        return response
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    # ---- reads -------------------------------------------------------------------------------------------------
+    @app.get("/api/me", response_model=Me, tags=["auth"])
+    def me(p: User) -> Me:
+        """Who is signed in, and the CSRF token actions must carry."""
+        return Me(name=p.name, role=p.role, csrf=p.csrf, fleet=reader.fleet_name())
+
+    @app.get("/api/devices", response_model=list[DeviceRow], tags=["registry"])
+    def devices(
+        p: User,
+        status: Annotated[str | None, Query(description="Only this status.")] = None,
+        group: Annotated[str | None, Query(description="Only devices in this group.")] = None,
+        version: Annotated[int | None, Query(description="Only devices serving this version.")] = None,
+    ) -> list[DeviceRow]:
+        """Every device with its current figures."""
+        rows = reader.devices()
+        return [r for r in rows if (status is None or r.status == status) and (group is None or group in r.groups)
+                and (version is None or r.model_version == version)]
+
+    @app.get("/api/counts", tags=["registry"])
+    def device_counts(p: User) -> dict[str, dict[str, int]]:
+        """Devices by status and by model version."""
+        return counts(reader.devices())
+
+    @app.get("/api/devices/{device_id}", response_model=DeviceDetail, tags=["registry"])
+    def device(p: User, device_id: str) -> DeviceDetail:
+        """One device's row and retained state."""
+        found = reader.device(_device_id(device_id))
+        if found is None:
+            raise UnknownTarget(f"no device {device_id!r} in fleet {reader.fleet_name()!r}")
+        return found
+
+    @app.get("/api/devices/{device_id}/history", response_model=list[Sample], tags=["history"])
+    def history(
+        p: User, device_id: str,
+        since_ms: Annotated[int | None, Query(ge=0, description="Start, Unix ms (default: history_s ago).")] = None,
+        until_ms: Annotated[int | None, Query(ge=0, description="End, Unix ms (default: now).")] = None,
+    ) -> list[Sample]:
+        """The kept telemetry history of a device."""
+        device(p, device_id)
+        end = until_ms if until_ms is not None else now_ms()
+        start = since_ms if since_ms is not None else end - int(config.history_s * 1000)
+        if start > end:
+            raise BadRequest(f"since_ms ({start}) is after until_ms ({end})")
+        return reader.history(device_id, start, end)
+
+    @app.get("/api/devices/{device_id}/events", response_model=list[EventRow], tags=["history"])
+    def events(p: User, device_id: str, limit: Annotated[int, Query(ge=1, le=500)] = 50) -> list[EventRow]:
+        """The device's latest results, newest first."""
+        device(p, device_id)
+        return reader.events(device_id, 0, limit)
+
+    @app.get("/api/rollouts", response_model=list[RolloutView], tags=["rollouts"])
+    def rollouts(p: User) -> list[RolloutView]:
+        """Current and past rollouts, newest first."""
+        return reader.rollouts()
+
+    @app.get("/api/rollouts/{rollout_id}", response_model=RolloutView, tags=["rollouts"])
+    def rollout(p: User, rollout_id: str) -> RolloutView:
+        """One rollout with its stages, gate figures and every decision."""
+        found = reader.rollout(rollout_id)
+        if found is None:
+            raise UnknownTarget(f"no rollout {rollout_id!r}")
+        return found
+
+    @app.get("/api/alerts", response_model=list[AlertView], tags=["alerts"])
+    def alerts(p: User) -> list[AlertView]:
+        """Alerts firing now."""
+        return [AlertView(**_alert_fields(a)) for a in live.alerts()]
+
+    @app.get("/api/audit", response_model=list[AuditEntry], tags=["audit"])
+    def audit(p: User, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[AuditEntry]:
+        """The latest actions and who took them."""
+        return reader.audit_log(limit)
+
+    @app.get("/api/live", tags=["live"], response_class=StreamingResponse)
+    async def live_stream(
+        p: User, device: Annotated[str | None, Query(description="Also stream this device's new samples.")] = None,
+        since_ms: Annotated[int | None, Query(ge=0, description="Samples after this Unix ms.")] = None,
+    ) -> StreamingResponse:
+        """Server-sent events: a snapshot, then one batch of changed rows per interval."""
+        if device is not None:
+            _device_id(device)
+        return StreamingResponse(live.stream(device, since_ms), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+
+    # ---- actions -----------------------------------------------------------------------------------------------
+    Csrf = Annotated[str | None, Header(alias=CSRF_HEADER, include_in_schema=True)]
+
+    def known_device(device_id: str) -> str:
+        device_id = _device_id(device_id)
+        if reader.device(device_id) is None:
+            raise UnknownTarget(f"no device {device_id!r} in fleet {reader.fleet_name()!r}")
+        return device_id
+
+    @app.post("/api/devices/{device_id}/ping", response_model=ActionResult, tags=["actions"])
+    def ping(p: User, device_id: str, csrf: Csrf = None) -> ActionResult:
+        """Send a signed ping."""
+        return act(p, csrf, "ping", device_id, lambda: actions.ping(known_device(device_id)))
+
+    @app.post("/api/devices/{device_id}/deploy", response_model=ActionResult, tags=["actions"])
+    def deploy(p: User, device_id: str, body: DeployBody, csrf: Csrf = None) -> ActionResult:
+        """Deploy a version to one device (no staging)."""
+        return act(p, csrf, "deploy", device_id, lambda: actions.deploy(known_device(device_id), body.version))
+
+    @app.post("/api/devices/{device_id}/rollback", response_model=ActionResult, tags=["actions"])
+    def rollback(p: User, device_id: str, csrf: Csrf = None) -> ActionResult:
+        """Return the device to its previous installed version."""
+        return act(p, csrf, "rollback", device_id, lambda: actions.rollback(known_device(device_id)))
+
+    @app.post("/api/rollouts", response_model=ActionResult, tags=["actions"])
+    def start_rollout(p: User, body: RolloutBody, csrf: Csrf = None) -> ActionResult:
+        """Start a staged rollout of a version to a group."""
+        target = f"{body.group}:{body.model}:v{body.version}"
+        started: list[str] = []
+
+        def run() -> str:
+            started.append(actions.start_rollout(body.model, body.version, body.group))
+            return f"rollout {started[0]} started: {body.model} v{body.version} to group {body.group}"
+
+        result = act(p, csrf, "rollout.start", target, run)
+        return result.model_copy(update={"target": started[0]})
+
+    @app.post("/api/rollouts/{rollout_id}/{action}", response_model=ActionResult, tags=["actions"])
+    def rollout_action(p: User, rollout_id: str, action: Literal["pause", "resume", "promote", "abort"],
+                       csrf: Csrf = None) -> ActionResult:
+        """Pause, resume, promote (skip to the next stage) or abort a rollout."""
+        chosen: RolloutAction = action
+
+        def run() -> str:
+            if reader.rollout(rollout_id) is None:
+                raise UnknownTarget(f"no rollout {rollout_id!r}")
+            return actions.rollout_action(rollout_id, chosen, p.name)
+
+        return act(p, csrf, f"rollout.{action}", rollout_id, run)
+
+    return app
+
+
+def _alert_fields(a: Alert) -> dict[str, Any]:
+    return a.as_json()
