@@ -13,6 +13,7 @@ REQUIRED=(
   prometheus:promtool                 # promtool check metrics on a live scrape (server + promtool)
   shellcheck:shellcheck               # every shell script in the tree
   systemd:systemd-analyze             # verify + security rating of the agent unit (--offline, no running systemd)
+  chromium:chromium                   # the web app's browser tests (Playwright drives it; never downloads one)
 )
 # More entries of the same form, space-separated, without editing this file (a local suite, a CI image).
 read -r -a extra <<<"${EDGEFERRY_EXTRA_PACKAGES:-}"
