@@ -103,3 +103,9 @@ class DesiredRepository:
                 "allow_downgrade": pub.allow_downgrade, "rollout_id": pub.rollout_id, "seq": pub.seq,
                 "published_ms": pub.published_ms,
             }, ["fleet", "device_id"])
+
+    def forget_published(self, device_id: str) -> None:
+        """The device's retained desired state was cleared."""
+        p = desired_published.c
+        with self._engine.begin() as conn:
+            conn.execute(delete(desired_published).where(p.fleet == self.fleet, p.device_id == device_id))

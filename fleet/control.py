@@ -1,0 +1,108 @@
+"""Operator actions on the fleet (direct deploy, rollback, group assignment): every check first, then the change.
+
+An unknown device, an empty group or a version that is missing or fails verification in the store stops with one
+line before anything is stored or sent.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from fleet.command_sender import CommandSender
+from fleet.db.desired import DesiredEntry, Scope
+from fleet.db.store import FleetStore
+from fleet.desired import DesiredPublisher, desired_for
+from fleet.errors import FleetError, NothingToRollBackError
+from fleet.package_check import PackageChecker
+from fleet.publisher import Publisher
+from shared.names import check_ident
+
+
+@dataclass(frozen=True)
+class DeployResult:
+    """What a deploy or rollback changed."""
+
+    model: str
+    version: int
+    scope: Scope
+    name: str
+    devices: tuple[str, ...]
+    request_ids: tuple[str, ...]
+
+
+def _scope(device: str | None, group: str | None) -> tuple[Scope, str]:
+    if (device is None) == (group is None):
+        raise FleetError("name exactly one target: --device DEVICE or --group GROUP")
+    if device is not None:
+        return "device", check_ident(device, "device id")
+    return "group", check_ident(group or "", "group")
+
+
+class FleetControl:
+    """Direct changes an operator makes, each fully checked before it touches storage or the broker."""
+
+    def __init__(self, store: FleetStore, packages: PackageChecker, publisher: Publisher, key: Ed25519PrivateKey,
+                 expires_in_s: float = 300.0) -> None:
+        self.store = store
+        self.packages = packages
+        self.desired = DesiredPublisher(store, publisher, key)
+        self.sender = CommandSender(store, publisher, key, expires_in_s)
+
+    def _targets(self, scope: Scope, name: str) -> list[str]:
+        if scope == "device":
+            return [self.store.device(name).device_id]
+        return [r.device_id for r in self.store.group_members(name)]
+
+    def deploy(self, model: str, version: int, device: str | None = None, group: str | None = None,
+               allow_downgrade: bool = False) -> DeployResult:
+        """Set the desired version of a device or group, publish it retained and send a signed deploy."""
+        scope, name = _scope(device, group)
+        check_ident(model, "model name")
+        targets = self._targets(scope, name)
+        self.packages.check(model, version)
+        entry = self.store.desired.set(DesiredEntry(scope, name, model, version, allow_downgrade,
+                                                    set_ms=self.store.clock()))
+        return self._apply(entry, targets)
+
+    def rollback(self, device: str | None = None, group: str | None = None) -> DeployResult:
+        """Return a device or group to the version desired before the current one (downgrade allowed)."""
+        scope, name = _scope(device, group)
+        targets = self._targets(scope, name)
+        current = self.store.desired.get(scope, name)
+        if current is None or current.previous_version is None:
+            raise NothingToRollBackError(
+                f"{scope} {name} has no earlier desired version to return to; deploy a version with "
+                "'edgeferry fleet deploy --model M --version V'"
+            )
+        self.packages.check(current.model, current.previous_version)
+        entry = self.store.desired.set(DesiredEntry(
+            scope, name, current.model, current.previous_version, allow_downgrade=True,
+            previous_version=current.version, set_ms=self.store.clock(),
+        ))
+        return self._apply(entry, targets)
+
+    def _apply(self, entry: DesiredEntry, targets: list[str]) -> DeployResult:
+        entries = self.store.desired.all()
+        reached: list[str] = []
+        rids: list[str] = []
+        for dev in targets:
+            rec = self.store.devices.get(dev)
+            if rec is None or desired_for(rec, entries) != entry:
+                continue  # a device override wins over its group's entry
+            self.desired.publish(dev, entry, force=True)
+            rids.append(self.sender.send(dev, "deploy", {"version": entry.version, "pin": True,
+                                                         "allow_downgrade": entry.allow_downgrade}).request_id)
+            reached.append(dev)
+        return DeployResult(entry.model, entry.version, entry.scope, entry.name, tuple(reached), tuple(rids))
+
+    def assign(self, device: str, group: str) -> bool:
+        """Put a known device into a group (control-plane assignment); False when it already was."""
+        self.store.device(check_ident(device, "device id"))
+        return self.store.devices.assign(device, check_ident(group, "group"), self.store.clock())
+
+    def unassign(self, device: str, group: str) -> bool:
+        """Take a control-plane assignment back; False when there was none."""
+        self.store.device(check_ident(device, "device id"))
+        return self.store.devices.unassign(device, check_ident(group, "group"))
