@@ -65,6 +65,12 @@ class SyncConfig(_Section):
     )
     max_accuracy_drop: float = Field(default=0.01, ge=0, le=1, description="Max accuracy drop vs best variant.")
     benchmark_on_install: bool = Field(default=False, description="Time candidate variants and take the fastest.")
+    target: str | None = Field(
+        default=None,
+        description="Named hardware target of this device (e.g. jetson-orin-nano): serve the signed runtime choice "
+        "'edgeferry bench --target' recorded for it when its hardware fingerprint and runtime versions match this "
+        "device exactly (after the smoke test and hint gate), instead of measuring; None: always measure here.",
+    )
     smoke_min_agreement: float = Field(
         default=0.9,
         ge=0,
@@ -80,6 +86,8 @@ class SyncConfig(_Section):
         le=86_400,
         description="Longest wait, seconds, before polling retries a version whose store objects failed.",
     )
+
+    _target = field_validator("target")(lambda cls, v: v if v is None else check_ident(v, "target name"))
 
 
 class _SourceBase(_Section):

@@ -193,6 +193,9 @@ METRICS: tuple[Metric, ...] = (
            "counter", title="Pointer rollbacks"),
     Metric("pointer_expired", "", "1 while the store's latest.json is past its expiry (a stale or frozen store)",
            title="Pointer expired"),
+    Metric("choice_record_rejects", "errors", "Recorded runtime choices (edgeferry bench --target) refused: bad or "
+           "untrusted signature, malformed, or for another package; the device measured itself", "counter",
+           title="Recorded choices refused"),
     Metric("outbox_depth", "messages", "Messages waiting in the store-and-forward queue", title="Outbox depth"),
     Metric("outbox_dropped", "messages", "Messages dropped from a full store-and-forward queue", "counter",
            title="Outbox dropped"),

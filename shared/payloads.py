@@ -12,6 +12,9 @@ from shared.metrics import BY_NAME
 
 PAYLOAD_SCHEMA_VERSION = 1
 MAX_COMMAND_BYTES = 16 * 1024
+# measured: timed on this device; preference: the first candidate that passed; recorded: timed ahead of time on an
+# identical named target, then smoke-tested and hint-gated here.
+ChoiceSource = Literal["measured", "preference", "recorded"]
 
 
 class Envelope(BaseModel):
@@ -40,6 +43,12 @@ class ModelInfo(BaseModel):
     device: str | None = Field(default=None, description="Device the backend runs on (cpu, cuda, CPU, GPU, NPU).")
     inference_precision: str | None = Field(
         default=None, description="Precision the runtime computes in (f32, bf16, f16), on top of the variant's."
+    )
+    choice_source: ChoiceSource | None = Field(
+        default=None, description="How the runtime was chosen: measured here, by preference, or recorded for a target."
+    )
+    choice_target: str | None = Field(
+        default=None, description="Target whose recorded choice serves (edgeferry bench --target); None: this device."
     )
 
 
@@ -97,6 +106,14 @@ class BenchmarkResult(BaseModel):
     cache_key: str = Field(description="Key of the on-disk cache entry (package, hardware, runtimes, settings).")
     measured: bool = Field(description="Candidates were timed (False: the first that passed serves).")
     cached: bool = Field(default=False, description="Read from the cache instead of measured now.")
+    source: ChoiceSource = Field(
+        default="measured",
+        description="How the choice was made: measured on this device, by preference order, or recorded ahead of "
+        "time on an identical target (edgeferry bench --target) and re-gated here without timing.",
+    )
+    target: str | None = Field(
+        default=None, description="Named target the figures were measured on ahead of time; None: this device."
+    )
     measured_at: int = Field(description="Unix time in milliseconds of the measurement.")
     chosen: BenchmarkCandidate | None = Field(default=None, description="The candidate that serves.")
     candidates: list[BenchmarkCandidate] = Field(description="Every candidate, in the order considered.")
