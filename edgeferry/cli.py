@@ -374,6 +374,9 @@ def _one_line(exc: BaseException) -> str | None:
     return None
 
 
+app.command("sim")(_require("fleet.sim.cli", "sim").sim)
+
+
 def main() -> None:
     """Console-script entry: a user error (EdgeferryError, a missing extra, a bad file) is one line and exit 1."""
     try:

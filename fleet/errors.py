@@ -9,10 +9,11 @@
         ├── VersionCheckError     a model version is missing from the store or fails verification there
         ├── BrokerError           the MQTT broker is unreachable or refused a publish
         ├── NothingToRollBackError no earlier desired version to return to
-        └── RolloutError          a rollout cannot be started or changed as asked
-            ├── RolloutConflictError  the group already has a rollout running
-            ├── UnknownRolloutError   no rollout with that id (or none on that group)
-            └── RolloutStateError     the rollout is not in a state that allows the action
+        ├── RolloutError          a rollout cannot be started or changed as asked
+        │   ├── RolloutConflictError  the group already has a rollout running
+        │   ├── UnknownRolloutError   no rollout with that id (or none on that group)
+        │   └── RolloutStateError     the rollout is not in a state that allows the action
+        └── SimulatorError        the simulator's options cannot be used (behaviour mix, broker, keys)
 """
 
 from __future__ import annotations
@@ -66,3 +67,7 @@ class UnknownRolloutError(RolloutError):
 
 class RolloutStateError(RolloutError):
     """The rollout's state does not allow the action (resume a running one, promote a finished one)."""
+
+
+class SimulatorError(FleetError):
+    """The fleet simulator's options cannot be used: a bad behaviour mix, broker address or key file."""

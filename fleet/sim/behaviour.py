@@ -1,0 +1,79 @@
+"""What a simulated device does on a new version: the behaviour mix of a fleet and the figures each one reports.
+
+Pure: a seeded random source per device, no I/O. "New version" is any version above the one the device started on;
+behaviours change nothing while a device serves its initial version, so a rollout sees them only on canaries.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Literal, get_args
+
+from fleet.errors import SimulatorError
+
+Behaviour = Literal["good", "slow", "unconfident", "drifting", "crash_on_install", "offline", "never_converging"]
+BEHAVIOURS: tuple[Behaviour, ...] = get_args(Behaviour)
+BASE_E2E_MS = 20.0
+SLOW_FACTOR = 3.0
+
+
+def parse_mix(text: str) -> dict[Behaviour, float]:
+    """'good=0.8,slow=0.1,offline=0.1' -> shares; the rest of 1.0 (if any) is 'good'. SimulatorError when bad."""
+    mix: dict[Behaviour, float] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, sep, value = part.partition("=")
+        name = name.strip()
+        if not sep or name not in BEHAVIOURS:
+            raise SimulatorError(f"bad behaviour {part!r}: use NAME=SHARE with NAME one of {', '.join(BEHAVIOURS)}")
+        try:
+            share = float(value)
+        except ValueError as exc:
+            raise SimulatorError(f"bad share in {part!r}: not a number") from exc
+        if not 0 <= share <= 1:
+            raise SimulatorError(f"bad share in {part!r}: must be between 0 and 1")
+        mix[name] = mix.get(name, 0.0) + share  # type: ignore[index]
+    total = sum(mix.values())
+    if total > 1 + 1e-9:
+        raise SimulatorError(f"behaviour shares add up to {total:.3g}, above 1")
+    if total < 1:
+        mix["good"] = mix.get("good", 0.0) + 1 - total
+    return mix
+
+
+def assign(mix: dict[Behaviour, float], n: int) -> list[Behaviour]:
+    """Deterministic behaviour per device index: exact counts by largest remainder, spread across the fleet."""
+    raw = {b: share * n for b, share in mix.items()}
+    counts = {b: int(v) for b, v in raw.items()}
+    for b in sorted(raw, key=lambda b: raw[b] - counts[b], reverse=True)[: n - sum(counts.values())]:
+        counts[b] += 1
+    out: list[Behaviour] = [b for b in BEHAVIOURS for _ in range(counts.get(b, 0))]
+    random.Random(n).shuffle(out)
+    return out
+
+
+@dataclass
+class Figures:
+    """One telemetry window's quality and latency figures."""
+
+    e2e_ms_p95: float
+    conf_mean: float
+    low_conf_share: float
+    class_counts: dict[str, int]
+
+
+def window(behaviour: Behaviour, new_version: bool, results: int, labels: list[str], rng: random.Random) -> Figures:
+    """Figures of one window of `results` results for a device of this behaviour."""
+    e2e = BASE_E2E_MS * rng.uniform(0.9, 1.1)
+    conf, low = rng.uniform(0.88, 0.92), rng.uniform(0.03, 0.06)
+    weights = [1.0] * len(labels)
+    if new_version and behaviour == "slow":
+        e2e *= SLOW_FACTOR
+    if new_version and behaviour == "unconfident":
+        conf, low = rng.uniform(0.5, 0.56), rng.uniform(0.4, 0.5)
+    if new_version and behaviour == "drifting":
+        weights = [8.0 if i < max(1, len(labels) // 5) else 0.3 for i in range(len(labels))]
+    counts: dict[str, int] = {}
+    for label in rng.choices(labels, weights=weights, k=results):
+        counts[label] = counts.get(label, 0) + 1
+    return Figures(e2e, conf, low, counts)

@@ -1,0 +1,42 @@
+"""Behaviour mixes: parsed with one-line errors, assigned in exact counts, shaping only new versions' figures."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+
+import pytest
+
+from fleet.errors import SimulatorError
+from fleet.sim.behaviour import BASE_E2E_MS, assign, parse_mix, window
+
+
+def test_mix_fills_the_rest_with_good_and_assigns_exact_counts() -> None:
+    mix = parse_mix("slow=0.1, unconfident=0.25")
+    assert mix == pytest.approx({"slow": 0.1, "unconfident": 0.25, "good": 0.65})
+    kinds = assign(mix, 40)
+    assert Counter(kinds) == {"slow": 4, "unconfident": 10, "good": 26}
+    assert assign(mix, 40) == kinds  # deterministic
+
+
+@pytest.mark.parametrize(("text", "match"), [
+    ("fast=0.5", "NAME=SHARE"), ("slow", "NAME=SHARE"), ("slow=x", "not a number"), ("slow=2", "between 0 and 1"),
+    ("slow=0.6,offline=0.6", "above 1"),
+])
+def test_bad_mixes_are_one_line_errors(text: str, match: str) -> None:
+    with pytest.raises(SimulatorError, match=match):
+        parse_mix(text)
+
+
+def test_behaviours_change_figures_only_on_a_new_version() -> None:
+    labels = [str(i) for i in range(10)]
+    rng = random.Random(1)
+    for kind in ("slow", "unconfident", "drifting"):
+        old = window(kind, False, 500, labels, rng)  # type: ignore[arg-type]
+        assert old.e2e_ms_p95 < BASE_E2E_MS * 1.2 and old.conf_mean > 0.85 and max(old.class_counts.values()) < 80
+    slow = window("slow", True, 500, labels, rng)
+    assert slow.e2e_ms_p95 > BASE_E2E_MS * 2.5
+    unsure = window("unconfident", True, 500, labels, rng)
+    assert unsure.conf_mean < 0.6 and unsure.low_conf_share > 0.35
+    drift = window("drifting", True, 500, labels, rng)
+    assert max(drift.class_counts.values()) > 150 and sum(drift.class_counts.values()) == 500
