@@ -1,9 +1,19 @@
-"""Home Assistant MQTT discovery for one agent: sensors built from the metric table, announced again on HA's birth.
+"""Home Assistant MQTT discovery for one agent: sensors built from the metric table, a model `update` entity and a
+"rollout in progress" binary sensor, announced again on HA's birth.
 
 Each figure becomes a sensor of one device (`via_device` the fleet). Templates read a figure only when the report
 carries it and otherwise render '' (which Home Assistant ignores without a log line), so figures that come and go
 never warn. The device counts as available only while its status is `online`: `stopped` and `offline` both mean
 unavailable.
+
+The update entity reads the retained state payload: installed = the served model version, latest = the version the
+signed desired state asks for (`desired_version`; the served one when there is none), so HA shows "update
+available" while the device converges. It offers NO install action on purpose: installs must be signed commands
+or signed desired state, Home Assistant cannot sign, and a relay that signed on HA's behalf would hand every HA
+user (and anyone with HA's broker credentials) the fleet's deploy key. Deploy through the control plane
+(`edgeferry fleet deploy` / rollouts / the web app), which checks the operator's role and audits it. The binary
+sensor is on while the device has a desired version it does not serve yet (a rollout stage or a direct deploy
+reached it and it has not converged; it stays on if the device refused the package).
 """
 
 from __future__ import annotations
@@ -40,6 +50,23 @@ def fleet_node_id(fleet: str) -> str:
     return f"edgeferry_{fleet}"
 
 
+# Rendered from the state payload; .get() keeps older agents' payloads (no desired_version) free of HA warnings.
+UPDATE_TEMPLATE = (
+    "{% set m = value_json.get('model') or {} %}{% set served = m.get('version') %}"
+    "{% set desired = value_json.get('desired_version') %}"
+    "{% set target = desired if desired is not none else served %}"
+    "{{ {'installed_version': (served if served is not none else 'none') | string,"
+    " 'latest_version': (target if target is not none else 'none') | string,"
+    " 'title': (m.get('name') or 'no') ~ ' model'} | tojson }}"
+)
+ROLLOUT_TEMPLATE = (
+    "{% set desired = value_json.get('desired_version') %}"
+    "{{ 'ON' if desired is not none and desired != (value_json.get('model') or {}).get('version') else 'OFF' }}"
+)
+UPDATE_OBJECT = "model"
+ROLLOUT_OBJECT = "rollout"
+
+
 def value_template(name: str) -> str:
     """Reads one figure, or '' when the report lacks it (Home Assistant ignores empty numeric states quietly)."""
     return f"{{{{ value_json['{name}'] if '{name}' in value_json else '' }}}}"
@@ -56,16 +83,10 @@ def discovery_configs(
     prefix: str = HA_PREFIX,
     reported: Collection[str] | None = None,
 ) -> list[Config]:
-    """(config topic, retained payload) per metric the host reports (`reported`; None: every metric)."""
+    """(config topic, retained payload) per metric the host reports (`reported`; None: every metric), then the
+    model update entity and the rollout binary sensor."""
     node = node_id(topics)
-    device = {
-        "identifiers": [node],
-        "name": f"edgeferry {topics.device_id}",
-        "manufacturer": "edgeferry",
-        "model": "edgeferry agent",
-        "sw_version": agent_version,
-        "via_device": fleet_node_id(topics.fleet),
-    }
+    device = device_info(topics, agent_version)
     origin = {"name": "edgeferry", "sw_version": agent_version}
     out: list[Config] = []
     for m in METRICS:
@@ -77,10 +98,7 @@ def discovery_configs(
             "default_entity_id": f"sensor.{_slug(node)}_{m.name}",
             "state_topic": topics.telemetry,
             "value_template": value_template(m.name),
-            "availability_topic": topics.status,
-            "availability_template": AVAILABILITY_TEMPLATE,
-            "payload_available": STATUS_ONLINE,
-            "payload_not_available": STATUS_OFFLINE,
+            **_availability(topics),
             "state_class": "total_increasing" if m.kind == "counter" else "measurement",
             "device": device,
             "origin": origin,
@@ -90,7 +108,55 @@ def discovery_configs(
         if m.ha_device_class:
             cfg["device_class"] = m.ha_device_class
         out.append((config_topic(topics, m, prefix), cfg))
-    return out
+    return out + rollout_configs(topics, agent_version, prefix)
+
+
+def _availability(topics: DeviceTopics) -> dict[str, str]:
+    return {
+        "availability_topic": topics.status,
+        "availability_template": AVAILABILITY_TEMPLATE,
+        "payload_available": STATUS_ONLINE,
+        "payload_not_available": STATUS_OFFLINE,
+    }
+
+
+def device_info(topics: DeviceTopics, agent_version: str) -> dict[str, Any]:
+    """The HA device block every entity of one agent shares."""
+    node = node_id(topics)
+    return {
+        "identifiers": [node],
+        "name": f"edgeferry {topics.device_id}",
+        "manufacturer": "edgeferry",
+        "model": "edgeferry agent",
+        "sw_version": agent_version,
+        "via_device": fleet_node_id(topics.fleet),
+    }
+
+
+def rollout_configs(topics: DeviceTopics, agent_version: str, prefix: str = HA_PREFIX) -> list[Config]:
+    """The model `update` entity (installed vs desired version, no install action) and "rollout in progress"."""
+    node, slug = node_id(topics), _slug(node_id(topics))
+    common = {**_availability(topics), "state_topic": topics.state, "device": device_info(topics, agent_version),
+              "origin": {"name": "edgeferry", "sw_version": agent_version}}
+    update = {
+        "name": "Model",
+        "unique_id": f"{node}_{UPDATE_OBJECT}",
+        "default_entity_id": f"update.{slug}_{UPDATE_OBJECT}",
+        "value_template": UPDATE_TEMPLATE,
+        "release_summary": "Installed: the served model version. Latest: the version the fleet's signed desired "
+                           "state asks for. Install through the control plane (signed), not from here.",
+        **common,
+    }
+    rollout = {
+        "name": "Rollout in progress",
+        "unique_id": f"{node}_{ROLLOUT_OBJECT}",
+        "default_entity_id": f"binary_sensor.{slug}_{ROLLOUT_OBJECT}",
+        "value_template": ROLLOUT_TEMPLATE,
+        "device_class": "running",
+        **common,
+    }
+    return [(f"{prefix}/update/{node}/{UPDATE_OBJECT}/config", update),
+            (f"{prefix}/binary_sensor/{node}/{ROLLOUT_OBJECT}/config", rollout)]
 
 
 def withdrawn_topics(

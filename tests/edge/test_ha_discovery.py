@@ -20,7 +20,7 @@ TOPICS = DeviceTopics("lab", "cam-1")
 
 def test_one_sensor_per_metric_with_current_keys_and_the_metric_title() -> None:
     configs = dict(discovery_configs(TOPICS, "0.1.0"))
-    assert len(configs) == len(METRICS)
+    assert len([t for t in configs if t.startswith("homeassistant/sensor/")]) == len(METRICS)
     cfg = configs["homeassistant/sensor/edgeferry_lab_cam-1/e2e_ms_p99/config"]
     assert cfg["name"] == "End-to-end p99"
     assert cfg["default_entity_id"] == "sensor.edgeferry_lab_cam_1_e2e_ms_p99"
@@ -44,7 +44,23 @@ def test_availability_maps_every_status_but_online_to_unavailable() -> None:
 
 def test_only_reported_figures_are_announced_when_the_caller_says_which() -> None:
     configs = discovery_configs(TOPICS, "0.1.0", reported={"fps", "cpu_pct"})
-    assert sorted(t.split("/")[-2] for t, _ in configs) == ["cpu_pct", "fps"]
+    assert sorted(t.split("/")[-2] for t, _ in configs if "/sensor/" in t) == ["cpu_pct", "fps"]
+    assert {t.split("/")[1] for t, _ in configs} == {"sensor", "update", "binary_sensor"}
+
+
+def test_update_entity_shows_installed_vs_desired_from_the_state_and_offers_no_install() -> None:
+    configs = dict(discovery_configs(TOPICS, "0.1.0"))
+    update = configs["homeassistant/update/edgeferry_lab_cam-1/model/config"]
+    assert update["state_topic"] == "edgeferry/lab/cam-1/state"
+    assert update["default_entity_id"] == "update.edgeferry_lab_cam_1_model"
+    assert "desired_version" in update["value_template"] and "installed_version" in update["value_template"]
+    assert not {"command_topic", "payload_install"} & set(update)
+    rollout = configs["homeassistant/binary_sensor/edgeferry_lab_cam-1/rollout/config"]
+    assert rollout["name"] == "Rollout in progress" and rollout["state_topic"] == TOPICS.state
+    for cfg in (update, rollout):
+        assert cfg["device"]["identifiers"] == ["edgeferry_lab_cam-1"]
+        assert cfg["device"]["via_device"] == "edgeferry_lab"
+        assert cfg["availability_template"] == AVAILABILITY_TEMPLATE
     assert value_template("gpu_pct") == "{{ value_json['gpu_pct'] if 'gpu_pct' in value_json else '' }}"
 
 
@@ -67,6 +83,8 @@ def test_home_assistant_birth_republishes_everything_and_other_payloads_do_not()
     link.deliver("homeassistant/status", b"online")
     assert ha.published == 2
     assert len(link.on("homeassistant/sensor/edgeferry_lab_cam-1/fps/config")) == 2
+    assert len(link.on("homeassistant/update/edgeferry_lab_cam-1/model/config")) == 2
+    assert len(link.on("homeassistant/binary_sensor/edgeferry_lab_cam-1/rollout/config")) == 2
 
 
 def test_birth_message_over_a_real_broker_brings_the_configs_again(
@@ -79,7 +97,7 @@ def test_birth_message_over_a_real_broker_brings_the_configs_again(
     ha.start()
     link.start()
     try:
-        watcher = mqtt_probe(mosquitto, "homeassistant/sensor/#")
+        watcher = mqtt_probe(mosquitto, "homeassistant/#")
         fps_topic = "homeassistant/sensor/edgeferry_lab_cam-1/fps/config"
         watcher.wait_for(lambda m: m.topic == fps_topic, what="the fps config")
         late = mqtt_probe(mosquitto, fps_topic).wait_for(lambda m: m.topic == fps_topic, what="the retained config")
@@ -87,6 +105,7 @@ def test_birth_message_over_a_real_broker_brings_the_configs_again(
         home_assistant = mqtt_probe(mosquitto)
         home_assistant.publish("homeassistant/status", "online")
         watcher.wait_count(fps_topic, 2, timeout=10)
+        watcher.wait_count("homeassistant/update/edgeferry_lab_cam-1/model/config", 2, timeout=10)
         assert ha.published >= 2
     finally:
         link.stop()

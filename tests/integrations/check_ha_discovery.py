@@ -19,9 +19,10 @@ from typing import Any
 import pytest
 
 from edge.frame_stats import FrameStats
-from edge.ha_discovery import HA_PREFIX, discovery_configs
+from edge.ha_discovery import HA_PREFIX, discovery_configs, rollout_configs
 from edge.system_stats import SystemStats
 from shared.metrics import METRICS
+from shared.payloads import ModelInfo, StatePayload
 from shared.topics import STATUS_OFFLINE, STATUS_ONLINE, STATUS_STOPPED, DeviceTopics
 
 pytestmark = pytest.mark.slow
@@ -69,11 +70,12 @@ def ha_python() -> Path:
 
 
 def run_probe(configs: list[tuple[str, dict[str, Any]]], reports: list[dict[str, float]],
-              tmp_path: Path) -> dict[str, Any]:
+              tmp_path: Path, expect: dict[str, list[Any]] | None = None) -> dict[str, Any]:
     spec = {
         "prefix": HA_PREFIX,
         "configs": configs,
-        "reports": reports,
+        "reports": {"telemetry": reports, "state": [state for state, _, _ in state_reports()]},
+        "expect": expect or {},
         "statuses": {STATUS_ONLINE: True, STATUS_STOPPED: False, STATUS_OFFLINE: False},
     }
     path = tmp_path / "spec.json"
@@ -95,12 +97,46 @@ def agent_reports() -> list[dict[str, float]]:
     return [first, running, every]
 
 
+def state_reports() -> list[tuple[dict[str, Any], dict[str, str], str]]:
+    """(state payload, the update entity's versions, the rollout sensor) over a device's life: an older agent that
+    sends no desired_version, no model yet but one desired, converging from 3 to 4, converged, and rolled back."""
+    topics = DeviceTopics("lab", "cam-1")
+
+    def state(version: int | None, desired: int | None, name: str | None = "digits") -> dict[str, Any]:
+        payload = StatePayload(device_id=topics.device_id, boot_id="b", seq=1, ts=1, agent_version="0.1.0",
+                               model=ModelInfo(name=name, version=version), hardware={}, config_digest="d",
+                               desired_version=desired)
+        return payload.model_dump(mode="json")
+
+    older = state(3, None)
+    older.pop("desired_version")
+    return [
+        (older, {"installed_version": "3", "latest_version": "3", "title": "digits model"}, "OFF"),
+        (state(None, 2, None), {"installed_version": "none", "latest_version": "2", "title": "no model"}, "ON"),
+        (state(3, 4), {"installed_version": "3", "latest_version": "4", "title": "digits model"}, "ON"),
+        (state(4, 4), {"installed_version": "4", "latest_version": "4", "title": "digits model"}, "OFF"),
+        (state(4, 3), {"installed_version": "4", "latest_version": "3", "title": "digits model"}, "ON"),
+    ]
+
+
 def test_every_config_passes_home_assistants_discovery_schema_without_warnings(tmp_path: Path) -> None:
     configs = discovery_configs(DeviceTopics("lab", "cam-1"), "0.1.0")
     result = run_probe(configs, agent_reports(), tmp_path)
-    assert result["checked"] == len(METRICS)
+    assert result["checked"] == len(METRICS) + 2
     assert result["problems"] == [], "\n".join(result["problems"])
     print(f"Home Assistant {result['home_assistant']}: {result['checked']} configs clean", file=sys.stderr)
+
+
+def test_home_assistant_renders_installed_vs_desired_version_and_rollout_in_progress(tmp_path: Path) -> None:
+    configs = rollout_configs(DeviceTopics("lab", "cam-1"), "0.1.0")
+    (update_topic, update), (rollout_topic, _) = configs
+    assert "command_topic" not in update and "payload_install" not in update  # HA cannot sign: no install action
+    cases = state_reports()
+    expect: dict[str, list[Any]] = {update_topic: [u for _, u, _ in cases], rollout_topic: [r for _, _, r in cases]}
+    result = run_probe(configs, [], tmp_path, expect)
+    assert [topic.split("/")[1] for topic, _ in configs] == ["update", "binary_sensor"]
+    assert result["checked"] == 2
+    assert result["problems"] == [], "\n".join(result["problems"])
 
 
 def test_the_probe_reports_what_home_assistant_would_complain_about(tmp_path: Path) -> None:
@@ -110,8 +146,11 @@ def test_the_probe_reports_what_home_assistant_would_complain_about(tmp_path: Pa
               "availability_template": "{{ value }}"}
     legacy.pop("default_entity_id")
     wrong_unit = {**good, "device_class": "temperature", "unit_of_measurement": "ms"}
+    _, rollout = rollout_configs(topics, "0.1.0")[1]
+    raw_rollout = {**rollout, "value_template": "{{ value_json.get('desired_version') }}"}
     result = run_probe(
-        [("homeassistant/sensor/n/legacy/config", legacy), ("homeassistant/sensor/n/unit/config", wrong_unit)],
+        [("homeassistant/sensor/n/legacy/config", legacy), ("homeassistant/sensor/n/unit/config", wrong_unit),
+         ("homeassistant/binary_sensor/n/rollout/config", raw_rollout)],
         [{"fps": 1.0}], tmp_path,
     )
     text = "\n".join(result["problems"])
@@ -119,3 +158,4 @@ def test_the_probe_reports_what_home_assistant_would_complain_about(tmp_path: Pa
     assert "no attribute 'temp_c'" in text
     assert "status 'stopped' makes the device available=None" in text
     assert "not valid together with device class `temperature`" in text
+    assert "binary sensor state '4' is neither 'ON' nor 'OFF'" in text

@@ -1,10 +1,14 @@
 """Run by Home Assistant's own Python (not by pytest): checks discovery configs the way HA's MQTT discovery does.
 
-Input (argv[1], JSON): {"prefix": "homeassistant", "configs": [[topic, payload], ...], "reports": [telemetry dict, ...],
+Input (argv[1], JSON): {"prefix": "homeassistant", "configs": [[topic, payload], ...], "reports": {"telemetry":
+[payload dict, ...], "state": [...]}, "expect": {config topic: [rendered value per report of its state topic (update
+entities: the parsed JSON)]},
 "statuses": {"online": true, "stopped": false, ...}}. Prints one JSON object: {"problems": [...], "checked": n}.
 Each config is matched against HA's discovery topic pattern, expanded from abbreviations, validated with the
 platform's DISCOVERY_SCHEMA and the strict PLATFORM_SCHEMA_MODERN, and its templates rendered by HA's template
-engine against every report; a log record at WARNING or above, or a state HA would reject, is a problem.
+engine against every report of the topic it reads (the last level of its state_topic); a log record at WARNING or
+above, or a state HA would reject (non-numeric sensor, update JSON outside MQTT_JSON_UPDATE_SCHEMA, binary sensor
+neither payload_on nor payload_off), or a rendered value other than the expected one, is a problem.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import voluptuous as vol
 from homeassistant.components.mqtt import discovery
 from homeassistant.components.mqtt.const import CONF_OBJECT_ID
 from homeassistant.components.mqtt.models import MqttValueTemplate, PayloadSentinel
+from homeassistant.components.mqtt.update import MQTT_JSON_UPDATE_SCHEMA
 from homeassistant.const import __version__ as HA_VERSION
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers import template as ha_template
@@ -37,6 +42,30 @@ class _Collect(logging.Handler):
 
 def _numeric(cfg: dict[str, Any]) -> bool:
     return bool(cfg.get("unit_of_measurement") or cfg.get("state_class"))
+
+
+def _parsed(rendered: Any) -> Any:
+    try:
+        return json.loads(rendered)
+    except (TypeError, ValueError):
+        return rendered
+
+
+def _state_problem(component: str, cfg: dict[str, Any], rendered: Any) -> str | None:
+    """Why HA would refuse a rendered state of this platform, or None."""
+    if component == "sensor" and _numeric(cfg) and rendered not in ("", "None"):
+        try:
+            float(rendered)
+        except (TypeError, ValueError):
+            return f"state {rendered!r} is not numeric"
+    if component == "update":
+        try:
+            MQTT_JSON_UPDATE_SCHEMA(json.loads(rendered))
+        except (TypeError, ValueError, vol.Invalid) as exc:
+            return f"update payload {rendered!r} is not what HA's update entity accepts: {exc}"
+    if component == "binary_sensor" and rendered not in (cfg["payload_on"], cfg["payload_off"]):
+        return f"binary sensor state {rendered!r} is neither {cfg['payload_on']!r} nor {cfg['payload_off']!r}"
+    return None
 
 
 async def main(spec: dict[str, Any]) -> dict[str, Any]:
@@ -70,13 +99,20 @@ async def main(spec: dict[str, Any]) -> dict[str, Any]:
                 problems.append(f"{topic}: keys Home Assistant ignores: {ignored}")
             before = len(logs.records)
             value_tpl = MqttValueTemplate(cfg.get("value_template"), entity=None)
-            for report in spec["reports"]:
+            leaf = str(cfg.get("state_topic", "")).rsplit("/", 1)[-1]
+            reports = spec["reports"].get(leaf, [])
+            if not reports:
+                problems.append(f"{topic}: no {leaf!r} reports given to render its template against")
+            rendered_all = []
+            for report in reports:
                 rendered = value_tpl.async_render_with_possible_json_value(json.dumps(report), PayloadSentinel.DEFAULT)
-                if _numeric(cfg) and rendered not in ("", "None"):
-                    try:
-                        float(rendered)
-                    except (TypeError, ValueError):
-                        problems.append(f"{topic}: state {rendered!r} is not numeric for report keys {sorted(report)}")
+                rendered_all.append(_parsed(rendered) if component == "update" else rendered)
+                why = _state_problem(component, cfg, rendered)
+                if why:
+                    problems.append(f"{topic}: {why} for report keys {sorted(report)}")
+            expected = spec.get("expect", {}).get(topic)
+            if expected is not None and rendered_all != expected:
+                problems.append(f"{topic}: rendered {rendered_all}, want {expected}")
             avail_tpl = MqttValueTemplate(cfg.get("availability_template"), entity=None)
             for status, available in spec["statuses"].items():
                 value = avail_tpl.async_render_with_possible_json_value(status, PayloadSentinel.DEFAULT)
