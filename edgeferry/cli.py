@@ -22,7 +22,8 @@ app = typer.Typer(
 # Top-level modules of each extra that the commands import; a missing one means the extra is not installed.
 _EXTRA_OF = {"torch": "cloud", "pytorch_lightning": "cloud", "lightning": "cloud", "torchmetrics": "cloud",
              "onnxruntime": "edge", "paho": "edge", "cv2": "edge", "boto3": "edge", "onnx": "cloud",
-             "onnxconverter_common": "cloud", "mlxtend": "cloud", "sklearn": "cloud", "PIL": "cloud"}
+             "onnxconverter_common": "cloud", "mlxtend": "cloud", "sklearn": "cloud", "PIL": "cloud",
+             "sqlalchemy": "fleet", "psycopg": "fleet"}
 _EXTRA_NEEDS = {"cloud": ("torch", "pytorch_lightning", "onnx", "onnxruntime"),
                 "edge": ("onnxruntime", "paho", "cv2")}
 
@@ -375,6 +376,7 @@ def _one_line(exc: BaseException) -> str | None:
 
 
 app.command("sim")(_require("fleet.sim.cli", "sim").sim)
+app.add_typer(_require("fleet.cli", "fleet").app, name="fleet")
 
 
 def main() -> None:

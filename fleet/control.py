@@ -97,12 +97,10 @@ class FleetControl:
             reached.append(dev)
         return DeployResult(entry.model, entry.version, entry.scope, entry.name, tuple(reached), tuple(rids))
 
-    def assign(self, device: str, group: str) -> bool:
-        """Put a known device into a group (control-plane assignment); False when it already was."""
-        self.store.device(check_ident(device, "device id"))
-        return self.store.devices.assign(device, check_ident(group, "group"), self.store.clock())
 
-    def unassign(self, device: str, group: str) -> bool:
-        """Take a control-plane assignment back; False when there was none."""
-        self.store.device(check_ident(device, "device id"))
-        return self.store.devices.unassign(device, check_ident(group, "group"))
+
+def assign_group(store: FleetStore, device: str, group: str, add: bool = True) -> bool:
+    """Add (or take back) a control-plane group assignment of a known device; False when nothing changed."""
+    store.device(check_ident(device, "device id"))
+    check_ident(group, "group")
+    return store.devices.assign(device, group, store.clock()) if add else store.devices.unassign(device, group)

@@ -14,6 +14,7 @@ REQUIRED=(
   shellcheck:shellcheck               # every shell script in the tree
   systemd:systemd-analyze             # verify + security rating of the agent unit (--offline, no running systemd)
   chromium:chromium                   # the web app's browser tests (Playwright drives it; never downloads one)
+  postgresql:pg_ctlcluster            # the fleet's PostgreSQL back-end, started by the storage tests' fixture
 )
 # More entries of the same form, space-separated, without editing this file (a local suite, a CI image).
 read -r -a extra <<<"${EDGEFERRY_EXTRA_PACKAGES:-}"
