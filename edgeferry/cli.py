@@ -283,6 +283,34 @@ def publish_pointer(
 
 
 @app.command()
+def bench(
+    target: Annotated[str, typer.Option(help="Target name devices give as sync.target (e.g. jetson-orin-nano).")],
+    store: Annotated[str, typer.Option(help="Store URI.")] = ".store",
+    name: Annotated[str, typer.Option(help="Model name.")] = "digits",
+    version: Annotated[int | None, typer.Option(min=1, help="Version (default: latest).")] = None,
+    key: Annotated[Path, typer.Option(help="ed25519 signing key PEM (the package key).")] = Path(".keys/edgeferry"),
+    config: Annotated[Path | None, typer.Option(help="The fleet's agent YAML: its backend and sync sections "
+                                                     "decide the candidates, as on the devices.")] = None,
+) -> None:
+    """On one device of a fleet of identical ones: measure every runtime candidate and record the signed choice.
+
+    Devices whose sync.target names the target, with the same hardware fingerprint and runtime versions, then serve
+    it after their smoke test, without measuring. The package, its manifest and latest.json are left untouched.
+    """
+    _check_extra("edge", "bench")
+    _logging("WARNING")
+    loader = _require("shared.config_loader", "bench")
+    cfg_mod = _require("edge.config", "bench")
+    bench_mod = _require("edgeferry.bench_target", "bench")
+    from shared.store_config import StoreConfig
+    from shared.store_open import open_store
+
+    cfg = loader.load_config(cfg_mod.AgentConfig, config, {})
+    done = bench_mod.record_choice(open_store(StoreConfig(uri=store)), name, target, key, cfg, version=version)
+    typer.echo(bench_mod.report(done))
+
+
+@app.command()
 def dashboards(
     out: Annotated[Path, typer.Option(help="Directory for the generated dashboard files.")] = Path("deploy/grafana"),
 ) -> None:
@@ -376,7 +404,12 @@ def _one_line(exc: BaseException) -> str | None:
 
 
 app.command("sim")(_require("fleet.sim.cli", "sim").sim)
-app.add_typer(_require("fleet.cli", "fleet").app, name="fleet")
+_fleet_app = _require("fleet.cli", "fleet").app
+# `fleet serve` also serves the web app (dashboards/serve.py: fleet/ never imports dashboards/); without the web
+# extra installed it stays the control plane's own.
+if importlib.util.find_spec("fastapi") is not None:
+    importlib.import_module("dashboards.serve").mount(_fleet_app)
+app.add_typer(_fleet_app, name="fleet")
 
 
 def main() -> None:

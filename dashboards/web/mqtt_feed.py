@@ -1,4 +1,4 @@
-"""The web app's one MQTT client: reads every device's `events` into an EventBuffer and publishes alerts.
+"""The web app's one MQTT client: reads every device's `events` and `telemetry` into buffers and publishes alerts.
 
 Alerts go to edgeferry/<fleet>/alerts/<rule>/<device>: retained JSON with state "firing" while one fires; when it
 ends, a "resolved" message and then an empty retained message that clears it, so a tool that connects later sees
@@ -18,6 +18,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from dashboards.web.alerts import Alert, alert_message, alert_topic
 from dashboards.web.event_buffer import EventBuffer
+from dashboards.web.figures import FigureBuffer
 from shared.topics import fleet_filter
 
 log = logging.getLogger(__name__)
@@ -26,12 +27,14 @@ log = logging.getLogger(__name__)
 class MqttFeed:
     """Subscribes to events, publishes alerts; reconnects by itself (paho's loop thread)."""
 
-    def __init__(self, fleet: str, host: str, port: int, buffer: EventBuffer, username: str | None = None,
+    def __init__(self, fleet: str, host: str, port: int, buffer: EventBuffer, figures: FigureBuffer,
+                 username: str | None = None,
                  password: str | None = None, client_id: str | None = None, keepalive: int = 30) -> None:
         self.fleet = fleet
         self.buffer = buffer
+        self.figures = figures
         self._host, self._port, self._keepalive = host, port, keepalive
-        self._filter = fleet_filter(fleet, "events")
+        self._filters = [fleet_filter(fleet, "events"), fleet_filter(fleet, "telemetry")]
         self._connected = threading.Event()
         self.client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2,
                                   client_id=client_id or f"edgeferry-web-{uuid.uuid4().hex[:8]}",
@@ -60,7 +63,7 @@ class MqttFeed:
         if getattr(reason, "is_failure", False):
             log.warning("web app: MQTT connect refused: %s", reason)
             return
-        client.subscribe(self._filter, qos=0)
+        client.subscribe([(f, 0) for f in self._filters])
         self._connected.set()
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
@@ -68,7 +71,11 @@ class MqttFeed:
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         parts = msg.topic.split("/")
-        if len(parts) == 4 and parts[3] == "events":
+        if len(parts) != 4:
+            return
+        if parts[3] == "telemetry":
+            self.figures.add_payload(parts[2], bytes(msg.payload))
+        elif parts[3] == "events":
             self.buffer.add_payload(parts[2], bytes(msg.payload))
 
     def publish_alerts(self, started: list[Alert], ended: list[Alert]) -> None:

@@ -1,0 +1,271 @@
+"""FleetReader and FleetActions over the control plane's own repositories (fleet.db, fleet.control, fleet.rollout).
+
+The registry rows come from the database; the last telemetry figures and the results come from the web app's own
+MQTT feed (dashboards.web.mqtt_feed), so the table is live within one batch of a message arriving. Each fleet error
+becomes the DashboardError a user reads, and nothing changes when one is raised.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import BigInteger, Boolean, Column, Integer, MetaData, String, Table, Text, insert, select
+
+from dashboards.errors import ActionRefused, BadRequest, DashboardError, UnknownTarget
+from dashboards.web.event_buffer import EventBuffer
+from dashboards.web.figures import FigureBuffer
+from dashboards.web.ports import (
+    AuditEntry,
+    Decision,
+    DeviceDetail,
+    DeviceRow,
+    EventRow,
+    GateFigure,
+    RolloutAction,
+    RolloutView,
+    Sample,
+    StageView,
+)
+from fleet.command_sender import CommandSender
+from fleet.control import FleetControl
+from fleet.db.store import FleetStore
+from fleet.desired import desired_for
+from fleet.errors import (
+    EmptyGroupError,
+    FleetError,
+    RolloutConflictError,
+    RolloutStateError,
+    UnknownDeviceError,
+    UnknownRolloutError,
+)
+from fleet.registry import DeviceRecord
+from fleet.rollout.operations import RolloutOperations
+from fleet.rollout.store import RolloutRow
+
+RAW_RECENT_MS = 10 * 60 * 1000  # the device page reads raw samples this far back, downsampled history before
+
+# The web app's audit log lives in the control plane's database, in a table of its own.
+audit_metadata = MetaData()
+web_audit = Table(
+    "web_audit", audit_metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("fleet", String(64), nullable=False),
+    Column("ts_ms", BigInteger, nullable=False),
+    Column("user_name", String(64), nullable=False),
+    Column("action", String(32), nullable=False),
+    Column("target", String(200), nullable=False),
+    Column("ok", Boolean, nullable=False),
+    Column("detail", Text, nullable=False),
+)
+
+
+@contextmanager
+def _as_dashboard_errors() -> Iterator[None]:
+    """fleet/ errors as the web app's: unknown -> 404, conflicting state -> 409, the rest -> 400."""
+    try:
+        yield
+    except (UnknownDeviceError, UnknownRolloutError) as exc:
+        raise UnknownTarget(str(exc)) from exc
+    except (RolloutConflictError, RolloutStateError) as exc:
+        raise ActionRefused(str(exc)) from exc
+    except (EmptyGroupError, FleetError, ValueError) as exc:
+        raise BadRequest(str(exc)) from exc
+
+
+def _row(rec: DeviceRecord, figures: dict[str, float], desired: int | None) -> DeviceRow:
+    return DeviceRow(
+        device_id=rec.device_id, fleet=rec.fleet, groups=list(rec.groups), status=rec.status,
+        model_name=rec.model_name, model_version=rec.model_version, variant=rec.model_variant,
+        backend=rec.model_backend, desired_version=desired, fps=figures.get("fps"),
+        e2e_ms_p95=figures.get("e2e_ms_p95"), cpu_pct=figures.get("cpu_pct"), rss_mb=figures.get("rss_mb"),
+        temp_c=figures.get("temp_c"), package_rejects=figures.get("package_rejects"),
+        last_seen_ms=rec.last_seen_ms, agent_version=rec.agent_version, restarts=rec.restarts,
+        degraded=dict(rec.degraded),
+    )
+
+
+def _stages(row: RolloutRow, per_stage: Counter[int]) -> list[StageView]:
+    finished_ok = row.state == "completed"
+    out = []
+    cumulative = 0
+    for i, stage in enumerate(row.plan.stages):
+        cumulative += per_stage.get(i, 0)
+        if finished_ok or i < row.stage_index:
+            state = "passed"
+        elif i == row.stage_index:
+            state = "running" if row.active else ("failed" if row.state in ("rolled_back", "aborted", "failed")
+                                                  else "passed")
+        else:
+            state = "pending"
+        out.append(StageView(index=i, share=stage.percent / 100, devices=cumulative, state=state))  # type: ignore[arg-type]
+    return out
+
+
+def _gates(row: RolloutRow) -> list[GateFigure]:
+    stage = row.plan.stages[row.stage_index]
+    by_label = {g.label: g for g in stage.gates}
+    out = []
+    for g in row.last_gates:
+        plan_gate: Any = by_label.get(str(g.get("gate")))
+        status = g.get("status")
+        out.append(GateFigure(
+            name=str(g.get("gate")), metric=str(getattr(plan_gate, "metric", g.get("gate"))),
+            op=str(getattr(plan_gate, "op", "")), threshold=float(g.get("threshold") or 0.0),
+            canary=g.get("canary"), control=g.get("control"),
+            verdict=status if status in ("pass", "fail", "hold") else None,
+        ))
+    if not out:  # not analysed yet: show the plan's gates with no data
+        for pg in stage.gates:
+            out.append(GateFigure(name=pg.label, metric=str(getattr(pg, "metric", pg.label)),
+                                  op=str(getattr(pg, "op", "")), threshold=float(getattr(pg, "threshold", 0.0))))
+    return out
+
+
+class FleetAdapter:
+    """The web app's reads and actions on one fleet's control plane."""
+
+    def __init__(self, store: FleetStore, control: FleetControl | None, sender: CommandSender | None,
+                 events: EventBuffer, figures: FigureBuffer) -> None:
+        self.store = store
+        self.control = control
+        self.sender = sender
+        self.rollout_ops = RolloutOperations(store)
+        self.events_buffer = events
+        self.figures = figures
+        self._lock = threading.Lock()
+        audit_metadata.create_all(store.engine)
+
+    # ---- reads -------------------------------------------------------------------------------------------------
+    def fleet_name(self) -> str:
+        return self.store.fleet
+
+    def devices(self) -> list[DeviceRow]:
+        entries = self.store.desired.all()
+        latest = self.figures.latest()
+        out = []
+        for rec in self.store.list_devices():
+            entry = desired_for(rec, entries)
+            out.append(_row(rec, latest.get(rec.device_id, {}), entry.version if entry else None))
+        return out
+
+    def device(self, device_id: str) -> DeviceDetail | None:
+        rec = self.store.devices.get(device_id)
+        if rec is None:
+            return None
+        rec = rec.with_status_at(self.store.clock())
+        entry = desired_for(rec, self.store.desired.all())
+        state = {"agent_version": rec.agent_version, "boot_id": rec.boot_id, "config_digest": rec.config_digest,
+                 "model": {"name": rec.model_name, "version": rec.model_version, "variant": rec.model_variant,
+                           "backend": rec.model_backend},
+                 "groups": list(rec.groups), "hardware": rec.hardware, "degraded": rec.degraded,
+                 "unsigned_commands": rec.unsigned_commands, "telemetry_interval_s": rec.telemetry_interval_s}
+        return DeviceDetail(row=_row(rec, self.figures.latest().get(device_id, {}), entry.version if entry else None),
+                            boot_id=rec.boot_id, hardware=dict(rec.hardware), config_digest=rec.config_digest,
+                            state=state)
+
+    def latest_figures(self) -> dict[str, dict[str, float]]:
+        return self.figures.latest()
+
+    def history(self, device_id: str, since_ms: int, until_ms: int) -> list[Sample]:
+        raw_from = max(since_ms, until_ms - RAW_RECENT_MS)
+        raw = self.store.telemetry_window(device_id, raw_from, until_ms + 1)
+        first_raw = raw[0].ts_ms if raw else until_ms + 1
+        older = [Sample(ts_ms=b, values={k: float(v) for k, v in f.items() if isinstance(v, int | float)})
+                 for b, _, f in self.store.telemetry.history(device_id, since_ms, min(raw_from, first_raw))]
+        return older + [Sample(ts_ms=s.ts_ms, values=dict(s.figures)) for s in raw]
+
+    def events(self, device_id: str | None, since_ms: int, limit: int) -> list[EventRow]:
+        return self.events_buffer.events(device_id, since_ms, limit)
+
+    def _view(self, row: RolloutRow) -> RolloutView:
+        devices = self.rollout_ops.repo.devices(row.id)
+        events = self.rollout_ops.repo.events(row.id)
+        priors = Counter(d.prior_version for d in devices if d.prior_version is not None)
+        return RolloutView(
+            rollout_id=row.id, group=row.group, model=row.model, version=row.version,
+            from_version=priors.most_common(1)[0][0] if priors else None, state=row.state, stage=row.stage_index,
+            stages=_stages(row, Counter(d.stage_index for d in devices)),
+            devices_by_state=dict(sorted(Counter(d.state for d in devices).items())), gates=_gates(row),
+            decisions=[Decision(ts_ms=e.ts_ms, stage=e.stage_index, action=e.kind, reason=e.reason,
+                                by=None if e.actor == "controller" else e.actor) for e in events],
+            started_ms=row.created_ms, updated_ms=row.updated_ms,
+        )
+
+    def rollouts(self) -> list[RolloutView]:
+        return [self._view(r) for r in self.rollout_ops.repo.latest(limit=20)]
+
+    def rollout(self, rollout_id: str) -> RolloutView | None:
+        try:
+            return self._view(self.rollout_ops.repo.get(rollout_id))
+        except UnknownRolloutError:
+            return None
+
+    def audit_log(self, limit: int) -> list[AuditEntry]:
+        a = web_audit.c
+        with self.store.engine.connect() as conn:
+            rows = conn.execute(select(web_audit).where(a.fleet == self.store.fleet).order_by(a.id.desc())
+                                .limit(limit)).all()
+        return [AuditEntry(ts_ms=r.ts_ms, user=r.user_name, action=r.action, target=r.target, ok=r.ok,
+                           detail=r.detail) for r in rows]
+
+    # ---- actions -----------------------------------------------------------------------------------------------
+    def _need_sender(self) -> CommandSender:
+        if self.sender is None:
+            raise ActionRefused("this control plane has no command key (commands.key): it observes only")
+        return self.sender
+
+    def _need_control(self) -> FleetControl:
+        if self.control is None:
+            raise ActionRefused("this control plane has no command key (commands.key): it observes only")
+        return self.control
+
+    def ping(self, device_id: str) -> str:
+        with _as_dashboard_errors():
+            self.store.device(device_id)
+            rec = self._need_sender().send(device_id, "ping", {})
+        return f"signed ping {rec.request_id} sent to {device_id}"
+
+    def deploy(self, device_id: str, version: int) -> str:
+        with _as_dashboard_errors():
+            rec = self.store.device(device_id)
+            model = rec.model_name
+            if model is None:
+                raise BadRequest(f"{device_id} reports no model yet: cannot tell which model to deploy")
+            result = self._need_control().deploy(model, version, device=device_id)
+        return f"{device_id}: desired {result.model} v{result.version}, signed deploy sent"
+
+    def rollback(self, device_id: str) -> str:
+        with _as_dashboard_errors():
+            result = self._need_control().rollback(device=device_id)
+        return f"{device_id}: back to desired {result.model} v{result.version}, signed deploy sent"
+
+    def start_rollout(self, model: str, version: int, group: str) -> str:
+        control = self._need_control()
+
+        def verified(name: str, v: int) -> None:
+            control.packages.check(name, v)
+
+        with _as_dashboard_errors():
+            row = self.rollout_ops.start(model, version, group, check_version=verified)
+        return row.id
+
+    def rollout_action(self, rollout_id: str, action: RolloutAction, user: str) -> str:
+        reason = f"{action} by {user} from the web app"
+        with _as_dashboard_errors():
+            self.rollout_ops.repo.get(rollout_id)
+            fn = {"pause": self.rollout_ops.pause, "resume": self.rollout_ops.resume,
+                  "promote": self.rollout_ops.promote, "abort": self.rollout_ops.abort}[action]
+            row = fn(rollout_id, reason)
+        return f"rollout {row.id}: {action} done, now {row.state} at stage {row.stage_index + 1}"
+
+    def audit(self, user: str, action: str, target: str, ok: bool, detail: str) -> None:
+        with self.store.engine.begin() as conn:
+            conn.execute(insert(web_audit).values(fleet=self.store.fleet, ts_ms=self.store.clock(), user_name=user,
+                                                  action=action, target=target[:200], ok=ok, detail=detail[:2000]))
+
+
+__all__ = ["DashboardError", "FleetAdapter"]
