@@ -109,6 +109,17 @@ class ControllerConfig(_Section):
     interval_s: float = Field(default=10.0, ge=0.1, le=3600, description="Seconds between two controller ticks.")
 
 
+class MetricsConfig(_Section):
+    """/metrics for Prometheus (fleet.metrics_export): devices, versions, rollouts, fleet and per-device figures."""
+
+    host: str = Field(default="127.0.0.1", description="Address to serve /metrics on.")
+    port: int | None = Field(default=None, ge=0, le=65535, description="Serve /metrics on this port (None: off).")
+    max_device_series: int = Field(
+        default=200, ge=0, le=100_000,
+        description="Most devices with per-device series (rollout devices first, then by id); the rest are counted.",
+    )
+
+
 class FleetConfig(_Section):
     """The whole control plane config."""
 
@@ -120,6 +131,7 @@ class FleetConfig(_Section):
     registry: RegistryConfig = Field(default_factory=RegistryConfig, description="Telemetry retention.")
     lease: LeaseConfig = Field(default_factory=LeaseConfig, description="Leader lease.")
     controller: ControllerConfig = Field(default_factory=ControllerConfig, description="Rollout controller.")
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig, description="Prometheus /metrics.")
     log_level: str = Field(default="INFO", description="Log level: DEBUG, INFO, WARNING, ERROR.")
 
     _fleet = field_validator("fleet")(lambda cls, v: check_ident(v, "fleet"))

@@ -26,8 +26,13 @@ from wsgiref.simple_server import WSGIServer
 from prometheus_client import CollectorRegistry, generate_latest, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+from sqlalchemy import select
 
+from fleet.db.schema import telemetry_samples
+from fleet.db.store import FleetStore
+from fleet.errors import FleetConfigError
 from fleet.registry import DeviceRecord
+from fleet.rollout.store import RolloutRepository, RolloutRow
 from shared.metrics import METRICS
 from shared.metrics import Metric as TableMetric
 
@@ -77,9 +82,10 @@ FLEET_FAMILIES: dict[str, Family] = {
         Family("edgeferry_rollout_devices", "gauge", "Devices of the rollout by their state in it",
                ("rollout", "fleet", "state")),
         Family("edgeferry_rollout_gate_value", "gauge",
-               "A gate's latest figure per cohort (canary or control), in the base unit of its metric",
+               "A gate's latest figure per cohort (canary or control), in the gate's own terms (the figure's MQTT "
+               "unit, or a ratio or difference to control) so it compares with the threshold as the gate does",
                ("rollout", "fleet", "gate", "cohort")),
-        Family("edgeferry_rollout_gate_threshold", "gauge", "A gate's threshold, in the base unit of its metric",
+        Family("edgeferry_rollout_gate_threshold", "gauge", "A gate's threshold, in the gate's own terms",
                ("rollout", "fleet", "gate")),
     )
 }
@@ -118,13 +124,12 @@ def device_view(record: DeviceRecord, figures: Mapping[str, float], in_rollout: 
 
 @dataclass(frozen=True)
 class GateView:
-    """One gate figure of a rollout; `metric` names a table metric when the gate reads one (for unit conversion)."""
+    """One gate figure of a rollout for one cohort, as the rollout's last analysis computed it."""
 
     gate: str
     cohort: str
     value: float | None
     threshold: float | None
-    metric: str | None = None
 
 
 @dataclass(frozen=True)
@@ -153,9 +158,6 @@ class FleetSnapshot:
 
 
 SnapshotSource = Callable[[], FleetSnapshot]
-
-_TABLE = {m.name: m for m in METRICS}
-
 
 def _finite(v: float) -> bool:
     return isinstance(v, int | float) and math.isfinite(v)
@@ -250,11 +252,6 @@ def _device_families(devices: Sequence[DeviceView], cap: int) -> Iterator[Metric
         yield family
 
 
-def _gate_factor(g: GateView) -> float:
-    m = _TABLE.get(g.metric or g.gate)
-    return m.prometheus_factor if m is not None else 1.0
-
-
 def _rollout_families(rollouts: Sequence[RolloutView], max_finished: int) -> Iterator[Metric]:
     active = [r for r in rollouts if r.state in ROLLOUT_ACTIVE]
     finished = sorted((r for r in rollouts if r.state not in ROLLOUT_ACTIVE), key=lambda r: -r.updated_ms)
@@ -271,11 +268,10 @@ def _rollout_families(rollouts: Sequence[RolloutView], max_finished: int) -> Ite
             devices.add_metric([r.rollout_id, r.fleet, state], n)
         thresholds: dict[str, float] = {}
         for g in r.gates:
-            factor = _gate_factor(g)
             if g.value is not None and _finite(g.value):
-                value.add_metric([r.rollout_id, r.fleet, g.gate, g.cohort], g.value * factor)
+                value.add_metric([r.rollout_id, r.fleet, g.gate, g.cohort], g.value)
             if g.threshold is not None and _finite(g.threshold):
-                thresholds[g.gate] = g.threshold * factor
+                thresholds[g.gate] = g.threshold
         for gate, t in sorted(thresholds.items()):
             threshold.add_metric([r.rollout_id, r.fleet, gate], t)
     yield from (info, stage, stages, devices, value, threshold)
@@ -330,11 +326,12 @@ class FleetMetricsExporter:
         return bytes(generate_latest(self.registry))
 
     def start(self, host: str, port: int) -> int:
-        """Serve /metrics on host:port (0: any free port); returns the bound port. OSError says what to change."""
+        """Serve /metrics on host:port (0: any free port); returns the bound port. FleetConfigError when busy."""
         try:
             self._server, self._thread = start_http_server(port, addr=host, registry=self.registry)
         except OSError as exc:
-            raise OSError(f"cannot serve fleet metrics on {host}:{port}: {exc}; pick another metrics port") from exc
+            raise FleetConfigError(f"cannot serve fleet metrics on {host}:{port}: {exc}; "
+                                   "pick another metrics.port") from exc
         bound = int(self._server.server_address[1])
         log.info("fleet metrics on http://%s:%d/metrics", host, bound)
         return bound
@@ -347,3 +344,53 @@ class FleetMetricsExporter:
             if self._thread is not None:
                 self._thread.join(timeout=5)
             self._server = None
+
+
+def _rollout_view(row: RolloutRow, device_states: Mapping[str, int]) -> RolloutView:
+    gates: list[GateView] = []
+    for g in row.last_gates:
+        name = str(g.get("gate", "?"))
+        threshold = g.get("threshold")
+        for cohort in ("canary", "control"):
+            value = g.get(cohort)
+            if isinstance(value, int | float) or isinstance(threshold, int | float):
+                gates.append(GateView(name, cohort, value if isinstance(value, int | float) else None,
+                                      float(threshold) if isinstance(threshold, int | float) else None))
+    return RolloutView(row.id, row.fleet, row.group, row.model, row.version, row.state, row.stage_index + 1,
+                       len(row.plan.stages), dict(device_states), tuple(gates), row.updated_ms)
+
+
+class StoreSnapshot:
+    """Builds a FleetSnapshot from the fleet database: one query for the devices, one for the latest figures of
+    every device heard from within `recent_s`, and one per shown rollout for its devices."""
+
+    def __init__(self, store: FleetStore, recent_s: float = 60.0,
+                 max_finished_rollouts: int = DEFAULT_MAX_FINISHED_ROLLOUTS) -> None:
+        self._store = store
+        self._rollouts = RolloutRepository(store.engine, store.fleet)
+        self._recent_ms = int(recent_s * 1000)
+        self._max_finished = max_finished_rollouts
+
+    def _latest_figures(self, now_ms: int) -> dict[str, dict[str, float]]:
+        t = telemetry_samples.c
+        query = (select(t.device_id, t.figures).where(t.fleet == self._store.fleet,
+                                                      t.received_ms >= now_ms - self._recent_ms)
+                 .order_by(t.device_id, t.received_ms, t.ts_ms, t.seq))
+        with self._store.engine.connect() as conn:
+            return {r.device_id: dict(r.figures) for r in conn.execute(query)}  # the last row per device wins
+
+    def __call__(self) -> FleetSnapshot:
+        now = self._store.clock()
+        active = self._rollouts.active()
+        finished = [r for r in self._rollouts.latest(limit=self._max_finished + len(active)) if not r.active]
+        rollouts: list[RolloutView] = []
+        in_rollout: set[str] = set()
+        for row in active + finished[: self._max_finished]:
+            devices = self._rollouts.devices(row.id)
+            if row.active:
+                in_rollout.update(d.device_id for d in devices)
+            rollouts.append(_rollout_view(row, Counter(d.state for d in devices)))
+        figures = self._latest_figures(now)
+        devices_now = [device_view(rec, figures.get(rec.device_id, {}), rec.device_id in in_rollout)
+                       for rec in self._store.list_devices()]
+        return FleetSnapshot(devices_now, rollouts)

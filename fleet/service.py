@@ -66,6 +66,8 @@ class FleetService:
         self.desired: DesiredPublisher | None = None
         self.sender: CommandSender | None = None
         self.controller: Any = None
+        self.metrics: Any = None
+        self.metrics_port: int | None = None
 
     @property
     def is_leader(self) -> bool:
@@ -78,6 +80,7 @@ class FleetService:
         self.init_mqtt()
         self.init_commands()
         self.init_controller()
+        self.init_metrics()
         self.start_loops()
         self._notify.send("READY=1")
         log.info("fleet %s: worker %s serving (database %s, broker %s)", self.cfg.fleet, self.worker_id,
@@ -118,6 +121,16 @@ class FleetService:
         assert self.store is not None
         # F2 wiring: the controller's constructor is defined in fleet/rollout/controller.py.
         self.controller = RolloutController(self.store, self.sender, self.desired, self.store.clock)
+
+    def init_metrics(self) -> None:
+        """Prometheus /metrics (fleet.metrics_export) when metrics.port is set; every worker serves the same view."""
+        if self.cfg.metrics.port is None:
+            return
+        from fleet.metrics_export import FleetMetricsExporter, StoreSnapshot
+
+        assert self.store is not None
+        self.metrics = FleetMetricsExporter(StoreSnapshot(self.store), self.cfg.metrics.max_device_series)
+        self.metrics_port = self.metrics.start(self.cfg.metrics.host, self.cfg.metrics.port)
 
     def start_loops(self) -> None:
         """Writer, lease, maintenance and controller loops, each supervised."""
@@ -186,6 +199,8 @@ class FleetService:
         """Stop the loops, store what is queued, give the lease up so another worker leads at once, disconnect."""
         self._notify.send("STOPPING=1")
         self._stop.set()
+        if self.metrics is not None:
+            self.metrics.stop()
         for t in self._threads:
             t.join(timeout=15)
         if self.mqtt is not None:

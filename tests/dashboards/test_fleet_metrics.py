@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from fleet.errors import FleetConfigError
 from fleet.metrics_export import DeviceView, FleetMetricsExporter, FleetSnapshot, GateView, RolloutView
 
 PROMTOOL = Path("/usr/bin/promtool")
@@ -73,7 +74,7 @@ def test_figures_are_in_base_units_and_summaries_use_only_online_devices() -> No
     assert online == {"cam-001": 1.0, "cam-002": 0.0}
 
 
-def test_rollout_stage_devices_and_gates_per_cohort_with_thresholds_in_base_units() -> None:
+def test_rollout_stage_devices_and_gates_per_cohort_with_thresholds_in_the_gates_terms() -> None:
     gates = (GateView("e2e_ms_p95", "canary", 40.0, 50.0), GateView("e2e_ms_p95", "control", 20.0, 50.0),
              GateView("psi", "canary", 0.05, 0.2))
     live = RolloutView("r-1", "lab", "cams", "digits", 4, "running", 2, 3, {"updated": 5, "pending": 45}, gates)
@@ -83,9 +84,9 @@ def test_rollout_stage_devices_and_gates_per_cohort_with_thresholds_in_base_unit
     assert shown == ["old-6", "old-7", "r-1"]
     assert ({"rollout": "r-1", "fleet": "lab"}, 2.0) in got["edgeferry_rollout_stage"]
     values = {(lab["gate"], lab["cohort"]): v for lab, v in got["edgeferry_rollout_gate_value"]}
-    assert values == {("e2e_ms_p95", "canary"): 0.04, ("e2e_ms_p95", "control"): 0.02, ("psi", "canary"): 0.05}
+    assert values == {("e2e_ms_p95", "canary"): 40.0, ("e2e_ms_p95", "control"): 20.0, ("psi", "canary"): 0.05}
     thresholds = {lab["gate"]: v for lab, v in got["edgeferry_rollout_gate_threshold"]}
-    assert thresholds == {"e2e_ms_p95": 0.05, "psi": 0.2}
+    assert thresholds == {"e2e_ms_p95": 50.0, "psi": 0.2}  # as the gate compares them, not converted
     devices = {lab["state"]: v for lab, v in got["edgeferry_rollout_devices"] if lab["rollout"] == "r-1"}
     assert devices == {"updated": 5, "pending": 45}
 
@@ -112,7 +113,31 @@ def test_a_busy_port_is_one_clear_error() -> None:
     first = FleetMetricsExporter(lambda: FleetSnapshot([]))
     port = first.start("127.0.0.1", 0)
     try:
-        with pytest.raises(OSError, match=f"cannot serve fleet metrics on 127.0.0.1:{port}"):
+        with pytest.raises(FleetConfigError, match=f"cannot serve fleet metrics on 127.0.0.1:{port}"):
             FleetMetricsExporter(lambda: FleetSnapshot([])).start("127.0.0.1", port)
     finally:
         first.stop()
+
+
+def test_the_store_adapter_exports_what_the_registry_and_telemetry_tables_hold(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from fleet.db.store import FleetStore
+    from fleet.metrics_export import StoreSnapshot
+    from fleet.registry import TelemetrySample
+
+    now = [1_700_000_000_000]
+    store = FleetStore.open(f"sqlite:///{tmp_path / 'fleet.sqlite'}", "lab", clock=lambda: now[0])
+    try:
+        for dev, status in (("cam-1", "online"), ("cam-2", "offline")):
+            store.devices.update(dev, lambda r, s=status: replace(r, reported_status=s, last_seen_ms=now[0],
+                                                                  model_name="digits", model_version=3))
+        store.telemetry.add([("cam-1", TelemetrySample(now[0] - 2000, {"fps": 10.0}), now[0] - 2000),
+                             ("cam-1", TelemetrySample(now[0] - 1000, {"fps": 25.0, "rss_mb": 1.0}), now[0] - 1000),
+                             ("cam-2", TelemetrySample(now[0] - 90_000, {"fps": 99.0}), now[0] - 90_000)])
+        got = samples(FleetMetricsExporter(StoreSnapshot(store, recent_s=60)).render().decode())
+    finally:
+        store.close()
+    assert {lab["device"]: v for lab, v in got["edgeferry_device_fps"]} == {"cam-1": 25.0}  # latest; cam-2's is old
+    assert {lab["status"]: v for lab, v in got["edgeferry_fleet_devices"]}["offline"] == 1
+    assert got["edgeferry_fleet_devices_by_version"] == [({"fleet": "lab", "model": "digits", "version": "3"}, 2.0)]
