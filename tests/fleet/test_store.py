@@ -58,7 +58,7 @@ def test_groups_merge_config_and_assignments(store: FleetStore, clock: Clock) ->
     assert store.devices.unassign("cam-2", "north") is True
     assert store.devices.unassign("cam-1", "north") is False  # from the agent's own config: not ours to remove
     assert [r.device_id for r in store.list_devices(group="north")] == ["cam-1"]
-    with pytest.raises(EmptyGroupError, match="'south' .* has no devices .*groups: north"):
+    with pytest.raises(EmptyGroupError, match=r"'south' .* has no devices .*groups: north"):
         store.group_members("south")
 
 
