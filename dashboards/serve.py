@@ -20,11 +20,12 @@ log = logging.getLogger(__name__)
 class DashboardService:
     """A fleet worker (fleet.service.FleetService) plus the web app over its store and broker connection."""
 
-    def __init__(self, fleet_cfg: Any, web_cfg: WebConfig) -> None:
+    def __init__(self, fleet_cfg: Any, web_cfg: WebConfig, rollout_plan: Any = None) -> None:
         from fleet.service import FleetService
 
         self.fleet_cfg = fleet_cfg
         self.web_cfg = web_cfg
+        self.rollout_plan = rollout_plan
         self.fleet = FleetService(fleet_cfg)
         self.feed: Any = None
         self.server: Any = None
@@ -54,7 +55,7 @@ class DashboardService:
                              password=broker.password.get_secret_value() if broker.password else None,
                              client_id=f"edgeferry-web-{cfg.lease.worker_id}"[:64])
         self.feed.start(wait_s=broker.connect_timeout_s)
-        adapter = FleetAdapter(store, self._control(), self.fleet.sender, events, figures)
+        adapter = FleetAdapter(store, self._control(), self.fleet.sender, events, figures, self.rollout_plan)
         hub = LiveHub(adapter, web.live_interval_s, web.alerts, alert_sink=self.feed.publish_alerts,
                       clock_ms=store.clock)
         self.server = WebServer(create_app(web, adapter, adapter, hub, clock_ms=store.clock), web.host, web.port)

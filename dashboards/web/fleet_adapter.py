@@ -44,6 +44,7 @@ from fleet.errors import (
 )
 from fleet.registry import DeviceRecord
 from fleet.rollout.operations import RolloutOperations
+from fleet.rollout.plan import RolloutPlan
 from fleet.rollout.store import RolloutRow
 
 RAW_RECENT_MS = 10 * 60 * 1000  # the device page reads raw samples this far back, downsampled history before
@@ -129,8 +130,9 @@ class FleetAdapter:
     """The web app's reads and actions on one fleet's control plane."""
 
     def __init__(self, store: FleetStore, control: FleetControl | None, sender: CommandSender | None,
-                 events: EventBuffer, figures: FigureBuffer) -> None:
+                 events: EventBuffer, figures: FigureBuffer, plan: RolloutPlan | None = None) -> None:
         self.store = store
+        self.plan = plan  # rollouts started from the page use it; None: the control plane's default plan
         self.control = control
         self.sender = sender
         self.rollout_ops = RolloutOperations(store)
@@ -250,7 +252,7 @@ class FleetAdapter:
             control.packages.check(name, v)
 
         with _as_dashboard_errors():
-            row = self.rollout_ops.start(model, version, group, check_version=verified)
+            row = self.rollout_ops.start(model, version, group, self.plan, check_version=verified)
         return row.id
 
     def rollout_action(self, rollout_id: str, action: RolloutAction, user: str) -> str:

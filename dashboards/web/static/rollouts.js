@@ -32,7 +32,7 @@
     st.textContent = "state: " + r.state; st.className = "pill" + (r.state === "running" ? " ok" : ["aborted", "rolled_back", "failed"].includes(r.state) ? " bad" : "");
     document.getElementById("d-stages").replaceChildren(...r.stages.map((s) => {
       const d = document.createElement("div"); d.className = s.state; d.dataset.state = s.state;
-      d.textContent = "stage " + (s.index + 1) + ": " + Math.round(s.share * 100) + "% (" + s.devices + " devices) " + s.state;
+      d.textContent = "stage " + (s.index + 1) + ": " + Math.round(s.share * 100) + "% (" + s.devices + " assigned) " + s.state;
       return d;
     }));
     document.getElementById("d-devices").textContent = "devices: " + (Object.entries(r.devices_by_state).map(([k, n]) => k + " " + n).join(", ") || "none yet");
