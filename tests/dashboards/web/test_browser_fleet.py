@@ -25,7 +25,7 @@ from tests.dashboards.web.browser import ConsoleLog, chromium, sign_in
 from tests.dashboards.web.conftest import OPERATOR, VIEWER, web_config
 from tests.edge.package_factory import make_package, new_keypair
 from tests.fixtures.broker import Broker
-from tests.fleet.helpers import eventually, fleet_tree, write_private_key
+from tests.fleet.helpers import fleet_tree, write_private_key
 from tests.integration.agent_harness import COMMAND_KEY, agent_config, running_agent, write_public_key
 
 __all__ = ["chromium"]
