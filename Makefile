@@ -8,7 +8,7 @@ BOOTSTRAP := deploy/scripts/bootstrap-venv.sh
 INTEGRATION_TESTS := tests/deploy tests/edge/test_prometheus_exporter.py tests/dashboards/test_prometheus_queries.py \
 	tests/dashboards/test_fleet_metrics.py tests/dashboards/test_grafana_schema.py
 
-.PHONY: venv system check-integrations check-ha train-cloud train-reference test test-fast check lint typecheck bench-export bench-edge bench-fleet edge-agent keygen clean
+.PHONY: venv system check-integrations check-ha train-cloud train-reference test test-fast check lint typecheck bench-export bench-edge bench-fleet edge-agent demo keygen clean
 
 venv:
 	@bash $(BOOTSTRAP)
@@ -59,6 +59,11 @@ bench-edge: venv
 ## Control plane at 1,000 devices x 1 Hz and 10,000 x 0.1 Hz (one and two workers): registry staleness, CPU, RSS
 bench-fleet: venv
 	$(PY) -m bench.bench_fleet $(if $(QUICK),--quick,)
+
+## Mosquitto + fleet serve (web app, /metrics) + one real agent + 50 simulated devices; Ctrl-C stops them all
+demo: venv system
+	@$(PY) -c "import sys; from shared.object_store import LocalStore; sys.exit(0 if LocalStore('.store').exists('models/digits/latest.json') else 1)" || $(MAKE) train-cloud
+	$(PY) -m dashboards.demo
 
 ## Run the agent against .store/ with a synthetic camera (after make train-cloud)
 edge-agent: venv
