@@ -185,11 +185,12 @@ def groups(ctx: typer.Context, config: ConfigOpt = None, set_: SetOpt = None, js
         typer.echo(f"{name}: {len(members)} device(s): {', '.join(members)}")
 
 
-def _assign(ctx: typer.Context, device: str, group: str, add: bool) -> None:
-    cfg = load(*(ctx.obj or (None, None)))
+def _assign(ctx: typer.Context, device: str, group: str, add: bool, config: Path | None,
+            sets: list[str] | None) -> None:
     from fleet.control import assign_group
 
-    store = _store(cfg)
+    outer = ctx.obj or (None, None)
+    store = _store(load(config or outer[0], (outer[1] or []) + (sets or [])))
     try:
         changed = assign_group(store, device, group, add)
     finally:
@@ -200,16 +201,18 @@ def _assign(ctx: typer.Context, device: str, group: str, add: bool) -> None:
 
 @groups_app.command("assign")
 def assign(ctx: typer.Context, device: Annotated[str, typer.Argument(help="Device id.")],
-           group: Annotated[str, typer.Argument(help="Group name.")]) -> None:
+           group: Annotated[str, typer.Argument(help="Group name.")], config: ConfigOpt = None,
+           set_: SetOpt = None) -> None:
     """Put a device into a group (in addition to the groups of its own config)."""
-    _assign(ctx, device, group, add=True)
+    _assign(ctx, device, group, True, config, set_)
 
 
 @groups_app.command("unassign")
 def unassign(ctx: typer.Context, device: Annotated[str, typer.Argument(help="Device id.")],
-             group: Annotated[str, typer.Argument(help="Group name.")]) -> None:
+             group: Annotated[str, typer.Argument(help="Group name.")], config: ConfigOpt = None,
+             set_: SetOpt = None) -> None:
     """Take back an assignment made here (groups from the device's own config stay)."""
-    _assign(ctx, device, group, add=False)
+    _assign(ctx, device, group, False, config, set_)
 
 
 @app.command()

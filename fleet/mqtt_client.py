@@ -104,9 +104,9 @@ class FleetMqtt:
 
     def close(self) -> None:
         """Disconnect cleanly and stop the network thread."""
+        self._connected.clear()  # first, so the disconnect callback knows it was asked for
         self._client.disconnect()
         self._client.loop_stop()
-        self._connected.clear()
 
     @property
     def connected(self) -> bool:
