@@ -1,5 +1,5 @@
-"""The agent's systemd unit passes systemd's own checks: `systemd-analyze verify` and `security` (offline, so no
-running systemd is needed; this container has none)."""
+"""The agent's and the fleet control plane's systemd units pass systemd's own checks: `systemd-analyze verify` and
+`security` (offline, so no running systemd is needed; this container has none)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ import pytest
 
 UNIT = Path(__file__).resolve().parents[2] / "deploy" / "systemd" / "edgeferry-agent.service"
 NAME = UNIT.name
+FLEET_UNIT = UNIT.with_name("edgeferry-fleet.service")
+UNITS = [UNIT, FLEET_UNIT]
 MAX_EXPOSURE = 4.0
 SYSTEM_UNITS = Path("/usr/lib/systemd/system")  # the host's targets (network-online, multi-user, sysinit, ...)
 
@@ -23,17 +25,18 @@ def analyze(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([exe, *args], capture_output=True, text=True, timeout=60)
 
 
-def unit_lines() -> list[tuple[str, str]]:
+def unit_lines(unit: Path = UNIT) -> list[tuple[str, str]]:
     """(key, value) of every setting in the unit, in order."""
     out = []
-    for line in UNIT.read_text().splitlines():
+    for line in unit.read_text().splitlines():
         if "=" in line and not line.lstrip().startswith(("#", ";", "[")):
             key, value = line.split("=", 1)
             out.append((key.strip(), value.strip()))
     return out
 
 
-def test_verify_reports_nothing(tmp_path: Path) -> None:
+@pytest.mark.parametrize("unit", UNITS, ids=lambda u: u.name)
+def test_verify_reports_nothing(tmp_path: Path, unit: Path) -> None:
     # verify checks that ExecStart/ExecReload binaries exist and resolves dependencies: a root holding the host's
     # unit files, /bin/kill and a stand-in for the installed agent lets it check the unit exactly as shipped.
     (tmp_path / "usr/lib/systemd").mkdir(parents=True)
@@ -44,10 +47,10 @@ def test_verify_reports_nothing(tmp_path: Path) -> None:
     agent.parent.mkdir(parents=True)
     agent.write_text("#!/bin/sh\n")
     agent.chmod(0o755)
-    installed = tmp_path / "etc/systemd/system" / NAME
+    installed = tmp_path / "etc/systemd/system" / unit.name
     installed.parent.mkdir(parents=True)
-    shutil.copy2(UNIT, installed)
-    exec_start = dict(unit_lines())["ExecStart"].split()[0]
+    shutil.copy2(unit, installed)
+    exec_start = dict(unit_lines(unit))["ExecStart"].split()[0]
     assert Path(tmp_path / exec_start.lstrip("/")) == agent, "ExecStart moved: update the stand-in path"
 
     done = analyze("verify", f"--root={tmp_path}", str(installed))
@@ -55,8 +58,9 @@ def test_verify_reports_nothing(tmp_path: Path) -> None:
     assert done.returncode == 0 and done.stdout + done.stderr == "", done.stdout + done.stderr
 
 
-def test_security_rating_is_at_most_four() -> None:
-    done = analyze("security", "--offline=true", "--no-pager", f"--threshold={int(MAX_EXPOSURE * 10)}", str(UNIT))
+@pytest.mark.parametrize("unit", UNITS, ids=lambda u: u.name)
+def test_security_rating_is_at_most_four(unit: Path) -> None:
+    done = analyze("security", "--offline=true", "--no-pager", f"--threshold={int(MAX_EXPOSURE * 10)}", str(unit))
     found = re.search(r"Overall exposure level for \S+: ([0-9.]+) (\w+)", done.stdout)
     assert found, done.stdout[-2000:] + done.stderr
     exposure = float(found.group(1))
@@ -78,3 +82,12 @@ def test_hardening_keeps_what_the_agent_needs() -> None:
     families = one["RestrictAddressFamilies"].split()
     assert {"AF_INET", "AF_INET6", "AF_UNIX"} <= set(families)  # broker and store; the notify socket
     assert one["CapabilityBoundingSet"] == ""
+
+
+def test_fleet_unit_notifies_stops_cleanly_and_has_no_devices() -> None:
+    one = dict(unit_lines(FLEET_UNIT))
+    assert one["Type"] == "notify" and int(one["WatchdogSec"]) > 0 and one["KillSignal"] == "SIGTERM"
+    assert one["ExecStart"].split()[1:3] == ["fleet", "serve"]
+    assert one["StateDirectory"] == "edgeferry-fleet" and one["WorkingDirectory"] == "/var/lib/edgeferry-fleet"
+    assert one["PrivateDevices"] == "true" and one["CapabilityBoundingSet"] == ""
+    assert {"AF_INET", "AF_INET6", "AF_UNIX"} <= set(one["RestrictAddressFamilies"].split())
