@@ -3,8 +3,9 @@
 paho's network thread only queues (`offer`); a writer drains the queue in batches, one database transaction for
 the telemetry of a batch and one revision-guarded update per device, so a burst costs few commits. Telemetry and
 replies come through shared subscriptions (each worker gets a share); the retained `status` and `state` are
-subscribed plainly by every worker, because brokers do not deliver retained messages to shared subscriptions, and
-applying them twice changes nothing.
+subscribed plainly by every worker: MQTT 5 says a shared subscription gets no retained messages (EMQX and HiveMQ
+follow it; Mosquitto 2.0 delivers them anyway, checked), and a worker must see every device's retained state at
+start. They are low volume, and applying one twice changes nothing.
 """
 
 from __future__ import annotations

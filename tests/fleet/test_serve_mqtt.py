@@ -65,6 +65,8 @@ def test_registry_from_hand_published_messages(tmp_path: Path, mosquitto: Broker
         assert store.device("cam-1").status == "online"
         assert rec.groups == ("north",) and rec.model_version == 1 and rec.restarts == 0
         eventually(lambda: len(store.telemetry_window("cam-1", 0, 2**62)) == 3, what="3 samples stored")
+        hist = eventually(lambda: store.telemetry.history("cam-1", 0, 2**62), what="history from the leader")
+        assert sum(n for _, n, _ in hist) == 3 and svc.is_leader
         # Silent for 3 intervals of 0.5 s: stale, although no Last Will came.
         eventually(lambda: store.device("cam-1").status == "stale", 10, "stale after 3 silent intervals")
         probe.publish(f"{base}/state", _state("cam-1", "boot-b"), retain=True)
