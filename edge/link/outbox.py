@@ -18,7 +18,7 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -143,31 +143,48 @@ class Outbox:
         and None is returned: the threads that produce messages must never stop on the state of the disk.
         Bad input still raises.
         """
-        if not topic:
-            raise OutboxError("cannot queue a message without a topic")
+        return self.put_many([(topic, payload)], qos, retain)[0]
+
+    def put_many(
+        self, messages: Sequence[tuple[str, bytes]], qos: int = 1, retain: bool = False
+    ) -> list[int | None]:
+        """Append (topic, payload) messages in order in one transaction and return their ids once committed.
+
+        The batch joins the same group commit as put(), so a single producer that has several messages at hand
+        (the results thread draining its queue) pays one commit for all of them; all of them or, on a refusing
+        disk, none of them are written (counted in `write_errors`, ids None). Bad input raises before anything
+        is queued.
+        """
         if qos not in (0, 1, 2):
             raise OutboxError(f"MQTT QoS must be 0, 1 or 2, got {qos}")
-        mine = _Pending(topic, bytes(payload), qos, retain, int(time.time() * 1000))
+        if any(not topic for topic, _ in messages):
+            raise OutboxError("cannot queue a message without a topic")
+        if not messages:
+            return []
+        now_ms = int(time.time() * 1000)
+        mine = [_Pending(topic, bytes(payload), qos, retain, now_ms) for topic, payload in messages]
+        last = mine[-1]
         with self._group:
             if self._closed:
                 raise OutboxError(f"outbox {self.path} is closed; messages can no longer be queued")
-            self._waiting.append(mine)
-            while not mine.done:
+            # Appended together under the lock, so one leader takes them all into one transaction.
+            self._waiting.extend(mine)
+            while not last.done:
                 if not self._committing:
-                    # Lead: commit everything waiting, this message included.
+                    # Lead: commit everything waiting, these messages included.
                     batch, self._waiting = self._waiting, []
                     self._committing = True
                     break
                 self._group.wait()
             else:
-                return mine.id
+                return [m.id for m in mine]
         try:
             self._commit(batch)
         finally:
             with self._group:
                 self._committing = False
                 self._group.notify_all()
-        return mine.id
+        return [m.id for m in mine]
 
     def _commit(self, batch: list[_Pending]) -> None:
         """Write one group in one transaction; all of it or, on a refusing disk, none of it (counted)."""
@@ -176,13 +193,14 @@ class Outbox:
                 if self._closed:
                     raise sqlite3.ProgrammingError("closed while the group waited")
                 self._db.execute("BEGIN IMMEDIATE")
-                ids = []
-                for m in batch:
-                    cur = self._db.execute(
-                        "INSERT INTO messages (topic, payload, qos, retain, created_ms) VALUES (?, ?, ?, ?, ?)",
-                        (m.topic, m.payload, m.qos, int(m.retain), m.created_ms),
-                    )
-                    ids.append(int(cur.lastrowid or 0))
+                # One statement for the group: ids are consecutive (AUTOINCREMENT, one writer inside BEGIN
+                # IMMEDIATE), so the first is the last inserted one minus the count.
+                self._db.executemany(
+                    "INSERT INTO messages (topic, payload, qos, retain, created_ms) VALUES (?, ?, ?, ?, ?)",
+                    [(m.topic, m.payload, m.qos, int(m.retain), m.created_ms) for m in batch],
+                )
+                last_id = int(self._db.execute("SELECT last_insert_rowid()").fetchone()[0])
+                ids = range(last_id - len(batch) + 1, last_id + 1)
                 trimmed = self._trim(self._depth + len(batch))
                 self._db.execute("COMMIT")
             except sqlite3.Error as exc:

@@ -195,3 +195,42 @@ def test_messages_put_while_a_commit_runs_share_the_next_transaction_and_each_pu
         assert all(isinstance(i, int) for i in ids.values()) and len(set(ids.values())) == 6
         on_disk = sqlite3.connect(path).execute("SELECT payload FROM messages ORDER BY id").fetchall()
         assert on_disk[0][0] == b"first" and len(on_disk) == 6 == box.depth()
+
+
+def test_put_many_writes_a_batch_in_order_in_one_transaction_and_returns_each_committed_id(tmp_path: Path) -> None:
+    path = tmp_path / "q.sqlite"
+    with Outbox(path, max_messages=5) as box:
+        before = put(box, "t/0", b"zero")
+        begins: list[str] = []
+        box._db.set_trace_callback(lambda sql: begins.append(sql) if sql.startswith("BEGIN") else None)
+        ids = box.put_many([(f"t/{i}", f"m{i}".encode()) for i in range(1, 7)])
+        assert len(begins) == 1
+        assert all(i is not None for i in ids) and ids == sorted(ids) and ids[0] > before
+        # Six new plus one old exceed the bound of five: the two oldest go, counted.
+        assert [(m.topic, m.payload) for m in box.peek(10)] == [(f"t/{i}", f"m{i}".encode()) for i in range(2, 7)]
+        assert box.dropped == 2 and box.depth() == 5
+        assert [m.id for m in box.peek(10)] == ids[1:]
+        assert box.put_many([]) == []
+    assert len(sqlite3.connect(path).execute("SELECT id FROM messages").fetchall()) == 5
+
+
+def test_put_many_refuses_a_batch_with_a_bad_message_without_writing_any(tmp_path: Path) -> None:
+    with Outbox(tmp_path / "q.sqlite") as box:
+        with pytest.raises(OutboxError, match="without a topic"):
+            box.put_many([("t", b"fine"), ("", b"no topic")])
+        with pytest.raises(OutboxError, match="QoS"):
+            box.put_many([("t", b"fine")], qos=5)
+        assert box.depth() == 0
+
+
+def test_put_many_on_a_full_disk_loses_the_whole_batch_counted_and_nothing_half_written(tmp_path: Path) -> None:
+    with small_tmpfs(tmp_path / "small", 2048) as fs, Outbox(fs.path / "q.sqlite") as box:
+        put(box, "t", b"kept")
+        fs.fill()
+        ids = box.put_many([("t", f"big-{i}".encode() + b"x" * 3000) for i in range(40)])
+        # One batch is one transaction: all of it is refused, counted, and none of it is on disk.
+        assert ids == [None] * 40 and box.write_errors == 40
+        assert [m.payload for m in box.peek(100)] == [b"kept"] and box.depth() == 1
+        fs.free()
+        assert box.put_many([("t", b"after")]) != [None]
+        assert [m.payload for m in box.peek(100)] == [b"kept", b"after"]
