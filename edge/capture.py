@@ -48,7 +48,11 @@ class Capture:
         self._initial_backoff = cfg.reconnect_backoff_s
         self._backoff = cfg.reconnect_backoff_s
         self._queue: deque[Frame] = deque()
-        self._cond = threading.Condition()
+        # One lock, two conditions: the frame loop waits for a frame, capture (policy 'all') for room, and each
+        # put or take wakes only the one thread that can use it.
+        lock = threading.Lock()
+        self._cond = threading.Condition(lock)
+        self._room = threading.Condition(lock)
         self._stop = threading.Event()
         self._ended = False
         self._next_slot: float | None = None
@@ -83,7 +87,7 @@ class Capture:
             if not self._queue:
                 return None
             frame = self._queue.popleft()
-            self._cond.notify_all()  # a producer blocked on a full queue (policy 'all')
+            self._room.notify()  # a producer blocked on a full queue (policy 'all')
             return frame
 
     def stop(self) -> None:
@@ -92,6 +96,7 @@ class Capture:
         self.source.interrupt()
         with self._cond:
             self._cond.notify_all()
+            self._room.notify_all()
         self._thread.join(JOIN_TIMEOUT_S)
         if self._thread.is_alive():
             log.warning("%s: capture thread is still blocked in a read; leaving it to exit with the process",
@@ -166,11 +171,11 @@ class Capture:
                     self.drops += 1
             else:
                 while len(self._queue) >= self._size and not self._stop.is_set():
-                    self._cond.wait(0.1)
+                    self._room.wait(0.1)
                 if self._stop.is_set():
                     return
             self._queue.append(frame)
-            self._cond.notify_all()
+            self._cond.notify()
 
     def _reconnect(self, reason: str) -> None:
         """Close and reopen with exponential backoff until it works or stop() is called."""
