@@ -24,6 +24,7 @@ from edge.hot_swap import ServingModel, prepare
 from edge.model_cache import InstalledModel, ModelCache, Pointer
 from edge.package_fetch import RetryPolicy, fetch_version, with_retries
 from edge.package_verify import verify_package
+from edge.recorded_choice import RecordedChoices
 from edge.runtime_bench import ChosenModel, PackageIdentity, choose, cpu_model_name
 from edge.runtime_choice import Candidate, candidates, hardware_fingerprint
 from edge.variant_select import rank_variants
@@ -31,6 +32,7 @@ from shared.errors import EdgeferryError, ManifestError, SignatureError, StoreEr
 from shared.integrity import sha256_bytes
 from shared.manifest import Latest, Manifest, Variant, latest_key, latest_signature_key, utcnow
 from shared.object_store import ObjectStore
+from shared.payloads import BenchmarkResult
 from shared.pointer import is_expired, verify_pointer
 from shared.signing import load_public_key
 from shared.store_open import open_store
@@ -86,6 +88,7 @@ class ModelSync:
         self.pointer_rollbacks = 0
         self.pointer_expired = False
         self.notes: tuple[str, ...] = ()
+        self.recorded = RecordedChoices(store, cfg.target, self.policy) if cfg.target else None
         self.failures: dict[int, FetchFailure] = {}
         self._rejected_versions: set[int] = set()
         self._pointer_sha: dict[int, str] = {}
@@ -118,6 +121,7 @@ class ModelSync:
             "pointer_rejects": float(self.pointer_rejects),
             "pointer_rollbacks": float(self.pointer_rollbacks),
             "pointer_expired": 1.0 if self.pointer_expired else 0.0,
+            "choice_record_rejects": float(self.recorded.rejects if self.recorded else 0),
         }
 
     def _floor(self, ptr: Pointer | None) -> int:
@@ -397,7 +401,8 @@ class ModelSync:
 
         The backend chain's settings decide how: by measurement (every candidate timed on the golden inputs, the
         fastest that passes its gates serves, the result cached per package, hardware and runtime versions) or by
-        preference (the first that passes). remeasure: ignore the cache, as the `benchmark` command does.
+        preference (the first that passes). With sync.target, a signed choice recorded for that target on identical
+        hardware replaces the timing (not the gates). remeasure: ignore cache and record, as `benchmark` does.
         """
         manifest = installed.manifest
         try:
@@ -442,10 +447,18 @@ class ModelSync:
                 identity,
                 ChoiceCache(self.cfg.cache_dir / CHOICE_CACHE_DIR),
                 remeasure=remeasure,
+                recorded=self._recorded_lookup(identity),
             )
         except PackageRejected as exc:
             raise self._reject(exc, installed.version) from exc
         return chosen, chosen.candidate.variant
+
+    def _recorded_lookup(self, identity: PackageIdentity) -> Callable[[], BenchmarkResult | None] | None:
+        """Reads this device's target's recorded choice when choose() asks (a cache miss); None without a target."""
+        recorded = self.recorded
+        if recorded is None:
+            return None
+        return lambda: recorded.lookup(identity, self.trusted)
 
     def _load_checked(self, installed: InstalledModel, candidate: Candidate, chain: BackendChain) -> LoadedModel:
         """Load one candidate and smoke-test it; the model is closed again when it fails."""

@@ -149,6 +149,45 @@ def settings_doc(settings: ChoiceSettings, offered: Sequence[Candidate]) -> dict
     }
 
 
+def adopt_recorded(
+    recorded: BenchmarkResult,
+    offered: Sequence[Candidate],
+    load: Loader,
+    inputs: np.ndarray,
+    labels: np.ndarray,
+    settings: ChoiceSettings,
+    key: str,
+) -> ChosenModel | None:
+    """A choice recorded on an identical target, served without timing once its smoke test and hint gate pass here.
+
+    The hint is compared with the golden labels (the FP32 model's top-1): nothing else runs. None: measure instead.
+    """
+    winner = cached_pick(recorded, offered)
+    if winner is None:
+        log.warning("the choice recorded for target %s is not among this device's candidates (a forced runtime, "
+                    "variant or hint in config?); measuring here", recorded.target)
+        return None
+    try:
+        model = load(winner)
+    except (PackageRejected, BackendError) as exc:
+        log.warning("the choice recorded for target %s, %s, fails here (%s); measuring here", recorded.target,
+                    winner.label, exc)
+        return None
+    try:
+        why = hint_rejection(winner, agreement(top1(model, inputs), labels), settings.hint_min_agreement)
+    except BackendError as exc:
+        why = f"failed on the golden inputs: {exc}"
+    if why is not None:
+        model.close()
+        log.warning("the choice recorded for target %s, %s, is refused here: %s; measuring here", recorded.target,
+                    winner.label, why)
+        return None
+    result = recorded.model_copy(update={"source": "recorded", "cached": False, "cache_key": key})
+    log.info("runtime choice for %s v%d (recorded for target %s, nothing timed here): serving %s", result.model,
+             result.version, result.target, winner.label)
+    return ChosenModel(model, winner, result)
+
+
 def choose(
     offered: Sequence[Candidate],
     load: Loader,
@@ -159,8 +198,13 @@ def choose(
     cache: ChoiceCache | None = None,
     *,
     remeasure: bool = False,
+    recorded: Callable[[], BenchmarkResult | None] | None = None,
 ) -> ChosenModel:
-    """The model to serve; PackageRejected naming every candidate's reason when none passes."""
+    """The model to serve; PackageRejected naming every candidate's reason when none passes.
+
+    Where measuring is due: the cached choice, else the choice `recorded` returns (asked only on a cache miss, it
+    fetches a record made on an identical target), else every candidate timed here.
+    """
     if not offered:
         raise PackageRejected(f"{identity.model} v{identity.version}: no runtime here can run any of its variants")
     key = cache_key(identity.package_sha256, identity.hardware, identity.runtimes, settings_doc(settings, offered))
@@ -176,6 +220,13 @@ def choose(
                 result = cached.model_copy(update={"cached": True})
                 log.info("%s", summary(result))
                 return ChosenModel(model, winner, result)
+    if settings.measure and recorded is not None and not remeasure:
+        record = recorded()
+        adopted = adopt_recorded(record, offered, load, inputs, labels, settings, key) if record else None
+        if adopted is not None:
+            if cache is not None:
+                cache.put(adopted.result)
+            return adopted
     outcomes, best = evaluate(offered, load, inputs, labels, settings)
     chosen = best[1] if best is not None else None
     result = result_of(
@@ -189,7 +240,7 @@ def choose(
         key=key,
         measured=settings.measure,
         now_ms=int(time.time() * 1000),
-    )
+    ).model_copy(update={"source": "measured" if settings.measure else "preference"})
     log.info("%s", summary(result))
     if best is None:
         reasons = "; ".join(f"{o.candidate.variant.precision}: {o.rejected} ({o.candidate.where})" for o in outcomes)
