@@ -92,8 +92,10 @@ class StageVerdict:
 
 
 def _rejects_since(device: CanaryDevice) -> float:
-    values = readings([s for s in device.samples if s.ts_ms >= device.assigned_ms], "package_rejects")
-    return sum(max(0.0, b - a) for a, b in itertools.pairwise(values))
+    """Package rejections since assignment, from the last reading before it (when there is one)."""
+    before = readings([s for s in device.samples if s.ts_ms < device.assigned_ms], "package_rejects")[-1:]
+    after = readings([s for s in device.samples if s.ts_ms >= device.assigned_ms], "package_rejects")
+    return sum(max(0.0, b - a) for a, b in itertools.pairwise(before + after))
 
 
 def device_progress(device: CanaryDevice, target: int, stage: Stage, now_ms: int) -> DeviceOutcome:
