@@ -298,7 +298,7 @@ def bench(
     it after their smoke test, without measuring. The package, its manifest and latest.json are left untouched.
     """
     _check_extra("edge", "bench")
-    _logging("WARNING")
+    _logging("ERROR")  # the device's own warnings ("polling retries it") do not fit a one-shot command
     loader = _require("shared.config_loader", "bench")
     cfg_mod = _require("edge.config", "bench")
     bench_mod = _require("edgeferry.bench_target", "bench")
