@@ -148,8 +148,7 @@ class Ingest:
             if change is not None:
                 changes.setdefault(r.device_id, []).append(change)
         self.store.telemetry.add(samples)
-        for device, steps in changes.items():
-            self.store.devices.update(device, _chain(steps))
+        self.store.devices.update_many({device: _chain(steps) for device, steps in changes.items()})
 
     def _parse(self, r: Route, payload: bytes, retained: bool, received: int,
                samples: list[tuple[str, TelemetrySample, int]]) -> Callable[[DeviceRecord], DeviceRecord] | None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import fields, replace
 from typing import Any
 
@@ -101,6 +101,40 @@ class DeviceRepository:
                 if done:
                     return replace(changed, rev=current.rev + 1)
         raise StorageError(f"device {device_id}: gave up after {MAX_UPDATE_ATTEMPTS} conflicting concurrent updates")
+
+    def update_many(self, changes: Mapping[str, Callable[[DeviceRecord], DeviceRecord]]) -> None:
+        """update() for many devices with one read and one transaction; a device another worker wrote in between
+        is retried alone. Rows are written in id order, so two workers' transactions cannot deadlock."""
+        if not changes:
+            return
+        ids = sorted(changes)
+        with self._engine.connect() as conn:
+            assigned = self._assigned(conn)
+            rows = conn.execute(select(devices).where(devices.c.fleet == self.fleet,
+                                                      devices.c.device_id.in_(ids))).all()
+        current = {r.device_id: _from_row(r, assigned.get(r.device_id, ())) for r in rows}
+        retry: list[str] = []
+        with self._engine.begin() as conn:
+            for dev in ids:
+                rec = current.get(dev)
+                if rec is None:
+                    fresh = changes[dev](new_record(self.fleet, dev))
+                    if not insert_absent(conn, devices, {"fleet": self.fleet, "device_id": dev,
+                                                         **_to_row(replace(fresh, rev=1))}, ["fleet", "device_id"]):
+                        retry.append(dev)
+                    continue
+                changed = changes[dev](rec)
+                if changed == rec:
+                    continue
+                done = conn.execute(
+                    update(devices)
+                    .where(devices.c.fleet == self.fleet, devices.c.device_id == dev, devices.c.rev == rec.rev)
+                    .values(**_to_row(replace(changed, rev=rec.rev + 1)))
+                ).rowcount
+                if not done:
+                    retry.append(dev)
+        for dev in retry:
+            self.update(dev, changes[dev])
 
     def assign(self, device_id: str, group: str, now_ms: int) -> bool:
         """Add a control-plane group assignment; False when it was already there."""

@@ -48,6 +48,27 @@ def test_concurrent_updates_lose_nothing(store_factory: Callable[..., FleetStore
     assert a.device("cam-1").restarts == 50
 
 
+def test_batched_updates_lose_nothing_against_concurrent_ones(store_factory: Callable[..., FleetStore]) -> None:
+    a, b = store_factory(), store_factory()
+    devices = ["cam-1", "cam-2", "cam-3"]
+
+    def batched() -> None:
+        for _ in range(20):
+            a.devices.update_many({d: (lambda r: replace(r, restarts=r.restarts + 1)) for d in devices})
+
+    def single() -> None:
+        for _ in range(20):
+            for d in reversed(devices):
+                b.devices.update(d, lambda r: replace(r, restarts=r.restarts + 1))
+
+    threads = [threading.Thread(target=batched), threading.Thread(target=single)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert [a.device(d).restarts for d in devices] == [40, 40, 40]
+
+
 def test_groups_merge_config_and_assignments(store: FleetStore, clock: Clock) -> None:
     _online(store, "cam-1", ("north",))
     _online(store, "cam-2")
