@@ -176,3 +176,26 @@ def test_real_agent_registers_and_converges_to_desired_state_set_while_offline(
             eventually(lambda: store.device(device).model_version == 2, 60, "the returning agent on v2")
             [row] = devices_json()
             assert (row["model_version"], row["converged"], row["status"]) == (2, True, "online")
+
+
+def test_a_device_joining_a_group_later_gets_its_desired_state(tmp_path: Path, mosquitto: Broker) -> None:
+    from fleet.db.desired import DesiredEntry
+    from shared.desired_state import verify_desired
+    from shared.signing import key_id
+
+    cfg = fleet_config(mosquitto, f"sqlite:///{tmp_path}/fleet.sqlite",
+                       **{"commands.key": str(write_private_key(COMMAND_KEY, tmp_path / "fleet.key"))})
+    probe = MqttProbe(mosquitto, "edgeferry/it/+/desired")
+    with serving(cfg) as svc:
+        assert svc.store is not None
+        svc.store.desired.set(DesiredEntry("group", "north", "tiny", 4, set_ms=svc.store.clock()))
+        probe.publish("edgeferry/it/cam-7/state", _state("cam-7", "boot", groups=("north",)), retain=True)
+        msg = probe.wait_for(lambda m: m.topic == "edgeferry/it/cam-7/desired", 20, "desired state for cam-7")
+        state = verify_desired(msg.payload, {key_id(COMMAND_KEY.public_key()): COMMAND_KEY.public_key()},
+                               "it", "cam-7")
+        assert (state.model, state.version) == ("tiny", 4)
+        late = MqttProbe(mosquitto, "edgeferry/it/cam-7/desired")
+        assert late.wait_for(lambda m: m.retain, 10, "the retained copy").payload == msg.payload
+        late.close()
+        time.sleep(1.5)  # several maintenance passes: an unchanged desired state is not sent again
+        assert len(probe.on("edgeferry/it/cam-7/desired")) == 1
