@@ -2,7 +2,8 @@
 time from the test thread (delay with seeded jitter, stall, reset of every connection, refusal of new ones).
 
 It runs an asyncio loop in its own thread and stops itself after `max_lifetime_s`, so a test that forgets it
-cannot leave it running. It only listens on and dials loopback or the 10.213.0.0/16 test namespaces.
+cannot leave it running. It only listens on and dials loopback or the 10.213.0.0/16 test namespaces; with `netns`
+it does so inside that namespace (as the `cloud` end of a HIL lab).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from hil.errors import HilError
+from hil.nsenter import enter_netns
 
 log = logging.getLogger(__name__)
 
@@ -110,11 +112,13 @@ class FaultProxy:
         listen_port: int = 0,
         seed: int = 0,
         max_lifetime_s: float = 300.0,
+        netns: str | None = None,
     ) -> None:
         self.upstream = (check_test_address(upstream_host), upstream_port)
         self.listen_host = check_test_address(listen_host)
         self.port = listen_port
         self.max_lifetime_s = max_lifetime_s
+        self.netns = netns  # listen and dial inside this namespace (its thread joins it), else where we are
         self._delay = DelayModel(seed)
         self._counters = ProxyCounters()
         self._lock = threading.Lock()
@@ -212,6 +216,12 @@ class FaultProxy:
 
     def _serve(self) -> None:
         try:
+            if self.netns is not None:
+                try:
+                    enter_netns(self.netns)
+                except HilError as exc:
+                    self._error = exc
+                    return
             self._loop.run_until_complete(self._main())
         finally:
             self._ready.set()
@@ -256,6 +266,12 @@ class FaultProxy:
         return len(conns)
 
     async def _handle(self, c_reader: asyncio.StreamReader, c_writer: asyncio.StreamWriter) -> None:
+        # Python 3.11's stream callback calls exception() on a cancelled handler task and logs the CancelledError
+        # as an error; a handler cancelled at shutdown therefore ends normally instead.
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._serve_conn(c_reader, c_writer)
+
+    async def _serve_conn(self, c_reader: asyncio.StreamReader, c_writer: asyncio.StreamWriter) -> None:
         with self._lock:
             refusing = self._refusing
         if refusing:
