@@ -359,15 +359,17 @@ class Agent:
         current = self.slot.current
         if current is None:
             return ModelInfo(name=self.cfg.sync.model)
-        chosen = current.model
+        chosen = current.model if isinstance(current.model, ChosenModel) else None
         return ModelInfo(
             name=current.manifest.name,
             version=current.version,
             variant=current.variant.file,
             precision=current.variant.precision,
-            backend=chosen.backend,
-            device=chosen.device if isinstance(chosen, ChosenModel) else None,
-            inference_precision=chosen.inference_precision if isinstance(chosen, ChosenModel) else None,
+            backend=current.model.backend,
+            device=chosen.device if chosen else None,
+            inference_precision=chosen.inference_precision if chosen else None,
+            choice_source=chosen.result.source if chosen else None,
+            choice_target=chosen.result.target if chosen else None,
         )
 
     def _publish_state(self) -> None:
