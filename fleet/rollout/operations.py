@@ -21,7 +21,7 @@ from fleet.rollout.store import Change, DeviceRow, EventRow, RolloutRepository, 
 from fleet.rollout.verdict import Baseline
 from shared.names import check_ident
 
-VersionCheck = Callable[[str, int], None]
+VersionCheck = Callable[[str, int], object]
 
 
 @dataclass(frozen=True)
