@@ -8,7 +8,7 @@ BOOTSTRAP := deploy/scripts/bootstrap-venv.sh
 INTEGRATION_TESTS := tests/deploy tests/edge/test_prometheus_exporter.py tests/dashboards/test_prometheus_queries.py \
 	tests/dashboards/test_fleet_metrics.py tests/dashboards/test_grafana_schema.py
 
-.PHONY: venv system check-integrations check-ha train-cloud train-reference test test-fast check lint typecheck bench-export bench-edge bench-fleet edge-agent demo keygen clean
+.PHONY: venv system check-integrations check-ha train-cloud train-reference test test-fast check lint typecheck bench-export bench-edge bench-fleet bench-dashboard edge-agent demo dashboard keygen clean
 
 venv:
 	@bash $(BOOTSTRAP)
@@ -64,6 +64,15 @@ bench-fleet: venv
 demo: venv system
 	@$(PY) -c "import sys; from shared.object_store import LocalStore; sys.exit(0 if LocalStore('.store').exists('models/digits/latest.json') else 1)" || $(MAKE) train-cloud
 	$(PY) -m dashboards.demo
+
+## fleet serve with the web app on http://127.0.0.1:8080 (demo logins in configs/web-demo.yaml), against the broker
+## and database of FLEET_CONFIG (default: localhost:1883, .fleet/fleet.sqlite); `make demo` brings its own devices
+dashboard: venv
+	$(EF) fleet serve --web-config configs/web-demo.yaml $(if $(FLEET_CONFIG),--config $(FLEET_CONFIG),)
+
+## The fleet page with 1,000 simulated devices at 1 Hz in chromium: first load and the browser's CPU for live updates
+bench-dashboard: venv system
+	$(PY) -m bench.bench_dashboard $(if $(QUICK),--quick,)
 
 ## Run the agent against .store/ with a synthetic camera (after make train-cloud)
 edge-agent: venv

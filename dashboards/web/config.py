@@ -107,7 +107,7 @@ class WebConfig(_Section):
     session_ttl_s: float = Field(default=12 * 3600, gt=0, description="A sign-in lasts this long.")
     secure_cookies: bool = Field(default=False, description="Mark the session cookie Secure (behind HTTPS).")
     live_interval_s: float = Field(
-        default=0.5, gt=0, le=1.0, description="The live channel sends one batch of changed rows this often."
+        default=1.0, gt=0, le=1.0, description="The live channel sends one batch of changed rows this often."
     )
     history_s: float = Field(default=3600.0, gt=0, description="How much history the device page charts at first.")
     alerts: list[AlertRule] = Field(default_factory=default_rules, description="Alert rules over the metric table.")
