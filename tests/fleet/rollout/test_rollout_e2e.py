@@ -1,0 +1,184 @@
+"""Rollouts end to end: real Mosquitto, the real `edgeferry fleet serve` process, the simulator's devices, and the
+operator's CLI. A good version reaches the whole group, a slow or unconfident one is rolled back on its gate, and
+kill -9 of the control plane mid-stage resumes the same rollout without repeating or skipping a stage."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from fleet.db.store import FleetStore
+from fleet.sim.runner import SimOptions, ThreadedSimulation
+from shared.object_store import LocalStore
+from shared.signing import key_id
+from tests.edge.package_factory import make_package, new_keypair
+from tests.fixtures.broker import Broker
+from tests.fleet.helpers import eventually, fleet_tree, write_private_key
+from tests.integration.agent_harness import COMMAND_KEY, write_public_key
+
+EDGEFERRY = str(Path(sys.executable).with_name("edgeferry"))
+COMMON = {"soak_s": 3, "analysis_interval_s": 0.5, "window_s": 5, "device_deadline_s": 15, "deadline_s": 120}
+GATES = [
+    {"kind": "restarts"},
+    {"metric": "e2e_ms_p95", "op": "<=", "threshold": 1.5, "compare": "ratio_to_control"},
+    {"metric": "conf_mean", "op": ">=", "threshold": -0.1, "compare": "difference_to_control"},
+    {"metric": "low_conf_share", "op": "<=", "threshold": 0.1, "compare": "difference_to_control"},
+]
+PLAN = {"stages": [{"name": n, "percent": p, "gates": GATES, **COMMON}
+                   for n, p in (("canary", 10), ("half", 50), ("all", 100))]}
+
+
+class ControlPlane:
+    """A fleet config, the package store (digits v1, v2), a `fleet serve` process and simulated devices."""
+
+    def __init__(self, tmp: Path, broker: Broker) -> None:
+        keys = new_keypair()
+        pkg = LocalStore(tmp / "store")
+        make_package(pkg, "digits", 1, keys)
+        make_package(pkg, "digits", 2, keys, latest=False)
+        self.tmp, self.broker = tmp, broker
+        self.url = f"sqlite:///{tmp}/fleet.sqlite"
+        self.conf = tmp / "fleet.yaml"
+        self.conf.write_text(yaml.safe_dump(fleet_tree(broker, self.url, **{
+            "commands.key": str(write_private_key(COMMAND_KEY, tmp / "fleet.key")),
+            "packages.store.uri": str(pkg.root),
+            "packages.trusted_keys": [str(write_public_key(keys, tmp / "pkg.pub"))],
+        })))
+        (tmp / "plan.yaml").write_text(yaml.safe_dump(PLAN))
+        self.serve: subprocess.Popen[bytes] | None = None
+        self.sims: list[ThreadedSimulation] = []
+        self.store: FleetStore | None = None
+
+    def start_serve(self) -> None:
+        log = open(self.tmp / "serve.log", "ab")  # noqa: SIM115 - the child process owns it
+        self.serve = subprocess.Popen([EDGEFERRY, "fleet", "serve", "--config", str(self.conf)],
+                                      stdout=subprocess.DEVNULL, stderr=log)
+        log.close()
+
+    def kill_serve(self) -> None:
+        assert self.serve is not None
+        self.serve.send_signal(signal.SIGKILL)
+        self.serve.wait(10)
+
+    def simulate(self, devices: int, behaviours: str = "good=1") -> None:
+        sim = ThreadedSimulation(SimOptions(
+            devices=devices, host=self.broker.host, port=self.broker.port, fleet="it", groups=["north"],
+            rate_hz=2.0, behaviours=behaviours, trusted={key_id(COMMAND_KEY.public_key()): COMMAND_KEY.public_key()},
+            model="digits", version=1, install_s=0.2, keepalive_s=5, labels=["0", "1", "2", "3"],
+        ))
+        self.sims.append(sim)
+        sim.start()
+
+    def db(self) -> FleetStore:
+        if self.store is None:
+            self.store = FleetStore.open(self.url, "it")
+        return self.store
+
+    def cli(self, *args: str) -> str:
+        out = subprocess.run([EDGEFERRY, "fleet", "rollout", *args, "--config", str(self.conf)], capture_output=True,
+                             text=True, timeout=120)
+        assert out.returncode == 0, out.stderr
+        return out.stdout
+
+    def status(self) -> dict[str, Any]:
+        return dict(json.loads(self.cli("status", "--json")))
+
+    def versions(self) -> dict[str, int | None]:
+        return {r.device_id: r.model_version for r in self.db().list_devices(group="north")}
+
+    def ready(self, n: int) -> None:
+        """Every device registered online with telemetry history for the baseline."""
+        def all_reporting() -> bool:
+            recs = self.db().list_devices(group="north")
+            now = int(time.time() * 1000)
+            return len(recs) == n and all(
+                r.status == "online" and len(self.db().telemetry_window(r.device_id, now - 4000, now + 1)) >= 4
+                for r in recs)
+        eventually(all_reporting, 60, f"{n} simulated devices online with telemetry")
+
+    def close(self) -> None:
+        for sim in self.sims:
+            sim.stop()
+        if self.serve is not None and self.serve.poll() is None:
+            self.serve.terminate()
+            try:
+                self.serve.wait(20)
+            except subprocess.TimeoutExpired:
+                self.serve.kill()
+                self.serve.wait(10)
+        if self.store is not None:
+            self.store.close()
+
+    def serve_log(self) -> str:
+        return (self.tmp / "serve.log").read_text(errors="replace")[-3000:]
+
+
+@pytest.fixture
+def plane(tmp_path: Path, mosquitto: Broker) -> Iterator[ControlPlane]:
+    p = ControlPlane(tmp_path, mosquitto)
+    try:
+        yield p
+    finally:
+        p.close()
+
+
+def _kinds(plane: ControlPlane) -> list[str]:
+    return [e["kind"] for e in json.loads(plane.cli("history", "--json")) if e["kind"] != "assign"]
+
+
+def test_good_version_is_promoted_through_every_stage(plane: ControlPlane) -> None:
+    plane.start_serve()
+    plane.simulate(10)
+    plane.ready(10)
+    plane.cli("start", "--model", "digits", "--version", "2", "--group", "north", "--plan",
+              str(plane.tmp / "plan.yaml"))
+    st = eventually(lambda: (s := plane.status())["state"] != "running" and s, 120, "the rollout to finish")
+    assert st["state"] == "completed", (st["last_reason"], plane.serve_log())
+    assert _kinds(plane) == ["start", "advance", "advance", "complete"]
+    eventually(lambda: set(plane.versions().values()) == {2}, 30, "every device on version 2")
+
+
+@pytest.mark.parametrize(("behaviour", "gate"), [
+    ("slow", "mean e2e_ms_p95 / control <= 1.5"),
+    ("unconfident", "mean conf_mean - control >= -0.1"),
+])
+def test_bad_version_is_rolled_back_on_its_gate(plane: ControlPlane, behaviour: str, gate: str) -> None:
+    plane.start_serve()
+    plane.simulate(10, f"{behaviour}=1")
+    plane.ready(10)
+    plane.cli("start", "--model", "digits", "--version", "2", "--group", "north", "--plan",
+              str(plane.tmp / "plan.yaml"))
+    st = eventually(lambda: (s := plane.status())["state"] != "running" and s, 120, "the rollout to finish")
+    assert st["state"] == "failed", (st["last_reason"], plane.serve_log())
+    gates = {g["gate"]: g for g in st["gates"]}
+    assert gates[gate]["status"] == "fail"
+    if behaviour == "unconfident":
+        assert gates["mean e2e_ms_p95 / control <= 1.5"]["status"] == "pass"  # latency was fine
+    assert _kinds(plane)[-1] == "rollback"
+    eventually(lambda: set(plane.versions().values()) == {1}, 30, "every device back on version 1")
+
+
+def test_kill_9_mid_stage_resumes_the_same_rollout(plane: ControlPlane) -> None:
+    plane.start_serve()
+    plane.simulate(10)
+    plane.ready(10)
+    plane.cli("start", "--model", "digits", "--version", "2", "--group", "north", "--plan",
+              str(plane.tmp / "plan.yaml"))
+    eventually(lambda: plane.status()["stage"]["name"] == "half", 60, "the half stage")
+    plane.kill_serve()
+    before = plane.status()
+    assert before["state"] == "running" and before["stage"]["name"] == "half"
+    plane.start_serve()
+    st = eventually(lambda: (s := plane.status())["state"] != "running" and s, 120, "the rollout to finish")
+    assert st["state"] == "completed", (st["last_reason"], plane.serve_log())
+    assert _kinds(plane) == ["start", "advance", "advance", "complete"]
+    eventually(lambda: set(plane.versions().values()) == {2}, 30, "every device on version 2")
