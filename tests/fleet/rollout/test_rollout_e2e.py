@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from fleet.db.store import FleetStore
-from fleet.sim.runner import SimOptions, ThreadedSimulation
+from fleet.sim.runner import SimOptions, Simulation, ThreadedSimulation
 from shared.object_store import LocalStore
 from shared.signing import key_id
 from tests.edge.package_factory import make_package, new_keypair
@@ -40,18 +40,18 @@ PLAN = {"stages": [{"name": n, "percent": p, "gates": GATES, **COMMON}
 class ControlPlane:
     """A fleet config, the package store (digits v1, v2), a `fleet serve` process and simulated devices."""
 
-    def __init__(self, tmp: Path, broker: Broker) -> None:
+    def __init__(self, tmp: Path, broker: Broker, model: str = "tiny") -> None:
         keys = new_keypair()
-        pkg = LocalStore(tmp / "store")
-        make_package(pkg, "digits", 1, keys)
-        make_package(pkg, "digits", 2, keys, latest=False)
-        self.tmp, self.broker = tmp, broker
+        self.pkg = LocalStore(tmp / "store")
+        make_package(self.pkg, model, 1, keys)
+        make_package(self.pkg, model, 2, keys, latest=False)
+        self.pkg_pub = write_public_key(keys, tmp / "pkg.pub")
+        self.tmp, self.broker, self.model = tmp, broker, model
         self.url = f"sqlite:///{tmp}/fleet.sqlite"
         self.conf = tmp / "fleet.yaml"
         self.conf.write_text(yaml.safe_dump(fleet_tree(broker, self.url, **{
             "commands.key": str(write_private_key(COMMAND_KEY, tmp / "fleet.key")),
-            "packages.store.uri": str(pkg.root),
-            "packages.trusted_keys": [str(write_public_key(keys, tmp / "pkg.pub"))],
+            "packages.store.uri": str(self.pkg.root), "packages.trusted_keys": [str(self.pkg_pub)],
         })))
         (tmp / "plan.yaml").write_text(yaml.safe_dump(PLAN))
         self.serve: subprocess.Popen[bytes] | None = None
@@ -69,14 +69,21 @@ class ControlPlane:
         self.serve.send_signal(signal.SIGKILL)
         self.serve.wait(10)
 
-    def simulate(self, devices: int, behaviours: str = "good=1") -> None:
+    def simulate(self, devices: int, behaviours: str = "good=1") -> Simulation:
         sim = ThreadedSimulation(SimOptions(
             devices=devices, host=self.broker.host, port=self.broker.port, fleet="it", groups=["north"],
             rate_hz=2.0, behaviours=behaviours, trusted={key_id(COMMAND_KEY.public_key()): COMMAND_KEY.public_key()},
-            model="digits", version=1, install_s=0.2, keepalive_s=5, labels=["0", "1", "2", "3"],
+            model=self.model, version=1, install_s=0.2, keepalive_s=5, labels=["0", "1", "2", "3"],
         ))
         self.sims.append(sim)
-        sim.start()
+        return sim.start()
+
+    def start_rollout(self, plan: Path | None = None) -> None:
+        self.cli("start", "--model", self.model, "--version", "2", "--group", "north", "--plan",
+                 str(plan or self.tmp / "plan.yaml"))
+
+    def finished(self, timeout: float = 120) -> dict[str, Any]:
+        return eventually(lambda: (s := self.status())["state"] != "running" and s, timeout, "the rollout to finish")
 
     def db(self) -> FleetStore:
         if self.store is None:
@@ -139,9 +146,8 @@ def test_good_version_is_promoted_through_every_stage(plane: ControlPlane) -> No
     plane.start_serve()
     plane.simulate(10)
     plane.ready(10)
-    plane.cli("start", "--model", "digits", "--version", "2", "--group", "north", "--plan",
-              str(plane.tmp / "plan.yaml"))
-    st = eventually(lambda: (s := plane.status())["state"] != "running" and s, 120, "the rollout to finish")
+    plane.start_rollout()
+    st = plane.finished()
     assert st["state"] == "completed", (st["last_reason"], plane.serve_log())
     assert _kinds(plane) == ["start", "advance", "advance", "complete"]
     eventually(lambda: set(plane.versions().values()) == {2}, 30, "every device on version 2")
@@ -155,9 +161,8 @@ def test_bad_version_is_rolled_back_on_its_gate(plane: ControlPlane, behaviour: 
     plane.start_serve()
     plane.simulate(10, f"{behaviour}=1")
     plane.ready(10)
-    plane.cli("start", "--model", "digits", "--version", "2", "--group", "north", "--plan",
-              str(plane.tmp / "plan.yaml"))
-    st = eventually(lambda: (s := plane.status())["state"] != "running" and s, 120, "the rollout to finish")
+    plane.start_rollout()
+    st = plane.finished()
     assert st["state"] == "failed", (st["last_reason"], plane.serve_log())
     gates = {g["gate"]: g for g in st["gates"]}
     assert gates[gate]["status"] == "fail"
@@ -171,14 +176,58 @@ def test_kill_9_mid_stage_resumes_the_same_rollout(plane: ControlPlane) -> None:
     plane.start_serve()
     plane.simulate(10)
     plane.ready(10)
-    plane.cli("start", "--model", "digits", "--version", "2", "--group", "north", "--plan",
-              str(plane.tmp / "plan.yaml"))
+    plane.start_rollout()
     eventually(lambda: plane.status()["stage"]["name"] == "half", 60, "the half stage")
     plane.kill_serve()
     before = plane.status()
     assert before["state"] == "running" and before["stage"]["name"] == "half"
     plane.start_serve()
-    st = eventually(lambda: (s := plane.status())["state"] != "running" and s, 120, "the rollout to finish")
+    st = plane.finished()
     assert st["state"] == "completed", (st["last_reason"], plane.serve_log())
     assert _kinds(plane) == ["start", "advance", "advance", "complete"]
     eventually(lambda: set(plane.versions().values()) == {2}, 30, "every device on version 2")
+
+
+def test_offline_device_does_not_block_and_converges_when_it_returns(plane: ControlPlane) -> None:
+    plane.start_serve()
+    sim = plane.simulate(10)
+    plane.ready(10)
+    away = sorted(plane.versions())[4]
+    plane.sims[0].call(lambda: sim.go_offline(away, 30))
+    eventually(lambda: plane.db().device(away).status != "online", 30, f"{away} seen offline")
+    plane.start_rollout()
+    st = plane.finished()
+    assert st["state"] == "completed", (st["last_reason"], plane.serve_log())
+    row = next(d for d in st["device_detail"] if d["device_id"] == away)
+    assert (row["state"], row["kind"]) == ("failed", "offline")
+    assert plane.versions()[away] == 1
+    eventually(lambda: plane.versions()[away] == 2, 60, f"{away} on version 2 after it returns")
+
+
+def test_real_agents_and_simulated_devices_reach_the_new_version(plane: ControlPlane) -> None:
+    from tests.integration.agent_harness import agent_config, running_agent
+
+    plan = plane.tmp / "health.yaml"
+    health = [{"kind": "restarts"}, {"metric": "thread_errors", "op": "<=", "threshold": 0, "aggregate": "increase",
+                                     "min_samples": 2},
+              {"metric": "e2e_ms_p95", "op": "<=", "threshold": 2000}]
+    plan.write_text(yaml.safe_dump({"stages": [
+        {"name": n, "percent": p, "gates": health, **{**COMMON, "device_deadline_s": 60}}
+        for n, p in (("canary", 10), ("half", 50), ("all", 100))]}))
+    trees = []
+    for i in range(2):
+        home = plane.tmp / f"agent{i}"
+        home.mkdir()
+        trees.append(agent_config(home, plane.pkg, plane.pkg_pub, plane.broker,
+                                  {"type": "synthetic", "width": 32, "height": 32, "fps": 20},
+                                  **{"events.mode": "off", "device.groups": ["north"], "sync.poll_interval_s": 60}))
+    plane.start_serve()
+    plane.simulate(8)
+    with running_agent(trees[0]), running_agent(trees[1]):
+        plane.ready(10)
+        plane.start_rollout(plan)
+        st = plane.finished(180)
+        assert st["state"] == "completed", (st["last_reason"], plane.serve_log())
+        agents = [t["device"]["device_id"] for t in trees]
+        eventually(lambda: all(plane.versions()[a] == 2 for a in agents), 60, "both real agents on version 2")
+        assert set(plane.versions().values()) == {2}
