@@ -6,7 +6,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import fields, replace
 from typing import Any
 
-from sqlalchemy import Engine, and_, delete, select, update
+from sqlalchemy import Engine, and_, bindparam, delete, select, update
 
 from fleet.db.schema import devices, group_assignments
 from fleet.db.upsert import insert_absent
@@ -16,6 +16,20 @@ from fleet.registry import DeviceRecord, new_record, with_assignments
 _COLUMNS = [c.name for c in devices.columns if c.name not in ("fleet", "device_id")]
 _RECORD_FIELDS = {f.name for f in fields(DeviceRecord)}
 MAX_UPDATE_ATTEMPTS = 20
+
+
+# One compiled compare-and-set statement for every row: building a statement per row cost more than running it.
+_CAS_UPDATE = (
+    update(devices)
+    .where(devices.c.fleet == bindparam("w_fleet"), devices.c.device_id == bindparam("w_device"),
+           devices.c.rev == bindparam("w_rev"))
+    .values({c: bindparam(f"v_{c}") for c in _COLUMNS})
+)
+
+
+def _cas_params(fleet: str, device_id: str, expected_rev: int, rec: DeviceRecord) -> dict[str, Any]:
+    return {"w_fleet": fleet, "w_device": device_id, "w_rev": expected_rev,
+            **{f"v_{k}": v for k, v in _to_row(rec).items()}}
 
 
 def _to_row(rec: DeviceRecord) -> dict[str, Any]:
@@ -93,10 +107,7 @@ class DeviceRepository:
                 if changed == current:
                     return current
                 done = conn.execute(
-                    update(devices)
-                    .where(devices.c.fleet == self.fleet, devices.c.device_id == device_id,
-                           devices.c.rev == current.rev)
-                    .values(**_to_row(replace(changed, rev=current.rev + 1)))
+                    _CAS_UPDATE, _cas_params(self.fleet, device_id, current.rev, replace(changed, rev=current.rev + 1))
                 ).rowcount
                 if done:
                     return replace(changed, rev=current.rev + 1)
@@ -127,9 +138,7 @@ class DeviceRepository:
                 if changed == rec:
                     continue
                 done = conn.execute(
-                    update(devices)
-                    .where(devices.c.fleet == self.fleet, devices.c.device_id == dev, devices.c.rev == rec.rev)
-                    .values(**_to_row(replace(changed, rev=rec.rev + 1)))
+                    _CAS_UPDATE, _cas_params(self.fleet, dev, rec.rev, replace(changed, rev=rec.rev + 1))
                 ).rowcount
                 if not done:
                     retry.append(dev)
