@@ -17,6 +17,7 @@ import os
 import platform
 import shutil
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -44,6 +45,8 @@ from shared.store_config import StoreConfig
 
 RESULTS = Path("bench/results")
 FRAME_HW = (480, 640)  # camera-sized frames, as issue 8 specifies
+# A 1-minute load average below this before a block (bench's own share removed after it) counts as quiet.
+QUIET_LOAD = 0.5
 SHOWN_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "avx512_fp16", "amx_bf16", "amx_int8",
                "amx_fp16", "asimd")
 
@@ -64,6 +67,7 @@ class Row:
     p99_ms: float
     fps: float
     note: str = ""
+    rss_mib: float | None = None
 
 
 def make_video(path: Path, frames: int, hw: tuple[int, int]) -> list[np.ndarray]:
@@ -188,19 +192,9 @@ def agent_run(
         captured.append(result.captured_at)
 
     tag = f"{manifest.name}-{threads}-{'paced' if max_fps else 'unpaced'}"
-    cfg = AgentConfig.model_validate({
-        "device": {"fleet": "bench", "device_id": f"bench-{manifest.name}"},
-        "sync": {"model": manifest.name, "store": {"uri": str(store_dir)}, "cache_dir": str(tmp / f"cache-{tag}"),
-                 "trusted_keys": [str(key)], "poll_interval_s": 3600, "benchmark_on_install": True,
-                 "pinned_version": manifest.version},
-        "source": {"type": "video_file", "path": str(video), "policy": "all", "queue_size": 8, "max_fps": max_fps},
-        "backend": {"type": "auto", "threads": threads, "openvino": {"cache_dir": str(tmp / "ov-cache")},
-                    "bench_runs": 10 if quick else 30, "bench_budget_s": 0.3 if quick else 1.0},
-        "events": {"mode": "every"},
-        "mqtt": {"enabled": broker_port is not None, "port": broker_port or 1883, "telemetry_interval_s": 1.0,
-                 "outbox_path": str(tmp / f"outbox-{tag}.sqlite"), "outbox_max_messages": 100_000},
-        "run": {"max_frames": frames},
-    })
+    cfg = AgentConfig.model_validate(
+        agent_config(tmp, store_dir, key, manifest, video, frames, threads, broker_port, max_fps, quick, tag)
+    )
     agent = Agent(cfg, observer=observe)
     agent.start()
     runner = threading.Thread(target=agent.run, daemon=True)
@@ -220,6 +214,71 @@ def agent_run(
     mode = f"paced at {max_fps:.0f} fps (latency run)" if max_fps else "unpaced (throughput run)"
     return row(manifest.name, threads, f"agent ({serving})", e2e, fps,
                f"{mode}; e2e = capture -> {published}"), serving
+
+
+def agent_config(
+    tmp: Path, store_dir: Path, key: Path, manifest: Manifest, video: Path, frames: int, threads: int,
+    broker_port: int | None, max_fps: float | None, quick: bool, tag: str, runtime: str | None = None,
+) -> dict[str, Any]:
+    """The agent's config for a bench run: a file source (policy all), every result an MQTT event; the runtime
+    chosen by measurement, or forced to `runtime` (its variants and hints still measured)."""
+    backend: dict[str, Any]
+    if runtime is None:
+        backend = {"type": "auto", "threads": threads, "openvino": {"cache_dir": str(tmp / "ov-cache")},
+                   "bench_runs": 10 if quick else 30, "bench_budget_s": 0.3 if quick else 1.0}
+    else:
+        backend = {"type": runtime, "threads": threads}
+        if runtime == "openvino":
+            backend["cache_dir"] = str(tmp / "ov-cache")
+    return {
+        "device": {"fleet": "bench", "device_id": f"bench-{manifest.name}"},
+        "sync": {"model": manifest.name, "store": {"uri": str(store_dir)}, "cache_dir": str(tmp / f"cache-{tag}"),
+                 "trusted_keys": [str(key)], "poll_interval_s": 3600, "benchmark_on_install": True,
+                 "pinned_version": manifest.version},
+        "source": {"type": "video_file", "path": str(video), "policy": "all", "queue_size": 8, "max_fps": max_fps},
+        "backend": backend,
+        "events": {"mode": "every"},
+        "mqtt": {"enabled": broker_port is not None, "port": broker_port or 1883, "telemetry_interval_s": 1.0,
+                 "outbox_path": str(tmp / f"outbox-{tag}.sqlite"), "outbox_max_messages": 100_000},
+        "run": {"max_frames": frames},
+    }
+
+
+def status_kib(pid: int, field: str) -> int:
+    """One VmRSS/VmHWM-style figure of a live process, in KiB (0 once it is gone)."""
+    try:
+        text = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0
+    for line in text.splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+def agent_rss(
+    tmp: Path, store_dir: Path, key: Path, manifest: Manifest, video: Path, frames: int, threads: int,
+    broker_port: int | None, runtime: str, quick: bool,
+) -> Row:
+    """The real agent process (`edgeferry agent`) with its runtime forced, serving the package: its peak RSS."""
+    tag = f"{manifest.name}-{threads}-rss-{runtime}"
+    cfg = agent_config(tmp, store_dir, key, manifest, video, frames, threads, broker_port, None, quick, tag,
+                       runtime=runtime)
+    path = tmp / f"agent-{tag}.yaml"
+    path.write_text(json.dumps(cfg))  # JSON is YAML
+    exe = Path(sys.executable).with_name("edgeferry")
+    with subprocess.Popen([str(exe), "agent", "--config", str(path)], stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE) as proc:
+        peak = 0
+        while proc.poll() is None:
+            peak = max(peak, status_kib(proc.pid, "VmHWM"))
+            time.sleep(0.05)
+        err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+    if proc.returncode != 0:
+        raise SystemExit(f"agent process for {tag} exited {proc.returncode}: {err.strip()[-2000:]}")
+    return Row(manifest.name, threads, f"agent process RSS ({runtime})", float("nan"), float("nan"), float("nan"),
+               f"peak RSS of the `edgeferry agent` process serving {frames} frames, {runtime} forced",
+               rss_mib=peak / 1024)
 
 
 def torch_eager(build_dir: Path, manifest: Manifest, inputs: list[np.ndarray], threads: int) -> Row:
@@ -266,6 +325,7 @@ def bench_package(
     name: str, threads: int, args: argparse.Namespace, tmp: Path, port: int | None
 ) -> tuple[list[Row], list[str]]:
     """Every row and target verdict of one package at one thread count."""
+    load_before = os.getloadavg()
     chosen, pkg_dir, manifest, sync = choose_on_device(tmp, args.store, args.key, name, threads, args.quick)
     pre = Preprocessor(manifest.preprocess, manifest.preprocess.resize)
     video = tmp / f"{name}.avi"
@@ -302,6 +362,13 @@ def bench_package(
     thr, serving = agent_run(tmp, args.store, args.key, manifest, video, len(frames), threads, port, None, args.quick)
     lat, _ = agent_run(tmp, args.store, args.key, manifest, video, len(frames), threads, port, pace, args.quick)
     rows += [dec, naive, bare_pre, thr, lat, torch_eager(args.build, manifest, inputs, threads)]
+    rss: list[Row] = []
+    if threads == args.threads[0]:  # memory does not depend on the thread count; once per package saves minutes
+        runtimes = sorted({c.backend for c in chosen.result.candidates})
+        rss = [agent_rss(tmp, args.store, args.key, manifest, video, min(len(frames), 100), threads, port, rt,
+                         args.quick) for rt in runtimes]
+        rows += rss
+    load_after = os.getloadavg()
     ceiling = min(bare_fps, dec.fps)
     ratio = thr.fps / ceiling
     verdicts = [
@@ -317,7 +384,26 @@ def bench_package(
         r = lat.p50_ms / bare_pre.p50_ms
         verdicts.append(f"{name}, {threads} thread(s): agent e2e p50 = {r:.2f}x bare preprocess+run "
                         f"(target <= 1.05: {verdict(r <= 1.05)})")
+    for m in rss:
+        if name == "reference" and m.runner.endswith("(onnxruntime)") and m.rss_mib is not None:
+            verdicts.append(f"{name}: agent RSS with ONNX Runtime {m.rss_mib:.0f} MiB "
+                            f"(target < 250 MiB: {verdict(m.rss_mib < 250)})")
+    verdicts.append(f"{name}, {threads} thread(s): load average (1/5/15 min) {fmt_load(load_before)} before, "
+                    f"{fmt_load(load_after)} after ({quietness(load_before, load_after)})")
     return rows, verdicts
+
+
+def fmt_load(load: tuple[float, float, float]) -> str:
+    """1/5/15-minute load averages."""
+    return "/".join(f"{x:.2f}" for x in load)
+
+
+def quietness(before: tuple[float, float, float], after: tuple[float, float, float]) -> str:
+    """Whether other work shared the cores: the bench itself keeps about one core busy."""
+    others = max(before[0], after[0] - 1.0)
+    if others < QUIET_LOAD:
+        return "quiet machine"
+    return "other work shared the cores: ratios are noisy, rerun on a quiet machine"
 
 
 def chain_model(sync: ModelSync, pkg_dir: Path, manifest: Manifest, chosen: ChosenModel) -> Any:
@@ -342,6 +428,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="60 frames, 1 thread, short choice: checks the bench works.")
     ap.add_argument("--out", type=Path, default=RESULTS, help="Where edge.md and edge.json go.")
     args = ap.parse_args()
+    args.load_at_start = os.getloadavg()
     if args.quick:
         args.frames, args.threads = min(args.frames, 60), args.threads[:1]
 
@@ -378,13 +465,15 @@ def cpu_text() -> tuple[str, list[str]]:
 def write(rows: list[Row], verdicts: list[str], skipped: list[str], args: argparse.Namespace) -> None:
     """Print the table and write edge.{md,json}."""
     cpu, flags = cpu_text()
-    header = "| package | threads | runner | p50 ms | p99 ms | fps | note |\n|---|---:|---|---:|---:|---:|---|"
-    lines = [f"| {r.package} | {r.threads} | {r.runner} | {r.p50_ms:.3f} | {r.p99_ms:.3f} | {r.fps:.1f} | {r.note} |"
-             for r in rows]
+    header = ("| package | threads | runner | p50 ms | p99 ms | fps | RSS MiB | note |\n"
+              "|---|---:|---|---:|---:|---:|---:|---|")
+    lines = [f"| {r.package} | {r.threads} | {r.runner} | {r.p50_ms:.3f} | {r.p99_ms:.3f} | {r.fps:.1f} | "
+             f"{'' if r.rss_mib is None else f'{r.rss_mib:.0f}'} | {r.note} |" for r in rows]
     text = "\n".join([
         f"# bench-edge ({args.frames} frames of 640x480 MJPG, batch 1, one run{', QUICK mode' if args.quick else ''})",
         "",
-        f"CPU: {cpu}; flags: {', '.join(flags) or 'none of note'}; {len(os.sched_getaffinity(0))} cores",
+        f"CPU: {cpu}; flags: {', '.join(flags) or 'none of note'}; {len(os.sched_getaffinity(0))} cores; "
+        f"load average at the start {fmt_load(args.load_at_start)} (1/5/15 min)",
         "",
         "`*` marks the candidate the agent's chooser serves (fastest that passes its gates).",
         "",
@@ -393,14 +482,14 @@ def write(rows: list[Row], verdicts: list[str], skipped: list[str], args: argpar
         "",
         *[f"- {v}" for v in verdicts],
         *[f"- skipped {s}" for s in skipped],
-        "- agent RSS per backend: not measured (the agent runs inside this process)",
         "",
     ])
     print(text)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "edge.md").write_text(text)
     doc: dict[str, Any] = {"cpu": cpu, "flags": flags, "rows": [asdict(r) for r in rows], "verdicts": verdicts,
-                           "skipped": skipped, "frames": args.frames, "threads": args.threads, "quick": args.quick}
+                           "skipped": skipped, "frames": args.frames, "threads": args.threads, "quick": args.quick,
+                           "load_at_start": args.load_at_start, "load_at_end": os.getloadavg()}
     (args.out / "edge.json").write_text(json.dumps(doc, indent=2, default=str))
 
 

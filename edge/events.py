@@ -12,12 +12,16 @@ Modes (EventsConfig.mode):
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal, Protocol, runtime_checkable
+
+from pydantic import BaseModel
 
 from edge.config import EventsConfig
 from edge.link.base import Link
 from edge.telemetry import EnvelopeFactory
+from shared.errors import EdgeferryError
 from shared.payloads import Detection, EventPayload
 
 EventType = Literal["new", "update", "end", "frame"]
@@ -30,6 +34,15 @@ class EventDecision:
     type: EventType
     before: Detection | None = None
     after: Detection | None = None
+
+
+@runtime_checkable
+class BatchLink(Protocol):
+    """A link that queues several messages at once (MqttLink: one outbox transaction for all of them)."""
+
+    def publish_json_many(self, topic: str, payloads: Sequence[BaseModel | Mapping[str, Any]]) -> None:
+        """Queue the messages in order; returns once they are durable."""
+        ...
 
 
 class EventPolicy:
@@ -87,12 +100,35 @@ class EventEmitter:
         self._topic = topic
         self._envelopes = envelopes
         self._lock = threading.Lock()
+        # MqttLink writes a batch in one outbox transaction; other links take the events one by one.
+        self._publish_many = link.publish_json_many if isinstance(link, BatchLink) else None
 
     def on_result(self, result: Detection) -> EventPayload | None:
         """Publish the event this result triggers; returns it (None when the policy sends nothing)."""
         with self._lock:
             decision = self.policy.decide(result)
             return self._send(decision)
+
+    def on_results(self, results: Sequence[Detection]) -> list[EventPayload]:
+        """Publish the events of several results in order, in one outbox transaction where the link batches."""
+        with self._lock:
+            decide, stamp = self.policy.decide, self._stamp
+            events = [stamp(d) for d in map(decide, results) if d is not None]
+            if len(events) > 1 and self._publish_many is not None:
+                try:
+                    self._publish_many(self._topic, events)
+                    return events
+                except EdgeferryError:
+                    pass  # nothing of the batch was queued: one by one below, so one bad payload costs only itself
+            failed: EdgeferryError | None = None
+            for event in events:
+                try:
+                    self._link.publish_json(self._topic, event)
+                except EdgeferryError as exc:
+                    failed = failed or exc
+            if failed is not None:
+                raise failed
+            return events
 
     def finish(self) -> EventPayload | None:
         """Publish the closing event, if the mode has one."""
@@ -102,6 +138,9 @@ class EventEmitter:
     def _send(self, decision: EventDecision | None) -> EventPayload | None:
         if decision is None:
             return None
-        event = self._envelopes.stamp(EventPayload, type=decision.type, before=decision.before, after=decision.after)
+        event = self._stamp(decision)
         self._link.publish_json(self._topic, event)
         return event
+
+    def _stamp(self, decision: EventDecision) -> EventPayload:
+        return self._envelopes.stamp(EventPayload, type=decision.type, before=decision.before, after=decision.after)

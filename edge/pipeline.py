@@ -38,6 +38,10 @@ class FrameFeed(Protocol):
         """The next frame or None."""
         ...
 
+    def queue_depth(self) -> int:
+        """Frames captured and waiting for the loop."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class FrameResult:
@@ -48,6 +52,8 @@ class FrameResult:
     source: str
     version: int
     prediction: Prediction
+    # Frames were already waiting when this one was done: its publishing should overlap the next inference.
+    backlog: bool = False
 
 
 @dataclass(frozen=True)
@@ -128,7 +134,9 @@ class Pipeline:
                 t3 = perf()
                 prediction = postprocess(logits, serving.labels, top_k)
                 t4 = perf()
-                on_result(FrameResult(frame.index, frame.captured_at, frame.source, serving.version, prediction))
+                backlog = capture.queue_depth() > 0
+                on_result(FrameResult(frame.index, frame.captured_at, frame.source, serving.version, prediction,
+                                      backlog))
                 t5 = perf()
             except Exception as exc:  # noqa: BLE001 - one bad frame must not stop the stream: counted, logged below
                 errors += 1

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -209,6 +209,20 @@ class MqttLink:
             self._publish_retained(topic, encode_json(payload))
         else:
             self._enqueue(topic, encode_json(payload, replayed=not self.connected))
+
+    def publish_json_many(self, topic: str, payloads: Sequence[BaseModel | Mapping[str, Any]]) -> None:
+        """Queue non-retained JSON messages on one topic, in order, in one outbox transaction and one sender wake;
+        returns once all of them are durable (or counted as refused by a full disk)."""
+        replayed = not self.connected
+        checked = check_topic(topic)
+        data = [(checked, encode_json(p, replayed=replayed)) for p in payloads]
+        taken = sum(1 for message_id in self._outbox.put_many(data, qos=QOS) if message_id is not None)
+        if not taken:
+            return  # the disk refused them: counted by the outbox (outbox_write_errors), nothing to send
+        with self._wake:
+            self.counters.enqueued += taken
+            self._pending = True
+            self._wake.notify_all()
 
     def publish_text(self, topic: str, text: str, retain: bool = False) -> None:
         """Plain text, with the same delivery rules as publish_json."""

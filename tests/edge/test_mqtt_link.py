@@ -9,6 +9,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -178,6 +179,28 @@ def test_stream_messages_are_delivered_in_order_and_leave_the_outbox(
         "outbox_depth": 0.0, "outbox_dropped": 0.0, "outbox_write_errors": 0.0, "thread_errors": 0.0
     }
     assert link.counters.enqueued == 200
+
+
+def test_a_batch_is_queued_in_one_transaction_and_delivered_in_order_after_single_messages(
+    mosquitto: Broker, mqtt_probe: Probe, tmp_path: Path, topics: DeviceTopics, links: list[MqttLink]
+) -> None:
+    probe = mqtt_probe(mosquitto, topics.events)
+    link = start_link(links, mqtt_cfg(mosquitto, tmp_path, max_inflight=5), topics)
+    wait_until(lambda: link.connected, what="link connected")
+    link.publish_json(topics.events, Envelope(device_id="cam-1", boot_id="b", seq=0, ts=0))
+    begins: list[int] = []  # transactions opened by this thread (the sender opens its own to delete acked rows)
+    me = threading.get_ident()
+    link.outbox._db.set_trace_callback(
+        lambda sql: begins.append(1) if sql.startswith("BEGIN") and threading.get_ident() == me else None
+    )
+    link.publish_json_many(topics.events, [Envelope(device_id="cam-1", boot_id="b", seq=i, ts=i) for i in range(1, 50)])
+    assert len(begins) == 1, "one outbox transaction for the whole batch"
+    got = probe.wait_count(topics.events, 50)
+    assert [m.json()["seq"] for m in got] == list(range(50)) and not any(m.json()["replayed"] for m in got)
+    wait_until(lambda: link.outbox.depth() == 0, what="outbox drained")
+    assert link.counters.enqueued == 50
+    with pytest.raises(LinkError, match="cannot publish to topic"):
+        link.publish_json_many("bad/#", [{"seq": 1}])
 
 
 def test_start_never_waits_for_a_missing_broker_and_stop_keeps_the_queue(

@@ -1,0 +1,122 @@
+"""Results become events in frame order, on the frame thread when it is idle and batched on the results thread
+when frames wait; the observer sees a result only once its event is queued on the link."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from pydantic import BaseModel
+
+from edge.config import EventsConfig
+from edge.events import EventEmitter
+from edge.link.base import encode_json
+from edge.pipeline import FrameResult
+from edge.postprocess import Prediction
+from edge.result_publisher import ResultPublisher
+from edge.supervise import Health
+from edge.telemetry import EnvelopeFactory
+from tests.edge.fake_link import FakeLink
+
+TOPIC = "edgeferry/lab/cam-1/events"
+
+
+class BatchingFakeLink(FakeLink):
+    """A FakeLink that also takes batches (as MqttLink does), recording each batch's size."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.batches: list[int] = []
+
+    def publish_json_many(self, topic: str, payloads: Sequence[BaseModel | Mapping[str, Any]]) -> None:
+        """Record the batch, then each message like publish_json."""
+        self.batches.append(len(payloads))
+        for p in payloads:
+            self.publish_text(topic, encode_json(p).decode())
+
+
+def result(index: int, backlog: bool = False) -> FrameResult:
+    return FrameResult(index, 0.0, "test", 1, Prediction(index, str(index % 10), 0.9, ((str(index % 10), 0.9),)),
+                       backlog)
+
+
+def frames_on(link: FakeLink) -> list[int]:
+    return [json.loads(p.payload)["after"]["frame"] for p in link.published if p.topic == TOPIC]
+
+
+def publisher(link: FakeLink, observed: list[tuple[int, int]] | None = None) -> ResultPublisher:
+    def observe(r: FrameResult) -> None:
+        if observed is not None:
+            observed.append((r.index, len(frames_on(link))))
+
+    emitter = EventEmitter(EventsConfig(mode="every"), link, TOPIC, EnvelopeFactory("cam-1"))
+    return ResultPublisher(emitter, Health(), observer=observe)
+
+
+def test_an_idle_frame_loop_publishes_on_its_own_thread_before_submit_returns() -> None:
+    link = FakeLink()
+    observed: list[tuple[int, int]] = []
+    pub = publisher(link, observed)
+    for i in range(3):
+        pub.submit(result(i))
+        assert frames_on(link) == list(range(i + 1)), "published inline, without the results thread"
+    assert observed == [(0, 1), (1, 2), (2, 3)] and pub.last is not None and pub.last.index == 2
+
+
+def test_a_backlog_goes_to_the_results_thread_in_one_batch_and_frame_order_holds_across_both_paths() -> None:
+    link = BatchingFakeLink()
+    observed: list[tuple[int, int]] = []
+    pub = publisher(link, observed)
+    pub.submit(result(0))  # idle: inline
+    for i in range(1, 6):
+        pub.submit(result(i, backlog=True))  # frames waiting: queued, nothing published yet
+    assert frames_on(link) == [0]
+    pub.submit(result(6))  # idle again, but queued results are ahead of it: it must not overtake them
+    assert frames_on(link) == [0]
+    pub.finish()
+    thread = threading.Thread(target=pub.run)
+    thread.start()
+    thread.join(timeout=10)
+    assert not thread.is_alive()
+    assert frames_on(link) == list(range(7))
+    assert link.batches == [6], "the six queued results share one outbox transaction"
+    # Each result was observed only after its own event was on the link.
+    assert all(published >= index + 1 for index, published in observed)
+    assert [i for i, _ in observed] == list(range(7))
+
+
+def test_events_off_still_counts_quality_and_observes_every_result() -> None:
+    link = FakeLink()
+    observed: list[tuple[int, int]] = []
+    emitter = EventEmitter(EventsConfig(mode="off"), link, TOPIC, EnvelopeFactory("cam-1"))
+    pub = ResultPublisher(emitter, Health(), observer=lambda r: observed.append((r.index, 0)))
+    for i in range(4):
+        pub.submit(result(i, backlog=i % 2 == 0))
+    pub.finish()
+    pub.run()
+    assert frames_on(link) == [] and [i for i, _ in observed] == [0, 1, 2, 3]
+    assert pub.quality.metrics()["results_window"] == 4.0
+    assert pub.quality.class_counts() == {"0": 1, "1": 1, "2": 1, "3": 1}
+
+
+def test_a_publishing_bug_on_the_frame_thread_counts_as_a_results_failure_and_the_next_result_goes_on() -> None:
+    link = FakeLink()
+    health = Health()
+    emitter = EventEmitter(EventsConfig(mode="every"), link, TOPIC, EnvelopeFactory("cam-1"))
+    pub = ResultPublisher(emitter, health)
+    real = emitter.on_result
+    calls = iter([KeyError("bug"), None, None])
+
+    def flaky(d: Any) -> Any:
+        exc = next(calls)
+        if exc is not None:
+            raise exc
+        return real(d)
+
+    emitter.on_result = flaky  # type: ignore[method-assign, assignment]
+    pub.submit(result(0))  # must not raise into the frame loop
+    assert health.errors("results") == 1 and "results" in health.degraded()
+    pub.submit(result(1))
+    assert frames_on(link) == [1] and health.degraded() == {}
