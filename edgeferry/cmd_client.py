@@ -31,6 +31,7 @@ from shared.command_signing import MAX_SEQ, Target, build_body, next_sequence, s
 from shared.object_store import atomic_write
 from shared.payloads import parse_command
 from shared.signing import load_private_key
+from shared.tls import TlsFilesError, client_context
 from shared.topics import DeviceTopics
 
 _NO_MATCHING_SUBSCRIBERS = 16
@@ -103,12 +104,9 @@ def tls_context(opts: BrokerOptions) -> ssl.SSLContext | None:
     if opts.tls_ca is None and opts.tls_cert is None:
         return None
     try:
-        ctx = ssl.create_default_context(cafile=str(opts.tls_ca) if opts.tls_ca else None)
-        if opts.tls_cert:
-            ctx.load_cert_chain(str(opts.tls_cert), str(opts.tls_key) if opts.tls_key else None)
-    except (OSError, ssl.SSLError) as exc:
-        raise CommandClientError(f"cannot load TLS files (ca={opts.tls_ca}, cert={opts.tls_cert}): {exc}") from exc
-    return ctx
+        return client_context(opts.tls_ca, opts.tls_cert, opts.tls_key, what="broker TLS")
+    except TlsFilesError as exc:
+        raise CommandClientError(str(exc)) from exc
 
 
 class _Session:

@@ -16,6 +16,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from fleet.config import BrokerConfig
 from fleet.errors import BrokerError
+from shared.tls import TlsFilesError, client_context
 
 log = logging.getLogger(__name__)
 
@@ -28,17 +29,12 @@ def shared(group: str, topic_filter: str) -> str:
 
 
 def _tls(cfg: BrokerConfig) -> ssl.SSLContext | None:
-    if cfg.tls_ca is None and cfg.tls_cert is None:
+    if cfg.tls_ca is None and cfg.tls_cert is None and cfg.tls_key is None:
         return None
-    if cfg.tls_key is not None and cfg.tls_cert is None:
-        raise BrokerError("broker.tls_key is set without broker.tls_cert; set both for mutual TLS")
     try:
-        ctx = ssl.create_default_context(cafile=str(cfg.tls_ca) if cfg.tls_ca else None)
-        if cfg.tls_cert:
-            ctx.load_cert_chain(str(cfg.tls_cert), str(cfg.tls_key) if cfg.tls_key else None)
-    except (OSError, ssl.SSLError) as exc:
-        raise BrokerError(f"cannot load broker TLS files (ca={cfg.tls_ca}, cert={cfg.tls_cert}): {exc}") from exc
-    return ctx
+        return client_context(cfg.tls_ca, cfg.tls_cert, cfg.tls_key, what="broker TLS (broker.tls_*)")
+    except TlsFilesError as exc:
+        raise BrokerError(str(exc)) from exc
 
 
 class FleetMqtt:

@@ -6,6 +6,7 @@ import ssl
 
 from edge.config import MqttConfig
 from edge.errors import LinkError
+from shared.tls import TlsFilesError, client_context
 
 
 def tls_context(cfg: MqttConfig) -> ssl.SSLContext | None:
@@ -14,15 +15,8 @@ def tls_context(cfg: MqttConfig) -> ssl.SSLContext | None:
         return None
     tls = cfg.tls
     try:
-        ctx = ssl.create_default_context(cafile=str(tls.ca_file) if tls.ca_file else None)
-        if tls.cert_file:
-            ctx.load_cert_chain(str(tls.cert_file), str(tls.key_file) if tls.key_file else None)
-    except (OSError, ssl.SSLError) as exc:
-        raise LinkError(
-            f"cannot load MQTT TLS files (ca={tls.ca_file}, cert={tls.cert_file}, key={tls.key_file}): {exc}"
-        ) from exc
-    if tls.key_file and not tls.cert_file:
-        raise LinkError("mqtt.tls.key_file is set without mqtt.tls.cert_file; set both for mutual TLS")
-    if tls.insecure:
-        ctx.check_hostname = False
-    return ctx
+        return client_context(
+            tls.ca_file, tls.cert_file, tls.key_file, insecure=tls.insecure, what="MQTT TLS (mqtt.tls)"
+        )
+    except TlsFilesError as exc:
+        raise LinkError(str(exc)) from exc
