@@ -44,6 +44,11 @@ SENDER = "mqtt-sender"
 ACK_RETRY_S = 1.0
 # _publish_direct's answer when paho did not take the message: the row is tried again on the next pass.
 _NOT_TAKEN = -1
+# Delivered rows are deleted in groups: once this many are acknowledged or the oldest waited ACK_DELAY_S, so a
+# steady stream costs one DELETE transaction (and one sender wake-up) per group instead of one per PUBACK. A kill
+# in between re-sends at most that group after the restart (QoS 1 is at-least-once anyway).
+ACK_BATCH = 32
+ACK_DELAY_S = 0.05
 
 
 @dataclass
@@ -89,6 +94,9 @@ class MqttLink:
         self._inflight: dict[int, _Flight] = {}
         self._early_acks: dict[int, ReasonCode] = {}
         self._acked_rows: list[int] = []
+        self._first_ack_at = 0.0
+        # The sender waits for PUBACKs (a full window, or in-flight messages after a reconnect): wake it on each.
+        self._sender_awaits_acks = False
         self._ack_retry_at = 0.0
         self._ack_failing = False
         self._sent_upto = 0
@@ -259,7 +267,7 @@ class MqttLink:
             with self._wake:
                 self.counters.rejected += 1
                 if row_id is not None:
-                    self._acked_rows.append(row_id)
+                    self._note_acked(row_id)
             return None
         if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
             # Not queued by paho (queue full): leave the row for the next pass.
@@ -284,8 +292,15 @@ class MqttLink:
         else:
             self.counters.published += 1
         if flight.row_id is not None:
-            self._acked_rows.append(flight.row_id)
-        self._wake.notify_all()
+            self._note_acked(flight.row_id)
+        if self._sender_awaits_acks or len(self._acked_rows) >= ACK_BATCH or flight.row_id is None:
+            self._wake.notify_all()
+
+    def _note_acked(self, row_id: int) -> None:
+        """A delivered row to delete with its group; caller holds the lock."""
+        if not self._acked_rows:
+            self._first_ack_at = time.monotonic()
+        self._acked_rows.append(row_id)
 
     # -- sender -------------------------------------------------------------------------------------------------
 
@@ -295,7 +310,7 @@ class MqttLink:
     def _apply_acks(self, force: bool = False) -> None:
         """Delete acknowledged rows; a disk that refuses keeps them in memory for a retry (never raises)."""
         with self._wake:
-            if not self._acked_rows or (not force and time.monotonic() < self._ack_retry_at):
+            if not self._acked_rows or (not force and not self._acks_due()):
                 return
             acked, self._acked_rows = self._acked_rows, []
         try:
@@ -317,8 +332,22 @@ class MqttLink:
             log.warning("outbox %s: delivered messages are removed again", self._outbox.path)
 
     def _acks_due(self) -> bool:
-        """Caller holds the lock."""
-        return bool(self._acked_rows) and time.monotonic() >= self._ack_retry_at
+        """A group of delivered rows is ready for deletion (full, old enough, or the sender stops); caller holds
+        the lock."""
+        if not self._acked_rows:
+            return False
+        now = time.monotonic()
+        if now < self._ack_retry_at:
+            return False
+        return (len(self._acked_rows) >= ACK_BATCH or now - self._first_ack_at >= ACK_DELAY_S
+                or self._stop_sender.is_set())
+
+    def _idle_wait_s(self) -> float:
+        """How long the sender may sleep with nothing to send: until the pending group of deletions is due."""
+        if not self._acked_rows:
+            return 0.5
+        due = max(self._first_ack_at + ACK_DELAY_S, self._ack_retry_at)
+        return min(0.5, max(0.001, due - time.monotonic()))
 
     def _drain_forever(self) -> None:
         """The sender body (run under supervise.keep_running): its position survives a restart after a failure,
@@ -337,12 +366,12 @@ class MqttLink:
                     # paho re-sends what was in flight at the drop right after CONNACK; newer rows wait for those
                     # so order is kept.
                     if in_flight:
-                        self._wake.wait(0.5)
+                        self._await_acks()
                         continue
                     self._seen_generation = self._generation
                 free = self._window - in_flight
                 if free <= 0:
-                    self._wake.wait(0.5)
+                    self._await_acks()
                     continue
                 self._pending = False
             rows = self._outbox.peek(free, after_id=self._sent_upto)
@@ -352,12 +381,20 @@ class MqttLink:
             if not rows:
                 with self._wake:
                     if not self._pending and not self._acks_due() and not self._stop_sender.is_set():
-                        self._wake.wait(0.5)
+                        self._wake.wait(self._idle_wait_s())
                 continue
             for row in rows:
                 if self._publish_direct(row.topic, row.payload, row.retain, row.id) == _NOT_TAKEN:
                     break
                 self._sent_upto = row.id
+
+    def _await_acks(self) -> None:
+        """Sleep until a PUBACK arrives (or 0.5 s); caller holds the lock."""
+        self._sender_awaits_acks = True
+        try:
+            self._wake.wait(0.5)
+        finally:
+            self._sender_awaits_acks = False
 
     # -- paho callbacks (network thread) -----------------------------------------------------------------------
 

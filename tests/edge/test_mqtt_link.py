@@ -203,6 +203,24 @@ def test_a_batch_is_queued_in_one_transaction_and_delivered_in_order_after_singl
         link.publish_json_many("bad/#", [{"seq": 1}])
 
 
+def test_delivered_rows_are_deleted_in_groups_not_one_transaction_per_puback(
+    mosquitto: Broker, mqtt_probe: Probe, tmp_path: Path, topics: DeviceTopics, links: list[MqttLink]
+) -> None:
+    probe = mqtt_probe(mosquitto, topics.events)
+    link = start_link(links, mqtt_cfg(mosquitto, tmp_path, max_inflight=5), topics)
+    wait_until(lambda: link.connected, what="link connected")
+    deletes: list[int] = []
+    me = threading.get_ident()
+    link.outbox._db.set_trace_callback(
+        lambda sql: deletes.append(1) if sql.startswith("BEGIN") and threading.get_ident() != me else None
+    )
+    link.publish_json_many(topics.events, [Envelope(device_id="cam-1", boot_id="b", seq=i, ts=i) for i in range(200)])
+    assert [m.json()["seq"] for m in probe.wait_count(topics.events, 200)] == list(range(200))
+    wait_until(lambda: link.outbox.depth() == 0, what="every delivered row deleted")
+    # One per PUBACK window (five) would be about 40-80; in groups of up to 32 it is a handful.
+    assert 1 <= len(deletes) <= 30, f"{len(deletes)} delete transactions for 200 PUBACKs"
+
+
 def test_start_never_waits_for_a_missing_broker_and_stop_keeps_the_queue(
     mosquitto: Broker, tmp_path: Path, topics: DeviceTopics
 ) -> None:
