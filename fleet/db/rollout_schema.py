@@ -57,9 +57,12 @@ rollout_devices = Table(
     Column("stage_index", Integer, nullable=False),
     Column("assigned_ms", BigInteger, nullable=False),
     Column("prior_version", BigInteger),
+    # Whether the device had a desired-state override of its own before; if not, a rollback's pin is lifted once
+    # the device runs its prior version again, so later group deploys reach it.
+    Column("prior_override", Boolean, nullable=False, default=False),
     Column("restarts_base", Integer, nullable=False, default=0),
     Column("converged_ms", BigInteger),
-    # pending, updated, failed, rolled_back
+    # pending, updated, failed, rolled_back, restored (back on its prior version, pin lifted)
     Column("state", String(16), nullable=False),
     Column("fail_kind", String(16)),
     Column("reason", Text, nullable=False, default=""),

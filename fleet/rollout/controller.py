@@ -58,6 +58,8 @@ class RolloutController:
         for row in self.repo.active():
             if row.state == "running":
                 self._step(row)
+        for row in self.repo.ended_with_pins():
+            self._unpin(row)
         self.flush()
 
     def flush(self) -> int:
@@ -79,6 +81,18 @@ class RolloutController:
             sent += 1
         return sent
 
+    def _unpin(self, row: RolloutRow) -> None:
+        """Lift the rollback's override of each device that runs its prior version again (and had none before)."""
+        change = Change()
+        for d in self.repo.devices(row.id):
+            if d.state not in ("rolled_back", "failed") or d.want_action != "set" or d.prior_override or d.unsent:
+                continue
+            rec = self.store.devices.get(d.device_id)
+            if rec is not None and rec.model_version == d.want_version:
+                more = {"state": "restored"} if d.state == "rolled_back" else {}
+                change.want(d.device_id, "clear", None, False, d.want_serial + 1, **more)
+        self.repo.apply(row, change, self.clock())
+
     def _record(self, device_id: str, members: Mapping[str, DeviceRecord]) -> DeviceRecord | None:
         rec = members.get(device_id)
         if rec is None:
@@ -86,13 +100,16 @@ class RolloutController:
             rec = raw.with_status_at(self.clock()) if raw is not None else None
         return rec
 
-    def _prior_version(self, row: RolloutRow, rec: DeviceRecord) -> int | None:
-        """What the device should run when this rollout is undone: its override, its group's, or what it ran."""
-        for scope, name in (("device", rec.device_id), ("group", row.group)):
-            entry = self.store.desired.get(scope, name)  # type: ignore[arg-type]
-            if entry is not None and entry.model == row.model:
-                return entry.version
-        return rec.model_version if rec.model_name in (None, row.model) else None
+    def _prior(self, row: RolloutRow, rec: DeviceRecord) -> tuple[int | None, bool]:
+        """What the device should run when this rollout is undone (its override, its group's, or what it ran),
+        and whether that was an override of its own."""
+        own = self.store.desired.get("device", rec.device_id)
+        if own is not None and own.model == row.model:
+            return own.version, True
+        group = self.store.desired.get("group", row.group)
+        if group is not None and group.model == row.model:
+            return group.version, False
+        return (rec.model_version if rec.model_name in (None, row.model) else None), False
 
     def _assign(self, row: RolloutRow, stage: Stage, members: Mapping[str, DeviceRecord],
                 assigned: Mapping[str, DeviceRow], now: int) -> Change:
@@ -108,9 +125,10 @@ class RolloutController:
         for device_id in added:
             rec = members[device_id]
             on_it = rec.model_version == row.version
+            prior, own = self._prior(row, rec)
             change.new_devices.append({
                 "device_id": device_id, "stage_index": row.stage_index, "assigned_ms": now,
-                "prior_version": self._prior_version(row, rec), "restarts_base": rec.restarts,
+                "prior_version": prior, "prior_override": own, "restarts_base": rec.restarts,
                 "converged_ms": now if on_it else None, "state": "updated" if on_it else "pending",
                 "fail_kind": None, "reason": "", "want_action": "set", "want_version": row.version,
                 "want_downgrade": False, "want_serial": 1, "sent_serial": 0,

@@ -59,6 +59,7 @@ class DeviceRow:
     stage_index: int
     assigned_ms: int
     prior_version: int | None
+    prior_override: bool
     restarts_base: int
     converged_ms: int | None
     state: str
@@ -130,8 +131,9 @@ def _rollout(r: Any) -> RolloutRow:
 
 def _device(r: Any) -> DeviceRow:
     return DeviceRow(
-        device_id=r.device_id, stage_index=r.stage_index, assigned_ms=r.assigned_ms, prior_version=r.prior_version,
-        restarts_base=r.restarts_base, converged_ms=r.converged_ms, state=r.state, fail_kind=r.fail_kind,
+        device_id=r.device_id, stage_index=r.stage_index, assigned_ms=r.assigned_ms,
+        prior_version=r.prior_version, prior_override=bool(r.prior_override), restarts_base=r.restarts_base,
+        converged_ms=r.converged_ms, state=r.state, fail_kind=r.fail_kind,
         reason=r.reason or "", want_action=r.want_action, want_version=r.want_version,
         want_downgrade=bool(r.want_downgrade), want_serial=r.want_serial, sent_serial=r.sent_serial,
     )
@@ -275,6 +277,18 @@ class RolloutRepository:
                 cache[r.rollout_id] = self.get(r.rollout_id)
             out.append((cache[r.rollout_id], _device(r)))
         return out
+
+    def ended_with_pins(self) -> list[RolloutRow]:
+        """Failed or aborted rollouts with devices pinned to their prior version that may be lifted."""
+        rd = rollout_devices.c
+        with self._engine.connect() as conn:
+            ids = conn.execute(
+                select(rollouts.c.id).distinct().join(rollout_devices, rd.rollout_id == rollouts.c.id)
+                .where(rollouts.c.fleet == self.fleet, rollouts.c.state.in_(("failed", "aborted")),
+                       rd.state.in_(("rolled_back", "failed")), rd.want_action == "set",
+                       rd.prior_override.is_(False))
+            ).scalars().all()
+        return [self.get(i) for i in ids]
 
     def mark_sent(self, rollout_id: str, device_id: str, serial: int) -> None:
         """Record that the device's desired state up to serial was handed to the publisher."""

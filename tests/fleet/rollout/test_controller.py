@@ -93,6 +93,10 @@ def test_slower_version_is_rolled_back_on_the_latency_gate(world: World) -> None
     world.run(20)
     assert set(world.versions().values()) == {1}
     assert world.store.desired.get("group", "lab") is None
+    # Once back on v1 the rollback's pin is lifted, so a later deploy to the group reaches these devices.
+    world.run(40)
+    assert world.store.desired.all() == []
+    assert {(d.state, d.fail_kind) for d in world.status().devices} == {("failed", "gate")}
 
 
 @pytest.mark.parametrize("behaviour", ["unconfident", "drifting"])
@@ -194,6 +198,8 @@ def test_operator_pause_promote_and_abort(world: World) -> None:
     world.ops.abort(ro.id)
     world.run(40)  # the controller publishes the restored desired state on its next tick
     assert set(world.versions().values()) == {1}
+    world.run(40)
+    assert {d.state for d in world.status().devices} == {"restored"} and world.store.desired.all() == []
     assert world.kinds(ro.id) == ["start", "pause", "promote", "abort"]
     with pytest.raises(RolloutStateError, match="it is aborted"):
         world.ops.resume(ro.id)
