@@ -266,7 +266,7 @@ class RolloutRepository:
         rd = rollout_devices.c
         with self._engine.connect() as conn:
             rows = conn.execute(
-                select(rollout_devices.c.rollout_id, rollout_devices).join(rollouts, rollouts.c.id == rd.rollout_id)
+                select(rollout_devices).join(rollouts, rollouts.c.id == rd.rollout_id)
                 .where(rollouts.c.fleet == self.fleet, rd.want_serial > rd.sent_serial)
                 .order_by(rd.rollout_id, rd.device_id)
             ).all()

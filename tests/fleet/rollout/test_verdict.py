@@ -163,3 +163,15 @@ def test_samples_from_the_old_version_are_not_judged() -> None:
     old_slow = samples(6, version=1, e2e_ms_p95=90.0, conf_mean=0.9)
     v = judge([canary("a", old_slow + samples(3, start_s=80, **GOOD))], now_s=110)
     assert v.decision == "pass", v.reason
+
+
+def test_shadow_check_gate_fails_on_low_agreement_and_holds_without_shadow_data() -> None:
+    shadow = MetricGate(metric="shadow_agreement", op=">=", threshold=0.95)
+    stage = STAGE.model_copy(update={"gates": [shadow]})
+    agree = canary("a", samples(6, shadow_agreement=0.99, shadow_frames=20))
+    disagree = canary("b", samples(6, shadow_agreement=0.7, shadow_frames=20))
+    assert judge([agree], stage=stage).decision == "pass"
+    v = judge([agree, disagree], stage=stage)
+    assert v.decision == "fail" and "b has 0.7" in v.reason
+    v = judge([canary("c", samples(6, **GOOD))], stage=stage)  # this device runs no shadow check
+    assert v.decision == "hold" and "0/3 samples of shadow_agreement" in v.reason
