@@ -51,6 +51,7 @@ def run(
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr)
+    logging.getLogger("hil.fault_proxy").setLevel(logging.ERROR)  # "cannot reach upstream" is the fault itself
     try:
         chosen = _variants(variants)
     except HilError as exc:

@@ -120,11 +120,21 @@ def _delete(name: str, host_if: str) -> list[str]:
         if proc.returncode != 0 and link_exists(host_if):
             problems.append(f"ip link del {host_if}: {proc.stderr.strip()}")
     if name in list_namespaces():
+        _kill_members(name)
         proc = _run(["ip", "netns", "del", name], check=False)
         if proc.returncode != 0 and name in list_namespaces():
             problems.append(f"ip netns del {name}: {proc.stderr.strip()}")
     (STATE_DIR / f"{name}.json").unlink(missing_ok=True)
     return problems
+
+
+def _kill_members(name: str) -> None:
+    """SIGKILL every process still inside the namespace: deleting a namespace does not end what runs in it, and a
+    run killed -9 leaves its broker and agent behind for the sweep to end."""
+    out = _run(["ip", "netns", "pids", name], check=False).stdout
+    for pid in (int(tok) for tok in out.split() if tok.isdigit()):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
 
 
 def sweep_created() -> list[str]:

@@ -113,7 +113,7 @@ def write_plots(report: RunReport, out: Path) -> list[Path]:
             fig, ax = plt.subplots(figsize=(8, 4.5))
             for name, style in (("produced", "--"), ("delivered", "-")):
                 pts = r.series.get(name, [])
-                ax.plot([p[0] for p in pts], [p[1] for p in pts], style, label=f"telemetry {name}")
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], style, label=f"messages {name} (telemetry + results)")
             end = r.series.get("outage", [[0, 0], [0, 0]])[1][0]
             ax.axvspan(0, end, color="red", alpha=0.12, label="broker down")
             ax.set(xlabel="seconds since the broker was killed", ylabel="messages (cumulative)",

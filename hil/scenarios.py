@@ -194,7 +194,10 @@ def broker_outage(s: Session, variant: str, row: Row, outage_s: float = 60.0) ->
     produced = sorted(b["ts"] / 1000 for _, b in tel)
     row.figures["messages_per_s"] = round(
         (len(produced) - 1) / max(1e-9, produced[-1] - produced[0]) if len(produced) > 1 else 0, 2)
-    row.series["delivered"] = [[round(t - t_kill, 3), i + 1] for i, (t, _) in enumerate(tel)]
+    firsts: dict[int, float] = {}
+    for t, b in tel:
+        firsts.setdefault(int(b["seq"]), t)
+    row.series["delivered"] = [[round(t - t_kill, 3), i + 1] for i, t in enumerate(sorted(firsts.values()))]
     row.series["produced"] = [[round(b["ts"] / 1000 - t_kill, 3), i + 1]
                               for i, (_, b) in enumerate(sorted(tel, key=lambda tb: tb[1]["seq"]))]
     row.series["outage"] = [[0.0, 0.0], [round(t_back - t_kill, 3), 0.0]]

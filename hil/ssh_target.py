@@ -148,19 +148,21 @@ class SshDevice:
 
     # -- DeviceTarget -----------------------------------------------------------------------------------------------
 
-    def shell(self, script: str, *, timeout: float = 60, check: bool = True,
-              data: bytes | None = None) -> subprocess.CompletedProcess[str]:
-        """Run a shell script on the device."""
+    def _raw(self, script: str, data: bytes | None, timeout: float, check: bool) -> subprocess.CompletedProcess[bytes]:
         try:
-            done = subprocess.run([*self._ssh, script], input=data.decode("latin-1") if data is not None else None,
-                                  capture_output=True, text=True, timeout=timeout, check=False,
-                                  encoding="latin-1")
+            done = subprocess.run([*self._ssh, script], input=data, capture_output=True, timeout=timeout, check=False)
         except subprocess.TimeoutExpired as exc:
             raise HilError(f"`{script[:80]}` on the SSH target did not finish within {timeout:g} s") from exc
         if check and done.returncode != 0:
             raise HilError(f"`{script[:120]}` on the SSH target failed ({done.returncode}): "
-                           f"{done.stderr.strip()[-300:]}")
+                           f"{done.stderr.decode(errors='replace').strip()[-300:]}")
         return done
+
+    def shell(self, script: str, *, timeout: float = 60, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """Run a shell script on the device."""
+        done = self._raw(script, None, timeout, check)
+        return subprocess.CompletedProcess(done.args, done.returncode, done.stdout.decode(errors="replace"),
+                                           done.stderr.decode(errors="replace"))
 
     def spawn(self, script: str) -> subprocess.Popen[Any]:
         """Start a script on the device; the SSH session lives as long as it does."""
@@ -170,11 +172,11 @@ class SshDevice:
     def write(self, path: str, data: bytes) -> None:
         """Write a file on the device (parent directories made)."""
         parent = shlex.quote(str(Path(path).parent))
-        self.shell(f"mkdir -p {parent} && cat > {shlex.quote(path)}", data=data, timeout=120)
+        self._raw(f"mkdir -p {parent} && cat > {shlex.quote(path)}", data, 120, True)
 
     def read(self, path: str) -> bytes:
         """Read a file from the device."""
-        return self.shell(f"cat {shlex.quote(path)}", timeout=120).stdout.encode("latin-1")
+        return self._raw(f"cat {shlex.quote(path)}", None, 120, True).stdout
 
     def mount_tmpfs(self, path: str, size_kib: int) -> None:
         """A tmpfs at path on the device (needs root there)."""
