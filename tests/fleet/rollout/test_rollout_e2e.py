@@ -231,3 +231,21 @@ def test_real_agents_and_simulated_devices_reach_the_new_version(plane: ControlP
         agents = [t["device"]["device_id"] for t in trees]
         eventually(lambda: all(plane.versions()[a] == 2 for a in agents), 60, "both real agents on version 2")
         assert set(plane.versions().values()) == {2}
+
+
+def test_too_little_data_holds_then_pauses_at_the_deadline(plane: ControlPlane) -> None:
+    plan = plane.tmp / "shadow.yaml"
+    shadow = [{"metric": "shadow_agreement", "op": ">=", "threshold": 0.95}]  # no simulated device reports it
+    plan.write_text(yaml.safe_dump({"stages": [
+        {"name": "canary", "percent": 10, "gates": shadow, **{**COMMON, "deadline_s": 8}},
+        {"name": "all", "percent": 100, "gates": shadow, **COMMON}]}))
+    plane.start_serve()
+    plane.simulate(10)
+    plane.ready(10)
+    plane.start_rollout(plan)
+    held = eventually(lambda: (s := plane.status())["last_decision"] == "hold" and s, 30, "a hold")
+    assert "0/3 samples of shadow_agreement" in held["last_reason"]
+    st = plane.finished(60)
+    assert st["state"] == "paused" and "stage deadline passed with no verdict (pause)" in st["last_reason"]
+    assert _kinds(plane) == ["start", "pause"]
+    assert sum(v == 2 for v in plane.versions().values()) == 1  # the canary keeps its version; nothing else moved
