@@ -42,6 +42,8 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 INSERT OR IGNORE INTO meta (key, value) VALUES ('dropped', 0);
 """
 
+_INSERT = "INSERT INTO messages (topic, payload, qos, retain, created_ms) VALUES (?, ?, ?, ?, ?)"
+
 
 @dataclass
 class _Pending:
@@ -195,11 +197,12 @@ class Outbox:
                 self._db.execute("BEGIN IMMEDIATE")
                 # One statement for the group: ids are consecutive (AUTOINCREMENT, one writer inside BEGIN
                 # IMMEDIATE), so the first is the last inserted one minus the count.
-                self._db.executemany(
-                    "INSERT INTO messages (topic, payload, qos, retain, created_ms) VALUES (?, ?, ?, ?, ?)",
-                    [(m.topic, m.payload, m.qos, int(m.retain), m.created_ms) for m in batch],
-                )
-                last_id = int(self._db.execute("SELECT last_insert_rowid()").fetchone()[0])
+                rows = [(m.topic, m.payload, m.qos, int(m.retain), m.created_ms) for m in batch]
+                if len(rows) == 1:
+                    last_id = int(self._db.execute(_INSERT, rows[0]).lastrowid or 0)
+                else:
+                    self._db.executemany(_INSERT, rows)
+                    last_id = int(self._db.execute("SELECT last_insert_rowid()").fetchone()[0])
                 ids = range(last_id - len(batch) + 1, last_id + 1)
                 trimmed = self._trim(self._depth + len(batch))
                 self._db.execute("COMMIT")
