@@ -8,7 +8,7 @@ BOOTSTRAP := deploy/scripts/bootstrap-venv.sh
 INTEGRATION_TESTS := tests/deploy tests/edge/test_prometheus_exporter.py tests/dashboards/test_prometheus_queries.py \
 	tests/dashboards/test_fleet_metrics.py tests/dashboards/test_grafana_schema.py
 
-.PHONY: venv system check-integrations check-ha train-cloud train-reference test test-fast check lint typecheck bench-export bench-edge bench-fleet bench-dashboard edge-agent demo dashboard keygen clean
+.PHONY: venv system check-integrations check-ha train-cloud train-reference test test-fast check lint typecheck bench-export bench-edge bench-fleet bench-dashboard edge-agent demo dashboard keygen hil clean
 
 venv:
 	@bash $(BOOTSTRAP)
@@ -77,6 +77,11 @@ bench-dashboard: venv system
 ## Run the agent against .store/ with a synthetic camera (after make train-cloud)
 edge-agent: venv
 	$(EF) agent --config configs/edge-demo.yaml
+
+## Hardware-in-the-loop (root): every scenario x variant on the netns target and on an sshd in the lab's device
+## namespace (ssh target), then hil-results/ (report.md, results.json, junit.xml, plots); about 10 minutes
+hil: venv system
+	$(EF) hil run --target netns --target ssh-lab --out hil-results
 
 keygen: venv
 	$(EF) keygen .keys/edgeferry.key

@@ -383,6 +383,16 @@ def agent(
         runner.stop()
 
 
+def _mount_hil() -> None:
+    """`edgeferry hil ...`: the hardware-in-the-loop harness (hil/, present in a source checkout and the wheel)."""
+    from hil.cli import app as hil_app
+
+    app.add_typer(hil_app, name="hil")
+
+
+_mount_hil()
+
+
 def _one_line(exc: BaseException) -> str | None:
     """The line a user error prints instead of a traceback; None for a bug, which keeps its traceback."""
     from pydantic import ValidationError

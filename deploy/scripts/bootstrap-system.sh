@@ -13,6 +13,10 @@ REQUIRED=(
   prometheus:promtool                 # promtool check metrics on a live scrape (server + promtool)
   shellcheck:shellcheck               # every shell script in the tree
   systemd:systemd-analyze             # verify + security rating of the agent unit (--offline, no running systemd)
+  openssh-server:sshd                 # the HIL SSH target: a real sshd in the lab's device namespace
+  openssh-client:ssh                  # the harness's side of the HIL SSH target
+  nftables:nft                        # random packet loss on the HIL link (these kernels have no netem)
+  faketime:faketime                   # the HIL clock step: a per-process clock offset (LD_PRELOAD)
   chromium:chromium                   # the web app's browser tests (Playwright drives it; never downloads one)
   postgresql:pg_ctlcluster            # the fleet's PostgreSQL back-end, started by the storage tests' fixture
 )

@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 VENV=${VENV:-.venv}
-EXTRAS=${EDGEFERRY_EXTRAS:-edge,openvino,cloud,dev,web,fleet}
+EXTRAS=${EDGEFERRY_EXTRAS:-edge,openvino,cloud,dev,web,fleet,hil}
 PYTHON=${PYTHON:-python3}
 stamp_key=$(cat pyproject.toml constraints-cpu.txt | sha256sum | cut -c1-16)-$EXTRAS
 stamp="$VENV/.edgeferry-installed"
