@@ -12,11 +12,9 @@ Modes (EventsConfig.mode):
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol, runtime_checkable
-
-from pydantic import BaseModel
+from typing import Literal
 
 from edge.config import EventsConfig
 from edge.link.base import Link
@@ -34,15 +32,6 @@ class EventDecision:
     type: EventType
     before: Detection | None = None
     after: Detection | None = None
-
-
-@runtime_checkable
-class BatchLink(Protocol):
-    """A link that queues several messages at once (MqttLink: one outbox transaction for all of them)."""
-
-    def publish_json_many(self, topic: str, payloads: Sequence[BaseModel | Mapping[str, Any]]) -> None:
-        """Queue the messages in order; returns once they are durable."""
-        ...
 
 
 class EventPolicy:
@@ -100,8 +89,7 @@ class EventEmitter:
         self._topic = topic
         self._envelopes = envelopes
         self._lock = threading.Lock()
-        # MqttLink writes a batch in one outbox transaction; other links take the events one by one.
-        self._publish_many = link.publish_json_many if isinstance(link, BatchLink) else None
+        self._publish_many = link.publish_json_many
 
     def on_result(self, result: Detection) -> EventPayload | None:
         """Publish the event this result triggers; returns it (None when the policy sends nothing)."""
@@ -114,7 +102,7 @@ class EventEmitter:
         with self._lock:
             decide, stamp = self.policy.decide, self._stamp
             events = [stamp(d) for d in map(decide, results) if d is not None]
-            if len(events) > 1 and self._publish_many is not None:
+            if len(events) > 1:
                 try:
                     self._publish_many(self._topic, events)
                     return events

@@ -7,7 +7,7 @@ the one for a device without a broker, and tests use an in-memory fake (tests/ed
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from pydantic import BaseModel
@@ -36,6 +36,10 @@ class Link(Protocol):
 
     def publish_json(self, topic: str, payload: BaseModel | Mapping[str, Any], retain: bool = False) -> None:
         """Queue a JSON message (retained: latest value, republished on reconnect); never blocks on the broker."""
+        ...
+
+    def publish_json_many(self, topic: str, payloads: Sequence[BaseModel | Mapping[str, Any]]) -> None:
+        """Queue several non-retained JSON messages on one topic, in order, at once (one outbox transaction)."""
         ...
 
     def publish_text(self, topic: str, text: str, retain: bool = False) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pydantic import BaseModel
@@ -28,6 +28,10 @@ class NullLink:
     def publish_json(self, topic: str, payload: BaseModel | Mapping[str, Any], retain: bool = False) -> None:
         """Discard (counted)."""
         self.discarded += 1
+
+    def publish_json_many(self, topic: str, payloads: Sequence[BaseModel | Mapping[str, Any]]) -> None:
+        """Discard (counted)."""
+        self.discarded += len(payloads)
 
     def publish_text(self, topic: str, text: str, retain: bool = False) -> None:
         """Discard (counted)."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,6 +66,11 @@ class FakeLink:
         data = encode_json(payload, replayed=not retain and not self._connected)
         with self._lock:
             self.published.append(Published(check_topic(topic), data, retain))
+
+    def publish_json_many(self, topic: str, payloads: Sequence[BaseModel | Mapping[str, Any]]) -> None:
+        """Record each message in order, as MqttLink would queue them."""
+        for payload in payloads:
+            self.publish_json(topic, payload)
 
     def publish_text(self, topic: str, text: str, retain: bool = False) -> None:
         """Record a text message."""
