@@ -43,7 +43,7 @@ check: lint typecheck
 lint: venv
 	$(VENV)/bin/ruff check .
 typecheck: venv
-	$(VENV)/bin/mypy cloud edge shared edgeferry bench hil dashboards
+	$(VENV)/bin/mypy cloud edge shared edgeferry fleet bench hil dashboards
 
 ## Benchmark every variant of the default and reference packages (trains what is missing)
 bench-export: venv

@@ -78,7 +78,9 @@ class ExportConfig(_Section):
         default="auto", description="INT8 types; auto picks reduce_range on CPUs without VNNI."
     )
     golden_samples: int = Field(default=16, ge=1, description="Golden samples shipped for device smoke tests.")
-    latency_runs: int = Field(default=200, ge=10, le=100_000, description="Batch-1 runs for the manifest latency figures.")
+    latency_runs: int = Field(
+        default=200, ge=10, le=100_000, description="Batch-1 runs for the manifest latency figures."
+    )
     tensorrt: Literal["auto", "off", "required"] = Field(
         default="auto", description="Build TensorRT engines where a GPU and tensorrt are present."
     )

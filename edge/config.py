@@ -52,14 +52,18 @@ class SyncConfig(_Section):
 
     model: str = Field(default="digits", description="Model name to follow.")
     store: StoreConfig = Field(default_factory=StoreConfig, description="Store to pull from (read-only is enough).")
-    poll_interval_s: float = Field(default=30.0, ge=0.1, le=86_400, description="How often to poll latest.json, seconds.")
+    poll_interval_s: float = Field(
+        default=30.0, ge=0.1, le=86_400, description="How often to poll latest.json, seconds."
+    )
     pinned_version: int | None = Field(default=None, ge=1, description="Serve this version and ignore latest.")
     cache_dir: Path = Field(default=Path(".edge-cache"), description="Installed versions live here.")
     keep_versions: int = Field(default=3, ge=2, le=100, description="Installed versions kept for rollback.")
     trusted_keys: list[Path] = Field(default_factory=list, description="ed25519 public keys (PEM) to trust.")
     allow_unsigned: bool = Field(default=False, description="Accept packages without a signature (unsafe).")
     download_attempts: int = Field(default=5, ge=1, le=100, description="Attempts per file before giving up.")
-    backoff_s: float = Field(default=0.5, ge=0.01, le=300, description="First retry delay, seconds; doubles per attempt.")
+    backoff_s: float = Field(
+        default=0.5, ge=0.01, le=300, description="First retry delay, seconds; doubles per attempt."
+    )
     variant: Literal["auto", "tensorrt", "cuda-fp16", "int8", "fp32", "fp16"] = Field(
         default="auto", description="Variant choice: auto by hardware, or forced."
     )
@@ -295,7 +299,9 @@ class MqttConfig(_Section):
     max_inflight: int = Field(
         default=20, ge=1, le=65535, description="Queued messages awaiting PUBACK at once (capped by the broker)."
     )
-    reconnect_min_s: int = Field(default=1, ge=1, le=300, description="First reconnect delay; doubles per failed attempt.")
+    reconnect_min_s: int = Field(
+        default=1, ge=1, le=300, description="First reconnect delay; doubles per failed attempt."
+    )
     reconnect_max_s: int = Field(default=30, ge=1, le=3600, description="Longest reconnect delay.")
     flush_timeout_s: float = Field(
         default=5.0, ge=0, le=300, description="How long a clean stop waits to drain the outbox, seconds."
