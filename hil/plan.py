@@ -159,7 +159,7 @@ class NetnsTarget(BaseModel):
 
 
 class SshTarget(BaseModel):
-    """The agent runs on a real device reached over SSH (schema only: no harness drives it yet)."""
+    """The agent runs on a real device reached over SSH (hil.ssh_target.SshDevice drives one)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 

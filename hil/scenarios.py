@@ -520,11 +520,11 @@ def clock_step(s: Session, variant: str, row: Row) -> None:
         evs = [m for m in msgs if a + 1.5 <= m.t < b and m.topic.endswith("/events")]
         tel = [(m, m.json() or {}) for m in msgs if a + 1.5 <= m.t < b and m.topic.endswith("/telemetry")]
         key = label.replace(" ", "_")
-        row.figures[f"results_per_s|{key}"] = round(len(evs) / (b - a - 1.5), 1)
+        row.figures[f"results_per_s_{key}"] = round(len(evs) / (b - a - 1.5), 1)
         offsets = sorted(body.get("ts", 0) / 1000 - m.t for m, body in tel)
-        row.figures[f"device_ts_minus_now_s|{key}"] = round(offsets[len(offsets) // 2], 1) if offsets else None
+        row.figures[f"clock_ahead_s_{key}"] = round(offsets[len(offsets) // 2], 1) if offsets else None
         row.check(f"frames_flow_{key}", len(evs) > 0, f"{len(evs)} results while {label}")
-    forward = row.figures.get("device_ts_minus_now_s|forward_1_h")
+    forward = row.figures.get("clock_ahead_s_forward_1_h")
     row.check("offset_applied", isinstance(forward, float) and forward > 3000, f"device clock ahead by {forward} s")
     row.check("update_after_steps", served is not None, "v2 served after the clock went forward and back")
     _served_versions_ok(s, row, run_id, set(pub.published))

@@ -21,7 +21,7 @@ from hil.plan import FaultPlan, parse_plan
 from hil.report import row_summary, write_report
 from hil.results import RunReport
 from hil.scenarios import SCENARIOS, Scenario, plan_scenario, select
-from hil.ssh_target import LabSshd, SshAddress, SshDevice, build_wheel, lab_ssh_target
+from hil.ssh_target import SshAddress, SshDevice, build_wheel, lab_ssh_target
 
 log = logging.getLogger(__name__)
 
@@ -45,27 +45,13 @@ def parse_target(text: str) -> TargetSpec:
     raise HilError(f"unknown target {text!r}; use netns, ssh-lab or ssh://user@host[:port]")
 
 
-def _ssh_lab_factory(wheel: Path, holder: list[LabSshd]) -> Callable[[PairHarness, Path], DeviceTarget]:
+def _ssh_lab_factory(wheel: Path) -> Callable[[PairHarness, Path], DeviceTarget]:
+    """Targets that log into an sshd in the lab's device namespace, with the wheel installed there."""
+
     def make(lab: PairHarness, workdir: Path) -> DeviceTarget:
-        dev, sshd = lab_ssh_target(lab, workdir, wheel)
-        holder.append(sshd)
-        return _StopsSshd(dev, sshd)
+        return lab_ssh_target(lab, workdir, wheel)
 
     return make
-
-
-class _StopsSshd(SshDevice):
-    """An SshDevice whose close() also stops the lab's sshd."""
-
-    def __init__(self, dev: SshDevice, sshd: LabSshd) -> None:
-        self.__dict__.update(dev.__dict__)
-        self._sshd = sshd
-
-    def close(self) -> None:
-        try:
-            super().close()
-        finally:
-            self._sshd.stop()
 
 
 def run_all(*, targets: list[str], scenario_names: list[str] | None, variants: list[str], out: Path,
@@ -117,8 +103,7 @@ def run_all(*, targets: list[str], scenario_names: list[str] | None, variants: l
                     report.notes.append(f"ssh target: wheel {wheel.name} installed into a venv on the device "
                                         "whose dependencies come from the harness's site-packages (same machine, "
                                         "no internet in the namespace)")
-                    sshds: list[LabSshd] = []
-                    run_target("ssh", _ssh_lab_factory(wheel, sshds), scenarios, variants, base, report, out, seed,
+                    run_target("ssh", _ssh_lab_factory(wheel), scenarios, variants, base, report, out, seed,
                                on_row=lambda r: echo(row_summary(r)))
             except HilError as exc:
                 echo(f"error: target {spec.name}: {exc}")

@@ -19,6 +19,7 @@ import sys
 import sysconfig
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -78,7 +79,8 @@ class SshDevice:
 
     def __init__(self, address: SshAddress, key: Path, *, known_hosts: Path | None = None,
                  client_netns: str | None = None, remote_python: str = "python3",
-                 site_packages_from: str | None = None, connect_timeout_s: int = 5) -> None:
+                 site_packages_from: str | None = None, connect_timeout_s: int = 5,
+                 on_close: Callable[[], None] | None = None) -> None:
         if not key.is_file():
             raise HilError(f"SSH key {key} does not exist")
         self.address = address
@@ -86,8 +88,12 @@ class SshDevice:
         self.client_netns = client_netns
         self.remote_python = remote_python
         self.site_packages_from = site_packages_from
+        self._on_close = on_close
         opts = ["-o", "BatchMode=yes", "-o", f"ConnectTimeout={connect_timeout_s}", "-o", "LogLevel=ERROR",
                 "-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=12"]
+        # One multiplexed connection for the many short commands a scenario runs (a handshake each otherwise).
+        self._control_dir = Path(tempfile.mkdtemp(prefix="edgeferry-hil-ssh-cm-"))
+        opts += ["-o", "ControlMaster=auto", "-o", f"ControlPath={self._control_dir}/%C", "-o", "ControlPersist=120"]
         if known_hosts is not None:
             opts += ["-o", "StrictHostKeyChecking=yes", "-o", f"UserKnownHostsFile={known_hosts}"]
         else:
@@ -102,6 +108,17 @@ class SshDevice:
 
     def connect(self) -> SshDevice:
         """Log in, check Python >= 3.10 and root, make a work dir: every failure is one line naming the cause."""
+        try:
+            return self._connect()
+        except BaseException:
+            self._end_master()
+            raise
+
+    def _end_master(self) -> None:
+        subprocess.run([*self._ssh[:-1], "-O", "exit", self._ssh[-1]], capture_output=True, timeout=20, check=False)
+        shutil.rmtree(self._control_dir, ignore_errors=True)
+
+    def _connect(self) -> SshDevice:
         where = f"{self.address.user}@{self.address.host}:{self.address.port}"
         try:
             done = subprocess.run([*self._ssh, "true"], capture_output=True, text=True, timeout=30, check=False)
@@ -198,10 +215,15 @@ class SshDevice:
         return found.stdout.strip() or None
 
     def close(self) -> None:
-        """Remove the work dir on the device (agents were stopped by their scenarios)."""
-        if self.workdir:
-            self.shell(f"rm -rf {shlex.quote(self.workdir)}", check=False, timeout=60)
-            self.workdir = ""
+        """Remove the work dir on the device (agents were stopped by their scenarios), then run on_close."""
+        try:
+            if self.workdir:
+                self.shell(f"rm -rf {shlex.quote(self.workdir)}", check=False, timeout=60)
+                self.workdir = ""
+        finally:
+            self._end_master()
+            if self._on_close is not None:
+                self._on_close()
 
 
 class LabSshd:
@@ -275,18 +297,19 @@ def harness_site_packages() -> str:
     return sysconfig.get_paths()["purelib"]
 
 
-def lab_ssh_target(lab: PairHarness, workdir: Path, wheel: Path) -> tuple[SshDevice, LabSshd]:
-    """sshd in the device namespace, an SshDevice logged into it from the cloud namespace, the wheel installed."""
+def lab_ssh_target(lab: PairHarness, workdir: Path, wheel: Path) -> SshDevice:
+    """sshd in the device namespace, an SshDevice logged into it from the cloud namespace, the wheel installed;
+    closing the device also stops that sshd."""
     sshd = LabSshd(lab, workdir / "sshd").start()
     try:
         dev = SshDevice(sshd.address(), sshd.client_key, known_hosts=sshd.known_hosts, client_netns=lab.cloud,
                         remote_python=getattr(sys, "_base_executable", sys.executable),  # this machine: harness's base
-                        site_packages_from=harness_site_packages()).connect()
+                        site_packages_from=harness_site_packages(), on_close=sshd.stop).connect()
         dev.install(wheel)
     except BaseException:
         sshd.stop()
         raise
-    return dev, sshd
+    return dev
 
 
 def tempdir() -> Path:

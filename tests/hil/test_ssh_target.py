@@ -81,7 +81,7 @@ def test_the_agent_from_the_wheel_deploys_over_ssh_and_nothing_is_left(tmp_path:
     base = load_package(ROOT / ".store")
     report = new_report(base)
     before, dirs_before = list_namespaces(), set(Path("/tmp").glob("edgeferry-hil-ssh.*"))
-    run_target("ssh", _ssh_lab_factory(wheel, []), select(["first_deploy"]), ["fp32"], base, report,
+    run_target("ssh", _ssh_lab_factory(wheel), select(["first_deploy"]), ["fp32"], base, report,
                tmp_path / "out")
     (row,) = report.rows
     assert row.status == "pass", row
