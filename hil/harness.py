@@ -82,6 +82,15 @@ def run_target(target_name: str, make_target: TargetFactory, scenarios: list[Sce
     if why is not None:
         raise HilError(f"the HIL lab needs network namespaces: {why}")
     workdir = Path(tempfile.mkdtemp(prefix=f"edgeferry-hil-{target_name}-"))
+    try:
+        _run_in_lab(target_name, make_target, scenarios, variants, base, report, out, seed, on_row, workdir)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _run_in_lab(target_name: str, make_target: TargetFactory, scenarios: list[Scenario], variants: list[str],
+                base: BasePackage, report: RunReport, out: Path, seed: int, on_row: Callable[[Row], None] | None,
+                workdir: Path) -> None:
     with _cleanup_on_signals(), PairHarness() as lab:
         cloud = CloudSide(lab, workdir / "cloud", seed)
         target: DeviceTarget | None = None
@@ -89,8 +98,10 @@ def run_target(target_name: str, make_target: TargetFactory, scenarios: list[Sce
             cloud.start()
             target = make_target(lab, workdir / "device")
             session = Session(lab, cloud, target, base, out, seed)
+            # Scenarios that do not cross run once, with the first variant this machine can serve.
+            once = next((v for v in variants if variant_unavailable(v) is None), variants[0])
             for sc in scenarios:
-                for variant in (variants if sc.cross else variants[:1]):
+                for variant in (variants if sc.cross else [once]):
                     row = Row(scenario=sc.name, variant=variant, target=target_name)
                     t0 = time.monotonic()
                     why_not = variant_unavailable(variant)
@@ -103,10 +114,11 @@ def run_target(target_name: str, make_target: TargetFactory, scenarios: list[Sce
                     if on_row is not None:
                         on_row(row)
         finally:
-            if target is not None:
-                target.close()
-            cloud.close()
-    shutil.rmtree(workdir, ignore_errors=True)
+            try:
+                if target is not None:
+                    target.close()
+            finally:
+                cloud.close()
 
 
 def _run_one(sc: Scenario, session: Session, variant: str, row: Row) -> None:
