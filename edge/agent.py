@@ -30,6 +30,7 @@ from edge.pipeline import FrameResult
 from edge.prometheus_exporter import PrometheusExporter
 from edge.result_publisher import ResultPublisher
 from edge.runtime_bench import ChosenModel
+from edge.shadow import ShadowCheck, previous_version_loader
 from edge.sources.factory import open_source
 from edge.sources.sensor_mqtt import SensorMqttSource
 from edge.supervise import Health, spawn
@@ -107,8 +108,9 @@ class Agent:
         )
         self._source = open_source(cfg.source)
         self._stop = threading.Event()
+        self.shadow = ShadowCheck(lambda: self.sync.cfg.shadow_every, previous_version_loader(self.sync), self.health)
         self.frames = FrameLoop(self.live, self._source, self.slot, self.stats, self.results.submit, self._stop,
-                                self.health)
+                                self.health, sample=self.shadow.wants, on_sample=self.shadow.submit)
         self._reload_requested = threading.Event()
         self._model_lock = threading.Lock()
         self._frame_thread: threading.Thread | None = None
@@ -116,6 +118,7 @@ class Agent:
         # The results thread drains until its None sentinel, also after a stop: it has its own never-set event.
         self._results_running = threading.Event()
         self._poll_thread: threading.Thread | None = None
+        self._shadow_thread: threading.Thread | None = None
         self._published_degraded: dict[str, str] = {}
         self._started_at = time.monotonic()
 
@@ -148,7 +151,7 @@ class Agent:
         self._register_appliers()
         for source in (self.stats.values, self.slot.metrics, self.sync.metrics, self.frames.metrics,
                        self.router.metrics, self.link.metrics, self.system.sample, self.health.metrics,
-                       self.desired.metrics, self.results.quality.metrics):
+                       self.desired.metrics, self.results.quality.metrics, self.shadow.metrics):
             self.telemetry.add_source(source)
         self.telemetry.set_class_counts(self.results.quality.class_counts)
         self._publish_state()
@@ -166,6 +169,7 @@ class Agent:
         self._publisher = spawn("results", self.results.run, self._results_running, self.health)
         self._frame_thread = spawn("frames", self.frames.run, self._stop, self.health)
         self._poll_thread = spawn("model-poll", self._poll, self._stop, self.health)
+        self._shadow_thread = spawn("shadow", self.shadow.run_until(self._stop), self._stop, self.health)
         self.telemetry_loop.start()
         self.notifier.ready()
         self.notifier.status(self._status_line())
@@ -205,6 +209,9 @@ class Agent:
             self._publisher.join(timeout=30)
         if self._poll_thread is not None:
             self._poll_thread.join(timeout=10)
+        if self._shadow_thread is not None:
+            self._shadow_thread.join(timeout=10)
+        self.shadow.close()
         self.results.events.finish()
         self.telemetry_loop.stop(final_report=True)
         self.router.stop()
@@ -269,6 +276,7 @@ class Agent:
     def _switch_to(self, serving: ServingModel) -> dict[str, Any]:
         """Install a prepared model between two frames and tell the broker what is served and why."""
         self.slot.install(serving)
+        self.shadow.update(serving.version)
         self._publish_state()
         chosen = serving.model
         if isinstance(chosen, ChosenModel):

@@ -69,6 +69,12 @@ class SyncConfig(_Section):
     )
     max_accuracy_drop: float = Field(default=0.01, ge=0, le=1, description="Max accuracy drop vs best variant.")
     benchmark_on_install: bool = Field(default=False, description="Time candidate variants and take the fastest.")
+    shadow_every: int | None = Field(
+        default=None, ge=1, le=1_000_000,
+        description="Rollout shadow check: while a newer version is served and the one it replaced is still "
+        "installed, also run that previous version on every Nth frame (off the frame thread) and report top-1 "
+        "agreement as shadow_agreement/shadow_frames; None: off.",
+    )
     target: str | None = Field(
         default=None,
         description="Named hardware target of this device (e.g. jetson-orin-nano): serve the signed runtime choice "

@@ -34,8 +34,14 @@ class FrameLoop:
         on_result: Callable[[FrameResult], None],
         stop: threading.Event,
         health: Health,
+        *,
+        sample: Callable[[int], bool] | None = None,
+        on_sample: Callable[[FrameResult], None] | None = None,
     ) -> None:
         self._live = live
+        # The shadow check: which frames keep their input tensor, and where those results also go.
+        self._sample = sample
+        self._on_sample = on_sample
         self._source = source
         self._slot = slot
         self._stats = stats
@@ -56,7 +62,8 @@ class FrameLoop:
         if capture is None:
             return
         cfg = self._live.cfg
-        pipeline = Pipeline(capture, self._slot, self._deliver, self._stats, top_k=cfg.events.top_k)
+        pipeline = Pipeline(capture, self._slot, self._deliver, self._stats, top_k=cfg.events.top_k,
+                            sample=self._sample)
         duration = cfg.run.duration_s
         left = None if duration is None else max(0.001, duration - (time.monotonic() - self._started_at))
         try:
@@ -83,6 +90,8 @@ class FrameLoop:
 
     def _deliver(self, result: FrameResult) -> None:
         self._health.ok(COMPONENT)
+        if result.tensor is not None and self._on_sample is not None:
+            self._on_sample(result)
         self._on_result(result)
 
     def stop(self) -> None:

@@ -9,6 +9,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
+import numpy as np
+
 from edge.errors import AgentError
 from edge.frame_stats import FrameStats
 from edge.hot_swap import ModelSlot
@@ -54,6 +56,8 @@ class FrameResult:
     prediction: Prediction
     # Frames were already waiting when this one was done: its publishing should overlap the next inference.
     backlog: bool = False
+    # A copy of the model input, only on frames the shadow check sampled (None on every other frame).
+    tensor: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -77,8 +81,11 @@ class Pipeline:
         stats: FrameStats,
         *,
         top_k: int = 3,
+        sample: Callable[[int], bool] | None = None,
     ) -> None:
         self.capture = capture
+        # Which frames keep a copy of their input tensor in their result (the shadow check's samples).
+        self.sample = sample
         self.slot = slot
         self.on_result = on_result
         self.stats = stats
@@ -90,6 +97,7 @@ class Pipeline:
         """Process frames until stop is set, the source ends, max_frames results, or duration_s elapses."""
         perf = time.perf_counter
         capture, slot, stats, on_result, top_k = self.capture, self.slot, self.stats, self.on_result, self.top_k
+        sample = self.sample
         deadline = perf() + duration_s if duration_s is not None else None
         frames = waiting = errors = 0
         waited = 0.0
@@ -135,8 +143,9 @@ class Pipeline:
                 prediction = postprocess(logits, serving.labels, top_k)
                 t4 = perf()
                 backlog = capture.queue_depth() > 0
+                kept = batch.copy() if sample is not None and sample(frame.index) else None
                 on_result(FrameResult(frame.index, frame.captured_at, frame.source, serving.version, prediction,
-                                      backlog))
+                                      backlog, kept))
                 t5 = perf()
             except Exception as exc:  # noqa: BLE001 - one bad frame must not stop the stream: counted, logged below
                 errors += 1

@@ -1,0 +1,153 @@
+"""The rollout shadow check: a canary also runs the previous version on every Nth frame and reports top-1 agreement.
+
+The frame thread only copies one input tensor every Nth frame and offers it to a queue of two; the 'shadow' thread
+runs the previous model on it, so a slow shadow drops samples (counted) and never delays a frame. The telemetry
+thread closes the window each report: shadow_frames compared and shadow_agreement, the share whose top-1 matched.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable
+
+from edge.hot_swap import ServingModel
+from edge.model_sync import ModelSync
+from edge.pipeline import FrameResult
+from edge.postprocess import postprocess
+from edge.supervise import Health
+from shared.errors import EdgeferryError
+
+log = logging.getLogger(__name__)
+
+COMPONENT = "shadow"
+QUEUE_SIZE = 2
+GET_TIMEOUT_S = 0.1
+
+Loader = Callable[[int], ServingModel | None]
+
+
+def previous_version_loader(sync: ModelSync) -> Loader:
+    """Load the version the served one replaced (current.json's previous), unactivated; None when there is none."""
+
+    def load(served: int) -> ServingModel | None:
+        ptr = sync.cache.read_pointer()
+        if ptr is None or ptr.version != served or ptr.previous is None or ptr.previous >= served:
+            return None
+        installed = sync.rollback()
+        if installed.version != ptr.previous:
+            return None
+        return sync.prepare_serving(installed, activate=False)
+
+    return load
+
+
+class ShadowCheck:
+    """update() after each model switch; wants()/submit() from the frame thread; run() is the 'shadow' thread."""
+
+    def __init__(self, every: Callable[[], int | None], load: Loader, health: Health,
+                 queue_size: int = QUEUE_SIZE) -> None:
+        # Read per frame so a live change of sync.shadow_every applies on the next frame.
+        self._every = every
+        self._load = load
+        self._health = health
+        self._queue: queue.Queue[FrameResult] = queue.Queue(maxsize=queue_size)
+        # Held while the shadow model runs one sample, and to swap or close it.
+        self._lock = threading.Lock()
+        self._model: ServingModel | None = None
+        self._served: int | None = None
+        self._counts = threading.Lock()
+        self._compared = 0
+        self._agreed = 0
+        self.drops = 0
+
+    @property
+    def shadow_version(self) -> int | None:
+        """The version run as the shadow now (None: no shadow check)."""
+        model = self._model
+        return None if model is None else model.version
+
+    @property
+    def compared(self) -> int:
+        """Samples compared in the open window."""
+        with self._counts:
+            return self._compared
+
+    def update(self, served: int) -> None:
+        """A new version is served: load the one it replaced as the shadow, or run none; a failure only logs."""
+        new: ServingModel | None = None
+        if self._every() is not None:
+            try:
+                new = self._load(served)
+            except EdgeferryError as exc:
+                log.warning("shadow check off for v%d: the previous version cannot be loaded: %s", served, exc)
+        with self._lock:
+            old, self._model, self._served = self._model, new, served
+            if old is not None:
+                old.model.close()
+        if new is not None:
+            log.info("shadow check: v%d also runs on every %d frames for top-1 agreement with v%d",
+                     new.version, self._every() or 0, served)
+
+    def wants(self, index: int) -> bool:
+        """Whether this frame's input tensor should be kept for the shadow (frame thread, cheap)."""
+        every = self._every()
+        return every is not None and self._model is not None and index % every == 0
+
+    def submit(self, result: FrameResult) -> None:
+        """Offer a sampled result without blocking; a full queue drops it (counted)."""
+        try:
+            self._queue.put_nowait(result)
+        except queue.Full:
+            with self._counts:
+                self.drops += 1
+
+    def run_until(self, stop: threading.Event) -> Callable[[], None]:
+        """The 'shadow' thread body: compare samples until stop is set."""
+
+        def body() -> None:
+            while not stop.is_set():
+                try:
+                    result = self._queue.get(timeout=GET_TIMEOUT_S)
+                except queue.Empty:
+                    continue
+                self.compare(result)
+                self._health.ok(COMPONENT)
+
+        return body
+
+    def compare(self, result: FrameResult) -> None:
+        """Run one sample on the shadow model and count whether its top-1 equals the served model's."""
+        tensor = result.tensor
+        if tensor is None:
+            return
+        with self._lock:
+            shadow = self._model
+            # A result from a model older than the one the shadow was loaded for compares nothing useful.
+            if shadow is None or result.version != self._served:
+                return
+            logits = shadow.model.run(tensor)
+            label = postprocess(logits, shadow.labels, 1).label
+        with self._counts:
+            self._compared += 1
+            self._agreed += label == result.prediction.label
+
+    def close(self) -> None:
+        """Release the shadow model (after the shadow thread ended)."""
+        with self._lock:
+            if self._model is not None:
+                self._model.model.close()
+                self._model = None
+
+    def metrics(self) -> dict[str, float]:
+        """Close the window: shadow_frames compared and, when any were, shadow_agreement; nothing when no shadow."""
+        with self._counts:
+            compared, agreed = self._compared, self._agreed
+            self._compared = self._agreed = 0
+        if self._model is None and not compared:
+            return {}
+        out = {"shadow_frames": float(compared)}
+        if compared:
+            out["shadow_agreement"] = agreed / compared
+        return out
