@@ -48,8 +48,8 @@ def _wait_port(port: int, timeout: float) -> bool:
 class Demo:
     """Starts the children in order and stops them all, whatever happens."""
 
-    def __init__(self, root: Path, store: Path, devices: int, web_port: int) -> None:
-        self.root, self.store, self.devices = root, store, devices
+    def __init__(self, root: Path, store: Path, devices: int, web_port: int, trusted_key: Path) -> None:
+        self.root, self.store, self.devices, self.trusted_key = root, store, devices, trusted_key
         self.broker_port, self.metrics_port, self.web_port = _free_port(), _free_port(), web_port or _free_port()
         self.children: list[tuple[str, subprocess.Popen[bytes]]] = []
         self._stopping = False
@@ -77,7 +77,7 @@ class Demo:
             "database": {"url": f"sqlite:///{(self.root / 'fleet.sqlite').resolve()}"},
             "commands": {"key": str(key.resolve())},
             "packages": {"store": {"uri": str(self.store.resolve())},
-                         "trusted_keys": [str(Path(".keys/edgeferry.pub").resolve())]},
+                         "trusted_keys": [str(self.trusted_key.resolve())]},
             "metrics": {"host": "127.0.0.1", "port": self.metrics_port},
         }))
         web = self.root / "web.yaml"
@@ -101,6 +101,10 @@ class Demo:
         agent_args = [f"--device.fleet={FLEET}", "--device.device_id=demo-cam-1", f"--device.groups=[{GROUP}]",
                       f"--device.command_keys=[{pub.resolve()}]", f"--mqtt.port={self.broker_port}",
                       "--mqtt.host=127.0.0.1", f"--sync.store.uri={self.store.resolve()}",
+                      f"--sync.trusted_keys=[{self.trusted_key.resolve()}]",
+                      f"--sync.cache_dir={(self.root / 'agent-cache').resolve()}",
+                      f"--device.command_state_path={(self.root / 'agent-cache' / 'command-seq.json').resolve()}",
+                      f"--mqtt.outbox_path={(self.root / 'agent-cache' / 'outbox.sqlite').resolve()}",
                       *([f"--run.duration_s={duration + 60:g}"] if duration else ["--run.duration_s=null"])]
         self._spawn("agent", [*ef, "agent", "--config", "configs/edge-demo.yaml", *agent_args])
         sim = [*ef, "sim", "--devices", str(self.devices), "--broker", f"127.0.0.1:{self.broker_port}",
@@ -152,13 +156,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=None, help="Stop after this many seconds.")
     parser.add_argument("--store", type=Path, default=Path(".store"), help="Model store with the digits package.")
     parser.add_argument("--state-dir", type=Path, default=Path(".demo"), help="Where configs and logs go.")
+    parser.add_argument("--trusted-key", type=Path, default=Path(".keys/edgeferry.pub"),
+                        help="Public key the package is signed with (make train-cloud's development key).")
     parser.add_argument("--web-port", type=int, default=8080, help="Fleet page port (0: any free port).")
     args = parser.parse_args(argv)
     if not (args.store / "models/digits/latest.json").exists():
         print(f"demo: {args.store} has no digits package: run `make train-cloud` first", file=sys.stderr)
         return 1
     args.state_dir.mkdir(parents=True, exist_ok=True)
-    demo = Demo(args.state_dir, args.store, args.devices, args.web_port)
+    demo = Demo(args.state_dir, args.store, args.devices, args.web_port, args.trusted_key)
     signal.signal(signal.SIGINT, demo.request_stop)
     signal.signal(signal.SIGTERM, demo.request_stop)
     try:

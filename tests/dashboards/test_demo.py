@@ -14,6 +14,10 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from shared.object_store import LocalStore
+from tests.edge.package_factory import make_package, new_keypair
+from tests.integration.agent_harness import write_public_key
+
 pytestmark = pytest.mark.slow
 
 
@@ -31,11 +35,13 @@ def online_devices(url: str) -> float:
 
 
 def test_the_demo_shows_agent_and_simulated_devices_and_leaves_nothing_running(tmp_path: Path) -> None:
-    if not Path(".store/models/digits/latest.json").exists():
-        pytest.fail("the demo needs the digits package: run `make train-cloud` first")
+    # A fresh clone has no trained package: publish a small signed one as `make train-cloud` would.
+    keys = new_keypair()
+    make_package(LocalStore(tmp_path / "store"), "digits", 1, keys)
+    pub = write_public_key(keys, tmp_path / "edgeferry.pub")
     proc = subprocess.Popen(
         [sys.executable, "-m", "dashboards.demo", "--devices", "5", "--duration", "40", "--web-port", "0",
-         "--state-dir", str(tmp_path / "demo")],
+         "--state-dir", str(tmp_path / "demo"), "--store", str(tmp_path / "store"), "--trusted-key", str(pub)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     assert proc.stdout is not None
