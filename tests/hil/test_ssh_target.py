@@ -86,8 +86,10 @@ def test_the_agent_from_the_wheel_deploys_over_ssh_and_nothing_is_left(tmp_path:
     (row,) = report.rows
     assert row.status == "pass", row
     assert row.target == "ssh" and row.figures["publish_to_serving_s"] is not None
-    # The S3 proxy forwarded what the device's link received: the traffic went through it (headers aside).
-    assert 0.9 < int(row.figures["bytes_from_store"] or 0) / int(row.figures["device_rx_bytes"] or 1) < 1.1
+    # The S3 proxy forwarded what the device's link received: the traffic went through it. The rest of what the
+    # link received is SSH, MQTT and TCP/IP headers: a few tens of KiB, which matter only for a small package.
+    from_store, rx = int(row.figures["bytes_from_store"] or 0), int(row.figures["device_rx_bytes"] or 0)
+    assert 0 < from_store <= rx and rx - from_store < max(0.1 * rx, 64 * 1024), (from_store, rx)
     logs = list((tmp_path / "out" / "logs" / "ssh").rglob("*.log"))
     assert logs and "activated" in logs[0].read_text()
     assert not list_namespaces() - before
