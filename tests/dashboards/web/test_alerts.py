@@ -79,24 +79,30 @@ def test_plain_password_in_config_is_refused() -> None:
 def test_alerts_reach_mqtt_retained_and_clear(mosquitto: Broker) -> None:
     feed = MqttFeed("lab", mosquitto.host, mosquitto.port, EventBuffer(), FigureBuffer())
     feed.start()
+    # A witness subscribed before anything is published: once it has seen a message, the broker holds it, so a
+    # client that subscribes afterwards can only get it as a retained message (no race with the live delivery).
+    witness = MqttProbe(mosquitto, "edgeferry/lab/alerts/#")
     try:
         [alert] = evaluate([SLOW], [], {"cam-1": {"e2e_ms_p95": 80.0}}, [], NOW)
         topic = alert_topic("lab", alert)
         assert topic == "edgeferry/lab/alerts/slow/cam-1"
         feed.publish_alerts([alert], [])
-        late = MqttProbe(mosquitto, "edgeferry/lab/alerts/#")  # connects after: gets the retained alert
+        witness.wait_for(lambda m: m.topic == topic and b"firing" in m.payload, what="firing alert")
+        late = MqttProbe(mosquitto, "edgeferry/lab/alerts/#")  # subscribes after: gets the retained alert
         msg = late.wait_for(lambda m: m.topic == topic, what="retained alert")
         assert msg.retain and json.loads(msg.payload)["state"] == "firing"
         assert json.loads(msg.payload)["value"] == 80.0
-        feed.publish_alerts([], [alert])
-        late.wait_for(lambda m: m.topic == topic and b"resolved" in m.payload, what="resolved")
         late.close()
+        feed.publish_alerts([], [alert])
+        witness.wait_for(lambda m: m.topic == topic and b"resolved" in m.payload, what="resolved")
+        witness.wait_for(lambda m: m.topic == topic and m.payload == b"", what="retained alert cleared")
         after = MqttProbe(mosquitto, "edgeferry/lab/alerts/#")
         after.publish("edgeferry/lab/alerts/probe/x", "done")
         after.wait_for(lambda m: m.topic.endswith("/probe/x"), what="own message")
         assert after.on(topic) == []  # cleared: nothing retained any more
         after.close()
     finally:
+        witness.close()
         feed.stop()
 
 
