@@ -11,13 +11,17 @@
 # A device's username is `<fleet>.<device-id>`, in edgeferry-devices.passwd (the devices' listener only); role
 # users are in edgeferry-services.passwd (the services' listener only). Without --password-stdin a random password
 # is made and printed once as `<username> <password>` (a device's mqtt.username / mqtt.password). Running `device`
-# again replaces that device's block (and password), so it is safe to repeat.
+# again replaces that device's block (and password), so it is safe to repeat. Password files are written 0640 with
+# the broker's group (mosquitto; EDGEFERRY_BROKER_GROUP names another), or 0600 where there is no such group.
+# Install the ACL (deploy/mosquitto/edgeferry.acl -> DIR/edgeferry.acl) first: every action refuses to run without it.
 set -euo pipefail
 # Byte-wise regex ranges: in some locales [A-Za-z] also matches letters like 'ä'.
 export LC_ALL=C
 
 DIR=/etc/mosquitto
 HA_PREFIX=homeassistant
+# The group the broker runs as (Debian's mosquitto package: mosquitto); override with EDGEFERRY_BROKER_GROUP.
+BROKER_GROUP=${EDGEFERRY_BROKER_GROUP:-mosquitto}
 # Fleet and device ids: the agent's own rule (shared/names.py), so ids can never hold '/', '+', '#' or '.'.
 IDENT='^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$'
 
@@ -61,12 +65,27 @@ new_password() {
   printf '%s' "$pw"
 }
 
+# Password files hold hashes that can be guessed offline: never readable by other users of the host. 0640 with
+# the broker's group where one exists (Mosquitto reads them again as that user on a reload), else 0600.
+protect() {
+  local file=$1
+  if getent group "$BROKER_GROUP" >/dev/null 2>&1; then
+    chgrp "$BROKER_GROUP" "$file" || die "could not give $file to group $BROKER_GROUP"
+    chmod 0640 "$file"
+  else
+    chmod 0600 "$file"
+  fi
+}
+
 set_password() {
   local file=$1 user=$2 pw=$3
   local -a create=()
   [ -e "$file" ] || create=(-c)
   # -b puts the password on mosquitto_passwd's command line for a moment; this runs as root on the broker host.
-  mosquitto_passwd "${create[@]}" -b "$file" "$user" "$pw" || die "mosquitto_passwd could not write $file"
+  # umask 077: the file is never readable by others, not even between its creation and protect().
+  (umask 077 && mosquitto_passwd "${create[@]}" -b "$file" "$user" "$pw") ||
+    die "mosquitto_passwd could not write $file"
+  protect "$file"
 }
 
 # Rewrite the ACL without the block of $1, plus whatever is on stdin, in one rename (keeping mode and owner).
@@ -143,7 +162,10 @@ case $action in
     check_ident "device id" "${positional[1]}"
     user="${positional[0]}.${positional[1]}"
     rewrite_acl "$user" </dev/null
-    if [ -e "$DEVICES_PASSWD" ]; then mosquitto_passwd -D "$DEVICES_PASSWD" "$user" >/dev/null 2>&1 || true; fi
+    if [ -e "$DEVICES_PASSWD" ]; then
+      (umask 077 && mosquitto_passwd -D "$DEVICES_PASSWD" "$user" >/dev/null 2>&1) || true
+      protect "$DEVICES_PASSWD"
+    fi
     ;;
   password)
     [ ${#positional[@]} -eq 1 ] || die "usage: provision.sh password <user>"

@@ -3,6 +3,7 @@ device reaches only its own topics, each role has its own rights, several client
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -495,3 +496,63 @@ def test_accounts_change_on_a_running_broker_after_a_reload(prod: ProdBroker, lo
     assert not login("lab.cam-9", password=new_password).accepted
     assert "lab.cam-9" not in (prod.dir / "edgeferry.acl").read_text()
     assert login("lab.cam-1").publish("edgeferry/lab/cam-1/telemetry") < ACCEPTED_BELOW  # the others are untouched
+
+
+def test_provisioning_writes_password_files_only_the_broker_can_read(tmp_path: Path) -> None:
+    import grp
+    import stat
+
+    (tmp_path / "edgeferry.acl").write_text((DEPLOY / "edgeferry.acl").read_text())
+    for args in (("device", "lab", "cam-1"), ("password", "edgeferry-ops"), ("device", "lab", "cam-2"),
+                 ("device", "lab", "cam-1")):  # the second write of a file replaces it: its mode must hold too
+        done = provision(tmp_path, *args, password="p")
+        assert done.returncode == 0, done.stderr
+        for name in ("edgeferry-devices.passwd", "edgeferry-services.passwd"):
+            path = tmp_path / name
+            if not path.exists():
+                continue
+            st = path.stat()
+            mode = stat.S_IMODE(st.st_mode)
+            try:
+                broker_gid: int | None = grp.getgrnam("mosquitto").gr_gid
+            except KeyError:
+                broker_gid = None
+            # 0600, or 0640 when the group is the broker's: never readable by other users of the host.
+            assert mode == 0o600 or (mode == 0o640 and st.st_gid == broker_gid), f"{name} has mode {mode:o}"
+    assert "user lab.cam-2" in (tmp_path / "edgeferry.acl").read_text()
+
+
+def test_the_web_apps_alerts_reach_operators_through_the_shipped_acl(prod: ProdBroker,
+                                                                      login: Callable[..., Account]) -> None:
+    from dashboards.web.alerts import Alert, alert_topic
+    from dashboards.web.event_buffer import EventBuffer
+    from dashboards.web.figures import FigureBuffer
+    from dashboards.web.mqtt_feed import MqttFeed
+
+    alert = Alert(rule="package_rejects", device_id="cam-1", kind="metric", message="package_rejects > 0",
+                  value=2.0, threshold=0.0, since_ms=1)
+    topic = alert_topic("lab", alert)
+    ops = login("edgeferry-ops").subscribe("edgeferry/lab/alerts/#")
+    dash = login("edgeferry-dashboard").subscribe("edgeferry/lab/alerts/#")
+    cam = login("lab.cam-1").subscribe("edgeferry/lab/alerts/#", "edgeferry/#")
+    # A device cannot forge (or clear) an alert.
+    assert cam.publish(topic, b'{"state":"firing"}', retain=True) == NOT_AUTHORIZED
+    assert login("lab.cam-2").publish(topic, b"", retain=True) == NOT_AUTHORIZED
+    # The web app publishes with the fleet config's broker user (`fleet serve` passes broker.username).
+    feed = MqttFeed("lab", "127.0.0.1", prod.services_port, EventBuffer(), FigureBuffer(),
+                    username="edgeferry-fleet", password=pw("edgeferry-fleet"), client_id="edgeferry-fleet/web-1")
+    feed.start(wait_s=10)
+    try:
+        feed.publish_alerts([alert], [])
+        fired = json.loads(ops.wait_topic(topic))
+        assert fired["state"] == "firing" and fired["device_id"] == "cam-1" and fired["rule"] == "package_rejects"
+        assert json.loads(dash.wait_topic(topic))["state"] == "firing"
+        late = login("edgeferry-dashboard", client_id="edgeferry-dashboard/late").subscribe("edgeferry/lab/alerts/#")
+        assert json.loads(late.wait_topic(topic))["state"] == "firing"  # retained while it fires
+        feed.publish_alerts([], [alert])
+        wait_until(lambda: [p for t, p, _ in ops.messages if t == topic][-1:] == [b""], what="alert cleared")
+        assert [json.loads(p)["state"] for t, p, _ in ops.messages if t == topic and p] == ["firing", "resolved"]
+    finally:
+        feed.stop()
+    assert "Denied PUBLISH from edgeferry-fleet" not in prod.log()
+    assert topic not in cam.topics()  # a device does not read the fleet's alerts
