@@ -5,6 +5,7 @@
     +-- ActionRefused     an action the target's state does not allow, e.g. pausing a finished rollout (HTTP 409)
     +-- BadRequest        a malformed body or parameter (HTTP 400)
     +-- NotAllowed        the user's role may not do this (HTTP 403)
+    +-- TryLater          refused for now, e.g. too many failed sign-ins (HTTP 429) or too many at once (503)
 """
 
 from __future__ import annotations
@@ -40,3 +41,14 @@ class NotAllowed(DashboardError):
     """The signed-in user's role may not do this."""
 
     status_code = 403
+
+
+class TryLater(DashboardError):
+    """Refused for now (sign-in throttled or busy); the answer's Retry-After says when to try again."""
+
+    status_code = 429
+
+    def __init__(self, message: str, retry_after_s: int, status_code: int = 429) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+        self.status_code = status_code

@@ -17,12 +17,15 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
 
-from dashboards.errors import BadRequest, DashboardError, UnknownTarget
+from dashboards.errors import BadRequest, DashboardError, TryLater, UnknownTarget
 from dashboards.web.alerts import Alert
 from dashboards.web.auth import CSRF_HEADER, SESSION_COOKIE, Authenticator, Principal, check_csrf
 from dashboards.web.config import WebConfig
+from dashboards.web.hosts import host_allowed, host_name, relative_location
 from dashboards.web.live import LiveHub, counts
+from dashboards.web.login_throttle import LoginGate, LoginThrottle
 from dashboards.web.ports import (
     AuditEntry,
     DeviceDetail,
@@ -34,11 +37,16 @@ from dashboards.web.ports import (
     RolloutView,
     Sample,
 )
+from dashboards.web.request_origin import RequestOrigin
 from shared.names import check_ident
 
 STATIC = Path(__file__).parent / "static"
 PAGES = {"fleet": "fleet.html", "device": "device.html", "rollouts": "rollouts.html", "alerts": "alerts.html",
          "login": "login.html"}
+# Query bounds: no time after 9999-12-31 and no version beyond 64 bits, so no query can overflow a column.
+MAX_MS = 253_402_300_799_999
+MAX_VERSION = 2**63 - 1
+LOGIN_PATHS_GUARDED = ("/api/openapi.json", "/api/docs")  # the schema and docs are behind sign-in like the API
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
        "frame-ancestors 'none'; form-action 'self'; base-uri 'none'")
 
@@ -122,6 +130,10 @@ def create_app(
     """The web app over one fleet; the hub starts and stops with the app."""
     now_ms = clock_ms or (lambda: int(time.time() * 1000))
     auth = Authenticator(config)
+    throttle = LoginThrottle(config.login, clock=lambda: now_ms() / 1000)
+    gate = LoginGate(config.login.max_concurrent)
+    origin = RequestOrigin(config.trusted_proxies)
+    served_hosts = config.served_hosts()
     live = hub or LiveHub(reader, config.live_interval_s, config.alerts, clock_ms=now_ms)
 
     @contextlib.asynccontextmanager
@@ -139,11 +151,32 @@ def create_app(
 
     @app.exception_handler(DashboardError)
     async def _dashboard_error(_: Request, exc: DashboardError) -> JSONResponse:
-        return _error(exc.status_code, str(exc))
+        response = _error(exc.status_code, str(exc))
+        if isinstance(exc, TryLater):
+            response.headers["Retry-After"] = str(exc.retry_after_s)
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def _bad_body(_: Request, exc: RequestValidationError) -> JSONResponse:
         return _error(400, _validation_line(exc))
+
+    @app.middleware("http")
+    async def _guard(request: Request, call_next: Callable[[Request], Any]) -> Response:
+        # Only configured hosts: a made-up Host header gets 400, and no Location ever names another host.
+        host = request.headers.get("host")
+        if not host_allowed(host, served_hosts):
+            return _error(400, f"host {host_name(host) or '(none)'!r} is not served here: add it to the web "
+                               "config's allowed_hosts (or set public_url)")
+        path = request.url.path
+        if path.startswith(LOGIN_PATHS_GUARDED) and principal_of(request) is None:
+            if path.startswith("/api/docs"):
+                return RedirectResponse("/login", status_code=303)
+            return _error(401, str(_Unauthenticated()))
+        response: Response = await call_next(request)
+        location = response.headers.get("location")
+        if location is not None:
+            response.headers["location"] = relative_location(location)
+        return response
 
     @app.middleware("http")
     async def _headers(request: Request, call_next: Callable[[Request], Any]) -> Response:
@@ -201,20 +234,52 @@ def create_app(
     def login_page() -> Response:
         return FileResponse(STATIC / PAGES["login"])
 
+    def peer(request: Request) -> str | None:
+        return request.client.host if request.client else None
+
+    def secure_cookie(request: Request) -> bool:
+        if config.secure_cookies == "auto":
+            return origin.is_https(request.url.scheme, peer(request), request.headers)
+        return config.secure_cookies
+
     @app.post("/login", include_in_schema=False)
-    def login(username: Annotated[str, Form()], password: Annotated[str, Form()]) -> Response:
-        sid = auth.login(username, password)
+    async def login(request: Request, username: Annotated[str, Form(max_length=256)],
+                    password: Annotated[str, Form(max_length=4096)]) -> Response:
+        # Throttled per user name and per address; at most login.max_concurrent password checks run at once, off
+        # the event loop, so guessers neither queue up memory nor slow a signed-in operator's requests.
+        address = origin.client_address(peer(request), request.headers)
+        refused = throttle.check(username, address)
+        if refused is not None:
+            raise TryLater(refused.message, refused.retry_after_s)
+        if not gate.try_enter():
+            raise TryLater("too many sign-ins at once; try again in 1 s", 1, status_code=503)
+        try:
+            sid = await run_in_threadpool(auth.login, username, password)
+        finally:
+            gate.leave()
         if sid is None:
+            limits = config.login
+            for lock in throttle.failed(username, address):
+                limit = limits.max_failures_per_user if lock.scope == "user" else limits.max_failures_per_address
+                await run_in_threadpool(
+                    actions.audit, username[:64], "login.throttled", f"{lock.scope} {lock.key}", False,
+                    f"{limit} failed sign-ins within {limits.window_s:g} s (the last from {address}); "
+                    f"sign-in refused for {lock.retry_after_s} s")
             return RedirectResponse("/login?failed=1", status_code=303)
+        throttle.succeeded(username)
         response = RedirectResponse("/", status_code=303)
-        response.set_cookie(SESSION_COOKIE, sid, httponly=True, samesite="strict", secure=config.secure_cookies,
+        response.set_cookie(SESSION_COOKIE, sid, httponly=True, samesite="strict", secure=secure_cookie(request),
                             max_age=int(config.session_ttl_s), path="/")
         return response
 
     @app.post("/logout", include_in_schema=False)
-    def logout(request: Request) -> Response:
+    def logout(request: Request, csrf_field: Annotated[str | None, Form(alias="csrf")] = None,
+               csrf_header: Annotated[str | None, Header(alias=CSRF_HEADER)] = None) -> Response:
+        """Ends the session; like every other change, only with the session's CSRF token (form field or header)."""
         sid = request.cookies.get(SESSION_COOKIE)
-        if sid:
+        signed_in = auth.session(sid)
+        if sid and signed_in is not None:
+            check_csrf(signed_in, csrf_header or csrf_field)
             auth.logout(sid)
         response = RedirectResponse("/login", status_code=303)
         response.delete_cookie(SESSION_COOKIE, path="/")
@@ -231,9 +296,10 @@ def create_app(
     @app.get("/api/devices", response_model=list[DeviceRow], tags=["registry"])
     def devices(
         p: User,
-        status: Annotated[str | None, Query(description="Only this status.")] = None,
-        group: Annotated[str | None, Query(description="Only devices in this group.")] = None,
-        version: Annotated[int | None, Query(description="Only devices serving this version.")] = None,
+        status: Annotated[str | None, Query(max_length=64, description="Only this status.")] = None,
+        group: Annotated[str | None, Query(max_length=64, description="Only devices in this group.")] = None,
+        version: Annotated[int | None, Query(ge=0, le=MAX_VERSION,
+                                             description="Only devices serving this version.")] = None,
     ) -> list[DeviceRow]:
         """Every device with its current figures."""
         rows = reader.devices()
@@ -256,15 +322,16 @@ def create_app(
     @app.get("/api/devices/{device_id}/history", response_model=list[Sample], tags=["history"])
     def history(
         p: User, device_id: str,
-        since_ms: Annotated[int | None, Query(ge=0, description="Start, Unix ms (default: history_s ago).")] = None,
-        until_ms: Annotated[int | None, Query(ge=0, description="End, Unix ms (default: now).")] = None,
+        since_ms: Annotated[int | None, Query(ge=0, le=MAX_MS,
+                                              description="Start, Unix ms (default: history_s ago).")] = None,
+        until_ms: Annotated[int | None, Query(ge=0, le=MAX_MS, description="End, Unix ms (default: now).")] = None,
     ) -> list[Sample]:
         """The kept telemetry history of a device."""
         device(p, device_id)
         end = until_ms if until_ms is not None else now_ms()
-        start = since_ms if since_ms is not None else end - int(config.history_s * 1000)
+        start = since_ms if since_ms is not None else max(0, end - int(config.history_s * 1000))
         if start > end:
-            raise BadRequest(f"since_ms ({start}) is after until_ms ({end})")
+            raise BadRequest(f"bad request: since_ms ({start}) is after until_ms ({end})")
         return reader.history(device_id, start, end)
 
     @app.get("/api/devices/{device_id}/events", response_model=list[EventRow], tags=["history"])
@@ -299,7 +366,7 @@ def create_app(
     @app.get("/api/live", tags=["live"], response_class=StreamingResponse)
     async def live_stream(
         p: User, device: Annotated[str | None, Query(description="Also stream this device's new samples.")] = None,
-        since_ms: Annotated[int | None, Query(ge=0, description="Samples after this Unix ms.")] = None,
+        since_ms: Annotated[int | None, Query(ge=0, le=MAX_MS, description="Samples after this Unix ms.")] = None,
     ) -> StreamingResponse:
         """Server-sent events: a snapshot, then one batch of changed rows per interval."""
         if device is not None:

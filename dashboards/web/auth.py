@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from dashboards.errors import NotAllowed
 from dashboards.web.config import Role, WebConfig
-from dashboards.web.passwords import hash_token, verify_password
+from dashboards.web.passwords import hash_password, hash_token, verify_password
 
 SESSION_COOKIE = "ef_session"
 CSRF_HEADER = "X-CSRF-Token"
@@ -52,11 +52,15 @@ class Authenticator:
         self._clock = clock
         self._sessions: dict[str, _Session] = {}
         self._lock = threading.Lock()
+        # An unknown name is checked against a real user's hash (result ignored), so it costs the same scrypt work
+        # as a known name: timing does not tell a guesser who exists.
+        self._dummy_hash = config.users[0].password_hash if config.users else hash_password(secrets.token_urlsafe(16))
 
     def login(self, name: str, password: str) -> str | None:
-        """A new session id for correct credentials, None otherwise."""
+        """A new session id for correct credentials, None otherwise; the same password work whether name exists."""
         user = self._users.get(name)
-        if user is None or not verify_password(password, user.password_hash):
+        matches = verify_password(password, user.password_hash if user is not None else self._dummy_hash)
+        if user is None or not matches:
             return None
         sid = secrets.token_urlsafe(32)
         principal = Principal(user.name, user.role, secrets.token_urlsafe(24))

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -96,6 +98,24 @@ def default_rules() -> list[OfflineRule | MetricRule | ClassRule]:
     ]
 
 
+class LoginLimits(_Section):
+    """How many wrong passwords a user name or a client address may send before sign-in pauses for it."""
+
+    max_failures_per_user: int = Field(
+        default=5, ge=1, description="Failed sign-ins for one user name within window_s before it is refused (429)."
+    )
+    max_failures_per_address: int = Field(
+        default=20, ge=1, description="Failed sign-ins from one client address within window_s before it is refused."
+    )
+    window_s: float = Field(
+        default=900.0, gt=0, description="Sliding window: a failure stops counting this many seconds after it."
+    )
+    max_concurrent: int = Field(
+        default=2, ge=1, le=64,
+        description="Password checks run at once (each costs 16 MiB and ~50 ms); more answer 503 at once.",
+    )
+
+
 class WebConfig(_Section):
     """The `web` part of `fleet serve`."""
 
@@ -105,12 +125,62 @@ class WebConfig(_Section):
     users: list[UserConfig] = Field(default_factory=list, description="People who may sign in.")
     api_tokens: list[TokenConfig] = Field(default_factory=list, description="Tokens for scripts.")
     session_ttl_s: float = Field(default=12 * 3600, gt=0, description="A sign-in lasts this long.")
-    secure_cookies: bool = Field(default=False, description="Mark the session cookie Secure (behind HTTPS).")
+    secure_cookies: bool | Literal["auto"] = Field(
+        default="auto",
+        description="Mark the session cookie Secure; auto: when the request came over HTTPS (directly, or through "
+                    "a proxy in trusted_proxies that says X-Forwarded-Proto: https).",
+    )
+    public_url: str | None = Field(
+        default=None, description="Where users reach the app, e.g. https://fleet.example.com (its host is allowed)."
+    )
+    allowed_hosts: list[str] | None = Field(
+        default=None,
+        description="Host headers the app answers (others get 400); '*.example.com' matches subdomains, '*' any. "
+                    "Default: the bind address, localhost, 127.0.0.1, ::1 and public_url's host.",
+    )
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="Addresses or networks of reverse proxies whose X-Forwarded-For/-Proto are believed.",
+    )
+    login: LoginLimits = Field(default_factory=LoginLimits, description="Sign-in throttling.")
     live_interval_s: float = Field(
         default=1.0, gt=0, le=1.0, description="The live channel sends one batch of changed rows this often."
     )
     history_s: float = Field(default=3600.0, gt=0, description="How much history the device page charts at first.")
     alerts: list[AlertRule] = Field(default_factory=default_rules, description="Alert rules over the metric table.")
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, v: str | None) -> str | None:
+        if v is not None and (urlsplit(v).scheme not in ("http", "https") or not urlsplit(v).hostname):
+            raise ValueError(f"public_url must be an http(s) URL with a host (https://fleet.example.com); got {v!r}")
+        return v
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, v: list[str]) -> list[str]:
+        for entry in v:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError as exc:
+                raise ValueError(f"trusted_proxies: {entry!r} is not an IP address or network ({exc})") from exc
+        return v
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _hosts(cls, v: list[str] | None) -> list[str] | None:
+        if v is not None and not v:
+            raise ValueError("allowed_hosts is empty, so nobody could reach the app; leave it out for the default")
+        return None if v is None else [h.strip().lower() for h in v]
+
+    def served_hosts(self) -> list[str]:
+        """The Host names the app answers: allowed_hosts, or the bind address, loopback names and public_url's host."""
+        if self.allowed_hosts is not None:
+            return self.allowed_hosts
+        hosts = [self.host.lower(), "localhost", "127.0.0.1", "::1"]
+        if self.public_url is not None:
+            hosts.append((urlsplit(self.public_url).hostname or "").lower())
+        return list(dict.fromkeys(hosts))
 
     @model_validator(mode="after")
     def _unique(self) -> WebConfig:

@@ -15,8 +15,9 @@ class WebServer:
     """start() returns once the port listens (and the live channel took its first snapshot); stop() undoes it."""
 
     def __init__(self, app: FastAPI, host: str, port: int) -> None:
+        # proxy_headers off: the app believes X-Forwarded-* only from the web config's trusted_proxies.
         self._config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on",
-                                      access_log=False, timeout_graceful_shutdown=3)
+                                      access_log=False, timeout_graceful_shutdown=3, proxy_headers=False)
         self._server = uvicorn.Server(self._config)
         self._thread: threading.Thread | None = None
         self.host = host

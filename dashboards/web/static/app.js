@@ -22,6 +22,9 @@ const EF = {
     who.textContent = EF.me.name + " (" + EF.me.role + ") ";
     const out = document.createElement("form");
     out.method = "post"; out.action = "/logout";
+    const token = document.createElement("input");  // sign-out changes state, so it carries the CSRF token too
+    token.type = "hidden"; token.name = "csrf"; token.value = EF.me.csrf || "";
+    out.appendChild(token);
     const b = document.createElement("button"); b.textContent = "Sign out"; out.appendChild(b);
     who.appendChild(out);
     nav.appendChild(who);

@@ -23,6 +23,7 @@ def web_config(**over: object) -> WebConfig:
         "alerts": [OfflineRule(kind="offline", name="offline", for_s=2),
                    MetricRule(kind="metric", name="slow", metric="e2e_ms_p95", op=">", threshold=50)],
         "live_interval_s": 0.5,
+        "allowed_hosts": ["testserver", "127.0.0.1", "localhost"],  # TestClient sends Host: testserver
     }
     base.update(over)
     return WebConfig.model_validate(base)
