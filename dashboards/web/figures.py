@@ -1,14 +1,41 @@
-"""Each device's last telemetry figures, as the fleet table and the alert rules read them. No I/O."""
+"""Each device's last telemetry figures, as the fleet table and the alert rules read them. No I/O.
+
+Only the metric table's figures are kept (shared.metrics.BY_NAME), each checked against its declared type and range:
+a device can neither grow the buffer with fields of its own nor put a non-finite or huge number in front of the
+operator. A message with one bad figure is refused whole, as the ingest refuses it.
+"""
 
 from __future__ import annotations
 
-import json
-import math
 import threading
 
-from shared.payloads import Envelope
+from pydantic import ValidationError
 
-_ENVELOPE = frozenset(Envelope.model_fields)
+from dashboards.web.refusal import Refused
+from shared.metrics import BY_NAME
+from shared.payloads import TelemetryPayload
+
+
+def figures_of(payload: bytes) -> dict[str, float] | None:
+    """The declared figures of one telemetry message; None for a replayed one; Refused when malformed."""
+    try:
+        doc = TelemetryPayload.model_validate_json(payload)
+    except ValidationError as exc:
+        raise Refused("telemetry", f"not a telemetry payload ({exc.error_count()} errors)") from exc
+    except (ValueError, RecursionError) as exc:  # too deep or too large for the parser
+        raise Refused("telemetry", f"unreadable ({type(exc).__name__})") from exc
+    if doc.replayed:
+        return None  # a replayed message is history, not the device's figure now
+    out: dict[str, float] = {}
+    for name, value in (doc.model_extra or {}).items():
+        metric = BY_NAME.get(name)
+        if metric is None:
+            continue  # not a figure (an agent newer than this table, or noise): never kept
+        try:
+            out[name] = metric.check(value)
+        except ValueError as exc:
+            raise Refused("telemetry", str(exc)) from exc
+    return out
 
 
 class FigureBuffer:
@@ -16,26 +43,16 @@ class FigureBuffer:
 
     def __init__(self, max_devices: int = 20_000) -> None:
         self._latest: dict[str, dict[str, float]] = {}
-        self._max = max_devices
+        self.max_devices = max_devices
         self._lock = threading.Lock()
-        self.malformed = 0
 
     def add_payload(self, device_id: str, payload: bytes) -> None:
-        """One telemetry message; numbers only (class_counts and the envelope are not figures)."""
-        try:
-            doc = json.loads(payload)
-        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
-            self.malformed += 1
+        """One telemetry message of a validated device id; Refused (nothing kept) when it is malformed."""
+        figures = figures_of(payload)
+        if figures is None:
             return
-        if not isinstance(doc, dict) or doc.get("replayed"):
-            if not isinstance(doc, dict):
-                self.malformed += 1
-            return  # a replayed message is history, not the device's figure now
-        figures = {k: float(v) for k, v in doc.items()
-                   if k not in _ENVELOPE and isinstance(v, int | float) and not isinstance(v, bool)
-                   and math.isfinite(v)}
         with self._lock:
-            if device_id in self._latest or len(self._latest) < self._max:
+            if device_id in self._latest or len(self._latest) < self.max_devices:
                 self._latest[device_id] = figures
 
     def latest(self) -> dict[str, dict[str, float]]:

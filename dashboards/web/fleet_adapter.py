@@ -18,6 +18,7 @@ from sqlalchemy import BigInteger, Boolean, Column, Integer, MetaData, String, T
 from dashboards.errors import ActionRefused, BadRequest, DashboardError, UnknownTarget
 from dashboards.web.event_buffer import EventBuffer
 from dashboards.web.figures import FigureBuffer
+from dashboards.web.finite import finite, finite_figures
 from dashboards.web.ports import (
     AuditEntry,
     Decision,
@@ -116,7 +117,7 @@ def _gates(row: RolloutRow) -> list[GateFigure]:
         out.append(GateFigure(
             name=str(g.get("gate")), metric=str(getattr(plan_gate, "metric", g.get("gate"))),
             op=str(getattr(plan_gate, "op", "")), threshold=float(g.get("threshold") or 0.0),
-            canary=g.get("canary"), control=g.get("control"),
+            canary=finite(g.get("canary")), control=finite(g.get("control")),
             verdict=status if status in ("pass", "fail", "hold") else None,
         ))
     if not out:  # not analysed yet: show the plan's gates with no data
@@ -166,8 +167,8 @@ class FleetAdapter:
                  "groups": list(rec.groups), "hardware": rec.hardware, "degraded": rec.degraded,
                  "unsigned_commands": rec.unsigned_commands, "telemetry_interval_s": rec.telemetry_interval_s}
         return DeviceDetail(row=_row(rec, self.figures.latest().get(device_id, {}), entry.version if entry else None),
-                            boot_id=rec.boot_id, hardware=dict(rec.hardware), config_digest=rec.config_digest,
-                            state=state)
+                            boot_id=rec.boot_id, hardware=finite(dict(rec.hardware)), config_digest=rec.config_digest,
+                            state=finite(state))
 
     def latest_figures(self) -> dict[str, dict[str, float]]:
         return self.figures.latest()
@@ -176,12 +177,12 @@ class FleetAdapter:
         raw_from = max(since_ms, until_ms - RAW_RECENT_MS)
         raw = self.store.telemetry_window(device_id, raw_from, until_ms + 1)
         first_raw = raw[0].ts_ms if raw else until_ms + 1
-        older = [Sample(ts_ms=b, values={k: float(v) for k, v in f.items() if isinstance(v, int | float)})
+        older = [Sample(ts_ms=b, values=finite_figures(f))
                  for b, _, f in self.store.telemetry.history(device_id, since_ms, min(raw_from, first_raw))]
-        return older + [Sample(ts_ms=s.ts_ms, values=dict(s.figures)) for s in raw]
+        return older + [Sample(ts_ms=s.ts_ms, values=finite_figures(s.figures)) for s in raw]
 
-    def events(self, device_id: str | None, since_ms: int, limit: int) -> list[EventRow]:
-        return self.events_buffer.events(device_id, since_ms, limit)
+    def events(self, device_id: str | None, since_ms: int, limit: int, collapsed: bool = False) -> list[EventRow]:
+        return self.events_buffer.events(device_id, since_ms, limit, collapsed)
 
     def _view(self, row: RolloutRow) -> RolloutView:
         devices = self.rollout_ops.repo.devices(row.id)

@@ -3,13 +3,16 @@
 `LiveDiff` is the pure part (what changed since the last batch); `LiveHub` polls the reader on a thread each
 `live_interval_s`, evaluates the alert rules, and hands each batch to the connected server-sent-event streams. A
 stream that falls behind is closed; the browser's EventSource reconnects and starts again from a snapshot.
+
+Every batch is encoded as strict JSON (no Infinity/NaN, which JSON.parse refuses and which would break every page):
+a non-finite figure that got this far is dropped (shown as absent), counted in `nonfinite` and logged once, and a
+batch that fails for any reason costs only that batch, never the polling task.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from collections import Counter
@@ -18,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dashboards.web.alerts import Alert, AlertTracker, Rule, evaluate
+from dashboards.web.finite import dumps
 from dashboards.web.ports import DeviceRow, FleetReader, RolloutView
 
 log = logging.getLogger(__name__)
@@ -94,6 +98,7 @@ class LiveHub:
         self._task: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
         self.errors = 0
+        self.nonfinite = 0
 
     def alerts(self) -> list[Alert]:
         """Alerts firing now."""
@@ -133,9 +138,18 @@ class LiveHub:
             samples = self._reader.history(device_id, since + 1, now)
             if samples:
                 self._device_streams[q] = (device_id, samples[-1].ts_ms)
-                out[q] = json.dumps({"type": "samples", "device_id": device_id,
-                                     "samples": [s.model_dump(mode="json") for s in samples]})
+                out[q] = self._encode({"type": "samples", "device_id": device_id,
+                                       "samples": [s.model_dump(mode="json") for s in samples]})
         return out
+
+    def _encode(self, obj: Any) -> str:
+        text, dropped = dumps(obj)
+        if dropped:
+            if not self.nonfinite:
+                log.warning("live channel: dropped non-finite figures (Infinity/NaN) from a batch; a device sent "
+                            "figures the ingest should have refused (counted, logged once)")
+            self.nonfinite += 1
+        return text
 
     async def _run(self) -> None:
         while True:
@@ -143,11 +157,11 @@ class LiveHub:
             try:
                 delta = await asyncio.to_thread(self._poll)
                 per_device = await asyncio.to_thread(self._device_samples)
+                text = self._encode(delta) if delta is not None else None
             except Exception as exc:  # noqa: BLE001 - a failing read (database restarting) must not end the live channel
                 self.errors += 1
                 log.warning("live channel: reading the fleet failed (%s: %s); retrying", type(exc).__name__, exc)
                 continue
-            text = json.dumps(delta) if delta is not None else None
             for q in list(self._streams):
                 for msg in (text, per_device.get(q)):
                     if msg is None:
@@ -171,7 +185,7 @@ class LiveHub:
         if device_id is not None:
             self._device_streams[q] = (device_id, since_ms if since_ms is not None else self._clock_ms())
         try:
-            yield f"data: {json.dumps(self._diff.snapshot())}\n\n"
+            yield f"data: {self._encode(self._diff.snapshot())}\n\n"
             while True:
                 msg = await q.get()
                 if msg is None:

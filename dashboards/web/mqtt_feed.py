@@ -3,6 +3,11 @@
 Alerts go to edgeferry/<fleet>/alerts/<rule>/<device>: retained JSON with state "firing" while one fires; when it
 ends, a "resolved" message and then an empty retained message that clears it, so a tool that connects later sees
 only what fires now.
+
+Devices are untrusted: a topic's device id passes the ingest's own check (shared.names.check_ident, as
+fleet.ingest.route does) or the message is dropped; each payload is validated by the buffers (shared.payloads and the
+metric table); any failure costs only that message: counted per device, its reason logged once, and paho's network
+thread (which an exception would end, freezing every device's figures) never sees it.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ import logging
 import threading
 import time
 import uuid
+from collections import Counter
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -19,9 +25,23 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from dashboards.web.alerts import Alert, alert_message, alert_topic
 from dashboards.web.event_buffer import EventBuffer
 from dashboards.web.figures import FigureBuffer
-from shared.topics import fleet_filter
+from dashboards.web.refusal import Refused
+from shared.names import check_ident
+from shared.topics import ROOT, fleet_filter
 
 log = logging.getLogger(__name__)
+MAX_LOGGED_REASONS = 1000  # distinct refusal reasons logged; beyond, only counted (a device cannot flood the log)
+
+
+def device_of(topic: str, fleet: str) -> tuple[str, str] | None:
+    """(device id, leaf) of edgeferry/<fleet>/<device>/<leaf>, the id checked as the ingest checks it; else None."""
+    parts = topic.split("/")
+    if len(parts) != 4 or parts[0] != ROOT or parts[1] != fleet:
+        return None
+    try:
+        return check_ident(parts[2], "device id"), parts[3]
+    except ValueError:
+        return None
 
 
 class MqttFeed:
@@ -36,6 +56,10 @@ class MqttFeed:
         self._host, self._port, self._keepalive = host, port, keepalive
         self._filters = [fleet_filter(fleet, "events"), fleet_filter(fleet, "telemetry")]
         self._connected = threading.Event()
+        self.refused: Counter[str] = Counter()  # device id -> messages refused
+        self.bad_topics = 0
+        self.errors = 0
+        self._logged: set[str] = set()
         self.client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2,
                                   client_id=client_id or f"edgeferry-web-{uuid.uuid4().hex[:8]}",
                                   protocol=MQTTProtocolVersion.MQTTv5)
@@ -70,13 +94,38 @@ class MqttFeed:
         self._connected.clear()
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
-        parts = msg.topic.split("/")
-        if len(parts) != 4:
+        try:
+            self.take(msg.topic, bytes(msg.payload))
+        except Exception as exc:  # noqa: BLE001 - one message must never end paho's thread (every figure would freeze)
+            self.errors += 1
+            self._once(f"{type(exc).__name__}", f"web app feed: a message on {msg.topic[:120]!r} failed "
+                       f"({type(exc).__name__}: {str(exc)[:200]}); the feed goes on")
+
+    def take(self, topic: str, payload: bytes) -> None:
+        """One message: into the buffers when its topic and payload are valid, else counted and dropped."""
+        found = device_of(topic, self.fleet)
+        if found is None:
+            self.bad_topics += 1
+            self._once("topic", f"web app feed: ignoring {topic[:120]!r}: not edgeferry/{self.fleet}/<device id>/<leaf>"
+                       " with a valid device id")
             return
-        if parts[3] == "telemetry":
-            self.figures.add_payload(parts[2], bytes(msg.payload))
-        elif parts[3] == "events":
-            self.buffer.add_payload(parts[2], bytes(msg.payload))
+        device_id, leaf = found
+        try:
+            if leaf == "telemetry":
+                self.figures.add_payload(device_id, payload)
+            elif leaf == "events":
+                self.buffer.add_payload(device_id, payload)
+        except Refused as exc:
+            if device_id in self.refused or len(self.refused) < self.figures.max_devices:
+                self.refused[device_id] += 1
+            reason = " ".join(exc.reason.split()[:2])[:80]
+            self._once(f"{exc.kind}:{reason}", f"web app feed: {device_id}: {exc} (logged once per reason)")
+
+    def _once(self, key: str, line: str) -> None:
+        if key in self._logged or len(self._logged) >= MAX_LOGGED_REASONS:
+            return
+        self._logged.add(key)
+        log.warning("%s", line)
 
     def publish_alerts(self, started: list[Alert], ended: list[Alert]) -> None:
         """Announce alerts that started and ended (QoS 1; paho queues them while the broker is away)."""

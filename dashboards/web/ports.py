@@ -72,6 +72,8 @@ class EventRow(_View):
     score: float | None = Field(default=None, description="Top-1 confidence.")
     frame: int | None = Field(default=None, description="Frame index in the source.")
     model_version: int | None = Field(default=None, description="Model version that produced it.")
+    count: int = Field(default=1, description="Results this row stands for (a run of update/frame rows, collapsed).")
+    first_ts_ms: int | None = Field(default=None, description="Unix ms of the first result of a collapsed run.")
 
 
 class GateFigure(_View):
@@ -162,8 +164,8 @@ class FleetReader(Protocol):
         """Kept telemetry samples of a device in [since_ms, until_ms], oldest first."""
         ...
 
-    def events(self, device_id: str | None, since_ms: int, limit: int) -> list[EventRow]:
-        """Recent results of one device (or of all), newest first."""
+    def events(self, device_id: str | None, since_ms: int, limit: int, collapsed: bool = False) -> list[EventRow]:
+        """Recent results of one device (or of all), newest first; collapsed: each run of update/frame as one."""
         ...
 
     def rollouts(self) -> list[RolloutView]:

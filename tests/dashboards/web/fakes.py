@@ -128,7 +128,7 @@ class FakeFleet:
         with self._lock:
             return [s for s in self._history.get(device_id, []) if since_ms <= s.ts_ms <= until_ms]
 
-    def events(self, device_id: str | None, since_ms: int, limit: int) -> list[EventRow]:
+    def events(self, device_id: str | None, since_ms: int, limit: int, collapsed: bool = False) -> list[EventRow]:
         with self._lock:
             hits = [e for e in self._events if (device_id is None or e.device_id == device_id) and e.ts_ms >= since_ms]
         return list(reversed(hits))[:limit]

@@ -121,7 +121,7 @@ def test_feed_reads_events_and_telemetry_from_the_broker(mosquitto: Broker) -> N
         assert figures.latest()["cam-1"] == {"fps": 12.5}
         [e] = eventually(lambda: events.events("cam-1", 0, 10), 10, "event")
         assert (e.label, e.score, e.frame, e.model_version) == ("person", 0.93, 7, 2)
-        eventually(lambda: events.malformed == 1, 10, "malformed counted")
+        eventually(lambda: feed.refused["cam-1"] == 1, 10, "malformed counted against its device")
     finally:
         probe.close()
         feed.stop()
