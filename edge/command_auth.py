@@ -25,16 +25,17 @@ from shared.command_signing import (
     MAX_ENVELOPE_BYTES,
     MAX_SEQ,
     check_addressed,
+    check_request_id,
     check_sequence,
     check_time,
     is_signed,
     load_json_object,
     parse_envelope,
+    reply_id,
     verify_envelope,
 )
 from shared.errors import REFUSAL_REASONS, CommandError, CommandRefused, RefusalReason
 from shared.object_store import atomic_write
-from shared.payloads import request_id_of
 from shared.signing import key_id, load_public_key
 
 log = logging.getLogger(__name__)
@@ -159,10 +160,16 @@ class CommandAuth:
         doc = load_json_object(payload)
         if not is_signed(doc):
             if self.allow_unsigned:
+                rid = doc.get("id")
+                if isinstance(rid, str):  # a missing or non-string id is the schema's to refuse
+                    try:
+                        check_request_id(rid)
+                    except ValueError as exc:
+                        raise CommandError(f"bad {name} command: {exc}") from exc
                 return Admitted(payload)
             raise CommandRefused(
                 "unsigned", "unsigned command refused: this device accepts only commands signed by a key in its "
-                "device.command_keys (send them with 'edgeferry cmd ... --key KEY')", request_id_of(payload),
+                "device.command_keys (send them with 'edgeferry cmd ... --key KEY')", reply_id(payload),
             )
         envelope = parse_envelope(doc)
         body = verify_envelope(envelope, self.trusted)

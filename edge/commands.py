@@ -1,20 +1,28 @@
 """Inbound commands on cmd/<name>: authenticate, validate, run the agent's handler off the network thread, reply
-on cmd/<name>/reply with the request id and ok or an error."""
+on cmd/<name>/reply with the request id and ok or an error.
+
+Anyone who can publish on cmd/ can cause a refusal: refusals are logged through a RefusalLog (one line per sender
+and reason per minute plus a count), and a reply carries only a request id that is valid text, so no message can
+grow the log or stop the reply.
+"""
 
 from __future__ import annotations
 
+import json
 import logging
 import queue
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from edge.command_auth import Admitted, CommandAuth
 from edge.link.base import Link
+from edge.refusal_log import RefusalLog, printable
 from edge.supervise import Health, spawn
 from edge.telemetry import EnvelopeFactory
-from shared.command_signing import MAX_ENVELOPE_BYTES, reply_id
+from shared.command_signing import MAX_ENVELOPE_BYTES, reply_id, text_request_id
 from shared.errors import CommandRefused, EdgeferryError
 from shared.payloads import (
     BenchmarkCommand,
@@ -33,6 +41,22 @@ Command = DeployCommand | RollbackCommand | SetConfigCommand | PingCommand | Ben
 Handler = Callable[[Any], dict[str, Any]]
 # Looking for the id of an oversized payload is worth it only up to a size that parses quickly.
 _ID_SCAN_LIMIT = 2 * MAX_ENVELOPE_BYTES
+# A reply's error text is for a person; longer text is cut (the full reason is in the device's log, once).
+_MAX_ERROR = 1000
+# Sender of a refusal that names no trusted key: unsigned, unknown keys and garbage share one rate limit.
+NO_SENDER = "-"
+
+
+def sender_of(payload: bytes, trusted: Mapping[str, object]) -> str:
+    """The trusted key id a refused payload names, else NO_SENDER: untrusted names cannot open new log budgets."""
+    if len(payload) > MAX_ENVELOPE_BYTES:
+        return NO_SENDER
+    try:
+        raw = json.loads(payload)
+    except (ValueError, RecursionError):
+        return NO_SENDER
+    kid = raw.get("key_id") if isinstance(raw, dict) else None
+    return kid if isinstance(kid, str) and kid in trusted else NO_SENDER
 
 
 @dataclass(frozen=True)
@@ -54,6 +78,7 @@ class CommandRouter:
         auth: CommandAuth,
         queue_size: int = 4,
         health: Health | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._link = link
         self._topics = topics
@@ -66,6 +91,7 @@ class CommandRouter:
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._errors = 0
+        self._refusals = RefusalLog(log, "commands", clock=clock)
 
     def register(self, name: str, handler: Handler) -> None:
         """Run handler(command) -> result dict for cmd/<name>; EdgeferryError from it becomes ok=false."""
@@ -80,7 +106,8 @@ class CommandRouter:
             return self._errors
 
     def metrics(self) -> dict[str, float]:
-        """Telemetry figures of the router and its authentication."""
+        """Telemetry figures of the router and its authentication (a telemetry tick also writes refusal summaries)."""
+        self._refusals.flush()
         return {"cmd_errors": float(self.errors), **self._auth.metrics()}
 
     def start(self) -> None:
@@ -107,6 +134,7 @@ class CommandRouter:
             return
         self._worker.join(timeout=timeout_s)
         self._stop.set()
+        self._refusals.flush()
         if self._worker.is_alive():
             log.warning("a command handler is still running after %.0f s; leaving it behind", timeout_s)
 
@@ -116,23 +144,27 @@ class CommandRouter:
         if name is None:
             return
         if name not in COMMANDS:
-            self._reject(name, reply_id(payload) if len(payload) <= _ID_SCAN_LIMIT else None,
-                         f"unknown command {name!r}; commands are {', '.join(COMMANDS)}")
+            error = f"unknown command {name!r}; commands are {', '.join(COMMANDS)}"
+            self._refused(payload, "unknown_command", error)
+            self._reject(name, reply_id(payload) if len(payload) <= _ID_SCAN_LIMIT else None, error)
             return
         try:
             admitted = self._auth.admit(name, payload)
             command = parse_command(name, admitted.payload)
         except CommandRefused as exc:
-            log.warning("command %s (%s) refused: %s", name, exc.request_id, exc)
+            self._refused(payload, exc.reason, f"command {name} ({exc.request_id}): {exc}")
             self._reject(name, exc.request_id, str(exc))
             return
         except EdgeferryError as exc:
             rid = reply_id(payload) if len(payload) <= _ID_SCAN_LIMIT else None
+            self._refused(payload, "malformed", f"command {name} ({rid}): {exc}")
             self._reject(name, rid, str(exc))
             return
         except (ValueError, RecursionError) as exc:
             # Deeply nested or odd JSON can fail below the schema layer; it is still just a bad command.
-            self._reject(name, None, f"malformed {name} command: {type(exc).__name__}")
+            error = f"malformed {name} command: {type(exc).__name__}"
+            self._refused(payload, "malformed", error)
+            self._reject(name, None, error)
             return
         handler = self._handlers.get(name)
         if handler is None:
@@ -155,7 +187,7 @@ class CommandRouter:
         try:
             self._auth.commit(job.admitted, rid)
         except CommandRefused as exc:
-            log.warning("command %s (%s) refused: %s", name, rid, exc)
+            self._refusals.refused(job.admitted.key_id or NO_SENDER, exc.reason, f"command {name} ({rid}): {exc}")
             self._reject(name, rid, str(exc))
             return
         except EdgeferryError as exc:
@@ -176,10 +208,16 @@ class CommandRouter:
             return
         self._send(name, reply)
 
+    def _refused(self, payload: bytes, reason: str, message: str) -> None:
+        self._refusals.refused(sender_of(payload, self._auth.trusted), reason, message)
+
     def _reject(self, name: str, rid: str | None, error: str) -> None:
+        """Count and answer; the id only if it is text a reply can carry, the error made printable and bounded."""
         with self._lock:
             self._errors += 1
-        self._send(name, self._envelopes.stamp(ReplyPayload, id=rid, command=name, ok=False, error=error))
+        reply = self._envelopes.stamp(ReplyPayload, id=text_request_id(rid), command=name, ok=False,
+                                      error=printable(error, _MAX_ERROR, ascii_only=False))
+        self._send(name, reply)
 
     def _send(self, name: str, reply: ReplyPayload) -> None:
         try:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal
@@ -35,7 +36,34 @@ MAX_ENVELOPE_BYTES = 2 * MAX_COMMAND_BYTES + 512
 CLOCK_SKEW_MS = 30_000
 MAX_LIFETIME_MS = 3_600_000
 MAX_SEQ = 2**63 - 1
+MAX_REQUEST_ID = 64
 _SIGNATURE_BYTES = 64
+# Key ids are 16 hex characters (shared.signing.key_id); anything outside this set is not worth echoing.
+_KEY_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def check_request_id(v: str) -> str:
+    """A request id must travel back in a reply: 1-64 characters of UTF-8 text without control characters."""
+    if not 0 < len(v) <= MAX_REQUEST_ID:
+        raise ValueError(f"request id must be 1-{MAX_REQUEST_ID} characters")
+    try:
+        v.encode("utf-8")
+    except UnicodeEncodeError as exc:  # a lone surrogate from a \ud800 escape
+        raise ValueError("request id is not valid UTF-8 text") from exc
+    if _CONTROL.search(v):
+        raise ValueError("request id holds control characters")
+    return v
+
+
+def text_request_id(v: object) -> str | None:
+    """v when it is a request id a reply can carry (check_request_id), else None."""
+    if not isinstance(v, str):
+        return None
+    try:
+        return check_request_id(v)
+    except ValueError:
+        return None
 
 
 
@@ -72,13 +100,15 @@ class CommandBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     schema_version: Literal[1] = Field(default=SIGNED_COMMAND_VERSION, description="Signed command format version.")
-    id: str = Field(min_length=1, max_length=64, description="Request id echoed in the reply.")
+    id: str = Field(min_length=1, max_length=MAX_REQUEST_ID, description="Request id echoed in the reply.")
     name: str = Field(description="Command name; must match the cmd/<name> topic it arrives on.")
     target: Target = Field(description="Who the command is for.")
     issued_at_ms: int = Field(ge=0, le=MAX_SEQ, description="Issuer's clock when signed, Unix ms.")
     expires_at_ms: int = Field(ge=0, le=MAX_SEQ, description="Refused from this time on, Unix ms.")
     seq: int = Field(ge=1, le=MAX_SEQ, description="Issuer's sequence number; must grow per key on each device.")
     args: dict[str, Any] = Field(default_factory=dict, description="The command's own fields (version, pin, ...).")
+
+    _id = field_validator("id")(lambda cls, v: check_request_id(v))
 
     @field_validator("name")
     @classmethod
@@ -188,7 +218,7 @@ def parse_envelope(doc: Mapping[str, Any]) -> SignedEnvelope:
     if len(signed) > MAX_COMMAND_BYTES:
         raise CommandError(f"signed command body is {len(signed)} characters, over the {MAX_COMMAND_BYTES} limit")
     rid = request_id_in(signed)
-    if not isinstance(kid, str) or not kid or len(kid) > 64:
+    if not isinstance(kid, str) or not _KEY_ID.match(kid):
         raise CommandError("signed command needs 'key_id': the id of the signing key ('edgeferry keygen' prints it)")
     if not isinstance(sig, str):
         raise CommandRefused("bad_signature", f"command from key {kid} carries no signature text", rid)
@@ -257,10 +287,12 @@ def check_time(body: CommandBody, now_ms: int, skew_ms: int = CLOCK_SKEW_MS) -> 
             "not_yet_valid", f"command was issued {_span(body.issued_at_ms - now_ms)} in the future by this "
             "device's clock; check the clocks of the sender and this device", body.id,
         )
-    if body.expires_at_ms - max(body.issued_at_ms, now_ms) > MAX_LIFETIME_MS + skew_ms:
+    # The lifetime is what the sender signed (expiry minus issue), not what is left of it: a command issued long ago
+    # (or at 0) with an expiry still ahead would otherwise be accepted.
+    if body.expires_at_ms - body.issued_at_ms > MAX_LIFETIME_MS:
         raise CommandRefused(
-            "not_yet_valid", f"command stays valid for {_span(body.expires_at_ms - now_ms)}, beyond the "
-            f"{_span(MAX_LIFETIME_MS)} limit; sign it with a shorter expiry", body.id,
+            "not_yet_valid", f"command was signed valid for {_span(body.expires_at_ms - body.issued_at_ms)}, "
+            f"beyond the {_span(MAX_LIFETIME_MS)} limit; sign it with a shorter expiry", body.id,
         )
 
 
@@ -279,8 +311,7 @@ def request_id_in(text: str) -> str | None:
         raw = json.loads(text)
     except (ValueError, RecursionError):
         return None
-    rid = raw.get("id") if isinstance(raw, dict) else None
-    return rid if isinstance(rid, str) and 0 < len(rid) <= 64 else None
+    return text_request_id(raw.get("id")) if isinstance(raw, dict) else None
 
 
 def reply_id(payload: bytes) -> str | None:
@@ -293,8 +324,7 @@ def reply_id(payload: bytes) -> str | None:
         return None
     if isinstance(raw.get("signed"), str):
         return request_id_in(raw["signed"])
-    rid = raw.get("id")
-    return rid if isinstance(rid, str) and 0 < len(rid) <= 64 else None
+    return text_request_id(raw.get("id"))
 
 
 def _span(ms: int) -> str:

@@ -410,3 +410,80 @@ def test_a_result_that_cannot_be_sent_is_an_error_reply(tmp_path: Path) -> None:
     reply = replies(link, "ping")[0]
     assert (reply["id"], reply["ok"]) == ("p", False)
     assert reply["error"].startswith("internal error")
+
+
+# A 15-byte command whose id is a lone surrogate: valid JSON, but no UTF-8 text can carry it back in a reply.
+LONE_SURROGATE = b'{"id":"\\ud800"}'
+
+
+def test_ids_that_are_not_utf8_text_get_an_error_reply_and_the_log_stays_bounded(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert len(LONE_SURROGATE) == 15
+    forged_key_id = json.dumps({"signed": '{"id":"\\ud800"}', "key_id": "\ud800\n", "sig": "AA=="}).encode()
+    router, link = fake_router(tmp_path, clock=lambda: 1000.0)
+    router.register("ping", ping)
+    router.start()
+    try:
+        with caplog.at_level("DEBUG"):
+            for i in range(500):
+                router.on_message(TOPICS.cmd("ping"), LONE_SURROGATE if i % 2 else forged_key_id)
+    finally:
+        router.stop()
+    got = replies(link, "ping")
+    assert len(got) == 500
+    assert all(r["id"] is None and r["ok"] is False and r["error"] for r in got)
+    assert all(r["error"].isascii() or "\ud800" not in r["error"] for r in got)
+    lines = [r for r in caplog.records if r.name.startswith("edge.")]
+    assert len(lines) <= 4, [r.getMessage() for r in lines]
+    assert not any(r.exc_info for r in caplog.records)
+    assert sum(len(r.getMessage()) for r in lines) < 2000
+    assert all("\n" not in r.getMessage() and "\ud800" not in r.getMessage() for r in lines)
+    assert router.metrics()["cmd_errors"] == 500
+
+
+def test_a_development_device_answers_a_non_text_id_without_running_the_command(tmp_path: Path) -> None:
+    ran: list[Any] = []
+    router, link = fake_router(tmp_path, auth=make_auth(tmp_path, allow_unsigned=True))
+
+    def record(cmd: Any) -> dict[str, Any]:
+        ran.append(cmd)
+        return {}
+
+    router.register("ping", record)
+    router.start()
+    try:
+        router.on_message(TOPICS.cmd("ping"), LONE_SURROGATE)
+        router.on_message(TOPICS.cmd("ping"), b'{"id": "fine"}')
+        wait_until(lambda: len(replies(link, "ping")) == 2, what="two replies")
+    finally:
+        router.stop()
+    first, second = replies(link, "ping")
+    assert (first["id"], first["ok"]) == (None, False) and "UTF-8" in first["error"]
+    assert (second["id"], second["ok"]) == ("fine", True)
+    assert len(ran) == 1
+
+
+def test_refusals_are_logged_once_per_window_then_summarised(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    now = [1000.0]
+    router, link = fake_router(tmp_path, clock=lambda: now[0])
+    router.register("ping", ping)
+    router.start()
+    try:
+        with caplog.at_level("INFO", logger="edge"):
+            for _ in range(30):
+                router.on_message(TOPICS.cmd("ping"), b'{"id": "u"}')
+            router.on_message(TOPICS.cmd("ping"), signed("ping", "x", key=Ed25519PrivateKey.generate()))
+            first = [r.getMessage() for r in caplog.records]
+            now[0] += 61
+            router.on_message(TOPICS.cmd("ping"), b'{"id": "u"}')
+    finally:
+        router.stop()
+    assert len(first) == 2, first  # one line per reason while the window lasts
+    assert "unsigned command refused" in first[0] and "not in this device's" in first[1]
+    later = [r.getMessage() for r in caplog.records][2:]
+    assert any("29 more" in m and "unsigned" in m and "last 60 s" in m for m in later), later
+    assert any("unsigned command refused" in m for m in later), later  # a new window logs its first one again
+    assert len(replies(link, "ping")) == 32

@@ -27,6 +27,7 @@ from shared.command_signing import (
     parse_envelope,
     reply_id,
     sign_command,
+    text_request_id,
     verify_envelope,
 )
 from shared.errors import CommandError, CommandRefused
@@ -290,3 +291,29 @@ def test_the_parser_only_ever_accepts_or_raises_a_command_error(payload: bytes) 
         assert str(exc)
         return
     assert got == body()  # the only thing that may verify is the untouched message
+
+
+@pytest.mark.parametrize("issued_at_ms", [NOW - 9 * 3_600_000 - 1_800_000, 0, NOW - MAX_LIFETIME_MS - 1])
+def test_the_lifetime_limit_is_expiry_minus_issue_not_the_time_remaining(issued_at_ms: int) -> None:
+    # Expires 30 min from now, within the limit if only the time left counted.
+    b = body().model_copy(update={"issued_at_ms": issued_at_ms, "expires_at_ms": NOW + 1_800_000})
+    with pytest.raises(CommandRefused, match="beyond the 60 min limit") as info:
+        check_time(b, NOW)
+    assert info.value.reason == "not_yet_valid" and info.value.request_id == "r1"
+
+
+def test_the_longest_lifetime_a_sender_can_sign_is_accepted_until_it_expires() -> None:
+    b = body(expires_in_s=MAX_LIFETIME_MS / 1000)
+    assert b.expires_at_ms - b.issued_at_ms == MAX_LIFETIME_MS
+    check_time(b, NOW)
+    check_time(b, NOW + MAX_LIFETIME_MS - 1)
+
+
+def test_request_ids_that_are_not_utf8_text_are_never_echoed() -> None:
+    assert reply_id(b'{"id":"\\ud800"}') is None
+    assert reply_id(json.dumps({"signed": '{"id":"\\udfff"}', "key_id": "k", "sig": "x"}).encode()) is None
+    with pytest.raises(CommandError, match="id"):
+        body(request_id="\ud800")
+    with pytest.raises(CommandError, match="control characters"):
+        body(request_id="a\nb")
+    assert text_request_id("r-1") == "r-1" and text_request_id("\x1b[2J") is None and text_request_id(7) is None
