@@ -6,12 +6,16 @@ EDGEFERRY_* variable or the flag, so a user knows which of the three to fix.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import os
-from collections.abc import Mapping, Sequence
+import sys
+import types
+import typing
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -24,6 +28,30 @@ ENV_PREFIX = "EDGEFERRY_"
 _VALUE_CHARS = 60
 
 Key = tuple[str, ...]
+# EDGEFERRY_ variables that are not config keys: set by the tools themselves, read outside any config tree.
+NON_CONFIG_VARIABLES = frozenset({
+    "EDGEFERRY_CONFIG", "EDGEFERRY_FLEET_CONFIG", "EDGEFERRY_MQTT_PASSWORD", "EDGEFERRY_EXTRAS",
+    "EDGEFERRY_TORCH_CONSTRAINTS", "EDGEFERRY_EXTRA_PACKAGES", "EDGEFERRY_BROKER_GROUP", "EDGEFERRY_HA_PYTHON",
+    "EDGEFERRY_HA_VERSION", "EDGEFERRY_HA_VENV", "EDGEFERRY_GRAFANA_SCHEMA_DIR", "EDGEFERRY_UPDATE_SCREENSHOTS",
+    "EDGEFERRY_CRASH_AT",
+})
+
+
+class _ExplicitNull:
+    """A flag set to null on purpose (--run.duration_s=null): unlike an absent flag (None), it overrides the file."""
+
+    _instance: _ExplicitNull | None = None
+
+    def __new__(cls) -> _ExplicitNull:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "null"
+
+
+EXPLICIT_NULL: Any = _ExplicitNull()
 
 
 def _set_path(tree: dict[str, Any], path: Sequence[str], value: Any) -> None:
@@ -114,22 +142,25 @@ def env_overrides(environ: Mapping[str, str], prefix: str = ENV_PREFIX) -> dict[
 
 
 def dotted_overrides(flags: Mapping[str, Any]) -> dict[str, Any]:
-    """{'mqtt.port': 1884} becomes {'mqtt': {'port': 1884}}; None values mean 'flag not given'."""
+    """{'mqtt.port': 1884} becomes {'mqtt': {'port': 1884}}; None values mean 'flag not given', EXPLICIT_NULL
+    means null."""
     tree: dict[str, Any] = {}
     for key, value in flags.items():
         if value is not None:
-            _set_path(tree, key.split("."), value)
+            _set_path(tree, key.split("."), None if value is EXPLICIT_NULL else value)
     return tree
 
 
 def _scalar(raw: str) -> Any:
-    """A flag value as YAML reads it (1884 -> int, true -> bool, [a, b] -> list); unparseable text stays text."""
+    """A flag value as YAML reads it (1884 -> int, true -> bool, [a, b] -> list, null -> EXPLICIT_NULL);
+    unparseable text stays text."""
     if raw == "":
         return ""
     try:
-        return yaml.safe_load(raw)
+        value = yaml.safe_load(raw)
     except yaml.YAMLError:
         return raw
+    return EXPLICIT_NULL if value is None else value
 
 
 def parse_set_pairs(pairs: Sequence[str] | None) -> dict[str, Any]:
@@ -195,6 +226,45 @@ def _data_path(data: Any, error: Mapping[str, Any]) -> Key:
     return tuple(path)
 
 
+def _model_keys(annotation: Any, prefix: Key = (), seen: frozenset[type] = frozenset()) -> set[Key]:
+    """Every key path of a config annotation: nested models, optional sections, unions and lists of models."""
+    origin = get_origin(annotation)
+    if origin is typing.Annotated:
+        return _model_keys(get_args(annotation)[0], prefix, seen)
+    if origin in (Union, types.UnionType, list, tuple, set, frozenset):
+        return set().union(*(_model_keys(arg, prefix, seen) for arg in get_args(annotation)))
+    out: set[Key] = set()
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel) and annotation not in seen:
+        for name, field in annotation.model_fields.items():
+            out.add((*prefix, name))
+            out |= _model_keys(field.annotation, (*prefix, name), seen | {annotation})
+    return out
+
+
+_warned: set[str] = set()
+
+
+def _warn_once(line: str) -> None:
+    """One stderr line per unknown variable per process (the agent reloads its config on set-config)."""
+    if line not in _warned:
+        _warned.add(line)
+        print(line, file=sys.stderr, flush=True)
+
+
+def unknown_env_warnings(cls: type[BaseModel], environ: Mapping[str, str], roots: set[str]) -> list[str]:
+    """One line per EDGEFERRY_ variable outside every section of `cls` (a typo that would otherwise be ignored)."""
+    suffixes = sorted("__".join(k).upper() for k in _model_keys(cls))
+    lines = []
+    for path, _, name in _env_entries(environ, ENV_PREFIX):
+        # A variable under a known section reaches validation, which names a wrong key there in its error.
+        if name in NON_CONFIG_VARIABLES or path[0] in roots:
+            continue
+        close = difflib.get_close_matches(name[len(ENV_PREFIX):], suffixes, n=1, cutoff=0.75)
+        hint = f"; did you mean {ENV_PREFIX}{close[0]}?" if close else " (--help-config lists the options)"
+        lines.append(f"warning: environment variable {name} names no config option and is ignored{hint}")
+    return lines
+
+
 def _origin(path: Key, origins: Sequence[tuple[Key, str]]) -> str | None:
     """Where the value at `path` came from: the latest source that set it, or every source under a section."""
     covering = [label for key, label in origins if path[: len(key)] == key]
@@ -217,15 +287,21 @@ def load_config(
     known_env_roots: set[str] | None = None,
     *,
     flag_labels: Mapping[str, str] | None = None,
+    warn: Callable[[str], None] = _warn_once,
 ) -> T:
     """Defaults < file < environment < flags, validated once into cls.
 
+    A flag of None is 'not given'; EXPLICIT_NULL (what `--key=null` parses to) sets null over the file.
     `flag_labels` says how the user spelled each dotted flag key (`--store` for publish.store.uri); by default a
-    key `mqtt.port` is reported as the flag `--mqtt.port`.
+    key `mqtt.port` is reported as the flag `--mqtt.port`. An EDGEFERRY_ variable that names no option is
+    reported through `warn` (once per process by default), unless the config takes no variables at all.
     """
     environ = os.environ if environ is None else environ
     file_data: dict[str, Any] = read_yaml(path) if path else {}
     roots = known_env_roots if known_env_roots is not None else set(cls.model_fields)
+    if roots:
+        for line in unknown_env_warnings(cls, environ, roots):
+            warn(line)
     env_entries = [e for e in _env_entries(environ, ENV_PREFIX) if e[0][0] in roots]
     env: dict[str, Any] = {}
     for key, value, _ in env_entries:
