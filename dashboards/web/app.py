@@ -42,7 +42,7 @@ from shared.names import check_ident
 
 STATIC = Path(__file__).parent / "static"
 PAGES = {"fleet": "fleet.html", "device": "device.html", "rollouts": "rollouts.html", "alerts": "alerts.html",
-         "login": "login.html"}
+         "login": "login.html", "docs": "docs.html"}
 # Query bounds: no time after 9999-12-31 and no version beyond 64 bits, so no query can overflow a column.
 MAX_MS = 253_402_300_799_999
 MAX_VERSION = 2**63 - 1
@@ -144,8 +144,8 @@ def create_app(
         finally:
             await live.stop()
 
-    app = FastAPI(title="edgeferry fleet", version="1", openapi_url="/api/openapi.json", docs_url="/api/docs",
-                  redoc_url=None, lifespan=lifespan)
+    app = FastAPI(title="edgeferry fleet", version="1", openapi_url="/api/openapi.json", docs_url=None,
+                  redoc_url=None, lifespan=lifespan)  # docs: our own page over the vendored Swagger UI (/api/docs)
     app.state.hub = live
     app.state.auth = auth
 
@@ -229,6 +229,10 @@ def create_app(
     @app.get("/alerts", include_in_schema=False)
     def alerts_page(request: Request) -> Response:
         return page(request, "alerts")
+
+    @app.get("/api/docs", include_in_schema=False)
+    def docs_page(request: Request) -> Response:
+        return page(request, "docs")
 
     @app.get("/login", include_in_schema=False)
     def login_page() -> Response:
