@@ -98,7 +98,8 @@ class Agent:
         self.router = CommandRouter(self.link, self.topics, self.envelopes, auth=CommandAuth.from_config(cfg.device),
                                     queue_size=cfg.mqtt.command_queue, health=self.health)
         self.desired = DesiredSync.from_config(cfg.device, self.link, self.topics, deploy=self.deploy, pin=self._apply,
-                                               served=self.sync.current_version, health=self.health)
+                                               served=self.sync.current_version, model=cfg.sync.model,
+                                               health=self.health)
         self.system = SystemStats()
         self.telemetry = Telemetry(self.envelopes)
         self.exporter: PrometheusExporter | None = None
@@ -292,6 +293,9 @@ class Agent:
     def _register_commands(self) -> None:
         def deploy(cmd: DeployCommand) -> dict[str, Any]:
             if cmd.pin:
+                # Check first, then change anything: a deploy anti-rollback refuses must not leave its pin behind.
+                if cmd.version is not None:
+                    self.sync.check_rollback(cmd.version, allow_downgrade=cmd.allow_downgrade)
                 self._apply({"sync.pinned_version": cmd.version})
             return self.deploy(cmd.version, explicit=cmd.version is not None, allow_downgrade=cmd.allow_downgrade)
 

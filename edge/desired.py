@@ -9,6 +9,9 @@ The retained message comes again on every (re)connect: the same seq as the state
 force, re-affirmed and not a refusal; a lower seq is an old message replayed and is refused and counted. An empty
 retained message clears the desired state: the pin this component set is released (the device follows signed
 latest.json again, anti-rollback still holds), and nothing else changes.
+
+A desired state names the model too: one for another model than the device follows (sync.model) is refused and
+counted like a forged one, and changes nothing (no version, no pin, nothing persisted).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from edge.command_auth import load_command_keys
 from edge.config import DeviceConfig
 from edge.errors import CommandStateError
 from edge.link.base import Link
+from edge.refusal_log import RefusalLog
 from edge.supervise import Health, spawn
 from shared.command_signing import MAX_SEQ
 from shared.desired_state import DesiredState, check_desired_sequence, is_cleared, verify_desired
@@ -115,9 +119,11 @@ class DesiredSync:
         deploy: Deploy,
         pin: Pin,
         served: Served,
+        model: str,
         health: Health | None = None,
     ) -> None:
         self._link, self._topics = link, topics
+        self.model = model
         self._served = served
         self.trusted = dict(trusted)
         self.store = store
@@ -130,29 +136,39 @@ class DesiredSync:
         self._refused = 0
         self._applied = 0
         self.last_error: str | None = None
+        self._refusals = RefusalLog(log, "desired states")
 
     @classmethod
     def from_config(cls, device: DeviceConfig, link: Link, topics: DeviceTopics, *, deploy: Deploy, pin: Pin,
-                    served: Served, health: Health | None = None) -> DesiredSync:
-        """Keys from device.command_keys, state next to device.command_state_path."""
+                    served: Served, model: str, health: Health | None = None) -> DesiredSync:
+        """Keys from device.command_keys, state next to device.command_state_path; model is sync.model."""
         return cls(link, topics, trusted=load_command_keys(device.command_keys), store=DesiredFile(state_path(device)),
-                   deploy=deploy, pin=pin, served=served, health=health)
+                   deploy=deploy, pin=pin, served=served, model=model, health=health)
 
     @property
     def version(self) -> int | None:
         """The desired version in force (what the device converges to), or None."""
-        state = self.store.state
+        state = self._in_force()
         return None if state is None else state.version
+
+    def _in_force(self) -> DesiredState | None:
+        """The persisted state, unless it names another model (written before models were checked): never held."""
+        state = self.store.state
+        return state if state is None or state.model == self.model else None
 
     def metrics(self) -> dict[str, float]:
         """Telemetry figures: desired_version (0: none), desired_refused, desired_applied."""
+        self._refusals.flush()
         with self._lock:
             return {"desired_version": float(self.version or 0), "desired_refused": float(self._refused),
                     "desired_applied": float(self._applied)}
 
     def start(self) -> None:
         """Re-pin a persisted desired state at once, then start the worker and subscribe (retained)."""
-        state = self.store.state
+        state = self._in_force()
+        if state is None and self.store.state is not None:
+            log.warning("the persisted desired state names model %s, not %s (sync.model); not holding it",
+                        self.store.state.model, self.model)
         if state is not None:
             self._hold(state.version)
             self._enqueue(_Job(state))
@@ -183,13 +199,16 @@ class DesiredSync:
         try:
             if self.store.corrupt is not None:
                 raise CommandRefused("state_corrupt", self.store.corrupt)
-            state = verify_desired(payload, self.trusted, self._topics.fleet, self._topics.device_id)
+            state = verify_desired(payload, self.trusted, self._topics.fleet, self._topics.device_id, self.model)
             if self._is_in_force(state):
                 log.debug("desired state seq %d re-affirmed", state.seq)
                 self._enqueue(_Job(state))
                 return
             check_desired_sequence(state, self.store.last_seq)
-        except CommandError as exc:  # CommandRefused included: forged, unknown key, replayed, mis-addressed
+        except CommandRefused as exc:  # forged, unknown key, replayed, mis-addressed, another model
+            self._refuse(str(exc), exc.reason)
+            return
+        except CommandError as exc:
             self._refuse(str(exc))
             return
         self._enqueue(_Job(state))
@@ -197,8 +216,8 @@ class DesiredSync:
     def _is_in_force(self, state: DesiredState) -> bool:
         return self.store.last_seq == state.seq and self.store.state == state
 
-    def _refuse(self, reason: str) -> None:
-        log.warning("desired state refused: %s", reason)
+    def _refuse(self, reason: str, kind: str = "malformed") -> None:
+        self._refusals.refused("-", kind, reason)
         with self._lock:
             self._refused += 1
             self.last_error = reason
@@ -228,14 +247,14 @@ class DesiredSync:
             try:  # check again (a newer state may have been applied since), then persist, then act
                 check_desired_sequence(state, self.store.last_seq)
             except CommandRefused as exc:
-                self._refuse(str(exc))
+                self._refuse(str(exc), exc.reason)
                 return
             try:
                 self.store.record(state.seq, state)
             except OSError as exc:
                 err = CommandStateError(f"cannot record the desired state in {self.store.path}: "
                                         f"{exc.strerror or exc}; not applied")
-                self._refuse(str(err))
+                self._refuse(str(err), "state_write")
                 return
             with self._lock:
                 self._applied += 1
@@ -261,6 +280,8 @@ class DesiredSync:
         except OSError as exc:
             log.error("cannot record the cleared desired state in %s: %s", self.store.path, exc.strerror or exc)
             return
+        if state.model != self.model:
+            return  # never held (see _in_force): no pin of ours to release
         log.info("desired state cleared; releasing the pin on v%d", state.version)
         self._hold(None)
 

@@ -266,18 +266,24 @@ class ModelSync:
         self._pointer_sha[latest.version] = latest.manifest_sha256
         return latest.version
 
-    def install(self, version: int, *, allow_downgrade: bool = False) -> InstalledModel:
-        """Fetch, verify and install a version into the cache without switching to it (see activate)."""
+    def check_rollback(self, version: int, *, allow_downgrade: bool = False) -> None:
+        """PackageRejected (counted) when version is below the anti-rollback floor and no downgrade is allowed; run
+        before anything changes for a deploy (a pin), so a refused deploy leaves nothing behind."""
         with self._lock:
-            ptr = self.cache.read_pointer()
-            if not allow_downgrade and version < self._floor(ptr):
+            floor = self._floor(self.cache.read_pointer())
+            if not allow_downgrade and version < floor:
                 raise self._reject(
                     PackageRejected(
-                        f"{self.cfg.model} v{version} is older than v{self._floor(ptr)} already activated "
+                        f"{self.cfg.model} v{version} is older than v{floor} already activated "
                         "(anti-rollback); a signed deploy command with allow_downgrade may downgrade"
                     ),
                     version,
                 )
+
+    def install(self, version: int, *, allow_downgrade: bool = False) -> InstalledModel:
+        """Fetch, verify and install a version into the cache without switching to it (see activate)."""
+        with self._lock:
+            self.check_rollback(version, allow_downgrade=allow_downgrade)
             existing = self.cache.version_dir(version)
             if existing.is_dir():
                 try:

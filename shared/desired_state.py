@@ -71,9 +71,10 @@ def is_cleared(payload: bytes) -> bool:
 
 
 def verify_desired(
-    payload: bytes, trusted: Mapping[str, Ed25519PublicKey], fleet: str, device_id: str
+    payload: bytes, trusted: Mapping[str, Ed25519PublicKey], fleet: str, device_id: str, model: str | None = None
 ) -> DesiredState:
-    """Check signature, key and addressee of a desired message; CommandRefused / CommandError when it fails.
+    """Check signature, key and addressee (and, given, the model the device follows) of a desired message;
+    CommandRefused / CommandError when it fails.
 
     The sequence check is the caller's: `check_desired_sequence` against the last seq it applied and persisted.
     """
@@ -115,6 +116,11 @@ def verify_desired(
         raise CommandRefused(
             "not_addressed", f"desired state is for device {state.device_id} of fleet {state.fleet}, not for this "
             f"device {device_id} of fleet {fleet}",
+        )
+    if model is not None and state.model != model:
+        raise CommandRefused(
+            "not_addressed", f"desired state names model {state.model!r} v{state.version}, but this device follows "
+            f"model {model!r} (sync.model); a desired state can only move a device between versions of its model",
         )
     return state
 

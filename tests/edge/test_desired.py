@@ -44,7 +44,7 @@ def _sync(tmp_path: Path, device: Device) -> tuple[DesiredSync, FakeLink]:
     link = FakeLink()
     sync = DesiredSync(link, TOPICS, trusted={key_id(KEY.public_key()): KEY.public_key()},
                        store=DesiredFile(tmp_path / "desired-state.json"), deploy=device.deploy, pin=device.pin,
-                       served=lambda: device.serving)
+                       served=lambda: device.serving, model="m")
     sync.start()
     return sync, link
 
@@ -113,3 +113,31 @@ def test_empty_message_releases_the_pin_and_keeps_the_seq(tmp_path: Path) -> Non
     _settle(sync, {"desired_refused": 1})
     sync.stop()
     assert device.pins == [2, None] and DesiredFile(tmp_path / "desired-state.json").last_seq == 5
+
+
+def test_a_desired_state_for_another_model_is_refused_and_changes_nothing(tmp_path: Path) -> None:
+    device = Device(serving=4)
+    sync, link = _sync(tmp_path, device)
+    link.deliver(TOPICS.desired, sign_desired(DesiredState(fleet="lab", device_id="cam-1", model="faces", version=1,
+                                                           allow_downgrade=True, issued_at_ms=1, seq=9), KEY))
+    figures = _settle(sync, {"desired_refused": 1})
+    sync.stop()
+    assert figures["desired_applied"] == 0 and figures["desired_version"] == 0
+    assert device.serving == 4 and device.deploys == [] and device.pins == []
+    assert not (tmp_path / "desired-state.json").exists()
+    assert "faces" in (sync.last_error or "") and "'m'" in (sync.last_error or "")
+    # The refused state spent no sequence number: the next state for this model applies.
+    sync2, link2 = _sync(tmp_path, device)
+    link2.deliver(TOPICS.desired, _msg(5, seq=9))
+    _settle(sync2, {"desired_applied": 1, "desired_version": 5})
+    sync2.stop()
+    assert device.serving == 5
+
+
+def test_a_persisted_state_for_another_model_is_not_re_pinned(tmp_path: Path) -> None:
+    DesiredFile(tmp_path / "desired-state.json").record(
+        9, DesiredState(fleet="lab", device_id="cam-1", model="faces", version=1, issued_at_ms=1, seq=9))
+    device = Device(serving=4)
+    sync, _ = _sync(tmp_path, device)
+    sync.stop()
+    assert device.pins == [] and device.deploys == [] and sync.version is None

@@ -147,6 +147,22 @@ def test_a_replay_is_refused_after_a_restart_and_a_signed_downgrade_needs_allow_
         assert ping["ok"], ping
 
 
+def test_a_pinned_deploy_refused_by_anti_rollback_leaves_no_pin_behind(tmp_path: Path, mosquitto: Broker) -> None:
+    tree, store, keys = _tree(tmp_path, mosquitto, versions=(1, 2))
+    topics = topics_of(tree)
+    probe = MqttProbe(mosquitto, f"{topics.base}/#")
+    with running_agent(tree):
+        _serving(probe, tree, 2)
+        refused, _ = send_command(probe, topics, "deploy", {"version": 1, "pin": True})
+        assert not refused["ok"] and "anti-rollback" in refused["error"], refused
+        make_package(store, "tiny", 3, keys)
+        # Not pinned to the refused v1: a deploy of the latest goes to v3 (a pin on v1 would refuse it).
+        latest, _ = send_command(probe, topics, "deploy", {})
+        assert latest["ok"] and latest["result"]["version"] == 3, latest
+        state = _serving(probe, tree, 3)
+    assert state["model"]["version"] == 3
+
+
 def test_a_corrupt_sequence_state_refuses_signed_commands_and_keeps_serving(
     tmp_path: Path, mosquitto: Broker
 ) -> None:
@@ -192,7 +208,7 @@ def test_edgeferry_keygen_and_cmd_round_trip(tmp_path: Path, mosquitto: Broker) 
     topics = topics_of(tree)
     probe = MqttProbe(mosquitto, f"{topics.base}/#")
     key = str(tmp_path / "ops" / "operator")
-    common = ["--key", key, "--fleet", topics.fleet, "--host", mosquitto.host, "--port", str(mosquitto.port)]
+    common = ["--command-key", key, "--fleet", topics.fleet, "--broker", f"{mosquitto.host}:{mosquitto.port}"]
     with running_agent(tree):
         _serving(probe, tree)
         first = _cli("cmd", topics.device_id, "ping", *common)
@@ -209,7 +225,7 @@ def test_edgeferry_keygen_and_cmd_round_trip(tmp_path: Path, mosquitto: Broker) 
         assert json.loads(deploy.stdout)["result"]["version"] == 2
         _serving(probe, tree, 2)
 
-        failed = _cli("cmd", topics.device_id, "deploy", "--json", '{"version": 9}', *common)
+        failed = _cli("cmd", topics.device_id, "deploy", "--args-json", '{"version": 9}', *common)
         assert failed.returncode == 1 and json.loads(failed.stdout)["ok"] is False
         assert failed.stderr.count("\n") == 1 and "refused deploy" in failed.stderr
 
@@ -225,7 +241,7 @@ def test_edgeferry_keygen_and_cmd_round_trip(tmp_path: Path, mosquitto: Broker) 
 
     bad_args = _cli("cmd", topics.device_id, "deploy", "version", *common)
     assert bad_args.returncode == 1 and "key=value" in bad_args.stderr and bad_args.stderr.count("\n") == 1
-    no_broker = _cli("cmd", topics.device_id, "ping", "--key", key, "--port", "1")
+    no_broker = _cli("cmd", topics.device_id, "ping", "--command-key", key, "--broker", "localhost:1")
     assert no_broker.returncode == 1 and "cannot connect to the broker" in no_broker.stderr
-    no_key = _cli("cmd", topics.device_id, "ping", "--key", str(tmp_path / "nope"), "--port", "1")
+    no_key = _cli("cmd", topics.device_id, "ping", "--command-key", str(tmp_path / "nope"), "--broker", "localhost:1")
     assert no_key.returncode == 1 and "not found" in no_key.stderr

@@ -119,3 +119,10 @@ def test_bad_values_are_refused_when_building() -> None:
         state(device_id="cam/3")
     with pytest.raises(ValueError, match="extra"):
         DesiredState(**{**state().model_dump(), "pin": True})
+
+
+def test_a_desired_state_for_another_model_is_refused_as_not_addressed() -> None:
+    assert verify_desired(sign_desired(state(), KEY), TRUSTED, "lab", "cam-3", "digits") == state()
+    with pytest.raises(CommandRefused, match="names model 'faces' v4, but this device follows model 'digits'") as info:
+        verify_desired(sign_desired(state(model="faces"), KEY), TRUSTED, "lab", "cam-3", "digits")
+    assert info.value.reason == "not_addressed"
