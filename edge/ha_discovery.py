@@ -40,14 +40,25 @@ def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9_]+", "_", text.lower()).strip("_")
 
 
+# Node ids must be injective across fleets, devices and fleet devices (one fleet's device must never overwrite
+# another's discovery config), and Home Assistant allows only [a-zA-Z0-9_-] in them, the very characters ids use.
+# Ids without '_' keep the readable forms edgeferry_<fleet> (one '_') and edgeferry_<fleet>_<device> (two). When an
+# id holds '_', the fleet's length goes first: edgeferry_<len>_<fleet>_<device> (four or more '_', the length says
+# where the fleet ends, a device id is never empty) and edgeferry_<len>_<fleet> (three or more, the fleet runs to
+# the end): no two forms or pairs share a node id.
+
+
 def node_id(topics: DeviceTopics) -> str:
-    """The discovery node id of one agent (also its device identifier)."""
-    return f"edgeferry_{topics.fleet}_{topics.device_id}"
+    """The discovery node id of one agent (also its device identifier); injective over (fleet, device)."""
+    fleet, device = topics.fleet, topics.device_id
+    if "_" in fleet or "_" in device:
+        return f"edgeferry_{len(fleet)}_{fleet}_{device}"
+    return f"edgeferry_{fleet}_{device}"
 
 
 def fleet_node_id(fleet: str) -> str:
-    """The identifier of the fleet device every agent hangs under (`via_device`)."""
-    return f"edgeferry_{fleet}"
+    """The identifier of the fleet device every agent hangs under (`via_device`); never an agent's node id."""
+    return f"edgeferry_{len(fleet)}_{fleet}" if "_" in fleet else f"edgeferry_{fleet}"
 
 
 # Rendered from the state payload; .get() keeps older agents' payloads (no desired_version) free of HA warnings.

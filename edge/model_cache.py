@@ -74,6 +74,20 @@ class ModelCache:
         self.staging_root = self.model_dir / "staging"
         self.pointer_path = self.model_dir / POINTER_FILE
 
+    def prepare_root(self) -> None:
+        """Create <root>/<model> if missing and prove it writable; OSError (with strerror) when it cannot be used.
+
+        Run once at start: a cache root that is a file or read-only then stops the agent with one line, instead of a
+        warning on every poll.
+        """
+        root = self.model_dir.parent
+        if root.exists() and not root.is_dir():
+            raise NotADirectoryError(20, "it is a file, not a directory", str(root))
+        self.model_dir.mkdir(parents=True, exist_ok=True)
+        probe = self.model_dir / f".write-test-{secrets.token_hex(4)}"
+        probe.write_bytes(b"")
+        probe.unlink()
+
     def version_dir(self, version: int) -> Path:
         """Where an installed version lives."""
         return self.versions_dir / str(version)

@@ -28,7 +28,7 @@ from edge.recorded_choice import RecordedChoices
 from edge.runtime_bench import ChosenModel, PackageIdentity, choose, cpu_model_name
 from edge.runtime_choice import Candidate, candidates, hardware_fingerprint
 from edge.variant_select import rank_variants
-from shared.errors import EdgeferryError, ManifestError, SignatureError, StoreError, StoreNotFoundError
+from shared.errors import ConfigError, EdgeferryError, ManifestError, SignatureError, StoreError, StoreNotFoundError
 from shared.integrity import sha256_bytes
 from shared.manifest import Latest, Manifest, Variant, latest_key, latest_signature_key, utcnow
 from shared.object_store import ObjectStore
@@ -77,6 +77,13 @@ class ModelSync:
         self.backend = backend
         self.hw = hw
         self.cache = ModelCache(cfg.cache_dir, cfg.model)
+        try:
+            self.cache.prepare_root()
+        except OSError as exc:
+            raise ConfigError(
+                f"sync.cache_dir {cfg.cache_dir} is not a writable directory ({exc.strerror or exc}); point it at a "
+                "directory this agent may create and write"
+            ) from exc
         self.policy = RetryPolicy(cfg.download_attempts, cfg.backoff_s, sleep)
         self.clock = clock
         self.now = now

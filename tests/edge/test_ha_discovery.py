@@ -3,12 +3,21 @@
 
 from __future__ import annotations
 
+import itertools
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 
 from edge.config import MqttConfig
-from edge.ha_discovery import AVAILABILITY_TEMPLATE, HaDiscovery, discovery_configs, value_template
+from edge.ha_discovery import (
+    AVAILABILITY_TEMPLATE,
+    HaDiscovery,
+    discovery_configs,
+    fleet_node_id,
+    node_id,
+    value_template,
+)
 from edge.link.mqtt import MqttLink
 from shared.metrics import METRICS
 from shared.topics import DeviceTopics
@@ -109,3 +118,42 @@ def test_birth_message_over_a_real_broker_brings_the_configs_again(
         assert ha.published >= 2
     finally:
         link.stop()
+
+
+def _idents() -> list[str]:
+    """Every fleet or device id of up to 3 characters from an alphabet with the separators ids may contain."""
+    first, rest = "a1", "a1_-"
+    out = list(first)
+    for n in (2, 3):
+        out += [f + "".join(t) for f in first for t in itertools.product(rest, repeat=n - 1)]
+    return out
+
+
+def test_node_ids_never_collide_across_fleets_devices_and_fleet_devices() -> None:
+    assert node_id(DeviceTopics("a_b", "c")) != node_id(DeviceTopics("a", "b_c"))
+    assert fleet_node_id("a_b") != node_id(DeviceTopics("a", "b"))
+    ids = _idents()
+    seen: dict[str, tuple[str, ...]] = {}
+    for fleet in ids:
+        named = [(fleet_node_id(fleet), (fleet,))] + [(node_id(DeviceTopics(fleet, d)), (fleet, d)) for d in ids]
+        for node, who in named:
+            assert who == seen.setdefault(node, who), f"{who} and {seen[node]} share node id {node}"
+            assert re.fullmatch(r"[a-zA-Z0-9_-]+", node), node
+    assert len(seen) == len(ids) * (len(ids) + 1)
+
+
+def test_ids_without_underscores_keep_their_node_ids() -> None:
+    assert node_id(TOPICS) == "edgeferry_lab_cam-1" and fleet_node_id("lab") == "edgeferry_lab"
+
+
+def test_colliding_pairs_get_their_own_discovery_topics_and_devices() -> None:
+    one, two = DeviceTopics("a_b", "c"), DeviceTopics("a", "b_c")
+    first, second = dict(discovery_configs(one, "0.1.0")), dict(discovery_configs(two, "0.1.0"))
+    assert not set(first) & set(second)
+    assert {c["unique_id"] for c in first.values()}.isdisjoint(c["unique_id"] for c in second.values())
+    a, b = next(iter(first.values()))["device"], next(iter(second.values()))["device"]
+    assert a["identifiers"] != b["identifiers"] and a["via_device"] != b["via_device"]
+    for topic in [*first, *second]:
+        prefix, component, node, obj, leaf = topic.split("/")
+        assert (prefix, leaf) == ("homeassistant", "config") and component in {"sensor", "update", "binary_sensor"}
+        assert re.fullmatch(r"[a-zA-Z0-9_-]+", node) and re.fullmatch(r"[a-zA-Z0-9_-]+", obj)

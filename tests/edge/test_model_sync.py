@@ -12,6 +12,7 @@ from edge.backends.base import Hardware
 from edge.config import SyncConfig
 from edge.errors import InstallError, PackageRejected
 from edge.model_sync import ModelSync
+from shared.errors import ConfigError
 from shared.manifest import version_prefix
 from shared.object_store import LocalStore, ObjectStore
 from shared.store_config import StoreConfig
@@ -293,3 +294,21 @@ def test_reduced_precision_agreement_comes_from_config(tmp_path: Path, store: Lo
     model, variant = lenient.load(lenient.install(1))
     assert variant.precision == "int8"
     model.close()
+
+
+@pytest.mark.parametrize("where", ["a-file", "a-file/below"])
+def test_a_cache_dir_that_is_not_a_usable_directory_is_refused_at_start(
+    tmp_path: Path, store: LocalStore, key: KeyPair, where: str
+) -> None:
+    (tmp_path / "a-file").write_text("not a directory")
+    config = SyncConfig(cache_dir=tmp_path / where, backoff_s=0.01)
+    with pytest.raises(ConfigError, match=r"^sync\.cache_dir .*a-file.* is not a (writable )?directory") as info:
+        ModelSync(config, store, [key.public], SimpleOrtBackend(), CPU, sleep=lambda s: None)
+    assert "\n" not in str(info.value)
+    assert (tmp_path / "a-file").read_text() == "not a directory"
+
+
+def test_a_missing_cache_dir_is_created_at_start(tmp_path: Path, store: LocalStore, key: KeyPair) -> None:
+    config = SyncConfig(cache_dir=tmp_path / "new" / "cache", backoff_s=0.01)
+    ModelSync(config, store, [key.public], SimpleOrtBackend(), CPU, sleep=lambda s: None)
+    assert (tmp_path / "new" / "cache").is_dir()
