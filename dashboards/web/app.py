@@ -123,6 +123,19 @@ def _device_id(device_id: str) -> str:
         raise UnknownTarget(f"no device {device_id!r}: {exc}") from exc
 
 
+def _printable(text: str) -> str:
+    """Request text as the audit log may store it: escaped when it holds control characters or lone surrogates."""
+    return text if text.isprintable() else ascii(text)
+
+
+def _rollout_id(rollout_id: str) -> str:
+    """A rollout id that could exist (ro-<hex>), so no made-up id (a NUL, 10 kB) reaches the database."""
+    try:
+        return check_ident(rollout_id, "rollout id")
+    except ValueError as exc:
+        raise UnknownTarget(f"no rollout {rollout_id[:80]!r}: {exc}") from exc
+
+
 def create_app(
     config: WebConfig, reader: FleetReader, actions: FleetActions, hub: LiveHub | None = None,
     clock_ms: Callable[[], int] | None = None,
@@ -203,9 +216,9 @@ def create_app(
             check_csrf(p, csrf)
             message = fn()
         except DashboardError as exc:
-            actions.audit(p.name, action, target, False, str(exc))
+            actions.audit(p.name, action, _printable(target), False, str(exc))
             raise
-        actions.audit(p.name, action, target, True, message)
+        actions.audit(p.name, action, _printable(target), True, message)
         return ActionResult(ok=True, message=message, target=target)
 
     # ---- pages -------------------------------------------------------------------------------------------------
@@ -266,8 +279,9 @@ def create_app(
             for lock in throttle.failed(username, address):
                 limit = limits.max_failures_per_user if lock.scope == "user" else limits.max_failures_per_address
                 await run_in_threadpool(
-                    actions.audit, username[:64], "login.throttled", f"{lock.scope} {lock.key}", False,
-                    f"{limit} failed sign-ins within {limits.window_s:g} s (the last from {address}); "
+                    actions.audit, _printable(username)[:64], "login.throttled",
+                    _printable(f"{lock.scope} {lock.key}"), False,
+                    f"{limit} failed sign-ins within {limits.window_s:g} s (the last from {_printable(address)}); "
                     f"sign-in refused for {lock.retry_after_s} s")
             return RedirectResponse("/login?failed=1", status_code=303)
         throttle.succeeded(username)
@@ -352,7 +366,7 @@ def create_app(
     @app.get("/api/rollouts/{rollout_id}", response_model=RolloutView, tags=["rollouts"])
     def rollout(p: User, rollout_id: str) -> RolloutView:
         """One rollout with its stages, gate figures and every decision."""
-        found = reader.rollout(rollout_id)
+        found = reader.rollout(_rollout_id(rollout_id))
         if found is None:
             raise UnknownTarget(f"no rollout {rollout_id!r}")
         return found
@@ -422,7 +436,7 @@ def create_app(
         chosen: RolloutAction = action
 
         def run() -> str:
-            if reader.rollout(rollout_id) is None:
+            if reader.rollout(_rollout_id(rollout_id)) is None:
                 raise UnknownTarget(f"no rollout {rollout_id!r}")
             return actions.rollout_action(rollout_id, chosen, p.name)
 
