@@ -27,6 +27,7 @@ from shared.signing import generate_keypair
 FLEET, GROUP = "demo", "demo"
 DEMO_USER, DEMO_PASSWORD = "demo", "demo-operator"
 GRACE_S = 10.0
+DEMO_AGENT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "edge-demo.yaml"
 
 
 def _free_port() -> int:
@@ -87,6 +88,20 @@ class Demo:
         }))
         return broker, fleet, web, key.with_suffix(".pub")
 
+    def agent_args(self, command_key: Path, duration: float | None) -> list[str]:
+        """The real agent's arguments: configs/edge-demo.yaml, pointed at this demo's broker, store and state.
+
+        Without a duration it runs until the demo stops it: `--run.duration_s=null` overrides the file's 20 s.
+        """
+        cache = (self.root / "agent-cache").resolve()
+        return ["--config", str(DEMO_AGENT_CONFIG), f"--device.fleet={FLEET}", "--device.device_id=demo-cam-1",
+                f"--device.groups=[{GROUP}]", f"--device.command_keys=[{command_key.resolve()}]",
+                f"--broker=127.0.0.1:{self.broker_port}", f"--sync.store.uri={self.store.resolve()}",
+                f"--sync.trusted_keys=[{self.trusted_key.resolve()}]", f"--sync.cache_dir={cache}",
+                f"--device.command_state_path={cache / 'command-seq.json'}",
+                f"--mqtt.outbox_path={cache / 'outbox.sqlite'}",
+                f"--run.duration_s={duration + 60:g}" if duration else "--run.duration_s=null"]
+
     def start(self, duration: float | None) -> None:
         """Broker, control plane, agent, simulator; then print where to look."""
         mosquitto = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
@@ -98,15 +113,7 @@ class Demo:
         if not _wait_port(self.broker_port, 10):
             raise SystemExit(f"demo: mosquitto did not listen on {self.broker_port}; see {self.root}/mosquitto.log")
         self._spawn("fleet", [*ef, "fleet", "serve", "--config", str(fleet), "--web-config", str(web)])
-        agent_args = [f"--device.fleet={FLEET}", "--device.device_id=demo-cam-1", f"--device.groups=[{GROUP}]",
-                      f"--device.command_keys=[{pub.resolve()}]", f"--mqtt.port={self.broker_port}",
-                      "--mqtt.host=127.0.0.1", f"--sync.store.uri={self.store.resolve()}",
-                      f"--sync.trusted_keys=[{self.trusted_key.resolve()}]",
-                      f"--sync.cache_dir={(self.root / 'agent-cache').resolve()}",
-                      f"--device.command_state_path={(self.root / 'agent-cache' / 'command-seq.json').resolve()}",
-                      f"--mqtt.outbox_path={(self.root / 'agent-cache' / 'outbox.sqlite').resolve()}",
-                      *([f"--run.duration_s={duration + 60:g}"] if duration else ["--run.duration_s=null"])]
-        self._spawn("agent", [*ef, "agent", "--config", "configs/edge-demo.yaml", *agent_args])
+        self._spawn("agent", [*ef, "agent", *self.agent_args(pub, duration)])
         sim = [*ef, "sim", "--devices", str(self.devices), "--broker", f"127.0.0.1:{self.broker_port}",
                "--fleet", FLEET, "--group", GROUP, "--command-key", str(pub.resolve()), "--prefix", "sim"]
         self._spawn("sim", sim)

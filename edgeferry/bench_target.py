@@ -73,7 +73,7 @@ def latest_version(store: ObjectStore, name: str, trusted: list[Ed25519PublicKey
     try:
         latest, _ = verify_pointer(body, signature, trusted, allow_unsigned=False)
     except SignatureError as exc:
-        raise SignatureError(f"{exc} (--key must be the private key that signed the package)") from exc
+        raise SignatureError(f"{exc} (--signing-key must be the private key that signed the package)") from exc
     return latest.version
 
 
@@ -124,7 +124,7 @@ def record_choice(
             installed = sync.install(version)
         except PackageRejected as exc:
             if isinstance(exc.__cause__, SignatureError):
-                raise PackageRejected(f"{exc} (--key must be the private key that signed the package)") from exc
+                raise PackageRejected(f"{exc} (--signing-key must be the private key that signed the package)") from exc
             raise
         chosen, _ = sync.load(installed, remeasure=True)
         chosen.close()

@@ -60,6 +60,49 @@ def _fail(message: str, code: int = 1) -> None:
     raise typer.Exit(code)
 
 
+# What `make train-cloud` signs with when no publish.signing_key is set (cloud/signing_key.py: .keys/edgeferry.key,
+# its public half .keys/edgeferry.pub is what devices trust); publish-pointer and bench default to it.
+DEV_SIGNING_KEY = Path(".keys/edgeferry.key")
+
+
+def _deprecated(old: str, new: str) -> None:
+    """One warning line for a spelling kept for one release (hidden from --help)."""
+    typer.echo(f"warning: {old} is deprecated and goes in the next release; use {new}", err=True)
+
+
+def _pick(new: Any, old: Any, old_flag: str, new_flag: str) -> Any:
+    """The value of a renamed option: the new spelling, else the old one (with its warning line)."""
+    if old is None or old == []:
+        return new
+    _deprecated(old_flag, new_flag)
+    return new if new is not None and new != [] else old
+
+
+def parse_broker(text: str, flag: str = "--broker") -> tuple[str, int | None]:
+    """HOST[:PORT] ([v6]:PORT for IPv6) as (host, port or None when left out), or a one-line error."""
+    host, port_text = text, ""
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        if rest:
+            port_text = rest.removeprefix(":")
+    elif text.count(":") == 1:
+        host, port_text = text.split(":")
+    if not host or (port_text and (not port_text.isdigit() or not 0 < int(port_text) < 65536)):
+        _fail(f"{flag} must be HOST[:PORT] with a port from 1 to 65535, got {text!r}")
+    return host, int(port_text) if port_text else None
+
+
+def _signing_key(path: Path) -> Path:
+    """The package key, checked here so a missing one names the trainer's key rather than suggest a keygen that
+    would overwrite the public key devices trust."""
+    if not path.exists():
+        hint = (f"make train-cloud writes {DEV_SIGNING_KEY}; run it first" if path == DEV_SIGNING_KEY
+                else f"the default is {DEV_SIGNING_KEY}, the key make train-cloud signs with")
+        _fail(f"signing key {path} not found: --signing-key is the private key the package was signed with "
+              f"(publish.signing_key of the train config; {hint})")
+    return path
+
+
 def _version(value: bool) -> None:
     if value:
         typer.echo(f"edgeferry {__version__}")
@@ -175,7 +218,8 @@ def keygen(
         f"private key: {pair.private} (mode 0600)\npublic key:  {pair.public} (give this to devices)\n"
         f"key id:      {key_id(load_public_key(pair.public))}\n"
         f"packages: publish.signing_key={pair.private}, devices list {pair.public.name} in sync.trusted_keys\n"
-        f"commands: edgeferry cmd ... --key {pair.private}, devices list {pair.public.name} in device.command_keys"
+        f"commands: edgeferry cmd ... --command-key {pair.private}, devices list {pair.public.name} in "
+        "device.command_keys"
     )
 
 
@@ -183,17 +227,17 @@ def keygen(
 def cmd(
     device: Annotated[str, typer.Argument(help="Device id (topic level 3).")],
     name: Annotated[str, typer.Argument(help="Command: deploy, rollback, set-config or ping.")],
-    key: Annotated[Path, typer.Option(help="ed25519 private key PEM whose public key devices list in "
-                                           "device.command_keys; its sequence is kept in KEY.seq.")],
+    command_key: Annotated[Path | None, typer.Option(
+        help="ed25519 private key PEM whose public key devices list in device.command_keys (required); its "
+             "sequence is kept in KEY.seq.")] = None,
     args: Annotated[
         list[str] | None,
         typer.Argument(help="Command fields as key=value (YAML values): version=3 pin=true allow_downgrade=true; "
                             "for set-config, dotted config keys: events.mode=every."),
     ] = None,
     fleet: Annotated[str, typer.Option(help="Fleet of the device (topic level 2).")] = "default",
-    json_: Annotated[str | None, typer.Option("--json", help="Command fields as one JSON object.")] = None,
-    host: Annotated[str, typer.Option(help="Broker host.")] = "localhost",
-    port: Annotated[int, typer.Option(min=1, max=65535, help="Broker port.")] = 1883,
+    args_json: Annotated[str | None, typer.Option(help="Command fields as one JSON object.")] = None,
+    broker: Annotated[str, typer.Option(help="MQTT broker as HOST[:PORT].")] = "localhost:1883",
     username: Annotated[str | None, typer.Option(help="Broker user.")] = None,
     password: Annotated[str | None, typer.Option(envvar="EDGEFERRY_MQTT_PASSWORD",
                                                  help="Broker password (or EDGEFERRY_MQTT_PASSWORD).")] = None,
@@ -202,6 +246,10 @@ def cmd(
     tls_key: Annotated[Path | None, typer.Option(help="Client key for mutual TLS.")] = None,
     expires_in: Annotated[float, typer.Option(min=0.001, max=3600, help="Seconds until devices refuse it.")] = 60,
     timeout: Annotated[float, typer.Option(min=0.1, max=3600, help="Seconds to wait for the reply.")] = 10,
+    key: Annotated[Path | None, typer.Option(hidden=True, help="Deprecated: --command-key.")] = None,
+    json_: Annotated[str | None, typer.Option("--json", hidden=True, help="Deprecated: --args-json.")] = None,
+    host: Annotated[str | None, typer.Option(hidden=True, help="Deprecated: --broker HOST:PORT.")] = None,
+    port: Annotated[int | None, typer.Option(min=1, max=65535, hidden=True, help="Deprecated: --broker.")] = None,
 ) -> None:
     """Sign a command, send it to one device and print its reply (exit 1 when ok=false, 3 when none came)."""
     import json
@@ -209,14 +257,22 @@ def cmd(
     import yaml
 
     client = _require("edgeferry.cmd_client", "cmd")
+    command_key = _pick(command_key, key, "--key", "--command-key")
+    if command_key is None:
+        _fail("--command-key is required: the private key whose public half devices list in device.command_keys")
+    args_json = _pick(args_json, json_, "--json", "--args-json")
+    broker_host, broker_port = parse_broker(broker)
+    if host is not None or port is not None:
+        _deprecated("--host/--port", "--broker HOST:PORT")
+        broker_host, broker_port = host or broker_host, port or broker_port
     fields: dict[str, Any] = {}
-    if json_ is not None:
+    if args_json is not None:
         try:
-            fields = json.loads(json_)
+            fields = json.loads(args_json)
         except ValueError as exc:
-            _fail(f"--json is not JSON: {exc}")
+            _fail(f"--args-json is not JSON: {exc}")
         if not isinstance(fields, dict):
-            _fail("--json must be a JSON object")
+            _fail("--args-json must be a JSON object")
     pairs: dict[str, Any] = {}
     for pair in args or []:
         field, sep, raw = pair.partition("=")
@@ -227,10 +283,10 @@ def cmd(
         fields["values"] = {**fields.get("values", {}), **pairs}
     else:
         fields.update(pairs)
-    broker = client.BrokerOptions(host=host, port=port, username=username, password=password, tls_ca=tls_ca,
-                                  tls_cert=tls_cert, tls_key=tls_key)
+    options = client.BrokerOptions(host=broker_host, port=broker_port or 1883, username=username, password=password,
+                                   tls_ca=tls_ca, tls_cert=tls_cert, tls_key=tls_key)
     try:
-        reply = client.send_command(device, name, fields, key_path=key, fleet=fleet, broker=broker,
+        reply = client.send_command(device, name, fields, key_path=command_key, fleet=fleet, broker=options,
                                     expires_in_s=expires_in, timeout_s=timeout)
     except client.NoReplyError as exc:
         _fail(str(exc), code=3)
@@ -243,16 +299,21 @@ def cmd(
 def verify(
     store: Annotated[str, typer.Option(help="Store URI.")] = ".store",
     name: Annotated[str, typer.Option(help="Model name.")] = "digits",
-    version: Annotated[int | None, typer.Option(help="Version (default: latest).")] = None,
-    key: Annotated[list[Path] | None, typer.Option(help="Trusted public key PEM (repeatable).")] = None,
+    model_version: Annotated[int | None, typer.Option(help="Version (default: latest).")] = None,
+    trusted_key: Annotated[list[Path] | None, typer.Option(
+        help="Trusted public key PEM (repeatable; default .keys/edgeferry.pub, make train-cloud's).")] = None,
+    version: Annotated[int | None, typer.Option(hidden=True, help="Deprecated: --model-version.")] = None,
+    key: Annotated[list[Path] | None, typer.Option(hidden=True, help="Deprecated: --trusted-key.")] = None,
 ) -> None:
     """Download a published package and check its signature and every file's sha256."""
     from shared.signing import load_public_key
     from shared.store_config import StoreConfig
     from shared.store_open import open_store
 
+    version = _pick(model_version, version, "--version", "--model-version")
+    trusted = _pick(trusted_key, key, "--key", "--trusted-key")
     publish_mod = _require("cloud.publish", "verify")
-    keys = [load_public_key(k) for k in key or [Path(".keys/edgeferry.pub")]]
+    keys = [load_public_key(k) for k in trusted or [DEV_SIGNING_KEY.with_suffix(".pub")]]
     manifest = publish_mod.verify_published(open_store(StoreConfig(uri=store)), name, version, keys)
     typer.echo(
         f"ok: {manifest.name} v{manifest.version}: signature valid, "
@@ -264,8 +325,10 @@ def verify(
 def publish_pointer(
     store: Annotated[str, typer.Option(help="Store URI.")] = ".store",
     name: Annotated[str, typer.Option(help="Model name.")] = "digits",
-    key: Annotated[Path, typer.Option(help="ed25519 signing key PEM (the package key).")] = Path(".keys/edgeferry"),
+    signing_key: Annotated[Path, typer.Option(help="ed25519 private key PEM the package was signed with.")
+                           ] = DEV_SIGNING_KEY,
     ttl_days: Annotated[float, typer.Option(min=0.01, max=3650, help="Days until devices see it as stale.")] = 30.0,
+    key: Annotated[Path | None, typer.Option(hidden=True, help="Deprecated: --signing-key.")] = None,
 ) -> None:
     """Re-sign latest.json with a fresh expiry, without republishing the package."""
     from datetime import timedelta
@@ -274,9 +337,10 @@ def publish_pointer(
     from shared.store_config import StoreConfig
     from shared.store_open import open_store
 
+    signing = _signing_key(_pick(signing_key, key, "--key", "--signing-key"))
     publish_mod = _require("cloud.publish", "publish-pointer")
     latest = publish_mod.publish_pointer(
-        open_store(StoreConfig(uri=store)), name, load_private_key(key), timedelta(days=ttl_days)
+        open_store(StoreConfig(uri=store)), name, load_private_key(signing), timedelta(days=ttl_days)
     )
     expires = f"{latest.expires_at:%Y-%m-%d %H:%M} UTC"
     typer.echo(f"ok: {latest.name} latest.json -> v{latest.version}, signed, expires {expires}")
@@ -287,16 +351,21 @@ def bench(
     target: Annotated[str, typer.Option(help="Target name devices give as sync.target (e.g. jetson-orin-nano).")],
     store: Annotated[str, typer.Option(help="Store URI.")] = ".store",
     name: Annotated[str, typer.Option(help="Model name.")] = "digits",
-    version: Annotated[int | None, typer.Option(min=1, help="Version (default: latest).")] = None,
-    key: Annotated[Path, typer.Option(help="ed25519 signing key PEM (the package key).")] = Path(".keys/edgeferry"),
+    model_version: Annotated[int | None, typer.Option(min=1, help="Version (default: latest).")] = None,
+    signing_key: Annotated[Path, typer.Option(help="ed25519 private key PEM the package was signed with.")
+                           ] = DEV_SIGNING_KEY,
     config: Annotated[Path | None, typer.Option(help="The fleet's agent YAML: its backend and sync sections "
                                                      "decide the candidates, as on the devices.")] = None,
+    version: Annotated[int | None, typer.Option(min=1, hidden=True, help="Deprecated: --model-version.")] = None,
+    key: Annotated[Path | None, typer.Option(hidden=True, help="Deprecated: --signing-key.")] = None,
 ) -> None:
     """On one device of a fleet of identical ones: measure every runtime candidate and record the signed choice.
 
     Devices whose sync.target names the target, with the same hardware fingerprint and runtime versions, then serve
     it after their smoke test, without measuring. The package, its manifest and latest.json are left untouched.
     """
+    version = _pick(model_version, version, "--version", "--model-version")
+    signing = _signing_key(_pick(signing_key, key, "--key", "--signing-key"))
     _check_extra("edge", "bench")
     _logging("ERROR")  # the device's own warnings ("polling retries it") do not fit a one-shot command
     loader = _require("shared.config_loader", "bench")
@@ -306,7 +375,8 @@ def bench(
     from shared.store_open import open_store
 
     cfg = loader.load_config(cfg_mod.AgentConfig, config, {})
-    done = bench_mod.record_choice(open_store(StoreConfig(uri=store)), name, target, key, cfg, version=version)
+    done = bench_mod.record_choice(open_store(StoreConfig(uri=store)), name, target, signing, cfg,
+                                  version=version)
     typer.echo(bench_mod.report(done))
 
 
@@ -328,13 +398,14 @@ def agent(
     store: Annotated[str | None, typer.Option(help="Model store URI (sync.store.uri).")] = None,
     model: Annotated[str | None, typer.Option(help="Model name to follow (sync.model).")] = None,
     source: Annotated[str | None, typer.Option(help="Source type: synthetic, video_file, camera, ...")] = None,
-    mqtt_host: Annotated[str | None, typer.Option(help="Broker host (mqtt.host).")] = None,
-    mqtt_port: Annotated[int | None, typer.Option(help="Broker port (mqtt.port).")] = None,
+    broker: Annotated[str | None, typer.Option(help="MQTT broker as HOST[:PORT] (mqtt.host, mqtt.port).")] = None,
     max_frames: Annotated[int | None, typer.Option(help="Stop after this many frames.")] = None,
     duration: Annotated[float | None, typer.Option(help="Stop after this many seconds.")] = None,
     log_json: Annotated[bool | None, typer.Option("--log-json/--no-log-json", help="JSON log lines.")] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="Any config value: --set mqtt.port=1884")] = None,
     help_config: Annotated[bool, _help_config("edge.config:AgentConfig", "edgeferry agent options")] = False,
+    mqtt_host: Annotated[str | None, typer.Option(hidden=True, help="Deprecated: --broker.")] = None,
+    mqtt_port: Annotated[int | None, typer.Option(hidden=True, help="Deprecated: --broker.")] = None,
 ) -> None:
     """Run the edge agent: verified model sync, hot-swap, stream inference, MQTT telemetry.
 
@@ -346,18 +417,22 @@ def agent(
     agent_mod = _require("edge.agent", "agent")
     from edge.log_setup import setup_logging
 
+    broker_host, broker_port = parse_broker(broker) if broker is not None else (None, None)
+    if mqtt_host is not None or mqtt_port is not None:
+        _deprecated("--mqtt-host/--mqtt-port", "--broker HOST:PORT")
     flags: dict[str, Any] = {
         "sync.store.uri": store,
         "sync.model": model,
         "source.type": source,
-        "mqtt.host": mqtt_host,
-        "mqtt.port": mqtt_port,
+        "mqtt.host": broker_host or mqtt_host,
+        "mqtt.port": broker_port or mqtt_port,
         "run.max_frames": max_frames,
         "run.duration_s": duration,
         "daemon.log_json": log_json,
     }
     labels = {"sync.store.uri": "--store", "sync.model": "--model", "source.type": "--source",
-              "mqtt.host": "--mqtt-host", "mqtt.port": "--mqtt-port", "run.max_frames": "--max-frames",
+              "mqtt.host": "--broker" if broker else "--mqtt-host",
+              "mqtt.port": "--broker" if broker else "--mqtt-port", "run.max_frames": "--max-frames",
               "run.duration_s": "--duration", "daemon.log_json": "--log-json"}
     sets = parse_set_pairs(set_)
     dotted = parse_dotted_args(list(ctx.args))
@@ -424,8 +499,13 @@ app.add_typer(_fleet_app, name="fleet")
 
 def main() -> None:
     """Console-script entry: a user error (EdgeferryError, a missing extra, a bad file) is one line and exit 1."""
+    from edgeferry.legacy_flags import translate
+
+    argv, warnings = translate(typer.main.get_command(app), sys.argv[1:])
+    for warning in warnings:
+        typer.echo(warning, err=True)
     try:
-        app()
+        app(args=argv)
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         sys.exit(130)

@@ -30,17 +30,29 @@ class ConfigOption:
 
     @property
     def env(self) -> str:
-        """The environment variable that sets it."""
-        return ENV_PREFIX + self.key.upper().replace(".", "__")
+        """The environment variable that sets it (for an entry of a list, the variable of the whole list)."""
+        return ENV_PREFIX + self.key.split("[]")[0].upper().replace(".", "__")
 
 
 def _models(annotation: Any) -> list[type[BaseModel]]:
-    """The config sections an annotation holds: one model, or the members of a tagged union."""
-    members = get_args(annotation) if get_origin(annotation) in (Union, types.UnionType) else (annotation,)
+    """The config sections an annotation holds: one model (optional or not), or the members of a tagged union."""
     if get_origin(annotation) is typing.Annotated:
         return _models(get_args(annotation)[0])
+    members = get_args(annotation) if get_origin(annotation) in (Union, types.UnionType) else (annotation,)
+    members = tuple(m for m in members if m is not type(None))
     found = [m for m in members if isinstance(m, type) and issubclass(m, BaseModel)]
-    return found if len(found) == len(members) else []
+    return found if found and len(found) == len(members) else []
+
+
+def _item_models(annotation: Any) -> list[type[BaseModel]]:
+    """The models of a list of sections (list[User], list[User] | None): each entry's options are listed too."""
+    if get_origin(annotation) is typing.Annotated:
+        return _item_models(get_args(annotation)[0])
+    if get_origin(annotation) in (Union, types.UnionType):
+        return [m for a in get_args(annotation) for m in _item_models(a)]
+    if get_origin(annotation) in (list, tuple, set, frozenset):
+        return [m for a in get_args(annotation) if a is not Ellipsis for m in _models(a)]
+    return []
 
 
 def type_name(annotation: Any) -> str:
@@ -89,13 +101,33 @@ def options(model: type[BaseModel], prefix: str = "") -> list[ConfigOption]:
             out += _union_options(key, sections, field)
         else:
             out.append(ConfigOption(key, type_name(field.annotation), _default(field), field.description or ""))
+            items = _item_models(field.annotation)
+            if len(items) == 1:
+                out += options(items[0], f"{key}[].")
+            elif items:
+                out += _union_options(f"{key}[]", items, field)
     return out
+
+
+def _kind(tag_field: FieldInfo) -> str:
+    """A union member's tag value: its default, or the one value its Literal allows."""
+    if tag_field.default is not PydanticUndefined:
+        return str(tag_field.default)
+    return ", ".join(str(a) for a in get_args(tag_field.annotation))
+
+
+def _tag_of(members: list[type[BaseModel]]) -> str:
+    """The field that tells union members apart: the first one every member declares as a Literal."""
+    for name in members[0].model_fields:
+        if all(name in m.model_fields and get_origin(m.model_fields[name].annotation) is Literal for m in members):
+            return name
+    return "type"
 
 
 def _union_options(key: str, members: list[type[BaseModel]], field: FieldInfo) -> list[ConfigOption]:
     """A tagged union (source, backend): the tag first, then each option once, with the kinds that have it."""
-    tag = field.discriminator if isinstance(field.discriminator, str) else "type"
-    kinds = [str(m.model_fields[tag].default) for m in members]
+    tag = field.discriminator if isinstance(field.discriminator, str) else _tag_of(members)
+    kinds = [_kind(m.model_fields[tag]) for m in members]
     default = field.get_default(call_default_factory=True)
     default_kind = json.dumps(str(getattr(default, tag))) if isinstance(default, BaseModel) else "required"
     out = [ConfigOption(f"{key}.{tag}", "one of: " + ", ".join(kinds), default_kind, f"Kind of {key}.")]

@@ -12,7 +12,7 @@ import logging
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
 
@@ -33,7 +33,7 @@ if importlib.util.find_spec("fleet.rollout.cli") is not None:
 ConfigOpt = Annotated[Path | None, typer.Option("--config", envvar="EDGEFERRY_FLEET_CONFIG",
                                                 help="YAML fleet config.")]
 SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Any config value: --set database.url=...")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="JSON instead of a table.")]
+JsonOpt = Annotated[Literal["table", "json"], typer.Option("--output", help="table, or json for scripts.")]
 
 
 def load(config: Path | None, sets: list[str] | None) -> FleetConfig:
@@ -112,8 +112,9 @@ def devices(
     set_: SetOpt = None,
     group: Annotated[str | None, typer.Option(help="Only devices in this group.")] = None,
     status: Annotated[str | None, typer.Option(help=f"Only devices with this status ({', '.join(STATUSES)}).")] = None,
-    version: Annotated[int | None, typer.Option(help="Only devices serving this model version.")] = None,
-    json_: JsonOpt = False,
+    version: Annotated[int | None, typer.Option("--model-version", help="Only devices serving this model version.")
+                       ] = None,
+    json_: JsonOpt = "table",
 ) -> None:
     """List devices: status, groups, what they run, what is desired and whether they converged."""
     if status is not None and status not in STATUSES:
@@ -126,7 +127,7 @@ def devices(
         rows = [_row(r, entries) for r in recs]
     finally:
         store.close()
-    if json_:
+    if json_ == "json":
         typer.echo(json.dumps(rows, indent=2, sort_keys=True))
         return
     from rich.console import Console
@@ -167,7 +168,7 @@ def show(
 
 
 @groups_app.callback()
-def groups(ctx: typer.Context, config: ConfigOpt = None, set_: SetOpt = None, json_: JsonOpt = False) -> None:
+def groups(ctx: typer.Context, config: ConfigOpt = None, set_: SetOpt = None, json_: JsonOpt = "table") -> None:
     """List groups and their devices (from the agents' config and assignments made here)."""
     if ctx.invoked_subcommand is not None:
         ctx.obj = (config, set_)
@@ -177,11 +178,11 @@ def groups(ctx: typer.Context, config: ConfigOpt = None, set_: SetOpt = None, js
         found = store.groups()
     finally:
         store.close()
-    if json_:
+    if json_ == "json":
         typer.echo(json.dumps(found, indent=2))
     elif not found:
         typer.echo("no groups yet")
-    for name, members in found.items() if not json_ else ():
+    for name, members in found.items() if json_ != "json" else ():
         typer.echo(f"{name}: {len(members)} device(s): {', '.join(members)}")
 
 
@@ -218,7 +219,8 @@ def unassign(ctx: typer.Context, device: Annotated[str, typer.Argument(help="Dev
 @app.command()
 def deploy(
     model: Annotated[str, typer.Option(help="Model name.")],
-    version: Annotated[int, typer.Option(min=1, help="Version; it must exist and verify in the store.")],
+    version: Annotated[int, typer.Option("--model-version", min=1,
+                                         help="Version; it must exist and verify in the store.")],
     device: Annotated[str | None, typer.Option(help="One device.")] = None,
     group: Annotated[str | None, typer.Option(help="Every device of a group.")] = None,
     allow_downgrade: Annotated[bool, typer.Option(help="Allow going below a version a device served.")] = False,

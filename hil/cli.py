@@ -36,7 +36,7 @@ def run(
     variants: Annotated[str, typer.Option(help="Comma-separated variants crossed with the scenarios that cross.")
                         ] = "fp32,int8,fp16",
     out: Annotated[Path, typer.Option(help="Report directory.")] = Path("hil-results"),
-    key: Annotated[Path | None, typer.Option(help="SSH private key for ssh:// targets.")] = None,
+    key: Annotated[Path | None, typer.Option("--ssh-key", help="SSH private key for ssh:// targets.")] = None,
     remote_python: Annotated[str, typer.Option(help="Interpreter on an ssh:// target.")] = "python3",
     store: Annotated[Path, typer.Option(help="Local store with a trained package (else a tiny one is built).")
                      ] = Path(".store"),

@@ -76,7 +76,7 @@ def run_all(*, targets: list[str], scenario_names: list[str] | None, variants: l
         for spec in specs:
             if spec.address is not None:
                 if key is None:
-                    raise HilError("an ssh:// target needs --key PATH (the private key to log in with)")
+                    raise HilError("an ssh:// target needs --ssh-key PATH (the private key to log in with)")
                 # Fails in one line when unreachable, the key is refused, or Python is older than 3.10.
                 SshDevice(spec.address, key, remote_python=remote_python).connect().close()
                 raise HilError(f"{spec.address.host} answers and qualifies, but scenarios on a device outside this "

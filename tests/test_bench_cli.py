@@ -43,8 +43,8 @@ def test_bench_records_a_choice_that_a_device_on_this_hardware_serves_without_ti
     tmp_path: Path, fleet: tuple[LocalStore, KeyPair, Path, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store, key, key_path, config = fleet
-    proc = run("bench", "--store", str(store.root), "--name", "digits", "--target", "lab-x86", "--key", str(key_path),
-               "--config", str(config))
+    proc = run("bench", "--store", str(store.root), "--name", "digits", "--target", "lab-x86",
+               "--signing-key", str(key_path), "--config", str(config))
     assert proc.returncode == 0, proc.stderr
     assert "chosen: onnxruntime" in proc.stdout and "models/digits/1/choices/lab-x86.json" in proc.stdout
     assert "p50" in proc.stdout
@@ -64,17 +64,22 @@ def test_bench_records_a_choice_that_a_device_on_this_hardware_serves_without_ti
 def test_bench_bad_input_is_one_line(tmp_path: Path, fleet: tuple[LocalStore, KeyPair, Path, Path]) -> None:
     store, _, key_path, config = fleet
     base = ["bench", "--store", str(store.root), "--target", "lab-x86", "--config", str(config)]
-    assert "no published versions of 'nope'" in one_line_error(run(*base, "--name", "nope", "--key", str(key_path)))
+    assert "no published versions of 'nope'" in one_line_error(
+        run(*base, "--name", "nope", "--signing-key", str(key_path))
+    )
     assert "digits version 9 is not published" in one_line_error(
-        run(*base, "--name", "digits", "--version", "9", "--key", str(key_path))
+        run(*base, "--name", "digits", "--model-version", "9", "--signing-key", str(key_path))
     )
     stranger = write_key(tmp_path / "stranger.key", new_keypair())
-    line = one_line_error(run(*base, "--name", "digits", "--version", "1", "--key", str(stranger)))
-    assert "not among the trusted keys" in line and "--key must be the private key that signed" in line
-    line = one_line_error(run(*base, "--name", "digits", "--key", str(stranger)))  # latest.json: same key check
-    assert "latest.json" in line and "not among the trusted keys" in line and "--key must be" in line
-    assert "not found" in one_line_error(run(*base, "--name", "digits", "--key", str(tmp_path / "missing.key")))
+    line = one_line_error(run(*base, "--name", "digits", "--model-version", "1", "--signing-key", str(stranger)))
+    assert "not among the trusted keys" in line and "--signing-key must be the private key that signed" in line
+    # latest.json: the same key check
+    line = one_line_error(run(*base, "--name", "digits", "--signing-key", str(stranger)))
+    assert "latest.json" in line and "not among the trusted keys" in line and "--signing-key must be" in line
+    missing = one_line_error(run(*base, "--name", "digits", "--signing-key", str(tmp_path / "missing.key")))
+    assert "not found" in missing and "make train-cloud" in missing and "keygen" not in missing
     assert "invalid target name" in one_line_error(
-        run("bench", "--store", str(store.root), "--target", "a/b", "--key", str(key_path), "--config", str(config))
+        run("bench", "--store", str(store.root), "--target", "a/b", "--signing-key", str(key_path),
+            "--config", str(config))
     )
     assert not list(store.root.rglob("choices"))  # nothing half-written by any of them

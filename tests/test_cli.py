@@ -77,7 +77,8 @@ def test_shell_completion_script_and_completions() -> None:
         (["train", "stray"], {}, "unexpected argument 'stray'; config options are given as --section.key=value"),
         (["train", "--set", "trainer.lr"], {}, "--set expects section.key=value"),
         (["agent", "--mqtt.port=99999"], {}, "config value mqtt.port from flag --mqtt.port:"),
-        (["agent", "--mqtt-port", "0"], {}, "config value mqtt.port from flag --mqtt-port:"),
+        (["agent", "--broker", "localhost:0"], {}, "--broker must be HOST[:PORT] with a port from 1 to 65535"),
+        (["agent", "--broker", "localhost:99999"], {}, "--broker must be HOST[:PORT]"),
         (["agent", "--source.type=webcam"], {}, "config value source.type from flag --source.type: Input tag 'webcam'"),
         (["agent"], {"EDGEFERRY_MQTT__KEEPALIVE_S": "soon"}, "mqtt.keepalive_s from environment EDGEFERRY_MQTT__"),
     ],
@@ -116,9 +117,9 @@ def test_user_errors_of_other_commands_are_one_line(tmp_path: Path) -> None:
     assert run("keygen", str(key)).returncode == 0
     assert "already exists" in one_line_error(run("keygen", str(key)))
     public = str(key.with_suffix(".pub"))
-    assert "no published versions" in one_line_error(run("verify", "--store", str(tmp_path), "--key", public))
+    assert "no published versions" in one_line_error(run("verify", "--store", str(tmp_path), "--trusted-key", public))
     missing_key = str(tmp_path / "nope.pub")
-    assert "nope.pub" in one_line_error(run("verify", "--store", str(tmp_path), "--key", missing_key))
+    assert "nope.pub" in one_line_error(run("verify", "--store", str(tmp_path), "--trusted-key", missing_key))
     blocker = tmp_path / "file"
     blocker.write_text("")
     assert str(blocker) in one_line_error(run("dashboards", "--out", str(blocker / "sub")))
@@ -151,3 +152,45 @@ def test_help_config_entries_are_real_and_say_what_they_are() -> None:
             flags[opt.tag_key] = kind
             flags.update({o.key: "x" for o in opts.values() if o.default == "required" and kind in o.only_for})
         load_config(AgentConfig, None, flags, {})
+
+
+def test_help_config_lists_the_options_of_optional_sections_and_lists_of_sections() -> None:
+    proc = run("agent", "--help-config")
+    assert proc.returncode == 0, proc.stderr
+    for key in ("mqtt.tls.ca_file", "mqtt.tls.cert_file", "mqtt.tls.key_file", "mqtt.tls.insecure"):
+        assert f"\n{key}  (" in proc.stdout, key
+    assert "[EDGEFERRY_MQTT__TLS__CA_FILE]" in proc.stdout
+    from dashboards.web.config import WebConfig
+
+    web = {o.key: o for o in options(WebConfig)}
+    assert {"users[].name", "users[].role", "alerts[].kind", "alerts[].threshold"} <= set(web)
+    assert web["alerts[].threshold"].only_for == ("metric",) and web["users[].name"].env == "EDGEFERRY_USERS"
+
+
+def test_a_misspelt_variable_is_one_warning_line_naming_it() -> None:
+    proc = run("agent", "--mqtt.port=99999", env={"EDGEFERRY_MQTT_PROT": "1884"})
+    lines = proc.stderr.strip().splitlines()
+    assert lines[0] == ("warning: environment variable EDGEFERRY_MQTT_PROT names no config option and is ignored; "
+                        "did you mean EDGEFERRY_MQTT__PORT?"), proc.stderr
+    assert len(lines) == 2 and lines[1].startswith("error: config value mqtt.port from flag --mqtt.port")
+
+
+def test_package_key_defaults_are_the_key_the_trainer_writes(tmp_path: Path) -> None:
+    import typer
+
+    from cloud.config import PublishConfig
+    from cloud.signing_key import DEV_KEY_NAME
+
+    trainer_key = PublishConfig().dev_key_dir / DEV_KEY_NAME
+    commands = typer.main.get_command(app).commands  # type: ignore[attr-defined]
+    for name in ("publish-pointer", "bench"):
+        default = next(p.default for p in commands[name].params if p.name == "signing_key")
+        assert Path(default) == trainer_key, name
+    # Without the key, the fix offered is the trainer, never a keygen that would replace the trusted public key.
+    (tmp_path / ".keys").mkdir()
+    (tmp_path / ".keys" / "edgeferry.pub").write_text("devices trust this file\n")
+    for args in (["publish-pointer"], ["bench", "--target", "lab"]):
+        line = one_line_error(run(*args, cwd=tmp_path))
+        assert f"signing key {trainer_key} not found" in line and "make train-cloud" in line, line
+        assert "keygen" not in line and "--force" not in line
+    assert (tmp_path / ".keys" / "edgeferry.pub").read_text() == "devices trust this file\n"

@@ -45,7 +45,7 @@ def sim(
         help="ed25519 public key (PEM) whose signed commands and desired state devices accept (repeatable).",
     )] = None,
     model: Annotated[str, typer.Option(help="Model name the devices serve.")] = "digits",
-    version: Annotated[int, typer.Option(min=1, help="Version every device starts on.")] = 1,
+    version: Annotated[int, typer.Option("--model-version", min=1, help="Version every device starts on.")] = 1,
     prefix: Annotated[str, typer.Option(help="Device id prefix: PREFIX-0000, PREFIX-0001, ...")] = "sim",
     duration: Annotated[float | None, typer.Option(min=0.1, help="Stop after this many seconds.")] = None,
 ) -> None:

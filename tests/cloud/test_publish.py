@@ -174,11 +174,11 @@ def test_cli_publish_pointer(tmp_path: Path) -> None:
     d, m = _package(tmp_path, 1)
     publish(store, d, m, load_private_key(pair.private), pointer_ttl=timedelta(days=1))
     cli = [sys.executable, "-m", "edgeferry.cli", "publish-pointer", "--store", str(store.root), "--name", m.name]
-    ok = subprocess.run([*cli, "--key", str(pair.private), "--ttl-days", "45"], capture_output=True, text=True)
+    ok = subprocess.run([*cli, "--signing-key", str(pair.private), "--ttl-days", "45"], capture_output=True, text=True)
     assert ok.returncode == 0, ok.stderr
     assert f"{m.name} latest.json -> v1, signed, expires" in ok.stdout
     latest = read_latest(store, m.name)
     assert latest is not None and latest.expires_at is not None
     assert latest.expires_at - latest.published_at > timedelta(days=44)
-    bad = subprocess.run([*cli, "--key", str(tmp_path / "missing.key")], capture_output=True, text=True)
+    bad = subprocess.run([*cli, "--signing-key", str(tmp_path / "missing.key")], capture_output=True, text=True)
     assert bad.returncode == 1 and bad.stderr.count("\n") == 1 and "not found" in bad.stderr

@@ -71,14 +71,14 @@ def fleet(tmp_path: Path, mosquitto: Broker) -> Any:
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (["--model", "nope", "--version", "1", "--group", "north"], "nope v1 in .* does not exist"),
-    (["--model", "tiny", "--version", "9", "--group", "north"], "tiny v9 in .* does not exist"),
-    (["--model", "tiny", "--version", "3", "--group", "north"], "tiny v3 in .* fails verification: .*sha256"),
-    (["--model", "tiny", "--version", "1", "--group", "south"], "group 'south' .* has no devices"),
-    (["--model", "tiny", "--version", "1", "--device", "cam-9"], "device 'cam-9' has never reported"),
-    (["--model", "tiny", "--version", "1"], "name exactly one target"),
-    (["--model", "tiny", "--version", "1", "--device", "cam-1", "--group", "north"], "name exactly one target"),
-    (["--model", "../x", "--version", "1", "--group", "north"], "invalid model name"),
+    (["--model", "nope", "--model-version", "1", "--group", "north"], "nope v1 in .* does not exist"),
+    (["--model", "tiny", "--model-version", "9", "--group", "north"], "tiny v9 in .* does not exist"),
+    (["--model", "tiny", "--model-version", "3", "--group", "north"], "tiny v3 in .* fails verification: .*sha256"),
+    (["--model", "tiny", "--model-version", "1", "--group", "south"], "group 'south' .* has no devices"),
+    (["--model", "tiny", "--model-version", "1", "--device", "cam-9"], "device 'cam-9' has never reported"),
+    (["--model", "tiny", "--model-version", "1"], "name exactly one target"),
+    (["--model", "tiny", "--model-version", "1", "--device", "cam-1", "--group", "north"], "name exactly one target"),
+    (["--model", "../x", "--model-version", "1", "--group", "north"], "invalid model name"),
 ])
 def test_bad_deploy_is_one_line_and_changes_nothing(fleet: Fleet, args: list[str], message: str) -> None:
     out = fleet.run("deploy", *args)
@@ -95,7 +95,7 @@ def test_deploy_publishes_signed_desired_state_and_commands_then_rollback(fleet:
     out = fleet.run("rollback", "--group", "north")
     assert out.returncode == 1 and "no earlier desired version" in out.stderr
 
-    out = fleet.run("deploy", "--model", "tiny", "--version", "1", "--group", "north")
+    out = fleet.run("deploy", "--model", "tiny", "--model-version", "1", "--group", "north")
     assert out.returncode == 0, out.stderr
     assert "deployed tiny v1 to group north: 2 device(s) (cam-1, cam-2)" in out.stdout
     for dev in ("cam-1", "cam-2"):
@@ -109,7 +109,7 @@ def test_deploy_publishes_signed_desired_state_and_commands_then_rollback(fleet:
     assert late.wait_for(lambda m: m.retain).topic.endswith("/desired"), "desired state is retained"
     late.close()
 
-    assert fleet.run("deploy", "--model", "tiny", "--version", "2", "--group", "north").returncode == 0
+    assert fleet.run("deploy", "--model", "tiny", "--model-version", "2", "--group", "north").returncode == 0
     out = fleet.run("rollback", "--group", "north")
     assert out.returncode == 0, out.stderr
     assert "rolled group north back to tiny v1" in out.stdout
@@ -121,12 +121,12 @@ def test_deploy_publishes_signed_desired_state_and_commands_then_rollback(fleet:
 
 
 def test_devices_show_and_groups(fleet: Fleet) -> None:
-    out = fleet.run("devices", "--json", "--group", "north", "--status", "online")
+    out = fleet.run("devices", "--output", "json", "--group", "north", "--status", "online")
     assert out.returncode == 0, out.stderr
     assert [d["device_id"] for d in json.loads(out.stdout)] == ["cam-1", "cam-2"]
     table = fleet.run("devices")
     assert table.returncode == 0 and "cam-1" in table.stdout and "online" in table.stdout
-    assert fleet.run("devices", "--json", "--version", "7").stdout.strip() == "[]"
+    assert fleet.run("devices", "--output", "json", "--model-version", "7").stdout.strip() == "[]"
     bad = fleet.run("devices", "--status", "sleepy")
     assert bad.returncode == 1 and bad.stderr.strip().startswith("error: --status 'sleepy' is not one of")
 
@@ -136,7 +136,7 @@ def test_devices_show_and_groups(fleet: Fleet) -> None:
     assert missing.returncode == 1 and "never reported" in missing.stderr
 
     assert fleet.run("groups", "assign", "cam-1", "south").stdout.strip() == "cam-1 assigned to south"
-    groups = json.loads(fleet.run("groups", "--json").stdout)
+    groups = json.loads(fleet.run("groups", "--output", "json").stdout)
     assert groups == {"north": ["cam-1", "cam-2"], "south": ["cam-1"]}
     assert "unassigned from south" in fleet.run("groups", "unassign", "cam-1", "south").stdout
     assert "south" not in fleet.run("groups").stdout

@@ -149,7 +149,7 @@ def test_real_agent_registers_and_converges_to_desired_state_set_while_offline(
     cfg = FleetConfig.model_validate(yaml.safe_load(conf.read_text()))
 
     def devices_json() -> list[dict[str, Any]]:
-        out = subprocess.run([EDGEFERRY, "fleet", "devices", "--json", "--config", str(conf)],
+        out = subprocess.run([EDGEFERRY, "fleet", "devices", "--output", "json", "--config", str(conf)],
                              capture_output=True, text=True, timeout=60)
         assert out.returncode == 0, out.stderr
         return list(json.loads(out.stdout))
@@ -165,8 +165,8 @@ def test_real_agent_registers_and_converges_to_desired_state_set_while_offline(
             eventually(lambda: store.telemetry_window(device, 0, 2**62), what="telemetry samples")
         eventually(lambda: store.device(device).status == "stopped", what="stopped after a clean stop")
 
-        out = subprocess.run([EDGEFERRY, "fleet", "deploy", "--model", "tiny", "--version", "2", "--group", "roof",
-                              "--config", str(conf)], capture_output=True, text=True, timeout=60)
+        out = subprocess.run([EDGEFERRY, "fleet", "deploy", "--model", "tiny", "--model-version", "2",
+                              "--group", "roof", "--config", str(conf)], capture_output=True, text=True, timeout=60)
         assert out.returncode == 0, out.stderr
         assert f"deployed tiny v2 to group roof: 1 device(s) ({device})" in out.stdout
         [row] = devices_json()

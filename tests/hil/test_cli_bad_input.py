@@ -31,7 +31,7 @@ def _hil(*args: str, tmp: Path) -> subprocess.CompletedProcess[str]:
     (["--scenario", "no_such"], "error: unknown scenario no_such; known: first_deploy,"),
     (["--variants", "fp64"], "error: unknown variant fp64; choose from fp32, int8, fp16, auto"),
     (["--target", "serial:/dev/ttyUSB0"], "error: unknown target 'serial:/dev/ttyUSB0'; use netns, ssh-lab or"),
-    (["--target", "ssh://root@127.0.0.1:1"], "error: an ssh:// target needs --key PATH"),
+    (["--target", "ssh://root@127.0.0.1:1"], "error: an ssh:// target needs --ssh-key PATH"),
     (["--target", "ssh://Bad User@host"], "error: SSH target 'ssh://Bad User@host'"),
     (["--plan", "missing.json"], "error: cannot read fault plan missing.json: No such file or directory"),
 ])
@@ -60,7 +60,7 @@ def test_a_fault_plan_that_does_not_validate_is_refused(tmp_path: Path) -> None:
 def test_an_unreachable_ssh_target_is_one_line(tmp_path: Path) -> None:
     key = tmp_path / "key"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True, timeout=30)
-    done = _hil("--target", "ssh://root@127.0.0.1:1", "--key", str(key), tmp=tmp_path)
+    done = _hil("--target", "ssh://root@127.0.0.1:1", "--ssh-key", str(key), tmp=tmp_path)
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [done.stderr.strip()]
     assert "error: SSH target root@127.0.0.1:1 is unreachable:" in done.stderr and "refused" in done.stderr

@@ -79,7 +79,7 @@ class ControlPlane:
         return sim.start()
 
     def start_rollout(self, plan: Path | None = None) -> None:
-        self.cli("start", "--model", self.model, "--version", "2", "--group", "north", "--plan",
+        self.cli("start", "--model", self.model, "--model-version", "2", "--group", "north", "--plan",
                  str(plan or self.tmp / "plan.yaml"))
 
     def finished(self, timeout: float = 120) -> dict[str, Any]:
@@ -97,7 +97,7 @@ class ControlPlane:
         return out.stdout
 
     def status(self) -> dict[str, Any]:
-        return dict(json.loads(self.cli("status", "--json")))
+        return dict(json.loads(self.cli("status", "--output", "json")))
 
     def versions(self) -> dict[str, int | None]:
         return {r.device_id: r.model_version for r in self.db().list_devices(group="north")}
@@ -139,7 +139,7 @@ def plane(tmp_path: Path, mosquitto: Broker) -> Iterator[ControlPlane]:
 
 
 def _kinds(plane: ControlPlane) -> list[str]:
-    return [e["kind"] for e in json.loads(plane.cli("history", "--json")) if e["kind"] != "assign"]
+    return [e["kind"] for e in json.loads(plane.cli("history", "--output", "json")) if e["kind"] != "assign"]
 
 
 def test_good_version_is_promoted_through_every_stage(plane: ControlPlane) -> None:
