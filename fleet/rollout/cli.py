@@ -10,7 +10,7 @@ import json
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import typer
 
@@ -23,7 +23,7 @@ app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False,
 ConfigOpt = Annotated[Path | None, typer.Option("--config", envvar="EDGEFERRY_FLEET_CONFIG",
                                                 help="YAML fleet config.")]
 SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Any config value: --set database.url=...")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="JSON instead of text.")]
+JsonOpt = Annotated[Literal["text", "json"], typer.Option("--output", help="text, or json for scripts.")]
 RefArg = Annotated[str, typer.Argument(help="Rollout id, or a group name (its running or latest rollout).")]
 OptRefArg = Annotated[str | None, typer.Argument(help="Rollout id or group name; default: the latest rollout.")]
 ReasonOpt = Annotated[str | None, typer.Option(help="Why, for the audit log.")]
@@ -67,12 +67,13 @@ def _line(row: Any) -> str:
 @app.command()
 def start(
     model: Annotated[str, typer.Option(help="Model name.")],
-    version: Annotated[int, typer.Option(min=1, help="Version to roll out (checked in the store first).")],
+    version: Annotated[int, typer.Option("--model-version", min=1,
+                                         help="Version to roll out (checked in the store first).")],
     group: Annotated[str, typer.Option(help="Device group to roll out to.")],
     plan: Annotated[Path | None, typer.Option(help="YAML plan (stages: [...]); default 10% -> 50% -> 100%.")] = None,
     config: ConfigOpt = None,
     set_: SetOpt = None,
-    json_: JsonOpt = False,
+    json_: JsonOpt = "text",
 ) -> None:
     """Start a staged rollout; nothing changes on a bad plan, version, empty group or a group already rolling out."""
     from fleet.package_check import PackageChecker
@@ -88,7 +89,7 @@ def start(
         return ops.start(model, version, group, chosen, check_version=checker.check)
 
     row = _with_ops(config, set_, act)
-    if json_:
+    if json_ == "json":
         typer.echo(json.dumps({"id": row.id, "state": row.state, "plan": row.plan.model_dump(mode="json")}))
         return
     stages = " -> ".join(f"{s.name} {s.percent:g}%" for s in row.plan.stages)
@@ -97,10 +98,10 @@ def start(
 
 
 @app.command()
-def status(ref: OptRefArg = None, config: ConfigOpt = None, set_: SetOpt = None, json_: JsonOpt = False) -> None:
+def status(ref: OptRefArg = None, config: ConfigOpt = None, set_: SetOpt = None, json_: JsonOpt = "text") -> None:
     """Stage, devices per state, each gate's canary and control figures against its threshold, last decision."""
     st = _with_ops(config, set_, lambda ops, _cfg: ops.status(ref))
-    if json_:
+    if json_ == "json":
         typer.echo(json.dumps(st.as_dict(), indent=2, sort_keys=True))
         return
     from rich.console import Console
@@ -127,10 +128,10 @@ def status(ref: OptRefArg = None, config: ConfigOpt = None, set_: SetOpt = None,
 
 
 @app.command()
-def history(ref: OptRefArg = None, config: ConfigOpt = None, set_: SetOpt = None, json_: JsonOpt = False) -> None:
+def history(ref: OptRefArg = None, config: ConfigOpt = None, set_: SetOpt = None, json_: JsonOpt = "text") -> None:
     """Every transition of a rollout with the figures it was decided on (the audit log)."""
     row, events = _with_ops(config, set_, lambda ops, _cfg: ops.history(ref))
-    if json_:
+    if json_ == "json":
         typer.echo(json.dumps([{"ts_ms": e.ts_ms, "kind": e.kind, "stage": e.stage_index, "actor": e.actor,
                                 "reason": e.reason, "figures": e.figures} for e in events], indent=2))
         return

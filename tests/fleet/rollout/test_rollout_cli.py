@@ -75,16 +75,16 @@ def _error_line(out: subprocess.CompletedProcess[str]) -> str:
 
 
 @pytest.mark.parametrize(("args", "plan", "message"), [
-    (["--model", "nope", "--version", "1"], None, r"nope v1 in .* does not exist"),
-    (["--model", "tiny", "--version", "9"], None, r"tiny v9 in .* does not exist"),
-    (["--model", "tiny", "--version", "3"], None, r"tiny v3 in .* fails verification"),
-    (["--model", "tiny", "--version", "2", "--group", "south"], None, r"group 'south' .* has no devices"),
-    (["--model", "../x", "--version", "2"], None, r"invalid model name"),
-    (["--model", "tiny", "--version", "2"], "stages: [{name: a, percent: 10, gates: [{metric: nope, op: '<=', "
+    (["--model", "nope", "--model-version", "1"], None, r"nope v1 in .* does not exist"),
+    (["--model", "tiny", "--model-version", "9"], None, r"tiny v9 in .* does not exist"),
+    (["--model", "tiny", "--model-version", "3"], None, r"tiny v3 in .* fails verification"),
+    (["--model", "tiny", "--model-version", "2", "--group", "south"], None, r"group 'south' .* has no devices"),
+    (["--model", "../x", "--model-version", "2"], None, r"invalid model name"),
+    (["--model", "tiny", "--model-version", "2"], "stages: [{name: a, percent: 10, gates: [{metric: nope, op: '<=', "
      "threshold: 1}]}, {name: b, percent: 100}]", r"stages\.0\.gates\.0\.metric: metric 'nope' is not declared"),
-    (["--model", "tiny", "--version", "2"], "stages: [{name: a, percent: 10, gates: [{metric: fps, op: '=>', "
+    (["--model", "tiny", "--model-version", "2"], "stages: [{name: a, percent: 10, gates: [{metric: fps, op: '=>', "
      "threshold: 1}]}, {name: b, percent: 100}]", r"stages\.0\.gates\.0\.op: Input should be"),
-    (["--model", "tiny", "--version", "2"], "stages: [{name: a, percent: 60}, {name: b, percent: 30}]",
+    (["--model", "tiny", "--model-version", "2"], "stages: [{name: a, percent: 60}, {name: b, percent: 30}]",
      r"stage shares must increase"),
 ])
 def test_bad_start_is_one_line_and_stores_nothing(op: Operator, args: list[str], plan: str | None,
@@ -101,24 +101,24 @@ def test_bad_start_is_one_line_and_stores_nothing(op: Operator, args: list[str],
 
 
 def test_start_status_pause_resume_promote_abort_history(op: Operator) -> None:
-    out = op.ok("start", "--model", "tiny", "--version", "2", "--group", "north")
+    out = op.ok("start", "--model", "tiny", "--model-version", "2", "--group", "north")
     assert "tiny v2 to group north, running, stage 1/3 canary (10 %)" in out
     rid = op.repo.latest()[0].id
-    second = _error_line(op.run("start", "--model", "tiny", "--version", "2", "--group", "north"))
+    second = _error_line(op.run("start", "--model", "tiny", "--model-version", "2", "--group", "north"))
     assert f"group 'north' of fleet 'it' already has a rollout running ({rid}" in second
     assert len(op.repo.latest()) == 1
 
-    status = json.loads(op.ok("status", "north", "--json"))
+    status = json.loads(op.ok("status", "north", "--output", "json"))
     assert (status["id"], status["state"], status["stage"]["name"]) == (rid, "running", "canary")
     assert op.ok("pause", rid, "--reason", "night freeze").startswith("pause: rollout")
     assert "cannot pause rollout" in _error_line(op.run("pause", rid))
     op.ok("resume", rid)
     op.ok("promote", "north")
-    assert json.loads(op.ok("status", "--json"))["stage"]["name"] == "half"
+    assert json.loads(op.ok("status", "--output", "json"))["stage"]["name"] == "half"
     text = op.ok("status")
     assert "stage 2/3 half (50 %)" in text and "last decision" in text
     op.ok("abort", rid)
-    assert json.loads(op.ok("status", rid, "--json"))["state"] == "aborted"
+    assert json.loads(op.ok("status", rid, "--output", "json"))["state"] == "aborted"
     hist = op.ok("history", rid)
     kinds = [line.split()[2] for line in hist.splitlines()[1:] if line[:2] == "20"]
     assert kinds == ["start", "pause", "resume", "promote", "abort"]
