@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from edge.backends.base import Hardware
+from edge.backends.capabilities import X86_FLAGS
 from edge.errors import PackageRejected
 from shared.manifest import Manifest, Precision, Variant
 
@@ -64,7 +65,7 @@ def int8_saturation_risk(variant: Variant, hw: Hardware) -> bool:
     q = variant.quantization
     if q is None or q.reduce_range or not (q.activation_type == "uint8" and q.weight_type == "int8"):
         return False
-    x86 = "sse2" in hw.cpu_features
+    x86 = bool(hw.cpu_features & X86_FLAGS)  # flag sets are often partial: an AVX2 list may not name sse2
     return x86 and not (hw.cpu_features & VNNI_FLAGS)
 
 

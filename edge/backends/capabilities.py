@@ -12,12 +12,22 @@ TENSORRT = "tensorrt"
 RUNTIMES = (TENSORRT, OPENVINO, ONNXRUNTIME)
 
 # Any of these says the CPU is x86 (flag sets in configs and tests are often partial).
-X86_FLAGS = frozenset({"sse2", "sse4_2", "avx", "avx2"})
+X86_FLAGS = frozenset({"sse2", "sse4_2", "avx", "avx2", "fma", "avx512f"})
+# Any of these says an x86 CPU has SSE4.2 (every AVX CPU does, even where a partial flag list omits it).
+_HAS_SSE42 = frozenset({"sse4_2", "avx", "avx2", "fma", "avx512f"})
+# Any of these says the CPU is ARM (/proc/cpuinfo "Features").
+ARM_FLAGS = frozenset({"asimd", "neon", "fphp", "asimdhp", "asimddp"})
 # Inference precision hints; "f32" is every runtime's native precision (what the variant file says).
 F32 = "f32"
 HINTS = (F32, "bf16", "f16")
 # OpenVINO reports per device what it can compute in OPTIMIZATION_CAPABILITIES; a hint needs its entry.
 OPENVINO_HINT_NEEDS = {"bf16": "BF16", "f16": "FP16"}
+# What a CPU must have to compute a reduced precision natively, on x86 and on ARM. A runtime may report more (some
+# OpenVINO versions list BF16 on any AVX-512 CPU and emulate it): a hint is offered only where both agree.
+HINT_CPU_FLAGS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
+    "bf16": (frozenset({"avx512_bf16", "amx_bf16"}), frozenset({"bf16"})),
+    "f16": (frozenset({"avx512_fp16", "amx_fp16"}), frozenset({"fphp", "asimdhp"})),
+}
 
 
 @dataclass(frozen=True)
@@ -64,7 +74,7 @@ CAPABILITIES: dict[str, Capability] = {
 def isa_unfit(runtime: str, hw: Hardware) -> str | None:
     """None when this CPU meets the runtime's instruction-set needs; otherwise why not (unknown flags: assume fit)."""
     flags = hw.cpu_features
-    if runtime == OPENVINO and flags & X86_FLAGS and "sse4_2" not in flags:
+    if runtime == OPENVINO and flags & X86_FLAGS and not flags & _HAS_SSE42:
         return "OpenVINO's CPU plugin needs SSE4.2, which this x86 CPU lacks"
     if runtime == TENSORRT and not hw.cuda and hw.tensorrt_version is None:
         return "TensorRT needs an NVIDIA GPU"
@@ -77,6 +87,26 @@ def runs_precision(runtime: str, precision: str, *, gpu: bool) -> bool:
     return precision in (cap.precisions if gpu else cap.cpu_precisions)
 
 
-def openvino_hints(optimization_capabilities: set[str] | frozenset[str]) -> tuple[str, ...]:
-    """Hints an OpenVINO device offers, f32 first, from its OPTIMIZATION_CAPABILITIES."""
-    return (F32, *(h for h, need in OPENVINO_HINT_NEEDS.items() if need in optimization_capabilities))
+def hint_unfit(hint: str, cpu_flags: frozenset[str]) -> str | None:
+    """None when this CPU computes the inference hint natively (or its flags are unknown); otherwise why not."""
+    if hint == F32 or hint not in HINT_CPU_FLAGS:
+        return None
+    x86_needs, arm_needs = HINT_CPU_FLAGS[hint]
+    if cpu_flags & X86_FLAGS:
+        needs, isa = x86_needs, "x86"
+    elif cpu_flags & ARM_FLAGS:
+        needs, isa = arm_needs, "ARM"
+    else:
+        return None  # nothing known about this CPU: the runtime's own report decides
+    if cpu_flags & needs:
+        return None
+    return f"the {hint} hint needs {' or '.join(sorted(needs))}, which this {isa} CPU lacks"
+
+
+def openvino_hints(
+    optimization_capabilities: set[str] | frozenset[str], cpu_flags: frozenset[str] = frozenset()
+) -> tuple[str, ...]:
+    """Hints an OpenVINO CPU device offers, f32 first: those its OPTIMIZATION_CAPABILITIES report and, given its
+    flags, the CPU computes natively (hint_unfit)."""
+    return (F32, *(h for h, need in OPENVINO_HINT_NEEDS.items()
+                   if need in optimization_capabilities and hint_unfit(h, cpu_flags) is None))

@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from edge.backends.base import Hardware, InferenceBackend, LoadedModel
-from edge.backends.capabilities import F32, TENSORRT
+from edge.backends.capabilities import F32, TENSORRT, hint_unfit
 from edge.backends.onnxruntime_backend import OnnxRuntimeBackend
 from edge.backends.openvino_backend import OpenVINOBackend
 from edge.errors import BackendError
@@ -28,12 +28,18 @@ def backend_device(backend: InferenceBackend, hw: Hardware) -> str:
     return "cuda" if backend.name == TENSORRT else "cpu"
 
 
-def backend_hints(backend: InferenceBackend) -> tuple[str, ...]:
-    """Inference precision hints a backend offers: OpenVINO's device capabilities (or the forced one), else f32."""
+def backend_hints(backend: InferenceBackend, hw: Hardware) -> tuple[str, ...]:
+    """Inference precision hints a backend offers: OpenVINO's device capabilities that this CPU computes natively
+    (a forced one as configured: OpenVINO reports what it really ran), else f32."""
     if not isinstance(backend, OpenVINOBackend):
         return (F32,)
     forced = backend.cfg.inference_precision
-    return (forced,) if forced != "auto" else backend.hints()
+    if forced != "auto":
+        return (forced,)
+    hints = backend.hints()
+    if backend.cfg.device != "CPU":
+        return hints
+    return tuple(h for h in hints if hint_unfit(h, hw.cpu_features) is None)
 
 
 class BackendChain:
@@ -64,7 +70,7 @@ class BackendChain:
         """What each runtime can run here, in preference order; a forced runtime alone while it is in the chain."""
         forced = [b for b in self.backends if b.name == self.settings.forced_backend]
         chosen = forced or self.backends
-        return [Offer(b.name, backend_device(b, self.hw), backend_hints(b), self._runs(b)) for b in chosen]
+        return [Offer(b.name, backend_device(b, self.hw), backend_hints(b, self.hw), self._runs(b)) for b in chosen]
 
     def _runs(self, backend: InferenceBackend) -> Callable[[Variant], bool]:
         return lambda v: backend.can_run(v, self.hw)

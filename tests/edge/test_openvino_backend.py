@@ -13,10 +13,13 @@ import openvino as ov
 import pytest
 
 from edge.backends.base import Hardware
+from edge.backends.capabilities import hint_unfit
+from edge.backends.chain import BackendChain
 from edge.backends.factory import available_backends, backend_chain
 from edge.backends.openvino_backend import OpenVINOBackend, brief
 from edge.config import AutoBackendConfig, OpenVINOConfig
 from edge.errors import BackendError
+from edge.hardware import detect_hardware
 from shared.manifest import Variant
 from tests.edge.tiny_onnx import manifest_for, reference_logits, variant_dict, write_classifier
 
@@ -82,12 +85,17 @@ def test_reports_devices_and_the_hints_this_cpu_supports(backend: OpenVINOBacken
     assert backend.version == ov.get_version()
 
 
-def test_inference_hint_is_part_of_what_is_loaded(tmp_path: Path, backend: OpenVINOBackend) -> None:
+@pytest.mark.parametrize("hint", ["bf16", "f16"])
+def test_inference_hint_is_part_of_what_is_loaded(tmp_path: Path, backend: OpenVINOBackend, hint: str) -> None:
+    here = detect_hardware()
+    offered = BackendChain([backend], here).offers()[0].hints
+    if hint not in backend.hints() or hint_unfit(hint, here.cpu_features) is not None:
+        assert hint not in offered  # this CPU lacks it: never a candidate (the refusal path)
+        return
+    assert hint in offered
     path = write_classifier(tmp_path / "m.onnx", favour=2)
-    reduced = backend.hints()[1:]
-    assert reduced, "this CPU should offer a bf16 or f16 hint"
-    model = backend.load(path, variant(path), inference_precision=reduced[0])
-    assert model.inference_precision == reduced[0]  # type: ignore[attr-defined]
+    model = backend.load(path, variant(path), inference_precision=hint)
+    assert model.inference_precision == hint  # type: ignore[attr-defined]
     assert int(model.run(np.zeros((1, 1, 28, 28), np.float32)).argmax()) == 2
 
 

@@ -12,12 +12,14 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from edge.backends.base import Hardware, InferenceBackend
+from edge.backends.capabilities import hint_unfit
 from edge.backends.chain import BackendChain
 from edge.backends.factory import backend_chain
 from edge.backends.onnxruntime_backend import OnnxRuntimeBackend
 from edge.backends.openvino_backend import OpenVINOBackend
 from edge.config import AutoBackendConfig, OnnxRuntimeConfig, OpenVINOConfig, SyncConfig
 from edge.errors import PackageRejected
+from edge.hardware import detect_hardware
 from edge.model_sync import ModelSync
 from edge.runtime_bench import PackageIdentity, choose
 from edge.runtime_choice import Candidate, ChoiceSettings
@@ -142,10 +144,11 @@ def test_a_device_that_fails_to_compile_is_rejected_and_the_next_candidate_serve
 
 
 def close_logits_model(path: Path, features: int = 64) -> Path:
-    """Classes 0 and 1 differ by 1e-4 relative: FP32 always says 1, a 16-bit float cannot tell them apart."""
+    """Classes 0 and 1 differ by 1e-4 relative: FP32 always says 1, a 16-bit float (bf16 or f16) cannot tell them
+    apart. Class 0's weights have 7 significant bits, exact in both, so class 1's round onto them: a tie, top-1 0."""
     rng = np.random.default_rng(0)
     w = np.zeros((features, 10), np.float32)
-    w[:, 0] = rng.uniform(0.5, 1.0, features)
+    w[:, 0] = rng.integers(64, 128, features) / 128
     w[:, 1] = w[:, 0] * (1 + 1e-4)
     b = np.full(10, -100.0, np.float32)
     b[:2] = 0.0
@@ -163,12 +166,19 @@ def close_logits_model(path: Path, features: int = 64) -> Path:
     return path
 
 
-def test_a_reduced_hint_that_disagrees_with_fp32_is_rejected_with_its_reason(tmp_path: Path) -> None:
+@pytest.mark.parametrize("hint", ["bf16", "f16"])
+def test_a_reduced_hint_that_disagrees_with_fp32_is_rejected_with_its_reason(tmp_path: Path, hint: str) -> None:
     path = close_logits_model(tmp_path / "model.fp32.onnx")
     fp32 = Variant.model_validate(variant_dict(path))
     backend = OpenVINOBackend(OpenVINOConfig(threads=1, cache_dir=tmp_path / "c"))
-    assert "f16" in backend.hints(), "this CPU should offer OpenVINO's f16 hint"
-    offered = [Candidate("openvino", "CPU", fp32, "f32"), Candidate("openvino", "CPU", fp32, "f16")]
+    here = detect_hardware()
+    chain_hints = BackendChain([backend], here).offers()[0].hints
+    if hint not in backend.hints() or hint_unfit(hint, here.cpu_features) is not None:
+        # This CPU does not compute the hint: it is never offered to the choice (the refusal path).
+        assert hint not in chain_hints and chain_hints[0] == "f32"
+        return
+    assert hint in chain_hints
+    offered = [Candidate("openvino", "CPU", fp32, "f32"), Candidate("openvino", "CPU", fp32, hint)]
     inputs = np.random.default_rng(1).uniform(0, 1, (16, 1, 8, 8)).astype(np.float32)
     labels = np.ones(16, np.int64)  # FP32's top-1 on every sample
     identity = PackageIdentity("close", 1, "p" * 64, "hw", {"openvino": str(backend.version)})
@@ -181,13 +191,14 @@ def test_a_reduced_hint_that_disagrees_with_fp32_is_rejected_with_its_reason(tmp
         identity,
     )
     assert served.inference_precision == "f32"
-    f32, f16 = served.result.candidates
+    f32, reduced = served.result.candidates
     assert f32.status == "chosen" and f32.agreement == 1.0
-    assert f16.status == "rejected" and f16.agreement is not None and f16.agreement < 0.99
-    assert f16.reason is not None and "the f16 hint needs at least 99.0%" in f16.reason
+    assert reduced.status == "rejected" and reduced.agreement is not None and reduced.agreement < 0.99
+    assert reduced.reason is not None and f"the {hint} hint needs at least 99.0%" in reduced.reason
     served.close()
     # A budget the hint cannot meet, and nothing else offered: one clear rejection naming the reason.
-    with pytest.raises(PackageRejected, match=r"no variant passed: fp32: top-1 agrees with FP32 on .* \(openvino, f16"):
+    refused = rf"no variant passed: fp32: top-1 agrees with FP32 on .* \(openvino, {hint}"
+    with pytest.raises(PackageRejected, match=refused):
         choose(offered[1:], lambda c: backend.load(path, c.variant, inference_precision=c.hint), inputs, labels,
                ChoiceSettings(measure=True, runs=3, budget_s=0.1), identity)
 
