@@ -404,6 +404,9 @@ def agent(
     log_json: Annotated[bool | None, typer.Option("--log-json/--no-log-json", help="JSON log lines.")] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="Any config value: --set mqtt.port=1884")] = None,
     help_config: Annotated[bool, _help_config("edge.config:AgentConfig", "edgeferry agent options")] = False,
+    print_config: Annotated[bool, typer.Option(
+        help="Print the resolved config (file, variables and flags applied; secrets masked) as JSON and exit.")
+    ] = False,
     mqtt_host: Annotated[str | None, typer.Option(hidden=True, help="Deprecated: --broker.")] = None,
     mqtt_port: Annotated[int | None, typer.Option(hidden=True, help="Deprecated: --broker.")] = None,
 ) -> None:
@@ -448,6 +451,11 @@ def agent(
         )
 
     cfg = load({})
+    if print_config:
+        import json
+
+        typer.echo(json.dumps(cfg.model_dump(mode="json"), indent=2, sort_keys=True))
+        return
     setup_logging(cfg.daemon.log_level, cfg.daemon.log_json)
     runner = agent_mod.Agent(cfg, reload=load)
     runner.install_signal_handlers()
