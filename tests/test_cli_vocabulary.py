@@ -128,3 +128,41 @@ def test_new_spellings_run_without_warnings(tmp_path: Path) -> None:
     assert (proc.returncode, proc.stdout.strip(), proc.stderr) == (0, "[]", "")
     assert "--broker must be HOST[:PORT]" in one_line_error(run("cmd", "cam-1", "ping", "--command-key", "k",
                                                                 "--broker", "localhost:http"))
+
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def readme_commands() -> list[str]:
+    """Every `edgeferry ...` command the README shows: in command blocks and in inline code."""
+    text = README.read_text()
+    found = re.findall(r"`(?:\.venv/bin/)?(edgeferry [^`]+)`", text)
+    for block in re.findall(r"```[a-z]*\n(.*?)```", text, re.S):
+        for line in block.replace("\\\n", " ").splitlines():
+            found += [m.group(1) for m in re.finditer(r"(?:^|;\s+|\s)(?:\S*/)?\.venv/bin/(edgeferry [^;#]+)", line)]
+    return found
+
+
+def test_readme_command_blocks_run_the_venv_s_edgeferry() -> None:
+    text = README.read_text()
+    for block in re.findall(r"```[a-z]*\n(.*?)```", text, re.S):
+        for line in block.splitlines():
+            assert not re.search(r"(^|;\s+)edgeferry ", line), f"not on PATH after make train-cloud: {line}"
+    assert "source .venv/bin/activate" in text
+
+
+def test_readme_uses_only_options_the_commands_show() -> None:
+    nodes = dict(commands())
+    checked = 0
+    for command in readme_commands():
+        argv = command.split()[1:]
+        path, _ = command_path(ROOT, argv)
+        shown = {o for p in (path[:i] for i in range(len(path) + 1)) for o, _ in visible_options(nodes[p])}
+        for token in argv:
+            opt = token.strip("[]|'\"").split("=", 1)[0]
+            if not opt.startswith("--") or opt in {"--help", "--"} or (path[:1] in {("agent",), ("train",)}
+                                                                         and "." in opt):
+                continue
+            assert opt in shown, f"README: `{command}` uses {opt}, which edgeferry {' '.join(path)} does not show"
+            checked += 1
+    assert checked > 30
