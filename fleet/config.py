@@ -87,6 +87,29 @@ class RegistryConfig(_Section):
     maintenance_interval_s: float = Field(
         default=10.0, ge=0.1, le=3600, description="How often the leader downsamples and prunes, seconds."
     )
+    max_unassigned_devices: int = Field(
+        default=10_000, ge=0, le=10_000_000,
+        description="Most devices without a group assignment made here; ids beyond it are not registered (a "
+        "flood of made-up ids cannot grow the registry). Assign groups to admit more.",
+    )
+    expire_after_s: float | None = Field(
+        default=30 * 86400.0, ge=60, le=10 * 365 * 86400,
+        description="Remove devices not heard from for this long (None: keep them until removed by hand).",
+    )
+
+
+class IngestConfig(_Section):
+    """How much device traffic a worker queues before it sheds, and how fairly (no one device fills the queue)."""
+
+    max_queue_bytes: int = Field(
+        default=64 * 1024 * 1024, ge=1024 * 1024, le=1 << 40,
+        description="Bytes of messages queued for the database at most; beyond it messages are shed and counted.",
+    )
+    device_queue_bytes: int = Field(
+        default=4 * 1024 * 1024, ge=256 * 1024 + 1024, le=1 << 40,
+        description="Bytes one device may have queued at most: a flood sheds that device's messages only.",
+    )
+    max_batch: int = Field(default=1000, ge=1, le=100_000, description="Messages applied per transaction at most.")
 
 
 class LeaseConfig(_Section):
@@ -107,6 +130,12 @@ class ControllerConfig(_Section):
     """The rollout controller the leader runs."""
 
     interval_s: float = Field(default=10.0, ge=0.1, le=3600, description="Seconds between two controller ticks.")
+    trust_device_groups: bool = Field(
+        default=False,
+        description="Rollouts started with this on take a device into a group's canary and control cohorts by the "
+        "groups it names in its own state (device.groups); off (default): only groups assigned here "
+        "('edgeferry fleet groups assign DEVICE GROUP') count, so a device cannot put itself into a rollout.",
+    )
 
 
 class MetricsConfig(_Section):
@@ -129,6 +158,7 @@ class FleetConfig(_Section):
     commands: CommandsConfig = Field(default_factory=CommandsConfig, description="Command signing.")
     packages: PackagesConfig = Field(default_factory=PackagesConfig, description="Model store and package keys.")
     registry: RegistryConfig = Field(default_factory=RegistryConfig, description="Telemetry retention.")
+    ingest: IngestConfig = Field(default_factory=IngestConfig, description="Ingest queue bounds.")
     lease: LeaseConfig = Field(default_factory=LeaseConfig, description="Leader lease.")
     controller: ControllerConfig = Field(default_factory=ControllerConfig, description="Rollout controller.")
     metrics: MetricsConfig = Field(default_factory=MetricsConfig, description="Prometheus /metrics.")

@@ -45,7 +45,7 @@ def _with_ops(config: Path | None, sets: list[str] | None, act: Callable[[Any, F
     cfg = _config(config, sets)
     store = FleetStore.open(cfg.database.url, cfg.fleet, cfg.database.pool_size)
     try:
-        return act(RolloutOperations(store), cfg)
+        return act(RolloutOperations(store, trust_device_groups=cfg.controller.trust_device_groups), cfg)
     finally:
         store.close()
 
@@ -125,6 +125,8 @@ def status(ref: OptRefArg = None, config: ConfigOpt = None, set_: SetOpt = None,
     failed = [d for d in st.devices if d.state == "failed"]
     for d in failed:
         console.print(f"failed: {d.device_id} ({d.fail_kind}): {d.reason}", markup=False, highlight=False)
+    for device, reasons in st.suspects().items():
+        console.print(f"suspect: {device}: {'; '.join(reasons)}", markup=False, highlight=False)
 
 
 @app.command()

@@ -15,7 +15,7 @@ from typing import Any
 from fleet.db.desired import DesiredEntry
 from fleet.db.store import FleetStore
 from fleet.registry import DeviceRecord, TelemetrySample
-from fleet.rollout import transitions
+from fleet.rollout import cohorts, transitions
 from fleet.rollout.gates import Sample
 from fleet.rollout.plan import Stage
 from fleet.rollout.ports import DesiredPublisher
@@ -24,6 +24,8 @@ from fleet.rollout.store import Change, DeviceRow, RolloutRepository, RolloutRow
 from fleet.rollout.verdict import Baseline, CanaryDevice, StageVerdict, judge_stage
 
 log = logging.getLogger(__name__)
+# Windows of a control device's history read for each verdict: the analysis window and the ones before it.
+CONTROL_HISTORY_WINDOWS = 3
 
 
 def as_sample(s: TelemetrySample) -> Sample:
@@ -162,7 +164,9 @@ class RolloutController:
 
     def _control(self, row: RolloutRow, stage: Stage, members: Mapping[str, DeviceRecord],
                  assigned: Mapping[str, DeviceRow], now: int) -> dict[str, tuple[Sample, ...]]:
-        since = now - int(stage.window_s * 1000)
+        """Control devices' samples over the window and the ones before it, so the verdict can tell whether a
+        device's reports are consistent over time."""
+        since = now - int(stage.window_s * 1000) * CONTROL_HISTORY_WINDOWS
         out = {}
         for rec in members.values():
             if rec.device_id in assigned or rec.status != "online" or rec.model_version == row.version:
@@ -174,7 +178,8 @@ class RolloutController:
     def _step(self, row: RolloutRow) -> None:
         now = self.clock()
         stage = row.plan.stages[row.stage_index]
-        members = {r.device_id: r for r in self.store.list_devices(group=row.group)}
+        rule = cohorts.trusts_device_groups(row.baseline)
+        members = {r.device_id: r for r in cohorts.members(self.store.list_devices(), row.group, rule)}
         assigned = {d.device_id: d for d in self.repo.devices(row.id)}
         change = self._assign(row, stage, members, assigned, now)
         if not change.empty():

@@ -40,12 +40,14 @@ class GateResult:
     threshold: float
     detail: str = ""
     failed_devices: tuple[str, ...] = ()
+    suspects: Mapping[str, str] = field(default_factory=dict)  # device -> why its figures were left out
 
     def as_dict(self) -> dict[str, object]:
         """JSON form for the database and `rollout status --json`."""
         return {
             "gate": self.gate, "status": self.status, "canary": self.canary, "control": self.control,
             "threshold": self.threshold, "detail": self.detail, "failed_devices": list(self.failed_devices),
+            "suspects": dict(sorted(self.suspects.items())),
         }
 
 
@@ -95,10 +97,9 @@ def device_figure(samples: Sequence[Sample], gate: MetricGate) -> float | None:
     return aggregate(values, gate.aggregate)
 
 
-def cohort_figure(per_device: Mapping[str, Sequence[Sample]], gate: MetricGate) -> float | None:
-    """The control cohort's figure: the mean of its devices' aggregates (devices short of samples left out)."""
-    figures = [f for f in (device_figure(s, gate) for s in per_device.values()) if f is not None]
-    return sum(figures) / len(figures) if figures else None
+def device_figures(per_device: Mapping[str, Sequence[Sample]], gate: MetricGate) -> dict[str, float]:
+    """Each device's aggregate of the gate's figure (devices short of samples left out)."""
+    return {d: f for d, s in per_device.items() if (f := device_figure(s, gate)) is not None}
 
 
 def compared(value: float, control: float | None, gate: MetricGate) -> float | None:
@@ -125,7 +126,7 @@ def class_mix(samples_by_device: Mapping[str, Sequence[Sample]]) -> dict[str, in
     return out
 
 
-def psi(actual: Mapping[str, int], expected: Mapping[str, int]) -> float:
+def psi(actual: Mapping[str, float], expected: Mapping[str, float]) -> float:
     """Population stability index of `actual` against `expected`: sum over classes of (a - e) * ln(a / e).
 
     Shares are of each cohort's own total; a class one side never saw gets PSI_EMPTY_SHARE there.

@@ -8,15 +8,15 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from fleet.db.store import FleetStore
-from fleet.errors import RolloutConflictError, RolloutStateError, UnknownRolloutError
-from fleet.rollout import transitions
-from fleet.rollout.controller import as_sample
-from fleet.rollout.gates import class_mix, cohort_figure
+from fleet.errors import EmptyGroupError, RolloutConflictError, RolloutStateError, UnknownRolloutError
+from fleet.rollout import cohorts, transitions
+from fleet.rollout.controller import CONTROL_HISTORY_WINDOWS, as_sample
 from fleet.rollout.plan import MetricGate, RolloutPlan, default_plan
+from fleet.rollout.robust import cohort_mix, control_figure, fps_of, result_suspects
 from fleet.rollout.store import Change, DeviceRow, EventRow, RolloutRepository, RolloutRow
 from fleet.rollout.verdict import Baseline
 from shared.names import check_ident
@@ -26,16 +26,27 @@ VersionCheck = Callable[[str, int], object]
 
 @dataclass(frozen=True)
 class RolloutStatus:
-    """What `rollout status` shows: the rollout, its stage, devices per state, each gate and the last reason."""
+    """What `rollout status` shows: the rollout, its stage, devices per state, each gate, suspects, the last reason."""
 
     rollout: RolloutRow
     devices: list[DeviceRow]
     unsent: int
+    claimants: list[str] = field(default_factory=list)
 
     @property
     def stage_name(self) -> str:
         """The current stage's name."""
         return self.rollout.plan.stages[self.rollout.stage_index].name
+
+    def suspects(self) -> dict[str, list[str]]:
+        """Devices left out of the last verdict's figures or of the cohorts, each with why."""
+        out: dict[str, list[str]] = {}
+        for g in self.rollout.last_gates:
+            for device, why in dict(g.get("suspects") or {}).items():
+                out.setdefault(device, []).append(f"{g.get('gate')}: {why}")
+        for device in self.claimants:
+            out.setdefault(device, []).append(cohorts.claim_reason(self.rollout.group))
+        return dict(sorted(out.items()))
 
     def as_dict(self) -> dict[str, Any]:
         """JSON form for `--json`."""
@@ -49,34 +60,63 @@ class RolloutStatus:
             "device_detail": [{"device_id": d.device_id, "state": d.state, "kind": d.fail_kind, "reason": d.reason}
                               for d in self.devices],
             "gates": r.last_gates, "last_decision": r.last_decision, "last_reason": r.last_reason,
+            "suspects": self.suspects(),
+            "cohorts": "assigned or claimed" if cohorts.trusts_device_groups(r.baseline) else "assigned",
             "unsent_desired": self.unsent, "created_ms": r.created_ms, "finished_ms": r.finished_ms,
         }
 
 
 def _baseline(store: FleetStore, plan: RolloutPlan, members: list[str], now_ms: int) -> dict[str, Any]:
-    """The group's figures before anything changed: the control for gates once no device is left on the old one."""
-    window_ms = int(plan.stages[0].window_s * 1000)
-    samples = {}
-    for device_id in members:
-        samples[device_id] = [as_sample(s) for s in store.telemetry_window(device_id, now_ms - window_ms,
-                                                                           now_ms + 1)]
+    """The group's figures before anything changed: the control for gates once no device is left on the old one.
+
+    Built like a control cohort's figures: medians over devices whose reports are consistent, a class mix with
+    each device's contribution capped, and devices whose result claims are impossible left out.
+    """
+    first = plan.stages[0]
+    window_ms = int(first.window_s * 1000)
+    since = now_ms - window_ms * CONTROL_HISTORY_WINDOWS
+    history = {d: [as_sample(s) for s in store.telemetry_window(d, since, now_ms + 1)] for d in members}
+    window = {d: [s for s in samples if s.ts_ms >= now_ms - window_ms] for d, samples in history.items()}
     figures: dict[str, float] = {}
     for stage in plan.stages:
         for gate in stage.gates:
             if isinstance(gate, MetricGate) and Baseline.key(gate) not in figures:
-                value = cohort_figure(samples, gate)
+                value, _suspects = control_figure(window, history, gate)
                 if value is not None:
                     figures[Baseline.key(gate)] = value
-    return {"figures": figures, "class_counts": class_mix(samples)}
+    fps = {d: f for d, samples in window.items() if (f := fps_of(samples)) is not None}
+    suspect = result_suspects(window, first.window_s, fps)
+    mix, evidence = cohort_mix({d: s for d, s in window.items() if d not in suspect})
+    return {"figures": figures, "class_counts": {label: share * evidence for label, share in mix.items()}}
 
 
 class RolloutOperations:
     """Operator actions on the rollouts of one fleet."""
 
-    def __init__(self, store: FleetStore, clock: Callable[[], int] | None = None) -> None:
+    def __init__(self, store: FleetStore, clock: Callable[[], int] | None = None,
+                 trust_device_groups: bool = False) -> None:
+        # trust_device_groups: the fleet config's controller.trust_device_groups, recorded in each rollout started.
         self.store = store
         self.clock = clock or store.clock
+        self.trust_device_groups = trust_device_groups
         self.repo = RolloutRepository(store.engine, store.fleet)
+
+    def members(self, group: str) -> list[str]:
+        """The devices a rollout of `group` started now would draw its cohorts from; EmptyGroupError when none."""
+        records = self.store.list_devices()
+        found = cohorts.members(records, group, self.trust_device_groups)
+        if found:
+            return [r.device_id for r in found]
+        claiming = cohorts.claimants(records, group, self.trust_device_groups)
+        if claiming:
+            listed = ", ".join(claiming[:5]) + (f" and {len(claiming) - 5} more" if len(claiming) > 5 else "")
+            raise EmptyGroupError(
+                f"group {group!r} of fleet {self.store.fleet!r} has no devices assigned to it here; {len(claiming)} "
+                f"name it in their own state ({listed}), which alone does not put a device into a rollout: assign "
+                f"them with 'edgeferry fleet groups assign DEVICE {group}', or set controller.trust_device_groups"
+            )
+        self.store.group_members(group)  # raises EmptyGroupError listing the groups there are
+        raise EmptyGroupError(f"group {group!r} of fleet {self.store.fleet!r} has no devices")
 
     def start(self, model: str, version: int, group: str, plan: RolloutPlan | None = None,
               check_version: VersionCheck | None = None) -> RolloutRow:
@@ -92,7 +132,7 @@ class RolloutOperations:
                 f"group {group!r} of fleet {self.store.fleet!r} already has a rollout running ({running.id}, "
                 f"{running.model} v{running.version}, {running.state}); abort it or wait for it to finish"
             )
-        members = self.store.group_members(group)
+        members = self.members(group)
         if check_version is not None:
             check_version(model, version)
         now = self.clock()
@@ -104,7 +144,8 @@ class RolloutOperations:
             "deadline_ms": now + int(first.deadline_s * 1000),
             "next_analysis_ms": now + int(first.analysis_interval_s * 1000), "last_decision": None,
             "last_reason": "started", "last_gates": [],
-            "baseline": _baseline(self.store, plan, [m.device_id for m in members], now),
+            "baseline": {**_baseline(self.store, plan, members, now),
+                         cohorts.TRUST_KEY: self.trust_device_groups},
             "group_want": False, "group_sent": False, "created_ms": now, "updated_ms": now, "finished_ms": None,
             "rev": 0,
         }
@@ -170,7 +211,8 @@ class RolloutOperations:
     def status(self, ref: str | None) -> RolloutStatus:
         """The rollout's stage, devices per state, gates and the reason of its last decision."""
         row = self.resolve(ref)
-        return RolloutStatus(row, self.repo.devices(row.id), self.repo.count_unsent(row.id))
+        claiming = cohorts.claimants(self.store.devices.all(), row.group, cohorts.trusts_device_groups(row.baseline))
+        return RolloutStatus(row, self.repo.devices(row.id), self.repo.count_unsent(row.id), claiming)
 
     def history(self, ref: str | None) -> tuple[RolloutRow, list[EventRow]]:
         """Every transition of the rollout with the figures it was decided on."""

@@ -16,8 +16,6 @@ from fleet.rollout.gates import (
     GateResult,
     GateStatus,
     Sample,
-    class_mix,
-    cohort_figure,
     compared,
     device_figure,
     holds,
@@ -26,6 +24,7 @@ from fleet.rollout.gates import (
     worst,
 )
 from fleet.rollout.plan import MetricGate, PsiGate, RestartsGate, Stage
+from fleet.rollout.robust import canary_suspects, cohort_mix, control_figure, fps_of, result_suspects
 
 Decision = Literal["pass", "hold", "fail", "deadline"]
 DeviceState = Literal["pending", "updated", "failed"]
@@ -69,7 +68,8 @@ class Baseline:
     """The group's figures before the rollout started: the control when no device is left on the old version."""
 
     figures: Mapping[str, float] = field(default_factory=dict)
-    class_counts: Mapping[str, int] = field(default_factory=dict)
+    # The group's class mix as result counts (each device's contribution capped): shares and evidence in one.
+    class_counts: Mapping[str, float] = field(default_factory=dict)
 
     @staticmethod
     def key(gate: MetricGate) -> str:
@@ -89,6 +89,14 @@ class StageVerdict:
     def failed(self) -> list[DeviceOutcome]:
         """Devices that failed, in id order."""
         return [d for d in self.devices if d.state == "failed"]
+
+    def suspects(self) -> dict[str, list[str]]:
+        """Devices whose figures some gate left out, with each reason."""
+        out: dict[str, list[str]] = {}
+        for g in self.gates:
+            for device, why in g.suspects.items():
+                out.setdefault(device, []).append(f"{g.gate}: {why}")
+        return dict(sorted(out.items()))
 
 
 def _rejects_since(device: CanaryDevice) -> float:
@@ -146,9 +154,10 @@ def _metric_gate(
     canary: Mapping[str, Sequence[Sample]],
     data_due: Mapping[str, bool],
     control: Mapping[str, Sequence[Sample]],
+    control_history: Mapping[str, Sequence[Sample]],
     baseline: Baseline | None,
 ) -> _GateJudgement:
-    control_fig = cohort_figure(control, gate)
+    control_fig, suspects = control_figure(control, control_history, gate)
     control_src = "control"
     if control_fig is None and baseline is not None and Baseline.key(gate) in baseline.figures:
         control_fig, control_src = baseline.figures[Baseline.key(gate)], "baseline"
@@ -162,6 +171,8 @@ def _metric_gate(
             short[device] = f"{device}: {have}/{gate.min_samples} samples of {gate.metric}"
             continue
         figures[device] = fig
+    suspects.update(canary_suspects(figures, gate))
+    for device, fig in figures.items():
         value = compared(fig, control_fig, gate)
         if value is not None and not holds(value, gate.op, gate.threshold):
             failures[device] = f"{gate.label}: {device} has {value:.4g} ({gate.aggregate} {gate.metric} {fig:.4g}" + (
@@ -173,16 +184,20 @@ def _metric_gate(
     silent = {d: why for d, why in short.items() if data_due.get(d) and figures}
     waiting = [why for d, why in short.items() if d not in silent]
     no_control = gate.compare != "absolute" and control_fig is None and bool(figures)
+    left_out = [f"{d} is suspect ({why})" for d, why in sorted(suspects.items()) if d in canary]
     status: GateStatus
     if failures:
         status, detail = "fail", "; ".join(failures.values())
     elif waiting or no_control or not figures:
         status = "hold"
         detail = "; ".join([*waiting, *(["no control or baseline figure yet"] if no_control else []),
-                            *([] if figures or waiting else ["no canary device has reported yet"])])
+                            *([] if figures or waiting else [*left_out, "no canary device has reported yet"])])
     else:
         status, detail = "pass", f"{len(figures)} devices"
-    j.result = GateResult(gate.label, status, canary_fig, control_fig, gate.threshold, detail, tuple(sorted(failures)))
+    if suspects and status != "hold":
+        detail += f" ({len(suspects)} suspect devices left out)"
+    j.result = GateResult(gate.label, status, canary_fig, control_fig, gate.threshold, detail, tuple(sorted(failures)),
+                          suspects)
     j.device_failures = failures
     j.silent = silent
     return j
@@ -201,20 +216,27 @@ def _restarts_gate(gate: RestartsGate, restarts: Mapping[str, int]) -> _GateJudg
 
 def _psi_gate(
     gate: PsiGate, canary: Mapping[str, Sequence[Sample]], control: Mapping[str, Sequence[Sample]],
-    baseline: Baseline | None,
+    baseline: Baseline | None, window_s: float,
 ) -> _GateJudgement:
-    mix, ref, ref_src = class_mix(canary), class_mix(control), "control"
-    if sum(ref.values()) < gate.min_results and baseline is not None and baseline.class_counts:
-        ref, ref_src = dict(baseline.class_counts), "baseline"
-    n_canary, n_ref = sum(mix.values()), sum(ref.values())
+    fps = {d: f for d, samples in {**control, **canary}.items() if (f := fps_of(samples)) is not None}
+    suspects = {d: f"canary: {why}" for d, why in result_suspects(canary, window_s, fps).items()}
+    suspects.update({d: f"control: {why}" for d, why in result_suspects(control, window_s, fps).items()})
+    mix, n_canary = cohort_mix({d: s for d, s in canary.items() if d not in suspects})
+    ref, n_ref = cohort_mix({d: s for d, s in control.items() if d not in suspects})
+    ref_src = "control"
+    if n_ref < gate.min_results and baseline is not None and baseline.class_counts:
+        ref, n_ref, ref_src = dict(baseline.class_counts), sum(baseline.class_counts.values()), "baseline"
+    left_out = f" ({len(suspects)} suspect devices left out)" if suspects else ""
     if n_canary < gate.min_results or n_ref < gate.min_results:
-        detail = f"results in window: canary {n_canary}, {ref_src} {n_ref}; each needs {gate.min_results}"
-        return _GateJudgement(GateResult(gate.label, "hold", None, None, gate.max_psi, detail))
+        detail = (f"results in window: canary {n_canary:.0f}, {ref_src} {n_ref:.0f}; each needs {gate.min_results}"
+                  + left_out)
+        return _GateJudgement(GateResult(gate.label, "hold", None, None, gate.max_psi, detail, suspects=suspects))
     value = psi(mix, ref)
     ok = value <= gate.max_psi
-    detail = f"psi {value:.4g} of {n_canary} canary results against {n_ref} {ref_src} results"
+    detail = f"psi {value:.4g} of {n_canary:.0f} canary results against {n_ref:.0f} {ref_src} results{left_out}"
     return _GateJudgement(
-        GateResult(gate.label, "pass" if ok else "fail", value, 0.0, gate.max_psi, detail), cohort_fail=not ok
+        GateResult(gate.label, "pass" if ok else "fail", value, 0.0, gate.max_psi, detail, suspects=suspects),
+        cohort_fail=not ok,
     )
 
 
@@ -228,8 +250,14 @@ def judge_stage(
     deadline_ms: int,
     now_ms: int,
 ) -> StageVerdict:
-    """Judge a stage now from its canary devices and the control cohort's samples in the same window."""
+    """Judge a stage now from its canary devices and the control cohort's samples.
+
+    `control` may hold more than the analysis window (the windows before it too): gates read the window, and a
+    control device's readings over the whole span tell whether its reports are consistent enough to count.
+    """
     progress = {c.device_id: device_progress(c, target, stage, now_ms) for c in canaries}
+    since = now_ms - int(stage.window_s * 1000)
+    control_window = {d: [s for s in samples if since <= s.ts_ms <= now_ms] for d, samples in control.items()}
     updated = [c for c in canaries if progress[c.device_id].state == "updated"]
     canary_samples = {c.device_id: window_samples(c, target, stage, now_ms) for c in updated}
     data_due = {
@@ -238,11 +266,11 @@ def judge_stage(
     judgements: list[_GateJudgement] = []
     for gate in stage.gates:
         if isinstance(gate, MetricGate):
-            judgements.append(_metric_gate(gate, canary_samples, data_due, control, baseline))
+            judgements.append(_metric_gate(gate, canary_samples, data_due, control_window, control, baseline))
         elif isinstance(gate, RestartsGate):
             judgements.append(_restarts_gate(gate, {c.device_id: c.restarts for c in updated}))
         elif isinstance(gate, PsiGate):
-            judgements.append(_psi_gate(gate, canary_samples, control, baseline))
+            judgements.append(_psi_gate(gate, canary_samples, control_window, baseline, stage.window_s))
     outcomes = dict(progress)
     for j in judgements:
         for device, why in j.silent.items():
@@ -275,5 +303,7 @@ def judge_stage(
         prefix = f"stage deadline passed with no verdict ({stage.on_deadline}): " if late else "holding: "
         return StageVerdict("deadline" if late else "hold", prefix + "; ".join(waiting), gates, devices)
     n_ok = sum(1 for d in devices if d.state == "updated")
-    return StageVerdict("pass", f"all {len(gates)} gates passed on {n_ok} devices after {elapsed_s:.0f} s", gates,
-                        devices)
+    suspects = sorted({d for g in gates for d in g.suspects})
+    left_out = f"; suspect devices left out: {', '.join(suspects)}" if suspects else ""
+    return StageVerdict("pass", f"all {len(gates)} gates passed on {n_ok} devices after {elapsed_s:.0f} s{left_out}",
+                        gates, devices)

@@ -1,7 +1,9 @@
 """A fake fleet for controller tests: devices that obey the desired state they are published and report telemetry.
 
 Devices are written into the real FleetStore (registry rows and telemetry samples) as ingest would; the publisher
-keeps one retained desired state per device, which a device applies when it is online, as the agent does.
+keeps one retained desired state per device, which a device applies when it is online, as the agent does. Each
+device names the group in its own state and is assigned to it in the control plane (as an operator would with
+`fleet groups assign`), unless added with `assigned=False`: such a device only claims the group.
 """
 
 from __future__ import annotations
@@ -14,7 +16,10 @@ from fleet.registry import DeviceRecord, TelemetrySample, merged_groups
 from tests.fleet.conftest import Clock
 
 MODEL = "digits"
-Behaviour = Literal["good", "slow", "unconfident", "drifting", "rejects", "silent", "crashloop"]
+Behaviour = Literal["good", "slow", "unconfident", "drifting", "rejects", "silent", "crashloop", "flooder", "masker"]
+# What the liars claim: 4e12 results of one class in every report (flooder), e2e p95 of 1e9 ms (masker).
+FLOOD = 4_000_000_000_000
+MASK_E2E_MS = 1e9
 INTERVAL_S = 20
 
 
@@ -69,14 +74,16 @@ class FakeFleet:
         self.devices: dict[str, FakeDevice] = {}
         self._seq = 0
 
-    def add(self, n: int, prefix: str = "cam", **kw: object) -> list[str]:
-        """Add n devices to the group and report them once."""
+    def add(self, n: int, prefix: str = "cam", assigned: bool = True, **kw: object) -> list[str]:
+        """Add n devices naming the group in their state, assigned to it here unless `assigned` is False."""
         ids = []
         for _ in range(n):
             d = FakeDevice(f"{prefix}-{len(self.devices):03d}", (self.group,), **kw)  # type: ignore[arg-type]
             self.devices[d.device_id] = d
             ids.append(d.device_id)
             self.store.telemetry.add(self._report(d))
+            if assigned:
+                self.store.devices.assign(d.device_id, self.group, self.clock())
         return ids
 
     def behave(self, version: int, behaviour: Behaviour, devices: list[str] | None = None) -> None:
@@ -116,6 +123,10 @@ class FakeFleet:
             "thread_errors": 0.0, "cmd_errors": 0.0, "package_rejects": float(d.rejects), "fps": 5.0,
         }
         counts = {"0": 45, "1": 5} if how == "drifting" else {"0": 25, "1": 25}
+        if how == "flooder":
+            counts = {"0": FLOOD}
+        if how == "masker":
+            figures["e2e_ms_p95"] = MASK_E2E_MS
         return figures, counts
 
     def _report(self, d: FakeDevice) -> list[tuple[str, TelemetrySample, int]]:

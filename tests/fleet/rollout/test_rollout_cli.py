@@ -25,7 +25,8 @@ EDGEFERRY = str(Path(sys.executable).with_name("edgeferry"))
 
 
 class Operator:
-    """A fleet config on disk, a store with tiny v1-v3 (v3 corrupt), and devices cam-0..cam-9 of group north."""
+    """A fleet config on disk, a store with tiny v1-v3 (v3 corrupt), and devices cam-0..cam-9 of group north
+    (named in their own state and assigned here)."""
 
     def __init__(self, tmp: Path) -> None:
         keys = new_keypair()
@@ -48,6 +49,7 @@ class Operator:
                 r, reported_status="online", last_seen_ms=now, reported_groups=("north",), groups=("north",),
                 model_name="tiny", model_version=1, telemetry_interval_s=60.0,
             ))
+            self.store.devices.assign(f"cam-{i}", "north", now)  # rollouts draw cohorts from assignments
         self.repo = RolloutRepository(self.store.engine, "it")
 
     def run(self, *args: str) -> subprocess.CompletedProcess[str]:
