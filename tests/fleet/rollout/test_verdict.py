@@ -21,8 +21,9 @@ STAGE = Stage(name="canary", percent=10, soak_s=60, gates=[LATENCY, CONF, ERRORS
 def samples(n: int, start_s: int = 10, every_s: int = 10, version: int = V, counts: dict[str, int] | None = None,
             **figures: float) -> tuple[Sample, ...]:
     mix = counts if counts is not None else {"0": 50, "1": 50}
-    return tuple(
-        Sample((start_s + i * every_s) * S, {"model_version": version, "thread_errors": 0, **figures}, mix)
+    return tuple(  # 100 results per 10 s at fps 10: what a real agent's frame rate allows
+        Sample((start_s + i * every_s) * S, {"model_version": version, "thread_errors": 0, "fps": 10.0, **figures},
+               mix)
         for i in range(n)
     )
 
