@@ -12,6 +12,7 @@ from typing import TypeVar
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from edge.download_progress import PROGRESS_INTERVAL_S, DownloadProgress, summary_line
 from edge.errors import InstallError, InsufficientSpace, PackageRejected
 from edge.fault_injection import crash_point
 from edge.package_verify import verify_files, verify_signed_manifest
@@ -145,8 +146,12 @@ def fetch_version(
     policy: RetryPolicy | None = None,
     reserve_bytes: int = 0,
     expected_sha256: str | None = None,
+    progress_interval_s: float = PROGRESS_INTERVAL_S,
 ) -> FetchedPackage:
-    """Fetch a version into dest (a staging dir; partial files in it are resumed); verify hashes and ONNX there."""
+    """Fetch a version into dest (a staging dir; partial files in it are resumed); verify hashes and ONNX there.
+
+    A download that lasts logs one progress line per progress_interval_s (bytes, percent, rate), then one summary.
+    """
     policy = policy or RetryPolicy()
     manifest, body, signature, kid = fetch_manifest(
         store, name, version, trusted, allow_unsigned, policy, expected_sha256
@@ -157,16 +162,22 @@ def fetch_version(
         (dest / SIGNATURE_FILE).write_bytes(signature)
     crash_point("after-manifest")
     prefix = version_prefix(name, version)
-    for fname, _, size in manifest.files():
-        log.info("downloading %s%s (%d bytes)", prefix, fname, size)
-        try:
-            download_file(store, prefix + fname, dest / fname, size, policy)
-        except StoreNotFoundError as exc:
-            raise StoreNotFoundError(
-                f"{name} v{version}: {fname}, named by the signed manifest, is not in {store.uri} (yet)"
-            ) from exc
+    files = list(manifest.files())
+    what = f"{name} v{version}"
+    with DownloadProgress(what, sum(size for _, _, size in files), log, interval_s=progress_interval_s) as progress:
+        for fname, _, size in files:
+            log.debug("downloading %s%s (%d bytes)", prefix, fname, size)
+            progress.file(dest / fname, size)
+            try:
+                download_file(store, prefix + fname, dest / fname, size, policy)
+            except StoreNotFoundError as exc:
+                raise StoreNotFoundError(
+                    f"{name} v{version}: {fname}, named by the signed manifest, is not in {store.uri} (yet)"
+                ) from exc
+    took_s = progress.elapsed_s()
     crash_point("after-download")
     verify_files(dest, manifest)
     crash_point("after-verify")
-    log.info("fetched %s v%d (signed by %s)", name, version, kid or "nobody: unsigned allowed")
+    log.info("%s, signed by %s", summary_line(what, progress.total, took_s),
+             kid or "nobody: unsigned allowed")
     return FetchedPackage(manifest, dest, kid)

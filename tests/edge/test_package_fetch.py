@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import threading
 from pathlib import Path
 
 import pytest
@@ -218,3 +220,70 @@ def test_unpublished_version_is_not_found(store: LocalStore, staging: Path, key:
     make_package(store, "digits", 1, key)
     with pytest.raises(StoreNotFoundError, match="digits version 7 is not published"):
         _fetch(store, staging, key, version=7)
+
+
+class _Slow(LocalStore):
+    """A store whose model download stops half way until the agent has logged a progress line (no sleeps)."""
+
+    def __init__(self, root: Path, progressed: threading.Event) -> None:
+        super().__init__(root)
+        self.progressed = progressed
+
+    def download(self, key: str, dest: Path, size: int | None = None) -> None:
+        if key.endswith(MODEL):
+            data = self.get(key)
+            dest.write_bytes(data[: len(data) // 2])
+            assert self.progressed.wait(30), "no progress line while the download stalled"
+        super().download(key, dest, size)
+
+
+def test_a_long_download_logs_periodic_progress_lines_not_one_line_per_file(
+    tmp_path: Path, staging: Path, key: KeyPair, caplog: pytest.LogCaptureFixture
+) -> None:
+    progressed = threading.Event()
+
+    class Seen(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if "%" in record.getMessage() and "/s" in record.getMessage():
+                progressed.set()
+
+    store = _Slow(tmp_path / "store", progressed)
+    make_package(store, "digits", 1, key, precisions=("fp32", "int8"))
+    watcher = Seen()
+    logging.getLogger("edge").addHandler(watcher)
+    try:
+        with caplog.at_level(logging.INFO, logger="edge"):
+            _fetch(store, staging, key, progress_interval_s=0.05)
+    finally:
+        logging.getLogger("edge").removeHandler(watcher)
+    lines = [r.getMessage() for r in caplog.records if r.name == "edge.package_fetch"]
+    files = len(list(staging.iterdir())) - 2  # manifest and signature are not downloads
+    progress = [m for m in lines if "%" in m and "/s" in m]
+    assert progress, lines
+    first = progress[0]
+    assert "digits v1" in first and " of " in first, first
+    total = sum(p.stat().st_size for p in staging.iterdir() if p.name not in {MANIFEST_FILE, SIGNATURE_FILE})
+    assert f"{total / 1e6:.1f} MB" in first or f"{total / 1e3:.1f} kB" in first, first
+    assert not any(f"downloading {version_prefix('digits', 1)}" in m for m in lines), lines  # no line per file
+    fetched = [m for m in lines if m.startswith("fetched digits v1")]
+    assert len(fetched) == 1 and "/s" in fetched[0], lines
+    assert files >= 3 and len(lines) < files + len(progress), lines
+
+
+def test_a_quick_download_logs_one_line_and_no_progress(store: LocalStore, staging: Path, key: KeyPair,
+                                                         caplog: pytest.LogCaptureFixture) -> None:
+    make_package(store, "digits", 1, key, precisions=("fp32", "int8"))
+    with caplog.at_level(logging.INFO, logger="edge"):
+        _fetch(store, staging, key, progress_interval_s=3600)
+    lines = [r.getMessage() for r in caplog.records if r.name == "edge.package_fetch"]
+    assert len(lines) <= 2 and lines[-1].startswith("fetched digits v1"), lines
+
+
+def test_progress_lines_say_bytes_rate_and_percent() -> None:
+    from edge.download_progress import progress_line
+
+    assert progress_line("digits v3", 12_300_000, 45_600_000, 5.0) == (
+        "downloading digits v3: 12.3 of 45.6 MB (27%), 2.5 MB/s, about 14 s left"
+    )
+    assert progress_line("digits v3", 0, 2_000, 0.0) == "downloading digits v3: 0.0 of 2.0 kB (0%), 0.0 kB/s"
+    assert progress_line("digits v3", 5, 0, 1.0).startswith("downloading digits v3: 0.0 of 0.0 kB (100%)")
