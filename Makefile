@@ -34,9 +34,10 @@ test: venv system
 check-integrations: venv system check-ha
 	$(PY) -m pytest -q -p no:cacheprovider $(INTEGRATION_TESTS)
 
-## Home Assistant's own MQTT discovery code over our configs (first run installs it into .cache/, ~3.5 min)
+## Home Assistant's own MQTT discovery code over our configs (first run installs it into .cache/, ~3.5 min, with a
+## progress line every 30 s; -s lets them through)
 check-ha: venv
-	$(PY) -m pytest -q -p no:cacheprovider tests/integrations/check_ha_discovery.py
+	$(PY) -m pytest -q -s -p no:cacheprovider tests/integrations/check_ha_discovery.py
 
 ## Lint and type-check
 check: lint typecheck

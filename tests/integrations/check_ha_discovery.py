@@ -13,6 +13,9 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +35,43 @@ pytestmark = pytest.mark.slow
 HA_VERSION = os.environ.get("EDGEFERRY_HA_VERSION", "2026.2.3")
 VENV = Path(os.environ.get("EDGEFERRY_HA_VENV", ".cache/ha-venv"))
 PROBE = Path(__file__).with_name("ha_schema_probe.py")
+# Seconds between progress lines while Home Assistant installs (make check-ha runs pytest with -s to show them).
+PROGRESS_EVERY_S = float(os.environ.get("EDGEFERRY_PROGRESS_EVERY_S", "30"))
+
+
+def _say(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def run_with_progress(argv: Sequence[str], what: str, echo: Callable[[str], None] = _say,
+                      every_s: float = PROGRESS_EVERY_S) -> subprocess.CompletedProcess[str]:
+    """Run a long pip command, saying what it is, then every `every_s` seconds how long it has run and how many
+    packages pip has collected so far (one line at a time, never one per package), then how it ended."""
+    echo(f"check-ha: {what} (the first run takes a few minutes; later runs reuse it)")
+    start = time.monotonic()
+    out: list[str] = []
+    proc = subprocess.Popen(list(argv), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert proc.stdout is not None
+    done = threading.Event()
+
+    def tick() -> None:
+        while not done.wait(every_s):
+            packages = sum(line.startswith("Collecting ") for line in list(out))
+            echo(f"check-ha: {what}: {time.monotonic() - start:.0f} s, {packages} packages collected so far")
+
+    ticker = threading.Thread(target=tick, daemon=True)
+    ticker.start()
+    try:
+        for line in proc.stdout:
+            out.append(line)
+        proc.wait()
+    finally:
+        done.set()
+        ticker.join()
+    text = "".join(out)
+    result = "done" if proc.returncode == 0 else f"FAILED (exit {proc.returncode})"
+    echo(f"check-ha: {what}: {result} in {time.monotonic() - start:.0f} s")
+    return subprocess.CompletedProcess(list(argv), proc.returncode, text, text)
 
 
 def _find_python() -> str:
@@ -57,10 +97,10 @@ def ha_python() -> Path:
     shutil.rmtree(VENV, ignore_errors=True)
     subprocess.run([_find_python(), "-m", "venv", str(VENV)], check=True)
     # The pinned release asks for 3.13.2; the 3.13.0 these machines have runs it (checked by this very test).
-    install = subprocess.run(
-        [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", "--ignore-requires-python",
-         f"homeassistant=={HA_VERSION}"],
-        capture_output=True, text=True, check=False,
+    install = run_with_progress(
+        [str(python), "-m", "pip", "install", "--progress-bar", "off", "--disable-pip-version-check",
+         "--ignore-requires-python", f"homeassistant=={HA_VERSION}"],
+        f"installing Home Assistant {HA_VERSION} into {VENV}",
     )
     if install.returncode != 0:
         pytest.fail(f"Home Assistant check did not run: pip install homeassistant=={HA_VERSION} failed "
