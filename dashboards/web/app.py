@@ -28,6 +28,7 @@ from dashboards.web.live import LiveHub, counts
 from dashboards.web.login_throttle import LoginGate, LoginThrottle
 from dashboards.web.ports import (
     AuditEntry,
+    CommandView,
     DeviceDetail,
     DeviceRow,
     EventRow,
@@ -36,6 +37,7 @@ from dashboards.web.ports import (
     RolloutAction,
     RolloutView,
     Sample,
+    Sent,
 )
 from dashboards.web.request_origin import RequestOrigin
 from shared.names import check_ident
@@ -47,6 +49,7 @@ PAGES = {"fleet": "fleet.html", "device": "device.html", "rollouts": "rollouts.h
 MAX_MS = 253_402_300_799_999
 MAX_VERSION = 2**63 - 1
 LOGIN_PATHS_GUARDED = ("/api/openapi.json", "/api/docs")  # the schema and docs are behind sign-in like the API
+DEFAULT_PAGE, MAX_PAGE = 500, 5000  # /api/devices: a fleet of any size answers in bounded pages
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
        "frame-ancestors 'none'; form-action 'self'; base-uri 'none'")
 
@@ -75,6 +78,7 @@ class ActionResult(BaseModel):
     ok: bool = Field(description="Always true: failures answer with an error status and {'error': ...}.")
     message: str = Field(description="One line saying what happened.")
     target: str = Field(description="Device or rollout id acted on.")
+    request_id: str | None = Field(default=None, description="Command sent, for /api/devices/{id}/commands/{rid}.")
 
 
 class Me(BaseModel):
@@ -311,18 +315,24 @@ def create_app(
         """Who is signed in, and the CSRF token actions must carry."""
         return Me(name=p.name, role=p.role, csrf=p.csrf, fleet=reader.fleet_name())
 
-    @app.get("/api/devices", response_model=list[DeviceRow], tags=["registry"])
+    @app.get("/api/devices", response_model=list[DeviceRow], tags=["registry"], responses={200: {"headers": {
+        "X-Total-Count": {"description": "Devices matching the filters, over all pages.",
+                          "schema": {"type": "integer"}}}}})
     def devices(
-        p: User,
+        p: User, response: Response,
         status: Annotated[str | None, Query(max_length=64, description="Only this status.")] = None,
         group: Annotated[str | None, Query(max_length=64, description="Only devices in this group.")] = None,
         version: Annotated[int | None, Query(ge=0, le=MAX_VERSION,
                                              description="Only devices serving this version.")] = None,
+        limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="Devices per page.")] = DEFAULT_PAGE,
+        offset: Annotated[int, Query(ge=0, le=2**31, description="Devices to skip (by device id).")] = 0,
     ) -> list[DeviceRow]:
-        """Every device with its current figures."""
-        rows = reader.devices()
-        return [r for r in rows if (status is None or r.status == status) and (group is None or group in r.groups)
-                and (version is None or r.model_version == version)]
+        """One page of devices (by id) with their current figures; X-Total-Count has how many match in all."""
+        rows = sorted((r for r in reader.devices() if (status is None or r.status == status)
+                       and (group is None or group in r.groups) and (version is None or r.model_version == version)),
+                      key=lambda r: r.device_id)
+        response.headers["X-Total-Count"] = str(len(rows))
+        return rows[offset:offset + limit]
 
     @app.get("/api/counts", tags=["registry"])
     def device_counts(p: User) -> dict[str, dict[str, int]]:
@@ -353,10 +363,14 @@ def create_app(
         return reader.history(device_id, start, end)
 
     @app.get("/api/devices/{device_id}/events", response_model=list[EventRow], tags=["history"])
-    def events(p: User, device_id: str, limit: Annotated[int, Query(ge=1, le=500)] = 50) -> list[EventRow]:
+    def events(
+        p: User, device_id: str, limit: Annotated[int, Query(ge=1, le=500)] = 50,
+        collapsed: Annotated[bool, Query(description="Each run of per-frame update/frame rows as one row (latest, "
+                                                     "with its count); new and end rows all kept.")] = False,
+    ) -> list[EventRow]:
         """The device's latest results, newest first."""
         device(p, device_id)
-        return reader.events(device_id, 0, limit)
+        return reader.events(device_id, 0, limit, collapsed)
 
     @app.get("/api/rollouts", response_model=list[RolloutView], tags=["rollouts"])
     def rollouts(p: User) -> list[RolloutView]:
@@ -404,7 +418,22 @@ def create_app(
     @app.post("/api/devices/{device_id}/ping", response_model=ActionResult, tags=["actions"])
     def ping(p: User, device_id: str, csrf: Csrf = None) -> ActionResult:
         """Send a signed ping."""
-        return act(p, csrf, "ping", device_id, lambda: actions.ping(known_device(device_id)))
+        sent: list[Sent] = []
+
+        def run() -> str:
+            sent.append(actions.ping(known_device(device_id)))
+            return sent[0].message
+
+        result = act(p, csrf, "ping", device_id, run)
+        return result.model_copy(update={"request_id": sent[0].request_id})
+
+    @app.get("/api/devices/{device_id}/commands/{request_id}", response_model=CommandView, tags=["actions"])
+    def command(p: User, device_id: str, request_id: str) -> CommandView:
+        """A command sent to the device (a ping, a deploy) and its reply: waiting, replied or timed out."""
+        found = reader.command(_device_id(device_id), request_id[:64])
+        if found is None:
+            raise UnknownTarget(f"no command {request_id[:64]!r} sent to {device_id!r}")
+        return found
 
     @app.post("/api/devices/{device_id}/deploy", response_model=ActionResult, tags=["actions"])
     def deploy(p: User, device_id: str, body: DeployBody, csrf: Csrf = None) -> ActionResult:
@@ -415,6 +444,11 @@ def create_app(
     def rollback(p: User, device_id: str, csrf: Csrf = None) -> ActionResult:
         """Return the device to its previous installed version."""
         return act(p, csrf, "rollback", device_id, lambda: actions.rollback(known_device(device_id)))
+
+    @app.delete("/api/devices/{device_id}", response_model=ActionResult, tags=["actions"])
+    def remove_device(p: User, device_id: str, csrf: Csrf = None) -> ActionResult:
+        """Forget a device (registry record and retained topics); it comes back if it publishes again."""
+        return act(p, csrf, "device.remove", device_id, lambda: actions.remove(known_device(device_id)))
 
     @app.post("/api/rollouts", response_model=ActionResult, tags=["actions"])
     def start_rollout(p: User, body: RolloutBody, csrf: Csrf = None) -> ActionResult:

@@ -8,6 +8,7 @@ operator. A message with one bad figure is refused whole, as the ingest refuses 
 from __future__ import annotations
 
 import threading
+from collections import Counter
 
 from pydantic import ValidationError
 
@@ -45,6 +46,18 @@ class FigureBuffer:
         self._latest: dict[str, dict[str, float]] = {}
         self.max_devices = max_devices
         self._lock = threading.Lock()
+        self._refused: Counter[str] = Counter()
+
+    def count_refused(self, device_id: str) -> None:
+        """One message of this device refused (by any buffer); bounded like the figures."""
+        with self._lock:
+            if device_id in self._refused or len(self._refused) < self.max_devices:
+                self._refused[device_id] += 1
+
+    def refused(self) -> dict[str, int]:
+        """Device id -> messages the web app's feed refused from it."""
+        with self._lock:
+            return dict(self._refused)
 
     def add_payload(self, device_id: str, payload: bytes) -> None:
         """One telemetry message of a validated device id; Refused (nothing kept) when it is malformed."""

@@ -21,6 +21,7 @@ from dashboards.web.figures import FigureBuffer
 from dashboards.web.finite import finite, finite_figures
 from dashboards.web.ports import (
     AuditEntry,
+    CommandView,
     Decision,
     DeviceDetail,
     DeviceRow,
@@ -29,7 +30,9 @@ from dashboards.web.ports import (
     RolloutAction,
     RolloutView,
     Sample,
+    Sent,
     StageView,
+    command_view,
 )
 from fleet.command_sender import CommandSender
 from fleet.control import FleetControl
@@ -47,6 +50,7 @@ from fleet.registry import DeviceRecord
 from fleet.rollout.operations import RolloutOperations
 from fleet.rollout.plan import RolloutPlan
 from fleet.rollout.store import RolloutRow
+from shared.topics import DeviceTopics
 
 RAW_RECENT_MS = 10 * 60 * 1000  # the device page reads raw samples this far back, downsampled history before
 
@@ -78,7 +82,15 @@ def _as_dashboard_errors() -> Iterator[None]:
         raise BadRequest(str(exc)) from exc
 
 
-def _row(rec: DeviceRecord, figures: dict[str, float], desired: int | None) -> DeviceRow:
+def _count(rec: DeviceRecord, name: str) -> int:
+    """A per-device refusal counter of the registry record (0 where this fleet/ version keeps none)."""
+    value = getattr(rec, name, 0)
+    if isinstance(value, dict):  # counted per reason
+        value = sum(v for v in value.values() if isinstance(v, int))
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def _row(rec: DeviceRecord, figures: dict[str, float], desired: int | None, feed_refused: int = 0) -> DeviceRow:
     return DeviceRow(
         device_id=rec.device_id, fleet=rec.fleet, groups=list(rec.groups), status=rec.status,
         model_name=rec.model_name, model_version=rec.model_version, variant=rec.model_variant,
@@ -86,7 +98,7 @@ def _row(rec: DeviceRecord, figures: dict[str, float], desired: int | None) -> D
         e2e_ms_p95=figures.get("e2e_ms_p95"), cpu_pct=figures.get("cpu_pct"), rss_mb=figures.get("rss_mb"),
         temp_c=figures.get("temp_c"), package_rejects=figures.get("package_rejects"),
         last_seen_ms=rec.last_seen_ms, agent_version=rec.agent_version, restarts=rec.restarts,
-        degraded=dict(rec.degraded),
+        degraded=dict(rec.degraded), refused=max(_count(rec, "refused"), feed_refused), shed=_count(rec, "shed"),
     )
 
 
@@ -149,10 +161,12 @@ class FleetAdapter:
     def devices(self) -> list[DeviceRow]:
         entries = self.store.desired.all()
         latest = self.figures.latest()
+        refused = self.figures.refused()
         out = []
         for rec in self.store.list_devices():
             entry = desired_for(rec, entries)
-            out.append(_row(rec, latest.get(rec.device_id, {}), entry.version if entry else None))
+            out.append(_row(rec, latest.get(rec.device_id, {}), entry.version if entry else None,
+                            refused.get(rec.device_id, 0)))
         return out
 
     def device(self, device_id: str) -> DeviceDetail | None:
@@ -166,12 +180,21 @@ class FleetAdapter:
                            "backend": rec.model_backend},
                  "groups": list(rec.groups), "hardware": rec.hardware, "degraded": rec.degraded,
                  "unsigned_commands": rec.unsigned_commands, "telemetry_interval_s": rec.telemetry_interval_s}
-        return DeviceDetail(row=_row(rec, self.figures.latest().get(device_id, {}), entry.version if entry else None),
+        row = _row(rec, self.figures.latest().get(device_id, {}), entry.version if entry else None,
+                   self.figures.refused().get(device_id, 0))
+        return DeviceDetail(row=row,
                             boot_id=rec.boot_id, hardware=finite(dict(rec.hardware)), config_digest=rec.config_digest,
                             state=finite(state))
 
     def latest_figures(self) -> dict[str, dict[str, float]]:
         return self.figures.latest()
+
+    def command(self, device_id: str, request_id: str) -> CommandView | None:
+        rec = self.store.commands.get(request_id)
+        if rec is None or rec.device_id != device_id:
+            return None
+        return command_view(rec.request_id, rec.device_id, rec.name, rec.sent_ms, rec.reply_ok, rec.reply_error,
+                            rec.reply_ms, self.store.clock())
 
     def history(self, device_id: str, since_ms: int, until_ms: int) -> list[Sample]:
         raw_from = max(since_ms, until_ms - RAW_RECENT_MS)
@@ -226,11 +249,11 @@ class FleetAdapter:
             raise ActionRefused("this control plane has no command key (commands.key): it observes only")
         return self.control
 
-    def ping(self, device_id: str) -> str:
+    def ping(self, device_id: str) -> Sent:
         with _as_dashboard_errors():
             self.store.device(device_id)
             rec = self._need_sender().send(device_id, "ping", {})
-        return f"signed ping {rec.request_id} sent to {device_id}"
+        return Sent(message=f"signed ping {rec.request_id} sent to {device_id}", request_id=rec.request_id)
 
     def deploy(self, device_id: str, version: int) -> str:
         with _as_dashboard_errors():
@@ -245,6 +268,22 @@ class FleetAdapter:
         with _as_dashboard_errors():
             result = self._need_control().rollback(device=device_id)
         return f"{device_id}: back to desired {result.model} v{result.version}, signed deploy sent"
+
+    def remove(self, device_id: str) -> str:
+        with _as_dashboard_errors():
+            if not self.store.remove_device(device_id):
+                raise UnknownTarget(f"no device {device_id!r} in fleet {self.store.fleet!r}")
+        if self.sender is None:
+            return (f"{device_id} removed from the registry; its retained topics stay on the broker (this control "
+                    "plane observes only), so it reappears after a restart")
+        topics = DeviceTopics(self.store.fleet, device_id)
+        try:
+            for topic in (topics.status, topics.state, topics.benchmark, topics.desired):
+                self.sender.publisher.publish(topic, b"", retain=True)
+        except FleetError as exc:
+            return (f"{device_id} removed from the registry, but clearing its retained topics failed ({exc}): it "
+                    "reappears after a restart unless they are cleared")
+        return f"{device_id} removed: registry, history and retained topics; it reappears if it publishes again"
 
     def start_rollout(self, model: str, version: int, group: str) -> str:
         control = self._need_control()

@@ -16,7 +16,6 @@ import logging
 import threading
 import time
 import uuid
-from collections import Counter
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -56,7 +55,6 @@ class MqttFeed:
         self._host, self._port, self._keepalive = host, port, keepalive
         self._filters = [fleet_filter(fleet, "events"), fleet_filter(fleet, "telemetry")]
         self._connected = threading.Event()
-        self.refused: Counter[str] = Counter()  # device id -> messages refused
         self.bad_topics = 0
         self.errors = 0
         self._logged: set[str] = set()
@@ -116,10 +114,14 @@ class MqttFeed:
             elif leaf == "events":
                 self.buffer.add_payload(device_id, payload)
         except Refused as exc:
-            if device_id in self.refused or len(self.refused) < self.figures.max_devices:
-                self.refused[device_id] += 1
+            self.figures.count_refused(device_id)
             reason = " ".join(exc.reason.split()[:2])[:80]
             self._once(f"{exc.kind}:{reason}", f"web app feed: {device_id}: {exc} (logged once per reason)")
+
+    @property
+    def refused(self) -> dict[str, int]:
+        """Device id -> messages refused from it."""
+        return self.figures.refused()
 
     def _once(self, key: str, line: str) -> None:
         if key in self._logged or len(self._logged) >= MAX_LOGGED_REASONS:

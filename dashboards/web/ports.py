@@ -43,7 +43,9 @@ class DeviceRow(_View):
     agent_version: str | None = Field(default=None, description="edgeferry version of the agent.")
     restarts: int = Field(default=0, description="Boot id changes seen.")
     degraded: dict[str, str] = Field(default_factory=dict, description="Components failing now.")
-
+    refused: int = Field(default=0, description="Messages refused as malformed or out of range (registry's count, or "
+                         "the web app's own when higher): a device sending them is misbehaving.")
+    shed: int = Field(default=0, description="Messages shed because the device sent more than its fair share.")
 
 class DeviceDetail(_View):
     """The device page's header: the row plus what the retained state payload says."""
@@ -74,6 +76,40 @@ class EventRow(_View):
     model_version: int | None = Field(default=None, description="Model version that produced it.")
     count: int = Field(default=1, description="Results this row stands for (a run of update/frame rows, collapsed).")
     first_ts_ms: int | None = Field(default=None, description="Unix ms of the first result of a collapsed run.")
+
+
+class Sent(_View):
+    """A command handed to the broker; its reply is read with FleetReader.command."""
+
+    message: str = Field(description="One line saying what was sent.")
+    request_id: str = Field(description="Request id the device's reply carries.")
+
+
+class CommandView(_View):
+    """One command sent to a device and, once it came, the device's reply."""
+
+    request_id: str = Field(description="Request id.")
+    device_id: str = Field(description="Device it was sent to.")
+    name: str = Field(description="Command name (ping, deploy, rollback, ...).")
+    sent_ms: int = Field(description="Unix ms when sent.")
+    state: Literal["waiting", "replied", "timed_out"] = Field(description="No reply yet, replied, or past its wait.")
+    ok: bool | None = Field(default=None, description="The device's verdict, once it replied.")
+    error: str | None = Field(default=None, description="The device's error line when it refused or failed.")
+    reply_ms: int | None = Field(default=None, description="Unix ms when the reply arrived.")
+    round_trip_ms: int | None = Field(default=None, description="reply_ms - sent_ms.")
+
+
+REPLY_WAIT_MS = 15_000  # a command with no reply after this long is shown as timed out
+
+
+def command_view(request_id: str, device_id: str, name: str, sent_ms: int, ok: bool | None, error: str | None,
+                 reply_ms: int | None, now_ms: int) -> CommandView:
+    """A logged command as the device page reads it: waiting, replied (with the round trip), or timed out."""
+    if reply_ms is not None:
+        return CommandView(request_id=request_id, device_id=device_id, name=name, sent_ms=sent_ms, state="replied",
+                           ok=ok, error=error, reply_ms=reply_ms, round_trip_ms=max(0, reply_ms - sent_ms))
+    state: Literal["waiting", "timed_out"] = "timed_out" if now_ms - sent_ms > REPLY_WAIT_MS else "waiting"
+    return CommandView(request_id=request_id, device_id=device_id, name=name, sent_ms=sent_ms, state=state)
 
 
 class GateFigure(_View):
@@ -160,6 +196,10 @@ class FleetReader(Protocol):
         """Each device's last telemetry figures by metric name, for the alert rules."""
         ...
 
+    def command(self, device_id: str, request_id: str) -> CommandView | None:
+        """One command sent to the device and its reply so far, or None when unknown."""
+        ...
+
     def history(self, device_id: str, since_ms: int, until_ms: int) -> list[Sample]:
         """Kept telemetry samples of a device in [since_ms, until_ms], oldest first."""
         ...
@@ -184,8 +224,8 @@ class FleetReader(Protocol):
 class FleetActions(Protocol):
     """Asks the control plane to act; each returns a one-line result and raises DashboardError on refusal."""
 
-    def ping(self, device_id: str) -> str:
-        """Send a signed ping."""
+    def ping(self, device_id: str) -> Sent:
+        """Send a signed ping; the device's reply is read with FleetReader.command."""
         ...
 
     def deploy(self, device_id: str, version: int) -> str:
@@ -194,6 +234,10 @@ class FleetActions(Protocol):
 
     def rollback(self, device_id: str) -> str:
         """Send a signed rollback."""
+        ...
+
+    def remove(self, device_id: str) -> str:
+        """Forget a device: its registry record and its retained topics (it comes back if it publishes again)."""
         ...
 
     def start_rollout(self, model: str, version: int, group: str) -> str:

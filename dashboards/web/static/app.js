@@ -73,4 +73,6 @@ const EF = {
     return Math.round(s / 3600) + " h ago";
   },
   BAD: new Set(["offline", "stale"]),
+  // The control plane refused (malformed, out of range) or shed (flooding) some of its messages.
+  misbehaving(d) { return (d.refused || 0) > 0 || (d.shed || 0) > 0; },
 };

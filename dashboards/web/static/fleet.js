@@ -14,6 +14,7 @@
     ["cpu_pct", (d) => EF.fmt(d.cpu_pct)],
     ["temp_c", (d) => EF.fmt(d.temp_c)],
     ["last_seen_ms", (d) => EF.ago(d.last_seen_ms)],
+    ["refused", (d) => (EF.misbehaving(d) ? d.refused + " refused, " + d.shed + " shed" : "–")],
   ];
   const NUM = new Set(["fps", "e2e_ms_p95", "cpu_pct", "temp_c"]);
   const rows = new Map(); // device_id -> {d, tr, cells, text}
@@ -45,12 +46,14 @@
     }
     const bad = EF.BAD.has(r.d.status);
     if (r.tr.classList.contains("bad") !== bad) r.tr.classList.toggle("bad", bad);
+    const warn = EF.misbehaving(r.d);
+    if (r.tr.classList.contains("warn") !== warn) r.tr.classList.toggle("warn", warn);
     r.tr.dataset.status = r.d.status;
   }
 
   function visible(d) {
     const s = statusEl.value;
-    if (s && d.status !== s) return false;
+    if (s === "misbehaving" ? !EF.misbehaving(d) : s && d.status !== s) return false;
     const f = filterEl.value.trim().toLowerCase();
     if (!f) return true;
     return [d.device_id, d.groups.join(" "), d.model_name || "", d.backend || "", d.variant || "", d.status]
@@ -95,7 +98,9 @@
     for (const d of msg.devices) {
       let r = rows.get(d.device_id);
       if (!r) { r = makeRow(d); rows.set(d.device_id, r); dirty = true; }
-      else if (r.d[sortKey] !== d[sortKey] || r.d.status !== d.status) dirty = true;
+      else if (r.d[sortKey] !== d[sortKey] || r.d.status !== d.status || EF.misbehaving(r.d) !== EF.misbehaving(d)) {
+      dirty = true;
+    }
       r.d = d;
       paint(r);
     }

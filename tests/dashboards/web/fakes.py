@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dashboards.errors import ActionRefused, BadRequest, UnknownTarget
 from dashboards.web.ports import (
     AuditEntry,
+    CommandView,
     Decision,
     DeviceDetail,
     DeviceRow,
@@ -17,7 +18,9 @@ from dashboards.web.ports import (
     RolloutAction,
     RolloutView,
     Sample,
+    Sent,
     StageView,
+    command_view,
 )
 
 STALE_AFTER_MS = 3000  # 3 telemetry intervals of 1 s
@@ -39,6 +42,8 @@ class FakeFleet:
         self.audits: list[AuditEntry] = []
         self.sent: list[tuple[str, str, object]] = []
         self.versions = {1, 2, 3}
+        self.silent: set[str] = set()
+        self._commands: dict[str, tuple[str, int, int | None]] = {}
 
     # ---- driving it --------------------------------------------------------------------------------------------
     def add_device(self, device_id: str, groups: list[str] | None = None, version: int = 1) -> None:
@@ -64,6 +69,11 @@ class FakeFleet:
             })
             self._figures[device_id] = dict(values)
             self._history[device_id].append(Sample(ts_ms=ts, values=dict(values)))
+
+    def misbehave(self, device_id: str, refused: int = 0, shed: int = 0) -> None:
+        """The control plane refused or shed some of this device's messages."""
+        with self._lock:
+            self._rows[device_id] = self._rows[device_id].model_copy(update={"refused": refused, "shed": shed})
 
     def set_status(self, device_id: str, status: str) -> None:
         """The retained status changes (offline: the Last Will)."""
@@ -124,6 +134,14 @@ class FakeFleet:
         with self._lock:
             return {k: dict(v) for k, v in self._figures.items()}
 
+    def command(self, device_id: str, request_id: str) -> CommandView | None:
+        with self._lock:
+            found = self._commands.get(request_id)
+        if found is None or found[0] != device_id:
+            return None
+        return command_view(request_id, device_id, "ping", found[1], True if found[2] else None, None, found[2],
+                            self.clock_ms())
+
     def history(self, device_id: str, since_ms: int, until_ms: int) -> list[Sample]:
         with self._lock:
             return [s for s in self._history.get(device_id, []) if since_ms <= s.ts_ms <= until_ms]
@@ -150,9 +168,14 @@ class FakeFleet:
         if version not in self.versions:
             raise BadRequest(f"model digits has no version {version} in the store (has {sorted(self.versions)})")
 
-    def ping(self, device_id: str) -> str:
+    def ping(self, device_id: str) -> Sent:
         self.sent.append(("ping", device_id, None))
-        return f"ping sent to {device_id}"
+        rid = f"p{len(self.sent)}"
+        now = self.clock_ms()
+        with self._lock:
+            # A device in `silent` never answers; the others reply 5 ms later.
+            self._commands[rid] = (device_id, now, None if device_id in self.silent else now + 5)
+        return Sent(message=f"ping sent to {device_id}", request_id=rid)
 
     def deploy(self, device_id: str, version: int) -> str:
         self._check_version(version)
@@ -162,6 +185,15 @@ class FakeFleet:
     def rollback(self, device_id: str) -> str:
         self.sent.append(("rollback", device_id, None))
         return f"rollback sent to {device_id}"
+
+    def remove(self, device_id: str) -> str:
+        with self._lock:
+            if self._rows.pop(device_id, None) is None:
+                raise UnknownTarget(f"no device {device_id!r}")
+            self._reported.pop(device_id, None)
+            self._figures.pop(device_id, None)
+        self.sent.append(("remove", device_id, None))
+        return f"{device_id} removed"
 
     def start_rollout(self, model: str, version: int, group: str) -> str:
         self._check_version(version)

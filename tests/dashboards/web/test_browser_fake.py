@@ -123,3 +123,33 @@ def _keep_screenshot(tmp_path: Path) -> Iterator[None]:
     if shot.exists() and not DOCS_SHOT.exists():
         DOCS_SHOT.parent.mkdir(exist_ok=True)
         shutil.copy(shot, DOCS_SHOT)
+
+
+def test_misbehaving_device_is_marked_and_an_operator_removes_it(
+    chromium: Browser, served: str, fleet: FakeFleet
+) -> None:
+    console = ConsoleLog()
+    fleet.misbehave("cam-2", refused=12, shed=4)
+    page = console.attach(chromium.new_page(viewport={"width": 1400, "height": 900}))
+    sign_in(page, served, OPERATOR)
+    row = page.locator('#devices tbody tr[data-id="cam-2"]')
+    expect(row).to_have_class("warn")
+    expect(row.locator("td").last).to_have_text("12 refused, 4 shed")
+    expect(page.locator('#devices tbody tr[data-id="cam-1"]')).not_to_have_class("warn")
+    page.select_option("#status-filter", "misbehaving")
+    expect(page.locator("#devices tbody tr")).to_have_count(1)
+
+    page.goto(f"{served}/devices/cam-2")
+    expect(page.locator('#summary .pill[data-key="misbehaving"]')).to_have_text(
+        "misbehaving: 12 refused, 4 shed")
+    page.once("dialog", lambda d: d.dismiss())
+    page.click("#remove")
+    assert fleet.device("cam-2") is not None  # cancelled: nothing happened
+    page.once("dialog", lambda d: d.accept())
+    page.click("#remove")
+    expect(page.locator("#msg")).to_have_text("cam-2 removed")
+    assert fleet.device("cam-2") is None
+    assert [(a.user, a.action, a.target, a.ok) for a in fleet.audits] == [("olga", "device.remove", "cam-2", True)]
+    page.goto(served + "/")
+    expect(page.locator("#devices tbody tr")).to_have_count(3)
+    assert console.errors == []
