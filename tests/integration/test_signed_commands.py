@@ -163,6 +163,29 @@ def test_a_pinned_deploy_refused_by_anti_rollback_leaves_no_pin_behind(tmp_path:
     assert state["model"]["version"] == 3
 
 
+def test_a_flood_of_15_byte_commands_with_a_lone_surrogate_id_is_answered_and_logs_a_few_lines(
+    tmp_path: Path, mosquitto: Broker, caplog: pytest.LogCaptureFixture
+) -> None:
+    tree, _, _ = _tree(tmp_path, mosquitto)
+    topics = topics_of(tree)
+    probe = MqttProbe(mosquitto, f"{topics.base}/#")
+    with running_agent(tree):
+        _serving(probe, tree)
+        caplog.clear()
+        with caplog.at_level(logging.INFO):
+            for _ in range(500):
+                probe.client.publish(topics.cmd("ping"), b'{"id":"\\ud800"}', qos=1)
+            probe.wait_for(lambda m: len(probe.on(topics.reply("ping"))) >= 500, 60, "500 replies")
+            ping, _ = send_command(probe, topics, "ping", {})  # the device still answers its operator
+        assert ping["ok"], ping
+    replies = [m.json() for m in probe.on(topics.reply("ping"))][:500]
+    assert all(r["id"] is None and not r["ok"] and "unsigned command refused" in r["error"] for r in replies)
+    from_edge = [r for r in caplog.records if r.name.startswith("edge.commands")]
+    assert len(from_edge) <= 3, [r.getMessage() for r in from_edge]
+    assert not any(r.exc_info for r in caplog.records)
+    assert "Traceback" not in caplog.text
+
+
 def test_a_corrupt_sequence_state_refuses_signed_commands_and_keeps_serving(
     tmp_path: Path, mosquitto: Broker
 ) -> None:
