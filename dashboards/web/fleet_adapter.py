@@ -90,6 +90,12 @@ def _count(rec: DeviceRecord, name: str) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
+def _text(rec: DeviceRecord, name: str) -> str | None:
+    """A text field of the registry record, bounded (None where this fleet/ version keeps none)."""
+    value = getattr(rec, name, None)
+    return value[:200] if isinstance(value, str) else None
+
+
 def _row(rec: DeviceRecord, figures: dict[str, float], desired: int | None, feed_refused: int = 0) -> DeviceRow:
     return DeviceRow(
         device_id=rec.device_id, fleet=rec.fleet, groups=list(rec.groups), status=rec.status,
@@ -99,6 +105,7 @@ def _row(rec: DeviceRecord, figures: dict[str, float], desired: int | None, feed
         temp_c=figures.get("temp_c"), package_rejects=figures.get("package_rejects"),
         last_seen_ms=rec.last_seen_ms, agent_version=rec.agent_version, restarts=rec.restarts,
         degraded=dict(rec.degraded), refused=max(_count(rec, "refused"), feed_refused), shed=_count(rec, "shed"),
+        last_refused=_text(rec, "last_refused"),
     )
 
 

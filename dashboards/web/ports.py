@@ -46,6 +46,7 @@ class DeviceRow(_View):
     refused: int = Field(default=0, description="Messages refused as malformed or out of range (registry's count, or "
                          "the web app's own when higher): a device sending them is misbehaving.")
     shed: int = Field(default=0, description="Messages shed because the device sent more than its fair share.")
+    last_refused: str | None = Field(default=None, description="Why the registry refused its last bad message.")
 
 class DeviceDetail(_View):
     """The device page's header: the row plus what the retained state payload says."""

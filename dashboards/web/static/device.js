@@ -83,6 +83,12 @@
       s.title = "The control plane refused (malformed, out of range) or shed (flooding) some of its messages";
       s.textContent = "misbehaving: " + row.refused + " refused, " + row.shed + " shed";
       el.appendChild(s);
+      if (row.last_refused) {
+        const why = document.createElement("span");
+        why.className = "pill warn"; why.dataset.key = "last-refused";
+        why.textContent = "last refused: " + row.last_refused;
+        el.appendChild(why);
+      }
     }
     for (const [comp, err] of Object.entries(row.degraded || {})) {
       const s = document.createElement("span"); s.className = "pill bad"; s.textContent = comp + ": " + err;

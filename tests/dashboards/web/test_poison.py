@@ -125,8 +125,9 @@ def test_poisoned_figures_break_nothing_and_honest_figures_keep_moving(
                      "/api/devices/cam-bad/history?since_ms=0", "/api/devices/cam-bad/events",
                      "/api/devices/cam-ok/history?since_ms=0"):
             api.get(path)
-        shown = {d["device_id"] for d in api.get("/api/devices")}
+        shown = {d["device_id"]: d for d in api.get("/api/devices")}
         assert MARKUP not in shown
+        assert shown["cam-bad"]["refused"] >= len(poisons) and shown["cam-ok"]["refused"] == 0  # misbehaving shown
         assert {a["device_id"] for a in api.get("/api/alerts")} <= {"cam-ok", "cam-bad"}
         events = api.get("/api/devices/cam-bad/events")
         assert all(e["score"] is None or 0 <= e["score"] <= 1 for e in events)
