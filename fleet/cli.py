@@ -24,6 +24,8 @@ from shared.config_loader import load_config, parse_set_pairs
 app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, help="The fleet control plane.")
 groups_app = typer.Typer(help="Device groups: list, assign, unassign.", invoke_without_command=True)
 app.add_typer(groups_app, name="groups")
+devices_app = typer.Typer(help="List devices, or remove one (devices remove DEVICE).", invoke_without_command=True)
+app.add_typer(devices_app, name="devices")
 
 if importlib.util.find_spec("fleet.rollout.cli") is not None:
     from fleet.rollout.cli import app as rollout_app
@@ -106,8 +108,9 @@ def serve(config: ConfigOpt = None, set_: SetOpt = None) -> None:
         service.stop()
 
 
-@app.command()
+@devices_app.callback()
 def devices(
+    ctx: typer.Context,
     config: ConfigOpt = None,
     set_: SetOpt = None,
     group: Annotated[str | None, typer.Option(help="Only devices in this group.")] = None,
@@ -116,7 +119,10 @@ def devices(
                        ] = None,
     json_: JsonOpt = "table",
 ) -> None:
-    """List devices: status, groups, what they run, what is desired and whether they converged."""
+    """List devices: status, groups, what they run, what is desired, whether they converged, messages refused."""
+    if ctx.invoked_subcommand is not None:
+        ctx.obj = (config, set_)
+        return
     if status is not None and status not in STATUSES:
         raise FleetConfigError(f"--status {status!r} is not one of {', '.join(STATUSES)}")
     cfg = load(config, set_)
@@ -135,15 +141,42 @@ def devices(
 
     now = int(time.time() * 1000)
     table = Table(title=f"fleet {cfg.fleet}: {len(rows)} device(s)")
-    for col in ("device", "status", "groups", "model", "desired", "converged", "last seen", "restarts", "agent"):
+    for col in ("device", "status", "groups", "model", "desired", "converged", "last seen", "restarts", "agent",
+                "refused"):
         table.add_column(col)
     for r in rows:
         model = f"{r['model_name'] or '-'} v{r['model_version']}" if r["model_version"] else "-"
         desired = f"v{r['desired_version']}" if r["desired_version"] else "-"
         conv = {True: "yes", False: "no", None: "-"}[r["converged"]]
         table.add_row(r["device_id"], r["status"], ",".join(r["groups"]) or "-", model, desired, conv,
-                      _ago(now, r["last_seen_ms"]), str(r["restarts"]), r["agent_version"] or "-")
-    Console(width=160).print(table)
+                      _ago(now, r["last_seen_ms"]), str(r["restarts"]), r["agent_version"] or "-",
+                      str(r["refused"] + r["shed"]) if r["refused"] or r["shed"] else "-")
+    Console(width=170).print(table)
+
+
+@devices_app.command("remove")
+def remove(
+    ctx: typer.Context,
+    device: Annotated[str, typer.Argument(help="Device id.")],
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+) -> None:
+    """Forget a device: clear its retained topics on the broker, then delete its record, telemetry and commands."""
+    from fleet.device_removal import remove_device
+    from fleet.mqtt_client import FleetMqtt
+
+    outer = ctx.obj or (None, None)
+    cfg = load(config or outer[0], (outer[1] or []) + (set_ or []))
+    store = _store(cfg)
+    mqtt = FleetMqtt(cfg.broker)
+    try:
+        mqtt.connect()
+        done = remove_device(store, mqtt, device)
+    finally:
+        mqtt.close()
+        store.close()
+    typer.echo(f"removed {device} from fleet {cfg.fleet}" + ("" if done.known else " (it was not registered)")
+               + f"; cleared {len(done.cleared)} retained topics")
 
 
 @app.command()

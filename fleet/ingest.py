@@ -1,7 +1,11 @@
 """Ingestion: MQTT messages of the fleet's devices become registry records, telemetry samples and command replies.
 
-paho's network thread only queues (`offer`); a writer drains the queue in batches, one database transaction for
-the telemetry of a batch and one revision-guarded update per device, so a burst costs few commits. Telemetry and
+Devices are untrusted input. paho's network thread only queues (`offer`) into a queue bounded in bytes with one
+lane per device (fleet.ingest_queue), so a flooding device sheds only its own messages. A writer drains it in
+batches: each message is parsed and validated alone (shared.payloads bounds every field), then the batch is
+written in one transaction (telemetry rows and one revision-guarded update per device). When the database
+refuses the batch, it is applied again device by device, then message by message, so a message that fails
+anywhere is refused and counted against its own device (`refused` on its record) and the rest commits. Telemetry and
 replies come through shared subscriptions (each worker gets a share); the retained `status` and `state` are
 subscribed plainly by every worker: MQTT 5 says a shared subscription gets no retained messages (EMQX and HiveMQ
 follow it; Mosquitto 2.0 delivers them anyway, checked), and a worker must see every device's retained state at
@@ -11,16 +15,18 @@ start. They are low volume, and applying one twice changes nothing.
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from functools import reduce
+from functools import partial, reduce
 from typing import Literal
 
 from pydantic import ValidationError
+from sqlalchemy.exc import SQLAlchemyError
 
 from fleet.db.store import FleetStore
+from fleet.errors import FleetError
+from fleet.ingest_queue import DEFAULT_DEVICE_BYTES, DEFAULT_MAX_BYTES, FairQueue, Queued
 from fleet.mqtt_client import shared
 from fleet.registry import (
     DeviceRecord,
@@ -28,6 +34,8 @@ from fleet.registry import (
     apply_state,
     apply_status,
     apply_telemetry,
+    count_refused,
+    count_shed,
     telemetry_sample,
 )
 from shared.names import check_ident
@@ -37,8 +45,13 @@ from shared.topics import ROOT
 log = logging.getLogger(__name__)
 
 Kind = Literal["status", "state", "telemetry", "reply"]
-MAX_QUEUED = 200_000
 MAX_PAYLOAD_BYTES = 256 * 1024
+# A batch stops taking messages past this many bytes, so a few large messages make a small transaction.
+MAX_BATCH_BYTES = 8 * 1024 * 1024
+# What the database (or a driver) may raise on a value it will not store; one message's failure, not the thread's.
+# Devices whose first refusal was logged are remembered up to this many; beyond, refusals are counted only.
+MAX_WARNED = 10_000
+WRITE_ERRORS = (SQLAlchemyError, FleetError, ValueError, TypeError, ArithmeticError)
 
 
 @dataclass(frozen=True)
@@ -75,18 +88,34 @@ def subscriptions(fleet: str, share_group: str, root: str = ROOT) -> list[str]:
 
 @dataclass
 class IngestStats:
-    """Messages taken in and refused since start, per kind (for logs, tests and the bench)."""
+    """Messages taken in, refused and shed since start, per kind (for logs, tests and the bench)."""
 
     accepted: dict[str, int] = field(default_factory=dict)
     rejected: dict[str, int] = field(default_factory=dict)
     dropped: int = 0
     last_reject: str | None = None
+    # Messages of devices left unregistered because the registry holds max_unassigned devices already.
+    capped: int = 0
 
 
 Message = tuple[str, bytes, bool, int]  # topic, payload, retained, received_ms
+Change = Callable[[DeviceRecord], DeviceRecord]
 
 
-def _chain(steps: Sequence[Callable[[DeviceRecord], DeviceRecord]]) -> Callable[[DeviceRecord], DeviceRecord]:
+@dataclass
+class _Parsed:
+    """One message after validation: what it changes on its device's record, and what else it stores."""
+
+    kind: Kind
+    received_ms: int
+    change: Change | None = None
+    sample: TelemetrySample | None = None
+    reply: tuple[str, bool, str | None] | None = None
+    # Counted in stats.accepted (a message, not a refusal or shed booking).
+    accepted: bool = True
+
+
+def _chain(steps: Sequence[Change]) -> Change:
     """One change applying steps in order (pure, so a retried update can run it again)."""
 
     def run(rec: DeviceRecord) -> DeviceRecord:
@@ -95,103 +124,169 @@ def _chain(steps: Sequence[Callable[[DeviceRecord], DeviceRecord]]) -> Callable[
     return run
 
 
+def _why(exc: BaseException) -> str:
+    """One line saying what was wrong with a message (the first validation error, or the exception)."""
+    if isinstance(exc, ValidationError):
+        first = exc.errors()[0]
+        loc = ".".join(map(str, first["loc"]))
+        return f"{loc + ': ' if loc else ''}{first['msg']}"[:200]
+    if isinstance(exc, SQLAlchemyError):
+        orig = getattr(exc, "orig", None)
+        text = str(orig if orig is not None else exc).strip().splitlines()
+        return f"refused by the database: {text[0] if text else type(exc).__name__}"[:200]
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+
+
 class Ingest:
     """Turns a stream of MQTT messages into registry state in the store."""
 
-    def __init__(self, store: FleetStore, max_batch: int = 1000) -> None:
+    def __init__(self, store: FleetStore, max_batch: int = 1000, max_queue_bytes: int = DEFAULT_MAX_BYTES,
+                 device_queue_bytes: int = DEFAULT_DEVICE_BYTES, max_unassigned: int | None = None) -> None:
         self.store = store
         self.max_batch = max_batch
+        self.max_unassigned = max_unassigned
         self.stats = IngestStats()
-        self._queue: queue.Queue[Message] = queue.Queue(MAX_QUEUED)
+        self.queue = FairQueue(max_queue_bytes, device_queue_bytes)
         self._lock = threading.Lock()
         self._warned: set[tuple[str, str]] = set()
 
     def offer(self, topic: str, payload: bytes, retained: bool) -> None:
-        """Queue one message (paho's thread); a full queue drops it and counts the drop."""
-        try:
-            self._queue.put_nowait((topic, payload, retained, self.store.clock()))
-        except queue.Full:
-            self.stats.dropped += 1
+        """Queue one message (paho's thread); over its device's share or the byte bound it is shed and counted."""
+        r = route(topic, self.store.fleet)
+        if r is None:
+            return
+        if not self.queue.put(r.device_id, Queued(topic, payload, retained, self.store.clock())):
+            with self._lock:
+                self.stats.dropped += 1
 
     def drain(self, timeout_s: float = 0.5) -> int:
         """Process the messages waiting now (waiting up to timeout_s for the first); returns how many."""
-        try:
-            batch = [self._queue.get(timeout=timeout_s)]
-        except queue.Empty:
+        batch = self.queue.take(self.max_batch, MAX_BATCH_BYTES, timeout_s)
+        shed = self.queue.take_shed()
+        if not batch and not shed:
             return 0
-        while len(batch) < self.max_batch:
-            try:
-                batch.append(self._queue.get_nowait())
-            except queue.Empty:
-                break
-        self.process(batch)
+        self.process([(q.topic, q.payload, q.retained, q.received_ms) for _, q in batch], shed)
         return len(batch)
 
     def pending(self) -> int:
         """Messages queued and not yet processed."""
-        return self._queue.qsize()
+        return len(self.queue)
 
-    def process(self, batch: Sequence[Message]) -> None:
-        """Apply a batch: telemetry rows in one transaction, then each device's changes in arrival order."""
-        changes: dict[str, list[Callable[[DeviceRecord], DeviceRecord]]] = {}
-        samples: list[tuple[str, TelemetrySample, int]] = []
+    def process(self, batch: Sequence[Message], shed: dict[str, int] | None = None) -> None:
+        """Apply a batch; a message that fails (parse, validation, database) is refused against its device only."""
+        per_device: dict[str, list[_Parsed]] = {}
+        now = self.store.clock()
+        for device, n in (shed or {}).items():
+            per_device.setdefault(device, []).append(
+                _Parsed("status", now, change=partial(count_shed, n=n, received_ms=now), accepted=False))
         for topic, payload, retained, received in batch:
             r = route(topic, self.store.fleet)
             if r is None:
                 continue
             try:
-                change = self._parse(r, payload, retained, received, samples)
+                parsed = self._parse(r, payload, retained, received)
             except (ValueError, ValidationError) as exc:
-                self._reject(r, exc)
+                per_device.setdefault(r.device_id, []).append(self._refusal(r, exc, received))
                 continue
             self._count(self.stats.accepted, r.kind)
-            if change is not None:
-                changes.setdefault(r.device_id, []).append(change)
-        self.store.telemetry.add(samples)
-        self.store.devices.update_many({device: _chain(steps) for device, steps in changes.items()})
+            per_device.setdefault(r.device_id, []).append(parsed)
+        if not per_device:
+            return
+        try:
+            self._write(per_device)
+            return
+        except WRITE_ERRORS as exc:
+            log.debug("batch refused by the database (%s); applying it device by device", _why(exc))
+        for device, items in per_device.items():
+            self._write_device(device, items)
 
-    def _parse(self, r: Route, payload: bytes, retained: bool, received: int,
-               samples: list[tuple[str, TelemetrySample, int]]) -> Callable[[DeviceRecord], DeviceRecord] | None:
+    def _write_device(self, device: str, items: list[_Parsed]) -> None:
+        """One device's messages together, else one by one, each failure refused against the device."""
+        try:
+            self._write({device: items})
+            return
+        except WRITE_ERRORS:
+            pass
+        for item in items:
+            try:
+                self._write({device: [item]})
+            except WRITE_ERRORS as exc:
+                if item.accepted:
+                    self._count(self.stats.accepted, item.kind, -1)
+                refusal = self._refusal(Route(device, item.kind), exc, item.received_ms)
+                try:
+                    self._write({device: [refusal]})
+                except WRITE_ERRORS as again:
+                    log.error("cannot book a refused message against %s: %s", device, _why(again))
+
+    def _write(self, per_device: dict[str, list[_Parsed]]) -> None:
+        """Samples and record changes of these devices in one transaction; replies after it."""
+        changes = {dev: _chain([i.change for i in items if i.change is not None])
+                   for dev, items in per_device.items() if any(i.change is not None for i in items)}
+        with self.store.engine.begin() as conn:
+            retry, capped = self.store.devices.update_in(conn, changes, self.max_unassigned)
+            samples = [(dev, i.sample, i.received_ms) for dev, items in per_device.items() if dev not in capped
+                       for i in items if i.sample is not None]
+            self.store.telemetry.add(samples, conn)
+        for dev in retry:
+            self.store.devices.update(dev, changes[dev])
+        if capped:
+            self._capped(capped, sum(len(per_device[d]) for d in capped))
+        for dev, items in per_device.items():
+            for i in items:
+                if i.reply is not None and dev not in capped:
+                    self.store.commands.reply(*i.reply, i.received_ms, device_id=dev)
+
+    def _capped(self, devices: set[str], messages: int) -> None:
+        with self._lock:
+            self.stats.capped += messages
+        if ("*", "capped") not in self._warned:
+            self._warned.add(("*", "capped"))
+            log.warning("registry holds registry.max_unassigned_devices (%s) devices without an assignment: "
+                        "messages of new device ids (%s...) are not registered; assign groups or raise the cap",
+                        self.max_unassigned, sorted(devices)[0])
+
+    def _parse(self, r: Route, payload: bytes, retained: bool, received: int) -> _Parsed:
         if len(payload) > MAX_PAYLOAD_BYTES:
             raise ValueError(f"{len(payload)} bytes, over the {MAX_PAYLOAD_BYTES} limit")
         if r.kind == "status":
             if not payload:
-                return None  # a cleared retained status: the device was removed from the broker
+                return _Parsed(r.kind, received)  # a cleared retained status: the device was removed
             text = payload.decode("utf-8", errors="replace").strip()
             apply_status(DeviceRecord(self.store.fleet, r.device_id), text, received, retained)  # validates
-            return lambda rec: apply_status(rec, text, received, retained)
+            return _Parsed(r.kind, received, change=lambda rec: apply_status(rec, text, received, retained))
         if r.kind == "state":
             if not payload:
-                return None
+                return _Parsed(r.kind, received)
             state = StatePayload.model_validate_json(payload)
             self._same_device(r, state.device_id)
-            return lambda rec: apply_state(rec, state, received, retained)
+            return _Parsed(r.kind, received, change=lambda rec: apply_state(rec, state, received, retained))
         if r.kind == "telemetry":
             tel = TelemetryPayload.model_validate_json(payload)
             self._same_device(r, tel.device_id)
-            samples.append((r.device_id, telemetry_sample(tel), received))
-            return lambda rec: apply_telemetry(rec, tel, received)
+            return _Parsed(r.kind, received, change=lambda rec: apply_telemetry(rec, tel, received),
+                           sample=telemetry_sample(tel))
         reply = ReplyPayload.model_validate_json(payload)
         self._same_device(r, reply.device_id)
-        if reply.id is not None:
-            self.store.commands.reply(reply.id, reply.ok, reply.error, received)
-        return None
+        return _Parsed(r.kind, received, reply=(reply.id, reply.ok, reply.error) if reply.id is not None else None)
 
     @staticmethod
     def _same_device(r: Route, device_id: str) -> None:
         if device_id != r.device_id:
             raise ValueError(f"payload names device {device_id!r} but came on the topic of {r.device_id!r}")
 
-    def _count(self, counts: dict[str, int], kind: str) -> None:
+    def _count(self, counts: dict[str, int], kind: str, n: int = 1) -> None:
         with self._lock:
-            counts[kind] = counts.get(kind, 0) + 1
+            counts[kind] = counts.get(kind, 0) + n
 
-    def _reject(self, r: Route, exc: Exception) -> None:
+    def _refusal(self, r: Route, exc: BaseException, received: int) -> _Parsed:
+        """Count a refused message (stats, log once per device and kind) and the change booking it on the device."""
         self._count(self.stats.rejected, r.kind)
-        first = exc.errors()[0] if isinstance(exc, ValidationError) else None
-        why = f"{'.'.join(map(str, first['loc']))}: {first['msg']}" if first else str(exc)
+        why = _why(exc)
         self.stats.last_reject = f"{r.device_id} {r.kind}: {why}"
-        if (r.device_id, r.kind) not in self._warned:
+        if (r.device_id, r.kind) not in self._warned and len(self._warned) < MAX_WARNED:
             self._warned.add((r.device_id, r.kind))
-            log.warning("ignoring a malformed %s message from %s (%s); further ones are counted only",
+            log.warning("refused a %s message from %s (%s); further ones are counted only (refused on the device)",
                         r.kind, r.device_id, why)
+        text = f"{r.kind}: {why}"
+        return _Parsed(r.kind, received, change=lambda rec: count_refused(rec, text, received), accepted=False)

@@ -28,6 +28,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 from sqlalchemy import select
 
+from fleet.db import sanitize
 from fleet.db.schema import telemetry_samples
 from fleet.db.store import FleetStore
 from fleet.errors import FleetConfigError
@@ -74,6 +75,16 @@ FLEET_FAMILIES: dict[str, Family] = {
                ("fleet", "device")),
         Family("edgeferry_device_last_seen_timestamp_seconds", "gauge",
                "Unix time of the last message the control plane received from the device", ("fleet", "device")),
+        Family("edgeferry_device_ingest_refused_total", "counter",
+               "Messages of the device refused at ingest (unparsable, out of the metric table's range, refused by "
+               "the database): a misbehaving device", ("fleet", "device")),
+        Family("edgeferry_device_ingest_shed_total", "counter",
+               "Messages of the device shed unread: it sent more than its share of the ingest queue",
+               ("fleet", "device")),
+        Family("edgeferry_fleet_ingest_refused_total", "counter",
+               "Messages refused at ingest, summed over every device of the registry", ("fleet",)),
+        Family("edgeferry_fleet_ingest_shed_total", "counter",
+               "Messages shed from the ingest queue, summed over every device of the registry", ("fleet",)),
         Family("edgeferry_rollout_info", "gauge", "1 per rollout, labelled with what it deploys and its state",
                ("rollout", "fleet", "group", "model", "version", "state")),
         Family("edgeferry_rollout_stage", "gauge", "Current stage of the rollout, counted from 1",
@@ -114,12 +125,15 @@ class DeviceView:
     in_rollout: bool = False
     # Latest telemetry under the metric table's MQTT names and units.
     figures: Mapping[str, float] = field(default_factory=dict)
+    # Messages refused at ingest and shed from the ingest queue (fleet.ingest).
+    refused: int = 0
+    shed: int = 0
 
 
 def device_view(record: DeviceRecord, figures: Mapping[str, float], in_rollout: bool = False) -> DeviceView:
     """A registry record (status as of the scrape) and its latest telemetry figures, as the exporter reads them."""
     return DeviceView(record.device_id, record.fleet, record.status, record.model_name, record.model_version,
-                      record.last_seen_ms, in_rollout, dict(figures))
+                      record.last_seen_ms, in_rollout, dict(figures), record.refused, record.shed)
 
 
 @dataclass(frozen=True)
@@ -224,8 +238,27 @@ def _fleet_summaries(devices: Sequence[DeviceView]) -> Iterator[Metric]:
     yield reporting
 
 
+def _counter(name: str) -> CounterMetricFamily:
+    fam = FLEET_FAMILIES[name]
+    return CounterMetricFamily(name.removesuffix("_total"), fam.help, labels=list(fam.labels))
+
+
+def _ingest_families(devices: Sequence[DeviceView], chosen: Sequence[DeviceView]) -> Iterator[Metric]:
+    """Refused and shed messages per device (the capped set) and per fleet (every device)."""
+    for kind in ("refused", "shed"):
+        per_fleet, per_device = _counter(f"edgeferry_fleet_ingest_{kind}_total"), \
+            _counter(f"edgeferry_device_ingest_{kind}_total")
+        for fleet in sorted({d.fleet for d in devices}):
+            per_fleet.add_metric([fleet], sum(getattr(d, kind) for d in devices if d.fleet == fleet))
+        for d in chosen:
+            per_device.add_metric([d.fleet, d.device_id], getattr(d, kind))
+        yield per_fleet
+        yield per_device
+
+
 def _device_families(devices: Sequence[DeviceView], cap: int) -> Iterator[Metric]:
     chosen = _devices_with_series(devices, cap)
+    yield from _ingest_families(devices, chosen)
     omitted = _gauge("edgeferry_fleet_device_series_omitted")
     left = Counter(d.fleet for d in devices) - Counter(d.fleet for d in chosen)
     for fleet in sorted({d.fleet for d in devices}):
@@ -377,7 +410,8 @@ class StoreSnapshot:
                                                       t.received_ms >= now_ms - self._recent_ms)
                  .order_by(t.device_id, t.received_ms, t.ts_ms, t.seq))
         with self._store.engine.connect() as conn:
-            return {r.device_id: dict(r.figures) for r in conn.execute(query)}  # the last row per device wins
+            # The last row per device wins; figures an older version stored unchecked are sanitised.
+            return {r.device_id: sanitize.figures(r.figures) for r in conn.execute(query)}
 
     def __call__(self) -> FleetSnapshot:
         now = self._store.clock()

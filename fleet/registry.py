@@ -18,7 +18,9 @@ REPORTED = (STATUS_ONLINE, STATUS_STOPPED, STATUS_OFFLINE)
 STATUSES: tuple[Status, ...] = ("online", "stopped", "offline", "stale", "unknown")
 DEFAULT_TELEMETRY_INTERVAL_S = 5.0
 STALE_INTERVALS = 3
-_ENVELOPE_FIELDS = frozenset(Envelope.model_fields)
+MIN_INTERVAL_S = 0.1
+MAX_INTERVAL_S = 86400.0
+MAX_REFUSAL_TEXT = 256
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,12 @@ class DeviceRecord:
     degraded: dict[str, str] = field(default_factory=dict)
     telemetry_interval_s: float | None = None
     last_telemetry_ms: int | None = None
+    # Messages from this device refused at ingest (unparsable, out of range, or refused by the database), and why
+    # the last one was; and messages shed unread because the device sent more than its share of the ingest queue.
+    refused: int = 0
+    last_refused: str | None = None
+    last_refused_ms: int | None = None
+    shed: int = 0
     rev: int = 0
 
     def with_status_at(self, now_ms: int) -> DeviceRecord:
@@ -79,8 +87,11 @@ def merged_groups(reported: tuple[str, ...], assigned: tuple[str, ...]) -> tuple
 
 
 def stale_after_ms(record: DeviceRecord) -> int:
-    """Silence after which an online device counts as stale: 3 of its telemetry intervals."""
-    interval = record.telemetry_interval_s or DEFAULT_TELEMETRY_INTERVAL_S
+    """Silence after which an online device counts as stale: 3 of its telemetry intervals (a stored interval
+    outside what ingest admits, e.g. written by an older version, counts as the default)."""
+    interval = record.telemetry_interval_s
+    if not isinstance(interval, int | float) or not MIN_INTERVAL_S <= interval <= MAX_INTERVAL_S:
+        interval = DEFAULT_TELEMETRY_INTERVAL_S
     return int(STALE_INTERVALS * interval * 1000)
 
 
@@ -153,15 +164,9 @@ def apply_state(record: DeviceRecord, state: StatePayload, received_ms: int, ret
 
 def telemetry_sample(payload: TelemetryPayload) -> TelemetrySample:
     """The flat numeric figures and class counts of a telemetry message."""
-    extra = payload.model_extra or {}
-    figures = {
-        k: float(v) for k, v in {**payload.__dict__, **extra}.items()
-        if k not in _ENVELOPE_FIELDS and k != "class_counts" and isinstance(v, (int, float)) and not isinstance(v, bool)
-    }
-    raw_counts = getattr(payload, "class_counts", None) or extra.get("class_counts") or {}
-    counts = {str(k): int(v) for k, v in raw_counts.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-    return TelemetrySample(ts_ms=payload.ts, figures=figures, class_counts=counts, boot_id=payload.boot_id,
-                           seq=payload.seq)
+    counts = dict(payload.class_counts or {})
+    return TelemetrySample(ts_ms=payload.ts, figures=payload.figures(), class_counts=counts,
+                           boot_id=payload.boot_id, seq=payload.seq)
 
 
 def apply_telemetry(record: DeviceRecord, payload: TelemetryPayload, received_ms: int) -> DeviceRecord:
@@ -173,6 +178,19 @@ def apply_telemetry(record: DeviceRecord, payload: TelemetryPayload, received_ms
     if payload.replayed:
         return _seen(rec, received_ms, payload.ts, retained=True)
     return replace(_seen(rec, received_ms, payload.ts, retained=False), last_telemetry_ms=received_ms)
+
+
+def count_refused(record: DeviceRecord, why: str, received_ms: int) -> DeviceRecord:
+    """One more message of this device refused at ingest; the reason is kept (bounded) for the operator."""
+    first = record.first_seen_ms if record.first_seen_ms is not None else received_ms
+    return replace(record, refused=record.refused + 1, last_refused=why[:MAX_REFUSAL_TEXT],
+                   last_refused_ms=received_ms, first_seen_ms=first)
+
+
+def count_shed(record: DeviceRecord, n: int, received_ms: int) -> DeviceRecord:
+    """n more messages of this device shed unread: it sent more than its share of the ingest queue."""
+    first = record.first_seen_ms if record.first_seen_ms is not None else received_ms
+    return replace(record, shed=record.shed + n, first_seen_ms=first)
 
 
 def with_assignments(record: DeviceRecord, assigned: tuple[str, ...]) -> DeviceRecord:

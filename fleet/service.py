@@ -90,7 +90,9 @@ class FleetService:
     def init_store(self) -> None:
         """Open the database (schema created on first use)."""
         self.store = FleetStore.open(self.cfg.database.url, self.cfg.fleet, self.cfg.database.pool_size)
-        self.ingest = Ingest(self.store)
+        ing = self.cfg.ingest
+        self.ingest = Ingest(self.store, ing.max_batch, ing.max_queue_bytes, ing.device_queue_bytes,
+                             self.cfg.registry.max_unassigned_devices)
 
     def init_mqtt(self) -> None:
         """Connect with the plain status/state and shared telemetry/reply subscriptions."""
@@ -169,6 +171,11 @@ class FleetService:
         bucket = int(reg.history_bucket_s * 1000)
         self.store.telemetry.rebuild_history(now - HISTORY_REBUILD_MS, now + bucket, bucket)
         self.store.telemetry.prune(now - int(reg.window_s * 1000), now - int(reg.history_retention_s * 1000))
+        if reg.expire_after_s is not None:
+            gone = self.store.expire_devices(int(reg.expire_after_s * 1000))
+            if gone:
+                log.info("forgot %d device(s) silent for over %.0f s: %s", len(gone), reg.expire_after_s,
+                         ", ".join(gone[:10]) + (" ..." if len(gone) > 10 else ""))
         if self.desired is not None:
             self.desired.reconcile()
 

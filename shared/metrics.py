@@ -7,10 +7,15 @@ Prometheus histogram (`HISTOGRAMS`), so fleet-wide quantiles can be computed acr
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal
 
 Kind = Literal["gauge", "counter"]
+# What a device may send for a figure: "int" takes whole numbers only (a float like 12.0 is whole; agents send
+# every figure as a float), "float" any finite number.
+ValueType = Literal["int", "float"]
+INT64_MAX = 2**63 - 1
 
 STAGES = ("capture_wait", "preprocess", "infer", "postprocess", "publish", "e2e")
 PERCENTILES = (50, 95, 99)
@@ -28,17 +33,23 @@ class Unit:
     factor: float = 1.0
     # Grafana's unit id for the Prometheus (base-unit) value.
     grafana: str = "short"
+    # Range a figure in this unit may take unless its row says otherwise (ingest refuses what is outside).
+    low: float = 0.0
+    high: float = float(INT64_MAX)
 
 
 UNITS: dict[str, Unit] = {
     u.symbol: u
     for u in (
-        Unit("ms", "ms", "seconds", 1e-3, "s"),
-        Unit("s", "s", "seconds", 1.0, "s"),
-        Unit("MiB", "mb", "bytes", float(1 << 20), "bytes"),
-        Unit("%", "pct", "ratio", 0.01, "percentunit"),
-        Unit("°C", "c", "celsius", 1.0, "celsius"),
-        Unit("frames/s", grafana="suffix: fps"),
+        # A day is far beyond any per-frame stage or swap pause; a figure above it is a broken or lying clock.
+        Unit("ms", "ms", "seconds", 1e-3, "s", high=86_400_000.0),
+        # A century of uptime.
+        Unit("s", "s", "seconds", 1.0, "s", high=3.2e9),
+        # 1 PiB.
+        Unit("MiB", "mb", "bytes", float(1 << 20), "bytes", high=float(1 << 30)),
+        Unit("%", "pct", "ratio", 0.01, "percentunit", high=100.0),
+        Unit("°C", "c", "celsius", 1.0, "celsius", low=-273.15, high=1000.0),
+        Unit("frames/s", grafana="suffix: fps", high=1e6),
         Unit(""),
         Unit("frames"),
         Unit("swaps"),
@@ -64,6 +75,35 @@ class Metric:
     title: str = ""
     # Why a healthy agent may never report it (no GPU, no thermal zone); None: every running agent does.
     absent_when: str | None = None
+    # Value type and range a device may send; None: counters are "int", gauges "float"; bounds from the unit.
+    value_type: ValueType | None = None
+    low: float | None = None
+    high: float | None = None
+
+    @property
+    def number_type(self) -> ValueType:
+        """Whole numbers (counters, counts) or any finite number."""
+        return self.value_type or ("int" if self.kind == "counter" else "float")
+
+    @property
+    def bounds(self) -> tuple[float, float]:
+        """(lowest, highest) value a device may report; counters are never negative."""
+        unit = self.unit_info
+        return (self.low if self.low is not None else unit.low, self.high if self.high is not None else unit.high)
+
+    def check(self, value: object) -> float:
+        """The value as a float when it has the declared type and range; ValueError naming the figure otherwise."""
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError(f"{self.name} must be a number, not {type(value).__name__}")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"{self.name} must be finite, not {value}")
+        low, high = self.bounds
+        if not low <= value <= high or (isinstance(value, int) and not -(2**63) <= value <= INT64_MAX):
+            shown = str(value) if len(str(value)) <= 24 else f"a {len(str(value))}-digit number"
+            raise ValueError(f"{self.name} is {shown}, outside {low:g}..{high:g}")
+        if self.number_type == "int" and isinstance(value, float) and not value.is_integer():
+            raise ValueError(f"{self.name} must be a whole number, not {value}")
+        return float(value)
 
     @property
     def unit_info(self) -> Unit:
@@ -147,13 +187,16 @@ METRICS: tuple[Metric, ...] = (
     Metric("frames", "frames", "Frames inferred since boot", "counter", title="Frames inferred"),
     Metric("drops", "frames", "Frames dropped by the capture queue since boot (policy 'latest')", "counter",
            title="Frames dropped"),
-    Metric("queue_depth", "frames", "Frames waiting in the capture queue at report time", title="Capture queue"),
+    Metric("queue_depth", "frames", "Frames waiting in the capture queue at report time", title="Capture queue",
+           value_type="int"),
     *_stage_metrics(),
-    Metric("model_version", "", "Version of the model being served (0 when none)", title="Model version"),
+    Metric("model_version", "", "Version of the model being served (0 when none)", title="Model version",
+           value_type="int"),
     Metric("swaps", "swaps", "Model hot-swaps since boot", "counter", title="Model swaps"),
     Metric("swap_pause_ms", "ms", "Longest gap between two frames around the last swap", title="Swap pause",
            ha_device_class="duration", absent_when="no model swap happened since boot"),
-    Metric("cpu_pct", "%", "Agent process CPU use, percent of one core", title="CPU"),
+    # Percent of one core: a multi-core agent goes over 100 (up to 1,024 cores).
+    Metric("cpu_pct", "%", "Agent process CPU use, percent of one core", title="CPU", high=102_400.0),
     Metric("rss_mb", "MiB", "Agent resident memory", ha_device_class="data_size", title="Memory"),
     Metric("temp_c", "°C", "Hottest thermal zone (NaN-free: omitted when unknown)", ha_device_class="temperature",
            title="Temperature", absent_when="the host exposes no thermal zone"),
@@ -192,11 +235,12 @@ METRICS: tuple[Metric, ...] = (
     Metric("pointer_rollbacks", "errors", "latest.json seen moving below a version this device served or saw",
            "counter", title="Pointer rollbacks"),
     Metric("pointer_expired", "", "1 while the store's latest.json is past its expiry (a stale or frozen store)",
-           title="Pointer expired"),
+           title="Pointer expired", value_type="int", high=1.0),
     Metric("choice_record_rejects", "errors", "Recorded runtime choices (edgeferry bench --target) refused: bad or "
            "untrusted signature, malformed, or for another package; the device measured itself", "counter",
            title="Recorded choices refused"),
-    Metric("outbox_depth", "messages", "Messages waiting in the store-and-forward queue", title="Outbox depth"),
+    Metric("outbox_depth", "messages", "Messages waiting in the store-and-forward queue", title="Outbox depth",
+           value_type="int"),
     Metric("outbox_dropped", "messages", "Messages dropped from a full store-and-forward queue", "counter",
            title="Outbox dropped"),
     Metric("outbox_write_errors", "messages", "Messages lost because the outbox could not write them (disk full)",
@@ -205,17 +249,18 @@ METRICS: tuple[Metric, ...] = (
     Metric("thread_errors", "errors", "Failures of background threads, each logged, backed off and retried", "counter",
            title="Thread errors"),
     # Model quality over the telemetry window (the rollout quality gates read these; class_counts rides beside).
-    Metric("results_window", "frames", "Results counted in this telemetry window", title="Results in window"),
+    Metric("results_window", "frames", "Results counted in this telemetry window", title="Results in window",
+           value_type="int"),
     Metric("conf_mean", "", "Mean top-1 score of the results in this telemetry window", title="Mean confidence",
-           absent_when="no result in the window"),
+           absent_when="no result in the window", high=1.0),
     Metric("low_conf_share", "", "Share of this window's results whose top-1 score is below 0.5",
-           title="Low-confidence share", absent_when="no result in the window"),
+           title="Low-confidence share", absent_when="no result in the window", high=1.0),
     Metric("shadow_agreement", "", "Share of shadow-checked frames whose top-1 equals the previous version's",
-           title="Shadow agreement", absent_when="no shadow check runs (sync.shadow_every)"),
+           title="Shadow agreement", absent_when="no shadow check runs (sync.shadow_every)", high=1.0),
     Metric("shadow_frames", "frames", "Frames also run on the previous version in this telemetry window",
-           title="Shadow frames", absent_when="no shadow check runs (sync.shadow_every)"),
+           title="Shadow frames", absent_when="no shadow check runs (sync.shadow_every)", value_type="int"),
     Metric("desired_version", "", "Model version the signed desired state asks for (0 when none)",
-           title="Desired version"),
+           title="Desired version", value_type="int"),
     Metric("desired_applied", "messages", "Signed desired states applied since boot", "counter",
            title="Desired states applied"),
     Metric("desired_refused", "messages", "Desired states refused: unsigned, forged, replayed or mis-addressed",
@@ -223,6 +268,14 @@ METRICS: tuple[Metric, ...] = (
 )
 
 BY_NAME: dict[str, Metric] = {m.name: m for m in METRICS}
+
+
+def check_figure(name: str, value: object) -> float:
+    """A declared figure's value as a float; ValueError when the name is undeclared or the value out of range."""
+    metric = BY_NAME.get(name)
+    if metric is None:
+        raise ValueError(f"{name!r} is not a figure declared in shared/metrics.py")
+    return metric.check(value)
 
 
 def unknown_metrics(values: dict[str, float]) -> list[str]:

@@ -5,49 +5,66 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from shared.errors import CommandError
 from shared.metrics import BY_NAME
+from shared.payload_limits import BoundedDict, Ident, Label, LongToken, Text, Token, UInt64, clean_text
 
 PAYLOAD_SCHEMA_VERSION = 1
 MAX_COMMAND_BYTES = 16 * 1024
+MAX_GROUPS = 64
+MAX_DEGRADED = 64
+MAX_CLASS_COUNTS = 1024
+MAX_TOP_K = 100
 # measured: timed on this device; preference: the first candidate that passed; recorded: timed ahead of time on an
 # identical named target, then smoke-tested and hint-gated here.
 ChoiceSource = Literal["measured", "preference", "recorded"]
 
 
 class Envelope(BaseModel):
-    """Fields every JSON payload carries, so a reader can order, dedupe and attribute it."""
+    """Fields every JSON payload carries, so a reader can order, dedupe and attribute it.
 
-    model_config = ConfigDict(extra="forbid")
+    Devices are untrusted: every field of a device-sent payload is bounded (shared.payload_limits), numbers finite.
+    """
 
-    schema_version: int = Field(default=PAYLOAD_SCHEMA_VERSION, description="Payload schema version.")
-    device_id: str = Field(description="Device that sent it.")
-    boot_id: str = Field(description="Random id of this agent run; seq restarts with it.")
-    seq: int = Field(ge=0, description="Monotonic per boot, across all topics.")
-    ts: int = Field(description="Unix time in milliseconds when produced.")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    schema_version: int = Field(default=PAYLOAD_SCHEMA_VERSION, ge=0, le=1000, description="Payload schema version.")
+    device_id: Ident = Field(description="Device that sent it.")
+    boot_id: Token = Field(description="Random id of this agent run; seq restarts with it.")
+    seq: UInt64 = Field(description="Monotonic per boot, across all topics.")
+    ts: UInt64 = Field(description="Unix time in milliseconds when produced.")
     replayed: bool = Field(default=False, description="Delivered late from the store-and-forward queue.")
 
 
 class ModelInfo(BaseModel):
     """The model a device serves."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    name: str | None = Field(default=None, description="Model name.")
-    version: int | None = Field(default=None, description="Served version.")
-    variant: str | None = Field(default=None, description="Variant file.")
-    precision: str | None = Field(default=None, description="Variant precision.")
-    backend: str | None = Field(default=None, description="Inference backend in use.")
-    device: str | None = Field(default=None, description="Device the backend runs on (cpu, cuda, CPU, GPU, NPU).")
-    inference_precision: str | None = Field(
+    name: Ident | None = Field(default=None, description="Model name.")
+    version: UInt64 | None = Field(default=None, description="Served version.")
+    variant: LongToken | None = Field(default=None, description="Variant file.")
+    precision: Token | None = Field(default=None, description="Variant precision.")
+    backend: Token | None = Field(default=None, description="Inference backend in use.")
+    device: Token | None = Field(default=None, description="Device the backend runs on (cpu, cuda, CPU, GPU, NPU).")
+    inference_precision: Token | None = Field(
         default=None, description="Precision the runtime computes in (f32, bf16, f16), on top of the variant's."
     )
     choice_source: ChoiceSource | None = Field(
         default=None, description="How the runtime was chosen: measured here, by preference, or recorded for a target."
     )
-    choice_target: str | None = Field(
+    choice_target: Token | None = Field(
         default=None, description="Target whose recorded choice serves (edgeferry bench --target); None: this device."
     )
 
@@ -55,21 +72,24 @@ class ModelInfo(BaseModel):
 class StatePayload(Envelope):
     """Retained description of a device."""
 
-    agent_version: str = Field(description="edgeferry version.")
+    agent_version: Token = Field(description="edgeferry version.")
     model: ModelInfo = Field(description="Served model.")
-    hardware: dict[str, Any] = Field(description="CPU, GPU and platform facts.")
-    config_digest: str = Field(description="Digest of the resolved config.")
+    hardware: BoundedDict = Field(description="CPU, GPU and platform facts.")
+    config_digest: LongToken = Field(description="Digest of the resolved config.")
     unsigned_commands: bool = Field(
         default=False, description="True when this device accepts unsigned commands (development only)."
     )
-    degraded: dict[str, str] = Field(
-        default_factory=dict, description="Components failing now (thread, outbox, store), with the last error."
+    degraded: dict[Ident, Text] = Field(
+        default_factory=dict, max_length=MAX_DEGRADED,
+        description="Components failing now (thread, outbox, store), with the last error.",
     )
-    groups: list[str] = Field(default_factory=list, description="Groups from the device's config (device.groups).")
+    groups: list[Ident] = Field(default_factory=list, max_length=MAX_GROUPS,
+                                description="Groups from the device's config (device.groups).")
     telemetry_interval_s: float | None = Field(
-        default=None, description="Seconds between telemetry reports; a registry calls 3 silent intervals stale."
+        default=None, ge=0.1, le=86400,
+        description="Seconds between telemetry reports; a registry calls 3 silent intervals stale.",
     )
-    desired_version: int | None = Field(
+    desired_version: UInt64 | None = Field(
         default=None, description="Version the signed desired state asks for (what it converges to); None: none."
     )
 
@@ -126,13 +146,31 @@ class BenchmarkPayload(Envelope):
 
 
 class TelemetryPayload(Envelope):
-    """Flat numbers; keys come from shared.metrics."""
+    """Flat numbers; keys come from shared.metrics, each checked against its declared type and range.
+
+    A key the metric table does not declare is dropped (a newer agent's figure is not an error; it is not stored).
+    """
 
     model_config = ConfigDict(extra="allow")
 
-    class_counts: dict[str, int] | None = Field(
-        default=None, description="Top-1 label -> results in this telemetry window (not a metric: keys vary)."
+    class_counts: dict[Label, UInt64] | None = Field(
+        default=None, max_length=MAX_CLASS_COUNTS,
+        description="Top-1 label -> results in this telemetry window (not a metric: keys vary).",
     )
+
+    @model_validator(mode="after")
+    def _declared_figures(self) -> TelemetryPayload:
+        extra = self.__pydantic_extra__
+        if extra:
+            for name in [k for k in extra if k not in BY_NAME]:
+                del extra[name]
+            for name, value in extra.items():
+                BY_NAME[name].check(value)
+        return self
+
+    def figures(self) -> dict[str, float]:
+        """The declared figures this report carries (validated), as floats."""
+        return {k: float(v) for k, v in (self.__pydantic_extra__ or {}).items()}
 
     @classmethod
     def build(
@@ -148,11 +186,15 @@ class TelemetryPayload(Envelope):
 class Detection(BaseModel):
     """One classification result."""
 
-    label: str = Field(description="Top-1 label.")
-    score: float = Field(description="Top-1 probability.")
-    top_k: list[tuple[str, float]] = Field(default_factory=list, description="Top-k (label, score).")
-    frame: int = Field(description="Frame index in the source.")
-    model_version: int = Field(description="Model version that produced it.")
+    model_config = ConfigDict(allow_inf_nan=False)
+
+    label: Label = Field(description="Top-1 label.")
+    score: float = Field(ge=-1e6, le=1e6, description="Top-1 probability.")
+    top_k: list[tuple[Label, Annotated[float, Field(ge=-1e6, le=1e6)]]] = Field(
+        default_factory=list, max_length=MAX_TOP_K, description="Top-k (label, score)."
+    )
+    frame: UInt64 = Field(description="Frame index in the source.")
+    model_version: UInt64 = Field(description="Model version that produced it.")
 
 
 class EventPayload(Envelope):
@@ -221,11 +263,13 @@ _COMMAND = TypeAdapter(Command)
 class ReplyPayload(Envelope):
     """Answer to a command on cmd/<name>/reply."""
 
-    id: str | None = Field(description="Request id, or None when the request had none readable.")
-    command: str = Field(description="Command name.")
+    id: Annotated[str, Field(min_length=1, max_length=64), AfterValidator(clean_text)] | None = Field(
+        description="Request id, or None when the request had none readable."
+    )
+    command: Token = Field(description="Command name.")
     ok: bool = Field(description="Whether the command succeeded.")
-    error: str | None = Field(default=None, description="Why it failed.")
-    result: dict[str, Any] = Field(default_factory=dict, description="Command-specific result.")
+    error: Text | None = Field(default=None, description="Why it failed.")
+    result: BoundedDict = Field(default_factory=dict, description="Command-specific result.")
 
 
 def parse_command(

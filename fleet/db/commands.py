@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, case, select, update
+from sqlalchemy import Connection, Engine, case, delete, select, update
 
 from fleet.db.schema import commands, issuer_seq
 from fleet.db.upsert import insert_absent
@@ -59,14 +59,21 @@ class CommandRepository:
                 seq=rec.seq, sent_ms=rec.sent_ms,
             ))
 
-    def reply(self, request_id: str, ok: bool, error: str | None, now_ms: int) -> bool:
-        """Attach a device's reply to its command; False for a reply to a command not sent by this fleet."""
+    def reply(self, request_id: str, ok: bool, error: str | None, now_ms: int, device_id: str | None = None) -> bool:
+        """Attach a device's reply to its command (only a command sent to that device, when device_id is given: a
+        device cannot answer for another); False for a reply to a command not sent by this fleet."""
         c = commands.c
+        where = [c.fleet == self.fleet, c.request_id == request_id]
+        if device_id is not None:
+            where.append(c.device_id == device_id)
         with self._engine.begin() as conn:
             return bool(conn.execute(
-                update(commands).where(c.fleet == self.fleet, c.request_id == request_id)
-                .values(reply_ok=ok, reply_error=error, reply_ms=now_ms)
+                update(commands).where(*where).values(reply_ok=ok, reply_error=error, reply_ms=now_ms)
             ).rowcount)
+
+    def remove_device(self, device_id: str, conn: Connection) -> None:
+        """Forget the commands sent to one device (in the caller's transaction)."""
+        conn.execute(delete(commands).where(commands.c.fleet == self.fleet, commands.c.device_id == device_id))
 
     def get(self, request_id: str) -> CommandRecord | None:
         """One logged command."""

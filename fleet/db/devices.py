@@ -6,12 +6,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import fields, replace
 from typing import Any
 
-from sqlalchemy import Engine, and_, bindparam, delete, select, update
+from sqlalchemy import Connection, Engine, and_, bindparam, delete, func, or_, select, update
 
+from fleet.db import sanitize
 from fleet.db.schema import devices, group_assignments
 from fleet.db.upsert import insert_absent
 from fleet.errors import StorageError
-from fleet.registry import DeviceRecord, new_record, with_assignments
+from fleet.registry import MAX_INTERVAL_S, MIN_INTERVAL_S, STATUSES, DeviceRecord, new_record, with_assignments
 
 _COLUMNS = [c.name for c in devices.columns if c.name not in ("fleet", "device_id")]
 _RECORD_FIELDS = {f.name for f in fields(DeviceRecord)}
@@ -39,12 +40,32 @@ def _to_row(rec: DeviceRecord) -> dict[str, Any]:
     return row
 
 
+_INT_COLUMNS = frozenset(c.name for c in devices.columns if c.type.python_type is int)
+_COUNTERS = frozenset({"rev", "restarts", "refused", "shed"})
+
+
 def _from_row(row: Any, assigned: tuple[str, ...]) -> DeviceRecord:
+    """A record from a row, every value sanitised: a row an older version wrote (NaN, 1e308, an integer beyond
+    64 bits, a wrong type) reads as 'not known' for that field instead of failing the read."""
     data = dict(row._mapping)
-    data["reported_status"] = data.pop("status")
-    data["reported_groups"] = tuple(data["reported_groups"] or ())
-    data["hardware"] = data["hardware"] or {}
-    data["degraded"] = data["degraded"] or {}
+    for name in _INT_COLUMNS:
+        if name in data:
+            data[name] = sanitize.int64(data[name])
+            if name in _COUNTERS:
+                data[name] = data[name] or 0
+    status = data.pop("status")
+    data["reported_status"] = status if status in STATUSES else "unknown"
+    data["telemetry_interval_s"] = sanitize.finite(data["telemetry_interval_s"], MIN_INTERVAL_S, MAX_INTERVAL_S)
+    groups = data["reported_groups"] if isinstance(data["reported_groups"], list) else []
+    data["reported_groups"] = tuple(g for g in groups if isinstance(g, str))
+    hardware = sanitize.json_tree(data["hardware"])
+    data["hardware"] = hardware if isinstance(hardware, dict) else {}
+    degraded = data["degraded"] if isinstance(data["degraded"], dict) else {}
+    data["degraded"] = {str(k): v for k, v in degraded.items() if isinstance(v, str)}
+    data["unsigned_commands"] = bool(data["unsigned_commands"])
+    for name in ("boot_id", "agent_version", "model_name", "model_variant", "model_backend", "config_digest",
+                 "last_refused"):
+        data[name] = sanitize.text(data.get(name), 256)
     rec = DeviceRecord(**{k: v for k, v in data.items() if k in _RECORD_FIELDS})
     return with_assignments(rec, assigned)
 
@@ -77,14 +98,46 @@ class DeviceRepository:
                 return None
             return _from_row(row, self._assigned(conn, device_id).get(device_id, ()))
 
-    def all(self) -> list[DeviceRecord]:
-        """Every device of the fleet, by id."""
+    def all(self, limit: int | None = None, after: str | None = None) -> list[DeviceRecord]:
+        """Devices of the fleet by id: all, or a page of at most `limit` whose ids sort after `after` (a cursor:
+        pass the last id of the previous page)."""
+        q = select(devices).where(devices.c.fleet == self.fleet)
+        if after is not None:
+            q = q.where(devices.c.device_id > after)
+        q = q.order_by(devices.c.device_id)
+        if limit is not None:
+            q = q.limit(max(limit, 0))
         with self._engine.connect() as conn:
-            assigned = self._assigned(conn)
-            rows = conn.execute(
-                select(devices).where(devices.c.fleet == self.fleet).order_by(devices.c.device_id)
-            ).all()
+            rows = conn.execute(q).all()
+            ids = [r.device_id for r in rows]
+            assigned = self._assigned(conn) if limit is None else self._assigned_of(conn, ids)
             return [_from_row(r, assigned.get(r.device_id, ())) for r in rows]
+
+    def _assigned_of(self, conn: Any, ids: list[str]) -> dict[str, tuple[str, ...]]:
+        if not ids:
+            return {}
+        q = select(group_assignments.c.device_id, group_assignments.c.group_name).where(
+            group_assignments.c.fleet == self.fleet, group_assignments.c.device_id.in_(ids))
+        out: dict[str, list[str]] = {}
+        for dev, group in conn.execute(q):
+            out.setdefault(dev, []).append(group)
+        return {k: tuple(sorted(v)) for k, v in out.items()}
+
+    def count(self) -> int:
+        """Devices of the fleet."""
+        with self._engine.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(devices)
+                                    .where(devices.c.fleet == self.fleet)).scalar_one())
+
+    def unassigned_count(self, conn: Connection | None = None) -> int:
+        """Devices no operator assigned to a group here (the ones a cap on unknown devices bounds)."""
+        assigned = select(group_assignments.c.device_id).where(group_assignments.c.fleet == self.fleet)
+        q = select(func.count()).select_from(devices).where(devices.c.fleet == self.fleet,
+                                                            devices.c.device_id.not_in(assigned))
+        if conn is not None:
+            return int(conn.execute(q).scalar_one())
+        with self._engine.connect() as c:
+            return int(c.execute(q).scalar_one())
 
     def ids(self) -> list[str]:
         """Every device id of the fleet."""
@@ -113,37 +166,72 @@ class DeviceRepository:
                     return replace(changed, rev=current.rev + 1)
         raise StorageError(f"device {device_id}: gave up after {MAX_UPDATE_ATTEMPTS} conflicting concurrent updates")
 
-    def update_many(self, changes: Mapping[str, Callable[[DeviceRecord], DeviceRecord]]) -> None:
+    def update_many(self, changes: Mapping[str, Callable[[DeviceRecord], DeviceRecord]],
+                    max_unassigned: int | None = None) -> set[str]:
         """update() for many devices with one read and one transaction; a device another worker wrote in between
-        is retried alone. Rows are written in id order, so two workers' transactions cannot deadlock."""
+        is retried alone. Rows are written in id order, so two workers' transactions cannot deadlock. A device
+        not yet known is not created once `max_unassigned` devices without an assignment exist; returns the ids
+        left out for that reason."""
         if not changes:
-            return
-        ids = sorted(changes)
-        with self._engine.connect() as conn:
-            assigned = self._assigned(conn)
-            rows = conn.execute(select(devices).where(devices.c.fleet == self.fleet,
-                                                      devices.c.device_id.in_(ids))).all()
-        current = {r.device_id: _from_row(r, assigned.get(r.device_id, ())) for r in rows}
-        retry: list[str] = []
+            return set()
         with self._engine.begin() as conn:
-            for dev in ids:
-                rec = current.get(dev)
-                if rec is None:
-                    fresh = changes[dev](new_record(self.fleet, dev))
-                    if not insert_absent(conn, devices, {"fleet": self.fleet, "device_id": dev,
-                                                         **_to_row(replace(fresh, rev=1))}, ["fleet", "device_id"]):
-                        retry.append(dev)
-                    continue
-                changed = changes[dev](rec)
-                if changed == rec:
-                    continue
-                done = conn.execute(
-                    _CAS_UPDATE, _cas_params(self.fleet, dev, rec.rev, replace(changed, rev=rec.rev + 1))
-                ).rowcount
-                if not done:
-                    retry.append(dev)
+            retry, capped = self.update_in(conn, changes, max_unassigned)
         for dev in retry:
             self.update(dev, changes[dev])
+        return capped
+
+    def update_in(self, conn: Connection, changes: Mapping[str, Callable[[DeviceRecord], DeviceRecord]],
+                  max_unassigned: int | None = None) -> tuple[list[str], set[str]]:
+        """update_many's one transaction on the caller's connection: returns (ids another worker wrote in
+        between, to retry with update() once this transaction is over; ids left out by the cap)."""
+        ids = sorted(changes)
+        assigned = self._assigned_of(conn, ids)
+        rows = conn.execute(select(devices).where(devices.c.fleet == self.fleet,
+                                                  devices.c.device_id.in_(ids))).all()
+        current = {r.device_id: _from_row(r, assigned.get(r.device_id, ())) for r in rows}
+        room: int | None = None
+        if max_unassigned is not None and len(current) < len(ids):
+            room = max(0, max_unassigned - self.unassigned_count(conn))
+        retry: list[str] = []
+        capped: set[str] = set()
+        for dev in ids:
+            rec = current.get(dev)
+            if rec is None:
+                if room is not None:
+                    if room <= 0:
+                        capped.add(dev)
+                        continue
+                    room -= 1
+                fresh = changes[dev](new_record(self.fleet, dev))
+                if not insert_absent(conn, devices, {"fleet": self.fleet, "device_id": dev,
+                                                     **_to_row(replace(fresh, rev=1))}, ["fleet", "device_id"]):
+                    retry.append(dev)
+                continue
+            changed = changes[dev](rec)
+            if changed == rec:
+                continue
+            done = conn.execute(
+                _CAS_UPDATE, _cas_params(self.fleet, dev, rec.rev, replace(changed, rev=rec.rev + 1))
+            ).rowcount
+            if not done:
+                retry.append(dev)
+        return retry, capped
+
+    def remove(self, device_id: str, conn: Connection) -> bool:
+        """Delete the device's row and its group assignments (within the caller's transaction); False if absent."""
+        conn.execute(delete(group_assignments).where(group_assignments.c.fleet == self.fleet,
+                                                     group_assignments.c.device_id == device_id))
+        return bool(conn.execute(delete(devices).where(devices.c.fleet == self.fleet,
+                                                       devices.c.device_id == device_id)).rowcount)
+
+    def silent_since(self, before_ms: int, limit: int = 1000) -> list[str]:
+        """Ids of devices last heard from (or, never heard alive, first seen) before before_ms."""
+        d = devices.c
+        q = (select(d.device_id).where(d.fleet == self.fleet, or_(
+            d.last_seen_ms < before_ms, and_(d.last_seen_ms.is_(None), d.first_seen_ms < before_ms)))
+            .order_by(d.device_id).limit(limit))
+        with self._engine.connect() as conn:
+            return list(conn.execute(q).scalars())
 
     def assign(self, device_id: str, group: str, now_ms: int) -> bool:
         """Add a control-plane group assignment; False when it was already there."""

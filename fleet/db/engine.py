@@ -9,6 +9,7 @@ from sqlalchemy import Engine, create_engine, event, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
 
+from fleet.db.migrate import add_missing
 from fleet.db.schema import SCHEMA_VERSION, meta, metadata
 from fleet.errors import StorageError
 
@@ -62,6 +63,7 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 def _ensure_schema(engine: Engine, url: str, attempts: int = 3) -> None:
     try:
         metadata.create_all(engine)
+        add_missing(engine)
         with engine.begin() as conn:
             found = conn.execute(select(meta.c.value).where(meta.c.key == "schema_version")).scalar()
             if found is None:
@@ -71,7 +73,8 @@ def _ensure_schema(engine: Engine, url: str, attempts: int = 3) -> None:
                     f"database {safe_url(url)} holds fleet schema {found}, this edgeferry uses {SCHEMA_VERSION}"
                 )
     except DBAPIError as exc:
-        if attempts > 1 and ("already exists" in str(exc.orig) or "duplicate key" in str(exc.orig)):
+        if attempts > 1 and any(
+                w in str(exc.orig) for w in ("already exists", "duplicate key", "duplicate column")):
             # Another worker created the same tables at the same moment; the schema is there now.
             return _ensure_schema(engine, url, attempts - 1)
         raise StorageError(f"database {safe_url(url)}: {str(exc.orig).strip().splitlines()[0]}") from exc

@@ -1,6 +1,7 @@
 """The fleet database schema: one `metadata` every table of the control plane belongs to (rollout tables too).
 
-Times are Unix milliseconds (BigInteger), JSON columns hold what devices reported as-is. Every table is keyed by
+Times are Unix milliseconds (BigInteger), JSON columns hold what devices reported after ingest validated it
+(rows written by older versions may hold anything: readers sanitise, fleet.db.sanitize). Every table is keyed by
 fleet first, so one database can hold several fleets.
 """
 
@@ -59,6 +60,11 @@ devices = Table(
     Column("reported_groups", JSON, nullable=False, default=list),
     Column("telemetry_interval_s", Float),
     Column("last_telemetry_ms", BigInteger),
+    # Ingest refusals and sheds booked against the device (added after schema 1: fleet.db.migrate adds them).
+    Column("refused", BigInteger, nullable=False, default=0, server_default="0"),
+    Column("last_refused", String(256)),
+    Column("last_refused_ms", BigInteger),
+    Column("shed", BigInteger, nullable=False, default=0, server_default="0"),
 )
 
 group_assignments = Table(
@@ -84,6 +90,8 @@ telemetry_samples = Table(
     Column("class_counts", JSON, nullable=False, default=dict),
     Index("ix_samples_device_ts", "fleet", "device_id", "ts_ms"),
     Index("ix_samples_ts", "ts_ms"),
+    # Retention and history go by the fleet's receive time, never the device's clock.
+    Index("ix_samples_received", "fleet", "received_ms"),
 )
 
 telemetry_history = Table(

@@ -5,13 +5,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, delete
 
 from fleet.db.commands import CommandRepository
 from fleet.db.desired import DesiredRepository
 from fleet.db.devices import DeviceRepository
 from fleet.db.engine import open_engine
 from fleet.db.leases import LeaseRepository
+from fleet.db.schema import desired, desired_published
 from fleet.db.telemetry import TelemetryRepository
 from fleet.errors import EmptyGroupError, UnknownDeviceError
 from fleet.registry import DeviceRecord, Status, TelemetrySample
@@ -53,13 +54,53 @@ class FleetStore:
         return rec.with_status_at(self.clock())
 
     def list_devices(
-        self, group: str | None = None, status: Status | None = None, version: int | None = None
+        self, group: str | None = None, status: Status | None = None, version: int | None = None,
+        limit: int | None = None, after: str | None = None,
     ) -> list[DeviceRecord]:
-        """Devices as of now, filtered by group, status and served version."""
+        """Devices as of now by id, filtered by group, status and served version; with `limit`, one page of at
+        most that many whose ids sort after `after` (pass the last id of the previous page to get the next)."""
         now = self.clock()
-        out = [r.with_status_at(now) for r in self.devices.all()]
-        return [r for r in out if (group is None or group in r.groups) and (status is None or r.status == status)
-                and (version is None or r.model_version == version)]
+
+        def keep(r: DeviceRecord) -> bool:
+            return ((group is None or group in r.groups) and (status is None or r.status == status)
+                    and (version is None or r.model_version == version))
+
+        if limit is None:
+            return [r for r in (rec.with_status_at(now) for rec in self.devices.all(after=after)) if keep(r)]
+        out: list[DeviceRecord] = []
+        chunk = max(limit, 100)
+        while len(out) < limit:
+            recs = self.devices.all(limit=chunk, after=after)
+            out.extend(r for r in (rec.with_status_at(now) for rec in recs) if keep(r))
+            if len(recs) < chunk:
+                break
+            after = recs[-1].device_id
+        return out[:limit]
+
+    def count_devices(self) -> int:
+        """Devices the fleet's registry holds (every status)."""
+        return self.devices.count()
+
+    def remove_device(self, device_id: str) -> bool:
+        """Forget a device: its record, group assignments, telemetry, history, command log and device-scoped
+        desired state, in one transaction; False when the registry did not know it. Its retained topics on the
+        broker are cleared by fleet.device_removal (a device that still runs registers again)."""
+        with self.engine.begin() as conn:
+            known = self.devices.remove(device_id, conn)
+            self.telemetry.remove_device(device_id, conn)
+            self.commands.remove_device(device_id, conn)
+            conn.execute(delete(desired).where(desired.c.fleet == self.fleet, desired.c.scope == "device",
+                                               desired.c.name == device_id))
+            conn.execute(delete(desired_published).where(desired_published.c.fleet == self.fleet,
+                                                         desired_published.c.device_id == device_id))
+        return known
+
+    def expire_devices(self, silent_for_ms: int) -> list[str]:
+        """Remove the devices not heard from for silent_for_ms (a decommissioned or fake id); returns their ids."""
+        gone = self.devices.silent_since(self.clock() - silent_for_ms)
+        for device_id in gone:
+            self.remove_device(device_id)
+        return gone
 
     def group_members(self, group: str) -> list[DeviceRecord]:
         """Devices in a group (from their config or assigned here); EmptyGroupError when there are none."""

@@ -1,12 +1,17 @@
-"""Telemetry storage: a rolling window of raw samples per device, and a downsampled history for dashboards."""
+"""Telemetry storage: a rolling window of raw samples per device, and a downsampled history for dashboards.
+
+Retention and history buckets go by the fleet's receive time (`received_ms`): a device's clock is data, kept in
+`ts_ms`, and a device dating its samples ten years ahead cannot keep them past the retention.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Engine, delete, insert, select
+from sqlalchemy import Connection, Engine, delete, insert, select
 
+from fleet.db import sanitize
 from fleet.db.schema import telemetry_history, telemetry_samples
 from fleet.registry import TelemetrySample
 
@@ -41,8 +46,8 @@ class TelemetryRepository:
         self._engine = engine
         self.fleet = fleet
 
-    def add(self, batch: Sequence[tuple[str, TelemetrySample, int]]) -> None:
-        """Store (device id, sample, received ms) rows in one transaction."""
+    def add(self, batch: Sequence[tuple[str, TelemetrySample, int]], conn: Connection | None = None) -> None:
+        """Store (device id, sample, received ms) rows in one transaction (`conn`'s, when given)."""
         if not batch:
             return
         rows = [
@@ -50,8 +55,11 @@ class TelemetryRepository:
              "seq": s.seq, "figures": s.figures, "class_counts": s.class_counts}
             for dev, s, received in batch
         ]
-        with self._engine.begin() as conn:
+        if conn is not None:
             conn.execute(insert(telemetry_samples), rows)
+            return
+        with self._engine.begin() as own:
+            own.execute(insert(telemetry_samples), rows)
 
     def window(self, device_id: str, since_ms: int, until_ms: int) -> list[TelemetrySample]:
         """Samples of one device with since_ms <= ts < until_ms, oldest first."""
@@ -62,22 +70,26 @@ class TelemetryRepository:
                 .where(t.fleet == self.fleet, t.device_id == device_id, t.ts_ms >= since_ms, t.ts_ms < until_ms)
                 .order_by(t.ts_ms, t.seq)
             ).all()
-        return [TelemetrySample(r.ts_ms, dict(r.figures), dict(r.class_counts or {}), r.boot_id, r.seq) for r in rows]
+        return [TelemetrySample(sanitize.int64(r.ts_ms) or 0, sanitize.figures(r.figures),
+                                sanitize.counts(r.class_counts), str(r.boot_id), sanitize.int64(r.seq) or 0)
+                for r in rows]
 
     def rebuild_history(self, since_ms: int, until_ms: int, bucket_ms: int) -> int:
-        """Recompute the history buckets that start in [since_ms, until_ms) from the raw samples; returns buckets.
+        """Recompute the history buckets that start in [since_ms, until_ms) from the raw samples received in that
+        span (fleet clock); returns buckets.
 
-        Recomputing a recent span on each pass (rather than appending) takes in samples that arrived late.
+        Recomputing a recent span on each pass (rather than appending) takes in every sample received since.
         """
         since_ms, until_ms = bucket_of(since_ms, bucket_ms), bucket_of(until_ms, bucket_ms)
         t = telemetry_samples.c
         with self._engine.begin() as conn:
             rows = conn.execute(
-                select(t.device_id, t.ts_ms, t.figures, t.class_counts)
-                .where(t.fleet == self.fleet, t.ts_ms >= since_ms, t.ts_ms < until_ms)
+                select(t.device_id, t.received_ms, t.figures, t.class_counts)
+                .where(t.fleet == self.fleet, t.received_ms >= since_ms, t.received_ms < until_ms)
             ).all()
             buckets = downsample(
-                ((r.device_id, TelemetrySample(r.ts_ms, dict(r.figures), dict(r.class_counts or {}))) for r in rows),
+                ((r.device_id, TelemetrySample(int(r.received_ms), sanitize.figures(r.figures),
+                                               sanitize.counts(r.class_counts))) for r in rows),
                 bucket_ms,
             )
             h = telemetry_history.c
@@ -102,18 +114,31 @@ class TelemetryRepository:
                        h.bucket_ms < until_ms)
                 .order_by(h.bucket_ms)
             ).all()
-        return [(r.bucket_ms, r.samples, dict(r.figures)) for r in rows]
+        out = []
+        for r in rows:
+            figures = sanitize.json_tree(r.figures)
+            out.append((int(r.bucket_ms), sanitize.int64(r.samples) or 0, figures if isinstance(figures, dict) else {}))
+        return out
 
     def prune(self, samples_before_ms: int, history_before_ms: int) -> tuple[int, int]:
-        """Drop raw samples and history buckets older than the retention; returns (samples, buckets) removed."""
+        """Drop raw samples received and history buckets older than the retention (fleet clock, whatever the
+        device's clock said); returns (samples, buckets) removed."""
         with self._engine.begin() as conn:
             s = conn.execute(delete(telemetry_samples).where(
-                telemetry_samples.c.fleet == self.fleet, telemetry_samples.c.ts_ms < samples_before_ms
+                telemetry_samples.c.fleet == self.fleet, telemetry_samples.c.received_ms < samples_before_ms
             )).rowcount
             h = conn.execute(delete(telemetry_history).where(
                 telemetry_history.c.fleet == self.fleet, telemetry_history.c.bucket_ms < history_before_ms
             )).rowcount
         return int(s), int(h)
+
+    def remove_device(self, device_id: str, conn: Connection) -> int:
+        """Delete every sample and history bucket of one device (in the caller's transaction); returns samples."""
+        n = conn.execute(delete(telemetry_samples).where(telemetry_samples.c.fleet == self.fleet,
+                                                         telemetry_samples.c.device_id == device_id)).rowcount
+        conn.execute(delete(telemetry_history).where(telemetry_history.c.fleet == self.fleet,
+                                                     telemetry_history.c.device_id == device_id))
+        return int(n)
 
     def counts(self) -> tuple[int, int]:
         """(raw samples, history buckets) stored for the fleet."""

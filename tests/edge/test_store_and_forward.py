@@ -26,7 +26,8 @@ from tests.fixtures.broker import Broker, MqttProbe, Received
 REPO = Path(__file__).resolve().parents[2]
 Probe = Callable[..., MqttProbe]
 # Every declared figure: a realistic telemetry-sized payload (~1.5 KB).
-FIGURES = {m.name: 12.345 for m in METRICS}
+# Every declared figure at a value its declared type and range accept (whole numbers for counts).
+FIGURES = {m.name: min(m.bounds[1], 12.0 if m.number_type == "int" else 12.345) for m in METRICS}
 
 
 @pytest.fixture
