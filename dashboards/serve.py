@@ -55,7 +55,8 @@ class DashboardService:
                              password=broker.password.get_secret_value() if broker.password else None,
                              client_id=f"edgeferry-web-{cfg.lease.worker_id}"[:64])
         self.feed.start(wait_s=broker.connect_timeout_s)
-        adapter = FleetAdapter(store, self._control(), self.fleet.sender, events, figures, self.rollout_plan)
+        adapter = FleetAdapter(store, self._control(), self.fleet.sender, events, figures, self.rollout_plan,
+                               trust_device_groups=cfg.controller.trust_device_groups)
         hub = LiveHub(adapter, web.live_interval_s, web.alerts, alert_sink=self.feed.publish_alerts,
                       clock_ms=store.clock)
         self.server = WebServer(create_app(web, adapter, adapter, hub, clock_ms=store.clock), web.host, web.port)

@@ -150,12 +150,14 @@ class FleetAdapter:
     """The web app's reads and actions on one fleet's control plane."""
 
     def __init__(self, store: FleetStore, control: FleetControl | None, sender: CommandSender | None,
-                 events: EventBuffer, figures: FigureBuffer, plan: RolloutPlan | None = None) -> None:
+                 events: EventBuffer, figures: FigureBuffer, plan: RolloutPlan | None = None,
+                 trust_device_groups: bool = False) -> None:
         self.store = store
         self.plan = plan  # rollouts started from the page use it; None: the control plane's default plan
         self.control = control
         self.sender = sender
-        self.rollout_ops = RolloutOperations(store)
+        # As the fleet CLI: controller.trust_device_groups decides whether a device's own group claims count.
+        self.rollout_ops = RolloutOperations(store, trust_device_groups=trust_device_groups)
         self.events_buffer = events
         self.figures = figures
         self._lock = threading.Lock()

@@ -88,6 +88,8 @@ def test_fleet_page_over_real_control_plane_simulator_and_agent(
     cfg = FleetConfig.model_validate(fleet_tree(mosquitto, f"sqlite:///{tmp_path}/fleet.sqlite", **{
         "commands.key": str(fleet_key), "packages.store.uri": str(pkg.root), "packages.trusted_keys": [str(pub)],
         "registry.maintenance_interval_s": 1.0,
+        # The simulated devices name group 'sim' in their own state; this test's operator trusts that.
+        "controller.trust_device_groups": True,
     }))
     agent = agent_config(tmp_path, pkg, pub, mosquitto, {"type": "synthetic", "width": 32, "height": 32, "fps": 25},
                          **{"events.mode": "off", "device.groups": ["roof"], "sync.poll_interval_s": 60})
