@@ -507,11 +507,14 @@ app.add_typer(_fleet_app, name="fleet")
 
 def main() -> None:
     """Console-script entry: a user error (EdgeferryError, a missing extra, a bad file) is one line and exit 1."""
-    from edgeferry.legacy_flags import translate
+    from edgeferry.legacy_flags import LEGACY, translate
 
-    argv, warnings = translate(typer.main.get_command(app), sys.argv[1:])
-    for warning in warnings:
-        typer.echo(warning, err=True)
+    argv = sys.argv[1:]
+    old = {spelling for table in LEGACY.values() for spelling in table}
+    if any(token.split("=", 1)[0] in old for token in argv):  # the click tree is built only when it may matter
+        argv, warnings = translate(typer.main.get_command(app), argv)
+        for warning in warnings:
+            typer.echo(warning, err=True)
     try:
         app(args=argv)
     except KeyboardInterrupt:
