@@ -33,7 +33,7 @@ NON_CONFIG_VARIABLES = frozenset({
     "EDGEFERRY_CONFIG", "EDGEFERRY_FLEET_CONFIG", "EDGEFERRY_MQTT_PASSWORD", "EDGEFERRY_EXTRAS",
     "EDGEFERRY_TORCH_CONSTRAINTS", "EDGEFERRY_EXTRA_PACKAGES", "EDGEFERRY_BROKER_GROUP", "EDGEFERRY_HA_PYTHON",
     "EDGEFERRY_HA_VERSION", "EDGEFERRY_HA_VENV", "EDGEFERRY_GRAFANA_SCHEMA_DIR", "EDGEFERRY_UPDATE_SCREENSHOTS",
-    "EDGEFERRY_CRASH_AT",
+    "EDGEFERRY_CRASH_AT", "EDGEFERRY_PROGRESS_EVERY_S", "EDGEFERRY_PYTHON",
 })
 
 
@@ -252,7 +252,8 @@ def _warn_once(line: str) -> None:
 
 
 def unknown_env_warnings(cls: type[BaseModel], environ: Mapping[str, str], roots: set[str]) -> list[str]:
-    """One line per EDGEFERRY_ variable outside every section of `cls` (a typo that would otherwise be ignored)."""
+    """One line per EDGEFERRY_ variable outside every section of `cls` that reads as a misspelt option (a
+    SECTION__KEY form, or close to an option's name): without it, the typo would be silently ignored."""
     suffixes = sorted("__".join(k).upper() for k in _model_keys(cls))
     lines = []
     for path, _, name in _env_entries(environ, ENV_PREFIX):
@@ -260,6 +261,8 @@ def unknown_env_warnings(cls: type[BaseModel], environ: Mapping[str, str], roots
         if name in NON_CONFIG_VARIABLES or path[0] in roots:
             continue
         close = difflib.get_close_matches(name[len(ENV_PREFIX):], suffixes, n=1, cutoff=0.75)
+        if not close and "__" not in name:
+            continue  # EDGEFERRY_SOMETHING, near no option: a tool's own variable, not a misspelt option
         hint = f"; did you mean {ENV_PREFIX}{close[0]}?" if close else " (--help-config lists the options)"
         lines.append(f"warning: environment variable {name} names no config option and is ignored{hint}")
     return lines
