@@ -166,3 +166,7 @@ def test_readme_uses_only_options_the_commands_show() -> None:
             assert opt in shown, f"README: `{command}` uses {opt}, which edgeferry {' '.join(path)} does not show"
             checked += 1
     assert checked > 30
+
+
+def test_cmd_without_its_command_key_is_one_line_naming_the_new_option() -> None:
+    assert "--command-key is required" in one_line_error(run("cmd", "cam-1", "ping"))
