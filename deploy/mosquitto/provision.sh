@@ -112,8 +112,13 @@ device_block() {
   done
   echo "topic read $base/cmd/#"
   echo "topic read $base/desired"
-  # Home Assistant discovery configs: <prefix>/<component>/edgeferry_<fleet>_<device>/<object>/config.
-  echo "topic write $HA_PREFIX/+/edgeferry_${fleet}_${device}/#"
+  # Home Assistant discovery configs: <prefix>/<component>/<node id>/<object>/config, with the agent's node id
+  # (edge/ha_discovery.py node_id): ids holding '_' carry the fleet's length so no two (fleet, device) share one.
+  local node="edgeferry_${fleet}_${device}"
+  if [[ $fleet == *_* || $device == *_* ]]; then
+    node="edgeferry_${#fleet}_${fleet}_${device}"
+  fi
+  echo "topic write $HA_PREFIX/+/$node/#"
   echo "topic read $HA_PREFIX/status"
   for filter in "${sensor_topics[@]}"; do
     echo "topic read $filter"

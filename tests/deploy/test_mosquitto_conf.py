@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from edge.config import MqttConfig
+from edge.ha_discovery import node_id
 from edge.link.mqtt import MqttLink
 from shared.errors import InvalidNameError
 from shared.names import check_ident
@@ -355,3 +356,20 @@ def test_the_web_apps_alerts_reach_operators_through_the_shipped_acl(prod: ProdB
         feed.stop()
     assert "Denied PUBLISH from edgeferry-fleet" not in prod.log()
     assert topic not in cam.topics()  # a device does not read the fleet's alerts
+
+
+def test_devices_whose_ids_hold_underscores_publish_their_own_discovery_and_no_one_elses(
+        prod: ProdBroker, login: Callable[..., Account]) -> None:
+    # ('a_b', 'c') and ('a', 'b_c') shared the node id edgeferry_a_b_c once: one could overwrite the other's config.
+    pair = (DeviceTopics("a_b", "c"), DeviceTopics("a", "b_c"))
+    for topics in pair:
+        done = provision(prod.dir, "device", topics.fleet, topics.device_id,
+                         password=pw(f"{topics.fleet}.{topics.device_id}"))
+        assert done.returncode == 0, done.stderr
+    prod.reload()
+    nodes = [node_id(t) for t in pair]
+    assert nodes[0] != nodes[1]
+    for mine, theirs in ((0, 1), (1, 0)):
+        cam = login(f"{pair[mine].fleet}.{pair[mine].device_id}")
+        assert cam.publish(f"homeassistant/sensor/{nodes[mine]}/fps/config", retain=True) < ACCEPTED_BELOW
+        assert cam.publish(f"homeassistant/sensor/{nodes[theirs]}/fps/config", retain=True) == NOT_AUTHORIZED
