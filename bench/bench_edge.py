@@ -421,7 +421,8 @@ def main() -> None:
     """Run every comparison once and write the table."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--store", type=Path, default=Path(".store"))
-    ap.add_argument("--key", type=Path, default=Path(".keys/edgeferry.pub"))
+    ap.add_argument("--trusted-key", "--key", dest="key", type=Path, default=Path(".keys/edgeferry.pub"),
+                    help="public key the packages must be signed with (--key: old spelling)")
     ap.add_argument("--build", type=Path, default=Path("build"))
     ap.add_argument("--frames", type=int, default=300)
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])

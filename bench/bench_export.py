@@ -176,7 +176,8 @@ def main() -> None:
     """Benchmark the packages and write bench/results/export.{md,json}."""
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--store", type=Path, default=Path(".store"))
-    ap.add_argument("--key", type=Path, default=Path(".keys/edgeferry.pub"))
+    ap.add_argument("--trusted-key", "--key", dest="key", type=Path, default=Path(".keys/edgeferry.pub"),
+                    help="public key the packages must be signed with (--key: old spelling)")
     ap.add_argument("--build", type=Path, default=Path("build"))
     ap.add_argument("--runs", type=int, default=200)
     ap.add_argument("--packages", nargs="+", default=["digits", "reference"])

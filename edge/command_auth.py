@@ -169,7 +169,7 @@ class CommandAuth:
                 return Admitted(payload)
             raise CommandRefused(
                 "unsigned", "unsigned command refused: this device accepts only commands signed by a key in its "
-                "device.command_keys (send them with 'edgeferry cmd ... --key KEY')", reply_id(payload),
+                "device.command_keys (send them with 'edgeferry cmd ... --command-key KEY')", reply_id(payload),
             )
         envelope = parse_envelope(doc)
         body = verify_envelope(envelope, self.trusted)
