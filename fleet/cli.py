@@ -161,7 +161,11 @@ def remove(
     config: ConfigOpt = None,
     set_: SetOpt = None,
 ) -> None:
-    """Forget a device: clear its retained topics on the broker, then delete its record, telemetry and commands."""
+    """Forget a device: clear its retained topics on the broker, then delete its record, telemetry and commands.
+
+    Clearing writes in the device's name: with the shipped broker ACL only the operators' user may, so run it as
+    --set broker.username=edgeferry-ops --set broker.password=... (the fleet's own user is refused).
+    """
     from fleet.device_removal import remove_device
     from fleet.mqtt_client import FleetMqtt
 

@@ -2,7 +2,8 @@
 
 Shared by `edgeferry fleet devices remove` and the web app (operator role), so both forget the same things.
 Clearing first means a worker's ingest never sees the old retained state again after a restart; a device that
-still runs registers again with its next message (revoke its broker user to keep it out).
+still runs registers again with its next message (revoke its broker user to keep it out). Clearing publishes in
+the device's name: the shipped ACL lets only the operators' broker user (edgeferry-ops) do that.
 """
 
 from __future__ import annotations
