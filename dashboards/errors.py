@@ -6,6 +6,8 @@
     +-- BadRequest        a malformed body or parameter (HTTP 400)
     +-- NotAllowed        the user's role may not do this (HTTP 403)
     +-- TryLater          refused for now, e.g. too many failed sign-ins (HTTP 429) or too many at once (503)
+    +-- Refused           one device message the MQTT feed refuses (malformed, out of range, bad topic); counted
+                          against its device, never fatal, never shown to a user as a request's error
 """
 
 from __future__ import annotations
@@ -52,3 +54,14 @@ class TryLater(DashboardError):
         super().__init__(message)
         self.retry_after_s = retry_after_s
         self.status_code = status_code
+
+
+class Refused(DashboardError):
+    """One device message refused (malformed, out of range, bad topic); it changed nothing."""
+
+    status_code = 422
+
+    def __init__(self, kind: str, reason: str) -> None:
+        super().__init__(f"{kind} refused: {reason}")
+        self.kind = kind
+        self.reason = reason

@@ -13,8 +13,8 @@ from collections import deque
 
 from pydantic import ValidationError
 
+from dashboards.errors import Refused
 from dashboards.web.ports import EventRow
-from dashboards.web.refusal import Refused
 from shared.payloads import EventPayload
 
 PER_DEVICE = 50

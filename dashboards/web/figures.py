@@ -12,7 +12,7 @@ from collections import Counter
 
 from pydantic import ValidationError
 
-from dashboards.web.refusal import Refused
+from dashboards.errors import Refused
 from shared.metrics import BY_NAME
 from shared.payloads import TelemetryPayload
 

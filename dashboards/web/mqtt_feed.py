@@ -21,10 +21,10 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
+from dashboards.errors import Refused
 from dashboards.web.alerts import Alert, alert_message, alert_topic
 from dashboards.web.event_buffer import EventBuffer
 from dashboards.web.figures import FigureBuffer
-from dashboards.web.refusal import Refused
 from shared.names import check_ident
 from shared.topics import ROOT, fleet_filter
 
