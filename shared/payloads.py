@@ -92,6 +92,14 @@ class StatePayload(Envelope):
     desired_version: UInt64 | None = Field(
         default=None, description="Version the signed desired state asks for (what it converges to); None: none."
     )
+    follow: Literal["latest", "desired"] | None = Field(
+        default=None,
+        description="What moves the device to a new version: its channel's signed pointer ('latest') or only the "
+        "fleet's desired state ('desired', a fleet-managed device); None: an agent older than the field.",
+    )
+    channel: Ident | None = Field(
+        default=None, description="Pointer channel the device follows in 'latest' mode ('stable': latest.json)."
+    )
 
 
 class BenchmarkCandidate(BaseModel):
