@@ -1,7 +1,10 @@
 """What a simulated device does on a new version: the behaviour mix of a fleet and the figures each one reports.
 
 Pure: a seeded random source per device, no I/O. "New version" is any version above the one the device started on;
-behaviours change nothing while a device serves its initial version, so a rollout sees them only on canaries.
+behaviours change nothing while a device serves its initial version, so a rollout sees them only on canaries. The
+liars are the exception: they lie on every version, as a compromised camera would, to test that one device cannot
+move a rollout (`liar_flood` claims 4e12 results of one class per report, `liar_mask` an e2e p95 of 5e7 ms, within
+the metric table's range so it reaches the gates).
 """
 
 from __future__ import annotations
@@ -12,10 +15,13 @@ from typing import Literal, get_args
 
 from fleet.errors import SimulatorError
 
-Behaviour = Literal["good", "slow", "unconfident", "drifting", "crash_on_install", "offline", "never_converging"]
+Behaviour = Literal["good", "slow", "unconfident", "drifting", "crash_on_install", "offline", "never_converging",
+                    "liar_flood", "liar_mask"]
 BEHAVIOURS: tuple[Behaviour, ...] = get_args(Behaviour)
 BASE_E2E_MS = 20.0
 SLOW_FACTOR = 3.0
+FLOOD_RESULTS = 4_000_000_000_000
+MASK_E2E_MS = 5e7
 
 
 def parse_mix(text: str) -> dict[Behaviour, float]:
@@ -73,7 +79,11 @@ def window(behaviour: Behaviour, new_version: bool, results: int, labels: list[s
         conf, low = rng.uniform(0.5, 0.56), rng.uniform(0.4, 0.5)
     if new_version and behaviour == "drifting":
         weights = [8.0 if i < max(1, len(labels) // 5) else 0.3 for i in range(len(labels))]
+    if behaviour == "liar_mask":
+        e2e = MASK_E2E_MS
     counts: dict[str, int] = {}
     for label in rng.choices(labels, weights=weights, k=results):
         counts[label] = counts.get(label, 0) + 1
+    if behaviour == "liar_flood":
+        counts = {labels[0]: FLOOD_RESULTS}
     return Figures(e2e, conf, low, counts)

@@ -1,6 +1,10 @@
 """Rollouts end to end: real Mosquitto, the real `edgeferry fleet serve` process, the simulator's devices, and the
 operator's CLI. A good version reaches the whole group, a slow or unconfident one is rolled back on its gate, and
-kill -9 of the control plane mid-stage resumes the same rollout without repeating or skipping a stage."""
+kill -9 of the control plane mid-stage resumes the same rollout without repeating or skipping a stage. One lying
+device (it names the group in its own state and reads its own desired topic) moves no verdict either way.
+
+Devices name group north in their own state, and `ready()` assigns them to it in the control plane as an operator
+does: rollouts draw their cohorts from assignments unless `controller.trust_device_groups` is on."""
 
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ from typing import Any
 import pytest
 import yaml
 
+from fleet.control import assign_group
 from fleet.db.store import FleetStore
 from fleet.sim.runner import SimOptions, Simulation, ThreadedSimulation
 from shared.object_store import LocalStore
@@ -35,12 +40,17 @@ GATES = [
 ]
 PLAN = {"stages": [{"name": n, "percent": p, "gates": GATES, **COMMON}
                    for n, p in (("canary", 10), ("half", 50), ("all", 100))]}
+# The class-mix gate too, for the liar that floods class counts. Simulated devices report 5 results per message
+# over four classes; 0.5 keeps honest noise at 30+ results far from failing, and 4e12 fake results far above it.
+LIAR_GATES = [*GATES, {"kind": "psi", "max_psi": 0.5, "min_results": 30}]
+LIAR_PLAN = {"stages": [{"name": n, "percent": p, "gates": LIAR_GATES, **COMMON}
+                        for n, p in (("canary", 10), ("half", 50), ("all", 100))]}
 
 
 class ControlPlane:
     """A fleet config, the package store (digits v1, v2), a `fleet serve` process and simulated devices."""
 
-    def __init__(self, tmp: Path, broker: Broker, model: str = "tiny") -> None:
+    def __init__(self, tmp: Path, broker: Broker, model: str = "tiny", trust_device_groups: bool = False) -> None:
         keys = new_keypair()
         self.pkg = LocalStore(tmp / "store")
         make_package(self.pkg, model, 1, keys)
@@ -52,8 +62,10 @@ class ControlPlane:
         self.conf.write_text(yaml.safe_dump(fleet_tree(broker, self.url, **{
             "commands.key": str(write_private_key(COMMAND_KEY, tmp / "fleet.key")),
             "packages.store.uri": str(self.pkg.root), "packages.trusted_keys": [str(self.pkg_pub)],
+            "controller.trust_device_groups": trust_device_groups,
         })))
         (tmp / "plan.yaml").write_text(yaml.safe_dump(PLAN))
+        (tmp / "liar-plan.yaml").write_text(yaml.safe_dump(LIAR_PLAN))
         self.serve: subprocess.Popen[bytes] | None = None
         self.sims: list[ThreadedSimulation] = []
         self.store: FleetStore | None = None
@@ -69,11 +81,11 @@ class ControlPlane:
         self.serve.send_signal(signal.SIGKILL)
         self.serve.wait(10)
 
-    def simulate(self, devices: int, behaviours: str = "good=1") -> Simulation:
+    def simulate(self, devices: int, behaviours: str = "good=1", prefix: str = "sim") -> Simulation:
         sim = ThreadedSimulation(SimOptions(
             devices=devices, host=self.broker.host, port=self.broker.port, fleet="it", groups=["north"],
             rate_hz=2.0, behaviours=behaviours, trusted={key_id(COMMAND_KEY.public_key()): COMMAND_KEY.public_key()},
-            model=self.model, version=1, install_s=0.2, keepalive_s=5, labels=["0", "1", "2", "3"],
+            model=self.model, version=1, install_s=0.2, keepalive_s=5, labels=["0", "1", "2", "3"], prefix=prefix,
         ))
         self.sims.append(sim)
         return sim.start()
@@ -100,17 +112,31 @@ class ControlPlane:
         return dict(json.loads(self.cli("status", "--output", "json")))
 
     def versions(self) -> dict[str, int | None]:
-        return {r.device_id: r.model_version for r in self.db().list_devices(group="north")}
+        """What each device assigned to north runs."""
+        return {r.device_id: r.model_version for r in self.db().list_devices() if "north" in r.assigned_groups}
+
+    def reporting(self, device_id: str) -> bool:
+        """Online with a few telemetry samples (history for the baseline)."""
+        now = int(time.time() * 1000)
+        rec = self.db().devices.get(device_id)
+        return rec is not None and rec.with_status_at(now).status == "online" and len(
+            self.db().telemetry_window(device_id, now - 4000, now + 1)) >= 4
 
     def ready(self, n: int) -> None:
-        """Every device registered online with telemetry history for the baseline."""
+        """Every device of group north registered online with telemetry, then assigned to north here."""
         def all_reporting() -> bool:
             recs = self.db().list_devices(group="north")
-            now = int(time.time() * 1000)
-            return len(recs) == n and all(
-                r.status == "online" and len(self.db().telemetry_window(r.device_id, now - 4000, now + 1)) >= 4
-                for r in recs)
+            return len(recs) == n and all(self.reporting(r.device_id) for r in recs)
         eventually(all_reporting, 60, f"{n} simulated devices online with telemetry")
+        for r in self.db().list_devices(group="north"):
+            assign_group(self.db(), r.device_id, "north")
+
+    def add_liar(self, behaviour: str) -> str:
+        """One more device that names north in its own state and reads its own desired topic: never assigned."""
+        self.simulate(1, f"{behaviour}=1", prefix="liar")
+        liar = "liar-0000"
+        eventually(lambda: self.reporting(liar), 60, "the liar online with telemetry")
+        return liar
 
     def close(self) -> None:
         for sim in self.sims:
@@ -166,6 +192,7 @@ def test_bad_version_is_rolled_back_on_its_gate(plane: ControlPlane, behaviour: 
     assert st["state"] == "failed", (st["last_reason"], plane.serve_log())
     gates = {g["gate"]: g for g in st["gates"]}
     assert gates[gate]["status"] == "fail"
+    assert st["stage"]["name"] == "canary" and "advance" not in _kinds(plane)  # caught at the first stage
     if behaviour == "unconfident":
         assert gates["mean e2e_ms_p95 / control <= 1.5"]["status"] == "pass"  # latency was fine
     assert _kinds(plane)[-1] == "rollback"
@@ -249,3 +276,54 @@ def test_too_little_data_holds_then_pauses_at_the_deadline(plane: ControlPlane) 
     assert st["state"] == "paused" and "stage deadline passed with no verdict (pause)" in st["last_reason"]
     assert _kinds(plane) == ["start", "pause"]
     assert sum(v == 2 for v in plane.versions().values()) == 1  # the canary keeps its version; nothing else moved
+
+
+@pytest.fixture(params=[False, True], ids=["assigned-only", "trusting-claims"])
+def liar_plane(request: pytest.FixtureRequest, tmp_path: Path, mosquitto: Broker) -> Iterator[ControlPlane]:
+    """A control plane that draws cohorts from assignments only, or (to reach the gates) trusts device claims."""
+    p = ControlPlane(tmp_path, mosquitto, trust_device_groups=request.param)
+    try:
+        yield p
+    finally:
+        p.close()
+
+
+def _liar_notes(st: dict[str, Any], liar: str) -> str:
+    return " ".join(st["suspects"].get(liar, []))
+
+
+def test_a_liar_flooding_class_counts_does_not_stop_a_good_version(liar_plane: ControlPlane) -> None:
+    plane = liar_plane
+    plane.start_serve()
+    plane.simulate(10)
+    plane.ready(10)
+    liar = plane.add_liar("liar_flood")
+    plane.start_rollout(plane.tmp / "liar-plan.yaml")
+    st = plane.finished()
+    assert st["state"] == "completed", (st["last_reason"], plane.serve_log())
+    assert _kinds(plane) == ["start", "advance", "advance", "complete"]
+    notes = _liar_notes(st, liar)
+    if st["cohorts"] == "assigned":
+        assert liar not in {d["device_id"] for d in st["device_detail"]}
+        assert "names group north in its own state without an assignment" in notes, st["suspects"]
+    else:  # at 100 % the liar is a canary: its 4e12 results are more than fps x window allow
+        assert "its reported fps allows at most" in notes, st["suspects"]
+    assert f"suspect: {liar}: " in plane.cli("status")
+
+
+def test_a_liar_masking_latency_cannot_save_a_slower_version(liar_plane: ControlPlane) -> None:
+    plane = liar_plane
+    plane.start_serve()
+    plane.simulate(10, "slow=1")
+    plane.ready(10)
+    liar = plane.add_liar("liar_mask")
+    plane.start_rollout(plane.tmp / "liar-plan.yaml")
+    st = plane.finished()
+    assert st["state"] == "failed", (st["last_reason"], plane.serve_log())
+    assert st["stage"]["name"] == "canary" and "advance" not in _kinds(plane)
+    gates = {g["gate"]: g for g in st["gates"]}
+    latency = gates["mean e2e_ms_p95 / control <= 1.5"]
+    assert latency["status"] == "fail" and latency["control"] < 100, latency  # the honest devices' ~20 ms
+    if liar not in {d["device_id"] for d in st["device_detail"]}:  # (a trusted liar drawn as canary fails itself)
+        assert _liar_notes(st, liar), st["suspects"]  # named: left out of the cohorts, or of the control figure
+    eventually(lambda: set(plane.versions().values()) == {1}, 30, "every device back on version 1")

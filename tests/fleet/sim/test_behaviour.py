@@ -40,3 +40,13 @@ def test_behaviours_change_figures_only_on_a_new_version() -> None:
     assert unsure.conf_mean < 0.6 and unsure.low_conf_share > 0.35
     drift = window("drifting", True, 500, labels, rng)
     assert max(drift.class_counts.values()) > 150 and sum(drift.class_counts.values()) == 500
+
+
+def test_liars_lie_on_every_version() -> None:
+    labels = ["0", "1", "2", "3"]
+    rng = random.Random(1)
+    for new in (False, True):
+        flood = window("liar_flood", new, 5, labels, rng)
+        assert flood.class_counts == {"0": 4_000_000_000_000} and flood.e2e_ms_p95 < BASE_E2E_MS * 1.2
+        mask = window("liar_mask", new, 5, labels, rng)
+        assert mask.e2e_ms_p95 == 5e7 and sum(mask.class_counts.values()) == 5
