@@ -39,3 +39,7 @@ class OutboxError(AgentError):
 
 class CommandStateError(AgentError):
     """The command sequence state cannot be written; the command is not run."""
+
+
+class SnapshotError(AgentError):
+    """An object snapshot cannot be kept on disk (directory unusable, disk full); events still go out."""

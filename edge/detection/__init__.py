@@ -1,0 +1,1 @@
+"""Device-side detection: tracking, zones, object events, snapshots and detection quality, as pure parts."""

@@ -1,0 +1,96 @@
+"""Tracking keeps one id per object: through crossings, occlusions, weak detections and duplicate boxes."""
+
+from __future__ import annotations
+
+from edge.detection.config import TrackerConfig
+from edge.detection.geometry import iou
+from edge.detection.objects import Det
+from edge.detection.tracker import ByteTracker, TrackStep
+from tests.edge.detection.scenes import Walker
+
+
+def ids_by_walker(walkers: list[Walker], frames: int, tracker: ByteTracker) -> dict[str, set[int]]:
+    """Run the scene; for each walker, every id reported for its box (matched by the best IoU above 0.5)."""
+    out: dict[str, set[int]] = {w.name: set() for w in walkers}
+    for f in range(frames):
+        step = tracker.update([w.det(f) for w in walkers if f not in w.hidden])
+        for obj in step.seen:
+            best = max(walkers, key=lambda w: iou(w.box(f), obj.box))
+            assert iou(best.box(f), obj.box) > 0.5
+            out[best.name].add(obj.track_id)
+    return out
+
+
+def test_two_objects_crossing_keep_their_ids() -> None:
+    a = Walker("a", "person", (0, 100), (6, 0))
+    b = Walker("b", "person", (300, 110), (-6, 0))
+    ids = ids_by_walker([a, b], 60, ByteTracker(TrackerConfig()))
+    assert len(ids["a"]) == 1 and len(ids["b"]) == 1
+    assert ids["a"] != ids["b"]
+
+
+def test_an_object_hidden_for_a_few_frames_keeps_its_id() -> None:
+    a = Walker("a", "car", (0, 50), (5, 1), hidden=frozenset(range(10, 16)))
+    ids = ids_by_walker([a], 40, ByteTracker(TrackerConfig(lost_frames=10)))
+    assert ids == {"a": {1}}
+
+
+def test_weak_detections_keep_a_followed_object_alive() -> None:
+    a = Walker("a", "person", (0, 0), (4, 0))
+    tracker = ByteTracker(TrackerConfig(lost_frames=0))
+    seen = []
+    for f in range(20):
+        score = 0.3 if 5 <= f < 15 else 0.9  # partly occluded: the detector is unsure
+        seen.append([o.track_id for o in tracker.update([a.det(f, score)]).seen])
+    assert seen[1:] == [[1]] * 19
+
+
+def test_weak_detections_never_start_a_track() -> None:
+    tracker = ByteTracker(TrackerConfig())
+    steps = [tracker.update([Det("person", 0, 0.3, (0, 0, 10, 10))]) for _ in range(5)]
+    assert all(not s.seen and not s.lost for s in steps)
+
+
+def test_duplicate_boxes_on_one_object_get_one_id() -> None:
+    a = Walker("a", "person", (0, 0), (3, 0))
+    tracker = ByteTracker(TrackerConfig())
+    reported: set[int] = set()
+    for f in range(15):
+        x1, y1, x2, y2 = a.box(f)
+        twin = Det("person", 0, 0.7, (x1 + 1, y1 + 1, x2 + 1, y2))  # a second box NMS let through
+        step = tracker.update([a.det(f), twin])
+        reported |= {o.track_id for o in step.seen}
+    assert reported == {1}
+
+
+def test_a_one_frame_false_positive_gets_no_id() -> None:
+    tracker = ByteTracker(TrackerConfig(min_hits=2))
+    first = tracker.update([Det("dog", 1, 0.9, (0, 0, 20, 20))])
+    second = tracker.update([])
+    assert first.seen == [] and second.seen == second.lost == second.removed == []
+
+
+def test_an_object_gone_longer_than_the_buffer_is_removed_once_and_returns_with_a_new_id() -> None:
+    a = Walker("a", "car", (0, 0), (0, 0))
+    tracker = ByteTracker(TrackerConfig(lost_frames=3, min_hits=1))
+    steps: list[TrackStep] = [tracker.update([a.det(0)])]
+    steps += [tracker.update([]) for _ in range(4)]
+    assert [len(s.lost) for s in steps] == [0, 1, 1, 1, 0]
+    assert [[o.track_id for o in s.removed] for s in steps] == [[], [], [], [], [1]]
+    assert [o.track_id for o in tracker.update([a.det(0)]).seen] == [2]
+
+
+def test_the_label_follows_the_weight_of_evidence() -> None:
+    tracker = ByteTracker(TrackerConfig(min_hits=1))
+    box = (0.0, 0.0, 30.0, 60.0)
+    labels = [tracker.update([Det(lbl, cid, 0.8, box)]).seen[0].label
+              for lbl, cid in [("dog", 1), ("cat", 2), ("cat", 2), ("cat", 2)]]
+    assert labels == ["dog", "dog", "cat", "cat"]  # a tie keeps the first label
+    assert tracker.update([Det("cat", 2, 0.8, box)]).seen[0].class_id == 2
+
+
+def test_finish_gives_up_every_followed_object() -> None:
+    tracker = ByteTracker(TrackerConfig(min_hits=1))
+    tracker.update([Det("a", 0, 0.9, (0, 0, 10, 10)), Det("b", 1, 0.9, (50, 50, 60, 60))])
+    assert sorted(o.track_id for o in tracker.finish()) == [1, 2]
+    assert tracker.finish() == []
