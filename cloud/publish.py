@@ -28,7 +28,18 @@ from shared.manifest import (
 )
 from shared.object_store import ObjectStore
 from shared.package import verify_manifest, verify_package_dir
-from shared.pointer import DEFAULT_POINTER_TTL, sign_pointer, verify_pointer, with_expiry
+from shared.pointer import (
+    DEFAULT_CHANNEL,
+    DEFAULT_POINTER_TTL,
+    ChannelPointer,
+    parse_pointer,
+    pointer_file,
+    pointer_key,
+    pointer_signature_key,
+    sign_pointer,
+    verify_pointer,
+    with_expiry,
+)
 from shared.signing import sign
 
 log = logging.getLogger(__name__)
@@ -73,34 +84,73 @@ class Published:
     key_id: str
 
 
-def write_pointer(store: ObjectStore, latest: Latest, private_key: Ed25519PrivateKey) -> Latest:
-    """Signature first, pointer last: a reader that sees the new latest.json already finds its signature."""
+def write_pointer(
+    store: ObjectStore, latest: Latest, private_key: Ed25519PrivateKey, channel: str = DEFAULT_CHANNEL
+) -> Latest:
+    """Signature first, pointer last: a reader that sees the new pointer already finds its signature."""
     signed = sign_pointer(latest, private_key)
-    store.put(latest_signature_key(latest.name), signed.signature)
-    store.put(latest_key(latest.name), signed.body)
+    store.put(pointer_signature_key(latest.name, channel), signed.signature)
+    store.put(pointer_key(latest.name, channel), signed.body)
     return latest
 
 
-def publish_pointer(
-    store: ObjectStore, name: str, private_key: Ed25519PrivateKey, ttl: timedelta = DEFAULT_POINTER_TTL
-) -> Latest:
-    """Re-sign the current latest.json with a fresh expiry, after checking it names the signed manifest there."""
-    current = read_latest(store, name)
-    if current is None:
-        raise PublishError(f"no latest.json for {name!r} in {store.uri}; publish a package first")
-    prefix = version_prefix(name, current.version)
+def read_channel(store: ObjectStore, name: str, channel: str) -> Latest | None:
+    """A channel's pointer as stored (latest.json for the default channel), or None when it has none yet."""
+    try:
+        return parse_pointer(store.get(pointer_key(name, channel)), channel)
+    except StoreNotFoundError:
+        return None
+
+
+def _signed_manifest_sha(store: ObjectStore, name: str, version: int, private_key: Ed25519PrivateKey) -> str:
+    """sha256 of a published version's manifest, after checking this key signed it."""
+    prefix = version_prefix(name, version)
     try:
         body = store.get(prefix + MANIFEST_FILE)
         verify_manifest(body, store.get(prefix + SIGNATURE_FILE), [private_key.public_key()])
+    except StoreNotFoundError as exc:
+        raise PublishError(f"{name} v{version} is not published in {store.uri}; publish it first") from exc
     except EdgeferryError as exc:
-        raise PublishError(f"{name} v{current.version} in {store.uri} is not signed by this key: {exc}") from exc
-    if sha256_bytes(body) != current.manifest_sha256:
-        raise PublishError(f"latest.json of {name!r} names a manifest sha256 that v{current.version} does not have")
+        raise PublishError(f"{name} v{version} in {store.uri} is not signed by this key: {exc}") from exc
+    return sha256_bytes(body)
+
+
+def publish_pointer(
+    store: ObjectStore,
+    name: str,
+    private_key: Ed25519PrivateKey,
+    ttl: timedelta = DEFAULT_POINTER_TTL,
+    *,
+    channel: str = DEFAULT_CHANNEL,
+    version: int | None = None,
+) -> Latest:
+    """Re-sign a channel's pointer with a fresh expiry, or (version given) move it to a published version signed
+    by this key; the default channel is latest.json, another one models/<name>/channels/<channel>.json."""
     try:
-        fresh = with_expiry(current, utcnow(), ttl)
+        what = pointer_file(channel)
+        current = read_channel(store, name, channel)
+    except EdgeferryError as exc:
+        raise PublishError(f"cannot read the {channel!r} pointer of {name!r} in {store.uri}: {exc}") from exc
+    now = utcnow()
+    if version is None:
+        if current is None:
+            raise PublishError(f"no {what} for {name!r} in {store.uri}; publish a package first"
+                               + ("" if channel == DEFAULT_CHANNEL else " and give --model-version"))
+        if _signed_manifest_sha(store, name, current.version, private_key) != current.manifest_sha256:
+            raise PublishError(f"{what} of {name!r} names a manifest sha256 that v{current.version} does not have")
+        pointer = current
+    else:
+        sha = _signed_manifest_sha(store, name, version, private_key)
+        fields = {"name": name, "version": version, "manifest_sha256": sha, "published_at": now}
+        pointer = Latest(**fields) if channel == DEFAULT_CHANNEL else ChannelPointer(**fields, channel=channel)
+        if current is not None and version < current.version:
+            log.warning("%s of %s moves back from v%d to v%d: devices that served or saw v%d stay there "
+                        "(anti-rollback)", what, name, current.version, version, current.version)
+    try:
+        fresh = with_expiry(pointer, now, ttl)
     except EdgeferryError as exc:
         raise PublishError(str(exc)) from exc
-    return write_pointer(store, fresh, private_key)
+    return write_pointer(store, fresh, private_key, channel)
 
 
 def publish(

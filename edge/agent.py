@@ -100,6 +100,9 @@ class Agent:
         self.desired = DesiredSync.from_config(cfg.device, self.link, self.topics, deploy=self.deploy, pin=self._apply,
                                                served=self.sync.current_version, model=cfg.sync.model,
                                                health=self.health)
+        # A device that applied a signed desired state is fleet-managed: in sync.follow 'auto' publishing moves it no
+        # more (edge.model_sync.follow_mode).
+        self.sync.managed = lambda: self.desired.seen
         self.system = SystemStats()
         self.telemetry = Telemetry(self.envelopes)
         self.exporter: PrometheusExporter | None = None
@@ -238,7 +241,8 @@ class Agent:
     # -- models ------------------------------------------------------------------------------------------------
 
     def _poll(self) -> None:
-        """Poll latest.json (or the pinned version) and switch when a newer verified model is there."""
+        """Poll the channel's pointer (or the pinned version) and switch when a newer verified model is there; a
+        fleet-managed device (sync.follow) only converges to its pin here."""
         delay = 0.0 if self.slot.current is None else self.cfg.sync.poll_interval_s
         while not self._stop.wait(delay):
             try:
@@ -407,6 +411,8 @@ class Agent:
             groups=list(self.cfg.device.groups),
             telemetry_interval_s=self.cfg.mqtt.telemetry_interval_s,
             desired_version=self.desired.version,
+            follow=self.sync.mode,
+            channel=self.cfg.sync.channel,
         )
         self.link.publish_json(self.topics.state, state, retain=True)
 

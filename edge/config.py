@@ -53,7 +53,20 @@ class SyncConfig(_Section):
     model: str = Field(default="digits", description="Model name to follow.")
     store: StoreConfig = Field(default_factory=StoreConfig, description="Store to pull from (read-only is enough).")
     poll_interval_s: float = Field(
-        default=30.0, ge=0.1, le=86_400, description="How often to poll latest.json, seconds."
+        default=30.0, ge=0.1, le=86_400, description="How often to poll latest.json (or the channel), seconds."
+    )
+    follow: Literal["auto", "latest", "desired"] = Field(
+        default="auto",
+        description="What moves this device to a new version. 'latest': the signed pointer of sync.channel (a "
+        "device without a control plane; a desired state still pins it while one is in force). 'desired': only "
+        "the fleet's signed desired state, a deploy command or sync.pinned_version; publishing moves nothing. "
+        "'auto': 'latest' until this device has applied a signed desired state (kept in device.command_state_path's "
+        "folder, across restarts), 'desired' from then on, also after that state is cleared.",
+    )
+    channel: str = Field(
+        default="stable",
+        description="Pointer followed in 'latest' mode: 'stable' is models/<name>/latest.json (what every publish "
+        "moves); another name reads models/<name>/channels/<name>.json ('edgeferry publish-pointer --channel').",
     )
     pinned_version: int | None = Field(default=None, ge=1, description="Serve this version and ignore latest.")
     cache_dir: Path = Field(default=Path(".edge-cache"), description="Installed versions live here.")
@@ -98,6 +111,7 @@ class SyncConfig(_Section):
     )
 
     _target = field_validator("target")(lambda cls, v: v if v is None else check_ident(v, "target name"))
+    _channel = field_validator("channel")(lambda cls, v: check_ident(v, "channel name"))
 
 
 class _SourceBase(_Section):

@@ -7,8 +7,9 @@ newer desired state arrives; the persisted state re-pins it on the next start, b
 
 The retained message comes again on every (re)connect: the same seq as the state already applied is the state in
 force, re-affirmed and not a refusal; a lower seq is an old message replayed and is refused and counted. An empty
-retained message clears the desired state: the pin this component set is released (the device follows signed
-latest.json again, anti-rollback still holds), and nothing else changes.
+retained message clears the desired state: the pin this component set is released and nothing else changes (with
+sync.follow 'latest' the device follows its signed pointer again, anti-rollback still holds; with 'auto' or
+'desired' it stays on what it serves: a device that has applied a desired state is managed by a fleet, `seen`).
 
 A desired state names the model too: one for another model than the device follows (sync.model) is refused and
 counted like a forged one, and changes nothing (no version, no pin, nothing persisted).
@@ -144,6 +145,12 @@ class DesiredSync:
         """Keys from device.command_keys, state next to device.command_state_path; model is sync.model."""
         return cls(link, topics, trusted=load_command_keys(device.command_keys), store=DesiredFile(state_path(device)),
                    deploy=deploy, pin=pin, served=served, model=model, health=health)
+
+    @property
+    def seen(self) -> bool:
+        """Whether this device has applied a signed desired state (persisted; a corrupt file counts): a fleet
+        manages it, so in sync.follow 'auto' it no longer follows the published pointer."""
+        return self.store.last_seq is not None or self.store.corrupt is not None
 
     @property
     def version(self) -> int | None:

@@ -42,6 +42,8 @@ LIVE_KEYS: tuple[str, ...] = (
     "daemon.log_json",
     "sync.poll_interval_s",
     "sync.pinned_version",
+    "sync.follow",
+    "sync.channel",
     "sync.variant",
     "sync.max_accuracy_drop",
     "sync.trusted_keys",

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Literal
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
@@ -30,16 +31,25 @@ from edge.runtime_choice import Candidate, candidates, hardware_fingerprint
 from edge.variant_select import rank_variants
 from shared.errors import ConfigError, EdgeferryError, ManifestError, SignatureError, StoreError, StoreNotFoundError
 from shared.integrity import sha256_bytes
-from shared.manifest import Latest, Manifest, Variant, latest_key, latest_signature_key, utcnow
+from shared.manifest import Latest, Manifest, Variant, utcnow
 from shared.object_store import ObjectStore
 from shared.payloads import BenchmarkResult
-from shared.pointer import is_expired, verify_pointer
+from shared.pointer import is_expired, pointer_file, pointer_key, pointer_signature_key, verify_pointer
 from shared.signing import load_public_key
 from shared.store_open import open_store
 
 log = logging.getLogger(__name__)
 
-__all__ = ["InstalledModel", "ModelSync", "load_trusted_keys"]
+__all__ = ["FollowMode", "InstalledModel", "ModelSync", "follow_mode", "load_trusted_keys"]
+
+FollowMode = Literal["latest", "desired"]
+
+
+def follow_mode(configured: str, managed: bool) -> FollowMode:
+    """sync.follow resolved: 'auto' follows the pointer until the device is managed (has applied a desired state)."""
+    if configured == "auto":
+        return "desired" if managed else "latest"
+    return "desired" if configured == "desired" else "latest"
 
 
 def load_trusted_keys(paths: list[Path]) -> list[Ed25519PublicKey]:
@@ -99,7 +109,10 @@ class ModelSync:
         self.failures: dict[int, FetchFailure] = {}
         self._rejected_versions: set[int] = set()
         self._pointer_sha: dict[int, str] = {}
-        self._highest_pointer = 0
+        # Highest version seen per pointer key: switching channel is not a pointer moving backwards.
+        self._highest_pointer: dict[str, int] = {}
+        # Whether a fleet manages this device (it applied a signed desired state); the agent wires the answer in.
+        self.managed: Callable[[], bool] = lambda: False
         # The last pointer each warning was logged for: one line per change, not one per poll.
         self._noted: dict[str, object] = {}
         self._lock = threading.RLock()
@@ -114,6 +127,11 @@ class ModelSync:
         return cls(cfg, open_store(cfg.store), load_trusted_keys(cfg.trusted_keys), backend, hw)
 
     # -- state -------------------------------------------------------------------------------------------------
+
+    @property
+    def mode(self) -> FollowMode:
+        """What moves this device now: the channel's signed pointer ('latest') or the desired state only."""
+        return follow_mode(self.cfg.follow, self.managed())
 
     def current_version(self) -> int | None:
         """Version current.json names, if any."""
@@ -190,8 +208,10 @@ class ModelSync:
             return None
 
     def read_pointer(self) -> Latest | None:
-        """latest.json with its signature checked (re-read once: the publisher may be between its two writes)."""
-        key, sig_key = latest_key(self.cfg.model), latest_signature_key(self.cfg.model)
+        """The channel's pointer (latest.json for 'stable') with its signature checked (re-read once: the publisher
+        may be between its two writes)."""
+        channel = self.cfg.channel
+        key, sig_key = pointer_key(self.cfg.model, channel), pointer_signature_key(self.cfg.model, channel)
         for attempt in (1, 2):
             try:
                 body = self._get_optional(key)
@@ -203,7 +223,7 @@ class ModelSync:
                 self.store_errors += 1
                 raise
             try:
-                latest, _ = verify_pointer(body, signature, self.trusted, self.cfg.allow_unsigned)
+                latest, _ = verify_pointer(body, signature, self.trusted, self.cfg.allow_unsigned, channel)
             except (SignatureError, ManifestError) as exc:
                 if attempt == 1 and signature is not None:
                     self.policy.sleep(self.policy.backoff_s)
@@ -219,36 +239,40 @@ class ModelSync:
 
     def _judge_pointer(self, latest: Latest, floor: int) -> bool:
         """Whether a verified pointer may drive an update: not expired and not behind what this device has seen."""
-        ident = (latest.version, latest.manifest_sha256, latest.published_at, latest.expires_at)
+        channel = self.cfg.channel
+        what = pointer_file(channel)
+        ident = (channel, latest.version, latest.manifest_sha256, latest.published_at, latest.expires_at)
         if is_expired(latest, self.now()):
             if self._note_once("expired", ident):
                 log.warning(
-                    "%s latest.json (v%d) expired at %s: the store is stale or held back (freeze attack?); "
+                    "%s %s (v%d) expired at %s: the store is stale or held back (freeze attack?); "
                     "serving what is installed until it is re-signed (edgeferry publish-pointer)",
-                    self.cfg.model, latest.version, latest.expires_at,
+                    self.cfg.model, what, latest.version, latest.expires_at,
                 )
             self.pointer_expired = True
             return False
         if self.pointer_expired:
-            log.info("%s latest.json is current again (expires %s)", self.cfg.model, latest.expires_at)
+            log.info("%s %s is current again (expires %s)", self.cfg.model, what, latest.expires_at)
             self._noted.pop("expired", None)
         self.pointer_expired = False
-        seen = max(floor, self._highest_pointer)
+        seen = max(floor, self._highest_pointer.get(channel, 0))
         if latest.version < seen:
             if self._note_once("rollback", ident):
                 self.pointer_rollbacks += 1
                 log.warning(
-                    "%s latest.json moved backwards to v%d, below v%d this device has served or seen; ignoring it",
-                    self.cfg.model, latest.version, seen,
+                    "%s %s moved backwards to v%d, below v%d this device has served or seen; ignoring it",
+                    self.cfg.model, what, latest.version, seen,
                 )
             return False
-        self._highest_pointer = latest.version
+        self._highest_pointer[channel] = latest.version
         return True
 
     def check_latest(self, *, explicit: bool = False) -> int | None:
-        """The version to install next (the pinned one, or a newer signed latest.json), or None when up to date.
+        """The version to install next (the pinned one, or a newer signed pointer of the channel followed), or None
+        when up to date or when this device follows its desired state only (then only pins move it).
 
-        explicit (a deploy command): ignore the backoff of failed versions and earlier rejections.
+        explicit (a deploy command): ignore the backoff of failed versions and earlier rejections, and read the
+        pointer also in 'desired' mode (an operator's signed deploy without a version asks for it).
         """
         ptr = self.cache.read_pointer()
         pinned = self.cfg.pinned_version
@@ -258,6 +282,15 @@ class ModelSync:
             if not explicit and (pinned in self._rejected_versions or self._backing_off(pinned)):
                 return None
             return pinned
+        if not explicit and self.mode == "desired":
+            if self._note_once("follow", "desired"):
+                log.info(
+                    "%s: following the fleet's desired state only (sync.follow=%s): a published version does not "
+                    "move this device; set sync.follow=latest to follow %s",
+                    self.cfg.model, self.cfg.follow, pointer_file(self.cfg.channel),
+                )
+            return None
+        self._noted.pop("follow", None)
         latest = self.read_pointer()
         if latest is None or not self._judge_pointer(latest, self._floor(ptr)):
             return None

@@ -328,11 +328,21 @@ def publish_pointer(
     signing_key: Annotated[Path, typer.Option(help="ed25519 private key PEM the package was signed with.")
                            ] = DEV_SIGNING_KEY,
     ttl_days: Annotated[float, typer.Option(min=0.01, max=3650, help="Days until devices see it as stale.")] = 30.0,
+    channel: Annotated[str, typer.Option(help="Channel: 'stable' is latest.json; another name is "
+                                              "channels/<name>.json, followed by devices whose sync.channel names it."
+                                         )] = "stable",
+    model_version: Annotated[int | None, typer.Option(min=1, help="Move the channel to this published version "
+                                                                  "(default: re-sign where it points).")] = None,
     key: Annotated[Path | None, typer.Option(hidden=True, help="Deprecated: --signing-key.")] = None,
 ) -> None:
-    """Re-sign latest.json with a fresh expiry, without republishing the package."""
+    """Re-sign a channel's pointer (latest.json by default) with a fresh expiry, or move it to a published version.
+
+    Devices in sync.follow 'latest' mode follow their sync.channel's pointer; fleet-managed devices ignore pointers
+    and follow their signed desired state.
+    """
     from datetime import timedelta
 
+    from shared.pointer import pointer_file
     from shared.signing import load_private_key
     from shared.store_config import StoreConfig
     from shared.store_open import open_store
@@ -340,10 +350,11 @@ def publish_pointer(
     signing = _signing_key(_pick(signing_key, key, "--key", "--signing-key"))
     publish_mod = _require("cloud.publish", "publish-pointer")
     latest = publish_mod.publish_pointer(
-        open_store(StoreConfig(uri=store)), name, load_private_key(signing), timedelta(days=ttl_days)
+        open_store(StoreConfig(uri=store)), name, load_private_key(signing), timedelta(days=ttl_days),
+        channel=channel, version=model_version,
     )
     expires = f"{latest.expires_at:%Y-%m-%d %H:%M} UTC"
-    typer.echo(f"ok: {latest.name} latest.json -> v{latest.version}, signed, expires {expires}")
+    typer.echo(f"ok: {latest.name} {pointer_file(channel)} -> v{latest.version}, signed, expires {expires}")
 
 
 @app.command()

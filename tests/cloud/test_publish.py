@@ -19,7 +19,7 @@ from cloud.publish import (
     read_latest,
     verify_published,
 )
-from shared.errors import IntegrityError, SignatureError, StoreError
+from shared.errors import IntegrityError, ManifestError, SignatureError, StoreError
 from shared.integrity import sha256_file
 from shared.manifest import Golden, Manifest, Variant, latest_key, latest_signature_key
 from shared.object_store import LocalStore, MemoryStore, ObjectStore
@@ -182,3 +182,41 @@ def test_cli_publish_pointer(tmp_path: Path) -> None:
     assert latest.expires_at - latest.published_at > timedelta(days=44)
     bad = subprocess.run([*cli, "--signing-key", str(tmp_path / "missing.key")], capture_output=True, text=True)
     assert bad.returncode == 1 and bad.stderr.count("\n") == 1 and "not found" in bad.stderr
+
+
+def test_publish_pointer_moves_a_channel_that_only_its_followers_read(tmp_path: Path, key) -> None:  # type: ignore[no-untyped-def]
+    store = LocalStore(tmp_path / "store")
+    for v in (1, 2):
+        publish(store, *_package(tmp_path, v), key[0])
+    publish_pointer(store, "digits", key[0], channel="stable", version=1)  # hold stable back at v1
+    with pytest.raises(PublishError, match=r"no channels/canary\.json .*--model-version"):
+        publish_pointer(store, "digits", key[0], channel="canary")
+    canary = publish_pointer(store, "digits", key[0], timedelta(days=3), channel="canary", version=2)
+    body = store.get("models/digits/channels/canary.json")
+    seen, _ = verify_pointer(body, store.get("models/digits/channels/canary.json.sig"), [key[1]], False, "canary")
+    assert seen == canary and seen.version == 2
+    assert read_latest(store, "digits").version == 1  # type: ignore[union-attr]
+    # The channel is inside the signed bytes: read as another channel (or as latest.json) it is refused.
+    with pytest.raises(ManifestError, match="signed for channel 'canary'"):
+        verify_pointer(body, store.get("models/digits/channels/canary.json.sig"), [key[1]], False, "beta")
+    with pytest.raises(ManifestError):
+        verify_pointer(body, store.get("models/digits/channels/canary.json.sig"), [key[1]], False)
+    resigned = publish_pointer(store, "digits", key[0], timedelta(days=60), channel="canary")
+    assert resigned.version == 2 and resigned.expires_at > canary.expires_at  # type: ignore[operator]
+    with pytest.raises(PublishError, match="v9 is not published"):
+        publish_pointer(store, "digits", key[0], channel="canary", version=9)
+    with pytest.raises(PublishError, match="channel name"):
+        publish_pointer(store, "digits", key[0], channel="../x", version=2)
+
+
+def test_cli_publish_pointer_to_a_channel(tmp_path: Path) -> None:
+    pair = generate_keypair(tmp_path / "keys" / "k.key")
+    store = LocalStore(tmp_path / "store")
+    publish(store, *_package(tmp_path, 1), load_private_key(pair.private))
+    cli = [sys.executable, "-m", "edgeferry.cli", "publish-pointer", "--store", str(store.root), "--name", "digits",
+           "--signing-key", str(pair.private), "--channel", "canary"]
+    ok = subprocess.run([*cli, "--model-version", "1"], capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr
+    assert "digits channels/canary.json -> v1, signed, expires" in ok.stdout
+    bad = subprocess.run([*cli, "--model-version", "7"], capture_output=True, text=True)
+    assert bad.returncode == 1 and bad.stderr.count("\n") == 1 and "v7 is not published" in bad.stderr

@@ -12,8 +12,10 @@ from edge.backends.base import Hardware
 from edge.config import SyncConfig
 from edge.errors import PackageRejected
 from edge.model_sync import ModelSync
+from shared.integrity import sha256_bytes
 from shared.manifest import Latest, latest_key, latest_signature_key, utcnow
 from shared.object_store import LocalStore
+from shared.pointer import ChannelPointer, pointer_key, pointer_signature_key, sign_pointer
 from shared.signing import sign
 from tests.edge.package_factory import KeyPair, make_package, new_keypair, publish_latest
 from tests.edge.simple_ort import SimpleOrtBackend
@@ -162,3 +164,72 @@ def test_reader_between_signature_and_pointer_retries_once(tmp_path: Path, key: 
     sync = _sync(tmp_path, RacingStore(root, old), key)
     assert sync.check_latest() == 2
     assert sync.pointer_rejects == 0
+
+
+def publish_channel(store: LocalStore, version: int, signer: KeyPair, channel: str = "canary") -> None:
+    """What 'edgeferry publish-pointer --channel' writes: the signature, then the channel's pointer."""
+    now = utcnow()
+    body = store.get(f"models/digits/{version}/manifest.json")
+    pointer = ChannelPointer(name="digits", version=version, manifest_sha256=sha256_bytes(body), published_at=now,
+                             expires_at=now + timedelta(days=30), channel=channel)
+    signed = sign_pointer(pointer, signer.private)
+    store.put(pointer_signature_key("digits", channel), signed.signature)
+    store.put(pointer_key("digits", channel), signed.body)
+
+
+def test_a_channel_pointer_is_followed_only_by_devices_configured_for_it(
+    tmp_path: Path, store: LocalStore, key: KeyPair
+) -> None:
+    make_package(store, "digits", 1, key)
+    make_package(store, "digits", 2, key, latest=False)
+    publish_channel(store, 2, key)
+    assert store.exists("models/digits/channels/canary.json")
+    assert _sync(tmp_path / "a", store, key).check_latest() == 1  # stable: latest.json, as before channels
+    canary = _sync(tmp_path / "b", store, key, channel="canary")
+    assert canary.check_latest() == 2
+    _deploy(canary, 2)
+    assert canary.current_version() == 2 and canary.pointer_rejects == 0
+
+
+@pytest.mark.parametrize("attack", ["foreign-key", "latest-copied-into-channel", "channel-copied-over-latest"])
+def test_a_channel_pointer_is_signature_checked_like_latest_json(
+    tmp_path: Path, store: LocalStore, key: KeyPair, attack: str
+) -> None:
+    make_package(store, "digits", 1, key)
+    make_package(store, "digits", 2, key, latest=False)
+    canary_key = "models/digits/channels/canary.json"
+    channel = "stable" if attack == "channel-copied-over-latest" else "canary"
+    if attack == "foreign-key":
+        publish_channel(store, 2, new_keypair())
+    else:
+        publish_channel(store, 2, key)
+        publish_latest(store, "digits", 1, key)
+        # Both pointers are validly signed by the trusted key; only the channel inside the signed bytes differs.
+        src, dst = (POINTER, canary_key) if attack == "latest-copied-into-channel" else (canary_key, POINTER)
+        store.put(dst, store.get(src))
+        store.put(dst + ".sig", store.get(src + ".sig"))
+    sync = _sync(tmp_path, store, key, channel=channel)
+    for _ in range(2):
+        assert sync.check_latest() is None
+    assert sync.metrics()["pointer_rejects"] == 1
+    assert sync.cache.installed_versions() == []
+
+
+def test_a_fleet_managed_device_does_not_follow_a_published_pointer(
+    tmp_path: Path, store: LocalStore, key: KeyPair
+) -> None:
+    make_package(store, "digits", 1, key)
+    managed = _sync(tmp_path / "a", store, key, follow="desired")
+    assert managed.mode == "desired" and managed.check_latest() is None
+    auto = _sync(tmp_path / "b", store, key)  # the default: follows latest.json until a fleet manages it
+    assert auto.mode == "latest" and auto.check_latest() == 1
+    auto.managed = lambda: True  # it applied a signed desired state
+    make_package(store, "digits", 2, key)
+    assert auto.mode == "desired" and auto.check_latest() is None
+    # What still moves a managed device: its pin (the desired state's), or an operator's explicit deploy.
+    assert auto.check_latest(explicit=True) == 2
+    pinned = _sync(tmp_path / "c", store, key, follow="desired", pinned_version=1)
+    assert pinned.check_latest() == 1
+    always = _sync(tmp_path / "d", store, key, follow="latest")
+    always.managed = lambda: True
+    assert always.mode == "latest" and always.check_latest() == 2
