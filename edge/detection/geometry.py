@@ -39,8 +39,10 @@ def iou_matrix(a: Sequence[Box], b: Sequence[Box]) -> np.ndarray:
 
 
 def iou(a: Box, b: Box) -> float:
-    """IoU of two boxes."""
-    return float(iou_matrix([a], [b])[0, 0])
+    """IoU of two boxes (plain floats: called per object per frame, where numpy's overhead dominates)."""
+    inter = max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    union = area(a) + area(b) - inter
+    return inter / union if union > 0 else 0.0
 
 
 def _on_segment(p: Point, a: Point, b: Point) -> bool:

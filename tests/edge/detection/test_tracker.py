@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from edge.detection.config import TrackerConfig
 from edge.detection.geometry import iou
 from edge.detection.objects import Det
@@ -94,3 +96,14 @@ def test_finish_gives_up_every_followed_object() -> None:
     tracker.update([Det("a", 0, 0.9, (0, 0, 10, 10)), Det("b", 1, 0.9, (50, 50, 60, 60))])
     assert sorted(o.track_id for o in tracker.finish()) == [1, 2]
     assert tracker.finish() == []
+
+
+def test_pairwise_iou_agrees_with_the_matrix_form() -> None:
+    from edge.detection.geometry import iou_matrix
+
+    boxes = [(0.0, 0.0, 10.0, 10.0), (5.0, 5.0, 15.0, 15.0), (20.0, 20.0, 30.0, 25.0), (3.0, 3.0, 3.0, 9.0)]
+    m = iou_matrix(boxes, boxes)
+    for i, a in enumerate(boxes):
+        for j, b in enumerate(boxes):
+            assert iou(a, b) == pytest.approx(m[i, j])
+    assert iou(boxes[0], boxes[1]) == 25 / 175
