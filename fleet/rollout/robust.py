@@ -28,8 +28,8 @@ SUSPECT_FACTOR = 100.0
 RESULTS_SLACK = 1.5
 # A median needs this many devices to ignore one liar; below it a cohort's figure is its strictest device's.
 MEDIAN_MIN_DEVICES = 3
-# Peers a device is compared with before it can be called an outlier (with fewer, who is off is ambiguous).
-OUTLIER_MIN_PEERS = 2
+# Devices a cohort needs before one can be called an outlier (with two, which one is off is ambiguous).
+OUTLIER_MIN_DEVICES = 3
 # Units of figures that scale freely (latency, rates, sizes): an outlier there is orders of magnitude off.
 # Shares and confidences (unit "") are bounded in [0, 1]; the median alone keeps one device from moving them.
 SCALED_UNITS = frozenset({"ms", "s", "frames/s", "frames", "MiB"})
@@ -49,20 +49,18 @@ def off_by(value: float, reference: float) -> float:
 
 
 def outliers(figures: Mapping[str, float], factor: float = SUSPECT_FACTOR) -> dict[str, float]:
-    """Devices whose figure is more than `factor` times off the median of the others, with that median."""
-    out: dict[str, float] = {}
-    if len(figures) < OUTLIER_MIN_PEERS + 1:
-        return out
-    for device, value in figures.items():
-        ref = float(statistics.median([v for d, v in figures.items() if d != device]))
-        if ref > 0 and off_by(value, ref) > factor:
-            out[device] = ref
-    return out
+    """Devices whose figure is more than `factor` times off the median of all (one liar cannot move it), with it."""
+    if len(figures) < OUTLIER_MIN_DEVICES:
+        return {}
+    ref = float(statistics.median(figures.values()))
+    if ref <= 0:
+        return {}
+    return {device: ref for device, value in figures.items() if off_by(value, ref) > factor}
 
 
 def outlier_reason(what: str, value: float, ref: float, factor: float = SUSPECT_FACTOR) -> str:
     """Why an outlier is suspect, in words."""
-    return f"{what} {value:.4g} is over {factor:g}x off the other devices' median {ref:.4g}"
+    return f"{what} {value:.4g} is over {factor:g}x off its cohort's median {ref:.4g}"
 
 
 def jumps(values: Sequence[float], factor: float = SUSPECT_FACTOR) -> str | None:
@@ -152,7 +150,7 @@ def result_suspects(per_device: Mapping[str, Sequence[Sample]], window_s: float,
     for device, samples in per_device.items():
         claimed = claims[device]
         allowed = allowed_results(samples, window_s)
-        if device in fps_off:
+        if device in fps_off and fps_peers[device] > fps_off[device]:  # a low rate makes no claim plausible
             out[device] = outlier_reason("reported fps", fps_peers[device], fps_off[device])
         elif allowed is None and claimed > 0:
             out[device] = f"claims {claimed:.4g} results but reports no fps, so they cannot be bounded"

@@ -77,7 +77,7 @@ def test_b_a_control_device_flooding_class_counts_does_not_fail_a_good_version()
 
 
 @pytest.mark.parametrize(("fps", "why"), [
-    (1e12, "reported fps 1e+12 is over 100x off the other devices' median 10"),
+    (1e12, "reported fps 1e+12 is over 100x off its cohort's median 10"),
     (None, "claims 2.4e+13 results but reports no fps, so they cannot be bounded"),
 ])
 def test_b_a_flood_with_a_lying_or_missing_frame_rate_is_still_suspect(fps: float | None, why: str) -> None:
@@ -139,3 +139,10 @@ def test_a_baseline_is_robust_too() -> None:
                     class_counts={label: 250.0 for label in LABELS})
     assert judge(honest_canaries(), {}, base).decision == "pass"
     assert judge(honest_canaries(e2e=60.0), {}, base).decision == "fail"
+
+
+def test_d_in_a_three_device_control_only_the_liar_is_suspect() -> None:
+    v = judge(honest_canaries(e2e=60.0), {"ctl-0": reports(1), "ctl-1": reports(1), "liar": reports(1, e2e=1e9)})
+    assert v.decision == "fail", v.reason
+    assert gate(v, LATENCY.label)["control"] == 20.0
+    assert list(v.suspects()) == ["liar"]
