@@ -19,6 +19,7 @@ from playwright.sync_api import Browser, expect
 
 from dashboards.serve import DashboardService
 from fleet.config import FleetConfig
+from fleet.control import assign_group
 from fleet.rollout.plan import RolloutPlan
 from fleet.sim.runner import SimOptions, Simulation
 from shared.object_store import LocalStore
@@ -116,14 +117,16 @@ def test_fleet_page_over_real_control_plane_simulator_and_agent(
             page.wait_for_timeout(2500)  # a few live samples on the charts
             page.screenshot(path=str(tmp_path / "device.png"), full_page=True)
 
+            store = service.fleet.store
+            assert store is not None
+            for rec in store.list_devices(group="sim"):  # rollouts draw cohorts from assignments, not claims
+                assign_group(store, rec.device_id, "sim")
             page.goto(f"{base}/rollouts")
             page.fill("#r-model", "tiny")
             page.fill("#r-version", "2")
             page.fill("#r-group", "sim")
             page.click("#r-start")
             expect(page.locator("#msg")).to_contain_text("started", timeout=10_000)
-            store = service.fleet.store
-            assert store is not None
             [rollout] = _rollouts(service)
             row = page.locator(f'#rollouts tr[data-id="{rollout}"]')
             expect(row.locator("td.state")).to_have_text("running")
