@@ -107,3 +107,38 @@ def test_pairwise_iou_agrees_with_the_matrix_form() -> None:
         for j, b in enumerate(boxes):
             assert iou(a, b) == pytest.approx(m[i, j])
     assert iou(boxes[0], boxes[1]) == 25 / 175
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_noisy_scenes_give_each_object_one_id_and_no_id_two_objects(seed: int) -> None:
+    """Jittered boxes, wobbling scores, missed detections and one-frame ghosts: ids still map 1:1 to objects."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    walkers = [
+        Walker(f"w{i}", "person" if i % 2 else "car", (float(rng.uniform(0, 500)), float(rng.uniform(0, 400))),
+               (float(rng.uniform(-6, 6)), float(rng.uniform(-3, 3))), size=(40.0, 80.0) if i % 2 else (80.0, 50.0),
+               class_id=i % 2)
+        for i in range(5)
+    ]
+    tracker = ByteTracker(TrackerConfig(lost_frames=15))
+    owner: dict[int, str] = {}
+    ids: dict[str, set[int]] = {w.name: set() for w in walkers}
+    for f in range(80):
+        dets = []
+        for w in walkers:
+            if rng.random() < 0.1:
+                continue  # missed
+            x1, y1, x2, y2 = (v + float(rng.normal(0, 1.5)) for v in w.box(f))
+            dets.append(Det(w.label, w.class_id, float(np.clip(rng.normal(0.75, 0.12), 0.2, 1.0)), (x1, y1, x2, y2)))
+        gx, gy = (float(v) for v in rng.uniform(0, 600, 2))
+        ghost = (gx, gy, gx + 30, gy + 30)
+        if rng.random() < 0.2 and all(iou(ghost, w.box(f)) == 0 for w in walkers):
+            dets.append(Det("car", 0, 0.65, ghost))  # away from objects: one on a missed object is ambiguous
+        for obj in tracker.update(dets).seen:
+            best = max(walkers, key=lambda w: iou(w.box(f), obj.box))
+            if iou(best.box(f), obj.box) < 0.5:
+                continue  # not on any object (a ghost that was confirmed): no object id to check
+            assert owner.setdefault(obj.track_id, best.name) == best.name, "one id moved to another object"
+            ids[best.name].add(obj.track_id)
+    assert all(len(v) == 1 for v in ids.values()), ids
