@@ -21,11 +21,18 @@ _STAT_DECIMALS = 4
 
 
 def to_model_pixels(
-    image: Image.Image | np.ndarray, size: tuple[int, int], channels: Literal["gray", "rgb"]
+    image: Image.Image | np.ndarray,
+    size: tuple[int, int],
+    channels: Literal["gray", "rgb"],
+    resize_mode: Literal["stretch", "letterbox"] = "stretch",
+    pad_value: int = 114,
 ) -> np.ndarray:
-    """Resize to (H, W), then gray or RGB: uint8 HxWxC, the recipe up to normalization (shared.preprocessing)."""
+    """Resize to (H, W) (letterboxed if asked), then gray or RGB: uint8 HxWxC, the recipe up to normalization."""
     n = 1 if channels == "gray" else 3
-    spec = Preprocess(resize=size, channel_order=channels, scale=SCALE, mean=[0.0] * n, std=[1.0] * n)
+    spec = Preprocess(
+        resize=size, channel_order=channels, scale=SCALE, mean=[0.0] * n, std=[1.0] * n,
+        resize_mode=resize_mode, pad_value=pad_value,
+    )
     frame = _as_frame(image)
     try:
         return _frames(spec).model_pixels(frame)

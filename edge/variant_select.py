@@ -82,7 +82,8 @@ def rank_variants(
     manifest: Manifest, hw: Hardware, forced: Forced = "auto", max_accuracy_drop: float = 0.01
 ) -> Selection:
     """Variants that fit this device and are accurate enough, best first; PackageRejected when none is."""
-    best_accuracy = max(v.metrics.accuracy for v in manifest.variants)
+    # The task's gate figure: top-1 accuracy for classifiers, mAP@.5:.95 for detectors.
+    best_accuracy = max(v.metrics.quality for v in manifest.variants)
     floor = best_accuracy - max_accuracy_drop - _ACCURACY_SLACK
     wanted = PREFERENCE if forced == "auto" else (FORCED_PRECISION[forced],)
     notes: list[str] = []
@@ -93,9 +94,10 @@ def rank_variants(
             if forced != "auto":
                 notes.append(f"{label}: not the forced variant {forced}")
             continue
-        if v.metrics.accuracy < floor:
+        if v.metrics.quality < floor:
+            figure = "accuracy" if manifest.task == "classification" else "mAP@.5:.95"
             notes.append(
-                f"{label}: accuracy {v.metrics.accuracy:.4f} is more than {max_accuracy_drop:.4f} "
+                f"{label}: {figure} {v.metrics.quality:.4f} is more than {max_accuracy_drop:.4f} "
                 f"below the best variant's {best_accuracy:.4f}"
             )
             continue
@@ -118,7 +120,7 @@ def rank_variants(
             + ": "
             + "; ".join(notes or ["the package has no variants"])
         )
-    fitting.sort(key=lambda v: (wanted.index(v.precision), -v.metrics.accuracy, v.metrics.latency_ms_p50))
+    fitting.sort(key=lambda v: (wanted.index(v.precision), -v.metrics.quality, v.metrics.latency_ms_p50))
     return Selection(tuple(fitting), tuple(notes))
 
 

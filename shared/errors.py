@@ -62,3 +62,7 @@ class CommandRefused(CommandError):
         super().__init__(message)
         self.reason: RefusalReason = reason
         self.request_id = request_id
+
+
+class TaskContractError(EdgeferryError):
+    """A task or output format has no head here, or a model's outputs do not fit its manifest's output contract."""

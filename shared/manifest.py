@@ -10,8 +10,20 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from shared.errors import ManifestError
 from shared.names import check_file_name, check_ident
+from shared.task_contract import (
+    ClassificationHeadSpec,
+    DecodedDetectionHeadSpec,
+    HeadSpec,
+    PackedDetectionHeadSpec,
+    TaskName,
+    YoloHeadSpec,
+    output_names,
+)
 
-SCHEMA_VERSION = 1
+# 2: task heads (task + head output contract), letterbox preprocessing, detection metrics. 1 upgrades on parse.
+SCHEMA_VERSION = 2
+# latest.json did not change with the manifest; its bytes stay as before.
+LATEST_SCHEMA_VERSION = 1
 MANIFEST_FILE = "manifest.json"
 SIGNATURE_FILE = "manifest.json.sig"
 LATEST_FILE = "latest.json"
@@ -45,6 +57,13 @@ class Preprocess(_Strict):
     std: list[float] = Field(description="Per-channel std divided after mean subtraction.")
     layout: Literal["NCHW", "NHWC"] = Field(default="NCHW", description="Memory layout of the input tensor.")
     invert: bool = Field(default=False, description="Invert intensities (255 - x) before scaling.")
+    resize_mode: Literal["stretch", "letterbox"] = Field(
+        default="stretch",
+        description="stretch: resize to (height, width) as is; letterbox: keep aspect ratio, pad centred.",
+    )
+    pad_value: int = Field(
+        default=114, ge=0, le=255, description="Raw 0-255 pixel value of letterbox padding, before scaling."
+    )
 
     @model_validator(mode="after")
     def _channels_match(self) -> Preprocess:
@@ -88,11 +107,33 @@ class Quantization(_Strict):
 class VariantMetrics(_Strict):
     """Figures measured on the held-out test split at build time."""
 
-    accuracy: float = Field(ge=0.0, le=1.0, description="Top-1 accuracy on the test split.")
+    accuracy: float | None = Field(
+        default=None, ge=0.0, le=1.0, description="Top-1 accuracy on the test split (classification)."
+    )
+    map50: float | None = Field(default=None, ge=0.0, le=1.0, description="mAP@.5 on the test split (detection).")
+    map50_95: float | None = Field(
+        default=None, ge=0.0, le=1.0, description="mAP@.5:.95 on the test split (detection): its gate figure."
+    )
     latency_ms_p50: float = Field(ge=0.0, description="Median batch-1 latency at build, ms.")
     latency_ms_p99: float = Field(ge=0.0, description="99th percentile batch-1 latency at build, ms.")
-    agreement: float | None = Field(default=None, description="Top-1 agreement with the trained model.")
-    max_abs_diff: float | None = Field(default=None, description="Max |logit difference| vs the trained model.")
+    agreement: float | None = Field(
+        default=None,
+        description="Agreement with the trained model: top-1 (classification) or detection F1 at IoU 0.5 (detection).",
+    )
+    max_abs_diff: float | None = Field(default=None, description="Max |output difference| vs the trained model.")
+
+    @model_validator(mode="after")
+    def _has_quality(self) -> VariantMetrics:
+        if self.accuracy is None and self.map50_95 is None:
+            raise ValueError("variant metrics need accuracy (classification) or map50_95 (detection)")
+        return self
+
+    @property
+    def quality(self) -> float:
+        """The task's gate figure: accuracy for classifiers, mAP@.5:.95 for detectors (variant drops compare it)."""
+        value = self.accuracy if self.accuracy is not None else self.map50_95
+        assert value is not None  # the validator guarantees one of them
+        return value
 
 
 class Variant(_Strict):
@@ -119,7 +160,7 @@ class RejectedVariant(_Strict):
 class Golden(_Strict):
     """Preprocessed inputs with expected outputs, for a device's smoke test."""
 
-    file: str = Field(description="Plain file name of the .npz (arrays: inputs, logits, labels).")
+    file: str = Field(description="Plain file name of the .npz (shared.golden: classification or detection form).")
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="Hex sha256 of the file.")
     bytes: int = Field(ge=1, description="File size in bytes.")
     count: int = Field(ge=1, description="Number of samples.")
@@ -155,7 +196,11 @@ class Manifest(_Strict):
     name: str = Field(description="Model name (used in object keys and topics).")
     version: int = Field(ge=1, description="Monotonically increasing version number.")
     created_at: datetime = Field(description="UTC publish time.")
-    task: Literal["classification"] = Field(default="classification", description="Model task.")
+    task: TaskName = Field(default="classification", description="Model task: classification or detection.")
+    head: HeadSpec = Field(
+        default_factory=ClassificationHeadSpec,
+        description="Output contract: what each output means and how results are decoded (default: logits).",
+    )
     frameworks: dict[str, str] = Field(description="Versions of torch, onnx, onnxruntime and others.")
     inputs: list[TensorSpec] = Field(min_length=1, description="Model inputs.")
     outputs: list[TensorSpec] = Field(min_length=1, description="Model outputs.")
@@ -175,6 +220,15 @@ class Manifest(_Strict):
             raise ValueError(f"schema_version {v} is not supported (this build reads {SCHEMA_VERSION})")
         return v
 
+    @model_validator(mode="before")
+    @classmethod
+    def _only_classifiers_default_their_head(cls, data: Any) -> Any:
+        """A classifier's head defaults to today's logits; any other task must state its output contract."""
+        task = data.get("task", "classification") if isinstance(data, dict) else "classification"
+        if isinstance(data, dict) and "head" not in data and task != "classification":
+            raise ValueError(f"a {task} manifest needs a head: the output contract of its model")
+        return data
+
     @model_validator(mode="after")
     def _consistent(self) -> Manifest:
         names = [v.file for v in self.variants] + [self.golden.file]
@@ -182,6 +236,18 @@ class Manifest(_Strict):
             raise ValueError("file names in a manifest must be unique")
         if MANIFEST_FILE in names or SIGNATURE_FILE in names:
             raise ValueError("variants may not be named like the manifest or its signature")
+        if self.head.task != self.task:
+            raise ValueError(f"head format {self.head.format!r} is for {self.head.task}, not task {self.task!r}")
+        known = [o.name for o in self.outputs]
+        missing = [n for n in output_names(self.head) if n not in known]
+        if missing:
+            raise ValueError(f"head names outputs {missing} the model does not have (outputs: {known})")
+        for v in self.variants:
+            wanted = v.metrics.accuracy if self.task == "classification" else v.metrics.map50_95
+            if wanted is None:
+                figure = "accuracy" if self.task == "classification" else "map50_95"
+                raise ValueError(f"variant {v.file} lacks {figure}, the gate figure of a {self.task} model")
+        _check_detection_shapes(self)
         return self
 
     def files(self) -> list[tuple[str, str, int]]:
@@ -198,7 +264,7 @@ class Manifest(_Strict):
 class Latest(_Strict):
     """latest.json: the pointer a device polls to learn of a new version."""
 
-    schema_version: int = Field(default=SCHEMA_VERSION, description="Schema version.")
+    schema_version: int = Field(default=LATEST_SCHEMA_VERSION, description="Schema version.")
     name: str = Field(description="Model name.")
     version: int = Field(ge=1, description="Newest published version.")
     manifest_sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="sha256 of that manifest.json.")
@@ -221,8 +287,48 @@ def utcnow() -> datetime:
 
 
 def parse_manifest(data: bytes) -> Manifest:
-    """Parse and validate manifest bytes, raising ManifestError with the first problem."""
+    """Parse and validate manifest bytes (older schemas upgraded first); ManifestError names the first problem."""
     return _parse(Manifest, data, "manifest.json")
+
+
+def upgrade_manifest(raw: Any) -> Any:
+    """A parsed manifest.json of an older schema as the current schema reads it; other values pass unchanged.
+
+    Schema 1 knew only classifiers whose one output is logits: it becomes task classification, head logits.
+    The signature covers the file's bytes, so an old package verifies as before and loads as this says.
+    """
+    if not isinstance(raw, dict) or raw.get("schema_version") != 1:
+        return raw
+    if raw.get("task", "classification") != "classification":
+        return raw  # let validation name the unknown task
+    return {**raw, "schema_version": SCHEMA_VERSION, "task": "classification", "head": {"format": "logits"}}
+
+
+def _check_detection_shapes(m: Manifest) -> None:
+    """Static output dimensions must fit the head and the label count, so a mismatched package fails at parse."""
+    head = m.head
+    by_name = {o.name: o.shape for o in m.outputs}
+    first = m.outputs[0].shape
+    n = len(m.labels)
+    if isinstance(head, YoloHeadSpec):
+        shape = by_name.get(head.output, first) if head.output else first
+        if len(shape) != 3:
+            raise ValueError(f"a yolo head's output is [batch, 4 + classes, anchors], got {shape}")
+        if isinstance(shape[1], int) and shape[1] != 4 + n:
+            raise ValueError(f"yolo output has {shape[1]} rows but 4 + {n} labels = {4 + n}")
+    elif isinstance(head, PackedDetectionHeadSpec):
+        shape = by_name.get(head.output, first) if head.output else first
+        if len(shape) != 3 or (isinstance(shape[2], int) and shape[2] != 6):
+            raise ValueError(f"a packed head's output is [batch, detections, 6], got {shape}")
+    elif isinstance(head, DecodedDetectionHeadSpec):
+        boxes = by_name[head.boxes]
+        if len(boxes) != 3 or (isinstance(boxes[2], int) and boxes[2] != 4):
+            raise ValueError(f"decoded boxes are [batch, detections, 4], got {boxes}")
+        for name in (head.scores, head.class_ids):
+            if len(by_name[name]) != 2:
+                raise ValueError(f"decoded {name} is [batch, detections], got {by_name[name]}")
+    elif not isinstance(head, ClassificationHeadSpec):  # pragma: no cover - the union is closed
+        raise ValueError(f"unknown head {head!r}")
 
 
 def parse_latest(data: bytes) -> Latest:
@@ -237,6 +343,8 @@ def _parse(cls: type[Manifest] | type[Latest], data: bytes, what: str) -> Any:
         raw = json.loads(data)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ManifestError(f"{what} is not valid JSON: {exc}") from exc
+    if cls is Manifest:
+        raw = upgrade_manifest(raw)
     try:
         return cls.model_validate(raw)
     except ValidationError as exc:
