@@ -187,3 +187,19 @@ def test_within_a_precision_higher_accuracy_then_lower_latency_wins() -> None:
         _variant("fp32", 0.97, file="c.onnx", latency=0.5),
     )
     assert [v.file for v in rank_variants(m, CPU_VNNI).ranked] == ["b.onnx", "a.onnx", "c.onnx"]
+
+
+def test_a_detectors_variants_are_held_to_their_map_drop() -> None:
+    def det(precision: str, map50_95: float) -> dict[str, object]:
+        metrics = VariantMetrics(map50=0.9, map50_95=map50_95, latency_ms_p50=1.0, latency_ms_p99=2.0)
+        return _variant(precision).model_copy(update={"metrics": metrics}).model_dump()
+
+    base = _manifest(_variant("fp32")).model_dump()
+    detector = Manifest.model_validate({
+        **base, "task": "detection", "head": {"format": "yolo"}, "variants": [det("fp32", 0.70), det("int8", 0.60)],
+        "outputs": [{"name": "output0", "shape": [1, 4 + len(base["labels"]), 8400], "dtype": "float32",
+                     "layout": "NCA"}],
+    })
+    selection = rank_variants(detector, CPU_VNNI, max_accuracy_drop=0.015)
+    assert [v.precision for v in selection.ranked] == ["fp32"]
+    assert any("mAP@.5:.95 0.6000 is more than 0.0150 below" in n for n in selection.notes)
