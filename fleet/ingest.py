@@ -15,6 +15,7 @@ start. They are low volume, and applying one twice changes nothing.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -49,6 +50,7 @@ MAX_PAYLOAD_BYTES = 256 * 1024
 # A batch stops taking messages past this many bytes, so a few large messages make a small transaction.
 MAX_BATCH_BYTES = 8 * 1024 * 1024
 # What the database (or a driver) may raise on a value it will not store; one message's failure, not the thread's.
+_UNPRINTABLE = re.compile(r"[^\x20-\x7e]")
 # Devices whose first refusal was logged are remembered up to this many; beyond, refusals are counted only.
 MAX_WARNED = 10_000
 WRITE_ERRORS = (SQLAlchemyError, FleetError, ValueError, TypeError, ArithmeticError)
@@ -125,16 +127,19 @@ def _chain(steps: Sequence[Change]) -> Change:
 
 
 def _why(exc: BaseException) -> str:
-    """One line saying what was wrong with a message (the first validation error, or the exception)."""
+    """One printable ASCII line saying what was wrong with a message (the first validation error, or the
+    exception): it may echo what the device sent, and goes to the log and the database."""
     if isinstance(exc, ValidationError):
         first = exc.errors()[0]
         loc = ".".join(map(str, first["loc"]))
-        return f"{loc + ': ' if loc else ''}{first['msg']}"[:200]
-    if isinstance(exc, SQLAlchemyError):
+        text = f"{loc + ': ' if loc else ''}{first['msg']}"
+    elif isinstance(exc, SQLAlchemyError):
         orig = getattr(exc, "orig", None)
-        text = str(orig if orig is not None else exc).strip().splitlines()
-        return f"refused by the database: {text[0] if text else type(exc).__name__}"[:200]
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        lines = str(orig if orig is not None else exc).strip().splitlines()
+        text = f"refused by the database: {lines[0] if lines else type(exc).__name__}"
+    else:
+        text = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    return _UNPRINTABLE.sub("?", text)[:200]
 
 
 class Ingest:

@@ -70,4 +70,5 @@ def state_poisons(device: str) -> list[tuple[str, bytes]]:
         ("model version 1e400", raw(state_doc(device), model='{"name": "tiny", "version": 1e400}')),
         ("hardware NaN", raw(state_doc(device), hardware='{"temp": NaN}')),
         ("degraded markup with a NUL", raw(state_doc(device, degraded={"outbox": "<b>\u0000</b>"}))),
+        ("degraded key with a NUL", raw(state_doc(device, degraded={"\u0000<b>": "x"}))),
     ]
