@@ -125,10 +125,15 @@ class StationaryConfig(_Section):
     """When a tracked object counts as stationary (a parked car, a person standing)."""
 
     iou: float = Field(
-        default=0.9, ge=0, le=1, description="A box overlapping its reference this much has not moved."
+        default=0.7, ge=0, le=1,
+        description="A box overlapping its reference this much has not moved (detector jitter stays above it).",
     )
     frames: int = Field(
         default=25, ge=1, le=1_000_000, description="Frames without moving before the object is stationary."
+    )
+    move_frames: int = Field(
+        default=3, ge=1, le=1000,
+        description="Consecutive moved frames before a stationary object moves again (one stray box does not).",
     )
 
 

@@ -36,6 +36,7 @@ class _Record:
     loitering: bool = False
     ref_box: Box | None = None
     motionless: int = 0
+    moved: int = 0  # consecutive frames a stationary object was off its reference box
     stationary: bool = False
     has_snapshot: bool = False
     published: ObjectState | None = None
@@ -138,8 +139,12 @@ class ObjectLifecycle:
         s = self.cfg.events.stationary
         if rec.ref_box is not None and iou(rec.box, rec.ref_box) >= s.iou:
             rec.motionless += 1
+            rec.moved = 0
+        elif rec.stationary and rec.moved + 1 < s.move_frames:
+            rec.moved += 1  # off its spot, but not for long enough to call it moving
+            return
         else:
-            rec.ref_box, rec.motionless = rec.box, 0
+            rec.ref_box, rec.motionless, rec.moved = rec.box, 0, 0
         rec.stationary = rec.motionless >= s.frames
 
     def _changed(self, before: ObjectState, rec: _Record) -> bool:

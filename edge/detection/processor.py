@@ -15,7 +15,6 @@ from edge.detection.counts import zone_counts
 from edge.detection.filters import ObjectFilters
 from edge.detection.lifecycle import ObjectEventDecision, ObjectLifecycle
 from edge.detection.objects import DetectionLike
-from edge.detection.quality import DetectionQualityWindow
 from edge.detection.snapshots import BestFrame, Jpeg, SnapshotKeeper
 from edge.detection.tracker import ByteTracker, TrackStep
 
@@ -47,14 +46,11 @@ class ObjectProcessor:
         self.tracker = ByteTracker(cfg.tracker)
         self.lifecycle = ObjectLifecycle(cfg, model_version)
         self.snapshots = SnapshotKeeper(cfg.snapshots)
-        # Counted on every detection the model reported, before filters: the model's quality, not the scene's.
-        self.quality = DetectionQualityWindow()
 
     def process(
         self, detections: Sequence[DetectionLike], frame: int, frame_time_ms: int, image: np.ndarray | None = None
     ) -> FrameObjects:
         """Track one frame; image (HxW or HxWxC, uint8) is needed only for snapshots."""
-        self.quality.add(detections)
         step = self.tracker.update(self.filters.apply(detections))
         if self.cfg.snapshots.enabled and image is not None:
             self.snapshots.offer(step.seen, image, frame_time_ms)

@@ -117,3 +117,15 @@ def test_states_carry_the_model_version_and_snapshot_flag() -> None:
     life.step(tracker.update([det]), 0, T0)
     new = life.step(tracker.update([det]), 1, T0 + 100, with_snapshot={1})
     assert new[0].after.model_version == 7 and new[0].after.has_snapshot
+
+
+def test_one_stray_box_does_not_wake_a_stationary_object() -> None:
+    cfg = config(zones={}, events=ObjectEventsConfig(stationary=StationaryConfig(frames=5, iou=0.7, move_frames=3)))
+    parked, stray = (100.0, 300.0, 200.0, 360.0), (130.0, 300.0, 230.0, 360.0)  # IoU 0.54 with the spot
+    still, off = [[Det("car", 0, 0.9, parked)]], [[Det("car", 0, 0.9, stray)]]
+    frames = still * 10 + off * 2 + still * 5
+    assert [(e.type, e.after.stationary) for e in run(cfg, frames)] == [("new", False), ("update", True), ("end", True)]
+    moved = still * 10 + off * 3
+    assert [(e.type, e.after.stationary) for e in run(cfg, moved)] == [
+        ("new", False), ("update", True), ("update", False), ("end", False)
+    ]
