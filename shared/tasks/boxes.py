@@ -54,17 +54,17 @@ def nms(
         # Shift each class into its own region of the plane so boxes of different classes never overlap.
         span = float(np.abs(boxes).max()) * 2.0 + 1.0
         boxes = boxes + (np.asarray(class_ids, dtype=np.float64).reshape(-1, 1) * span)
+    x1, y1, x2, y2 = (np.ascontiguousarray(boxes[:, i]) for i in range(4))
     areas = box_area(boxes)
     keep: list[int] = []
     limit = order.size if max_keep is None else max_keep
     while order.size and len(keep) < limit:
         best, rest = int(order[0]), order[1:]
         keep.append(best)
-        lt = np.maximum(boxes[best, :2], boxes[rest, :2])
-        rb = np.minimum(boxes[best, 2:], boxes[rest, 2:])
-        wh = np.clip(rb - lt, 0.0, None)
-        inter = wh[:, 0] * wh[:, 1]
-        union = areas[best] + areas[rest] - inter
-        iou = np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
-        order = rest[iou <= iou_threshold]
+        w = np.minimum(x2[best], x2[rest]) - np.maximum(x1[best], x1[rest])
+        h = np.minimum(y2[best], y2[rest]) - np.maximum(y1[best], y1[rest])
+        inter = np.clip(w, 0.0, None) * np.clip(h, 0.0, None)
+        # Two empty boxes have no union: IoU 0, so neither suppresses the other.
+        union = np.maximum(areas[best] + areas[rest] - inter, np.finfo(np.float64).tiny)
+        order = rest[inter <= iou_threshold * union]
     return np.asarray(keep, dtype=np.int64)

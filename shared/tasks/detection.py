@@ -203,11 +203,11 @@ class YoloDetectionHead(DetectionHead):
         result: list[Candidates] = []
         for image in out:
             class_scores = image[4:]
-            ids = class_scores.argmax(axis=0)
-            best = np.take_along_axis(class_scores, ids[np.newaxis], axis=0)[0].astype(np.float64)
+            best = class_scores.max(axis=0)
             keep = np.flatnonzero(best >= self.thresholds.score)
+            ids = class_scores[:, keep].argmax(axis=0).astype(np.int64)  # argmax only where a box survives
             xyxy = self._to_pixels(cxcywh_to_xyxy(image[:4, keep].T), self.spec.box_space)
-            result.append((xyxy, best[keep], ids[keep].astype(np.int64)))
+            result.append((xyxy, best[keep].astype(np.float64), ids))
         return result
 
 

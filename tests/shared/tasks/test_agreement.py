@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
-from shared.tasks import Agreement, Detection, box_iou, detection_agreement, match_detections, nms
+from shared.tasks import Agreement, Detection, detection_agreement, match_detections
 
 
 def det(label: str, score: float, box: tuple[float, float, float, float]) -> Detection:
@@ -54,14 +53,3 @@ def test_empty_frames_agree_and_frames_add_up() -> None:
     with pytest.raises(ValueError, match="2 reference frames but 1 candidate"):
         detection_agreement([REF, REF], [REF])
 
-
-def test_box_iou_and_nms_by_hand() -> None:
-    a = np.array([[0, 0, 10, 10], [5, 0, 15, 10], [100, 100, 100, 100]], dtype=np.float64)
-    iou = box_iou(a, a)
-    assert iou[0, 1] == pytest.approx(50 / 150) and iou[0, 0] == 1.0 and iou[2, 2] == 0.0
-    scores = np.array([0.5, 0.9, 0.1])
-    assert nms(a, scores, 0.3).tolist() == [1, 2]  # box 0 overlaps box 1 by 1/3 > 0.3
-    assert nms(a, scores, 0.4).tolist() == [1, 0, 2]
-    assert nms(a, scores, 0.3, class_ids=np.array([0, 1, 0])).tolist() == [1, 0, 2]  # classes never suppress
-    assert nms(a, scores, 0.4, max_keep=1).tolist() == [1]
-    assert nms(np.zeros((0, 4)), np.zeros(0), 0.5).tolist() == []
