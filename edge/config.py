@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
+from edge.detection.config import DetectionConfig
 from shared.names import check_ident
 from shared.store_config import StoreConfig
 
@@ -359,6 +360,10 @@ class AgentConfig(_Section):
         default_factory=AutoBackendConfig, description="Inference runtime: auto (measured) or one forced."
     )
     events: EventsConfig = Field(default_factory=EventsConfig, description="Result events.")
+    detection: DetectionConfig = Field(
+        default_factory=DetectionConfig,
+        description="Detection models: object filters, masks, zones, tracking, object events and snapshots.",
+    )
     mqtt: MqttConfig = Field(default_factory=MqttConfig, description="Broker and telemetry.")
     daemon: DaemonConfig = Field(default_factory=DaemonConfig, description="Logging and metrics endpoint.")
     run: RunConfig = Field(default_factory=RunConfig, description="Bounded runs.")

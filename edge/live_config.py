@@ -34,6 +34,8 @@ TRUST_ANCHORS: tuple[str, ...] = (
     "mqtt.",
     "daemon.prometheus_host",
     "daemon.prometheus_port",
+    # Snapshots evict the oldest *.jpg of their directory: a command must not point that at someone else's files.
+    "detection.snapshots.dir",
 )
 # Keys a running agent applies at once; any other change is reported as needing a restart.
 LIVE_KEYS: tuple[str, ...] = (
