@@ -1,8 +1,7 @@
-"""What the detection parts need from one detection, so they work with any task head's result type."""
+"""What the detection parts need from one detection: shared.tasks.detection.Detection fits, as would any other."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Protocol
 
 # (x1, y1, x2, y2) in frame pixels, x1 <= x2 and y1 <= y2.
@@ -24,12 +23,3 @@ class DetectionLike(Protocol):
     @property
     def box(self) -> Box: ...
 
-
-@dataclass(frozen=True, slots=True)
-class Det:
-    """A plain detection, for callers and tests that have no task head result at hand."""
-
-    label: str
-    class_id: int
-    score: float
-    box: Box

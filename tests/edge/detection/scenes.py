@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from edge.detection.objects import Box, Det
+from edge.detection.objects import Box
+from shared.tasks.detection import Detection
 
 
 @dataclass(frozen=True)
@@ -25,5 +26,5 @@ class Walker:
         y = self.start[1] + self.velocity[1] * frame
         return (x, y, x + self.size[0], y + self.size[1])
 
-    def det(self, frame: int, score: float | None = None) -> Det:
-        return Det(self.label, self.class_id, self.score if score is None else score, self.box(frame))
+    def det(self, frame: int, score: float | None = None) -> Detection:
+        return Detection(self.label, self.class_id, self.score if score is None else score, self.box(frame))

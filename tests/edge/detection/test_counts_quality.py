@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import pytest
 
 from edge.detection.counts import zone_counts
-from edge.detection.objects import Det
 from edge.detection.quality import OBJECTS_PER_FRAME, SCORE_MEAN, DetectionQualityWindow
+from shared.tasks.detection import Detection
 
 
 @dataclass(frozen=True)
@@ -30,9 +30,9 @@ def test_zone_counts_ignore_zones_no_longer_configured() -> None:
 
 def test_quality_window_figures_and_class_mix_cover_one_window() -> None:
     w = DetectionQualityWindow()
-    w.add([Det("person", 0, 0.9, (0, 0, 1, 1)), Det("car", 1, 0.5, (0, 0, 1, 1))])
+    w.add([Detection("person", 0, 0.9, (0, 0, 1, 1)), Detection("car", 1, 0.5, (0, 0, 1, 1))])
     w.add([])
-    w.add([Det("person", 0, 0.7, (0, 0, 1, 1))])
+    w.add([Detection("person", 0, 0.7, (0, 0, 1, 1))])
     first = w.metrics()
     assert first["det_frames_window"] == 3
     assert first[OBJECTS_PER_FRAME] == pytest.approx(1.0)
@@ -46,3 +46,21 @@ def test_frames_without_objects_report_zero_objects_per_frame_and_no_mean_score(
     w = DetectionQualityWindow()
     w.add([])
     assert w.metrics() == {"det_frames_window": 1.0, OBJECTS_PER_FRAME: 0.0}
+
+
+def test_the_window_reports_the_figures_the_cloud_computes_for_the_same_frames() -> None:
+    from shared.tasks.detection import detection_quality
+
+    frames = [
+        (Detection("person", 0, 0.9, (0, 0, 1, 1)), Detection("car", 1, 0.4, (0, 0, 1, 1))),
+        (),
+        (Detection("car", 1, 0.8, (0, 0, 1, 1)),),
+    ]
+    w = DetectionQualityWindow()
+    for frame in frames:
+        w.add(frame)
+    device, cloud = w.metrics(), detection_quality(frames)
+    assert device["det_frames_window"] == cloud.frames
+    assert device[SCORE_MEAN] == pytest.approx(cloud.mean_score)
+    assert device[OBJECTS_PER_FRAME] == pytest.approx(cloud.objects_per_frame)
+    assert w.class_counts() == cloud.class_counts

@@ -21,11 +21,11 @@ from edge.detection.config import (
     TrackerConfig,
     ZoneConfig,
 )
-from edge.detection.objects import Det
 from edge.detection.service import DetectionService
 from edge.link.mqtt import MqttLink
 from edge.telemetry import EnvelopeFactory
 from shared.object_events import ObjectEventPayload, ObjectTopics, SnapshotPayload
+from shared.tasks.detection import Detection
 from shared.topics import DeviceTopics
 from tests.edge.detection.scenes import Walker
 from tests.fixtures.broker import Broker, MqttProbe
@@ -64,7 +64,7 @@ def draw(f: int) -> np.ndarray:
     return image
 
 
-def detections(f: int, rng: np.random.Generator) -> list[Det]:
+def detections(f: int, rng: np.random.Generator) -> list[Detection]:
     """What a decent detector reports: each visible object, its box jittered, its score wobbling."""
     out = []
     for w in (WALKER, PARKED, PASSER):
@@ -73,7 +73,7 @@ def detections(f: int, rng: np.random.Generator) -> list[Det]:
             continue
         jitter = rng.normal(0, 1.0, 4)
         box = (x1 + jitter[0], y1 + jitter[1], min(640.0, x2 + jitter[2]), y2 + jitter[3])
-        out.append(Det(w.label, w.class_id, float(np.clip(rng.normal(0.86, 0.02), 0.82, 0.9)), box))
+        out.append(Detection(w.label, w.class_id, float(np.clip(rng.normal(0.86, 0.02), 0.82, 0.9)), box))
     return out
 
 

@@ -11,15 +11,15 @@ from edge.detection.config import (
     ZoneConfig,
 )
 from edge.detection.lifecycle import ObjectEventDecision, ObjectLifecycle
-from edge.detection.objects import Det
 from edge.detection.tracker import ByteTracker
+from shared.tasks.detection import Detection
 from tests.edge.detection.scenes import Walker
 
 ZONE = [(200.0, 0.0), (400.0, 0.0), (400.0, 480.0), (200.0, 480.0)]
 T0 = 1_700_000_000_000
 
 
-def run(cfg: DetectionConfig, frames: list[list[Det]], fps: float = 10.0) -> list[ObjectEventDecision]:
+def run(cfg: DetectionConfig, frames: list[list[Detection]], fps: float = 10.0) -> list[ObjectEventDecision]:
     tracker, life = ByteTracker(cfg.tracker), ObjectLifecycle(cfg, model_version=3)
     out: list[ObjectEventDecision] = []
     for f, dets in enumerate(frames):
@@ -69,7 +69,8 @@ def test_score_jitter_sends_nothing_and_a_clear_rise_one_update() -> None:
 
 def test_a_label_change_is_an_update() -> None:
     box = (0.0, 300.0, 40.0, 380.0)
-    frames = [[Det("dog", 1, 0.8, box)]] * 3 + [[Det("cat", 2, 0.8, box)]] * 5  # cat outweighs dog at its 4th
+    # cat outweighs dog at its 4th frame
+    frames = [[Detection("dog", 1, 0.8, box)]] * 3 + [[Detection("cat", 2, 0.8, box)]] * 5
     events = run(config(), frames)
     assert [(e.type, e.after.label) for e in events] == [("new", "dog"), ("update", "cat"), ("end", "cat")]
 
@@ -78,7 +79,7 @@ def test_stopping_and_moving_again_toggle_stationary_once_each() -> None:
     cfg = config(events=ObjectEventsConfig(stationary=StationaryConfig(frames=5, iou=0.9)))
     moving, parked = [(float(10 * f), 300.0) for f in range(5)], [(40.0, 300.0)] * 10
     path = moving + parked + [(40.0 + 10 * f, 300.0) for f in range(5)]
-    frames = [[Det("car", 0, 0.9, (x, y, x + 60, y + 40))] for x, y in path]
+    frames = [[Detection("car", 0, 0.9, (x, y, x + 60, y + 40))] for x, y in path]
     events = run(cfg, frames)
     assert [(e.type, e.after.stationary) for e in events] == [
         ("new", False), ("update", True), ("update", False), ("end", False)
@@ -113,7 +114,7 @@ def test_two_objects_get_their_own_ids_and_events() -> None:
 def test_states_carry_the_model_version_and_snapshot_flag() -> None:
     cfg = config()
     tracker, life = ByteTracker(cfg.tracker), ObjectLifecycle(cfg, model_version=7)
-    det = Det("person", 0, 0.9, (0, 0, 10, 20))
+    det = Detection("person", 0, 0.9, (0, 0, 10, 20))
     life.step(tracker.update([det]), 0, T0)
     new = life.step(tracker.update([det]), 1, T0 + 100, with_snapshot={1})
     assert new[0].after.model_version == 7 and new[0].after.has_snapshot
@@ -122,7 +123,7 @@ def test_states_carry_the_model_version_and_snapshot_flag() -> None:
 def test_one_stray_box_does_not_wake_a_stationary_object() -> None:
     cfg = config(zones={}, events=ObjectEventsConfig(stationary=StationaryConfig(frames=5, iou=0.7, move_frames=3)))
     parked, stray = (100.0, 300.0, 200.0, 360.0), (130.0, 300.0, 230.0, 360.0)  # IoU 0.54 with the spot
-    still, off = [[Det("car", 0, 0.9, parked)]], [[Det("car", 0, 0.9, stray)]]
+    still, off = [[Detection("car", 0, 0.9, parked)]], [[Detection("car", 0, 0.9, stray)]]
     frames = still * 10 + off * 2 + still * 5
     assert [(e.type, e.after.stationary) for e in run(cfg, frames)] == [("new", False), ("update", True), ("end", True)]
     moved = still * 10 + off * 3

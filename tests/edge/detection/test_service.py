@@ -5,15 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 from edge.detection.config import DetectionConfig, SnapshotConfig, TrackerConfig, ZoneConfig
-from edge.detection.objects import Det
 from edge.detection.service import DetectionService
 from edge.telemetry import EnvelopeFactory
 from shared.object_events import ObjectEventPayload
+from shared.tasks.detection import Detection
 from shared.topics import DeviceTopics
 from tests.edge.fake_link import FakeLink
 
 ZONE = [(0.0, 0.0), (100.0, 0.0), (100.0, 100.0), (0.0, 100.0)]
-CAR = Det("car", 2, 0.9, (10.0, 10.0, 50.0, 40.0))
+CAR = Detection("car", 2, 0.9, (10.0, 10.0, 50.0, 40.0))
 
 
 def service(link: FakeLink, cfg: DetectionConfig | None = None) -> DetectionService:
@@ -63,7 +63,7 @@ def test_changed_settings_end_objects_and_unchanged_settings_do_nothing(tmp_path
 def test_quality_figures_count_every_reported_box_even_filtered_ones() -> None:
     cfg = DetectionConfig(objects=["car"], tracker=TrackerConfig(min_hits=1))
     s = service(FakeLink(), cfg)
-    s.on_frame([CAR, Det("dog", 1, 0.5, (0.0, 0.0, 5.0, 5.0))], 0, 50.0)
+    s.on_frame([CAR, Detection("dog", 1, 0.5, (0.0, 0.0, 5.0, 5.0))], 0, 50.0)
     s.on_frame([], 1, 50.0)
     assert s.metrics() == {"det_frames_window": 2.0, "det_objects_per_frame": 1.0, "det_score_mean": 0.7}
     assert s.class_counts() == {"car": 1, "dog": 1}

@@ -6,8 +6,8 @@ import pytest
 
 from edge.detection.config import TrackerConfig
 from edge.detection.geometry import iou
-from edge.detection.objects import Det
 from edge.detection.tracker import ByteTracker, TrackStep
+from shared.tasks.detection import Detection
 from tests.edge.detection.scenes import Walker
 
 
@@ -49,7 +49,7 @@ def test_weak_detections_keep_a_followed_object_alive() -> None:
 
 def test_weak_detections_never_start_a_track() -> None:
     tracker = ByteTracker(TrackerConfig())
-    steps = [tracker.update([Det("person", 0, 0.3, (0, 0, 10, 10))]) for _ in range(5)]
+    steps = [tracker.update([Detection("person", 0, 0.3, (0, 0, 10, 10))]) for _ in range(5)]
     assert all(not s.seen and not s.lost for s in steps)
 
 
@@ -59,7 +59,7 @@ def test_duplicate_boxes_on_one_object_get_one_id() -> None:
     reported: set[int] = set()
     for f in range(15):
         x1, y1, x2, y2 = a.box(f)
-        twin = Det("person", 0, 0.7, (x1 + 1, y1 + 1, x2 + 1, y2))  # a second box NMS let through
+        twin = Detection("person", 0, 0.7, (x1 + 1, y1 + 1, x2 + 1, y2))  # a second box NMS let through
         step = tracker.update([a.det(f), twin])
         reported |= {o.track_id for o in step.seen}
     assert reported == {1}
@@ -67,7 +67,7 @@ def test_duplicate_boxes_on_one_object_get_one_id() -> None:
 
 def test_a_one_frame_false_positive_gets_no_id() -> None:
     tracker = ByteTracker(TrackerConfig(min_hits=2))
-    first = tracker.update([Det("dog", 1, 0.9, (0, 0, 20, 20))])
+    first = tracker.update([Detection("dog", 1, 0.9, (0, 0, 20, 20))])
     second = tracker.update([])
     assert first.seen == [] and second.seen == second.lost == second.removed == []
 
@@ -85,15 +85,15 @@ def test_an_object_gone_longer_than_the_buffer_is_removed_once_and_returns_with_
 def test_the_label_follows_the_weight_of_evidence() -> None:
     tracker = ByteTracker(TrackerConfig(min_hits=1))
     box = (0.0, 0.0, 30.0, 60.0)
-    labels = [tracker.update([Det(lbl, cid, 0.8, box)]).seen[0].label
+    labels = [tracker.update([Detection(lbl, cid, 0.8, box)]).seen[0].label
               for lbl, cid in [("dog", 1), ("cat", 2), ("cat", 2), ("cat", 2)]]
     assert labels == ["dog", "dog", "cat", "cat"]  # a tie keeps the first label
-    assert tracker.update([Det("cat", 2, 0.8, box)]).seen[0].class_id == 2
+    assert tracker.update([Detection("cat", 2, 0.8, box)]).seen[0].class_id == 2
 
 
 def test_finish_gives_up_every_followed_object() -> None:
     tracker = ByteTracker(TrackerConfig(min_hits=1))
-    tracker.update([Det("a", 0, 0.9, (0, 0, 10, 10)), Det("b", 1, 0.9, (50, 50, 60, 60))])
+    tracker.update([Detection("a", 0, 0.9, (0, 0, 10, 10)), Detection("b", 1, 0.9, (50, 50, 60, 60))])
     assert sorted(o.track_id for o in tracker.finish()) == [1, 2]
     assert tracker.finish() == []
 
@@ -130,11 +130,12 @@ def test_noisy_scenes_give_each_object_one_id_and_no_id_two_objects(seed: int) -
             if rng.random() < 0.1:
                 continue  # missed
             x1, y1, x2, y2 = (v + float(rng.normal(0, 1.5)) for v in w.box(f))
-            dets.append(Det(w.label, w.class_id, float(np.clip(rng.normal(0.75, 0.12), 0.2, 1.0)), (x1, y1, x2, y2)))
+            score = float(np.clip(rng.normal(0.75, 0.12), 0.2, 1.0))
+            dets.append(Detection(w.label, w.class_id, score, (x1, y1, x2, y2)))
         gx, gy = (float(v) for v in rng.uniform(0, 600, 2))
         ghost = (gx, gy, gx + 30, gy + 30)
         if rng.random() < 0.2 and all(iou(ghost, w.box(f)) == 0 for w in walkers):
-            dets.append(Det("car", 0, 0.65, ghost))  # away from objects: one on a missed object is ambiguous
+            dets.append(Detection("car", 0, 0.65, ghost))  # away from objects: one on a missed object is ambiguous
         for obj in tracker.update(dets).seen:
             best = max(walkers, key=lambda w: iou(w.box(f), obj.box))
             if iou(best.box(f), obj.box) < 0.5:

@@ -7,8 +7,8 @@ import pytest
 from edge.detection.config import DetectionConfig, ObjectFilter, ZoneConfig
 from edge.detection.filters import ObjectFilters
 from edge.detection.geometry import bottom_centre, point_in_polygon
-from edge.detection.objects import Det
 from edge.detection.zones import ZoneTracker
+from shared.tasks.detection import Detection
 
 SQUARE = [(100.0, 100.0), (200.0, 100.0), (200.0, 200.0), (100.0, 200.0)]
 TRIANGLE = [(0.0, 0.0), (100.0, 0.0), (0.0, 100.0)]
@@ -96,16 +96,16 @@ def test_masks_and_label_filters_drop_detections_before_tracking() -> None:
     )
     f = ObjectFilters(cfg)
     keep = [
-        Det("person", 0, 0.9, (60, 60, 80, 100)),
-        Det("car", 1, 0.9, (0, 160, 40, 210)),  # feet at (20, 210): below the car mask
-        Det("person", 0, 0.9, (140, 100, 160, 150)),  # in the car mask, but it is a person
+        Detection("person", 0, 0.9, (60, 60, 80, 100)),
+        Detection("car", 1, 0.9, (0, 160, 40, 210)),  # feet at (20, 210): below the car mask
+        Detection("person", 0, 0.9, (140, 100, 160, 150)),  # in the car mask, but it is a person
     ]
     drop = [
-        Det("dog", 2, 0.9, (60, 60, 80, 100)),  # untracked label
-        Det("person", 0, 0.9, (10, 10, 30, 50)),  # feet (20, 50) on the global mask's edge
-        Det("car", 1, 0.9, (140, 100, 160, 150)),  # feet in the car mask
-        Det("car", 1, 0.9, (0, 300, 10, 310)),  # area 100 < 400
-        Det("car", 1, 0.9, (0, 300, 200, 400)),  # area 20000 > 10000
+        Detection("dog", 2, 0.9, (60, 60, 80, 100)),  # untracked label
+        Detection("person", 0, 0.9, (10, 10, 30, 50)),  # feet (20, 50) on the global mask's edge
+        Detection("car", 1, 0.9, (140, 100, 160, 150)),  # feet in the car mask
+        Detection("car", 1, 0.9, (0, 300, 10, 310)),  # area 100 < 400
+        Detection("car", 1, 0.9, (0, 300, 200, 400)),  # area 20000 > 10000
     ]
     assert f.apply(keep + drop) == keep
 
