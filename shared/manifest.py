@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from shared.errors import ManifestError
 from shared.names import check_file_name, check_ident
 from shared.task_contract import (
+    AnomalyHeadSpec,
     ClassificationHeadSpec,
     DecodedDetectionHeadSpec,
     HeadSpec,
@@ -19,6 +20,7 @@ from shared.task_contract import (
     YoloHeadSpec,
     output_names,
 )
+from shared.window_recipe import WindowRecipe
 
 # 2: task heads (task + head output contract), letterbox preprocessing, detection metrics. 1 upgrades on parse.
 SCHEMA_VERSION = 2
@@ -121,17 +123,28 @@ class VariantMetrics(_Strict):
         description="Agreement with the trained model: top-1 (classification) or detection F1 at IoU 0.5 (detection).",
     )
     max_abs_diff: float | None = Field(default=None, description="Max |output difference| vs the trained model.")
+    f1: float | None = Field(default=None, ge=0.0, le=1.0, description="Macro F1 on the test split (classification).")
+    auroc: float | None = Field(
+        default=None, ge=0.0, le=1.0, description="AUROC on held-out windows with injected faults (anomaly): its gate."
+    )
+    false_alarm_rate: float | None = Field(
+        default=None, ge=0.0, le=1.0, description="Share of held-out normal windows above `threshold` (anomaly)."
+    )
+    threshold: float | None = Field(
+        default=None, ge=0.0, description="This variant's own anomaly threshold, calibrated like the head's."
+    )
 
     @model_validator(mode="after")
     def _has_quality(self) -> VariantMetrics:
-        if self.accuracy is None and self.map50_95 is None:
-            raise ValueError("variant metrics need accuracy (classification) or map50_95 (detection)")
+        if self.accuracy is None and self.map50_95 is None and self.auroc is None:
+            raise ValueError("variant metrics need accuracy (classification), map50_95 (detection) or auroc (anomaly)")
         return self
 
     @property
     def quality(self) -> float:
         """The task's gate figure: accuracy for classifiers, mAP@.5:.95 for detectors (variant drops compare it)."""
         value = self.accuracy if self.accuracy is not None else self.map50_95
+        value = value if value is not None else self.auroc
         assert value is not None  # the validator guarantees one of them
         return value
 
@@ -204,7 +217,11 @@ class Manifest(_Strict):
     frameworks: dict[str, str] = Field(description="Versions of torch, onnx, onnxruntime and others.")
     inputs: list[TensorSpec] = Field(min_length=1, description="Model inputs.")
     outputs: list[TensorSpec] = Field(min_length=1, description="Model outputs.")
-    preprocess: Preprocess = Field(description="Frame-to-tensor recipe.")
+    # Image models have `preprocess`, sensor models `window`; the property keeps image code typed (see below).
+    preprocess_: Preprocess | None = Field(default=None, alias="preprocess", description="Frame-to-tensor recipe.")
+    window: WindowRecipe | None = Field(
+        default=None, description="Sensor models: readings-to-window recipe (shared.windowing), instead of preprocess."
+    )
     labels: list[str] = Field(min_length=1, description="Class names by output index.")
     variants: list[Variant] = Field(min_length=1, description="Runnable variants that passed their gates.")
     rejected: list[RejectedVariant] = Field(default_factory=list, description="Variants that failed.")
@@ -212,6 +229,17 @@ class Manifest(_Strict):
     train: TrainInfo = Field(description="Training provenance.")
 
     _check_name = field_validator("name")(lambda cls, v: check_ident(v, "model name"))
+    # The JSON key stays "preprocess"; Python reads the field through the property below.
+    model_config = ConfigDict(extra="forbid", frozen=True, serialize_by_alias=True, validate_by_alias=True,
+                              validate_by_name=False)
+
+    @property
+    def preprocess(self) -> Preprocess:
+        """The image recipe; ManifestError for a sensor model, whose input comes from `window`."""
+        if self.preprocess_ is None:
+            raise ManifestError(f"model {self.name} v{self.version} is a sensor model (task {self.task}): it has "
+                                "a window recipe, not an image preprocess")
+        return self.preprocess_
 
     @field_validator("schema_version")
     @classmethod
@@ -243,11 +271,15 @@ class Manifest(_Strict):
         if missing:
             raise ValueError(f"head names outputs {missing} the model does not have (outputs: {known})")
         for v in self.variants:
-            wanted = v.metrics.accuracy if self.task == "classification" else v.metrics.map50_95
-            if wanted is None:
-                figure = "accuracy" if self.task == "classification" else "map50_95"
+            figure = {"classification": "accuracy", "detection": "map50_95", "anomaly": "auroc"}[self.task]
+            if getattr(v.metrics, figure) is None:
                 raise ValueError(f"variant {v.file} lacks {figure}, the gate figure of a {self.task} model")
+        if (self.preprocess_ is None) == (self.window is None):
+            raise ValueError("a manifest needs exactly one input recipe: preprocess (images) or window (sensors)")
+        if self.task == "anomaly" and self.window is None:
+            raise ValueError("an anomaly model scores sensor windows: it needs a window recipe")
         _check_detection_shapes(self)
+        _check_window_shapes(self)
         return self
 
     def files(self) -> list[tuple[str, str, int]]:
@@ -325,10 +357,26 @@ def _check_detection_shapes(m: Manifest) -> None:
         if len(boxes) != 3 or (isinstance(boxes[2], int) and boxes[2] != 4):
             raise ValueError(f"decoded boxes are [batch, detections, 4], got {boxes}")
         for name in (head.scores, head.class_ids):
-            if len(by_name[name]) != 2:
-                raise ValueError(f"decoded {name} is [batch, detections], got {by_name[name]}")
+            shape = by_name[name]
+            if not (len(shape) == 2 or (len(shape) == 3 and shape[2] in (1, "1"))):
+                raise ValueError(f"decoded {name} is [batch, detections] or [batch, detections, 1], got {shape}")
     elif not isinstance(head, ClassificationHeadSpec):  # pragma: no cover - the union is closed
         raise ValueError(f"unknown head {head!r}")
+
+
+def _check_window_shapes(m: Manifest) -> None:
+    """A sensor model's input is [batch, channels, window] and an anomaly output [batch, channels] of the recipe."""
+    if m.window is None:
+        return
+    c, t = m.window.num_channels, m.window.window
+    shape = m.inputs[0].shape
+    if len(shape) != 3 or shape[1:] != [c, t]:
+        raise ValueError(f"a sensor model's input is [batch, {c}, {t}] for its window recipe, got {shape}")
+    if isinstance(m.head, AnomalyHeadSpec):
+        by_name = {o.name: o.shape for o in m.outputs}
+        out = by_name.get(m.head.output, m.outputs[0].shape) if m.head.output else m.outputs[0].shape
+        if len(out) != 2 or out[1] != c:
+            raise ValueError(f"an anomaly output is per-channel errors [batch, {c}], got {out}")
 
 
 def parse_latest(data: bytes) -> Latest:

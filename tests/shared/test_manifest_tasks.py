@@ -116,6 +116,12 @@ def test_decoded_heads_check_their_output_shapes() -> None:
     d["outputs"][0]["shape"] = ["batch", 100, 5]
     with pytest.raises(ManifestError, match=r"decoded boxes are \[batch, detections, 4\]"):
         _parse(d)
+    d = detection_manifest_dict("decoded")
+    d["outputs"][1]["shape"] = ["batch", 100, 1]  # some exports keep a trailing axis: the head accepts it
+    assert _parse(d).head.format == "decoded"
+    d["outputs"][1]["shape"] = ["batch", 100, 2]
+    with pytest.raises(ManifestError, match=r"decoded scores is \[batch, detections\]"):
+        _parse(d)
     d = detection_manifest_dict("decoded", head={"format": "decoded", "scores": "boxes"})
     with pytest.raises(ManifestError, match="different outputs"):
         _parse(d)

@@ -143,6 +143,7 @@ def test_decoded_outputs_honour_a_valid_count_cxcywh_and_float_class_ids() -> No
     outputs = _decoded_outputs()
     outputs["boxes"] = np.array([[[50, 50, 20, 20], [60, 50, 20, 20], [80, 80, 10, 10], [0, 0, 0, 0]]], np.float32)
     outputs["class_ids"] = outputs["class_ids"].astype(np.float32)
+    outputs["scores"] = outputs["scores"][..., np.newaxis]  # [B, K, 1], as some exports give them
     outputs["num_dets"] = np.array([[2]], dtype=np.int32)
     spec = DecodedDetectionHeadSpec(format="decoded", box_format="cxcywh", num_detections="num_dets")
     head = make_head(spec, HeadContext(LABELS, ("boxes", "scores", "class_ids", "num_dets"), (100, 100)))
