@@ -88,7 +88,9 @@ class ObjectEventPayload(Envelope):
     """A tracked object appeared (new), changed meaningfully (update) or was given up on (end)."""
 
     type: ObjectEventType = Field(description="Lifecycle step.")
-    before: ObjectState | None = Field(default=None, description="State in the previous event (update, end).")
+    before: ObjectState | None = Field(
+        default=None, description="State in the previous event (update, end); for new, the same as after (as Frigate)."
+    )
     after: ObjectState = Field(description="State now.")
 
 

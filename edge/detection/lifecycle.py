@@ -129,7 +129,7 @@ class ObjectLifecycle:
             if not self.filters.reportable(rec.label, rec.top_score):
                 return None
             rec.published = self._state(rec)
-            return ObjectEventDecision("new", rec.track_id, None, rec.published)
+            return ObjectEventDecision("new", rec.track_id, rec.published, rec.published)  # as Frigate: before = after
         if not self._changed(before, rec):
             return None
         rec.published = self._state(rec)

@@ -42,11 +42,12 @@ def test_an_object_crossing_a_zone_sends_new_enter_leave_and_end_only() -> None:
     events = run(config(), frames)
     summary = [(e.type, e.before.current_zones if e.before else None, e.after.current_zones) for e in events]
     assert summary == [
-        ("new", None, []),
+        ("new", [], []),
         ("update", [], ["yard"]),
         ("update", ["yard"], []),
         ("end", [], []),
     ]
+    assert events[0].before == events[0].after  # Frigate's new: before and after both present, the same
     end = events[-1]
     assert end.after.entered_zones == ["yard"] and end.after.end_ms is not None
     assert end.after.last_seen_ms == T0 + 5900 and end.after.first_seen_ms == events[0].after.first_seen_ms
