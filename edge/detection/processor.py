@@ -55,13 +55,18 @@ class ObjectProcessor:
         if self.cfg.snapshots.enabled and image is not None:
             self.snapshots.offer(step.seen, image, frame_time_ms)
         events = self.lifecycle.step(step, frame, frame_time_ms, self.snapshots.held())
-        return FrameObjects(events, self._snapshots(events), step)
+        snapshots = self._snapshots(events)
+        for gone in step.removed:
+            self.snapshots.forget(gone.track_id)  # objects never reported had crops too
+        return FrameObjects(events, snapshots, step)
 
     def finish(self, frame_time_ms: int) -> FrameObjects:
         """End every object (the stream stopped or the model changed)."""
         self.tracker.finish()
         events = self.lifecycle.finish(frame_time_ms)
-        return FrameObjects(events, self._snapshots(events))
+        snapshots = self._snapshots(events)
+        self.snapshots = SnapshotKeeper(self.cfg.snapshots)
+        return FrameObjects(events, snapshots)
 
     def zone_counts(self) -> tuple[dict[str, int], dict[str, int]]:
         """({zone: objects}, {zone/label: objects}) over the reported objects followed now."""

@@ -96,3 +96,20 @@ def test_disabled_events_publish_nothing_and_a_full_disk_keeps_events_flowing(tm
     assert [e.type for e in out] == ["new"]
     assert [m.topic.rsplit("/", 2)[1] for m in link.published] == ["objects", "snapshots"]
     assert emitter.snapshot_errors == 1
+
+
+def test_objects_that_are_never_reported_leave_no_crop_behind() -> None:
+    cfg = DetectionConfig(tracker=TrackerConfig(lost_frames=1), snapshots=SnapshotConfig(enabled=True),
+                          default_filter={"min_score": 0.95})  # type: ignore[arg-type]
+    processor = ObjectProcessor(cfg)
+    w = Walker("a", "person", (0, 0), (2, 0))
+    for f in range(5):
+        assert processor.process([w.det(f, 0.8)], f, T0 + f, frame_with([w], f)).events == []
+    assert processor.snapshots.held() == {1}
+    for f in range(5, 8):
+        processor.process([], f, T0 + f, frame_with([], f))
+    assert processor.snapshots.held() == set()
+    processor.process([w.det(9, 0.8)], 9, T0 + 9, frame_with([w], 9))
+    processor.process([w.det(10, 0.8)], 10, T0 + 10, frame_with([w], 10))
+    processor.finish(T0 + 11)
+    assert processor.snapshots.held() == set()
