@@ -40,6 +40,7 @@ from dashboards.web.ports import (
     Sent,
 )
 from dashboards.web.request_origin import RequestOrigin
+from dashboards.web.snapshot import SORT_KEYS
 from shared.names import check_ident
 
 STATIC = Path(__file__).parent / "static"
@@ -334,6 +335,40 @@ def create_app(
         response.headers["X-Total-Count"] = str(len(rows))
         return rows[offset:offset + limit]
 
+    @app.get("/api/fleet/summary", tags=["registry"])
+    def fleet_summary(p: User) -> JSONResponse:
+        """Counts by status, condition, version, group, cohort and convergence, and the status counts over time:
+        computed once per live tick and shared by every client."""
+        return JSONResponse(live.snapshot.summary(), headers={"Cache-Control": "no-store"})
+
+    @app.get("/api/fleet/devices", tags=["registry"], responses={200: {"headers": {
+        "X-Total-Count": {"description": "Devices matching the filters, over all pages.",
+                          "schema": {"type": "integer"}},
+        "X-Generated-Ms": {"description": "Unix ms of the live tick the rows are from.",
+                           "schema": {"type": "integer"}},
+    }}})
+    def fleet_devices(
+        p: User,
+        sort: Annotated[str, Query(max_length=32, description="severity (worst first: misbehaving, offline, stale, "
+                                                              "unknown, stopped, updating, ok) or a row field.")
+                        ] = "severity",
+        desc: Annotated[bool, Query(description="Reverse the order.")] = False,
+        q: Annotated[str, Query(max_length=128, description="Text in id, groups, model, backend, variant.")] = "",
+        status: Annotated[str | None, Query(max_length=32, description="A status or condition (misbehaving, "
+                                                                       "updating).")] = None,
+        group: Annotated[str | None, Query(max_length=64, description="Only devices in this group.")] = None,
+        limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="Devices per page.")] = 100,
+        offset: Annotated[int, Query(ge=0, le=2**31, description="Devices to skip.")] = 0,
+    ) -> JSONResponse:
+        """The fleet page's table: one page of the last live tick's rows (each with its condition), sorted by
+        severity unless asked otherwise; no registry read, so any number of browsers costs one read per tick."""
+        if sort not in SORT_KEYS:
+            raise BadRequest(f"bad request: sort must be one of {', '.join(sorted(SORT_KEYS))}; got {sort[:32]!r}")
+        snap = live.snapshot
+        total, rows = snap.page(offset, limit, sort, desc, q, status, group)
+        return JSONResponse(rows, headers={"X-Total-Count": str(total), "X-Generated-Ms": str(snap.generated_ms),
+                                           "Cache-Control": "no-store"})
+
     @app.get("/api/counts", tags=["registry"])
     def device_counts(p: User) -> dict[str, dict[str, int]]:
         """Devices by status and by model version."""
@@ -399,11 +434,17 @@ def create_app(
     async def live_stream(
         p: User, device: Annotated[str | None, Query(description="Also stream this device's new samples.")] = None,
         since_ms: Annotated[int | None, Query(ge=0, le=MAX_MS, description="Samples after this Unix ms.")] = None,
+        rows: Annotated[Literal["all", "none", "device"], Query(
+            description="Device rows carried: all; none (the fleet summary instead); device (only that device's)."
+        )] = "all",
     ) -> StreamingResponse:
         """Server-sent events: a snapshot, then one batch of changed rows per interval."""
         if device is not None:
             _device_id(device)
-        return StreamingResponse(live.stream(device, since_ms), media_type="text/event-stream",
+        if rows == "device" and device is None:
+            raise BadRequest("bad request: rows=device needs device=<id>")
+        shape = device if rows == "device" and device is not None else rows
+        return StreamingResponse(live.stream(device, since_ms, shape), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
     # ---- actions -----------------------------------------------------------------------------------------------

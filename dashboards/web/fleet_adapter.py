@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -47,12 +47,17 @@ from fleet.errors import (
     UnknownRolloutError,
 )
 from fleet.registry import DeviceRecord
+from fleet.rollout import cohorts
+from fleet.rollout.controller import as_sample
+from fleet.rollout.gates import device_figure
 from fleet.rollout.operations import RolloutOperations
-from fleet.rollout.plan import RolloutPlan
+from fleet.rollout.plan import MetricGate, RolloutPlan
+from fleet.rollout.store import DeviceRow as RolloutDevice
 from fleet.rollout.store import RolloutRow
 from shared.topics import DeviceTopics
 
 RAW_RECENT_MS = 10 * 60 * 1000  # the device page reads raw samples this far back, downsampled history before
+PLOT_DEVICES = 200  # per cohort, the gate plots read at most this many devices' windows
 
 # The web app's audit log lives in the control plane's database, in a table of its own.
 audit_metadata = MetaData()
@@ -96,7 +101,8 @@ def _text(rec: DeviceRecord, name: str) -> str | None:
     return value[:200] if isinstance(value, str) else None
 
 
-def _row(rec: DeviceRecord, figures: dict[str, float], desired: int | None, feed_refused: int = 0) -> DeviceRow:
+def _row(rec: DeviceRecord, figures: dict[str, float], desired: int | None, feed_refused: int = 0,
+         cohort: tuple[str, str] | None = None) -> DeviceRow:
     return DeviceRow(
         device_id=rec.device_id, fleet=rec.fleet, groups=list(rec.groups), status=rec.status,
         model_name=rec.model_name, model_version=rec.model_version, variant=rec.model_variant,
@@ -105,11 +111,16 @@ def _row(rec: DeviceRecord, figures: dict[str, float], desired: int | None, feed
         temp_c=figures.get("temp_c"), package_rejects=figures.get("package_rejects"),
         last_seen_ms=rec.last_seen_ms, agent_version=rec.agent_version, restarts=rec.restarts,
         degraded=dict(rec.degraded), refused=max(_count(rec, "refused"), feed_refused), shed=_count(rec, "shed"),
-        last_refused=_text(rec, "last_refused"),
+        last_refused=_text(rec, "last_refused"), cohort=cohort[0] if cohort else None,  # type: ignore[arg-type]
+        rollout_id=cohort[1] if cohort else None,
     )
 
 
-def _stages(row: RolloutRow, per_stage: Counter[int]) -> list[StageView]:
+def _stages(row: RolloutRow, devices: Sequence[RolloutDevice]) -> list[StageView]:
+    per_stage = Counter(d.stage_index for d in devices)
+    states: dict[int, Counter[str]] = {}
+    for d in devices:
+        states.setdefault(d.stage_index, Counter())[d.state] += 1
     finished_ok = row.state == "completed"
     out = []
     cumulative = 0
@@ -122,7 +133,8 @@ def _stages(row: RolloutRow, per_stage: Counter[int]) -> list[StageView]:
                                                   else "passed")
         else:
             state = "pending"
-        out.append(StageView(index=i, share=stage.percent / 100, devices=cumulative, state=state))  # type: ignore[arg-type]
+        out.append(StageView(index=i, share=stage.percent / 100, devices=cumulative, state=state,  # type: ignore[arg-type]
+                             name=stage.name, by_state=dict(sorted(states.get(i, Counter()).items()))))
     return out
 
 
@@ -137,12 +149,22 @@ def _gates(row: RolloutRow) -> list[GateFigure]:
             name=str(g.get("gate")), metric=str(getattr(plan_gate, "metric", g.get("gate"))),
             op=str(getattr(plan_gate, "op", "")), threshold=float(g.get("threshold") or 0.0),
             canary=finite(g.get("canary")), control=finite(g.get("control")),
-            verdict=status if status in ("pass", "fail", "hold") else None,
+            verdict=status if status in ("pass", "fail", "hold") else None, detail=str(g.get("detail") or "")[:2000],
         ))
     if not out:  # not analysed yet: show the plan's gates with no data
         for pg in stage.gates:
             out.append(GateFigure(name=pg.label, metric=str(getattr(pg, "metric", pg.label)),
                                   op=str(getattr(pg, "op", "")), threshold=float(getattr(pg, "threshold", 0.0))))
+    return out
+
+
+def _values(windows: Mapping[str, Sequence[Any]], ids: Sequence[str], gate: MetricGate) -> list[float]:
+    """The devices' own figures for a gate (those short of samples left out), finite only."""
+    out = []
+    for d in ids:
+        v = finite(device_figure(windows.get(d, ()), gate))
+        if isinstance(v, float | int):
+            out.append(float(v))
     return out
 
 
@@ -171,11 +193,24 @@ class FleetAdapter:
         entries = self.store.desired.all()
         latest = self.figures.latest()
         refused = self.figures.refused()
+        records = self.store.list_devices()
+        membership = self._cohorts(records)
         out = []
-        for rec in self.store.list_devices():
+        for rec in records:
             entry = desired_for(rec, entries)
             out.append(_row(rec, latest.get(rec.device_id, {}), entry.version if entry else None,
-                            refused.get(rec.device_id, 0)))
+                            refused.get(rec.device_id, 0), membership.get(rec.device_id)))
+        return out
+
+    def _cohorts(self, records: Sequence[DeviceRecord]) -> dict[str, tuple[str, str]]:
+        """Each device in a running or paused rollout: (canary or control, rollout id); canaries are the devices
+        the rollout selected, control the rest of its group's cohort members (by the rollout's own cohort rule)."""
+        out: dict[str, tuple[str, str]] = {}
+        for row in self.rollout_ops.repo.active():
+            selected = {d.device_id for d in self.rollout_ops.repo.devices(row.id) if d.state != "rolled_back"}
+            rule = cohorts.trusts_device_groups(row.baseline)
+            for rec in cohorts.members(records, row.group, rule):
+                out.setdefault(rec.device_id, ("canary" if rec.device_id in selected else "control", row.id))
         return out
 
     def device(self, device_id: str) -> DeviceDetail | None:
@@ -190,7 +225,7 @@ class FleetAdapter:
                  "groups": list(rec.groups), "hardware": rec.hardware, "degraded": rec.degraded,
                  "unsigned_commands": rec.unsigned_commands, "telemetry_interval_s": rec.telemetry_interval_s}
         row = _row(rec, self.figures.latest().get(device_id, {}), entry.version if entry else None,
-                   self.figures.refused().get(device_id, 0))
+                   self.figures.refused().get(device_id, 0), self._cohorts([rec]).get(device_id))
         return DeviceDetail(row=row,
                             boot_id=rec.boot_id, hardware=finite(dict(rec.hardware)), config_digest=rec.config_digest,
                             state=finite(state))
@@ -216,15 +251,18 @@ class FleetAdapter:
     def events(self, device_id: str | None, since_ms: int, limit: int, collapsed: bool = False) -> list[EventRow]:
         return self.events_buffer.events(device_id, since_ms, limit, collapsed)
 
-    def _view(self, row: RolloutRow) -> RolloutView:
+    def _view(self, row: RolloutRow, plots: bool = False) -> RolloutView:
         devices = self.rollout_ops.repo.devices(row.id)
         events = self.rollout_ops.repo.events(row.id)
         priors = Counter(d.prior_version for d in devices if d.prior_version is not None)
+        gates = _gates(row)
+        if plots:
+            gates = self._gate_values(row, devices, gates)
         return RolloutView(
             rollout_id=row.id, group=row.group, model=row.model, version=row.version,
             from_version=priors.most_common(1)[0][0] if priors else None, state=row.state, stage=row.stage_index,
-            stages=_stages(row, Counter(d.stage_index for d in devices)),
-            devices_by_state=dict(sorted(Counter(d.state for d in devices).items())), gates=_gates(row),
+            stages=_stages(row, devices), last_reason=row.last_reason[:4000],
+            devices_by_state=dict(sorted(Counter(d.state for d in devices).items())), gates=gates,
             decisions=[Decision(ts_ms=e.ts_ms, stage=e.stage_index, action=e.kind, reason=e.reason,
                                 by=None if e.actor == "controller" else e.actor) for e in events],
             started_ms=row.created_ms, updated_ms=row.updated_ms,
@@ -233,9 +271,35 @@ class FleetAdapter:
     def rollouts(self) -> list[RolloutView]:
         return [self._view(r) for r in self.rollout_ops.repo.latest(limit=20)]
 
+    def _gate_values(self, row: RolloutRow, devices: Sequence[RolloutDevice], gates: list[GateFigure]
+                     ) -> list[GateFigure]:
+        """Each metric gate's per-device figures over the stage's window, canary against control, for its plot."""
+        stage = row.plan.stages[row.stage_index]
+        metric_gates = {g.label: g for g in stage.gates if isinstance(g, MetricGate)}
+        if not metric_gates:
+            return gates
+        now = self.store.clock()
+        since = now - int(stage.window_s * 1000)
+        canary = [d.device_id for d in devices if d.state != "rolled_back"][:PLOT_DEVICES]
+        rule = cohorts.trusts_device_groups(row.baseline)
+        chosen = set(canary)
+        control = [r.device_id for r in cohorts.members(self.store.list_devices(group=row.group), row.group, rule)
+                   if r.device_id not in chosen and r.status == "online"][:PLOT_DEVICES]
+        windows = {d: [as_sample(s) for s in self.store.telemetry_window(d, since, now + 1)]
+                   for d in (*canary, *control)}
+        out = []
+        for g in gates:
+            plan_gate = metric_gates.get(g.name)
+            if plan_gate is None:
+                out.append(g)
+                continue
+            values = _values(windows, canary, plan_gate), _values(windows, control, plan_gate)
+            out.append(g.model_copy(update={"canary_values": values[0], "control_values": values[1]}))
+        return out
+
     def rollout(self, rollout_id: str) -> RolloutView | None:
         try:
-            return self._view(self.rollout_ops.repo.get(rollout_id))
+            return self._view(self.rollout_ops.repo.get(rollout_id), plots=True)
         except UnknownRolloutError:
             return None
 

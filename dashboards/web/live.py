@@ -23,11 +23,13 @@ from typing import Any
 from dashboards.web.alerts import Alert, AlertTracker, Rule, evaluate
 from dashboards.web.finite import dumps
 from dashboards.web.ports import DeviceRow, FleetReader, RolloutView
+from dashboards.web.snapshot import FleetSnapshot, Trend, trend_counts
 
 log = logging.getLogger(__name__)
 
 QUEUE_BATCHES = 8  # a stream this many batches behind is dropped (it reconnects from a snapshot)
 EVENTS_LOOKBACK_MS = 10 * 60 * 1000
+Rows = str  # what device rows a stream carries: "all", "none" (the summary instead), or one device id
 
 
 def counts(rows: Sequence[DeviceRow]) -> dict[str, dict[str, int]]:
@@ -78,6 +80,18 @@ class LiveDiff:
         return delta
 
 
+def shaped(message: dict[str, Any], rows: Rows, summary: dict[str, Any] | None) -> dict[str, Any]:
+    """A batch as one stream takes it: every row, none (the fleet summary instead), or one device's row."""
+    if rows == "all":
+        return message
+    if rows == "none":
+        out = {k: v for k, v in message.items() if k not in ("devices", "removed")}
+        out["summary"] = summary
+        return out
+    return message | {"devices": [d for d in message["devices"] if d["device_id"] == rows],
+                      "removed": [k for k in message["removed"] if k == rows]}
+
+
 AlertSink = Callable[[list[Alert], list[Alert]], None]  # (started, ended): publishes them (MQTT)
 
 
@@ -93,12 +107,20 @@ class LiveHub:
         self._clock_ms = clock_ms or (lambda: int(time.time() * 1000))
         self._diff = LiveDiff()
         self._tracker = AlertTracker()
-        self._streams: set[asyncio.Queue[str | None]] = set()
+        self._streams: dict[asyncio.Queue[str | None], Rows] = {}
         self._device_streams: dict[asyncio.Queue[str | None], tuple[str, int]] = {}
         self._task: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
         self.errors = 0
         self.nonfinite = 0
+        self._trend = Trend()
+        self.snapshot = FleetSnapshot([], self._clock_ms(), self._trend)
+
+    def _last_summary(self) -> dict[str, Any]:
+        """The summary the streams carry: counts and only the newest trend point (the page fetched the rest)."""
+        s = self.snapshot.summary()
+        s["trend"] = {k: v[-1:] for k, v in s["trend"].items()}
+        return s
 
     def alerts(self) -> list[Alert]:
         """Alerts firing now."""
@@ -129,7 +151,11 @@ class LiveHub:
             started, ended = self._tracker.update(firing, now)
             if self._sink is not None and (started or ended):
                 self._sink(started, ended)
-        return self._diff.step(devices, rollouts, self._tracker.active())
+        self._trend.add(now, trend_counts(devices))
+        delta = self._diff.step(devices, rollouts, self._tracker.active())
+        # Every browser's table and summary read this, so no request reads the registry again.
+        self.snapshot = FleetSnapshot(devices, now, self._trend, dict(self._diff.rows))
+        return delta
 
     def _device_samples(self) -> dict[asyncio.Queue[str | None], str]:
         out: dict[asyncio.Queue[str | None], str] = {}
@@ -157,13 +183,13 @@ class LiveHub:
             try:
                 delta = await asyncio.to_thread(self._poll)
                 per_device = await asyncio.to_thread(self._device_samples)
-                text = self._encode(delta) if delta is not None else None
+                texts = self._texts(delta)
             except Exception as exc:  # noqa: BLE001 - a failing read (database restarting) must not end the live channel
                 self.errors += 1
                 log.warning("live channel: reading the fleet failed (%s: %s); retrying", type(exc).__name__, exc)
                 continue
-            for q in list(self._streams):
-                for msg in (text, per_device.get(q)):
+            for q, rows in list(self._streams.items()):
+                for msg in (texts.get(rows), per_device.get(q)):
                     if msg is None:
                         continue
                     try:
@@ -171,26 +197,41 @@ class LiveHub:
                     except asyncio.QueueFull:
                         self._drop(q)
 
+    def _texts(self, delta: dict[str, Any] | None) -> dict[Rows, str]:
+        """The batch encoded once per kind of stream connected (each device's only when its row changed)."""
+        if delta is None:
+            return {}
+        summary = self._last_summary()
+        out: dict[Rows, str] = {}
+        for rows in set(self._streams.values()):
+            msg = shaped(delta, rows, summary)
+            if rows in ("all", "none") or msg["devices"] or msg["removed"] or msg["rollouts"] or "alerts" in msg:
+                out[rows] = self._encode(msg)
+        return out
+
     def _drop(self, q: asyncio.Queue[str | None]) -> None:
-        self._streams.discard(q)
+        self._streams.pop(q, None)
         self._device_streams.pop(q, None)
         with contextlib.suppress(asyncio.QueueFull):
             q.put_nowait(None)
 
-    async def stream(self, device_id: str | None = None, since_ms: int | None = None) -> AsyncIterator[str]:
-        """Server-sent event lines: a snapshot first, then one delta per interval that changed anything."""
+    async def stream(self, device_id: str | None = None, since_ms: int | None = None, rows: Rows = "all"
+                     ) -> AsyncIterator[str]:
+        """Server-sent event lines: a snapshot first, then one delta per interval that changed anything. rows:
+        "all" (every changed row), "none" (the fleet summary instead: the fleet page fetches its one page), or a
+        device id (only that row)."""
         await self._ready.wait()
         q: asyncio.Queue[str | None] = asyncio.Queue(QUEUE_BATCHES)
-        self._streams.add(q)
+        self._streams[q] = rows
         if device_id is not None:
             self._device_streams[q] = (device_id, since_ms if since_ms is not None else self._clock_ms())
         try:
-            yield f"data: {self._encode(self._diff.snapshot())}\n\n"
+            yield f"data: {self._encode(shaped(self._diff.snapshot(), rows, self.snapshot.summary()))}\n\n"
             while True:
                 msg = await q.get()
                 if msg is None:
                     return
                 yield f"data: {msg}\n\n"
         finally:
-            self._streams.discard(q)
+            self._streams.pop(q, None)
             self._device_streams.pop(q, None)

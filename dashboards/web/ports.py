@@ -47,6 +47,10 @@ class DeviceRow(_View):
                          "the web app's own when higher): a device sending them is misbehaving.")
     shed: int = Field(default=0, description="Messages shed because the device sent more than its fair share.")
     last_refused: str | None = Field(default=None, description="Why the registry refused its last bad message.")
+    cohort: Literal["canary", "control"] | None = Field(
+        default=None, description="In a running or paused rollout of one of its groups: canary (selected for the new "
+                                  "version) or control (a member left on the old one); None otherwise.")
+    rollout_id: str | None = Field(default=None, description="The rollout its cohort belongs to.")
 
 class DeviceDetail(_View):
     """The device page's header: the row plus what the retained state payload says."""
@@ -123,6 +127,10 @@ class GateFigure(_View):
     canary: float | None = Field(default=None, description="Canary cohort figure; None while there is no data.")
     control: float | None = Field(default=None, description="Control cohort figure; None while there is no data.")
     verdict: Literal["pass", "fail", "hold"] | None = Field(default=None, description="Last evaluation.")
+    canary_values: list[float] = Field(default_factory=list, description="Per-device figures of the canary cohort "
+                                       "over the stage's window (at most a few hundred), for the distribution plot.")
+    control_values: list[float] = Field(default_factory=list, description="The same for the control cohort.")
+    detail: str = Field(default="", description="Why the gate decided as it did, as the controller wrote it.")
 
 
 class StageView(_View):
@@ -131,6 +139,9 @@ class StageView(_View):
     index: int = Field(description="0-based stage number.")
     share: float = Field(description="Share of the group this stage covers (0-1].")
     devices: int = Field(default=0, description="Devices selected up to this stage.")
+    name: str | None = Field(default=None, description="Stage name from the plan.")
+    by_state: dict[str, int] = Field(default_factory=dict, description="Devices this stage selected, per rollout "
+                                     "state (pending, installing, converged, failed, rolled_back, ...).")
     state: Literal["pending", "running", "passed", "failed", "skipped"] = Field(description="Stage progress.")
 
 
@@ -158,6 +169,7 @@ class RolloutView(_View):
     devices_by_state: dict[str, int] = Field(default_factory=dict, description="Devices per rollout state.")
     gates: list[GateFigure] = Field(default_factory=list, description="Gates of the current stage.")
     decisions: list[Decision] = Field(default_factory=list, description="Transitions, oldest first.")
+    last_reason: str = Field(default="", description="Why the controller made its last decision, in full.")
     started_ms: int = Field(description="Unix ms when started.")
     updated_ms: int = Field(description="Unix ms of the last change.")
 

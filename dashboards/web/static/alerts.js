@@ -30,7 +30,7 @@
   }
   EF.init("Alerts").then((me) => {
     if (!me) return;
-    EF.live("", (msg) => { if (msg.alerts) showAlerts(msg.alerts); });
+    EF.live("?rows=none", (msg) => { if (msg.alerts) showAlerts(msg.alerts); });
     audit(); setInterval(audit, 5000);
   });
 })();

@@ -155,12 +155,16 @@
     const v = parseInt(document.getElementById("deploy-version").value, 10);
     EF.act(base + "/deploy", { version: Number.isFinite(v) ? v : null });
   });
+  let removed = false, poller = null, stream = null;
   document.getElementById("remove").addEventListener("click", async () => {
     if (!confirm("Remove " + id + " from the registry? It comes back if it publishes again.")) return;
     try {
       const res = await EF.api(base, "DELETE");
       EF.say(res.message, "info");
       document.querySelectorAll("button.act").forEach((b) => { b.disabled = true; });
+      removed = true;  // nothing left to poll: the page keeps what it showed, with no 404s every 5 s
+      clearInterval(poller);
+      if (stream) stream.close();
     } catch (e) { EF.say(e.message, "error"); }
   });
 
@@ -174,11 +178,12 @@
     const hist = await EF.api(base + "/history");
     add(hist);
     await events();
-    EF.live("?device=" + encodeURIComponent(id) + "&since_ms=" + (last ? last.ts_ms : 0), (msg) => {
+    if (removed) return;
+    stream = EF.live("?rows=device&device=" + encodeURIComponent(id) + "&since_ms=" + (last ? last.ts_ms : 0), (msg) => {
       if (msg.type === "samples") { add(msg.samples); return; }
       const row = msg.devices.find((d) => d.device_id === id);
       if (row) summary(row);
     });
-    setInterval(() => { events().catch(() => {}); detail().catch(() => {}); }, 5000);
+    poller = setInterval(() => { events().catch(() => {}); detail().catch(() => {}); }, 5000);
   });
 })();

@@ -75,6 +75,17 @@ class FakeFleet:
         with self._lock:
             self._rows[device_id] = self._rows[device_id].model_copy(update={"refused": refused, "shed": shed})
 
+    def desire(self, device_id: str, version: int | None) -> None:
+        """The control plane wants the device on this version (None: no desired state)."""
+        with self._lock:
+            self._rows[device_id] = self._rows[device_id].model_copy(update={"desired_version": version})
+
+    def cohort(self, device_id: str, cohort: str | None, rollout_id: str | None = None) -> None:
+        """The device is a canary or a control member of a rollout (None: in none)."""
+        with self._lock:
+            self._rows[device_id] = self._rows[device_id].model_copy(update={"cohort": cohort,
+                                                                             "rollout_id": rollout_id})
+
     def set_status(self, device_id: str, status: str) -> None:
         """The retained status changes (offline: the Last Will)."""
         with self._lock:
@@ -95,13 +106,23 @@ class FakeFleet:
             gates = [g.model_copy(update={"canary": canary, "control": control, "verdict": "pass"}) for g in r.gates]
             stage = min(r.stage + 1, len(r.stages) - 1)
             done = r.stage == len(r.stages) - 1
+            by_state = [dict(s.by_state) for s in r.stages]
+            by_state[r.stage] = {"converged": r.stages[r.stage].devices}
+            if not done:
+                by_state[stage] = {"pending": 1, "installing": 1}
             stages = [s.model_copy(update={"state": "passed" if s.index < stage or done else
-                                           "running" if s.index == stage else "pending"}) for s in r.stages]
+                                           "running" if s.index == stage else "pending",
+                                           "by_state": by_state[s.index]}) for s in r.stages]
+            reason = (f"every gate passed: e2e p95 {canary:.1f} ms vs control {control:.1f} ms; "
+                      + "; ".join(f"device cam-{i} within the effect size of its control" for i in range(12)))
             decision = Decision(ts_ms=self.clock_ms(), stage=r.stage, action="complete" if done else "advance",
-                                reason=f"every gate passed: e2e p95 {canary:.1f} ms vs control {control:.1f} ms")
+                                reason=reason)
+            gates = [g.model_copy(update={"canary_values": [canary - 0.2, canary, canary + 0.3],
+                                          "control_values": [control - 0.1, control, control + 0.1, control + 0.4]})
+                     for g in gates]
             self._rollouts[rollout_id] = r.model_copy(update={
                 "stage": stage, "stages": stages, "gates": gates, "state": "completed" if done else "running",
-                "decisions": [*r.decisions, decision], "updated_ms": self.clock_ms(),
+                "decisions": [*r.decisions, decision], "updated_ms": self.clock_ms(), "last_reason": reason,
                 "devices_by_state": {"updated": stages[stage].devices, "pending": 10 - stages[stage].devices},
             })
 
@@ -206,8 +227,10 @@ class FakeFleet:
             rid = f"r{len(self._rollouts) + 1}"
             now = self.clock_ms()
             n = len(members)
-            stages = [StageView(index=i, share=s, devices=max(1, round(s * n)),
-                                state="running" if i == 0 else "pending") for i, s in enumerate((0.1, 0.5, 1.0))]
+            stages = [StageView(index=i, share=s, devices=max(1, round(s * n)), name=name,
+                                state="running" if i == 0 else "pending",
+                                by_state={"pending": max(1, round(s * n))} if i == 0 else {})
+                      for i, (name, s) in enumerate((("canary", 0.1), ("half", 0.5), ("all", 1.0)))]
             self._rollouts[rid] = RolloutView(
                 rollout_id=rid, group=group, model=model, version=version, from_version=1, state="running", stage=0,
                 stages=stages, devices_by_state={"updated": 0, "pending": n},

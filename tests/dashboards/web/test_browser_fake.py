@@ -43,7 +43,7 @@ def test_operator_sees_live_fleet_acts_on_rollout_and_no_console_errors(
     fleet.telemetry("cam-new", {"fps": 29.5, "e2e_ms_p95": 7.25, "cpu_pct": 12.0, "temp_c": 51.0})
     row = page.locator('#devices tbody tr[data-id="cam-new"]')
     expect(row).to_be_visible(timeout=2000)
-    expect(row.locator("td").nth(6)).to_have_text("29.5")
+    expect(row.locator('td[data-key="fps"]')).to_have_text("29.5")
     expect(row).not_to_have_class("bad")
     expect(page.locator('#by-status .pill[data-key="online"]')).to_have_text("online: 5")
 

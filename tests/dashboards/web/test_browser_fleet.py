@@ -107,7 +107,7 @@ def test_fleet_page_over_real_control_plane_simulator_and_agent(
             sign_in(page, base, OPERATOR)
             expect(page.locator("#devices tbody tr")).to_have_count(SIM_DEVICES + 1, timeout=30_000)
             agent_row = page.locator(f'#devices tbody tr[data-id="{agent_id}"]')
-            expect(agent_row.locator("td").nth(3)).to_have_text("tiny v1", timeout=30_000)
+            expect(agent_row.locator('td[data-key="model_version"]')).to_have_text("tiny v1", timeout=30_000)
             expect(agent_row).not_to_have_class("bad")
             page.screenshot(path=str(tmp_path / "fleet.png"), full_page=True)
 
