@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from shared.manifest import Manifest, utcnow
@@ -65,7 +66,7 @@ def detection_manifest_dict(fmt: str = "yolo", **over: Any) -> dict[str, Any]:
         task="detection",
         head={"format": fmt},
         inputs=[{"name": "images", "shape": [1, 3, 640, 640], "dtype": "float32", "layout": "NCHW"}],
-        outputs=_DETECTION_OUTPUTS[fmt],
+        outputs=copy.deepcopy(_DETECTION_OUTPUTS[fmt]),  # tests change shapes in place
         preprocess={"resize": [640, 640], "channel_order": "rgb", "scale": 1 / 255, "mean": [0.0] * 3,
                     "std": [1.0] * 3, "resize_mode": "letterbox", "pad_value": 114},
         labels=list(DETECTION_LABELS),
