@@ -218,11 +218,7 @@ class Ingest:
             except WRITE_ERRORS as exc:
                 if item.accepted:
                     self._count(self.stats.accepted, item.kind, -1)
-                refusal = self._refusal(Route(device, item.kind), exc, item.received_ms)
-                try:
-                    self._write({device: [refusal]})
-                except WRITE_ERRORS as again:
-                    log.error("cannot book a refused message against %s: %s", device, _why(again))
+                self._book(device, self._refusal(Route(device, item.kind), exc, item.received_ms))
 
     def _write(self, per_device: dict[str, list[_Parsed]]) -> None:
         """Samples and record changes of these devices in one transaction; replies after it."""
@@ -233,14 +229,30 @@ class Ingest:
             samples = [(dev, i.sample, i.received_ms) for dev, items in per_device.items() if dev not in capped
                        for i in items if i.sample is not None]
             self.store.telemetry.add(samples, conn)
+        # Committed: what follows must not raise into the fallback, which would store the samples again.
         for dev in retry:
-            self.store.devices.update(dev, changes[dev])
+            try:
+                self.store.devices.update(dev, changes[dev])
+            except WRITE_ERRORS as exc:
+                log.error("device %s: its record missed a batch's change (%s)", dev, _why(exc))
         if capped:
             self._capped(capped, sum(len(per_device[d]) for d in capped))
         for dev, items in per_device.items():
             for i in items:
                 if i.reply is not None and dev not in capped:
-                    self.store.commands.reply(*i.reply, i.received_ms, device_id=dev)
+                    try:
+                        self.store.commands.reply(*i.reply, i.received_ms, device_id=dev)
+                    except WRITE_ERRORS as exc:
+                        self._book(dev, self._refusal(Route(dev, "reply"), exc, i.received_ms))
+
+    def _book(self, device: str, refusal: _Parsed) -> None:
+        """Count a refusal on the device's record; a database that refuses even that is logged, never raised."""
+        if refusal.change is None:
+            return
+        try:
+            self.store.devices.update(device, refusal.change)
+        except WRITE_ERRORS as exc:
+            log.error("cannot book a refused message against %s: %s", device, _why(exc))
 
     def _capped(self, devices: set[str], messages: int) -> None:
         with self._lock:
