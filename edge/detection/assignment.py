@@ -51,9 +51,10 @@ def _solve(cost: np.ndarray) -> list[int]:
 
 
 def assign(cost: np.ndarray, max_cost: float) -> list[tuple[int, int]]:
-    """(row, col) pairs of a minimum total cost matching, keeping only pairs whose cost is at most max_cost.
+    """(row, col) pairs: the most pairs whose cost is at most max_cost, and of those matchings the cheapest.
 
-    Pairs above max_cost are treated as forbidden before solving (priced so no allowed pair is traded for them).
+    Pairs above max_cost are treated as forbidden before solving (priced so no allowed pair is traded for them);
+    groups of rows and columns that share no allowed pair are solved apart.
     """
     cost = np.asarray(cost, dtype=np.float64)
     if cost.ndim != 2 or cost.size == 0:
@@ -61,11 +62,47 @@ def assign(cost: np.ndarray, max_cost: float) -> list[tuple[int, int]]:
     allowed = np.isfinite(cost) & (cost <= max_cost)
     if not allowed.any():
         return []
-    big = float(np.abs(cost[allowed]).sum()) + 1.0 + max(1.0, abs(max_cost)) * (min(cost.shape) + 1)
+    pairs: list[tuple[int, int]] = []
+    for rows, cols in _components(allowed):
+        if len(rows) == 1 and len(cols) == 1:
+            pairs.append((rows[0], cols[0]))
+            continue
+        sub, ok = cost[np.ix_(rows, cols)], allowed[np.ix_(rows, cols)]
+        pairs += [(rows[r], cols[c]) for r, c in _solve_allowed(sub, ok)]
+    return sorted(pairs)
+
+
+def _solve_allowed(cost: np.ndarray, allowed: np.ndarray) -> list[tuple[int, int]]:
+    big = float(np.abs(cost[allowed]).sum()) + 1.0 + float(np.abs(cost[allowed]).max()) * (min(cost.shape) + 1)
     work = np.where(allowed, cost, big)
     transposed = work.shape[0] > work.shape[1]
     if transposed:
         work = work.T
     cols = _solve(work)
     pairs = [(c, r) if transposed else (r, c) for r, c in enumerate(cols)]
-    return sorted((r, c) for r, c in pairs if allowed[r, c])
+    return [(r, c) for r, c in pairs if allowed[r, c]]
+
+
+def _components(allowed: np.ndarray) -> list[tuple[list[int], list[int]]]:
+    """Rows and columns linked by allowed pairs, split into independent groups (solved apart: far cheaper)."""
+    n, m = allowed.shape
+    parent = list(range(n + m))
+
+    def find(x: int) -> int:
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for r, c in zip(*np.nonzero(allowed), strict=True):
+        a, b = find(int(r)), find(n + int(c))
+        if a != b:
+            parent[a] = b
+    groups: dict[int, tuple[list[int], list[int]]] = {}
+    for r in range(n):
+        if allowed[r].any():
+            groups.setdefault(find(r), ([], []))[0].append(r)
+    for c in range(m):
+        if allowed[:, c].any():
+            groups.setdefault(find(n + c), ([], []))[1].append(c)
+    return list(groups.values())

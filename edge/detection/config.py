@@ -109,6 +109,10 @@ class TrackerConfig(_Section):
     min_hits: int = Field(
         default=2, ge=1, le=1000, description="Frames a new track must be matched in before it is reported."
     )
+    max_detections: int = Field(
+        default=300, ge=1, le=10_000,
+        description="Most detections associated per frame, best scores first (bounds the work a frame can cost).",
+    )
     lost_frames: int = Field(
         default=30, ge=0, le=100_000,
         description="Frames a track may go unseen (occluded, missed) and still resume with its id.",

@@ -98,6 +98,8 @@ class ByteTracker:
     def update(self, detections: Sequence[DetectionLike]) -> TrackStep:
         """Associate one frame's detections; every confirmed object appears once in seen, lost or removed."""
         cfg = self.cfg
+        if len(detections) > cfg.max_detections:
+            detections = sorted(detections, key=lambda d: -d.score)[: cfg.max_detections]
         high = [d for d in detections if d.score >= cfg.high_score]
         low = [d for d in detections if cfg.low_score <= d.score < cfg.high_score]
         tracks = self._tracks

@@ -10,25 +10,21 @@ import pytest
 from edge.detection.assignment import assign
 
 
-def brute_force(cost: np.ndarray, max_cost: float) -> float:
-    """Cheapest total over every partial matching of allowed pairs, with unmatched rows costing max_cost + 1."""
+def brute_force(cost: np.ndarray, max_cost: float) -> tuple[int, float]:
+    """(fewest unmatched rows, then the least total cost) over every matching of allowed pairs."""
     n, m = cost.shape
-    best = float("inf")
-    penalty = max_cost + 1.0
+    best = (n + 1, float("inf"))
     for cols in itertools.permutations(range(max(n, m)), n):
-        total = 0.0
-        for r, c in enumerate(cols):
-            total += cost[r, c] if c < m and cost[r, c] <= max_cost else penalty
-        best = min(best, total)
+        kept = [cost[r, c] for r, c in enumerate(cols) if c < m and cost[r, c] <= max_cost]
+        best = min(best, (n - len(kept), float(sum(kept))))
     return best
 
 
-def total(cost: np.ndarray, pairs: list[tuple[int, int]], max_cost: float) -> float:
-    matched = {r for r, _ in pairs}
-    return sum(cost[r, c] for r, c in pairs) + (max_cost + 1.0) * (cost.shape[0] - len(matched))
+def score(cost: np.ndarray, pairs: list[tuple[int, int]]) -> tuple[int, float]:
+    return cost.shape[0] - len(pairs), float(sum(cost[r, c] for r, c in pairs))
 
 
-@pytest.mark.parametrize("shape", [(1, 1), (3, 3), (2, 5), (5, 2), (4, 4)])
+@pytest.mark.parametrize("shape", [(1, 1), (3, 3), (2, 5), (5, 2), (4, 4), (6, 6)])
 def test_matches_the_brute_force_optimum(shape: tuple[int, int]) -> None:
     rng = np.random.default_rng(sum(shape))
     for _ in range(30):
@@ -36,7 +32,9 @@ def test_matches_the_brute_force_optimum(shape: tuple[int, int]) -> None:
         pairs = assign(cost, max_cost=0.7)
         assert len({r for r, _ in pairs}) == len(pairs) and len({c for _, c in pairs}) == len(pairs)
         assert all(cost[r, c] <= 0.7 for r, c in pairs)
-        assert total(cost, pairs, 0.7) == pytest.approx(brute_force(cost, 0.7))
+        unmatched, total = score(cost, pairs)
+        best_unmatched, best_total = brute_force(cost, 0.7)
+        assert unmatched == best_unmatched and total == pytest.approx(best_total)
 
 
 def test_prefers_the_global_optimum_over_the_greedy_pick() -> None:
@@ -48,3 +46,17 @@ def test_prefers_the_global_optimum_over_the_greedy_pick() -> None:
 def test_pairs_above_the_cap_are_never_returned() -> None:
     assert assign(np.array([[0.95, 0.99]]), max_cost=0.8) == []
     assert assign(np.zeros((0, 3)), max_cost=0.8) == []
+
+
+def test_independent_groups_are_solved_apart_with_the_same_answer() -> None:
+    rng = np.random.default_rng(7)
+    cost = np.ones((40, 40))
+    for k in range(10):  # ten 4x4 blocks along the diagonal, nothing allowed between them
+        block = slice(4 * k, 4 * k + 4)
+        cost[block, block] = rng.random((4, 4)) * 0.6
+    pairs = assign(cost, max_cost=0.7)
+    assert len(pairs) == 40 and all(r // 4 == c // 4 for r, c in pairs)
+    for k in range(10):
+        block = cost[4 * k : 4 * k + 4, 4 * k : 4 * k + 4]
+        mine = [(r - 4 * k, c - 4 * k) for r, c in pairs if r // 4 == k]
+        assert score(block, mine)[1] == pytest.approx(brute_force(block, 0.7)[1])

@@ -143,3 +143,10 @@ def test_noisy_scenes_give_each_object_one_id_and_no_id_two_objects(seed: int) -
             assert owner.setdefault(obj.track_id, best.name) == best.name, "one id moved to another object"
             ids[best.name].add(obj.track_id)
     assert all(len(v) == 1 for v in ids.values()), ids
+
+
+def test_a_flood_of_boxes_is_cut_to_the_best_scoring_ones() -> None:
+    tracker = ByteTracker(TrackerConfig(min_hits=1, max_detections=3))
+    flood = [Detection("x", 0, 0.5 + i / 2000, (i * 20.0, 0.0, i * 20.0 + 10, 10.0)) for i in range(1000)]
+    seen = tracker.update(flood).seen
+    assert sorted(round(o.box[0]) for o in seen) == [19940, 19960, 19980]
