@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from cloud.errors import ExportError
-from shared.golden import golden_arrays, golden_bytes
+from shared.golden import detection_golden_arrays, golden_arrays, golden_bytes
 from shared.integrity import sha256_file
 from shared.manifest import Golden
 from shared.object_store import atomic_write
+from shared.tasks.detection import Detection
 
 
 def golden_indices(logits: np.ndarray, count: int) -> np.ndarray:
@@ -42,6 +44,18 @@ def write_golden(out_path: Path, inputs: np.ndarray, logits: np.ndarray) -> Gold
     """golden.npz in the shared format (shared.golden), written atomically, and its manifest entry."""
     try:
         golden = golden_arrays(inputs, logits)
+    except ValueError as exc:
+        raise ExportError(f"golden samples: {exc}") from exc
+    atomic_write(out_path, golden_bytes(golden))
+    return Golden(
+        file=out_path.name, sha256=sha256_file(out_path), bytes=out_path.stat().st_size, count=int(inputs.shape[0])
+    )
+
+
+def write_detection_golden(out_path: Path, inputs: np.ndarray, detections: Sequence[Sequence[Detection]]) -> Golden:
+    """A detector's golden.npz: inputs and the FP32 head's detections on them (no geometry), and its manifest entry."""
+    try:
+        golden = detection_golden_arrays(inputs, detections)
     except ValueError as exc:
         raise ExportError(f"golden samples: {exc}") from exc
     atomic_write(out_path, golden_bytes(golden))

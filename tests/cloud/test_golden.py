@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 
 from cloud.errors import ExportError
-from cloud.golden import golden_indices, write_golden
+from cloud.golden import golden_indices, write_detection_golden, write_golden
+from shared.golden import read_detection_golden
 from shared.integrity import sha256_file
+from shared.tasks import Detection
 
 
 def test_every_predicted_class_comes_before_any_repeats() -> None:
@@ -58,3 +60,14 @@ def test_mismatched_arrays_write_nothing(tmp_path: Path) -> None:
     with pytest.raises(ExportError, match="3 inputs for 2 logit rows"):
         write_golden(tmp_path / "golden.npz", np.zeros((3, 1, 2, 2)), np.zeros((2, 3)))
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_detectors_golden_file_holds_the_reference_detections(tmp_path: Path) -> None:
+    frames = [(Detection("car", 1, 0.5, (1.0, 2.0, 30.0, 40.0)),), ()]
+    golden = write_detection_golden(tmp_path / "golden.npz", np.zeros((2, 3, 8, 8)), frames)
+    assert (golden.count, golden.sha256) == (2, sha256_file(tmp_path / "golden.npz"))
+    got = read_detection_golden(tmp_path / "golden.npz", count=2, classes=2)
+    assert got.detections(["person", "car"]) == frames
+    with pytest.raises(ExportError, match="golden samples: 2 inputs for 1 detection results"):
+        write_detection_golden(tmp_path / "other.npz", np.zeros((2, 3, 8, 8)), frames[:1])
+    assert not (tmp_path / "other.npz").exists()
