@@ -49,6 +49,8 @@ Kind = Literal["status", "state", "telemetry", "reply"]
 MAX_PAYLOAD_BYTES = 256 * 1024
 # A batch stops taking messages past this many bytes, so a few large messages make a small transaction.
 MAX_BATCH_BYTES = 8 * 1024 * 1024
+# What reading a device's payload may raise (RecursionError: nesting deeper than any parser allows).
+PARSE_ERRORS = (ValueError, ValidationError, TypeError, ArithmeticError, RecursionError)
 # What the database (or a driver) may raise on a value it will not store; one message's failure, not the thread's.
 _UNPRINTABLE = re.compile(r"[^\x20-\x7e]")
 # Devices whose first refusal was logged are remembered up to this many; beyond, refusals are counted only.
@@ -190,7 +192,7 @@ class Ingest:
                 continue
             try:
                 parsed = self._parse(r, payload, retained, received)
-            except (ValueError, ValidationError) as exc:
+            except PARSE_ERRORS as exc:
                 per_device.setdefault(r.device_id, []).append(self._refusal(r, exc, received))
                 continue
             self._count(self.stats.accepted, r.kind)
