@@ -107,7 +107,8 @@ device_block() {
   local fleet=$1 device=$2 user=$3 base="edgeferry/$1/$2" filter
   echo "# >>> device $user"
   echo "user $user"
-  for leaf in status state telemetry events benchmark cmd/+/reply; do
+  # objects/...: tracked-object events and best-frame snapshots of detection models (shared/object_events.py).
+  for leaf in status state telemetry events benchmark cmd/+/reply objects/events objects/snapshots/+; do
     echo "topic write $base/$leaf"
   done
   echo "topic read $base/cmd/#"
