@@ -8,6 +8,7 @@ from dataclasses import replace
 
 from fleet.db.store import FleetStore
 from fleet.ingest import Ingest
+from fleet.metrics_export import FleetMetricsExporter, StoreSnapshot
 from fleet.registry import TelemetrySample
 from tests.fleet.conftest import Clock
 from tests.fleet.poison import state_doc, telemetry_doc
@@ -42,6 +43,9 @@ def test_a_flood_sheds_only_the_flooding_devices_messages_and_counts_them(store:
     kept = len(store.telemetry_window("evil", 0, 2**62))
     assert 0 < kept < 20 and evil.shed == 200 - kept
     assert ingest.stats.dropped == evil.shed
+    scrape = FleetMetricsExporter(StoreSnapshot(store)).render().decode()
+    assert f'edgeferry_device_ingest_shed_total{{device="evil",fleet="lab"}} {evil.shed}.0' in scrape
+    assert 'edgeferry_device_ingest_shed_total{device="cam-1",fleet="lab"} 0.0' in scrape
 
 
 def test_the_writer_takes_devices_in_turn(store: FleetStore) -> None:
