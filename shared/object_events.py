@@ -23,7 +23,8 @@ from shared.topics import DeviceTopics
 MAX_ZONES = 64
 MAX_COORD = 65_536.0
 MAX_CLASS_ID = 1_000_000
-MAX_SNAPSHOT_BYTES = 4 * 1024 * 1024
+# As base64 in JSON (x4/3 plus envelope) this stays under deploy/mosquitto's max_packet_size of 1 MiB.
+MAX_SNAPSHOT_BYTES = 512 * 1024
 MAX_ZONE_COUNTS = 4096
 ObjectEventType = Literal["new", "update", "end"]
 

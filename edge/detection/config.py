@@ -12,6 +12,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from shared.names import check_ident
+from shared.object_events import MAX_SNAPSHOT_BYTES
 
 # Frame coordinates are pixels: 65536 covers any camera; a bound keeps areas and sums finite.
 MAX_COORD = 65_536.0
@@ -164,8 +165,9 @@ class SnapshotConfig(_Section):
     )
     max_side: int = Field(default=320, ge=16, le=4096, description="Longest side of a snapshot, pixels.")
     max_bytes: int = Field(
-        default=64 * 1024, ge=2048, le=4 * 1024 * 1024,
-        description="Largest JPEG; quality, then size, is lowered until it fits.",
+        default=64 * 1024, ge=2048, le=MAX_SNAPSHOT_BYTES,
+        description="Largest JPEG; quality, then size, is lowered until it fits (base64 in a message under the "
+        "broker's 1 MiB packet limit).",
     )
     quality: int = Field(default=85, ge=10, le=100, description="JPEG quality tried first.")
     disk_budget_mb: float = Field(

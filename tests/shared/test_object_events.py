@@ -83,3 +83,14 @@ def test_object_topics_sit_under_the_device_and_refuse_wildcard_ids() -> None:
     assert topics.snapshot("1700-3") == "edgeferry/lab/cam-1/objects/snapshots/1700-3"
     with pytest.raises(ValueError, match="topic level"):
         topics.snapshot("a/#")
+
+
+def test_the_largest_snapshot_fits_the_brokers_packet_limit() -> None:
+    from shared.object_events import MAX_SNAPSHOT_BYTES
+
+    biggest = base64.b64encode(b"\xff\xd8" + bytes(MAX_SNAPSHOT_BYTES - 2)).decode()
+    payload = SnapshotPayload(**ENVELOPE, object_id="1700000000000-99", label="x" * 128, score=1.0,
+                              box=(0, 0, 65536, 65536), crop=(0, 0, 65536, 65536), frame_time_ms=2**62,
+                              width=8192, height=8192, jpeg=biggest)
+    broker_limit = 1024 * 1024  # deploy/mosquitto/mosquitto.conf max_packet_size, topic and header included
+    assert len(payload.model_dump_json()) + 200 < broker_limit

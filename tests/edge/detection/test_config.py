@@ -56,6 +56,7 @@ def test_an_agent_config_file_carries_zones_and_filters(tmp_path: Path) -> None:
         ({"tracker": {"low_score": 0.6, "high_score": 0.5}}, "above high_score"),
         ({"masks": [[[0, 0], [1e9, 0], [0, 1]]]}, "less than or equal"),
         ({"snapshots": {"max_bytes": 10}}, "greater than or equal"),
+        ({"snapshots": {"max_bytes": 600_000}}, "less than or equal"),  # would not fit the broker's 1 MiB packets
         ({"zones": {"z": {"coordinates": TRIANGLE, "colour": "red"}}}, "Extra inputs"),
     ],
 )
