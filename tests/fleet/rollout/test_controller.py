@@ -11,6 +11,7 @@ from fleet.errors import EmptyGroupError, RolloutConflictError, RolloutStateErro
 from fleet.rollout.controller import RolloutController
 from fleet.rollout.operations import RolloutOperations
 from fleet.rollout.plan import RolloutPlan, parse_plan
+from fleet.rollout.selection import rank_key
 from fleet.rollout.store import RolloutRepository
 from tests.fleet.conftest import Clock
 from tests.fleet.rollout.fake_fleet import MODEL, Crash, FakeFleet, FakePublisher
@@ -149,9 +150,11 @@ def test_offline_device_does_not_block_and_converges_when_it_returns(world: Worl
 
 
 def test_device_that_rejects_the_package_fails_alone_within_budget(world: World) -> None:
-    bad = world.ids[0]
-    world.fleet.behave(2, "rejects", [bad])
     ro = world.ops.start(MODEL, 2, "lab", plan(max_failed_devices=1))
+    # The second device in the rollout's order (it joins at the half stage): were it the canary stage's only
+    # device, that stage would have no device left on the new version and hold to its deadline.
+    bad = sorted(world.ids, key=lambda d: rank_key(ro.id, d))[1]
+    world.fleet.behave(2, "rejects", [bad])
     world.run(700)
     st = world.status()
     assert st.rollout.state == "completed", st.rollout.last_reason
