@@ -1,5 +1,5 @@
-"""Publishes what the object processor decided: object events and snapshots through the link's durable outbox,
-and snapshots onto disk within their budget (a disk problem is logged, never stops the events)."""
+"""Publishes what the object processor decided: object events through the link's durable outbox, snapshots to
+the broker while it is connected, and snapshots onto disk within their budget (a disk problem never stops events)."""
 
 from __future__ import annotations
 
@@ -33,6 +33,9 @@ class ObjectEventEmitter:
         self._store = store
         self._events_enabled = events_enabled
         self.snapshot_errors = 0
+        # Snapshots are tens of KiB: while the broker is away they are kept on disk only, so a long outage cannot
+        # fill the outbox (bounded in messages, not bytes) with images; events still queue as usual.
+        self.snapshots_offline = 0
 
     def publish(self, frame: FrameObjects) -> list[ObjectEventPayload]:
         """Queue the frame's events, then its snapshots; returns the events queued."""
@@ -48,7 +51,10 @@ class ObjectEventEmitter:
                 frame_time_ms=snap.best.frame_time_ms, width=snap.jpeg.width, height=snap.jpeg.height,
                 jpeg=base64.b64encode(snap.jpeg.data).decode("ascii"),
             )
-            self._link.publish_json(self._topics.snapshot(snap.object_id), payload)
+            if self._link.connected:
+                self._link.publish_json(self._topics.snapshot(snap.object_id), payload)
+            else:
+                self.snapshots_offline += 1
             if self._store is not None:
                 try:
                     self._store.save(snap.object_id, snap.jpeg.data)

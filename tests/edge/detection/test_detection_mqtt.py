@@ -5,6 +5,7 @@ under two ids."""
 from __future__ import annotations
 
 import base64
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -83,6 +84,10 @@ def link(mosquitto: Broker, tmp_path: Path) -> Iterator[MqttLink]:
                      reconnect_min_s=1, reconnect_max_s=1, flush_timeout_s=3)
     made = MqttLink(cfg, DeviceTopics("lab", "cam-1"))
     made.start()
+    deadline = time.monotonic() + 10
+    while not made.connected:  # snapshots go to the broker only while connected (events would queue)
+        assert time.monotonic() < deadline, "agent link did not connect"
+        time.sleep(0.01)
     yield made
     made.stop()
 

@@ -113,3 +113,15 @@ def test_objects_that_are_never_reported_leave_no_crop_behind() -> None:
     processor.process([w.det(10, 0.8)], 10, T0 + 10, frame_with([w], 10))
     processor.finish(T0 + 11)
     assert processor.snapshots.held() == set()
+
+
+def test_offline_snapshots_go_to_disk_only_while_events_queue(tmp_path: Path) -> None:
+    link = FakeLink(connected=False)
+    topics = ObjectTopics(DeviceTopics("lab", "cam-1"))
+    store = SnapshotStore(tmp_path, max_bytes=10**6, max_files=10)
+    emitter = ObjectEventEmitter(link, topics, EnvelopeFactory("cam-1"), store)
+    cfg = DetectionConfig(tracker=TrackerConfig(min_hits=1), snapshots=SnapshotConfig(enabled=True))
+    w = Walker("a", "person", (0, 0), (1, 0))
+    out = emitter.publish(ObjectProcessor(cfg).process([w.det(0)], 0, T0, frame_with([w], 0)))
+    assert [m.topic for m in link.published] == [topics.events]
+    assert emitter.snapshots_offline == 1 and [p.stem for p in tmp_path.iterdir()] == [out[0].after.id]
