@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import TypeVar
 
-from edge.detection.config import DetectionConfig
+from edge.detection.config import MAX_COORD, DetectionConfig
 from edge.detection.geometry import area, bottom_centre, point_in_polygon
 from edge.detection.objects import DetectionLike
 
 D = TypeVar("D", bound=DetectionLike)
+
+
+def well_formed(det: DetectionLike) -> bool:
+    """A finite score and a finite, ordered box within the frame coordinates a payload can carry."""
+    x1, y1, x2, y2 = det.box
+    return (
+        math.isfinite(det.score)
+        and all(math.isfinite(v) and -MAX_COORD <= v <= MAX_COORD for v in det.box)
+        and x1 <= x2
+        and y1 <= y2
+    )
 
 
 class ObjectFilters:
@@ -21,6 +33,8 @@ class ObjectFilters:
 
     def admit(self, det: DetectionLike) -> bool:
         """Whether the tracker should see this detection (scores are the tracker's and the reporter's business)."""
+        if not well_formed(det):
+            return False
         if self._labels and det.label not in self._labels:
             return False
         f = self.cfg.filter_for(det.label)

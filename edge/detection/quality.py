@@ -6,6 +6,7 @@ thread closes the window at report time, so each report covers exactly the frame
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Sequence
 
@@ -29,7 +30,8 @@ class DetectionQualityWindow:
         self._reported: dict[str, int] = {}
 
     def add(self, detections: Sequence[DetectionLike]) -> None:
-        """Count one frame's detections, none included (results thread)."""
+        """Count one frame's detections, none included (results thread); non-finite scores are not counted."""
+        detections = [d for d in detections if math.isfinite(d.score)]
         total = sum(float(d.score) for d in detections)
         with self._lock:
             self._frames += 1

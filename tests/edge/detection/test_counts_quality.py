@@ -64,3 +64,10 @@ def test_the_window_reports_the_figures_the_cloud_computes_for_the_same_frames()
     assert device[SCORE_MEAN] == pytest.approx(cloud.mean_score)
     assert device[OBJECTS_PER_FRAME] == pytest.approx(cloud.objects_per_frame)
     assert w.class_counts() == cloud.class_counts
+
+
+def test_non_finite_scores_do_not_poison_the_window() -> None:
+    w = DetectionQualityWindow()
+    w.add([Detection("person", 0, float("nan"), (0, 0, 1, 1)), Detection("car", 1, 0.6, (0, 0, 1, 1))])
+    assert w.metrics()[SCORE_MEAN] == pytest.approx(0.6)
+    assert w.class_counts() == {"car": 1}

@@ -114,3 +114,16 @@ def test_per_label_min_score_decides_when_an_object_is_reported() -> None:
     f = ObjectFilters(DetectionConfig(filters={"car": ObjectFilter(min_score=0.8)}))
     assert not f.reportable("car", 0.79) and f.reportable("car", 0.8)
     assert f.reportable("person", 0.5) and not f.reportable("person", 0.49)  # default_filter
+
+
+def test_malformed_detections_never_reach_the_tracker() -> None:
+    f = ObjectFilters(DetectionConfig())
+    bad = [
+        Detection("person", 0, float("nan"), (0, 0, 10, 10)),
+        Detection("person", 0, 0.9, (0, 0, float("inf"), 10)),
+        Detection("person", 0, 0.9, (0, float("nan"), 10, 10)),
+        Detection("person", 0, 0.9, (0, 0, 1e9, 10)),
+        Detection("person", 0, 0.9, (10, 0, 0, 10)),  # x2 < x1
+    ]
+    good = Detection("person", 0, 0.9, (0, 0, 10, 10))
+    assert f.apply([*bad, good]) == [good]
