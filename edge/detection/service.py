@@ -3,6 +3,13 @@
 Threads: the results thread calls on_frame; the telemetry thread calls metrics/class_counts/zone_counts; a
 set-config or a model change calls reconfigure/new_model. One lock keeps them apart (it is held for the few
 milliseconds one frame's association takes).
+
+Wiring (agent): build one in Agent.__init__ as DetectionService(cfg.detection, self.link, self.topics,
+self.envelopes); on the results thread, for each result of a detection model, call
+on_frame(result.detections, result.index, result.captured_at, result.image) in frame order (image only when
+cfg.detection.snapshots.enabled); call new_model(version) when results start coming from another version, finish()
+at stop, reconfigure(new.detection) from a live-config applier; report metrics(), class_counts() and zone_counts()
+in telemetry.
 """
 
 from __future__ import annotations
