@@ -150,3 +150,19 @@ def test_a_flood_of_boxes_is_cut_to_the_best_scoring_ones() -> None:
     flood = [Detection("x", 0, 0.5 + i / 2000, (i * 20.0, 0.0, i * 20.0 + 10, 10.0)) for i in range(1000)]
     seen = tracker.update(flood).seen
     assert sorted(round(o.box[0]) for o in seen) == [19940, 19960, 19980]
+
+
+@pytest.mark.parametrize("speed", [2.0, 6.0, 12.0])
+def test_objects_passing_through_each_other_head_on_keep_their_ids(speed: float) -> None:
+    """Same row, opposite ways: their boxes coincide mid-way; the motion prediction tells them apart after."""
+    a = Walker("a", "person", (0, 100), (speed, 0))
+    b = Walker("b", "person", (300, 100), (-speed, 0))
+    tracker = ByteTracker(TrackerConfig())
+    ids: dict[str, set[int]] = {"a": set(), "b": set()}
+    for f in range(int(600 / speed)):
+        step = tracker.update([a.det(f), b.det(f)])
+        if iou(a.box(f), b.box(f)) > 0.3:
+            continue  # while they overlap, which box is whose cannot be told from the boxes alone
+        for obj in step.seen:
+            ids[max((a, b), key=lambda w: iou(w.box(f), obj.box)).name].add(obj.track_id)
+    assert ids == {"a": {1}, "b": {2}}
