@@ -360,7 +360,7 @@ def _check_detection_shapes(m: Manifest) -> None:
             shape = by_name[name]
             if not (len(shape) == 2 or (len(shape) == 3 and shape[2] in (1, "1"))):
                 raise ValueError(f"decoded {name} is [batch, detections] or [batch, detections, 1], got {shape}")
-    elif not isinstance(head, ClassificationHeadSpec):  # pragma: no cover - the union is closed
+    elif not isinstance(head, ClassificationHeadSpec | AnomalyHeadSpec):  # pragma: no cover - the union is closed
         raise ValueError(f"unknown head {head!r}")
 
 

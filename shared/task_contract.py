@@ -11,9 +11,9 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-# The sensor issue adds "anomaly"; a task needs a contract below and a head registered in shared.tasks.
-TaskName = Literal["classification", "detection"]
-TASKS: tuple[str, ...] = ("classification", "detection")
+# A task needs a contract below and a head registered in shared.tasks.
+TaskName = Literal["classification", "detection", "anomaly"]
+TASKS: tuple[str, ...] = ("classification", "detection", "anomaly")
 BoxSpace = Literal["input_pixels", "normalized"]
 
 
@@ -106,14 +106,34 @@ class YoloHeadSpec(_Strict):
         return "detection"
 
 
+class AnomalyHeadSpec(_Strict):
+    """One output [B, C]: each window's per-channel reconstruction error; `reduce` makes the score, alarm above it.
+
+    The threshold lives here, not in the graph, so an operator can tune it without retraining; each variant's
+    own calibrated threshold is in its metrics (reduced precision shifts errors slightly).
+    """
+
+    format: Literal["reconstruction_error"] = Field(description="Per-channel errors of a reconstruction model.")
+    output: str | None = Field(default=None, description="Output tensor name; None means the first output.")
+    reduce: Literal["max", "mean"] = Field(default="max", description="Window score from its channels' errors.")
+    threshold: float = Field(ge=0.0, description="Score above which a window is anomalous (reference model).")
+    percentile: float = Field(gt=0.0, lt=100.0, description="Percentile of held-out normal scores it was set at.")
+    calibration_windows: int = Field(ge=1, description="Held-out normal windows the percentile was taken over.")
+
+    @property
+    def task(self) -> str:
+        """The task this contract serves."""
+        return "anomaly"
+
+
 HeadSpec = Annotated[
-    ClassificationHeadSpec | DecodedDetectionHeadSpec | PackedDetectionHeadSpec | YoloHeadSpec,
+    ClassificationHeadSpec | DecodedDetectionHeadSpec | PackedDetectionHeadSpec | YoloHeadSpec | AnomalyHeadSpec,
     Field(discriminator="format"),
 ]
 DetectionHeadSpec = DecodedDetectionHeadSpec | PackedDetectionHeadSpec | YoloHeadSpec
 
 
-def output_names(spec: ClassificationHeadSpec | DetectionHeadSpec) -> list[str]:
+def output_names(spec: ClassificationHeadSpec | DetectionHeadSpec | AnomalyHeadSpec) -> list[str]:
     """Output tensor names a contract names explicitly (None-valued 'first output' names are left out)."""
     if isinstance(spec, DecodedDetectionHeadSpec):
         return [n for n in (spec.boxes, spec.scores, spec.class_ids, spec.num_detections) if n is not None]

@@ -33,6 +33,7 @@ model-input pixels (as golden samples store them). ``detection_agreement`` match
 from __future__ import annotations
 
 from shared.tasks.agreement import MATCH_IOU, Agreement, detection_agreement, match_detections
+from shared.tasks.anomaly import AnomalyHead, AnomalyScore, score_window
 from shared.tasks.base import (
     Geometry,
     HeadContext,
@@ -52,6 +53,8 @@ from shared.tasks.detection import Detection, DetectionHead, Detections, detecti
 __all__ = [
     "MATCH_IOU",
     "Agreement",
+    "AnomalyHead",
+    "AnomalyScore",
     "ClassificationHead",
     "Detection",
     "DetectionHead",
@@ -74,6 +77,7 @@ __all__ = [
     "nms",
     "register_head",
     "registered_heads",
+    "score_window",
     "softmax",
     "to_detections",
 ]

@@ -105,7 +105,9 @@ def head_for(manifest: Manifest, thresholds: DetectionThresholds | None = None) 
     context = HeadContext(
         labels=tuple(manifest.labels),
         output_names=tuple(o.name for o in manifest.outputs),
-        input_hw=(int(manifest.preprocess.resize[0]), int(manifest.preprocess.resize[1])),
+        # A sensor model has no image: (channels, window length) of its window recipe stand in.
+        input_hw=(int(manifest.preprocess.resize[0]), int(manifest.preprocess.resize[1])) if manifest.window is None
+        else (manifest.window.num_channels, manifest.window.window),
     )
     return make_head(manifest.head, context, thresholds)
 
