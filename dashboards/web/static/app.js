@@ -2,10 +2,13 @@
 "use strict";
 const EF = {
   me: null,
-  async init(here) {
-    const r = await fetch("/api/me", { credentials: "same-origin" });
-    if (r.status === 401) { location.href = "/login"; return null; }
-    EF.me = await r.json();
+  async init(here, known) {
+    if (known) EF.me = known;  // the page came with it (the fleet page)
+    else {
+      const r = await fetch("/api/me", { credentials: "same-origin" });
+      if (r.status === 401) { location.href = "/login"; return null; }
+      EF.me = await r.json();
+    }
     const nav = document.querySelector("header");
     nav.innerHTML = "";
     const title = document.createElement("strong");

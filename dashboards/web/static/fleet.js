@@ -146,8 +146,11 @@
     document.body.dataset.loaded = "1";
   }
 
-  // The first page and the summary are asked for at once, alongside the sign-in check.
-  const first = Promise.all([getJSON("/api/fleet/summary"), getJSON(pageURL())]);
+  // The page came with the summary and its first page (the server's snapshot); without them, both are asked for.
+  const slot = document.getElementById("initial");
+  const initial = slot ? JSON.parse(slot.textContent) : null;
+  const first = initial ? Promise.resolve([{ data: initial.summary }, { data: initial.page.rows, total: initial.page.total }])
+    : Promise.all([getJSON("/api/fleet/summary"), getJSON(pageURL())]);
   first.catch(() => {});
 
   document.querySelectorAll("#devices th").forEach((th) => th.addEventListener("click", () => {
@@ -171,7 +174,7 @@
     });
   }, 1000);
 
-  EF.init("Fleet").then(async (me) => {
+  EF.init("Fleet", initial ? initial.me : null).then(async (me) => {
     if (!me) return;
     try {
       const [s, p] = await first;

@@ -110,3 +110,20 @@ def test_fleet_page_stream_carries_the_summary_not_the_rows() -> None:
     assert "devices" not in delta and delta["summary"]["counts"]["status"] == {
         "online": 49, "offline": 1}
     assert [d["device_id"] for d in device_delta["devices"]] == ["cam-7"]
+
+
+def test_fleet_page_arrives_with_its_first_page_and_summary_escaped_for_html() -> None:
+    fleet = FakeFleet()
+    for i in range(150):
+        fleet.add_device(f"cam-{i:03d}", ["lab"])
+    fleet.add_device("cam-x", ["</script><script>alert(1)</script>"])
+    with TestClient(create_app(web_config(), fleet, fleet)) as client:
+        assert client.get("/", follow_redirects=False).status_code == 303  # signed out: no data in the page
+        client.post("/login", data={"username": "victor", "password": "viewer-pass"}, follow_redirects=False)
+        html = client.get("/").text
+    block = html.split('<script type="application/json" id="initial">', 1)[1].split("</script>", 1)[0]
+    assert "<" not in block
+    initial = json.loads(block)
+    assert initial["me"]["name"] == "victor" and initial["summary"]["total"] == 151
+    assert initial["page"]["total"] == 151 and len(initial["page"]["rows"]) == 100
+    assert "</script><script>alert(1)</script>" in initial["summary"]["counts"]["group"]
