@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from importlib import metadata
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cloud.config import TrainConfig
 from cloud.errors import GateError, PublishError
@@ -20,6 +21,10 @@ from shared.errors import StoreError
 from shared.manifest import Manifest, TrainInfo, utcnow
 from shared.object_store import LocalStore, ObjectStore
 from shared.store_open import open_store
+
+if TYPE_CHECKING:
+    from cloud.export_pipeline import ExportReport
+    from cloud.train import TrainResult
 
 log = logging.getLogger(__name__)
 
@@ -69,10 +74,16 @@ def preflight(cfg: TrainConfig) -> ObjectStore | None:
 
 def run(cfg: TrainConfig) -> PipelineResult | None:
     """Train on every rank; export, verify and publish on rank 0 after fit has returned."""
+    from cloud.data_profile import fit_to_data
     from cloud.export_pipeline import export_and_verify
     from cloud.train import train
 
+    if cfg.task == "detection":  # its own trainer, export and mAP gates (cloud/detection)
+        from cloud.detection.pipeline import run_detection
+
+        return run_detection(cfg)
     store = preflight(cfg)
+    cfg = fit_to_data(cfg)
     result = train(cfg)
     if not result.is_global_zero:
         return None
@@ -99,6 +110,8 @@ def run(cfg: TrainConfig) -> PipelineResult | None:
                 "no variant passed its gate, nothing published: "
                 + "; ".join(f"{r.precision}: {r.reason}" for r in report.rejected)
             )
+        if store is not None:
+            _gate(cfg, store, result, report)
         _save_eager(result, work)
         version = next_version(store, cfg.publish.name) if store is not None else 1
         manifest = Manifest(
@@ -142,6 +155,24 @@ def run(cfg: TrainConfig) -> PipelineResult | None:
     except BaseException:
         shutil.rmtree(package_dir, ignore_errors=True)
         raise
+
+
+def _gate(cfg: TrainConfig, store: ObjectStore, result: TrainResult, report: ExportReport) -> None:
+    """Accuracy floor, then not worse than the published version on the same split; GateError refuses."""
+    from cloud.publish_gate import check_floor, check_not_worse, published_incumbent
+
+    fp32 = next((v for v in report.variants if v.precision == "fp32"), None)
+    new = fp32.metrics.accuracy if fp32 is not None else report.torch_accuracy
+    if new is None:
+        return  # not a classifier: its own gates decided
+    name, samples = cfg.publish.name, len(result.test_labels)
+    check_floor(name, new, cfg.publish.min_accuracy, samples)
+    if not cfg.publish.compare_published:
+        return
+    key, _ = resolve_signing_key(cfg.publish)
+    incumbent = published_incumbent(store, name, [key.public_key()], result.labels, result.preprocess,
+                                    result.test_inputs, result.test_labels)
+    check_not_worse(name, new, incumbent, cfg.publish.max_accuracy_drop, samples)
 
 
 def _save_eager(result: object, work: Path) -> None:

@@ -38,6 +38,8 @@ def _cfg(tmp: Path, store: StoreConfig) -> TrainConfig:
             "publish.store": store.model_dump(),
             "publish.dev_key_dir": str(tmp / "keys"),
             "publish.work_dir": str(tmp / "build"),
+            # One epoch on 800 images tests the mechanics, not the model: the accuracy floor has its own tests.
+            "publish.min_accuracy": 0.0,
         },
         {},
     )
