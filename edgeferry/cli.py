@@ -148,7 +148,13 @@ def _logging(level: str = "INFO") -> None:
 def train(
     ctx: typer.Context,
     config: Annotated[Path | None, typer.Option(help="YAML training config.")] = None,
-    data: Annotated[Path | None, typer.Option(help="ImageFolder data set (one sub-folder per class).")] = None,
+    task: Annotated[str | None, typer.Option(
+        help="detection (boxes), or sensor jobs: sensor-classification or anomaly (or `task:` in the config); "
+        "default: image classification.")] = None,
+    data: Annotated[Path | None, typer.Option(
+        help="ImageFolder data set (one sub-folder per class), COCO JSON (DIR/annotations.json) for --task "
+        "detection, or a folder of CSV recordings for a sensor task.")
+    ] = None,
     model: Annotated[str | None, typer.Option(help="Architecture: digits_cnn, resnet18, mobilenetv2.")] = None,
     devices: Annotated[str | None, typer.Option(help="Devices per node (int or auto).")] = None,
     num_nodes: Annotated[int | None, typer.Option(help="Nodes for multi-node DDP.")] = None,
@@ -193,7 +199,16 @@ def train(
         "publish.signing_key": str(signing_key) if signing_key else None,
         "publish.enabled": publish,
     }
-    if data is not None:
+    sensor = _require("cloud.sensor.cli_task", "train")
+    sensor_task = sensor.sensor_task(task, config)
+    if sensor_task is not None:  # 1-D sensor models: their own config tree and pipeline (cloud/sensor)
+        flags, labels = sensor.sensor_flags(sensor_task, flags, data)
+    elif task == "detection":  # COCO JSON at DIR/annotations.json, or seeded synthetic scenes without --data
+        flags["task"] = task
+        labels["task"] = "--task"
+        if data is not None:
+            flags.update({"data.source": "coco", "data.dir": str(data)})
+    elif data is not None:
         flags.update({"data.source": "folder", "data.dir": str(data)})
     sets = parse_set_pairs(set_)
     dotted = parse_dotted_args(list(ctx.args))
@@ -201,6 +216,11 @@ def train(
     flags.update(dotted)
     labels.update({k: f"--set {k}" for k in sets})
     labels.update({k: f"--{k}" for k in dotted})
+    if sensor_task is not None:
+        sensor_cfg = _require("cloud.sensor.config", "train")
+        run_sensor = _require("cloud.sensor.pipeline", "train").run_sensor
+        run_sensor(loader.load_config(sensor_cfg.SensorTrainConfig, config, flags, flag_labels=labels))
+        return
     cfg = loader.load_config(cfg_mod.TrainConfig, config, flags, flag_labels=labels)
     pipeline.run(cfg)
 

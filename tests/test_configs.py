@@ -20,6 +20,18 @@ def test_agent_configs_load(path: Path) -> None:
     assert not cfg.sync.allow_unsigned and not cfg.device.allow_unsigned_commands
 
 
-@pytest.mark.parametrize("path", sorted(CONFIGS.glob("train-*.yaml")), ids=lambda p: p.name)
+IMAGE_TRAIN = sorted(p for p in CONFIGS.glob("train-*.yaml") if not p.name.startswith("train-sensor"))
+
+
+@pytest.mark.parametrize("path", IMAGE_TRAIN, ids=lambda p: p.name)
 def test_train_configs_load(path: Path) -> None:
     load_config(TrainConfig, path, environ={})
+
+
+@pytest.mark.parametrize("path", sorted(CONFIGS.glob("train-sensor*.yaml")), ids=lambda p: p.name)
+def test_sensor_train_configs_load(path: Path) -> None:
+    from cloud.sensor.cli_task import sensor_task
+    from cloud.sensor.config import SensorTrainConfig
+
+    cfg = load_config(SensorTrainConfig, path, environ={})
+    assert sensor_task(None, path) == cfg.task, "edgeferry train picks the sensor pipeline from the file's task"
