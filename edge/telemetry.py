@@ -14,7 +14,7 @@ from edge.errors import AgentError
 from edge.link.base import Link
 from edge.supervise import Health, spawn
 from shared.metrics import BY_NAME
-from shared.payloads import Envelope, TelemetryPayload
+from shared.payloads import MAX_CLASS_COUNTS, MAX_ZONE_COUNTS, Envelope, TelemetryPayload
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +23,8 @@ Source = Callable[[], Mapping[str, float]]
 Sink = Callable[[Mapping[str, float]], None]
 # The reporting thread's name in Health.
 TELEMETRY = "telemetry"
+# Counts figures left out because they failed their metric's check (declared in shared/metrics.py).
+DROPPED = "telemetry_figures_dropped"
 
 
 class EnvelopeFactory:
@@ -65,10 +67,16 @@ class Telemetry:
         self._lock = threading.Lock()
         self._warned: set[str] = set()
         self._class_counts: Callable[[], dict[str, int]] | None = None
+        self._zone_counts: Callable[[], dict[str, int]] | None = None
+        self.dropped = 0
 
     def set_class_counts(self, source: Callable[[], dict[str, int]]) -> None:
         """Where the payload's class_counts come from (read after values(), so both cover one window)."""
         self._class_counts = source
+
+    def set_zone_counts(self, source: Callable[[], dict[str, int]]) -> None:
+        """Where the payload's zone_counts come from (objects per detection zone now)."""
+        self._zone_counts = source
 
     def add_source(self, source: Source) -> None:
         """A callable returning figures at report time (frame stats, link outbox, system stats, router)."""
@@ -101,7 +109,29 @@ class Telemetry:
                 # One broken figure source must not stop the report that would show something is wrong.
                 log.exception("telemetry source %r failed; its figures are left out of this report", source)
         out["uptime_s"] = self._clock() - self._started
-        return {k: float(v) for k, v in out.items() if self._declared(k) and _finite(v)}
+        checked = self._checked({k: v for k, v in out.items() if self._declared(k) and _finite(v)})
+        if self.dropped:
+            checked[DROPPED] = float(self.dropped)
+        return checked
+
+    def _checked(self, values: Mapping[str, object]) -> dict[str, float]:
+        """Figures that pass their metric's type and range check; one that fails is dropped, counted, logged once.
+
+        One bad figure (a buggy source, a clock gone wild) must not cost the whole report its other figures.
+        """
+        out: dict[str, float] = {}
+        for name, value in values.items():
+            try:
+                out[name] = BY_NAME[name].check(value)
+            except ValueError as exc:
+                with self._lock:
+                    self.dropped += 1
+                    first = f"check:{name}" not in self._warned
+                    self._warned.add(f"check:{name}")
+                if first:
+                    log.warning("telemetry figure left out: %s (logged once per figure; counted in %s)", exc,
+                                DROPPED)
+        return out
 
     def _declared(self, name: str) -> bool:
         if name in BY_NAME:
@@ -113,9 +143,18 @@ class Telemetry:
 
     def build(self, values: Mapping[str, float] | None = None) -> TelemetryPayload:
         """One telemetry payload with a fresh envelope."""
-        figures = dict(self.values() if values is None else values)
-        counts = self._class_counts() if self._class_counts is not None else None
-        return TelemetryPayload.build(self.envelopes.next(), figures, counts)
+        figures = self.values() if values is None else self._checked({k: v for k, v in values.items()
+                                                                      if self._declared(k)})
+        counts = _bounded(self._class_counts() if self._class_counts is not None else None, MAX_CLASS_COUNTS)
+        zones = _bounded(self._zone_counts() if self._zone_counts is not None else None, MAX_ZONE_COUNTS)
+        return TelemetryPayload.build(self.envelopes.next(), figures, counts, zones)
+
+
+def _bounded(counts: dict[str, int] | None, limit: int) -> dict[str, int] | None:
+    """At most `limit` keys (the payload's bound), shortest names first so zone totals outlive per-label keys."""
+    if counts is None or len(counts) <= limit:
+        return counts
+    return dict(sorted(counts.items(), key=lambda kv: (len(kv[0]), kv[0]))[:limit])
 
 
 def _finite(v: object) -> bool:

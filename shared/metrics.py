@@ -255,10 +255,22 @@ METRICS: tuple[Metric, ...] = (
            absent_when="no result in the window", high=1.0),
     Metric("low_conf_share", "", "Share of this window's results whose top-1 score is below 0.5",
            title="Low-confidence share", absent_when="no result in the window", high=1.0),
-    Metric("shadow_agreement", "", "Share of shadow-checked frames whose top-1 equals the previous version's",
+    Metric("shadow_agreement", "", "Agreement of the served model with the previous version on shadow-checked frames: "
+           "share of equal top-1 (classification) or box F1 at IoU 0.5 against the previous version's (detection)",
            title="Shadow agreement", absent_when="no shadow check runs (sync.shadow_every)", high=1.0),
     Metric("shadow_frames", "frames", "Frames also run on the previous version in this telemetry window",
            title="Shadow frames", absent_when="no shadow check runs (sync.shadow_every)", value_type="int"),
+    # Detection quality over the telemetry window (a detector's gates; class_counts and zone_counts ride beside).
+    Metric("det_frames_window", "frames", "Frames a detector served in this telemetry window",
+           title="Detector frames in window", absent_when="the served model is not a detector", value_type="int"),
+    Metric("det_objects_per_frame", "", "Detections per frame (before object filters) in this telemetry window",
+           title="Objects per frame", absent_when="the served model is not a detector", high=10_000.0),
+    Metric("det_score_mean", "", "Mean score of this window's detections (before object filters)",
+           title="Mean detection score", absent_when="the served model is not a detector or saw nothing",
+           high=1.0),
+    Metric("telemetry_figures_dropped", "", "Figures left out of telemetry because they failed their declared "
+           "type or range (each name logged once)", "counter", title="Telemetry figures dropped",
+           absent_when="no figure ever failed its check"),
     Metric("desired_version", "", "Model version the signed desired state asks for (0 when none)",
            title="Desired version", value_type="int"),
     Metric("desired_applied", "messages", "Signed desired states applied since boot", "counter",

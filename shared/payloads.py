@@ -25,6 +25,8 @@ MAX_COMMAND_BYTES = 16 * 1024
 MAX_GROUPS = 64
 MAX_DEGRADED = 64
 MAX_CLASS_COUNTS = 1024
+# Zones are at most 64 per device; with per-label keys ("zone/label") a few labels each.
+MAX_ZONE_COUNTS = 1024
 MAX_TOP_K = 100
 # measured: timed on this device; preference: the first candidate that passed; recorded: timed ahead of time on an
 # identical named target, then smoke-tested and hint-gated here.
@@ -165,6 +167,11 @@ class TelemetryPayload(Envelope):
         default=None, max_length=MAX_CLASS_COUNTS,
         description="Top-1 label -> results in this telemetry window (not a metric: keys vary).",
     )
+    zone_counts: dict[Label, UInt64] | None = Field(
+        default=None, max_length=MAX_ZONE_COUNTS,
+        description="Objects in each detection zone now: 'zone' -> objects and 'zone/label' -> objects of that label "
+        "(not a metric: zone names are configuration).",
+    )
 
     @model_validator(mode="after")
     def _declared_figures(self) -> TelemetryPayload:
@@ -182,13 +189,17 @@ class TelemetryPayload(Envelope):
 
     @classmethod
     def build(
-        cls, envelope: Envelope, values: dict[str, float], class_counts: dict[str, int] | None = None
+        cls,
+        envelope: Envelope,
+        values: dict[str, float],
+        class_counts: dict[str, int] | None = None,
+        zone_counts: dict[str, int] | None = None,
     ) -> TelemetryPayload:
         """Telemetry from declared metrics only."""
         unknown = [k for k in values if k not in BY_NAME]
         if unknown:
             raise ValueError(f"undeclared metrics {unknown}; add them to shared/metrics.py")
-        return cls(**envelope.model_dump(), **values, class_counts=class_counts)
+        return cls(**envelope.model_dump(), **values, class_counts=class_counts, zone_counts=zone_counts)
 
 
 class Detection(BaseModel):

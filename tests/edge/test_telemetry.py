@@ -106,9 +106,9 @@ def test_build_gives_a_flat_enveloped_payload() -> None:
     tel = Telemetry(EnvelopeFactory("cam-1"), sources=[lambda: {"fps": 12.0, "queue_depth": 2}])
     body = tel.build().model_dump()
     assert body["fps"] == 12.0 and body["queue_depth"] == 2.0 and body["seq"] == 0
-    flat = {k: v for k, v in body.items() if k != "class_counts"}
+    flat = {k: v for k, v in body.items() if k not in ("class_counts", "zone_counts")}
     assert all(isinstance(v, int | float | str | bool) for v in flat.values())
-    assert body["class_counts"] is None  # no result counter attached: no per-class counts
+    assert body["class_counts"] is None and body["zone_counts"] is None  # no counters attached: no counts
 
 
 def test_class_counts_come_from_the_window_the_figures_closed() -> None:
@@ -173,3 +173,38 @@ def test_the_loop_survives_a_failed_report_counts_it_and_keeps_reporting() -> No
     assert health.errors(TELEMETRY) == 1 and health.degraded() == {}
     assert link.on("t/telemetry")[-1].json()["thread_errors"] == 1
     loop.stop()
+
+
+def test_one_out_of_range_figure_is_dropped_not_the_whole_report(caplog: pytest.LogCaptureFixture) -> None:
+    t = Telemetry(EnvelopeFactory("cam-1"), clock=Clock())
+    # A buggy source: a share above 1 and a fractional counter, beside figures that are fine.
+    t.add_source(lambda: {"conf_mean": 1.5, "frames": 12.5, "fps": 30.0})
+    with caplog.at_level(logging.WARNING, logger="edge.telemetry"):
+        first = t.build()
+        second = t.build()
+    figures = first.figures()
+    assert figures["fps"] == 30.0
+    assert "conf_mean" not in figures and "frames" not in figures
+    assert figures["telemetry_figures_dropped"] == 2.0
+    assert second.figures()["telemetry_figures_dropped"] == 4.0
+    # Logged once per figure, not once per report.
+    assert sum("conf_mean" in r.getMessage() for r in caplog.records) == 1
+    assert sum("frames" in r.getMessage() for r in caplog.records) == 1
+
+
+def test_report_once_publishes_despite_a_bad_figure() -> None:
+    link = FakeLink()
+    t = Telemetry(EnvelopeFactory("cam-1"), clock=Clock())
+    t.add_source(lambda: {"low_conf_share": -0.5, "fps": 5.0})
+    payload = TelemetryLoop(t, link, "t", 60.0).report_once()
+    assert payload.figures()["fps"] == 5.0 and "low_conf_share" not in payload.figures()
+
+
+def test_zone_counts_ride_beside_the_figures_bounded() -> None:
+    t = Telemetry(EnvelopeFactory("cam-1"), clock=Clock())
+    t.set_zone_counts(lambda: {"driveway": 2, "driveway/car": 1, "driveway/person": 1, "lawn": 0})
+    assert t.build().zone_counts == {"driveway": 2, "driveway/car": 1, "driveway/person": 1, "lawn": 0}
+    many = {f"z{i:04d}/label": 1 for i in range(2000)} | {"door": 3}
+    t.set_zone_counts(lambda: many)
+    zones = t.build().zone_counts
+    assert zones is not None and len(zones) == 1024 and zones["door"] == 3
