@@ -103,6 +103,7 @@ class Agent:
         # A device that applied a signed desired state is fleet-managed: in sync.follow 'auto' publishing moves it no
         # more (edge.model_sync.follow_mode).
         self.sync.managed = lambda: self.desired.seen
+        self.sync.desired_channel = lambda: self.desired.channel
         self.system = SystemStats()
         self.telemetry = Telemetry(self.envelopes)
         self.exporter: PrometheusExporter | None = None
@@ -412,7 +413,7 @@ class Agent:
             telemetry_interval_s=self.cfg.mqtt.telemetry_interval_s,
             desired_version=self.desired.version,
             follow=self.sync.mode,
-            channel=self.cfg.sync.channel,
+            channel=self.sync.channel,
         )
         self.link.publish_json(self.topics.state, state, retain=True)
 

@@ -158,6 +158,12 @@ class DesiredSync:
         state = self._in_force()
         return None if state is None else state.version
 
+    @property
+    def channel(self) -> str | None:
+        """The pointer channel a desired state in force tells the device to follow, or None."""
+        state = self._in_force()
+        return None if state is None else state.channel
+
     def _in_force(self) -> DesiredState | None:
         """The persisted state, unless it names another model (written before models were checked): never held."""
         state = self.store.state
@@ -265,16 +271,16 @@ class DesiredSync:
                 return
             with self._lock:
                 self._applied += 1
-            log.info("desired state: %s v%d (seq %d%s)", state.model, state.version, state.seq,
+            log.info("desired state: %s %s (seq %d%s)", state.model, state.target, state.seq,
                      f", rollout {state.rollout_id}" if state.rollout_id else "")
-        self._hold(state.version)
-        if self._served() == state.version:
+        self._hold(state.version)  # a channel state releases the pin: the poll loop follows that channel's pointer
+        if state.version is not None and self._served() == state.version:
             return
         try:
             self._deploy(state.version, explicit=True, allow_downgrade=state.allow_downgrade)
         except EdgeferryError as exc:
-            # The pin stays: the poll loop retries the desired version with its backoff.
-            log.warning("desired %s v%d not served yet: %s", state.model, state.version, exc)
+            # The pin stays: the poll loop retries the desired version (or channel) with its backoff.
+            log.warning("desired %s %s not served yet: %s", state.model, state.target, exc)
             with self._lock:
                 self.last_error = str(exc)
 
@@ -289,7 +295,7 @@ class DesiredSync:
             return
         if state.model != self.model:
             return  # never held (see _in_force): no pin of ours to release
-        log.info("desired state cleared; releasing the pin on v%d", state.version)
+        log.info("desired state cleared; releasing the hold on %s", state.target)
         self._hold(None)
 
     def _hold(self, version: int | None) -> None:

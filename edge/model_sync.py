@@ -113,6 +113,8 @@ class ModelSync:
         self._highest_pointer: dict[str, int] = {}
         # Whether a fleet manages this device (it applied a signed desired state); the agent wires the answer in.
         self.managed: Callable[[], bool] = lambda: False
+        # The channel a desired state in force names (it overrides sync.channel); the agent wires the answer in.
+        self.desired_channel: Callable[[], str | None] = lambda: None
         # The last pointer each warning was logged for: one line per change, not one per poll.
         self._noted: dict[str, object] = {}
         self._lock = threading.RLock()
@@ -127,6 +129,11 @@ class ModelSync:
         return cls(cfg, open_store(cfg.store), load_trusted_keys(cfg.trusted_keys), backend, hw)
 
     # -- state -------------------------------------------------------------------------------------------------
+
+    @property
+    def channel(self) -> str:
+        """The pointer channel followed: the one a desired state in force names, else sync.channel."""
+        return self.desired_channel() or self.cfg.channel
 
     @property
     def mode(self) -> FollowMode:
@@ -210,7 +217,7 @@ class ModelSync:
     def read_pointer(self) -> Latest | None:
         """The channel's pointer (latest.json for 'stable') with its signature checked (re-read once: the publisher
         may be between its two writes)."""
-        channel = self.cfg.channel
+        channel = self.channel
         key, sig_key = pointer_key(self.cfg.model, channel), pointer_signature_key(self.cfg.model, channel)
         for attempt in (1, 2):
             try:
@@ -239,7 +246,7 @@ class ModelSync:
 
     def _judge_pointer(self, latest: Latest, floor: int) -> bool:
         """Whether a verified pointer may drive an update: not expired and not behind what this device has seen."""
-        channel = self.cfg.channel
+        channel = self.channel
         what = pointer_file(channel)
         ident = (channel, latest.version, latest.manifest_sha256, latest.published_at, latest.expires_at)
         if is_expired(latest, self.now()):
@@ -282,12 +289,12 @@ class ModelSync:
             if not explicit and (pinned in self._rejected_versions or self._backing_off(pinned)):
                 return None
             return pinned
-        if not explicit and self.mode == "desired":
+        if not explicit and self.mode == "desired" and self.desired_channel() is None:
             if self._note_once("follow", "desired"):
                 log.info(
                     "%s: following the fleet's desired state only (sync.follow=%s): a published version does not "
                     "move this device; set sync.follow=latest to follow %s",
-                    self.cfg.model, self.cfg.follow, pointer_file(self.cfg.channel),
+                    self.cfg.model, self.cfg.follow, pointer_file(self.channel),
                 )
             return None
         self._noted.pop("follow", None)

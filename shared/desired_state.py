@@ -8,6 +8,11 @@ Unlike a command it never expires: a device offline for a week must still conver
 stopped by `seq` instead (the issuer's command counter): a device applies a desired state only when its seq is above
 the last one it applied, which it persists, so an old retained message republished by someone with broker write
 access cannot move it back. An empty retained message clears the desired state (`is_cleared`). No I/O here.
+
+A desired state names either a version (the device converges to it and stays) or a channel (the device follows that
+channel's signed pointer, models/<name>/channels/<channel>.json, while the state is in force; shared.pointer). A
+version state's signed text is what it was before channels existed (no `channel` key), so older agents still
+verify and apply it; they refuse a channel state.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from typing import Final, Literal
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from shared.command_signing import MAX_ENVELOPE_BYTES, MAX_SEQ, is_signed, load_json_object, parse_envelope
 from shared.errors import CommandError, CommandRefused
@@ -38,7 +43,14 @@ class DesiredState(BaseModel):
     fleet: str = Field(description="Fleet of the device (topic level 2).")
     device_id: str = Field(description="The one device this desired state is for.")
     model: str = Field(description="Model name to serve.")
-    version: int = Field(ge=1, le=MAX_SEQ, description="Model version to serve; the device stays there until told.")
+    version: int | None = Field(
+        default=None, ge=1, le=MAX_SEQ, description="Model version to serve; the device stays there until told."
+    )
+    channel: str | None = Field(
+        default=None,
+        description="Instead of a version: the pointer channel to follow while this state is in force ('stable' is "
+        "latest.json); never below a version already activated.",
+    )
     allow_downgrade: bool = Field(
         default=False, description="Whether the device may go below a version it already activated (a rollback)."
     )
@@ -50,11 +62,30 @@ class DesiredState(BaseModel):
 
     _ids = field_validator("fleet", "device_id", "model")(lambda cls, v: check_ident(v, "desired state name"))
     _rollout = field_validator("rollout_id")(lambda cls, v: None if v is None else check_ident(v, "rollout id"))
+    _channel = field_validator("channel")(lambda cls, v: None if v is None else check_ident(v, "channel name"))
+
+    @model_validator(mode="after")
+    def _version_or_channel(self) -> DesiredState:
+        if (self.version is None) == (self.channel is None):
+            raise ValueError("a desired state names exactly one of version and channel")
+        if self.channel is not None and self.allow_downgrade:
+            raise ValueError("a channel desired state cannot allow a downgrade; name the version to go back to")
+        return self
+
+    @property
+    def target(self) -> str:
+        """What it asks for, as messages say it: 'v7' or 'channel canary'."""
+        return f"v{self.version}" if self.version is not None else f"channel {self.channel}"
 
 
 def encode_desired(state: DesiredState) -> str:
-    """Deterministic JSON text of a desired state (sorted keys, no spaces); this text is what gets signed."""
-    return json.dumps(state.model_dump(mode="json"), sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    """Deterministic JSON text of a desired state (sorted keys, no spaces); this text is what gets signed. The
+    unused one of version/channel is left out, so a version state reads as it did before channels."""
+    doc = state.model_dump(mode="json")
+    for key in ("version", "channel"):
+        if doc[key] is None:
+            del doc[key]
+    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
 
 
 def sign_desired(state: DesiredState, key: Ed25519PrivateKey) -> bytes:
@@ -119,7 +150,7 @@ def verify_desired(
         )
     if model is not None and state.model != model:
         raise CommandRefused(
-            "not_addressed", f"desired state names model {state.model!r} v{state.version}, but this device follows "
+            "not_addressed", f"desired state names model {state.model!r} {state.target}, but this device follows "
             f"model {model!r} (sync.model); a desired state can only move a device between versions of its model",
         )
     return state

@@ -140,6 +140,8 @@ class SimDevice:
             self.counters["desired_refused"] += 1
             return Action()
         self.desired_version = state.version
+        if state.version is None:
+            return Action()  # a channel desired state: the simulator has no store of pointers to follow
         if state.version == self.version or state.version == self.installing:
             return Action()
         if state.version < self.highest and not state.allow_downgrade:

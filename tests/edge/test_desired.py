@@ -27,9 +27,9 @@ class Device:
     def __init__(self, serving: int | None = 1, fail: bool = False) -> None:
         self.serving, self.fail = serving, fail
         self.pins: list[int | None] = []
-        self.deploys: list[tuple[int, bool]] = []
+        self.deploys: list[tuple[int | None, bool]] = []
 
-    def deploy(self, version: int, *, explicit: bool, allow_downgrade: bool) -> Mapping[str, Any]:
+    def deploy(self, version: int | None, *, explicit: bool, allow_downgrade: bool) -> Mapping[str, Any]:
         self.deploys.append((version, allow_downgrade))
         if self.fail:
             raise EdgeferryError("store unreachable")
@@ -141,3 +141,26 @@ def test_a_persisted_state_for_another_model_is_not_re_pinned(tmp_path: Path) ->
     sync, _ = _sync(tmp_path, device)
     sync.stop()
     assert device.pins == [] and device.deploys == [] and sync.version is None
+
+
+def test_a_channel_state_releases_the_pin_and_makes_the_device_follow_that_channel(tmp_path: Path) -> None:
+    device = Device(serving=2)
+    sync, link = _sync(tmp_path, device)
+    assert not sync.seen and sync.channel is None
+    link.deliver(TOPICS.desired, _msg(3, seq=7))
+    _settle(sync, {"desired_applied": 1})
+    assert sync.seen and device.pins[-1] == 3
+    channel = sign_desired(DesiredState(fleet="lab", device_id="cam-1", model="m", channel="canary", issued_at_ms=1,
+                                        seq=8), KEY)
+    link.deliver(TOPICS.desired, channel)
+    _settle(sync, {"desired_applied": 2, "desired_version": 0})
+    assert sync.channel == "canary" and device.pins[-1] is None
+    assert device.deploys[-1] == (None, False)  # deploy what the channel's pointer names, at once
+    again = DesiredFile(tmp_path / "desired-state.json")  # kept across restarts
+    assert again.state is not None and again.state.channel == "canary"
+    link.deliver(TOPICS.desired, b"")
+    deadline = time.monotonic() + 5
+    while sync.channel is not None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert sync.channel is None and sync.seen  # cleared, but the device stays fleet-managed
+    sync.stop()

@@ -1,6 +1,7 @@
 """Publishing cannot bypass a rollout on a fleet-managed device: against a real Mosquitto and real agents sharing
 one store, a device that applied a signed desired state ignores a newly published latest.json (an unmanaged device
-beside it takes it, as before) and moves only when its desired state says so, also after that state is cleared."""
+beside it takes it, as before) and moves only when its desired state says so (a version, or a channel to follow),
+also after that state is cleared."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from cloud.publish import publish_pointer
 from shared.desired_state import DesiredState, sign_desired
 from shared.object_store import LocalStore
 from tests.edge.package_factory import make_package, new_keypair
@@ -17,10 +19,10 @@ from tests.integration.agent_harness import COMMAND_KEY, agent_config, running_a
 SYNTHETIC = {"type": "synthetic", "width": 32, "height": 32, "fps": 25}
 
 
-def _desired(tree: dict[str, Any], version: int, seq: int) -> bytes:
+def _desired(tree: dict[str, Any], version: int | None, seq: int, channel: str | None = None) -> bytes:
     return sign_desired(DesiredState(fleet=tree["device"]["fleet"], device_id=tree["device"]["device_id"],
-                                     model="tiny", version=version, issued_at_ms=int(time.time() * 1000), seq=seq),
-                        COMMAND_KEY)
+                                     model="tiny", version=version, channel=channel,
+                                     issued_at_ms=int(time.time() * 1000), seq=seq), COMMAND_KEY)
 
 
 def _state(probe: MqttProbe, tree: dict[str, Any], timeout: float = 30, **want: Any) -> dict[str, Any]:
@@ -75,5 +77,12 @@ def test_publish_moves_an_unmanaged_device_but_not_a_fleet_managed_one(tmp_path:
             make_package(store, "tiny", 3, keys, bias=-3.0)
             _state(probe, free, version=3)
             assert _served_after(probe, managed, int(time.time() * 1000) + 1500) == 2
+
+            # A desired state may name a channel instead: the device follows that channel's signed pointer.
+            make_package(store, "tiny", 4, keys, latest=False)
+            publish_pointer(store, "tiny", keys.private, channel="canary", version=4)
+            probe.client.publish(desired_topic, _desired(managed, None, seq=12, channel="canary"), qos=1, retain=True)
+            _state(probe, managed, version=4, channel="canary", follow="desired")
+            assert _served_after(probe, free, int(time.time() * 1000) + 1000) == 3  # stable did not move
     finally:
         probe.client.publish(desired_topic, b"", qos=1, retain=True).wait_for_publish(10)

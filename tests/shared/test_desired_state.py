@@ -126,3 +126,16 @@ def test_a_desired_state_for_another_model_is_refused_as_not_addressed() -> None
     with pytest.raises(CommandRefused, match="names model 'faces' v4, but this device follows model 'digits'") as info:
         verify_desired(sign_desired(state(model="faces"), KEY), TRUSTED, "lab", "cam-3", "digits")
     assert info.value.reason == "not_addressed"
+
+
+def test_a_desired_state_names_a_version_or_a_channel_and_a_version_state_signs_as_before_channels() -> None:
+    text = json.loads(json.loads(sign_desired(state(), KEY))["signed"])
+    assert "channel" not in text and text["version"] == 4  # older agents (extra fields forbidden) still apply it
+    follow = state(version=None, channel="canary")
+    got = verify_desired(sign_desired(follow, KEY), TRUSTED, "lab", "cam-3")
+    assert got == follow and got.version is None and got.target == "channel canary"
+    assert "version" not in json.loads(json.loads(sign_desired(follow, KEY))["signed"])
+    for bad in ({"channel": "canary"}, {"version": None}, {"version": None, "channel": "a/b"},
+                {"version": None, "channel": "canary", "allow_downgrade": True}):
+        with pytest.raises(ValueError):
+            state(**bad)
