@@ -183,6 +183,7 @@ class Ingest:
         """Apply a batch; a message that fails (parse, validation, database) is refused against its device only."""
         per_device: dict[str, list[_Parsed]] = {}
         now = self.store.clock()
+        batch = self._past_tombstones(batch)
         for device, n in (shed or {}).items():
             per_device.setdefault(device, []).append(
                 _Parsed("status", now, change=partial(count_shed, n=n, received_ms=now), accepted=False))
@@ -206,6 +207,35 @@ class Ingest:
             log.debug("batch refused by the database (%s); applying it device by device", _why(exc))
         for device, items in per_device.items():
             self._write_device(device, items)
+
+    def _past_tombstones(self, batch: Sequence[Message]) -> Sequence[Message]:
+        """The batch without the retained messages of removed devices (the broker keeps what the fleet's user may
+        not clear); a live, non-empty message lifts the device's tombstone and counts with what follows it."""
+        routed = [(m, route(m[0], self.store.fleet)) for m in batch]
+        try:
+            tombs = self.store.tombstones.among({r.device_id for _, r in routed if r is not None})
+        except WRITE_ERRORS as exc:
+            log.warning("cannot read removed devices' tombstones (%s); taking the batch as it is", _why(exc))
+            return batch
+        if not tombs:
+            return batch
+        kept: list[Message] = []
+        back: set[str] = set()
+        for m, r in routed:
+            if r is not None and r.device_id in tombs:
+                if m[2] or not m[1]:
+                    continue  # the removed device's retained message, or a clear: no sign of life
+                tombs.discard(r.device_id)
+                back.add(r.device_id)
+            kept.append(m)
+        if back:
+            try:
+                self.store.tombstones.lift(back)
+            except WRITE_ERRORS as exc:  # their messages still count; the tombstone goes with the next one
+                log.warning("cannot lift the tombstones of %s (%s)", ", ".join(sorted(back)), _why(exc))
+                return kept
+            log.info("removed device(s) %s published again: registered anew", ", ".join(sorted(back)))
+        return kept
 
     def _write_device(self, device: str, items: list[_Parsed]) -> None:
         """One device's messages together, else one by one, each failure refused against the device."""

@@ -67,6 +67,16 @@ devices = Table(
     Column("shed", BigInteger, nullable=False, default=0, server_default="0"),
 )
 
+# Removed devices (issue 19 follow-up): ingest ignores their retained messages, which the fleet's broker user may
+# not clear, until a live message from the device lifts the tombstone.
+device_tombstones = Table(
+    "device_tombstones",
+    metadata,
+    Column("fleet", String(64), primary_key=True),
+    Column("device_id", String(64), primary_key=True),
+    Column("removed_ms", BigInteger, nullable=False),
+)
+
 group_assignments = Table(
     "group_assignments",
     metadata,
