@@ -1,0 +1,182 @@
+"""Sensor models' figures on held-out data: accuracy/F1 of the window classifier, and AUROC, detection per fault
+kind and false alarms per hour of the anomaly model (per window, and k of n windows as a device alerts), per
+published variant, re-run here through ONNX Runtime from the signed packages `make train-sensor` published.
+
+    python -m bench.bench_sensor [--store .store] [--key .keys/edgeferry.pub]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+
+from cloud.publish import verify_published
+from cloud.sensor.config import SensorTrainConfig
+from cloud.sensor.export import reduce_scores
+from cloud.sensor.fault_eval import anomaly_eval_set
+from cloud.sensor.scoring import auroc, detection_rate, false_alarm_rate, macro_f1
+from cloud.sensor.splits import cut, split_recordings
+from cloud.sensor.train import load_sensor_data
+from edge.runtime_bench import cpu_model_name
+from shared.manifest import Manifest, version_prefix
+from shared.object_store import LocalStore
+from shared.signing import load_public_key
+from shared.task_contract import AnomalyHeadSpec
+from shared.windowing import windows_of
+
+RESULTS = Path(__file__).resolve().parent / "results"
+FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "avx512_fp16", "amx_bf16", "amx_int8", "amx_tile")
+K_OF_N = (3, 5)
+
+
+def cpu_flags() -> list[str]:
+    """The instruction-set flags of note that /proc/cpuinfo lists (what lscpu prints as Flags)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text(errors="replace")
+    except OSError:
+        return []
+    line = next((ln for ln in text.splitlines() if ln.startswith(("flags", "Features"))), "")
+    have = set(line.partition(":")[2].split())
+    return [f for f in FLAGS if f in have]
+
+
+def k_of_n_alerts(over: np.ndarray, k: int, n: int) -> int:
+    """Alerts a device raises on one stream: one each time k of the last n windows newly exceed the threshold."""
+    alerts, active = 0, False
+    for i in range(len(over)):
+        firing = int(over[max(0, i - n + 1) : i + 1].sum()) >= k
+        alerts += int(firing and not active)
+        active = firing
+    return alerts
+
+
+def _session(store: LocalStore, m: Manifest, file: str, tmp: Path) -> ort.InferenceSession:
+    path = tmp / f"{m.name}-{file}"
+    store.download(version_prefix(m.name, m.version) + file, path)
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
+def _run(session: ort.InferenceSession, x: np.ndarray) -> np.ndarray:
+    return np.concatenate([session.run(None, {"input": x[i : i + 256]})[0] for i in range(0, len(x), 256)])
+
+
+def classification_rows(store: LocalStore, m: Manifest, tmp: Path) -> list[dict[str, Any]]:
+    """Accuracy and macro F1 of each variant on the held-out windows."""
+    cfg = SensorTrainConfig.model_validate(m.train.config)
+    splits = split_recordings(load_sensor_data(cfg), cfg.data, cfg.trainer.seed)
+    assert m.window is not None
+    test = cut(splits.test, m.window, m.labels).labelled()
+    rows = []
+    for v in m.variants:
+        pred = _run(_session(store, m, v.file, tmp), test.inputs).argmax(axis=1)
+        rows.append({"variant": v.precision, "bytes": v.bytes, "accuracy": float((pred == test.labels).mean()),
+                     "f1": macro_f1(pred, test.labels, len(m.labels)), "windows": len(test),
+                     "p50_ms": v.metrics.latency_ms_p50})
+    return rows
+
+
+def anomaly_rows(store: LocalStore, m: Manifest, tmp: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """AUROC, detection per fault kind and false alarms per hour of each variant on the held-out fault set."""
+    cfg = SensorTrainConfig.model_validate(m.train.config)
+    splits = split_recordings(load_sensor_data(cfg), cfg.data, cfg.trainer.seed)
+    recipe, head = m.window, m.head
+    assert recipe is not None and isinstance(head, AnomalyHeadSpec)
+    ev = anomaly_eval_set(splits.test, recipe, list(cfg.anomaly.faults), cfg.anomaly.fault_seed)
+    streams = [windows_of(r.values, recipe) for r in splits.test]
+    hours = sum(r.length for r in splits.test) / recipe.sample_rate_hz / 3600.0
+    rows = []
+    for v in m.variants:
+        session = _session(store, m, v.file, tmp)
+        threshold = v.metrics.threshold if v.metrics.threshold is not None else head.threshold
+        scores = reduce_scores(_run(session, ev.inputs), head.reduce)
+        far = false_alarm_rate(scores[~ev.is_anomaly], threshold)
+        alerts = sum(k_of_n_alerts(reduce_scores(_run(session, s), head.reduce) > threshold, *K_OF_N)
+                     for s in streams if len(s))
+        rows.append({
+            "variant": v.precision, "bytes": v.bytes, "auroc": auroc(scores, ev.is_anomaly), "threshold": threshold,
+            "false_alarm_rate": far, "false_alarms_per_hour": far * recipe.windows_per_hour,
+            "k_of_n_alerts_per_hour": alerts / hours, "p50_ms": v.metrics.latency_ms_p50,
+            **{f"detect_{k}": detection_rate(scores[ev.kind == k], threshold) for k in sorted(set(ev.kind) - {""})},
+        })
+    info = {"normal_windows": int((~ev.is_anomaly).sum()), "faulty_windows": int(ev.is_anomaly.sum()),
+            "clean_hours": hours, "windows_per_hour": recipe.windows_per_hour, "percentile": head.percentile,
+            "calibration_windows": head.calibration_windows, "reduce": head.reduce}
+    return rows, info
+
+
+def render(doc: dict[str, Any]) -> str:
+    """bench/results/sensor.md."""
+    out = ["# Sensor models (make train-sensor, then python -m bench.bench_sensor)", "",
+           f"CPU: {doc['cpu']}; flags: {', '.join(doc['flags']) or 'none of note'} (absent: "
+           f"{', '.join(f for f in FLAGS if f not in doc['flags']) or 'none'}); {doc['cores']} cores "
+           "(shared with other work while measured). Data: UEA BasicMotions (sktime's bundled copy): 6 channels at "
+           "10 Hz; held out: the set's 40 TEST recordings (10 s each); windows of 3 s every 0.5 s.", ""]
+    c = doc["classification"]
+    out += [f"## Window classifier `{c['name']}` v{c['version']} (trained in {c['train_seconds']:.0f} s)", "",
+            "| variant | bytes | accuracy | macro F1 | windows | p50 ms (1 thread) |", "|---|---:|---:|---:|---:|---:|"]
+    out += [f"| {r['variant']} | {r['bytes']:,} | {r['accuracy']:.4f} | {r['f1']:.4f} | {r['windows']} | "
+            f"{r['p50_ms']:.3f} |" for r in c["rows"]]
+    a = doc["anomaly"]
+    i = a["info"]
+    kinds = [k for k in a["rows"][0] if k.startswith("detect_")] if a["rows"] else []
+    out += ["", f"## Anomaly autoencoder `{a['name']}` v{a['version']} (trained in {a['train_seconds']:.0f} s)", "",
+            f"Threshold: {i['percentile']}th percentile of {i['calibration_windows']} held-out normal windows "
+            f"(score: {i['reduce']} of per-channel reconstruction errors), each variant calibrated on its own "
+            f"outputs. Test: {i['normal_windows']} clean windows and {i['faulty_windows']} windows touching an "
+            f"injected fault (one of each kind per recording, seeded). {i['windows_per_hour']:.0f} windows per hour "
+            f"of stream; the clean test data is {i['clean_hours'] * 3600:.0f} s, so per-hour figures are "
+            "extrapolated from few alarms.", "",
+            "| variant | AUROC | threshold | false alarms/window | false alarms/h (per window) | alerts/h (3 of 5) | "
+            + " | ".join(k.removeprefix("detect_") for k in kinds) + " |",
+            "|---|---:|---:|---:|---:|---:|" + "---:|" * len(kinds)]
+    out += [f"| {r['variant']} | {r['auroc']:.3f} | {r['threshold']:.4g} | {r['false_alarm_rate']:.4f} | "
+            f"{r['false_alarms_per_hour']:.0f} | {r['k_of_n_alerts_per_hour']:.0f} | "
+            + " | ".join(f"{r[k]:.2f}" for k in kinds) + " |" for r in a["rows"]]
+    out += ["", "Fault columns: share of the windows touching that fault that score above the threshold."]
+    out += [f"- {line}" for line in doc["notes"]]
+    return "\n".join(out) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Measure both sensor packages and write bench/results/sensor.{md,json}."""
+    parser = argparse.ArgumentParser(prog="python -m bench.bench_sensor", description=main.__doc__)
+    parser.add_argument("--store", default=".store")
+    parser.add_argument("--key", type=Path, default=Path(".keys/edgeferry.pub"))
+    parser.add_argument("--classifier", default="motions")
+    parser.add_argument("--anomaly", default="motions-anomaly")
+    parser.add_argument("--note", action="append", default=[], help="a line added under the tables")
+    args = parser.parse_args(argv)
+    store = LocalStore(args.store)
+    trusted = [load_public_key(args.key)]
+    doc: dict[str, Any] = {"cpu": cpu_model_name() or "unknown CPU", "flags": cpu_flags(),
+                           "cores": len(os.sched_getaffinity(0)), "notes": args.note}
+    with tempfile.TemporaryDirectory(prefix="bench-sensor-") as tmp:
+        cm = verify_published(store, args.classifier, None, trusted)
+        doc["classification"] = {"name": cm.name, "version": cm.version,
+                                 "rows": classification_rows(store, cm, Path(tmp)),
+                                 "train_seconds": cm.train.metrics.get("train_seconds", float("nan"))}
+        am = verify_published(store, args.anomaly, None, trusted)
+        rows, info = anomaly_rows(store, am, Path(tmp))
+        doc["anomaly"] = {"name": am.name, "version": am.version, "rows": rows, "info": info,
+                          "train_seconds": am.train.metrics.get("train_seconds", float("nan")),
+                          "rejected": [r.model_dump() for r in am.rejected]}
+        doc["classification"]["rejected"] = [r.model_dump() for r in cm.rejected]
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "sensor.json").write_text(json.dumps(doc, indent=2) + "\n")
+    text = render(doc)
+    (RESULTS / "sensor.md").write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
