@@ -163,8 +163,9 @@ def remove(
 ) -> None:
     """Forget a device: clear its retained topics on the broker, then delete its record, telemetry and commands.
 
-    Clearing writes in the device's name: with the shipped broker ACL only the operators' user may, so run it as
-    --set broker.username=edgeferry-ops --set broker.password=... (the fleet's own user is refused).
+    Clearing writes in the device's name: with the shipped broker ACL only the operators' user may (run it as
+    --set broker.username=edgeferry-ops --set broker.password=...). The fleet's own user is refused: the output
+    names the topics the broker kept, and the registry ignores them until the device publishes again.
     """
     from fleet.device_removal import remove_device
     from fleet.mqtt_client import FleetMqtt
@@ -180,7 +181,7 @@ def remove(
         mqtt.close()
         store.close()
     typer.echo(f"removed {device} from fleet {cfg.fleet}" + ("" if done.known else " (it was not registered)")
-               + f"; cleared {len(done.cleared)} retained topics")
+               + f"; {done.summary()}")
 
 
 @app.command()

@@ -8,6 +8,7 @@
         ├── EmptyGroupError       a group has no devices, so there is nothing to act on
         ├── VersionCheckError     a model version is missing from the store or fails verification there
         ├── BrokerError           the MQTT broker is unreachable or refused a publish
+        │   └── PublishRefusedError   the broker answered a publish with a refusal (e.g. 135 Not authorized)
         ├── NothingToRollBackError no earlier desired version to return to
         ├── RolloutError          a rollout cannot be started or changed as asked
         │   ├── RolloutConflictError  the group already has a rollout running
@@ -47,6 +48,16 @@ class VersionCheckError(FleetError):
 
 class BrokerError(FleetError):
     """The MQTT broker is unreachable, refused the connection, or did not acknowledge a publish."""
+
+
+class PublishRefusedError(BrokerError):
+    """The broker acknowledged a publish with a refusal reason code (MQTT 5), typically its ACL's 135 Not
+    authorized: the message was dropped, and the caller can say so instead of claiming it was sent."""
+
+    def __init__(self, message: str, topic: str, reason_code: int) -> None:
+        super().__init__(message)
+        self.topic = topic
+        self.reason_code = reason_code
 
 
 class NothingToRollBackError(FleetError):

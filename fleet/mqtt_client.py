@@ -15,7 +15,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from fleet.config import BrokerConfig
-from fleet.errors import BrokerError
+from fleet.errors import BrokerError, PublishRefusedError
 from shared.tls import TlsFilesError, client_context
 
 log = logging.getLogger(__name__)
@@ -49,6 +49,9 @@ class FleetMqtt:
         self._connected = threading.Event()
         self._subscribed = threading.Event()
         self._refused: str | None = None
+        # PUBACK reason codes of failed QoS 1 publishes by message id (paho reports them to on_publish only).
+        self._puback_failures: dict[int, tuple[int, str]] = {}
+        self._puback_lock = threading.Lock()
         c = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=self.client_id,
                         protocol=MQTTProtocolVersion.MQTTv5)
         if cfg.username:
@@ -62,6 +65,7 @@ class FleetMqtt:
         c.on_disconnect = self._disconnected_cb
         c.on_subscribe = self._subscribed_cb
         c.on_message = self._message_cb
+        c.on_publish = self._published_cb
         self._client = c
 
     @property
@@ -97,6 +101,12 @@ class FleetMqtt:
             raise BrokerError(f"publish to {topic} failed: {exc}") from exc
         if not info.is_published():
             raise BrokerError(f"MQTT broker at {self.where} did not acknowledge the message to {topic}")
+        with self._puback_lock:
+            failed = self._puback_failures.pop(info.mid, None)
+        if failed is not None:
+            code, why = failed
+            raise PublishRefusedError(f"MQTT broker at {self.where} refused the message to {topic} as "
+                                      f"{self.cfg.username or 'an anonymous client'}: {why} ({code})", topic, code)
 
     def close(self) -> None:
         """Disconnect cleanly and stop the network thread."""
@@ -129,6 +139,12 @@ class FleetMqtt:
         if failed:
             log.error("broker at %s refused subscriptions: %s", self.where, ", ".join(failed))
         self._subscribed.set()
+
+    def _published_cb(self, _c: mqtt.Client, _u: Any, mid: int, reason: Any, _props: Any) -> None:
+        # Runs before paho marks the message published, so publish() finds the code once its wait ends.
+        if reason is not None and reason.is_failure:
+            with self._puback_lock:
+                self._puback_failures[mid] = (int(reason.value), str(reason))
 
     def _message_cb(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
         if self._on_message is not None:
