@@ -38,6 +38,7 @@ from fleet.command_sender import CommandSender
 from fleet.control import FleetControl
 from fleet.db.store import FleetStore
 from fleet.desired import desired_for
+from fleet.device_removal import Removal, clear_hint, clear_retained, retained_topics
 from fleet.errors import (
     EmptyGroupError,
     FleetError,
@@ -54,7 +55,6 @@ from fleet.rollout.operations import RolloutOperations
 from fleet.rollout.plan import MetricGate, RolloutPlan
 from fleet.rollout.store import DeviceRow as RolloutDevice
 from fleet.rollout.store import RolloutRow
-from shared.topics import DeviceTopics
 
 RAW_RECENT_MS = 10 * 60 * 1000  # the device page reads raw samples this far back, downsampled history before
 PLOT_DEVICES = 200  # per cohort, the gate plots read at most this many devices' windows
@@ -348,14 +348,16 @@ class FleetAdapter:
                 raise UnknownTarget(f"no device {device_id!r} in fleet {self.store.fleet!r}")
         if self.sender is None:
             return (f"{device_id} removed from the registry; its retained topics stay on the broker (this control "
-                    "plane observes only), so it reappears after a restart")
-        topics = DeviceTopics(self.store.fleet, device_id)
+                    "plane observes only) and are ignored until it publishes again; "
+                    + clear_hint(retained_topics(self.store.fleet, device_id)))
         try:
-            for topic in (topics.status, topics.state, topics.benchmark, topics.desired):
-                self.sender.publisher.publish(topic, b"", retain=True)
+            cleared, kept = clear_retained(self.sender.publisher, self.store.fleet, device_id)
         except FleetError as exc:
-            return (f"{device_id} removed from the registry, but clearing its retained topics failed ({exc}): it "
-                    "reappears after a restart unless they are cleared")
+            return (f"{device_id} removed from the registry, but clearing its retained topics failed ({exc}): they "
+                    "stay on the broker and are ignored until it publishes again")
+        if kept:
+            return (f"{device_id} removed from the registry and history; "
+                    + Removal(device_id, True, cleared, kept).summary())
         return f"{device_id} removed: registry, history and retained topics; it reappears if it publishes again"
 
     def start_rollout(self, model: str, version: int, group: str) -> str:
