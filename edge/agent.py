@@ -15,6 +15,7 @@ from edge.command_auth import CommandAuth
 from edge.commands import CommandRouter
 from edge.config import AgentConfig
 from edge.desired import DesiredSync
+from edge.detection.service import DetectionService
 from edge.errors import AgentError
 from edge.events import EventEmitter
 from edge.frame_loop import FrameLoop
@@ -92,8 +93,11 @@ class Agent:
             self.link = MqttLink(cfg.mqtt, self.topics, self._outbox, health=self.health)
         else:
             self.link = NullLink()
+        # Object tracking, events, snapshots and zone counts while a detector serves (edge.detection.service).
+        self.detection = DetectionService(cfg.detection, self.link, self.topics, self.envelopes)
         self.results = ResultPublisher(
-            EventEmitter(cfg.events, self.link, self.topics.events, self.envelopes), self.health, observer
+            EventEmitter(cfg.events, self.link, self.topics.events, self.envelopes), self.health, observer,
+            detection=self.detection,
         )
         self.router = CommandRouter(self.link, self.topics, self.envelopes, auth=CommandAuth.from_config(cfg.device),
                                     queue_size=cfg.mqtt.command_queue, health=self.health)
@@ -156,9 +160,10 @@ class Agent:
         self._register_appliers()
         for source in (self.stats.values, self.slot.metrics, self.sync.metrics, self.frames.metrics,
                        self.router.metrics, self.link.metrics, self.system.sample, self.health.metrics,
-                       self.desired.metrics, self.results.quality.metrics, self.shadow.metrics):
+                       self.desired.metrics, self.results.metrics, self.shadow.metrics):
             self.telemetry.add_source(source)
-        self.telemetry.set_class_counts(self.results.quality.class_counts)
+        self.telemetry.set_class_counts(self.results.class_counts)
+        self.telemetry.set_zone_counts(self.results.zone_counts)
         self._publish_state()
         if self.cfg.mqtt.ha_discovery:
             reported = {m.name for m in METRICS} - self.system.unreported()
@@ -212,6 +217,7 @@ class Agent:
         if self._publisher is not None and self._publisher.is_alive():
             self.results.finish()
             self._publisher.join(timeout=30)
+        self.results.end_stream()
         if self._poll_thread is not None:
             self._poll_thread.join(timeout=10)
         if self._shadow_thread is not None:
@@ -367,7 +373,18 @@ class Agent:
 
             return commit
 
-        for applier in (events, logging_, sync):
+        def detection(new: AgentConfig, live: list[str]) -> Callable[[], None] | None:
+            if not any(k.startswith("detection.") for k in live):
+                return None
+            cfg = new.detection
+
+            def commit() -> None:
+                # Followed objects end under the old settings; tracking restarts under the new.
+                self.detection.reconfigure(cfg)
+
+            return commit
+
+        for applier in (events, logging_, sync, detection):
             self.live.on_change(applier)
 
     # -- reporting ---------------------------------------------------------------------------------------------
@@ -421,7 +438,7 @@ class Agent:
         """One human line every few seconds: what is served, how fast, and the latest result."""
         v = self.stats.values()
         last = self.results.last
-        seen = f"; last frame {last.index}: {last.prediction.label} ({last.prediction.score:.2f})" if last else ""
+        seen = f"; last frame {last.index}: {last.summary()}" if last else ""
         log.info("%s: %.1f fps, %d frames, e2e p50 %.2f ms%s", self._status_line(), v.get("fps", 0.0),
                  int(v.get("frames", 0)), v.get("e2e_ms_p50", 0.0), seen)
 

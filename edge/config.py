@@ -101,6 +101,13 @@ class SyncConfig(_Section):
         le=1,
         description="Share of golden samples whose top-1 an fp16/int8/TensorRT variant must match (fp32: all).",
     )
+    detection_min_agreement: float = Field(
+        default=0.9,
+        ge=0,
+        le=1,
+        description="Detection F1 (IoU >= 0.5, same class) a detector's variant, runtime or inference hint must "
+        "reach against the FP32 reference boxes on the golden samples before it serves.",
+    )
     min_free_mb: float = Field(
         default=64.0, ge=0, le=1_000_000, description="Free space (MiB) a download must leave in cache_dir."
     )

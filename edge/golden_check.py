@@ -1,4 +1,9 @@
-"""Run a loaded model on the package's golden samples (shared.golden) before it may serve a single frame."""
+"""Run a loaded model on the package's golden samples (shared.golden) before it may serve a single frame.
+
+Classifiers must reproduce the golden top-1; detectors must find the FP32 reference's boxes (F1 at IoU 0.5, same
+class) at least `detection_min_agreement` of the way, whatever their precision: a box scoring right at the
+threshold may come and go between runtimes even in FP32.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +14,9 @@ import numpy as np
 
 from edge.backends.base import LoadedModel
 from edge.errors import BackendError, PackageRejected
+from edge.golden_agreement import DETECTION_MIN_AGREEMENT, DetectionScorer
 from shared.errors import IntegrityError
-from shared.golden import GoldenSet, read_golden
+from shared.golden import DetectionGoldenSet, GoldenSet, read_task_golden
 from shared.integrity import verify_file
 from shared.manifest import Manifest, Precision
 
@@ -27,11 +33,21 @@ class SmokeResult:
     matched: int
     required: float
     max_abs_diff: float | None
+    # A detector's F1 against the reference boxes (matched then counts boxes); None for classifiers.
+    f1: float | None = None
 
     @property
     def agreement(self) -> float:
-        """Fraction of samples whose top-1 equals the golden label."""
-        return self.matched / self.samples
+        """Fraction of samples whose top-1 equals the golden label, or a detector's F1."""
+        return self.f1 if self.f1 is not None else self.matched / self.samples
+
+    @property
+    def summary(self) -> str:
+        """For the log line."""
+        if self.f1 is not None:
+            return f"detection F1 {self.f1:.3f} against FP32 over {self.samples} samples, {self.matched} boxes matched"
+        diff = "n/a" if self.max_abs_diff is None else f"{self.max_abs_diff:.2e}"
+        return f"{self.matched}/{self.samples} top-1, max |diff| {diff}"
 
 
 def required_agreement(precision: Precision, reduced: float = REDUCED_MIN_AGREEMENT) -> float:
@@ -39,14 +55,14 @@ def required_agreement(precision: Precision, reduced: float = REDUCED_MIN_AGREEM
     return 1.0 if precision in EXACT_PRECISIONS else reduced
 
 
-def load_golden(path: Path, manifest: Manifest) -> GoldenSet:
-    """Verify golden.npz against the manifest, then read it in the shared format without ever unpickling."""
+def load_golden(path: Path, manifest: Manifest) -> GoldenSet | DetectionGoldenSet:
+    """Verify golden.npz against the manifest, then read it in its task's shared form without ever unpickling."""
     try:
         verify_file(path, manifest.golden.sha256, manifest.golden.bytes)
     except (IntegrityError, OSError) as exc:
         raise PackageRejected(f"golden samples: {exc}") from exc
     try:
-        return read_golden(path, count=manifest.golden.count, classes=len(manifest.labels))
+        return read_task_golden(path, task=manifest.task, count=manifest.golden.count, classes=len(manifest.labels))
     except ValueError as exc:
         raise PackageRejected(str(exc)) from exc
 
@@ -88,10 +104,14 @@ def run_smoke_test(
     *,
     precision: Precision = "fp32",
     reduced_min_agreement: float = REDUCED_MIN_AGREEMENT,
+    detection_min_agreement: float = DETECTION_MIN_AGREEMENT,
 ) -> SmokeResult:
-    """Outputs finite, shaped (N, len(labels)), and top-1 equal to the golden labels; PackageRejected otherwise."""
+    """Outputs finite, shaped (N, len(labels)), and top-1 equal to the golden labels (a detector: its boxes agree
+    with the reference's); PackageRejected otherwise."""
     golden = load_golden(golden_path, manifest)
     _check_input_fits(loaded, golden.inputs)
+    if isinstance(golden, DetectionGoldenSet):
+        return _smoke_detector(loaded, golden, manifest, detection_min_agreement)
     try:
         logits = _run_batches(loaded, golden.inputs)
     except BackendError as exc:
@@ -113,3 +133,23 @@ def run_smoke_test(
     if golden.logits is not None and golden.logits.shape == logits.shape:
         diff = float(np.max(np.abs(logits.astype(np.float64) - golden.logits)))
     return SmokeResult(samples=n, matched=matched, required=required, max_abs_diff=diff)
+
+
+def _smoke_detector(
+    loaded: LoadedModel, golden: DetectionGoldenSet, manifest: Manifest, required: float
+) -> SmokeResult:
+    """The detector's boxes on the golden inputs against the FP32 reference's, as F1."""
+    scorer = DetectionScorer(manifest, golden.detections(manifest.labels), required)
+    try:
+        found = scorer.predict(loaded, golden.inputs)
+    except BackendError as exc:
+        raise PackageRejected(f"smoke test: the model failed on the golden inputs: {exc}") from exc
+    agreement = golden.agreement(found, manifest.labels)
+    n = len(golden.inputs)
+    if agreement.f1 < required - 1e-9:
+        raise PackageRejected(
+            f"smoke test: its boxes agree with the FP32 reference's at F1 {agreement.f1:.3f} on {n} golden samples "
+            f"({agreement.matched} of {agreement.reference} reference boxes found, {agreement.candidate} boxes "
+            f"reported); detectors need at least {required:.2f}"
+        )
+    return SmokeResult(samples=n, matched=agreement.matched, required=required, max_abs_diff=None, f1=agreement.f1)

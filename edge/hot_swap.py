@@ -11,8 +11,9 @@ import numpy as np
 
 from edge.backends.base import LoadedModel
 from edge.backends.input_check import check_model_input
-from edge.errors import AgentError, BackendError
+from edge.errors import AgentError
 from edge.preprocess import Preprocessor
+from edge.task_decode import FrameDecoder, decoder_for
 from shared.manifest import Manifest, Variant
 
 log = logging.getLogger(__name__)
@@ -29,10 +30,16 @@ class ServingModel:
     variant: Variant
     manifest: Manifest
     generation: int = 0
+    # The manifest's task head for frames, chosen once per model (None: built from the manifest).
+    decoder: FrameDecoder = field(default=None, repr=False)  # type: ignore[assignment]
     # Guarded by the slot's lock: frames using it, and whether a newer model replaced it.
     users: int = field(default=0, repr=False)
     retired: bool = field(default=False, repr=False)
     closed: bool = field(default=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.decoder is None:
+            self.decoder = decoder_for(self.manifest)
 
 
 def _input_hw(model: LoadedModel, manifest: Manifest) -> tuple[int, int] | None:
@@ -51,11 +58,7 @@ def prepare(model: LoadedModel, manifest: Manifest, variant: Variant, *, warm_up
     serving = ServingModel(model, pre, tuple(manifest.labels), manifest.version, variant, manifest)
     if warm_up:
         # The first run allocates arenas and picks kernels; paying for it here keeps it out of a frame.
-        out = np.asarray(model.run(np.zeros(pre.output_shape, dtype=np.float32)))
-        if out.size != len(manifest.labels):
-            raise BackendError(
-                f"{variant.file} returns {out.size} values per frame, the manifest lists {len(manifest.labels)} labels"
-            )
+        serving.decoder.check(np.asarray(model.run(np.zeros(pre.output_shape, dtype=np.float32))), variant.file)
     return serving
 
 

@@ -51,6 +51,8 @@ LIVE_KEYS: tuple[str, ...] = (
     "sync.trusted_keys",
     "sync.allow_unsigned",
     "run.",
+    # Object filters, zones, tracking, events and snapshot limits (not snapshots.dir: a trust anchor above).
+    "detection.",
 )
 
 

@@ -20,6 +20,7 @@ from edge.backends.chain import BackendChain
 from edge.choice_cache import CHOICE_CACHE_DIR, ChoiceCache
 from edge.config import SyncConfig
 from edge.errors import BackendError, InstallError, InsufficientSpace, PackageRejected
+from edge.golden_agreement import scorer_for
 from edge.golden_check import load_golden, run_smoke_test
 from edge.hot_swap import ServingModel, prepare
 from edge.model_cache import InstalledModel, ModelCache, Pointer
@@ -490,17 +491,20 @@ class ModelSync:
             hardware=hardware_fingerprint(self.hw, cpu_model_name()),
             runtimes=chain.runtime_versions(),
         )
+        # The golden reference in the task's terms: FP32's top-1, or its detections (gated on F1).
+        scorer = scorer_for(golden, manifest, self.cfg.detection_min_agreement)
         try:
             chosen = choose(
                 offered,
                 lambda c: self._load_checked(installed, c, chain),
                 golden.inputs,
-                golden.labels,
+                scorer.reference,
                 settings,
                 identity,
                 ChoiceCache(self.cfg.cache_dir / CHOICE_CACHE_DIR),
                 remeasure=remeasure,
                 recorded=self._recorded_lookup(identity),
+                scorer=scorer,
             )
         except PackageRejected as exc:
             raise self._reject(exc, installed.version) from exc
@@ -530,6 +534,7 @@ class ModelSync:
                 # requires its top-1 to match FP32's on hint_min_agreement of the samples.
                 precision=variant.precision if candidate.hint == F32 else "fp16",
                 reduced_min_agreement=self.cfg.smoke_min_agreement,
+                detection_min_agreement=self.cfg.detection_min_agreement,
             )
         except BaseException as exc:
             loaded.close()
@@ -538,12 +543,7 @@ class ModelSync:
                 log.warning("%s of v%d failed its smoke test: %s", candidate.label, installed.version, exc)
             raise
         log.info(
-            "%s v%d %s passed the smoke test (%d/%d top-1, max |diff| %s)",
-            installed.manifest.name,
-            installed.version,
-            candidate.label,
-            result.matched,
-            result.samples,
-            "n/a" if result.max_abs_diff is None else f"{result.max_abs_diff:.2e}",
+            "%s v%d %s passed the smoke test (%s)", installed.manifest.name, installed.version, candidate.label,
+            result.summary,
         )
         return loaded

@@ -1,4 +1,8 @@
-"""The frame loop: capture -> preprocess -> infer -> postprocess -> publish, timed per stage, model read per frame."""
+"""The frame loop: capture -> preprocess -> infer -> decode -> publish, timed per stage, model read per frame.
+
+Decoding goes through the served model's task decoder (edge.task_decode), so a result carries a classification or
+a detector's objects and the loop itself never asks which.
+"""
 
 from __future__ import annotations
 
@@ -14,8 +18,8 @@ import numpy as np
 from edge.errors import AgentError
 from edge.frame_stats import FrameStats
 from edge.hot_swap import ModelSlot
-from edge.postprocess import Prediction, postprocess
 from edge.sources.base import Frame
+from shared.tasks import Detections, Prediction
 
 log = logging.getLogger(__name__)
 
@@ -53,11 +57,31 @@ class FrameResult:
     captured_at: float
     source: str
     version: int
-    prediction: Prediction
+    # A classifier's result (None for other tasks).
+    prediction: Prediction | None
     # Frames were already waiting when this one was done: its publishing should overlap the next inference.
     backlog: bool = False
     # A copy of the model input, only on frames the shadow check sampled (None on every other frame).
     tensor: np.ndarray | None = None
+    # A detector's objects in frame pixels (None for other tasks).
+    detections: Detections | None = None
+    # The frame itself, kept by tasks that need it after inference (object snapshots); never copied.
+    image: np.ndarray | None = None
+    # The served model's task: which result sink publishes it.
+    task: str = "classification"
+
+    @property
+    def frame_hw(self) -> tuple[int, int] | None:
+        """(height, width) of the frame, when the result kept it."""
+        return None if self.image is None else (int(self.image.shape[0]), int(self.image.shape[1]))
+
+    def summary(self) -> str:
+        """What a person reads in a status line."""
+        if self.prediction is not None:
+            return f"{self.prediction.label} ({self.prediction.score:.2f})"
+        found = self.detections or ()
+        return f"{len(found)} object{'' if len(found) == 1 else 's'}" + (
+            f" ({', '.join(sorted({d.label for d in found}))})" if found else "")
 
 
 @dataclass(frozen=True)
@@ -140,12 +164,14 @@ class Pipeline:
                     prep = t2 - t1
                 logits = serving.model.run(batch)
                 t3 = perf()
-                prediction = postprocess(logits, serving.labels, top_k)
+                decoder = serving.decoder
+                decoded = decoder.decode(logits, frame.image.shape[:2], top_k)
                 t4 = perf()
                 backlog = capture.queue_depth() > 0
                 kept = batch.copy() if sample is not None and sample(frame.index) else None
-                on_result(FrameResult(frame.index, frame.captured_at, frame.source, serving.version, prediction,
-                                      backlog, kept))
+                on_result(FrameResult(frame.index, frame.captured_at, frame.source, serving.version,
+                                      decoded.prediction, backlog, kept, decoded.detections,
+                                      frame.image if decoder.keeps_image else None, decoder.task))
                 t5 = perf()
             except Exception as exc:  # noqa: BLE001 - one bad frame must not stop the stream: counted, logged below
                 errors += 1

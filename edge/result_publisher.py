@@ -2,21 +2,25 @@
 when the frame loop has nothing else to do: a result is published on the frame thread when no frame waits behind
 it and nothing is queued (the hand-off would only add a wake-up to its latency), and on the 'results' thread while
 frames are waiting, so JSON and the outbox commit overlap the next inference. A full queue blocks the frame loop
-rather than lose a result."""
+rather than lose a result.
+
+Each result goes to the sink of its model's task (edge.result_sinks), chosen when results of another model start.
+"""
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 
+from edge.detection.service import DetectionService
+from edge.errors import AgentError
 from edge.events import EventEmitter
 from edge.pipeline import FrameResult
 from edge.quality import QualityWindow
+from edge.result_sinks import ClassificationSink, DetectionSink, ResultSink
 from edge.supervise import Health
-from shared.errors import EdgeferryError
-from shared.payloads import Detection
 
 log = logging.getLogger(__name__)
 
@@ -35,9 +39,16 @@ class ResultPublisher:
         health: Health,
         observer: Callable[[FrameResult], None] | None = None,
         queue_size: int = QUEUE_SIZE,
+        detection: DetectionService | None = None,
     ) -> None:
-        # Replaced whole by live config (events.*); the thread reads the attribute once per result.
-        self.events = events
+        self._classification = ClassificationSink(events)
+        self.detection = detection
+        self._sinks: dict[str, ResultSink] = {"classification": self._classification}
+        if detection is not None:
+            self._sinks["detection"] = DetectionSink(detection)
+        # The sink of the model whose results came last, and that model's (version, task).
+        self._sink: ResultSink | None = None
+        self._serving: tuple[int, str] | None = None
         self._health = health
         self._observer = observer
         self._size = queue_size
@@ -49,8 +60,48 @@ class ResultPublisher:
         # Someone (the results thread or submit() inline) is publishing: nobody else may, so order holds.
         self._busy = False
         self.last: FrameResult | None = None
-        # Counted here, off the frame thread; the telemetry thread closes the window each report.
-        self.quality = QualityWindow()
+
+    @property
+    def events(self) -> EventEmitter:
+        """The result events emitter (classification); replaced whole by live config (events.*)."""
+        return self._classification.events
+
+    @events.setter
+    def events(self, emitter: EventEmitter) -> None:
+        self._classification.events = emitter
+
+    @property
+    def quality(self) -> QualityWindow:
+        """Classification quality, counted off the frame thread; the telemetry thread closes the window."""
+        return self._classification.quality
+
+    def metrics(self) -> dict[str, float]:
+        """Close the quality windows: classification figures, and a detector's where one served in the window."""
+        out = self._classification.quality.metrics()
+        if self.detection is not None:
+            figures = self.detection.metrics()
+            if figures.get("det_frames_window") or isinstance(self._sink, DetectionSink):
+                out.update(figures)
+        return out
+
+    def class_counts(self) -> dict[str, int]:
+        """Label -> top-1 results and detections in the windows metrics() closed last."""
+        counts = Counter(self._classification.quality.class_counts())
+        if self.detection is not None:
+            counts.update(self.detection.class_counts())
+        return dict(counts)
+
+    def zone_counts(self) -> dict[str, int] | None:
+        """Objects per zone now while a detector serves; None otherwise (no zones to count)."""
+        if self.detection is None or not isinstance(self._sink, DetectionSink):
+            return None
+        return self.detection.zone_counts()
+
+    def end_stream(self) -> None:
+        """No more results follow (after finish() and the results thread ended): followed objects end."""
+        if self._sink is not None:
+            self._sink.finish()
+            self._sink, self._serving = None, None
 
     def submit(self, result: FrameResult) -> None:
         """Publish one result now if nothing is ahead of it and no frame waits behind it, else queue it."""
@@ -117,26 +168,28 @@ class ResultPublisher:
 
     def _publish(self, results: list[FrameResult]) -> None:
         self.last = results[-1]
-        events = self.events
-        quality = self.quality
-        detections = []
-        for result in results:
-            p = result.prediction
-            quality.add(p.label, p.score)
-            detections.append(
-                Detection(label=p.label, score=p.score, top_k=list(p.top_k), frame=result.index,
-                          model_version=result.version)
-            )
-        try:
-            if events.policy.cfg.mode != "off":
-                if len(detections) == 1:
-                    events.on_result(detections[0])
-                else:
-                    events.on_results(detections)
-        except EdgeferryError as exc:
-            frames = f"{results[0].index}" if len(results) == 1 else f"{results[0].index}-{results[-1].index}"
-            log.warning("results of frame %s not published: %s", frames, exc)
+        start = 0
+        for end in range(1, len(results) + 1):
+            if end == len(results) or (results[end].version, results[end].task) != (
+                results[start].version, results[start].task
+            ):
+                self._sink_for(results[start]).publish(results[start:end])
+                start = end
         if self._observer is not None:
             for result in results:
                 self._observer(result)
         self._health.ok(COMPONENT)
+
+    def _sink_for(self, result: FrameResult) -> ResultSink:
+        """The sink of the result's model; when another model's results start, the old sink ends or restarts."""
+        serving = (result.version, result.task)
+        if serving == self._serving and self._sink is not None:
+            return self._sink
+        sink = self._sinks.get(result.task)
+        if sink is None:
+            raise AgentError(f"results of a {result.task} model cannot be published by this agent")
+        if self._sink is not None and self._sink is not sink:
+            self._sink.finish()
+        sink.start_model(result.version)
+        self._sink, self._serving = sink, serving
+        return sink

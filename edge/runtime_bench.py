@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -17,11 +18,11 @@ from edge.backends.base import LoadedModel
 from edge.backends.capabilities import F32
 from edge.choice_cache import ChoiceCache
 from edge.errors import BackendError, PackageRejected
+from edge.golden_agreement import GoldenScorer, Top1Scorer, run_golden
 from edge.runtime_choice import (
     Candidate,
     ChoiceSettings,
     Outcome,
-    agreement,
     cache_key,
     cached_pick,
     hint_rejection,
@@ -73,34 +74,28 @@ class PackageIdentity:
 
 def top1(model: LoadedModel, inputs: np.ndarray) -> np.ndarray:
     """Top-1 class per input, in chunks padded to the model's batch when that batch is fixed."""
-    first = model.input_shape[0] if model.input_shape else None
-    batch = first if isinstance(first, int) and first > 0 else len(inputs)
-    out = []
-    for start in range(0, len(inputs), batch):
-        chunk = inputs[start : start + batch]
-        pad = batch - len(chunk)
-        if pad:
-            chunk = np.concatenate([chunk, np.zeros((pad, *chunk.shape[1:]), dtype=chunk.dtype)])
-        out.append(np.asarray(model.run(np.ascontiguousarray(chunk)))[: batch - pad].argmax(axis=1))
-    return np.concatenate(out)
+    return run_golden(model, inputs).argmax(axis=1)
 
 
 def evaluate(
     offered: Sequence[Candidate],
     load: Loader,
     inputs: np.ndarray,
-    labels: np.ndarray,
+    labels: Any,  # the golden reference: top-1 per sample, or a detector's detections
     settings: ChoiceSettings,
     clock: Callable[[], float] = time.perf_counter,
+    scorer: GoldenScorer | None = None,
 ) -> tuple[list[Outcome], tuple[LoadedModel, Outcome] | None]:
     """Every candidate's outcome, and the winner still loaded (the others are closed).
 
     A bf16/f16 hint is compared with the f32 run of the same runtime and file where there was one (that isolates
-    the hint), else with the golden labels, which are the FP32 model's top-1.
+    the hint), else with the golden reference (labels: the FP32 model's top-1, or its detections), in the task's
+    metric (scorer: top-1 by default, detection F1 for detectors).
     """
+    scorer = scorer or Top1Scorer(labels)
     outcomes: list[Outcome] = []
     best: tuple[LoadedModel, Outcome] | None = None
-    f32_top1: dict[tuple[str, str], np.ndarray] = {}
+    f32_top1: dict[tuple[str, str], Any] = {}
     sample = np.ascontiguousarray(inputs[:1], dtype=np.float32)
     for c in offered:
         outcome = Outcome(c)
@@ -112,12 +107,13 @@ def evaluate(
             log.info("runtime candidate %s rejected: %s", c.label, outcome.rejected)
             continue
         try:
-            predicted = top1(model, inputs)
+            predicted = scorer.predict(model, inputs)
             reference = f32_top1.get((c.backend, c.variant.file), labels)
-            outcome.agreement = agreement(predicted, reference)
+            outcome.agreement = scorer.agreement(predicted, reference)
             if c.hint == F32:
                 f32_top1[(c.backend, c.variant.file)] = predicted
-            outcome.rejected = hint_rejection(c, outcome.agreement, settings.hint_min_agreement)
+            outcome.rejected = hint_rejection(c, outcome.agreement, scorer.min_agreement(settings.hint_min_agreement),
+                                              scorer.metric)
             if outcome.rejected is None and settings.measure:
                 times = latency_samples_ms(model, sample, settings.runs, settings.warmup, settings.budget_s, clock)
                 outcome.p50_ms, outcome.p99_ms = p50_p99(times)
@@ -154,9 +150,10 @@ def adopt_recorded(
     offered: Sequence[Candidate],
     load: Loader,
     inputs: np.ndarray,
-    labels: np.ndarray,
+    labels: Any,  # the golden reference: top-1 per sample, or a detector's detections
     settings: ChoiceSettings,
     key: str,
+    scorer: GoldenScorer | None = None,
 ) -> ChosenModel | None:
     """A choice recorded on an identical target, served without timing once its smoke test and hint gate pass here.
 
@@ -173,8 +170,10 @@ def adopt_recorded(
         log.warning("the choice recorded for target %s, %s, fails here (%s); measuring here", recorded.target,
                     winner.label, exc)
         return None
+    scorer = scorer or Top1Scorer(labels)
     try:
-        why = hint_rejection(winner, agreement(top1(model, inputs), labels), settings.hint_min_agreement)
+        agreed = scorer.agreement(scorer.predict(model, inputs), labels)
+        why = hint_rejection(winner, agreed, scorer.min_agreement(settings.hint_min_agreement), scorer.metric)
     except BackendError as exc:
         why = f"failed on the golden inputs: {exc}"
     if why is not None:
@@ -192,13 +191,14 @@ def choose(
     offered: Sequence[Candidate],
     load: Loader,
     inputs: np.ndarray,
-    labels: np.ndarray,
+    labels: Any,  # the golden reference: top-1 per sample, or a detector's detections
     settings: ChoiceSettings,
     identity: PackageIdentity,
     cache: ChoiceCache | None = None,
     *,
     remeasure: bool = False,
     recorded: Callable[[], BenchmarkResult | None] | None = None,
+    scorer: GoldenScorer | None = None,
 ) -> ChosenModel:
     """The model to serve; PackageRejected naming every candidate's reason when none passes.
 
@@ -222,12 +222,12 @@ def choose(
                 return ChosenModel(model, winner, result)
     if settings.measure and recorded is not None and not remeasure:
         record = recorded()
-        adopted = adopt_recorded(record, offered, load, inputs, labels, settings, key) if record else None
+        adopted = adopt_recorded(record, offered, load, inputs, labels, settings, key, scorer) if record else None
         if adopted is not None:
             if cache is not None:
                 cache.put(adopted.result)
             return adopted
-    outcomes, best = evaluate(offered, load, inputs, labels, settings)
+    outcomes, best = evaluate(offered, load, inputs, labels, settings, scorer=scorer)
     chosen = best[1] if best is not None else None
     result = result_of(
         outcomes,

@@ -109,12 +109,17 @@ def agreement(top1: np.ndarray, reference: np.ndarray) -> float:
     return float(np.count_nonzero(top1 == reference)) / top1.size
 
 
-def hint_rejection(candidate: Candidate, agreed: float, min_agreement: float) -> str | None:
-    """Why a bf16/f16 hint is refused (too little top-1 agreement with FP32), or None; f32 is never refused here."""
+def hint_rejection(candidate: Candidate, agreed: float, min_agreement: float, metric: str = "top-1") -> str | None:
+    """Why a bf16/f16 hint is refused (too little agreement with FP32 in the task's metric), or None; f32 never is."""
     if candidate.hint == F32 or agreed >= min_agreement - _SLACK:
         return None
+    if metric == "top-1":
+        return (
+            f"top-1 agrees with FP32 on {agreed:.1%} of the golden samples; the {candidate.hint} hint needs at least "
+            f"{min_agreement:.1%}"
+        )
     return (
-        f"top-1 agrees with FP32 on {agreed:.1%} of the golden samples; the {candidate.hint} hint needs at least "
+        f"{metric} against FP32 on the golden samples is {agreed:.1%}; the {candidate.hint} hint needs at least "
         f"{min_agreement:.1%}"
     )
 

@@ -1,8 +1,10 @@
-"""The rollout shadow check: a canary also runs the previous version on every Nth frame and reports top-1 agreement.
+"""The rollout shadow check: a canary also runs the previous version on every Nth frame and reports agreement.
 
 The frame thread only copies one input tensor every Nth frame and offers it to a queue of two; the 'shadow' thread
 runs the previous model on it, so a slow shadow drops samples (counted) and never delays a frame. The telemetry
-thread closes the window each report: shadow_frames compared and shadow_agreement, the share whose top-1 matched.
+thread closes the window each report: shadow_frames compared and shadow_agreement, in the task's terms (through the
+served model's decoder): the share of frames whose top-1 matched for a classifier; for a detector, the F1 of the
+served model's boxes against the previous version's (IoU >= 0.5, same class), pooled over the window's frames.
 """
 
 from __future__ import annotations
@@ -15,8 +17,8 @@ from collections.abc import Callable
 from edge.hot_swap import ServingModel
 from edge.model_sync import ModelSync
 from edge.pipeline import FrameResult
-from edge.postprocess import postprocess
 from edge.supervise import Health
+from edge.task_decode import Decoded
 from shared.errors import EdgeferryError
 
 log = logging.getLogger(__name__)
@@ -59,7 +61,9 @@ class ShadowCheck:
         self._served: int | None = None
         self._counts = threading.Lock()
         self._compared = 0
-        self._agreed = 0
+        # Agreeing over compared units (frames for top-1, boxes for detection), summed over the window.
+        self._agreed = 0.0
+        self._units = 0.0
         self.drops = 0
 
     @property
@@ -87,7 +91,7 @@ class ShadowCheck:
             if old is not None:
                 old.model.close()
         if new is not None:
-            log.info("shadow check: v%d also runs on every %d frames for top-1 agreement with v%d",
+            log.info("shadow check: v%d also runs on every %d frames for agreement with v%d",
                      new.version, self._every() or 0, served)
 
     def wants(self, index: int) -> bool:
@@ -118,20 +122,23 @@ class ShadowCheck:
         return body
 
     def compare(self, result: FrameResult) -> None:
-        """Run one sample on the shadow model and count whether its top-1 equals the served model's."""
+        """Run one sample on the shadow model and count how far its result agrees with the served model's."""
         tensor = result.tensor
         if tensor is None:
             return
         with self._lock:
             shadow = self._model
-            # A result from a model older than the one the shadow was loaded for compares nothing useful.
-            if shadow is None or result.version != self._served:
+            # A result from a model older than the one the shadow was loaded for compares nothing useful, nor does
+            # a previous version of another task.
+            if shadow is None or result.version != self._served or shadow.decoder.task != result.task:
                 return
-            logits = shadow.model.run(tensor)
-            label = postprocess(logits, shadow.labels, 1).label
+            decoder = shadow.decoder
+            reference = decoder.decode(shadow.model.run(tensor), result.frame_hw, 1)
+        agreed, units = decoder.agreement(reference, Decoded(result.prediction, result.detections))
         with self._counts:
             self._compared += 1
-            self._agreed += label == result.prediction.label
+            self._agreed += agreed
+            self._units += units
 
     def close(self) -> None:
         """Release the shadow model (after the shadow thread ended)."""
@@ -143,11 +150,12 @@ class ShadowCheck:
     def metrics(self) -> dict[str, float]:
         """Close the window: shadow_frames compared and, when any were, shadow_agreement; nothing when no shadow."""
         with self._counts:
-            compared, agreed = self._compared, self._agreed
-            self._compared = self._agreed = 0
+            compared, agreed, units = self._compared, self._agreed, self._units
+            self._compared, self._agreed, self._units = 0, 0.0, 0.0
         if self._model is None and not compared:
             return {}
         out = {"shadow_frames": float(compared)}
         if compared:
-            out["shadow_agreement"] = agreed / compared
+            # Frames where neither detector saw anything agree fully and weigh nothing.
+            out["shadow_agreement"] = agreed / units if units else 1.0
         return out

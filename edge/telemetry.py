@@ -67,14 +67,14 @@ class Telemetry:
         self._lock = threading.Lock()
         self._warned: set[str] = set()
         self._class_counts: Callable[[], dict[str, int]] | None = None
-        self._zone_counts: Callable[[], dict[str, int]] | None = None
+        self._zone_counts: Callable[[], dict[str, int] | None] | None = None
         self.dropped = 0
 
     def set_class_counts(self, source: Callable[[], dict[str, int]]) -> None:
         """Where the payload's class_counts come from (read after values(), so both cover one window)."""
         self._class_counts = source
 
-    def set_zone_counts(self, source: Callable[[], dict[str, int]]) -> None:
+    def set_zone_counts(self, source: Callable[[], dict[str, int] | None]) -> None:
         """Where the payload's zone_counts come from (objects per detection zone now)."""
         self._zone_counts = source
 

@@ -12,6 +12,7 @@ from edge.errors import PackageRejected
 from edge.golden_check import required_agreement, run_smoke_test
 from shared.integrity import sha256_bytes
 from shared.manifest import Golden, Manifest
+from tests.edge.detection_package import build_detection_package
 from tests.edge.package_factory import GOLDEN_FILE, build_package, golden_npz, onnx_model
 from tests.edge.simple_ort import SimpleOrtModel
 
@@ -143,3 +144,36 @@ def test_fixed_batch_models_get_padded_chunks(tmp_path: Path) -> None:
     model = _FixedBatchModel(SimpleOrtModel(d / "model.fp32.onnx"))
     assert run_smoke_test(model, d / GOLDEN_FILE, manifest).matched == 16
     assert model.batches == [3] * 6  # 16 samples -> 5 full chunks + 1 padded
+
+
+# -- detectors: boxes against the FP32 reference's, as F1 ------------------------------------------------------
+
+
+def _detector(tmp_path: Path, **kw: object) -> tuple[Manifest, Path]:
+    manifest, files = build_detection_package("squares", 1, precisions=("fp32", "int8"), **kw)  # type: ignore[arg-type]
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+    return manifest, tmp_path
+
+
+def test_a_detector_that_finds_the_reference_boxes_passes(tmp_path: Path) -> None:
+    manifest, d = _detector(tmp_path)
+    result = run_smoke_test(SimpleOrtModel(d / "model.int8.onnx"), d / GOLDEN_FILE, manifest, precision="int8")
+    assert result.f1 == result.agreement == 1.0
+    assert result.matched == 12  # 0 + 1 + 2 + 3 squares, twice
+    assert "detection F1 1.000" in result.summary
+
+
+def test_a_detector_whose_boxes_moved_is_refused(tmp_path: Path) -> None:
+    manifest, d = _detector(tmp_path, sabotage={"int8": "shift"})
+    with pytest.raises(PackageRejected, match=r"F1 0\.000 .*0 of 12 reference boxes found.*at least 0\.90"):
+        run_smoke_test(SimpleOrtModel(d / "model.int8.onnx"), d / GOLDEN_FILE, manifest, precision="int8")
+
+
+def test_a_detector_that_invents_objects_is_refused_unless_the_minimum_allows(tmp_path: Path) -> None:
+    manifest, d = _detector(tmp_path, sabotage={"int8": "ghosts"})
+    with pytest.raises(PackageRejected, match=r"12 of 12 reference boxes found, \d+ boxes reported"):
+        run_smoke_test(SimpleOrtModel(d / "model.int8.onnx"), d / GOLDEN_FILE, manifest, precision="int8")
+    lenient = run_smoke_test(SimpleOrtModel(d / "model.int8.onnx"), d / GOLDEN_FILE, manifest, precision="int8",
+                             detection_min_agreement=0.1)
+    assert 0.1 <= lenient.agreement < 0.9

@@ -134,3 +134,36 @@ def test_no_torch_is_imported_by_the_edge_runtime() -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr or result.stdout
 
+
+
+def test_a_detector_serves_boxes_in_frame_pixels_through_its_task_head(tmp_path: Path) -> None:
+    import cv2
+    import numpy as np
+
+    from edge.config import ImageDirSource
+    from tests.edge.detection_package import HW, SIZE, build_detection_package, preprocess
+    from tests.edge.simple_ort import SimpleOrtModel
+
+    manifest, files = build_detection_package("squares", 1)
+    # Letterbox wide frames into the square input: a frame twice the input's width is halved and padded.
+    manifest = Manifest.model_validate(
+        {**manifest.model_dump(mode="json"), "preprocess": {**preprocess().model_dump(), "resize_mode": "letterbox"}}
+    )
+    (tmp_path / "model.fp32.onnx").write_bytes(files["model.fp32.onnx"])
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for i, x in enumerate((20, 44, 68)):
+        image = np.full((HW, 2 * HW, 3), 20, np.uint8)
+        image[16 : 16 + 2 * SIZE, x : x + 2 * SIZE] = 255
+        cv2.imwrite(str(frames / f"{i}.png"), image)
+    cfg = ImageDirSource(path=frames, policy="all")
+    slot = ModelSlot()
+    slot.install(prepare(SimpleOrtModel(tmp_path / "model.fp32.onnx"), manifest, manifest.variants[0]))
+    results: list[FrameResult] = []
+    summary = Pipeline(Capture(open_source(cfg), cfg), slot, results.append, FrameStats()).run(threading.Event())
+    assert summary.frames == 3 and summary.errors == 0
+    assert all(r.task == "detection" and r.prediction is None and r.frame_hw == (HW, 2 * HW) for r in results)
+    assert [[(d.label, d.box) for d in r.detections or ()] for r in results] == [
+        [("person", (float(x), 16.0, float(x + 2 * SIZE), 16.0 + 2 * SIZE))] for x in (20, 44, 68)
+    ]
+    assert results[0].summary() == "1 object (person)"

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pydantic import BaseModel
 
 from edge.config import EventsConfig
+from edge.detection.config import DetectionConfig
+from edge.detection.service import DetectionService
 from edge.events import EventEmitter
 from edge.link.base import encode_json
 from edge.pipeline import FrameResult
@@ -18,6 +21,9 @@ from edge.postprocess import Prediction
 from edge.result_publisher import ResultPublisher
 from edge.supervise import Health
 from edge.telemetry import EnvelopeFactory
+from shared.object_events import ObjectTopics
+from shared.tasks import Detection
+from shared.topics import DeviceTopics
 from tests.edge.fake_link import FakeLink
 
 TOPIC = "edgeferry/lab/cam-1/events"
@@ -120,3 +126,49 @@ def test_a_publishing_bug_on_the_frame_thread_counts_as_a_results_failure_and_th
     assert health.errors("results") == 1 and "results" in health.degraded()
     pub.submit(result(1))
     assert frames_on(link) == [1] and health.degraded() == {}
+
+
+def _det_result(index: int, version: int, boxes: list[tuple[float, float, float, float]]) -> FrameResult:
+    found = tuple(Detection("person", 0, 0.9, b) for b in boxes)
+    return FrameResult(index, time.perf_counter(), "test", version, None, detections=found, task="detection")
+
+
+def test_a_detectors_results_become_object_events_ended_by_a_model_change_and_the_end_of_the_stream() -> None:
+    link = FakeLink()
+    topics = DeviceTopics("lab", "cam-1")
+    envelopes = EnvelopeFactory("cam-1")
+    service = DetectionService(DetectionConfig(), link, topics, envelopes)
+    pub = ResultPublisher(EventEmitter(EventsConfig(mode="every"), link, TOPIC, envelopes), Health(),
+                          detection=service)
+    box = (10.0, 10.0, 30.0, 30.0)
+    for i in range(4):
+        pub.submit(_det_result(i, 1, [box]))
+    # Another model version serves: its boxes are not the old tracks.
+    for i in range(4, 8):
+        pub.submit(_det_result(i, 2, [box]))
+    pub.end_stream()
+    events = [json.loads(p.payload) for p in link.published if p.topic == ObjectTopics(topics).events]
+    assert [(e["type"], e["after"]["model_version"]) for e in events] == [
+        ("new", 1), ("end", 1), ("new", 2), ("end", 2)
+    ]
+    # No classification result events for a detector, and its figures are reported, zone counts included.
+    assert not [p for p in link.published if p.topic == TOPIC]
+    assert pub.metrics()["det_frames_window"] == 8.0 and pub.class_counts() == {"person": 8}
+    assert pub.zone_counts() is None  # the stream ended: no detector serves
+
+
+def test_a_classifier_after_a_detector_ends_its_objects_and_publishes_result_events() -> None:
+    link = FakeLink()
+    topics = DeviceTopics("lab", "cam-1")
+    envelopes = EnvelopeFactory("cam-1")
+    service = DetectionService(DetectionConfig(), link, topics, envelopes)
+    pub = ResultPublisher(EventEmitter(EventsConfig(mode="every"), link, TOPIC, envelopes), Health(),
+                          detection=service)
+    for i in range(3):
+        pub.submit(_det_result(i, 1, [(0.0, 0.0, 20.0, 20.0)]))
+    assert pub.zone_counts() == {}
+    pub.submit(result(3))
+    types = [json.loads(p.payload)["type"] for p in link.published if p.topic == ObjectTopics(topics).events]
+    assert types == ["new", "end"] and frames_on(link) == [3]
+    assert "det_frames_window" in pub.metrics() and pub.zone_counts() is None
+    assert "det_frames_window" not in pub.metrics()  # a classifier serves and no detector frame came

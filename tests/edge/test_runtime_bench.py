@@ -19,13 +19,17 @@ from edge.backends.onnxruntime_backend import OnnxRuntimeBackend
 from edge.backends.openvino_backend import OpenVINOBackend
 from edge.config import AutoBackendConfig, OnnxRuntimeConfig, OpenVINOConfig, SyncConfig
 from edge.errors import PackageRejected
+from edge.golden_agreement import scorer_for
+from edge.golden_check import load_golden
 from edge.hardware import detect_hardware
 from edge.model_sync import ModelSync
-from edge.runtime_bench import PackageIdentity, choose
+from edge.runtime_bench import PackageIdentity, choose, evaluate
 from edge.runtime_choice import Candidate, ChoiceSettings
 from shared.manifest import Variant
 from shared.object_store import LocalStore
+from tests.edge.detection_package import build_detection_package, make_detection_package
 from tests.edge.package_factory import KeyPair, make_package, new_keypair
+from tests.edge.simple_ort import SimpleOrtModel
 from tests.edge.test_openvino_backend import failing_openvino
 from tests.edge.tiny_onnx import variant_dict
 
@@ -213,3 +217,35 @@ def test_cpu_model_name_reads_x86_and_arm_cpuinfo(tmp_path: Path) -> None:
     assert cpu_model_name(x86) == "Intel(R) Xeon(R) Processor"
     assert cpu_model_name(arm) == "Raspberry Pi 4 Model B Rev 1.4"
     assert cpu_model_name(tmp_path / "missing") is None
+
+
+def test_a_detector_variant_whose_boxes_disagree_with_fp32_never_serves(
+    tmp_path: Path, store: LocalStore, key: KeyPair
+) -> None:
+    make_detection_package(store, "squares", 1, key, precisions=("fp32", "int8"), sabotage={"int8": "shift"})
+    sync = _sync(tmp_path, store, key, backend_chain(CPU, _auto(tmp_path, runtimes=["onnxruntime"])),
+                 model="squares")
+    model, variant = sync.load(sync.install(1))
+    assert variant.precision == "fp32"
+    int8 = [c for c in model.result.candidates if c.precision == "int8"]
+    assert int8 and all(c.status == "rejected" and "F1 0.000" in (c.reason or "") for c in int8)
+    model.close()
+
+
+def test_a_detection_hint_is_gated_on_f1_against_the_f32_run(tmp_path: Path) -> None:
+    manifest, files = build_detection_package("squares", 1, precisions=("fp32", "int8"), sabotage={"int8": "ghosts"})
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+    golden = load_golden(tmp_path / "golden.npz", manifest)
+    scorer = scorer_for(golden, manifest, 0.9)
+    fp32 = manifest.variants[0]
+    # A reduced-precision hint that (here, by construction) invents objects beside every real one.
+    runs = {"f32": "model.fp32.onnx", "bf16": "model.int8.onnx"}
+    offered = [Candidate("onnxruntime", "cpu", fp32, "f32"), Candidate("onnxruntime", "cpu", fp32, "bf16")]
+    outcomes, best = evaluate(offered, lambda c: SimpleOrtModel(tmp_path / runs[c.hint]), golden.inputs,
+                              scorer.reference, ChoiceSettings(measure=True, runs=2, warmup=0, budget_s=0.1),
+                              scorer=scorer)
+    assert outcomes[0].rejected is None and outcomes[0].agreement == 1.0
+    assert outcomes[1].rejected is not None and "detection F1 against FP32" in outcomes[1].rejected
+    assert best is not None and best[1] is outcomes[0]
+    best[0].close()

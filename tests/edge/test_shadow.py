@@ -20,7 +20,10 @@ from edge.supervise import Health
 from shared.errors import EdgeferryError
 from shared.manifest import Manifest
 from shared.metrics import unknown_metrics
+from shared.tasks import Detection
+from tests.edge.detection_package import HW, build_detection_package, golden_inputs
 from tests.edge.fake_model import FakeModel
+from tests.edge.simple_ort import SimpleOrtModel
 from tests.edge.tiny_onnx import manifest_for, write_classifier
 
 
@@ -140,3 +143,26 @@ def test_the_pipeline_keeps_a_tensor_only_on_sampled_frames(manifest: Manifest) 
     # Each sample owns its copy: the preprocessor's reused buffer must not show through a later frame.
     tensors = [r.tensor for r in results if r.tensor is not None]
     assert len({id(t) for t in tensors}) == 4
+
+
+def test_a_detector_shadow_reports_box_f1_against_the_previous_version(tmp_path: Path) -> None:
+    det_manifest, files = build_detection_package("squares", 1)
+    (tmp_path / "model.fp32.onnx").write_bytes(files["model.fp32.onnx"])
+    previous = prepare(SimpleOrtModel(tmp_path / "model.fp32.onnx"), det_manifest, det_manifest.variants[0],
+                       warm_up=False)
+    shadow = check_with(previous)
+    inputs = golden_inputs()  # samples 0..3 hold 0, 1, 2 and 3 squares
+    image = np.zeros((HW, HW, 3), np.uint8)
+    invented = Detection("person", 0, 0.9, (0.0, 40.0, 8.0, 48.0))
+    for i in range(4):
+        tensor = inputs[i : i + 1]
+        truth = previous.decoder.decode(previous.model.run(tensor), (HW, HW), 1).detections or ()
+        served = (*truth, invented) if i == 3 else truth
+        shadow.compare(FrameResult(i, 0.0, "test", 2, None, tensor=tensor, detections=served, image=image,
+                                   task="detection"))
+    # 6 boxes matched of the previous version's 6 and the served one's 7: F1 = 12 / 13; the empty frame weighs nothing.
+    figures = shadow.metrics()
+    assert figures["shadow_frames"] == 4.0 and figures["shadow_agreement"] == pytest.approx(12 / 13)
+    # A served classifier's results are not compared with a detector shadow.
+    shadow.compare(result(5, "3", 2))
+    assert shadow.metrics() == {"shadow_frames": 0.0}
