@@ -111,6 +111,7 @@ def mount(fleet_app: typer.Typer) -> None:
     def serve(
         config: fleet_cli.ConfigOpt = None,
         set_: fleet_cli.SetOpt = None,
+        broker: fleet_cli.BrokerOpt = None,
         web: Annotated[bool, typer.Option("--web/--no-web", help="Serve the web app beside the control plane.")] = True,
         web_config: Annotated[Path | None, typer.Option(
             help="Web app config (users, tokens, bind address, alert rules): YAML, see dashboards/web/config.py.")
@@ -118,7 +119,7 @@ def mount(fleet_app: typer.Typer) -> None:
         web_port: Annotated[int | None, typer.Option(help="Web app port (overrides the web config).")] = None,
     ) -> None:
         """Run a control-plane worker and its web app: ingest, leader lease, rollouts, the live fleet page."""
-        cfg = fleet_cli.load(config, set_)
+        cfg = fleet_cli.load(config, set_, broker)
         web_cfg = load_web_config(web_config, web_port)
         if not web:
             web_cfg = web_cfg.model_copy(update={"enabled": False})

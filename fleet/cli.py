@@ -19,6 +19,7 @@ import typer
 from fleet.config import FleetConfig
 from fleet.errors import FleetConfigError
 from fleet.registry import STATUSES, DeviceRecord
+from shared.broker_address import parse_broker
 from shared.config_loader import load_config, parse_set_pairs
 
 app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, help="The fleet control plane.")
@@ -36,13 +37,26 @@ ConfigOpt = Annotated[Path | None, typer.Option("--config", envvar="EDGEFERRY_FL
                                                 help="YAML fleet config.")]
 SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Any config value: --set database.url=...")]
 JsonOpt = Annotated[Literal["table", "json"], typer.Option("--output", help="table, or json for scripts.")]
+BrokerOpt = Annotated[str | None, typer.Option(
+    "--broker", help="MQTT broker as HOST[:PORT] (broker.host, broker.port); beats the config file.")]
 
 
-def load(config: Path | None, sets: list[str] | None) -> FleetConfig:
-    """The fleet config from file, environment and --set flags."""
-    flags = parse_set_pairs(sets)
+def load(config: Path | None, sets: list[str] | None, broker: str | None = None) -> FleetConfig:
+    """The fleet config from file, environment and --set flags; --broker HOST[:PORT] over all of them."""
+    flags: dict[str, Any] = dict(parse_set_pairs(sets))
+    labels = {k: f"--set {k}" for k in flags}
+    if broker is not None:
+        try:
+            host, port = parse_broker(broker)
+        except ValueError as exc:
+            raise FleetConfigError(str(exc)) from exc
+        flags["broker.host"] = host
+        labels["broker.host"] = "--broker"
+        if port is not None:
+            flags["broker.port"] = port
+            labels["broker.port"] = "--broker"
     return load_config(FleetConfig, config, flags, known_env_roots=set(FleetConfig.model_fields),
-                       flag_labels={k: f"--set {k}" for k in flags})
+                       flag_labels=labels)
 
 
 def _store(cfg: FleetConfig) -> Any:
@@ -93,11 +107,11 @@ def _row(rec: DeviceRecord, entries: list[Any]) -> dict[str, Any]:
 
 
 @app.command()
-def serve(config: ConfigOpt = None, set_: SetOpt = None) -> None:
+def serve(config: ConfigOpt = None, set_: SetOpt = None, broker: BrokerOpt = None) -> None:
     """Run a control-plane worker: ingest, leader lease, desired state, rollout controller (SIGTERM stops)."""
     from fleet.service import FleetService
 
-    cfg = load(config, set_)
+    cfg = load(config, set_, broker)
     logging.basicConfig(level=cfg.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     service = FleetService(cfg)
     service.install_signal_handlers()
@@ -160,6 +174,7 @@ def remove(
     device: Annotated[str, typer.Argument(help="Device id.")],
     config: ConfigOpt = None,
     set_: SetOpt = None,
+    broker: BrokerOpt = None,
 ) -> None:
     """Forget a device: clear its retained topics on the broker, then delete its record, telemetry and commands.
 
@@ -171,7 +186,7 @@ def remove(
     from fleet.mqtt_client import FleetMqtt
 
     outer = ctx.obj or (None, None)
-    cfg = load(config or outer[0], (outer[1] or []) + (set_ or []))
+    cfg = load(config or outer[0], (outer[1] or []) + (set_ or []), broker)
     store = _store(cfg)
     mqtt = FleetMqtt(cfg.broker)
     try:
@@ -264,9 +279,10 @@ def deploy(
     allow_downgrade: Annotated[bool, typer.Option(help="Allow going below a version a device served.")] = False,
     config: ConfigOpt = None,
     set_: SetOpt = None,
+    broker: BrokerOpt = None,
 ) -> None:
     """Deploy directly (no stages): set the desired version, publish it retained and signed, send a signed deploy."""
-    cfg = load(config, set_)
+    cfg = load(config, set_, broker)
     control, store, mqtt = _control(cfg)
     try:
         result = control.deploy(model, version, device=device, group=group, allow_downgrade=allow_downgrade)
@@ -283,9 +299,10 @@ def rollback(
     group: Annotated[str | None, typer.Option(help="Every device of a group.")] = None,
     config: ConfigOpt = None,
     set_: SetOpt = None,
+    broker: BrokerOpt = None,
 ) -> None:
     """Return a device or group to the version desired before the current one."""
-    cfg = load(config, set_)
+    cfg = load(config, set_, broker)
     control, store, mqtt = _control(cfg)
     try:
         result = control.rollback(device=device, group=group)

@@ -63,9 +63,16 @@ def test_each_option_name_means_one_thing(path: tuple[str, ...], node: Any) -> N
             assert "json" in help_text, f"{where}: --output offers json"
 
 
+# Fleet commands that connect to the broker (rollout commands only write the database; the leader publishes).
+FLEET_BROKER_COMMANDS = {("fleet", "serve"), ("fleet", "deploy"), ("fleet", "rollback"), ("fleet", "devices", "remove")}
+
+
 def test_the_broker_is_broker_host_port_wherever_a_command_takes_one() -> None:
     takes_broker = {path for path, node in commands() if any(o == "--broker" for o, _ in visible_options(node))}
-    assert {("agent",), ("cmd",), ("sim",)} <= takes_broker
+    assert {("agent",), ("cmd",), ("sim",), *FLEET_BROKER_COMMANDS} <= takes_broker
+    for path in FLEET_BROKER_COMMANDS:
+        param = next(p for o, p in visible_options(dict(commands())[path]) if o == "--broker")
+        assert "HOST[:PORT]" in (param.help or ""), f"edgeferry {' '.join(path)} --help: say HOST[:PORT]"
 
 
 @pytest.mark.parametrize(("path", "old", "new"), [

@@ -142,3 +142,32 @@ def test_devices_show_and_groups(fleet: Fleet) -> None:
     assert "south" not in fleet.run("groups").stdout
     nobody = fleet.run("groups", "assign", "cam-9", "south")
     assert nobody.returncode == 1 and "never reported" in nobody.stderr
+
+
+def test_broker_flag_beats_the_config_file_on_every_fleet_command_that_connects(tmp_path: Path) -> None:
+    """--broker HOST[:PORT] maps onto broker.host/port over the file: the commands try the flag's broker (nothing
+    listens on port 1), not the file's, and say so in one line."""
+    conf = tmp_path / "fleet.yaml"
+    conf.write_text(yaml.safe_dump({"fleet": "it", "database": {"url": f"sqlite:///{tmp_path}/fleet.sqlite"},
+                                    "broker": {"host": "file-broker.invalid", "port": 1883, "connect_timeout_s": 2},
+                                    "commands": {"key": str(write_private_key(COMMAND_KEY, tmp_path / "k"))},
+                                    "packages": {"store": {"uri": str(tmp_path / "store")}}}))
+    for args in (["devices", "remove", "cam-1"], ["deploy", "--model", "tiny", "--model-version", "1", "--device",
+                                                  "cam-1"], ["rollback", "--device", "cam-1"]):
+        done = subprocess.run([EDGEFERRY, "fleet", *args, "--config", str(conf), "--broker", "127.0.0.1:1"],
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 1 and len(done.stderr.strip().splitlines()) == 1, (args, done.stderr)
+        assert "127.0.0.1:1" in done.stderr and "file-broker" not in done.stderr, (args, done.stderr)
+
+
+def test_broker_flag_without_a_port_keeps_the_file_s_port_and_a_bad_one_is_one_line(tmp_path: Path) -> None:
+    conf = tmp_path / "fleet.yaml"
+    conf.write_text(yaml.safe_dump({"fleet": "it", "database": {"url": f"sqlite:///{tmp_path}/fleet.sqlite"},
+                                    "broker": {"port": 1, "connect_timeout_s": 2}}))
+    done = subprocess.run([EDGEFERRY, "fleet", "devices", "remove", "cam-1", "--config", str(conf),
+                           "--broker", "127.0.0.1"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and "127.0.0.1:1" in done.stderr, done.stderr
+    bad = subprocess.run([EDGEFERRY, "fleet", "serve", "--config", str(conf), "--broker", "localhost:http"],
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 1 and bad.stderr.strip().splitlines() == [
+        "error: --broker must be HOST[:PORT] with a port from 1 to 65535, got 'localhost:http'"], bad.stderr
