@@ -73,9 +73,11 @@ demo: venv system
 	$(PY) -m dashboards.demo
 
 ## fleet serve with the web app on http://127.0.0.1:8080 (demo logins in configs/web-demo.yaml), against the broker
-## and database of FLEET_CONFIG (default: localhost:1883, .fleet/fleet.sqlite); `make demo` brings its own devices
+## and database of FLEET_CONFIG (default: localhost:1883, .fleet/fleet.sqlite), BROKER=HOST[:PORT] over it;
+## `make demo` brings its own devices
 dashboard: venv
-	$(EF) fleet serve --web-config configs/web-demo.yaml $(if $(FLEET_CONFIG),--config $(FLEET_CONFIG),)
+	$(EF) fleet serve --web-config configs/web-demo.yaml $(if $(FLEET_CONFIG),--config $(FLEET_CONFIG),) \
+		$(if $(BROKER),--broker $(BROKER),)
 
 ## The fleet page with 1,000 simulated devices at 1 Hz in chromium: first load and the browser's CPU for live updates
 bench-dashboard: venv system
