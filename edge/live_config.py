@@ -8,6 +8,7 @@ fetches from or how it is reached: those keys change only through the local conf
 
 from __future__ import annotations
 
+import copy
 import logging
 import threading
 from collections.abc import Callable, Mapping
@@ -80,16 +81,29 @@ def config_changes(old: AgentConfig, new: AgentConfig) -> list[str]:
 
 
 def with_keys(old: AgentConfig, new: AgentConfig, keys: list[str]) -> AgentConfig:
-    """old with the given dotted keys taken from new: what runs now, so restart-only keys keep reporting."""
+    """old with the given dotted keys taken from new: what runs now, so restart-only keys keep reporting.
+
+    Keys of dict settings are data (zone names, labels that may hold dots): an entry only new has is added, an
+    entry new lacks is removed.
+    """
     merged = old.model_dump()
     source = new.model_dump()
     for key in keys:
-        *path, last = key.split(".")
-        src, dst = source, merged
-        for part in path:
-            src, dst = src[part], dst[part]
-        dst[last] = src[last]
+        _take(merged, source, key)
     return AgentConfig.model_validate(merged)
+
+
+def _take(dst: dict[str, Any], src: dict[str, Any], key: str) -> None:
+    """Copy the value at a dotted key from src into dst, or remove it from dst when src has none."""
+    names = [k for tree in (dst, src) for k in tree if key == k or key.startswith(f"{k}.")]
+    name = max(names, key=len) if names else key
+    inner_dst, inner_src = dst.get(name), src.get(name)
+    if name != key and isinstance(inner_dst, dict) and isinstance(inner_src, dict):
+        _take(inner_dst, inner_src, key[len(name) + 1 :])
+    elif name in src:
+        dst[name] = copy.deepcopy(inner_src)
+    else:
+        dst.pop(name, None)
 
 
 def anchors_in(values: Mapping[str, Any]) -> list[str]:

@@ -122,3 +122,31 @@ def test_bad_values_are_refused_whole() -> None:
     with pytest.raises(ConfigError):
         live.apply({"events.mode": "every", "sync.poll_interval_s": "inf"}, "command")
     assert live.cfg.events.mode == "change"
+
+
+SQUARE = [[0, 0], [10, 0], [10, 10]]
+
+
+def test_detection_settings_apply_live_zones_added_and_removed_labels_with_dots_included() -> None:
+    loader = FileConfig({"source": {"type": "synthetic"},
+                         "detection": {"zones": {"door": {"coordinates": SQUARE}},
+                                       "filters": {"person": {"min_score": 0.7}}}})
+    live = live_with(loader)
+    seen: list[list[str]] = []
+    live.on_change(lambda new, keys: seen.append(keys) or None)  # type: ignore[func-returns-value]
+    result = live.apply({"detection.zones": {"lane": {"coordinates": SQUARE, "inertia": 2}},
+                         "detection.filters": {"traffic.light": {"min_score": 0.4}, "car": {"min_score": 0.9}}},
+                        "command")
+    assert result["restart_required"] == [] and all(k.startswith("detection.") for k in result["applied"])
+    assert set(live.cfg.detection.zones) == {"lane"} and live.cfg.detection.zones["lane"].inertia == 2
+    assert {k: f.min_score for k, f in live.cfg.detection.filters.items()} == {"traffic.light": 0.4, "car": 0.9}
+    assert seen and seen[-1] == result["applied"]
+    # And back: the dotted label's filter goes away whole.
+    live.apply({"detection.filters": {"person": {"min_score": 0.7}}}, "command")
+    assert {k: f.min_score for k, f in live.cfg.detection.filters.items()} == {"person": 0.7}
+
+
+def test_a_command_cannot_move_the_snapshot_directory() -> None:
+    live = live_with(FileConfig())
+    with pytest.raises(ConfigError, match=r"detection\.snapshots\.dir"):
+        live.apply({"detection.snapshots.dir": "/home"}, "command")

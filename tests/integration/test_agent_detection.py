@@ -12,7 +12,7 @@ from shared.object_store import LocalStore
 from tests.edge.detection_package import HW, Square, make_detection_package, write_scene
 from tests.edge.package_factory import new_keypair
 from tests.fixtures.broker import Broker, MqttProbe
-from tests.integration.agent_harness import agent_config, running_agent, topics_of, write_public_key
+from tests.integration.agent_harness import agent_config, running_agent, send_command, topics_of, write_public_key
 
 # Zones in frame pixels; an object is in one while its box's bottom-centre is inside.
 LEFT = [[0, 0], [24, 0], [24, HW], [0, HW]]
@@ -106,3 +106,25 @@ def _first_seen(probe: MqttProbe, objects: ObjectTopics) -> int:
         if m.json()["type"] == "new" and after["frame"] >= 50:
             return int(after["first_seen_ms"])
     return -1
+
+
+def test_zones_change_live_by_signed_set_config_and_the_snapshot_directory_does_not(
+    tmp_path: Path, mosquitto: Broker
+) -> None:
+    tree, _ = _config(tmp_path, mosquitto)
+    topics = topics_of(tree)
+    probe = MqttProbe(mosquitto, f"{topics.base}/#")
+    with running_agent(tree):
+        probe.wait_for(lambda m: m.topic == topics.telemetry and (m.json().get("zone_counts") or {}).get("bottom") == 1,
+                       30, "telemetry counting C in bottom")
+        right = [[24, 0], [HW, 0], [HW, HW], [24, HW]]
+        reply, _ = send_command(probe, topics, "set-config",
+                                {"values": {"detection.zones": {"right": {"coordinates": right}}}})
+        assert reply["ok"] and reply["result"]["restart_required"] == [], reply
+        assert any(k.startswith("detection.zones") for k in reply["result"]["applied"]), reply
+        # The zones in force now are the new ones (tracking restarted under them: C was ended, no frame follows).
+        probe.wait_for(lambda m: m.topic == topics.telemetry and m.json().get("zone_counts") == {"right": 0}, 10,
+                       "telemetry with the new zones")
+        refused, _ = send_command(probe, topics, "set-config",
+                                  {"values": {"detection.snapshots.dir": str(tmp_path / "elsewhere")}})
+        assert not refused["ok"] and "detection.snapshots.dir" in refused["error"], refused
