@@ -183,6 +183,7 @@ class FleetAdapter:
         self.events_buffer = events
         self.figures = figures
         self._lock = threading.Lock()
+        self._plots: dict[str, tuple[int, list[GateFigure]]] = {}  # rollout id -> (rev, gates with their plots)
         audit_metadata.create_all(store.engine)
 
     # ---- reads -------------------------------------------------------------------------------------------------
@@ -257,7 +258,7 @@ class FleetAdapter:
         priors = Counter(d.prior_version for d in devices if d.prior_version is not None)
         gates = _gates(row)
         if plots:
-            gates = self._gate_values(row, devices, gates)
+            gates = self._plotted(row, devices, gates)
         return RolloutView(
             rollout_id=row.id, group=row.group, model=row.model, version=row.version,
             from_version=priors.most_common(1)[0][0] if priors else None, state=row.state, stage=row.stage_index,
@@ -270,6 +271,21 @@ class FleetAdapter:
 
     def rollouts(self) -> list[RolloutView]:
         return [self._view(r) for r in self.rollout_ops.repo.latest(limit=20)]
+
+    def _plotted(self, row: RolloutRow, devices: Sequence[RolloutDevice], gates: list[GateFigure]
+                 ) -> list[GateFigure]:
+        """The gate plots of a rollout as of its revision: read again only when the controller decided again, so
+        a page refreshing its rollout does not read a large group's windows each time."""
+        with self._lock:
+            cached = self._plots.get(row.id)
+        if cached is not None and cached[0] == row.rev:
+            return cached[1]
+        plotted = self._gate_values(row, devices, gates)
+        with self._lock:
+            if len(self._plots) >= 16:
+                self._plots.clear()
+            self._plots[row.id] = (row.rev, plotted)
+        return plotted
 
     def _gate_values(self, row: RolloutRow, devices: Sequence[RolloutDevice], gates: list[GateFigure]
                      ) -> list[GateFigure]:

@@ -116,11 +116,12 @@ class FleetSnapshot:
         self.counts = summary_counts(self.rows)
         # Copied now, on the thread that adds to the trend, so a request never iterates a deque being appended to.
         self.trend = trend.columns() if trend is not None else {"ts": []}
+        self.trend_step_s = (trend.step_ms if trend is not None else TREND_STEP_MS) / 1000
 
     def summary(self) -> dict[str, Any]:
         """Counts and the trend, as /api/fleet/summary answers."""
         return {"generated_ms": self.generated_ms, "total": len(self.rows), "counts": self.counts,
-                "trend": self.trend}
+                "trend": self.trend, "trend_step_s": self.trend_step_s}
 
     def row_json(self, row: DeviceRow) -> dict[str, Any]:
         """The row as JSON, plus its condition (dumped once per tick, whoever asks)."""

@@ -26,7 +26,7 @@
   const tbody = document.querySelector("#devices tbody");
   const filterEl = document.getElementById("filter"), statusEl = document.getElementById("status-filter");
   const state = { offset: 0, sort: "severity", desc: false, total: 0, rows: [] };
-  let inflight = false, again = false, plot = null, trend = null, loaded = false;
+  let inflight = false, again = false, plot = null, trend = null, trendStep = 5, loaded = false;
 
   async function getJSON(path) {
     const r = await fetch(path, { credentials: "same-origin" });
@@ -120,9 +120,10 @@
     if (!trend || !cols || !cols.ts.length) return;
     const ts = cols.ts[cols.ts.length - 1];
     const last = trend[0].length - 1;
-    const replace = last >= 0 && trend[0][last] === ts;
+    const step = trendStep || 5;  // one point per step: the newest follows the ticks until the next step begins
+    const replace = last >= 0 && Math.floor(trend[0][last] / step) === Math.floor(ts / step);
     SERIES.forEach(([k], i) => { const v = (cols[k] || [0])[0]; if (replace) trend[i + 1][last] = v; else trend[i + 1].push(v); });
-    if (!replace) trend[0].push(ts);
+    if (replace) trend[0][last] = ts; else trend[0].push(ts);
     if (trend[0].length > TREND_MAX) for (const s of trend) s.shift();
     if (plot) plot.setData(trend);
   }
@@ -181,10 +182,15 @@
       showCounts(s.data.counts);
       showPage(p.data, p.total);
       markLoaded();
+      trendStep = s.data.trend_step_s || trendStep;
       showTrend(s.data.trend);
     } catch (e) { EF.say("fleet page: " + e.message, "error"); }
     EF.live("?rows=none", (msg) => {
-      if (msg.summary) { showCounts(msg.summary.counts); if (msg.type !== "snapshot") addTrend(msg.summary.trend); }
+      if (msg.summary) {
+        showCounts(msg.summary.counts);
+        trendStep = msg.summary.trend_step_s || trendStep;
+        if (msg.type !== "snapshot") addTrend(msg.summary.trend);
+      }
       refresh();
     });
   });

@@ -15,7 +15,8 @@
       td(tr, r.rollout_id); td(tr, r.group); td(tr, r.model + " v" + r.version + (r.from_version ? " (from v" + r.from_version + ")" : ""));
       td(tr, r.state, "state"); td(tr, (r.stage + 1) + " / " + r.stages.length);
       td(tr, Object.entries(r.devices_by_state).map(([k, n]) => k + " " + n).join(", "));
-      td(tr, r.last_decision ? r.last_decision.action + ": " + r.last_decision.reason : "–");
+      const last = td(tr, r.last_decision ? r.last_decision.action + ": " + r.last_decision.reason : "–", "clip");
+      last.title = last.textContent;  // the list stays one line a rollout; the detail below has the reason in full
       td(tr, new Date(r.updated_ms).toLocaleTimeString());
       tr.addEventListener("click", () => { selected = r.rollout_id; history.replaceState(null, "", "?id=" + selected); drawList(); detail(); });
       return tr;
@@ -57,19 +58,25 @@
     });
   }
 
-  // The last decision and its reason in full, wrapped to the page (a verdict's reason names every gate).
+  // The last decision and its reason in full, wrapped to the page (a verdict's reason names every gate), and the
+  // controller's latest verdict when it says something else (a hold, or what it found before an operator acted).
   function lastDecision(r) {
     const el = document.getElementById("last-decision");
     const d = r.decisions.length ? r.decisions[r.decisions.length - 1] : null;
-    const reason = r.last_reason || (d ? d.reason : "");
-    el.hidden = !d && !reason;
+    el.hidden = !d && !r.last_reason;
     const verdict = d && /fail|roll|abort/.test(d.action) ? " fail" : d && /advance|complete|pass/.test(d.action) ? " pass" : "";
     el.className = "last-decision" + verdict;
-    const head = document.createElement("strong");
-    head.textContent = "Last decision" + (d ? " (" + d.action + (d.stage === null ? "" : ", stage " + (d.stage + 1)) + ", "
-      + new Date(d.ts_ms).toLocaleTimeString() + ")" : "") + ": ";
-    const text = document.createElement("span"); text.className = "reason"; text.textContent = reason || "–";
-    el.replaceChildren(head, text);
+    const parts = [];
+    const line = (title, text, cls) => {
+      const p = document.createElement("div"); p.className = cls;
+      const head = document.createElement("strong"); head.textContent = title + ": ";
+      const span = document.createElement("span"); span.className = "reason"; span.textContent = text || "–";
+      p.append(head, span); parts.push(p);
+    };
+    if (d) line("Last decision (" + d.action + (d.stage === null ? "" : ", stage " + (d.stage + 1)) + ", "
+      + (d.by ? "by " + d.by + ", " : "") + new Date(d.ts_ms).toLocaleTimeString() + ")", d.reason, "decision");
+    if (r.last_reason && (!d || r.last_reason !== d.reason)) line("Controller's latest verdict", r.last_reason, "verdict");
+    el.replaceChildren(...parts);
   }
 
   // Devices per state per stage, as Mender and hawkBit show a deployment's progress.
@@ -105,7 +112,7 @@
       const rows = perDevice ? [["canary", g.canary_values || [], "#6a1b9a"], ["control", g.control_values || [], "#00695c"]]
         : [["canary", g.canary === null ? [] : [g.canary], "#6a1b9a"], ["control", g.control === null ? [] : [g.control], "#00695c"]];
       const all = rows.flatMap((r) => r[1]);
-      const W = 320, H = 86, L = 56, R = 10;
+      const W = 340, H = 86, L = 84, R = 10;
       const svg = el("svg", { viewBox: "0 0 " + W + " " + H, role: "img", "aria-label": g.name + ": canary vs control" });
       if (!all.length) {
         svg.appendChild(el("text", { x: 8, y: 40, fill: "#666", "font-size": 12 }, "no data yet"));

@@ -12,6 +12,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -135,11 +136,30 @@ def test_fleet_page_over_real_control_plane_simulator_and_agent(
             expect(canary).not_to_have_text("no data", timeout=60_000)
             expect(page.locator("#gates tbody tr td.control").first).not_to_have_text("no data")
             expect(page.locator('#d-stages div[data-state="passed"]')).to_have_count(1, timeout=60_000)
+            # Devices per state per stage, as the controller stored them; the last decision's reason in full.
+            first_stage = [d for d in _devices(service, rollout) if d.stage_index == 0]
+            expect(page.locator('#stage-states tbody tr[data-stage="1"] td').last).to_have_text(
+                str(len(first_stage)))
+            expect(page.locator("#last-decision .reason").first).not_to_have_text("", timeout=10_000)
+            expect(page.locator("#gate-plots .gate-plot")).to_have_count(1)
             page.screenshot(path=str(tmp_path / "rollouts.png"), full_page=True)
             page.click('#detail button[data-action="pause"]')
             expect(row.locator("td.state")).to_have_text("paused", timeout=5000)
             expect(page.locator("#decisions tbody tr").first).to_contain_text("pause by olga from the web app")
+            expect(page.locator("#last-decision .decision")).to_contain_text("pause by olga from the web app")
             assert _state(service, rollout) == "paused"
+
+            # The fleet page: the rollout's selected devices are canaries, the rest of group sim its control, the
+            # agent (group roof) in neither; the summary counts every device the registry holds.
+            canaries = {d.device_id for d in _devices(service, rollout) if d.state != "rolled_back"}
+            page.goto(base + "/")
+            expect(page.locator('#devices tbody tr[data-cohort="canary"]')).to_have_count(len(canaries),
+                                                                                       timeout=10_000)
+            expect(page.locator('#devices tbody tr[data-cohort="control"]')).to_have_count(SIM_DEVICES - len(canaries))
+            agent_cohort = page.locator(f'#devices tbody tr[data-id="{agent_id}"] td[data-key="cohort"]')
+            expect(agent_cohort).to_have_text("\u2013")
+            summary = page.evaluate("async () => (await fetch('/api/fleet/summary')).json()")
+            assert summary["total"] == len(store.list_devices()) == SIM_DEVICES + 1
 
             viewer = console.attach(chromium.new_context().new_page())
             sign_in(viewer, base, VIEWER)
@@ -174,6 +194,14 @@ def _rollouts(service: DashboardService) -> list[str]:
     store = service.fleet.store
     assert store is not None
     return [r.id for r in RolloutRepository(store.engine, store.fleet).latest()]
+
+
+def _devices(service: DashboardService, rollout_id: str) -> list[Any]:
+    from fleet.rollout.store import RolloutRepository
+
+    store = service.fleet.store
+    assert store is not None
+    return RolloutRepository(store.engine, store.fleet).devices(rollout_id)
 
 
 def _state(service: DashboardService, rollout_id: str) -> str:

@@ -5,7 +5,9 @@ summary and its chart; the rollout page's devices per state per stage, gate plot
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, Page, expect
@@ -22,8 +24,14 @@ FLEET = 250  # more than one page of 100
 
 
 @pytest.fixture
-def big(fleet: FakeFleet) -> FakeFleet:
-    """250 more devices in group cams, with figures; two are wanted on v2."""
+def big() -> FakeFleet:
+    """Four devices in lab and yard and 250 in group cams, with figures, on a clock that stands still (so none turns
+    stale while a slow machine runs the test, unless the test says so)."""
+    now = int(time.time() * 1000)
+    fleet = FakeFleet(clock_ms=lambda: now)
+    for i in range(3):
+        fleet.add_device(f"cam-{i}", ["lab"])
+    fleet.add_device("yard-0", ["yard"])
     for i in range(FLEET):
         fleet.add_device(f"cam-{i:03d}", ["cams"])
         fleet.telemetry(f"cam-{i:03d}", {"fps": 25.0, "e2e_ms_p95": 8.0, "cpu_pct": 20.0, "temp_c": 50.0})
@@ -47,7 +55,7 @@ def cell(page: Page, device: str, key: str) -> str:
 
 
 def test_fleet_page_shows_one_page_worst_first_with_desired_cohort_and_stale_rows(
-    chromium: Browser, served: str, big: FakeFleet
+    chromium: Browser, served: str, big: FakeFleet, tmp_path: Path
 ) -> None:
     big.desire("cam-010", 2)   # wanted on v2, still serves v1: updating
     big.desire("cam-011", 1)   # wanted on v1 and serves it: converged
@@ -83,6 +91,10 @@ def test_fleet_page_shows_one_page_worst_first_with_desired_cohort_and_stale_row
     expect(page.locator('#by-cohort .pill[data-key="canary"]')).to_have_text("canary: 1")
     expect(page.locator('#by-group .pill[data-key="cams"]')).to_have_text(f"cams: {FLEET}")
     expect(page.locator("#trend canvas")).to_have_count(1)
+    page.screenshot(path=str(tmp_path / "fleet.png"))
+    page.wait_for_timeout(2500)  # a few live ticks: the chart keeps one point per 5 s step, the newest following
+    stamps = page.evaluate("EF.trend.data[0]")
+    assert stamps and len({int(t // 5) for t in stamps}) == len(stamps), stamps
     # Paging: the next pages hold the rest, each device once.
     seen = ids(page)
     page.click("#next")
@@ -108,7 +120,7 @@ def test_fleet_page_shows_one_page_worst_first_with_desired_cohort_and_stale_row
 
 
 def test_rollout_page_shows_devices_per_stage_gate_plots_and_the_reason_wrapped(
-    chromium: Browser, served: str, big: FakeFleet
+    chromium: Browser, served: str, big: FakeFleet, tmp_path: Path
 ) -> None:
     rid = big.start_rollout("digits", 2, "cams")
     big.advance_rollout(rid, canary=6.5, control=6.0)
@@ -131,4 +143,6 @@ def test_rollout_page_shows_devices_per_stage_gate_plots_and_the_reason_wrapped(
     box = last.bounding_box()
     assert box is not None and box["x"] + box["width"] <= 900 and box["height"] > 40
     assert page.locator("#decisions td.reason").first.evaluate("e => getComputedStyle(e).whiteSpace") == "normal"
+    assert page.evaluate("document.documentElement.scrollWidth") <= 900  # nothing pushes the page sideways
+    page.screenshot(path=str(tmp_path / "rollout.png"), full_page=True)
     assert console.errors == []
