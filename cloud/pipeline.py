@@ -78,6 +78,10 @@ def run(cfg: TrainConfig) -> PipelineResult | None:
     from cloud.export_pipeline import export_and_verify
     from cloud.train import train
 
+    if cfg.task == "detection":  # its own trainer, export and mAP gates (cloud/detection)
+        from cloud.detection.pipeline import run_detection
+
+        return run_detection(cfg)
     store = preflight(cfg)
     cfg = fit_to_data(cfg)
     result = train(cfg)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -137,8 +137,14 @@ def quantize_int8(
     calibration: CalibrationName = "minmax",
     float_head: bool = False,
     input_name: str = "input",
+    keep_float: Callable[[onnx.ModelProto], list[str]] | None = None,
+    skip_symbolic_shape: bool = False,
 ) -> Quantization:
-    """Write a per-channel QDQ INT8 model to out_path; nothing is left there when it fails."""
+    """Write a per-channel QDQ INT8 model to out_path; nothing is left there when it fails.
+
+    keep_float picks further nodes of the pre-processed graph to leave in float (a detector's decode tail);
+    skip_symbolic_shape for graphs whose data-dependent shapes (TopK decode) symbolic inference cannot follow.
+    """
     if calib_inputs.ndim < 2 or calib_inputs.shape[0] == 0:
         raise ExportError(f"INT8 calibration needs training images, got an array of shape {calib_inputs.shape}")
     calib = calibration_subset(calib_inputs, samples)
@@ -146,8 +152,11 @@ def quantize_int8(
     tmp_path = out_path.with_name(f".{out_path.name}.tmp")
     method, method_name = _CALIBRATION[calibration]
     try:
-        quant_pre_process(str(fp32_path), str(pre_path))
-        exclude = head_nodes(onnx.load(str(pre_path), load_external_data=False)) if float_head else []
+        quant_pre_process(str(fp32_path), str(pre_path), skip_symbolic_shape=skip_symbolic_shape)
+        pre = onnx.load(str(pre_path), load_external_data=False)
+        exclude = head_nodes(pre) if float_head else []
+        # Node names are those of the pre-processed graph, so a caller's choice is made on it, here.
+        exclude += [n for n in (keep_float(pre) if keep_float is not None else []) if n not in exclude]
         quantize_static(
             str(pre_path),
             str(tmp_path),
@@ -174,7 +183,8 @@ def quantize_int8(
     log.info("int8: %d QDQ nodes, %s, reduce_range=%s, %d calibration images%s", qdq,
              f"{plan.activation_type}/{plan.weight_type}", plan.reduce_range, calib.shape[0],
              f", kept in float: {', '.join(exclude)}" if exclude else "")
-    reason = plan.reason + (f"; classifier kept in float ({', '.join(exclude)})" if exclude else "")
+    kept = "classifier" if keep_float is None else "head tail"
+    reason = plan.reason + (f"; {kept} kept in float ({', '.join(exclude)})" if exclude else "")
     return Quantization(
         format="QDQ",
         activation_type=plan.activation_type,

@@ -1,0 +1,119 @@
+"""Train the detector with Lightning on one process and hand export the model, splits and figures it needs."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.loggers import CSVLogger
+
+from cloud.config import TrainConfig
+from cloud.detection.coco_eval import MapScores, coco_map
+from cloud.detection.data import DetectionData, prepare_detection_data
+from cloud.detection.lit_module import LitDetector
+from cloud.detection.model import DetectorExport
+from cloud.detection.samples import DetectionSplit
+from cloud.detection.torch_data import DetectionDataModule, image_batches
+from cloud.errors import CloudError
+from cloud.preprocessing import normalize
+from cloud.train import _progress, _quiet_lightning
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class DetectionTrainResult:
+    """The trained network wrapped with its decode, the data it was judged on, and the training figures."""
+
+    model: DetectorExport
+    data: DetectionData
+    metrics: dict[str, float]
+    test_inputs: np.ndarray
+    calib_inputs: np.ndarray
+    best_checkpoint: Path | None
+
+
+def predict_torch(model: DetectorExport, inputs: np.ndarray, batch: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Decoded (boxes, scores, class ids) of the eval-mode torch model over preprocessed inputs."""
+    out: list[list[np.ndarray]] = [[], [], []]
+    model = model.eval()
+    with torch.inference_mode():
+        for i in range(0, len(inputs), batch):
+            for acc, t in zip(out, model(torch.from_numpy(inputs[i : i + batch])), strict=True):
+                acc.append(t.numpy())
+    boxes, scores, ids = (np.concatenate(a) for a in out)
+    return boxes, scores, ids
+
+
+def evaluate_map(
+    model: DetectorExport, split: DetectionSplit, inputs: np.ndarray, classes: int, batch: int
+) -> MapScores:
+    """mAP of the torch model on a split (pycocotools)."""
+    boxes, scores, ids = predict_torch(model, inputs, batch)
+    return coco_map(split.boxes, split.classes, boxes, scores, ids, classes)
+
+
+def train_detector(cfg: TrainConfig) -> DetectionTrainResult:
+    """Generate or load the data, fit, reload the best checkpoint (lowest val loss) and score it on the test split."""
+    tc, dc = cfg.trainer, cfg.detection
+    if tc.threads is not None:
+        torch.set_num_threads(tc.threads)
+    _quiet_lightning()
+    pl.seed_everything(tc.seed, workers=True)
+    started = time.perf_counter()
+    data = prepare_detection_data(cfg.data, dc, tc.seed)
+    data_seconds = time.perf_counter() - started
+    log.info("detection data ready in %.1f s: %d classes, train/val/test %d/%d/%d", data_seconds,
+             len(data.classes), len(data.train), len(data.val), len(data.test))
+    lit = LitDetector(len(data.classes), 3, dc.width, tc.lr, tc.weight_decay)
+    dm = DetectionDataModule(data.train, data.val, data.preprocess, len(data.classes), cfg.data.batch_size,
+                             dc.max_objects, tc.seed)
+    checkpoint = ModelCheckpoint(monitor="val_loss", mode="min", save_top_k=1, filename="best-{epoch:02d}")
+    show_bar = tc.progress_bar and sys.stdout.isatty()
+    trainer = pl.Trainer(
+        accelerator=tc.accelerator, devices=1, precision=tc.precision,  # type: ignore[arg-type]
+        max_epochs=tc.max_epochs, deterministic=tc.deterministic, default_root_dir=tc.log_dir,
+        logger=CSVLogger(save_dir=tc.log_dir, name=cfg.publish.name), callbacks=[checkpoint, _progress(show_bar)],
+        enable_progress_bar=show_bar, enable_model_summary=tc.progress_bar,
+        log_every_n_steps=max(1, min(50, len(data.train) // cfg.data.batch_size)),
+    )
+    fit_started = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
+        warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
+        trainer.fit(lit, datamodule=dm)
+    fit_seconds = time.perf_counter() - fit_started
+    best = Path(checkpoint.best_model_path) if checkpoint.best_model_path else None
+    if best is not None:
+        try:
+            state = torch.load(best, map_location="cpu", weights_only=True)
+        except (OSError, RuntimeError) as exc:
+            raise CloudError(f"cannot load the best checkpoint {best}: {exc}") from exc
+        lit.load_state_dict(state["state_dict"])
+    model = DetectorExport(lit.model.cpu().eval(), dc.top_k, dc.image_size).eval()
+    test_inputs = normalize(data.test.images, data.preprocess)
+    scores = evaluate_map(model, data.test, test_inputs, len(data.classes), dc.eval_batch)
+    picks = np.random.default_rng(tc.seed).permutation(len(data.train))[: cfg.export.calibration_samples]
+    calib = np.concatenate(image_batches(data.train.images[np.sort(picks)], data.preprocess, 256))
+    m = trainer.callback_metrics
+    metrics = {
+        "train_seconds": round(fit_seconds, 2),
+        "data_seconds": round(data_seconds, 2),
+        "epochs": float(trainer.current_epoch),
+        "val_loss": float(checkpoint.best_model_score) if checkpoint.best_model_score is not None
+        else float(m.get("val_loss", float("nan"))),
+        "train_loss": float(m.get("train_loss_epoch", float("nan"))),
+        "test_map50": scores.map50,
+        "test_map50_95": scores.map50_95,
+    }
+    log.info("trained detector in %.1f s (+%.1f s data): test mAP@.5=%.4f mAP@.5:.95=%.4f on %d held-out images",
+             fit_seconds, data_seconds, scores.map50, scores.map50_95, len(data.test))
+    return DetectionTrainResult(model, data, metrics, test_inputs, calib, best)
