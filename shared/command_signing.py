@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from shared.errors import CommandError, CommandRefused
 from shared.names import check_ident
 from shared.payloads import MAX_COMMAND_BYTES
+from shared.request_id import MAX_REQUEST_ID, check_request_id, text_request_id
 from shared.signing import key_id
 from shared.topics import COMMANDS
 
@@ -36,35 +37,9 @@ MAX_ENVELOPE_BYTES = 2 * MAX_COMMAND_BYTES + 512
 CLOCK_SKEW_MS = 30_000
 MAX_LIFETIME_MS = 3_600_000
 MAX_SEQ = 2**63 - 1
-MAX_REQUEST_ID = 64
 _SIGNATURE_BYTES = 64
 # Key ids are 16 hex characters (shared.signing.key_id); anything outside this set is not worth echoing.
 _KEY_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-
-
-def check_request_id(v: str) -> str:
-    """A request id must travel back in a reply: 1-64 characters of UTF-8 text without control characters."""
-    if not 0 < len(v) <= MAX_REQUEST_ID:
-        raise ValueError(f"request id must be 1-{MAX_REQUEST_ID} characters")
-    try:
-        v.encode("utf-8")
-    except UnicodeEncodeError as exc:  # a lone surrogate from a \ud800 escape
-        raise ValueError("request id is not valid UTF-8 text") from exc
-    if _CONTROL.search(v):
-        raise ValueError("request id holds control characters")
-    return v
-
-
-def text_request_id(v: object) -> str | None:
-    """v when it is a request id a reply can carry (check_request_id), else None."""
-    if not isinstance(v, str):
-        return None
-    try:
-        return check_request_id(v)
-    except ValueError:
-        return None
-
 
 
 class Target(BaseModel):

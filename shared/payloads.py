@@ -19,6 +19,7 @@ from pydantic import (
 from shared.errors import CommandError
 from shared.metrics import BY_NAME
 from shared.payload_limits import BoundedDict, Ident, Label, LongToken, Text, Token, UInt64, clean_text
+from shared.request_id import check_request_id, text_request_id
 
 PAYLOAD_SCHEMA_VERSION = 1
 MAX_COMMAND_BYTES = 16 * 1024
@@ -224,17 +225,11 @@ class EventPayload(Envelope):
     after: Detection | None = Field(default=None, description="Current result (new/update/frame).")
 
 
-def _request_id(v: str) -> str:
-    if not v or len(v) > 64:
-        raise ValueError("id must be 1-64 characters")
-    return v
-
-
 class _Command(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     id: str = Field(description="Request id echoed in the reply.")
-    _check_id = field_validator("id")(lambda cls, v: _request_id(v))
+    _check_id = field_validator("id")(lambda cls, v: check_request_id(v))
 
 
 class DeployCommand(_Command):
@@ -324,5 +319,4 @@ def request_id_of(payload: bytes) -> str | None:
         raw = json.loads(payload)
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
         return None
-    rid = raw.get("id") if isinstance(raw, dict) else None
-    return rid if isinstance(rid, str) and 0 < len(rid) <= 64 else None
+    return text_request_id(raw.get("id")) if isinstance(raw, dict) else None

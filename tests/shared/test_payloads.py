@@ -82,3 +82,26 @@ def test_metric_table_is_unique_and_covers_every_stage() -> None:
             assert f"{stage}_ms_p{p}" in BY_NAME
     assert BY_NAME["frames"].prometheus_name == "edgeferry_frames_total"
     assert BY_NAME["fps"].prometheus_name == "edgeferry_fps"
+
+
+@pytest.mark.parametrize(("raw_id", "why"), [
+    ('"\\ud800"', "not valid UTF-8"),  # a lone surrogate, as issue 14's 15-byte command
+    ('"a\\u0000b"', "control characters"),
+    ('"\\u001b[2J"', "control characters"),
+    ('"r\\u0085"', "control characters"),
+    ("7", "string"),
+    ('["r-1"]', "string"),
+    ('""', "1-64"),
+    ('"' + "x" * 65 + '"', "1-64"),
+])
+def test_command_request_ids_are_text_a_reply_can_carry(raw_id: str, why: str) -> None:
+    """The same rule as signed commands (shared.command_signing.check_request_id): refused, and no id to echo."""
+    payload = ('{"id": ' + raw_id + "}").encode()
+    with pytest.raises(CommandError, match=why):
+        parse_command("ping", payload)
+    assert request_id_of(payload) is None
+
+
+def test_a_good_request_id_is_kept_and_echoed() -> None:
+    payload = '{"id": "r-1 é"}'.encode()
+    assert parse_command("ping", payload).id == "r-1 é" and request_id_of(payload) == "r-1 é"
