@@ -31,6 +31,7 @@ from fleet.ingest_queue import DEFAULT_DEVICE_BYTES, DEFAULT_MAX_BYTES, FairQueu
 from fleet.mqtt_client import shared
 from fleet.registry import (
     DeviceRecord,
+    TelemetryReading,
     TelemetrySample,
     apply_state,
     apply_status,
@@ -39,6 +40,7 @@ from fleet.registry import (
     count_shed,
     telemetry_sample,
 )
+from fleet.telemetry_reader import read_telemetry
 from shared.names import check_ident
 from shared.payloads import ReplyPayload, StatePayload, TelemetryPayload
 from shared.topics import ROOT
@@ -117,6 +119,8 @@ class _Parsed:
     reply: tuple[str, bool, str | None] | None = None
     # Counted in stats.accepted (a message, not a refusal or shed booking).
     accepted: bool = True
+    # The database refused it (its registry change or its sample): nothing more of it is stored.
+    refused: bool = False
 
 
 def _chain(steps: Sequence[Change]) -> Change:
@@ -200,13 +204,9 @@ class Ingest:
             per_device.setdefault(r.device_id, []).append(parsed)
         if not per_device:
             return
-        try:
-            self._write(per_device)
-            return
-        except WRITE_ERRORS as exc:
-            log.debug("batch refused by the database (%s); applying it device by device", _why(exc))
-        for device, items in per_device.items():
-            self._write_device(device, items)
+        capped = self._write_registry(per_device)
+        self._write_samples({dev: items for dev, items in per_device.items() if dev not in capped})
+        self._write_replies(per_device, capped)
 
     def _past_tombstones(self, batch: Sequence[Message]) -> Sequence[Message]:
         """The batch without the retained messages of removed devices (the broker keeps what the fleet's user may
@@ -237,31 +237,36 @@ class Ingest:
             log.info("removed device(s) %s published again: registered anew", ", ".join(sorted(back)))
         return kept
 
-    def _write_device(self, device: str, items: list[_Parsed]) -> None:
-        """One device's messages together, else one by one, each failure refused against the device."""
+    def _write_registry(self, per_device: dict[str, list[_Parsed]]) -> set[str]:
+        """Each device's messages coalesced into one record write (last value wins), the batch in one transaction;
+        when the database refuses it, device by device, then message by message, a failing message refused against
+        its own device (its sample and reply are dropped). Returns the devices left out by the registry's cap."""
         try:
-            self._write({device: items})
-            return
-        except WRITE_ERRORS:
-            pass
-        for item in items:
+            return self._registry_tx(per_device)
+        except WRITE_ERRORS as exc:
+            log.debug("batch refused by the database (%s); applying it device by device", _why(exc))
+        capped: set[str] = set()
+        for device, items in per_device.items():
             try:
-                self._write({device: [item]})
-            except WRITE_ERRORS as exc:
-                if item.accepted:
-                    self._count(self.stats.accepted, item.kind, -1)
-                self._book(device, self._refusal(Route(device, item.kind), exc, item.received_ms))
+                capped |= self._registry_tx({device: items})
+                continue
+            except WRITE_ERRORS:
+                pass
+            for item in items:
+                try:
+                    capped |= self._registry_tx({device: [item]})
+                except WRITE_ERRORS as exc:
+                    self._refuse(device, item, exc)
+        return capped
 
-    def _write(self, per_device: dict[str, list[_Parsed]]) -> None:
-        """Samples and record changes of these devices in one transaction; replies after it."""
+    def _registry_tx(self, per_device: dict[str, list[_Parsed]]) -> set[str]:
         changes = {dev: _chain([i.change for i in items if i.change is not None])
                    for dev, items in per_device.items() if any(i.change is not None for i in items)}
+        if not changes:
+            return set()
         with self.store.engine.begin() as conn:
             retry, capped = self.store.devices.update_in(conn, changes, self.max_unassigned)
-            samples = [(dev, i.sample, i.received_ms) for dev, items in per_device.items() if dev not in capped
-                       for i in items if i.sample is not None]
-            self.store.telemetry.add(samples, conn)
-        # Committed: what follows must not raise into the fallback, which would store the samples again.
+        # Committed: what follows must not raise into the fallback, which would apply the changes again.
         for dev in retry:
             try:
                 self.store.devices.update(dev, changes[dev])
@@ -269,13 +274,52 @@ class Ingest:
                 log.error("device %s: its record missed a batch's change (%s)", dev, _why(exc))
         if capped:
             self._capped(capped, sum(len(per_device[d]) for d in capped))
+        return capped
+
+    def _write_samples(self, per_device: dict[str, list[_Parsed]]) -> None:
+        """The history write, after the registry's commit (so a device's record never waits on it): the batch's
+        samples in one statement, else device by device, then one by one, a refused sample refused on its device."""
+        rows = {dev: kept for dev, items in per_device.items()
+                if (kept := [i for i in items if i.sample is not None and not i.refused])}
+        if not rows:
+            return
+        try:
+            self._samples_tx(rows)
+            return
+        except WRITE_ERRORS as exc:
+            log.debug("samples refused by the database (%s); storing them device by device", _why(exc))
+        for device, items in rows.items():
+            try:
+                self._samples_tx({device: items})
+                continue
+            except WRITE_ERRORS:
+                pass
+            for item in items:
+                try:
+                    self._samples_tx({device: [item]})
+                except WRITE_ERRORS as exc:
+                    self._refuse(device, item, exc)
+
+    def _samples_tx(self, rows: dict[str, list[_Parsed]]) -> None:
+        with self.store.engine.begin() as conn:
+            self.store.telemetry.add([(dev, i.sample, i.received_ms) for dev, items in rows.items() for i in items
+                                      if i.sample is not None], conn)
+
+    def _write_replies(self, per_device: dict[str, list[_Parsed]], capped: set[str]) -> None:
         for dev, items in per_device.items():
             for i in items:
-                if i.reply is not None and dev not in capped:
+                if i.reply is not None and not i.refused and dev not in capped:
                     try:
                         self.store.commands.reply(*i.reply, i.received_ms, device_id=dev)
                     except WRITE_ERRORS as exc:
                         self._book(dev, self._refusal(Route(dev, "reply"), exc, i.received_ms))
+
+    def _refuse(self, device: str, item: _Parsed, exc: BaseException) -> None:
+        """A message the database refused: no longer counted as accepted, booked as refused on its device."""
+        if item.accepted:
+            self._count(self.stats.accepted, item.kind, -1)
+        item.refused = True
+        self._book(device, self._refusal(Route(device, item.kind), exc, item.received_ms))
 
     def _book(self, device: str, refusal: _Parsed) -> None:
         """Count a refusal on the device's record; a database that refuses even that is logged, never raised."""
@@ -311,7 +355,8 @@ class Ingest:
             self._same_device(r, state.device_id)
             return _Parsed(r.kind, received, change=lambda rec: apply_state(rec, state, received, retained))
         if r.kind == "telemetry":
-            tel = TelemetryPayload.model_validate_json(payload)
+            # The fast reader takes an honest report; anything else goes to the model, which words the refusal.
+            tel = read_telemetry(payload) or TelemetryReading.of(TelemetryPayload.model_validate_json(payload))
             self._same_device(r, tel.device_id)
             return _Parsed(r.kind, received, change=lambda rec: apply_telemetry(rec, tel, received),
                            sample=telemetry_sample(tel))

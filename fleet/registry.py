@@ -34,6 +34,29 @@ class TelemetrySample:
     seq: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class TelemetryReading:
+    """What the registry and the gates use of a validated telemetry message (read by the pydantic model or by
+    fleet.telemetry_reader's fast path, which builds this directly)."""
+
+    device_id: str
+    boot_id: str
+    seq: int
+    ts: int
+    replayed: bool
+    figures: dict[str, float]
+    class_counts: dict[str, int]
+    # The figure as sent (an int keeps its exact value), for the record's model_version.
+    model_version: int | float | None = None
+
+    @classmethod
+    def of(cls, payload: TelemetryPayload) -> TelemetryReading:
+        """The reading of a payload the model validated."""
+        extra = payload.model_extra or {}
+        return cls(payload.device_id, payload.boot_id, payload.seq, payload.ts, payload.replayed, payload.figures(),
+                   dict(payload.class_counts or {}), extra.get("model_version"))
+
+
 @dataclass(frozen=True)
 class DeviceRecord:
     """Everything the control plane knows about one device; `status` is as of the time it was read."""
@@ -113,7 +136,7 @@ def _seen(record: DeviceRecord, received_ms: int, ts_ms: int | None, retained: b
     return replace(record, first_seen_ms=first, last_seen_ms=when)
 
 
-def _boot(record: DeviceRecord, env: Envelope) -> DeviceRecord:
+def _boot(record: DeviceRecord, env: Envelope | TelemetryReading) -> DeviceRecord:
     """A new boot id from a newer live message is a restart; replayed or older-boot messages change nothing."""
     if env.replayed:
         return record
@@ -162,17 +185,23 @@ def apply_state(record: DeviceRecord, state: StatePayload, received_ms: int, ret
     return _seen(rec, received_ms, state.ts, retained)
 
 
-def telemetry_sample(payload: TelemetryPayload) -> TelemetrySample:
+def _reading(payload: TelemetryPayload | TelemetryReading) -> TelemetryReading:
+    return payload if isinstance(payload, TelemetryReading) else TelemetryReading.of(payload)
+
+
+def telemetry_sample(payload: TelemetryPayload | TelemetryReading) -> TelemetrySample:
     """The flat numeric figures and class counts of a telemetry message."""
-    counts = dict(payload.class_counts or {})
-    return TelemetrySample(ts_ms=payload.ts, figures=payload.figures(), class_counts=counts,
-                           boot_id=payload.boot_id, seq=payload.seq)
+    r = _reading(payload)
+    return TelemetrySample(ts_ms=r.ts, figures=r.figures, class_counts=dict(r.class_counts), boot_id=r.boot_id,
+                           seq=r.seq)
 
 
-def apply_telemetry(record: DeviceRecord, payload: TelemetryPayload, received_ms: int) -> DeviceRecord:
+def apply_telemetry(record: DeviceRecord, payload: TelemetryPayload | TelemetryReading,
+                    received_ms: int) -> DeviceRecord:
     """A telemetry message: the device is alive now (unless replayed from its outbox), and maybe rebooted."""
+    payload = _reading(payload)
     rec = _boot(record, payload)
-    version = payload.model_extra.get("model_version") if payload.model_extra else None
+    version = payload.model_version
     if not payload.replayed and isinstance(version, (int, float)) and version > 0:
         rec = replace(rec, model_version=int(version))
     if payload.replayed:

@@ -28,6 +28,29 @@ _CAS_UPDATE = (
 )
 
 
+_CAS_BY_COLUMNS: dict[tuple[str, ...], Any] = {}
+
+
+def _cas_of(columns: tuple[str, ...]) -> Any:
+    """The compare-and-set statement writing only these columns (compiled once per column set)."""
+    stmt = _CAS_BY_COLUMNS.get(columns)
+    if stmt is None:
+        stmt = _CAS_BY_COLUMNS[columns] = (
+            update(devices)
+            .where(devices.c.fleet == bindparam("w_fleet"), devices.c.device_id == bindparam("w_device"),
+                   devices.c.rev == bindparam("w_rev"))
+            .values({c: bindparam(f"v_{c}") for c in columns})
+        )
+    return stmt
+
+
+def _lock_rows(conn: Connection) -> None:
+    """SQLite: take the database's write lock before reading, so no writer changes a row between this
+    transaction's read and its writes (PostgreSQL locks the rows it reads instead: SELECT ... FOR UPDATE)."""
+    if conn.dialect.name == "sqlite":
+        conn.exec_driver_sql("UPDATE devices SET rev = rev WHERE 0")
+
+
 def _cas_params(fleet: str, device_id: str, expected_rev: int, rec: DeviceRecord) -> dict[str, Any]:
     return {"w_fleet": fleet, "w_device": device_id, "w_rev": expected_rev,
             **{f"v_{k}": v for k, v in _to_row(rec).items()}}
@@ -185,15 +208,19 @@ class DeviceRepository:
         """update_many's one transaction on the caller's connection: returns (ids another worker wrote in
         between, to retry with update() once this transaction is over; ids left out by the cap)."""
         ids = sorted(changes)
+        _lock_rows(conn)
+        q = select(devices).where(devices.c.fleet == self.fleet, devices.c.device_id.in_(ids))
+        if conn.dialect.name == "postgresql":
+            q = q.order_by(devices.c.device_id).with_for_update()  # in id order: two workers cannot deadlock
+        rows = conn.execute(q).all()
         assigned = self._assigned_of(conn, ids)
-        rows = conn.execute(select(devices).where(devices.c.fleet == self.fleet,
-                                                  devices.c.device_id.in_(ids))).all()
         current = {r.device_id: _from_row(r, assigned.get(r.device_id, ())) for r in rows}
         room: int | None = None
         if max_unassigned is not None and len(current) < len(ids):
             room = max(0, max_unassigned - self.unassigned_count(conn))
         retry: list[str] = []
         capped: set[str] = set()
+        writes: dict[tuple[str, ...], list[dict[str, Any]]] = {}
         for dev in ids:
             rec = current.get(dev)
             if rec is None:
@@ -210,11 +237,17 @@ class DeviceRepository:
             changed = changes[dev](rec)
             if changed == rec:
                 continue
-            done = conn.execute(
-                _CAS_UPDATE, _cas_params(self.fleet, dev, rec.rev, replace(changed, rev=rec.rev + 1))
-            ).rowcount
-            if not done:
-                retry.append(dev)
+            before, after = _to_row(rec), _to_row(replace(changed, rev=rec.rev + 1))
+            columns = tuple(c for c in after if after[c] != before.get(c))
+            writes.setdefault(columns, []).append(
+                {"w_fleet": self.fleet, "w_device": dev, "w_rev": rec.rev, **{f"v_{c}": after[c] for c in columns}})
+        # The rows read are locked: each compare-and-set matches. Only the changed columns are written, the devices
+        # changing the same ones (a telemetry batch: last seen and rev) in one executemany.
+        for columns, params in writes.items():
+            done = conn.execute(_cas_of(columns), params).rowcount
+            if done != len(params):
+                raise StorageError(f"{len(params) - done} of {len(params)} device records changed under a lock; "
+                                   "the batch is applied again")
         return retry, capped
 
     def remove(self, device_id: str, conn: Connection) -> bool:
