@@ -76,12 +76,16 @@ class ResultPublisher:
         return self._classification.quality
 
     def metrics(self) -> dict[str, float]:
-        """Close the quality windows: classification figures, and a detector's where one served in the window."""
+        """Close the quality windows: classification figures, and a detector's where one served in the window.
+
+        results_window counts the results of every task (rollout gates read it as the evidence behind a window).
+        """
         out = self._classification.quality.metrics()
         if self.detection is not None:
             figures = self.detection.metrics()
             if figures.get("det_frames_window") or isinstance(self._sink, DetectionSink):
                 out.update(figures)
+                out["results_window"] = out.get("results_window", 0.0) + figures.get("det_frames_window", 0.0)
         return out
 
     def class_counts(self) -> dict[str, int]:

@@ -153,7 +153,8 @@ def test_a_detectors_results_become_object_events_ended_by_a_model_change_and_th
     ]
     # No classification result events for a detector, and its figures are reported, zone counts included.
     assert not [p for p in link.published if p.topic == TOPIC]
-    assert pub.metrics()["det_frames_window"] == 8.0 and pub.class_counts() == {"person": 8}
+    figures = pub.metrics()
+    assert figures["det_frames_window"] == figures["results_window"] == 8.0 and pub.class_counts() == {"person": 8}
     assert pub.zone_counts() is None  # the stream ended: no detector serves
 
 
