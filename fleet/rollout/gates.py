@@ -41,14 +41,19 @@ class GateResult:
     detail: str = ""
     failed_devices: tuple[str, ...] = ()
     suspects: Mapping[str, str] = field(default_factory=dict)  # device -> why its figures were left out
+    # The interval and both cohorts' distributions (fleet/rollout/evidence.py) for gates judged on evidence.
+    evidence: Mapping[str, object] | None = None
 
     def as_dict(self) -> dict[str, object]:
-        """JSON form for the database and `rollout status --json`."""
-        return {
+        """JSON form for the database and `rollout status --json` (`evidence` only where a gate has one)."""
+        out: dict[str, object] = {
             "gate": self.gate, "status": self.status, "canary": self.canary, "control": self.control,
             "threshold": self.threshold, "detail": self.detail, "failed_devices": list(self.failed_devices),
             "suspects": dict(sorted(self.suspects.items())),
         }
+        if self.evidence is not None:
+            out["evidence"] = dict(self.evidence)
+        return out
 
 
 def holds(value: float, op: Op, threshold: float) -> bool:

@@ -45,8 +45,10 @@ def advance(change: Change, row: RolloutRow, devices: Sequence[DeviceRow], now_m
     change.rollout.update(state="completed", finished_ms=now_ms, group_want=True)
     change.release_group = True
     for d in devices:
-        if d.state != "failed" or d.fail_kind not in RESTORE_KINDS:
-            change.want(d.device_id, "clear", None, False, d.want_serial + 1)
+        queued = change.device_updates.get(d.device_id, {})
+        if (d.state == "failed" and d.fail_kind in RESTORE_KINDS) or "want_action" in queued:
+            continue  # sent back when it failed (in this decision too): it keeps its prior version
+        change.want(d.device_id, "clear", None, False, d.want_serial + 1)
     change.event("complete", row.stage_index, actor, f"group {row.group} moves to version {row.version}: {reason}",
                  {**figures, "devices": counts(devices)})
 

@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+from fleet.rollout import evidence
 from fleet.rollout.gates import (
     GateResult,
     GateStatus,
@@ -19,12 +20,19 @@ from fleet.rollout.gates import (
     compared,
     device_figure,
     holds,
-    psi,
     readings,
     worst,
 )
 from fleet.rollout.plan import MetricGate, PsiGate, RestartsGate, Stage
-from fleet.rollout.robust import canary_suspects, cohort_mix, control_figure, fps_of, result_suspects
+from fleet.rollout.robust import (
+    canary_suspects,
+    claimed_results,
+    cohort_mix,
+    contribution_cap,
+    control_figure,
+    fps_of,
+    result_suspects,
+)
 
 Decision = Literal["pass", "hold", "fail", "deadline"]
 DeviceState = Literal["pending", "updated", "failed"]
@@ -149,6 +157,94 @@ class _GateJudgement:
     cohort_fail: bool = False
 
 
+def _frames(samples_by_device: Mapping[str, Sequence[Sample]]) -> float:
+    """Results a cohort counted in its windows (results_window summed)."""
+    return sum(sum(readings(s, "results_window")) for s in samples_by_device.values())
+
+
+def _scale(gate: MetricGate) -> evidence.Scale:
+    return {"absolute": "absolute", "ratio_to_control": "ratio", "difference_to_control": "difference"}[
+        gate.compare]  # type: ignore[return-value]
+
+
+def _evidence_gate(
+    gate: MetricGate,
+    canary: Mapping[str, Sequence[Sample]],
+    data_due: Mapping[str, bool],
+    control: Mapping[str, Sequence[Sample]],
+    control_history: Mapping[str, Sequence[Sample]],
+    baseline: Baseline | None,
+) -> _GateJudgement:
+    """A `mean` gate: the canary cohort's per-window values against the control's, as an interval against the
+    margin; each device judged alone too, so one clearly bad device fails (and goes back) without the others."""
+    _median, suspects = control_figure(control, control_history, gate)
+    ctl_windows = {d: readings(s, gate.metric) for d, s in control.items() if d not in suspects}
+    ctl_windows = {d: v for d, v in ctl_windows.items() if len(v) >= gate.min_samples}
+    ref: Mapping[str, Sequence[float]] | float | None = ctl_windows or None
+    ref_src, ref_samples = "control", {d: control[d] for d in ctl_windows}
+    if ref is None and baseline is not None and Baseline.key(gate) in baseline.figures:
+        ref, ref_src = baseline.figures[Baseline.key(gate)], "baseline"
+    if gate.compare == "absolute":
+        ref = None
+    windows: dict[str, list[float]] = {}
+    short: dict[str, str] = {}
+    for device, samples in canary.items():
+        values = readings(samples, gate.metric)
+        if len(values) < gate.min_samples:
+            short[device] = f"{device}: {len(values)}/{gate.min_samples} samples of {gate.metric}"
+        else:
+            windows[device] = values
+    means = {d: sum(v) / len(v) for d, v in windows.items()}
+    suspects.update(canary_suspects(means, gate))
+    windows = {d: v for d, v in windows.items() if d in means}
+    worse: evidence.Worse = "higher" if gate.op in ("<=", "<") else "lower"
+    need = evidence.Need(gate.min_devices, gate.min_windows)
+    seed = evidence.seed_of(gate.label)
+    args = dict(scale=_scale(gate), worse=worse, margin=gate.threshold, confidence=gate.confidence, seed=seed)
+    ev = evidence.compare(windows, ref, need=need, **args)  # type: ignore[arg-type]
+    failures: dict[str, str] = {}
+    doubtful: list[str] = []  # devices whose own figure is beyond the margin, not yet with confidence
+    for device, values in sorted(windows.items()):
+        alone = evidence.compare({device: values}, ref, need=evidence.Need(1, gate.min_windows), **args)  # type: ignore[arg-type]
+        point = evidence.compare({device: values}, ref, need=evidence.Need(1, 1), resamples=1, **args)  # type: ignore[arg-type]
+        if alone.status != "fail" and point.estimate is not None and evidence.decide(
+                point.estimate, point.estimate, point.estimate, gate.threshold, worse) == "fail":
+            doubtful.append(f"{device} looks beyond the margin ({point.estimate:.4g}) on {len(values)} windows; "
+                            "waiting for enough to judge it alone")
+        if alone.status == "fail":
+            ctl = ev.control.mean if ev.control is not None else ref if isinstance(ref, float) else None
+            failures[device] = (f"{gate.label}: {device} has {alone.estimate:.4g} [{alone.low:.4g}, {alone.high:.4g}]"
+                                f" ({gate.aggregate} {gate.metric} {means[device]:.4g}"
+                                + (f", {ref_src} {ctl:.4g})" if ctl is not None else ")"))
+    control_fig = ev.control.mean if ev.control is not None else ref if isinstance(ref, float) else None
+    silent = {d: why for d, why in short.items() if data_due.get(d) and windows}
+    waiting = [why for d, why in short.items() if d not in silent]
+    frames_short = [f"{name} counted {n:.0f} results; needs {gate.min_frames}" for name, n in
+                    (("canary", _frames({d: canary[d] for d in windows})), (ref_src, _frames(ref_samples)))
+                    if gate.min_frames and (name == "canary" or ref_src == "control") and n < gate.min_frames]
+    status: GateStatus
+    if failures or (ev.status == "fail" and not frames_short):
+        status = "fail"
+        detail = "; ".join(failures.values()) if failures else f"{gate.label}: {ev.detail}"
+    elif not windows and gate.optional and not short:
+        status, detail = "pass", f"no canary device reports {gate.metric} (optional gate)"
+    elif waiting or frames_short or ev.status == "hold" or not windows or doubtful:
+        status = "hold"
+        left_out = [f"{d} is suspect ({why})" for d, why in sorted(suspects.items()) if d in canary]
+        detail = "; ".join([*waiting, *frames_short, *doubtful, *([ev.detail] if windows else []),
+                            *([] if windows or waiting else [*left_out, "no canary device has reported yet"])])
+    else:
+        status, detail = "pass", ev.detail
+    if suspects and status != "hold":
+        detail += f" ({len(suspects)} suspect devices left out)"
+    j = _GateJudgement(GateResult(gate.label, status, ev.canary.mean, control_fig, gate.threshold, detail,
+                                  tuple(sorted(failures)), suspects, ev.as_dict()))
+    j.device_failures = failures
+    j.silent = silent
+    j.cohort_fail = status == "fail" and not failures
+    return j
+
+
 def _metric_gate(
     gate: MetricGate,
     canary: Mapping[str, Sequence[Sample]],
@@ -214,6 +310,11 @@ def _restarts_gate(gate: RestartsGate, restarts: Mapping[str, int]) -> _GateJudg
     )
 
 
+def _cap(per_device: Mapping[str, Sequence[Sample]]) -> float:
+    """The most results one device adds to its cohort's mix (robust.cohort_mix's cap)."""
+    return contribution_cap([float(n) for s in per_device.values() if (n := claimed_results(s)) > 0])
+
+
 def _psi_gate(
     gate: PsiGate, canary: Mapping[str, Sequence[Sample]], control: Mapping[str, Sequence[Sample]],
     baseline: Baseline | None, window_s: float,
@@ -221,23 +322,23 @@ def _psi_gate(
     fps = {d: f for d, samples in {**control, **canary}.items() if (f := fps_of(samples)) is not None}
     suspects = {d: f"canary: {why}" for d, why in result_suspects(canary, window_s, fps).items()}
     suspects.update({d: f"control: {why}" for d, why in result_suspects(control, window_s, fps).items()})
-    mix, n_canary = cohort_mix({d: s for d, s in canary.items() if d not in suspects})
-    ref, n_ref = cohort_mix({d: s for d, s in control.items() if d not in suspects})
+    can = {d: s for d, s in canary.items() if d not in suspects}
+    ctl = {d: s for d, s in control.items() if d not in suspects}
+    _mix, n_ref = cohort_mix(ctl)
+    reference: evidence.Windows | Mapping[str, float] = {d: [x.class_counts for x in s] for d, s in ctl.items()}
     ref_src = "control"
     if n_ref < gate.min_results and baseline is not None and baseline.class_counts:
-        ref, n_ref, ref_src = dict(baseline.class_counts), sum(baseline.class_counts.values()), "baseline"
-    left_out = f" ({len(suspects)} suspect devices left out)" if suspects else ""
-    if n_canary < gate.min_results or n_ref < gate.min_results:
-        detail = (f"results in window: canary {n_canary:.0f}, {ref_src} {n_ref:.0f}; each needs {gate.min_results}"
-                  + left_out)
-        return _GateJudgement(GateResult(gate.label, "hold", None, None, gate.max_psi, detail, suspects=suspects))
-    value = psi(mix, ref)
-    ok = value <= gate.max_psi
-    detail = f"psi {value:.4g} of {n_canary:.0f} canary results against {n_ref:.0f} {ref_src} results{left_out}"
-    return _GateJudgement(
-        GateResult(gate.label, "pass" if ok else "fail", value, 0.0, gate.max_psi, detail, suspects=suspects),
-        cohort_fail=not ok,
+        reference, ref_src = dict(baseline.class_counts), "baseline"
+    ev = evidence.psi_compare(
+        {d: [x.class_counts for x in s] for d, s in can.items()}, reference, max_psi=gate.max_psi,
+        cap_canary=_cap(can), cap_control=_cap(ctl), confidence=gate.confidence,
+        need=evidence.Need(1, gate.min_windows), min_results=gate.min_results, seed=evidence.seed_of(gate.label),
+        reference=ref_src,
     )
+    left_out = f" ({len(suspects)} suspect devices left out)" if suspects else ""
+    result = GateResult(gate.label, ev.status, ev.estimate, 0.0 if ev.estimate is not None else None, gate.max_psi,
+                        ev.detail + left_out, suspects=suspects, evidence=ev.as_dict())
+    return _GateJudgement(result, cohort_fail=ev.status == "fail")
 
 
 def judge_stage(
@@ -266,7 +367,8 @@ def judge_stage(
     judgements: list[_GateJudgement] = []
     for gate in stage.gates:
         if isinstance(gate, MetricGate):
-            judgements.append(_metric_gate(gate, canary_samples, data_due, control_window, control, baseline))
+            judge = _evidence_gate if gate.aggregate == "mean" else _metric_gate
+            judgements.append(judge(gate, canary_samples, data_due, control_window, control, baseline))
         elif isinstance(gate, RestartsGate):
             judgements.append(_restarts_gate(gate, {c.device_id: c.restarts for c in updated}))
         elif isinstance(gate, PsiGate):

@@ -86,7 +86,7 @@ def test_good_version_is_promoted_through_every_stage_to_the_whole_group(world: 
 def test_slower_version_is_rolled_back_on_the_latency_gate(world: World) -> None:
     world.fleet.behave(2, "slow")
     ro = world.ops.start(MODEL, 2, "lab", plan())
-    world.run(120)
+    world.run(200)  # six 20 s windows after converging: the minimum sample
     st = world.status()
     assert st.rollout.state == "failed"
     assert "mean e2e_ms_p95 / control <= 1.5" in st.rollout.last_reason
@@ -104,7 +104,7 @@ def test_slower_version_is_rolled_back_on_the_latency_gate(world: World) -> None
 def test_quality_gate_rolls_back_while_latency_is_fine(world: World, behaviour: str) -> None:
     world.fleet.behave(2, behaviour)  # type: ignore[arg-type]
     world.ops.start(MODEL, 2, "lab", plan())
-    world.run(120)
+    world.run(200)
     st = world.status()
     assert st.rollout.state == "failed", st.rollout.last_reason
     gates = {g["gate"]: g for g in st.rollout.last_gates}
@@ -175,7 +175,7 @@ def test_crash_loop_fails_the_restarts_gate(world: World) -> None:
 
 def test_device_joining_mid_rollout_gets_the_current_verdict(world: World) -> None:
     world.ops.start(MODEL, 2, "lab", plan())
-    world.run(80)
+    world.run(160)  # the canary stage: six 20 s windows of its device
     assert world.status().rollout.stage_index == 1
     late = world.fleet.add(1, prefix="late")[0]
     world.run(10)
@@ -282,3 +282,49 @@ def test_kill_at_any_point_resumes_without_skipping_or_repeating_a_stage(store: 
         assert kills[0] == 1, f"{mode} {at}: the injected kill did not happen"
         assert w.kinds(ro.id) == want, f"killed at {mode} {at}"
         assert set(w.versions().values()) == {2}, f"killed at {mode} {at}"
+
+
+def test_a_device_failing_a_gate_goes_back_at_once_and_stays_back_after_completion(world: World) -> None:
+    """Issue 17: a device that fails a gate within the budget is sent its prior version in the same decision, and
+    the completed rollout's group version never reaches it afterwards (completed never means it runs the failing
+    version)."""
+    ro = world.ops.start(MODEL, 2, "lab", plan(max_failed_devices=1))
+    bad = sorted(world.ids, key=lambda d: rank_key(ro.id, d))[1]  # joins at the half stage
+    world.fleet.behave(2, "slow", [bad])
+    failed_at = None
+    for _ in range(60):
+        world.run(10)
+        row = next((d for d in world.status().devices if d.device_id == bad), None)
+        if row is not None and row.state == "failed" and failed_at is None:
+            failed_at = world.clock()
+            want = world.store.desired.get("device", bad)
+            assert want is not None and want.version == 1 and want.allow_downgrade  # sent back in that decision
+        st = world.status()
+        if st.rollout.state == "completed":
+            assert world.store.desired.get("device", bad) is not None, "completed without pinning the failed device"
+    assert failed_at is not None
+    st = world.status()
+    assert st.rollout.state == "completed", st.rollout.last_reason
+    world.run(120)  # well after completion: the pin is never lifted onto the failing version
+    assert world.versions()[bad] == 1
+    assert all(v == 2 for d, v in world.versions().items() if d != bad)
+
+
+def test_a_device_failing_in_the_decision_that_completes_the_rollout_is_not_moved_onto_the_version(
+        world: World) -> None:
+    """The last stage passes within its budget in the same verdict that fails a device: completion must not lift
+    that device's way back, and a device whose own figures look bad holds the stage until they are clear."""
+    ro = world.ops.start(MODEL, 2, "lab", plan(max_failed_devices=1))
+    bad = sorted(world.ids, key=lambda d: rank_key(ro.id, d))[-1]  # joins at the last stage
+    world.fleet.behave(2, "slow", [bad])
+    for _ in range(60):
+        world.run(10)
+        st = world.status()
+        if st.rollout.state == "completed":
+            row = next(d for d in st.devices if d.device_id == bad)
+            assert (row.state, row.fail_kind) == ("failed", "gate"), "completed before the slow device was judged"
+            break
+    assert world.status().rollout.state == "completed", world.status().rollout.last_reason
+    world.run(120)
+    assert world.versions()[bad] == 1
+    assert all(v == 2 for d, v in world.versions().items() if d != bad)

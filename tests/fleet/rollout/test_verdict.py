@@ -83,7 +83,7 @@ def test_baseline_stands_in_for_an_empty_control_cohort() -> None:
 
 
 def test_fails_on_latency_against_control() -> None:
-    v = judge([canary("a", samples(6, e2e_ms_p95=45.0, conf_mean=0.9))], now_s=30)
+    v = judge([canary("a", samples(6, e2e_ms_p95=45.0, conf_mean=0.9))], now_s=70)
     assert v.decision == "fail"
     assert "mean e2e_ms_p95 / control <= 1.5: a has 2.25" in v.reason
     assert [d.device_id for d in v.failed()] == ["a"]
@@ -162,7 +162,7 @@ def test_silent_device_is_set_aside_once_others_have_data() -> None:
 
 def test_samples_from_the_old_version_are_not_judged() -> None:
     old_slow = samples(6, version=1, e2e_ms_p95=90.0, conf_mean=0.9)
-    v = judge([canary("a", old_slow + samples(3, start_s=80, **GOOD))], now_s=110)
+    v = judge([canary("a", old_slow + samples(6, start_s=80, **GOOD))], now_s=140)
     assert v.decision == "pass", v.reason
 
 
