@@ -109,6 +109,11 @@ class IngestConfig(_Section):
         default=4 * 1024 * 1024, ge=256 * 1024 + 1024, le=1 << 40,
         description="Bytes one device may have queued at most: a flood sheds that device's messages only.",
     )
+    max_queue_messages: int = Field(
+        default=200_000, ge=1000, le=100_000_000,
+        description="Messages queued for the database at most, whatever their size; beyond it they are shed and "
+        "counted (the queue's memory is more than its payload bytes).",
+    )
     max_batch: int = Field(default=1000, ge=1, le=100_000, description="Messages applied per transaction at most.")
 
 

@@ -27,7 +27,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from fleet.db.store import FleetStore
 from fleet.errors import FleetError
-from fleet.ingest_queue import DEFAULT_DEVICE_BYTES, DEFAULT_MAX_BYTES, FairQueue, Queued
+from fleet.ingest_queue import DEFAULT_DEVICE_BYTES, DEFAULT_MAX_BYTES, DEFAULT_MAX_MESSAGES, FairQueue, Queued
 from fleet.mqtt_client import shared
 from fleet.registry import (
     DeviceRecord,
@@ -152,12 +152,13 @@ class Ingest:
     """Turns a stream of MQTT messages into registry state in the store."""
 
     def __init__(self, store: FleetStore, max_batch: int = 1000, max_queue_bytes: int = DEFAULT_MAX_BYTES,
-                 device_queue_bytes: int = DEFAULT_DEVICE_BYTES, max_unassigned: int | None = None) -> None:
+                 device_queue_bytes: int = DEFAULT_DEVICE_BYTES, max_unassigned: int | None = None,
+                 max_queue_messages: int = DEFAULT_MAX_MESSAGES) -> None:
         self.store = store
         self.max_batch = max_batch
         self.max_unassigned = max_unassigned
         self.stats = IngestStats()
-        self.queue = FairQueue(max_queue_bytes, device_queue_bytes)
+        self.queue = FairQueue(max_queue_bytes, device_queue_bytes, max_queue_messages)
         self._lock = threading.Lock()
         self._warned: set[tuple[str, str]] = set()
 

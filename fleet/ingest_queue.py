@@ -2,7 +2,7 @@
 
 paho's network thread `put`s; the writer `take`s a batch round-robin over the devices with something queued.
 A message is shed (counted against its device) when its device's lane is over its byte budget or the whole
-queue is over its byte bound; honest devices, far below their budget, are still admitted while one floods.
+queue is over its byte or message bound; honest devices, far below their budget, are still admitted while one floods.
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024
 DEFAULT_DEVICE_BYTES = 4 * 1024 * 1024
+# Messages queued at most, whatever their bytes (each costs ~0.5 KiB of Python objects beyond its payload).
+DEFAULT_MAX_MESSAGES = 200_000
 # Topic and bookkeeping overhead counted per message, so a flood of empty messages is bounded too.
 MESSAGE_OVERHEAD = 256
 
@@ -35,8 +37,10 @@ class Queued:
 class FairQueue:
     """Per-device lanes under one byte bound; thread-safe."""
 
-    def __init__(self, max_bytes: int = DEFAULT_MAX_BYTES, device_bytes: int = DEFAULT_DEVICE_BYTES) -> None:
+    def __init__(self, max_bytes: int = DEFAULT_MAX_BYTES, device_bytes: int = DEFAULT_DEVICE_BYTES,
+                 max_messages: int = DEFAULT_MAX_MESSAGES) -> None:
         self.max_bytes = max_bytes
+        self.max_messages = max_messages
         self.device_bytes = min(device_bytes, max_bytes)
         self._lanes: OrderedDict[str, deque[Queued]] = OrderedDict()
         self._lane_bytes: dict[str, int] = {}
@@ -46,11 +50,12 @@ class FairQueue:
         self._cond = threading.Condition()
 
     def put(self, key: str, item: Queued) -> bool:
-        """Queue item in key's lane; False (and one more shed for key) when over its budget or the bound."""
+        """Queue item in key's lane; False (and one more shed for key) when over its budget or a bound."""
         size = item.size
         with self._cond:
             lane_bytes = self._lane_bytes.get(key, 0)
-            if lane_bytes + size > self.device_bytes or self._bytes + size > self.max_bytes:
+            if (lane_bytes + size > self.device_bytes or self._bytes + size > self.max_bytes
+                    or self._count >= self.max_messages):
                 self._shed[key] = self._shed.get(key, 0) + 1
                 return False
             self._lanes.setdefault(key, deque()).append(item)

@@ -92,7 +92,7 @@ class FleetService:
         self.store = FleetStore.open(self.cfg.database.url, self.cfg.fleet, self.cfg.database.pool_size)
         ing = self.cfg.ingest
         self.ingest = Ingest(self.store, ing.max_batch, ing.max_queue_bytes, ing.device_queue_bytes,
-                             self.cfg.registry.max_unassigned_devices)
+                             self.cfg.registry.max_unassigned_devices, ing.max_queue_messages)
 
     def init_mqtt(self) -> None:
         """Connect with the plain status/state and shared telemetry/reply subscriptions."""

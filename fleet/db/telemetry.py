@@ -6,9 +6,11 @@ Retention and history buckets go by the fleet's receive time (`received_ms`): a 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+import orjson
 from sqlalchemy import Connection, Engine, delete, insert, select
 
 from fleet.db import sanitize
@@ -39,6 +41,29 @@ def downsample(samples: Iterable[tuple[str, TelemetrySample]], bucket_ms: int) -
     }
 
 
+_SAMPLE_COLUMNS = ("fleet", "device_id", "ts_ms", "received_ms", "boot_id", "seq", "figures", "class_counts")
+
+
+def _json(value: Any) -> str:
+    """JSON text as SQLAlchemy's JSON type would store it, by orjson: json.dumps only where they differ (NaN,
+    which orjson writes as null, integer keys, integers beyond 64 bits)."""
+    try:
+        out = orjson.dumps(value)
+    except TypeError:
+        return json.dumps(value)
+    return json.dumps(value) if b"null" in out else out.decode()
+
+
+def _insert_samples_sql(dialect: str) -> str:
+    """One INSERT for executemany on the driver: no per-value processing by SQLAlchemy (JSON is written here)."""
+    cols = ", ".join(_SAMPLE_COLUMNS)
+    if dialect == "postgresql":
+        marks = ", ".join("CAST(%s AS JSON)" if c in ("figures", "class_counts") else "%s" for c in _SAMPLE_COLUMNS)
+    else:
+        marks = ", ".join("?" for _ in _SAMPLE_COLUMNS)
+    return f"INSERT INTO {telemetry_samples.name} ({cols}) VALUES ({marks})"
+
+
 class TelemetryRepository:
     """Samples and history of one fleet."""
 
@@ -50,16 +75,13 @@ class TelemetryRepository:
         """Store (device id, sample, received ms) rows in one transaction (`conn`'s, when given)."""
         if not batch:
             return
-        rows = [
-            {"fleet": self.fleet, "device_id": dev, "ts_ms": s.ts_ms, "received_ms": received, "boot_id": s.boot_id,
-             "seq": s.seq, "figures": s.figures, "class_counts": s.class_counts}
-            for dev, s, received in batch
-        ]
+        rows = [(self.fleet, dev, s.ts_ms, received, s.boot_id, s.seq, _json(s.figures), _json(s.class_counts))
+                for dev, s, received in batch]
         if conn is not None:
-            conn.execute(insert(telemetry_samples), rows)
+            conn.exec_driver_sql(_insert_samples_sql(conn.dialect.name), rows)
             return
         with self._engine.begin() as own:
-            own.execute(insert(telemetry_samples), rows)
+            own.exec_driver_sql(_insert_samples_sql(own.dialect.name), rows)
 
     def window(self, device_id: str, since_ms: int, until_ms: int) -> list[TelemetrySample]:
         """Samples of one device with since_ms <= ts < until_ms, oldest first."""

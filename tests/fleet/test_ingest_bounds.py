@@ -97,3 +97,17 @@ def test_silent_devices_expire_and_reads_page(store: FleetStore, clock: Clock) -
     assert [len(p) for p in pages] == [10, 10, 5] and pages[0][0] == "cam-00" and store.count_devices() == 25
     gone = store.expire_devices(1_800_000)
     assert len(gone) == 24 and [r.device_id for r in store.list_devices()] == ["cam-07"]
+
+
+def test_the_queue_is_bounded_in_messages_too_and_what_it_sheds_is_counted_on_each_device(store: FleetStore) -> None:
+    """Many devices' small messages (under every byte bound) stop at the message bound: memory per message is more
+    than its bytes, so a burst of 10,000 devices cannot grow the queue past what the operator set."""
+    ingest = Ingest(store, max_queue_messages=100)
+    for i in range(150):
+        ingest.offer(f"{BASE}/cam-{i}/telemetry", json.dumps(telemetry_doc(f"cam-{i}", 0)).encode(), False)
+    assert ingest.pending() == 100 and ingest.stats.dropped == 50
+    while ingest.drain(0):
+        pass
+    shed = {r.device_id: r.shed for r in store.list_devices()}
+    assert sum(shed.values()) == 50 and len(shed) == 150
+    assert sum(len(store.telemetry_window(f"cam-{i}", 0, 2**62)) for i in range(150)) == 100
