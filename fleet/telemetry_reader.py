@@ -17,10 +17,11 @@ import orjson
 from fleet.registry import TelemetryReading
 from shared.metrics import METRICS
 from shared.payload_limits import INT64_MAX
-from shared.payloads import MAX_CLASS_COUNTS, TelemetryPayload
+from shared.payloads import MAX_CLASS_COUNTS, MAX_ZONE_COUNTS, TelemetryPayload
 
 # Fields of the model this reader checks; a message carrying any other field of the model goes to the model.
-_CHECKED = frozenset({"schema_version", "device_id", "boot_id", "seq", "ts", "replayed", "class_counts"})
+_CHECKED = frozenset({"schema_version", "device_id", "boot_id", "seq", "ts", "replayed", "class_counts",
+                      "zone_counts"})
 _UNCHECKED = frozenset(TelemetryPayload.model_fields) - _CHECKED
 _IDENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 _TOKEN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:+-]{0,63}")
@@ -36,9 +37,9 @@ def _uint64(v: Any) -> bool:
     return type(v) is int and 0 <= v <= INT64_MAX
 
 
-def _counts(v: Any) -> dict[str, int] | None:
-    """class_counts when every label and count is one the contract takes; None when unsure."""
-    if type(v) is not dict or len(v) > MAX_CLASS_COUNTS:
+def _counts(v: Any, limit: int = MAX_CLASS_COUNTS) -> dict[str, int] | None:
+    """class_counts (or zone_counts) when every key and count is one the contract takes; None when unsure."""
+    if type(v) is not dict or len(v) > limit:
         return None
     for label, count in v.items():
         if not label or len(label) > MAX_LABEL or _CONTROL.search(label) or not _uint64(count):
@@ -67,6 +68,10 @@ def read_telemetry(payload: bytes) -> TelemetryReading | None:
         counts = _counts(raw_counts)
         if counts is None:
             return None
+    # A detector's zone counts are checked like class counts (the registry does not keep them).
+    raw_zones = doc.get("zone_counts")
+    if raw_zones is not None and _counts(raw_zones, MAX_ZONE_COUNTS) is None:
+        return None
     figures: dict[str, float] = {}
     model_version: int | float | None = None
     for name, v in doc.items():

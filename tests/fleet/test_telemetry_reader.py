@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from fleet.registry import TelemetryReading
 from fleet.telemetry_reader import read_telemetry
 from shared.metrics import METRICS
-from shared.payloads import TelemetryPayload
+from shared.payloads import Envelope, TelemetryPayload
 from tests.fleet.poison import telemetry_poisons
 
 NAMES = [m.name for m in METRICS]
@@ -129,3 +129,16 @@ def test_each_edge_of_the_contract_leaves_the_fast_path(field: str, value: Any) 
     fast_or_model = model_reading(payload)
     if fast_or_model is not None:  # a lax coercion the contract allows (3.0 for an int): the model reads it
         assert field in ("schema_version", "seq", "class_counts", "replayed")
+
+
+@pytest.mark.parametrize("zones", [None, {"driveway": 2, "driveway/car": 1, "door": 0}])
+def test_a_report_as_the_agent_serializes_it_takes_the_fast_path_zone_counts_or_not(
+    zones: dict[str, int] | None,
+) -> None:
+    doc = agent_report()
+    envelope = {k: doc.pop(k) for k in ("schema_version", "device_id", "boot_id", "seq", "ts", "replayed")}
+    counts = doc.pop("class_counts")
+    # The agent publishes model_dump_json(): zone_counts is there, null on a classifier.
+    payload = TelemetryPayload.build(Envelope(**envelope), doc, counts, zones).model_dump_json().encode()
+    fast = read_telemetry(payload)
+    assert fast is not None and fast == model_reading(payload)
