@@ -12,6 +12,7 @@ from typing import Annotated, Any
 import typer
 
 from edgeferry import __version__
+from shared.broker_address import parse_broker as shared_parse_broker
 from shared.config_loader import parse_dotted_args, parse_set_pairs
 from shared.errors import EdgeferryError
 
@@ -79,17 +80,13 @@ def _pick(new: Any, old: Any, old_flag: str, new_flag: str) -> Any:
 
 
 def parse_broker(text: str, flag: str = "--broker") -> tuple[str, int | None]:
-    """HOST[:PORT] ([v6]:PORT for IPv6) as (host, port or None when left out), or a one-line error."""
-    host, port_text = text, ""
-    if text.startswith("["):
-        host, _, rest = text[1:].partition("]")
-        if rest:
-            port_text = rest.removeprefix(":")
-    elif text.count(":") == 1:
-        host, port_text = text.split(":")
-    if not host or (port_text and (not port_text.isdigit() or not 0 < int(port_text) < 65536)):
-        _fail(f"{flag} must be HOST[:PORT] with a port from 1 to 65535, got {text!r}")
-    return host, int(port_text) if port_text else None
+    """HOST[:PORT] ([v6]:PORT for IPv6) as (host, port or None when left out), or a one-line error; the rule the
+    fleet commands' --broker follows too (shared.broker_address)."""
+    try:
+        return shared_parse_broker(text, flag)
+    except ValueError as exc:
+        _fail(str(exc))
+        raise  # unreachable: _fail exits
 
 
 def _signing_key(path: Path) -> Path:
