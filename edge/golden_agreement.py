@@ -7,17 +7,18 @@ head in model-input pixels, as the cloud decoded the reference. The runtime choi
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 import numpy as np
 
 from edge.backends.base import LoadedModel
 from edge.errors import BackendError
+from edge.task_decode import DetectionDecoder, RawOutput, Runner, as_outputs, decoder_for
 from shared.errors import TaskContractError
 from shared.golden import DetectionGoldenSet, GoldenSet
 from shared.manifest import Manifest
-from shared.tasks import Detections, head_for
+from shared.tasks import Detections
 from shared.tasks.agreement import detection_agreement
 
 # A detector's boxes on the golden samples must agree this much with FP32's unless the config says otherwise.
@@ -25,17 +26,29 @@ DETECTION_MIN_AGREEMENT = 0.9
 
 
 def run_golden(model: LoadedModel, inputs: np.ndarray) -> np.ndarray:
-    """Outputs for all inputs, in chunks padded to the model's batch when that batch is fixed."""
+    """The first output for all inputs, in chunks padded to the model's batch when that batch is fixed."""
+    out = run_golden_outputs(model, inputs, model.run)
+    assert isinstance(out, np.ndarray)
+    return out
+
+
+def run_golden_outputs(model: LoadedModel, inputs: np.ndarray, run: Runner) -> RawOutput:
+    """What `run` returns for all inputs (one output, or every output by name), chunked like run_golden."""
     first = model.input_shape[0] if model.input_shape else None
     batch = first if isinstance(first, int) and first > 0 else len(inputs)
-    out = []
+    chunks: list[RawOutput] = []
     for start in range(0, len(inputs), batch):
         chunk = inputs[start : start + batch]
         pad = batch - len(chunk)
         if pad:
             chunk = np.concatenate([chunk, np.zeros((pad, *chunk.shape[1:]), dtype=chunk.dtype)])
-        out.append(np.asarray(model.run(np.ascontiguousarray(chunk)))[: batch - pad])
-    return np.concatenate(out)
+        raw = run(np.ascontiguousarray(chunk))
+        keep = batch - pad
+        chunks.append({k: np.asarray(v)[:keep] for k, v in raw.items()} if isinstance(raw, Mapping)
+                      else np.asarray(raw)[:keep])
+    if isinstance(chunks[0], Mapping):
+        return {k: np.concatenate([c[k] for c in chunks if isinstance(c, Mapping)]) for k in chunks[0]}
+    return np.concatenate([c for c in chunks if isinstance(c, np.ndarray)])
 
 
 class GoldenScorer(Protocol):
@@ -86,17 +99,21 @@ class DetectionScorer:
     metric = "detection F1"
 
     def __init__(self, manifest: Manifest, reference: Sequence[Detections], min_agreement: float) -> None:
-        self.head = head_for(manifest)
+        decoder = decoder_for(manifest)
+        if not isinstance(decoder, DetectionDecoder):
+            raise BackendError(f"{manifest.name} v{manifest.version} is not a detector")
+        self.decoder = decoder
         self.reference = list(reference)
         self._min = min_agreement
 
     def predict(self, model: LoadedModel, inputs: np.ndarray) -> list[Detections]:
         """Detections per input in model-input pixels, at the manifest's thresholds."""
-        out = run_golden(model, inputs)
-        if not np.all(np.isfinite(out)):
+        raw = run_golden_outputs(model, inputs, self.decoder.runner(model))
+        arrays = raw.values() if isinstance(raw, Mapping) else [raw]
+        if not all(np.all(np.isfinite(a)) for a in arrays if np.asarray(a).dtype.kind == "f"):
             raise BackendError("outputs on the golden inputs hold NaN or infinity")
         try:
-            return list(self.head.decode([out]))
+            return list(self.decoder.head.decode(as_outputs(raw)))
         except TaskContractError as exc:
             raise BackendError(str(exc)) from exc
 

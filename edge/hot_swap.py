@@ -13,7 +13,7 @@ from edge.backends.base import LoadedModel
 from edge.backends.input_check import check_model_input
 from edge.errors import AgentError
 from edge.preprocess import Preprocessor
-from edge.task_decode import FrameDecoder, decoder_for
+from edge.task_decode import FrameDecoder, Runner, decoder_for
 from shared.manifest import Manifest, Variant
 
 log = logging.getLogger(__name__)
@@ -32,6 +32,8 @@ class ServingModel:
     generation: int = 0
     # The manifest's task head for frames, chosen once per model (None: built from the manifest).
     decoder: FrameDecoder = field(default=None, repr=False)  # type: ignore[assignment]
+    # Runs one batch as the decoder needs it (the first output, or every output by name); bound once.
+    infer: Runner = field(init=False, repr=False)
     # Guarded by the slot's lock: frames using it, and whether a newer model replaced it.
     users: int = field(default=0, repr=False)
     retired: bool = field(default=False, repr=False)
@@ -40,6 +42,7 @@ class ServingModel:
     def __post_init__(self) -> None:
         if self.decoder is None:
             self.decoder = decoder_for(self.manifest)
+        self.infer = self.decoder.runner(self.model)
 
 
 def _input_hw(model: LoadedModel, manifest: Manifest) -> tuple[int, int] | None:
@@ -58,7 +61,7 @@ def prepare(model: LoadedModel, manifest: Manifest, variant: Variant, *, warm_up
     serving = ServingModel(model, pre, tuple(manifest.labels), manifest.version, variant, manifest)
     if warm_up:
         # The first run allocates arenas and picks kernels; paying for it here keeps it out of a frame.
-        serving.decoder.check(np.asarray(model.run(np.zeros(pre.output_shape, dtype=np.float32))), variant.file)
+        serving.decoder.check(serving.infer(np.zeros(pre.output_shape, dtype=np.float32)), variant.file)
     return serving
 
 

@@ -162,7 +162,7 @@ class Pipeline:
                     batch = serving.preprocessor(frame.image)
                     t2 = perf()
                     prep = t2 - t1
-                logits = serving.model.run(batch)
+                logits = serving.infer(batch)
                 t3 = perf()
                 decoder = serving.decoder
                 decoded = decoder.decode(logits, frame.image.shape[:2], top_k)

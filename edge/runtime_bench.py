@@ -55,6 +55,10 @@ class ChosenModel:
         self.inference_precision = str(getattr(model, "inference_precision", candidate.hint))
         self.result = result
         self.run = model.run  # bound once: the frame path pays no extra call for the wrapper
+        # Every output by name, where the runtime offers it (detectors whose decode is in the graph need it).
+        run_outputs = getattr(model, "run_outputs", None)
+        if run_outputs is not None:
+            self.run_outputs = run_outputs
 
     def close(self) -> None:
         """Release the runtime's resources."""

@@ -133,7 +133,7 @@ class ShadowCheck:
             if shadow is None or result.version != self._served or shadow.decoder.task != result.task:
                 return
             decoder = shadow.decoder
-            reference = decoder.decode(shadow.model.run(tensor), result.frame_hw, 1)
+            reference = decoder.decode(shadow.infer(tensor), result.frame_hw, 1)
         agreed, units = decoder.agreement(reference, Decoded(result.prediction, result.detections))
         with self._counts:
             self._compared += 1

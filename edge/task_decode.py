@@ -6,16 +6,27 @@ the same task (edge.result_sinks) and the shadow check's comparison.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
 
+from edge.backends.base import LoadedModel
 from edge.errors import BackendError
 from shared.errors import TaskContractError
 from shared.manifest import Manifest, Preprocess
 from shared.preprocessing import FrameGeometry, frame_geometry
-from shared.tasks import DetectionHead, Detections, Prediction, classify, detection_agreement, head_for
+from shared.tasks import DetectionHead, Detections, Outputs, Prediction, classify, detection_agreement, head_for
+
+# What a model returns for a batch: its one output, or every output by name (detectors decoded in the graph).
+RawOutput = np.ndarray | Mapping[str, np.ndarray]
+Runner = Callable[[np.ndarray], RawOutput]
+
+
+def as_outputs(raw: RawOutput) -> Outputs:
+    """A model's raw result as a task head reads it (by name, or one output in a list)."""
+    return raw if isinstance(raw, Mapping) else [np.asarray(raw)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,11 +44,15 @@ class FrameDecoder(Protocol):
     # Whether results keep a reference to the frame's image (detections: snapshots of objects).
     keeps_image: bool
 
-    def decode(self, output: np.ndarray, frame_hw: tuple[int, int] | None, top_k: int) -> Decoded:
+    def runner(self, model: LoadedModel) -> Runner:
+        """How to run the model for this task: its first output, or all of them; BackendError if it cannot."""
+        ...
+
+    def decode(self, output: RawOutput, frame_hw: tuple[int, int] | None, top_k: int) -> Decoded:
         """The result of one frame; BackendError when the output does not fit the manifest's contract."""
         ...
 
-    def check(self, output: np.ndarray, file: str) -> None:
+    def check(self, output: RawOutput, file: str) -> None:
         """A warm-up output fits the contract; BackendError naming the file otherwise."""
         ...
 
@@ -56,15 +71,23 @@ class ClassificationDecoder:
         self.labels = labels
         self.probabilities = probabilities
 
-    def decode(self, output: np.ndarray, frame_hw: tuple[int, int] | None, top_k: int) -> Decoded:
+    def runner(self, model: LoadedModel) -> Runner:
+        """The model's one output."""
+        return model.run
+
+    def decode(self, output: RawOutput, frame_hw: tuple[int, int] | None, top_k: int) -> Decoded:
         """The frame's top-1 and top-k."""
+        if isinstance(output, Mapping):
+            raise BackendError("a classifier returns one output")
         try:
             return Decoded(prediction=classify(output, self.labels, top_k, probabilities=self.probabilities))
         except TaskContractError as exc:
             raise BackendError(str(exc)) from exc
 
-    def check(self, output: np.ndarray, file: str) -> None:
+    def check(self, output: RawOutput, file: str) -> None:
         """One value per label."""
+        if isinstance(output, Mapping):
+            raise BackendError(f"{file}: a classifier returns one output")
         out = np.asarray(output)
         if out.size != len(self.labels):
             raise BackendError(
@@ -84,23 +107,36 @@ class DetectionDecoder:
     task = "detection"
     keeps_image = True
 
-    def __init__(self, head: DetectionHead, recipe: Preprocess) -> None:
+    def __init__(self, head: DetectionHead, recipe: Preprocess, outputs: int = 1) -> None:
         self.head = head
         self.recipe = recipe
+        # Outputs the manifest lists: more than one (boxes, scores, class ids) needs every output by name.
+        self.outputs = outputs
         self._geometry: FrameGeometry | None = None
 
-    def decode(self, output: np.ndarray, frame_hw: tuple[int, int] | None, top_k: int) -> Decoded:
+    def runner(self, model: LoadedModel) -> Runner:
+        """The first output, or every output by name where the model has several."""
+        if self.outputs <= 1:
+            return model.run
+        run_outputs: Runner | None = getattr(model, "run_outputs", None)
+        if run_outputs is None:
+            raise BackendError(
+                f"the {model.backend} runtime returns one output per model; this detector has {self.outputs}"
+            )
+        return run_outputs
+
+    def decode(self, output: RawOutput, frame_hw: tuple[int, int] | None, top_k: int) -> Decoded:
         """The frame's detections, best score first."""
         geometry = None if frame_hw is None else self._geometry_for(frame_hw)
         try:
-            return Decoded(detections=self.head.decode([np.asarray(output)], geometry)[0])
+            return Decoded(detections=self.head.decode(as_outputs(output), geometry)[0])
         except TaskContractError as exc:
             raise BackendError(str(exc)) from exc
 
-    def check(self, output: np.ndarray, file: str) -> None:
+    def check(self, output: RawOutput, file: str) -> None:
         """The output decodes under the manifest's contract (shape, labels)."""
         try:
-            self.head.decode([np.asarray(output)])
+            self.head.decode(as_outputs(output))
         except TaskContractError as exc:
             raise BackendError(f"{file}: {exc}") from exc
 
@@ -123,7 +159,7 @@ def decoder_for(manifest: Manifest) -> FrameDecoder:
     except TaskContractError as exc:
         raise BackendError(f"{manifest.name} v{manifest.version}: {exc}") from exc
     if isinstance(head, DetectionHead):
-        return DetectionDecoder(head, manifest.preprocess)
+        return DetectionDecoder(head, manifest.preprocess, len(manifest.outputs))
     if head.task == "classification":
         return ClassificationDecoder(tuple(manifest.labels), probabilities=head.format == "probabilities")
     raise BackendError(

@@ -81,6 +81,11 @@ def dim_of(d: int | str | None) -> int | str:
     return d if isinstance(d, str) and d else "dynamic"
 
 
+def _float32(a: np.ndarray) -> np.ndarray:
+    """Float outputs as float32 (a float16 model's too); integer outputs (class ids, counts) as they are."""
+    return a.astype(np.float32) if a.dtype.kind == "f" and a.dtype != np.float32 else a
+
+
 class OrtModel:
     """An InferenceSession with one float input; output cast to float32 logits."""
 
@@ -102,6 +107,7 @@ class OrtModel:
         self.precision = precision
         self._dtype = dtype
         self._outputs = [session.get_outputs()[0].name]
+        self._all_outputs = [o.name for o in session.get_outputs()]
         self._session: ort.InferenceSession | None = session
         self._file = file
 
@@ -117,6 +123,19 @@ class OrtModel:
         except _ORT_ERRORS as exc:
             raise BackendError(f"{self._file}: inference failed: {_brief(exc)}") from exc
         return out if out.dtype == np.float32 else out.astype(np.float32)
+
+    def run_outputs(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        """Every output by name (detectors decoded in the graph return boxes, scores and class ids apart)."""
+        session = self._session
+        if session is None:
+            raise BackendError(f"{self._file} was closed")
+        if batch.dtype != self._dtype:
+            batch = batch.astype(self._dtype)
+        try:
+            outs = session.run(self._all_outputs, {self.input_name: batch})
+        except _ORT_ERRORS as exc:
+            raise BackendError(f"{self._file}: inference failed: {_brief(exc)}") from exc
+        return {name: _float32(np.asarray(o)) for name, o in zip(self._all_outputs, outs, strict=True)}
 
     def close(self) -> None:
         """Drop the session; ORT frees its memory when the last reference goes."""

@@ -87,6 +87,23 @@ class OvModel:
             raise BackendError(f"{self._file}: OpenVINO inference failed: {brief(exc)}") from exc
         return np.array(out, dtype=np.float32, copy=True)
 
+    def run_outputs(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        """Every output by name, copied (detectors decoded in the graph return boxes, scores and class ids apart)."""
+        request = self._request
+        if request is None:
+            raise BackendError(f"{self._file} was closed")
+        if batch.dtype != np.float32:
+            batch = batch.astype(np.float32)
+        try:
+            request.infer({0: batch}, share_inputs=True)
+            outs = {}
+            for i, port in enumerate(self._compiled.outputs):
+                data = np.array(request.get_output_tensor(i).data, copy=True)
+                outs[port.get_any_name()] = data.astype(np.float32) if data.dtype.kind == "f" else data
+        except _OV_ERRORS as exc:
+            raise BackendError(f"{self._file}: OpenVINO inference failed: {brief(exc)}") from exc
+        return outs
+
     def close(self) -> None:
         """Drop the request and compiled model; OpenVINO frees them with the last reference."""
         self._request = None

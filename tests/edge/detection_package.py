@@ -3,8 +3,10 @@
 The detector finds SIZE x SIZE squares of one bright level on a darker background: every SIZE x SIZE window of the
 gray input is averaged (AveragePool, stride 1) and a steep sigmoid makes only a window lying exactly on a square
 fire. Its output is Ultralytics' raw contract [batch, 4 + classes, anchors] (cx, cy, w, h then per-class scores),
-one anchor per window position, so the shared yolo head decodes it and runs NMS. Class 0 ("person") is the square;
-class 1 ("car") never fires. Scenes are drawn at the model's input size, so frame pixels are model-input pixels.
+one anchor per window position, so the shared yolo head decodes it and runs NMS. With contract "decoded" the graph
+decodes itself like the cloud trainer's detectors: TopK over the anchors, then boxes [B, K, 4] xyxy, scores [B, K]
+and class ids [B, K] as three outputs. Class 0 ("person") is the square; class 1 ("car") never fires. Scenes are
+drawn at the model's input size, so frame pixels are model-input pixels.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ from shared.manifest import (
 )
 from shared.object_store import ObjectStore
 from shared.signing import sign
-from shared.task_contract import YoloHeadSpec
+from shared.task_contract import DecodedDetectionHeadSpec, YoloHeadSpec
 from shared.tasks import head_for
 from tests.edge.package_factory import GOLDEN_FILE, IR_VERSION, OPSET, KeyPair, publish_latest, variant_file
 
@@ -48,6 +50,9 @@ HW = 48  # frames and model input are HW x HW
 SIZE = 8  # objects are SIZE x SIZE squares
 BRIGHT = 255
 GOLDEN_COUNT = 8
+# Boxes a decoded graph returns per image (TopK), padded with low scores the head's threshold drops.
+TOP_K = 10
+Contract = Literal["yolo", "decoded"]
 # shift: every box moved right by one object width (no box matches the reference); ghosts: a box on every
 # half-covered window too (objects invented around each real one).
 DetSabotage = Literal["shift", "ghosts"]
@@ -62,8 +67,9 @@ def _anchor_boxes() -> np.ndarray:
     return np.stack([cx, cy, wh, wh])[np.newaxis].astype(np.float32)
 
 
-def detector_onnx(sabotage: DetSabotage | None = None) -> onnx.ModelProto:
-    """input [batch, 1, HW, HW] (0..1 gray) -> output0 [batch, 6, anchors] in the yolo contract."""
+def detector_onnx(sabotage: DetSabotage | None = None, contract: Contract = "yolo") -> onnx.ModelProto:
+    """input [batch, 1, HW, HW] (0..1 gray) -> output0 [batch, 6, anchors] in the yolo contract, or boxes, scores
+    and class_ids in the decoded one."""
     boxes = _anchor_boxes()
     if sabotage == "shift":
         boxes = boxes.copy()
@@ -82,6 +88,28 @@ def detector_onnx(sabotage: DetSabotage | None = None) -> onnx.ModelProto:
         helper.make_node("Add", ["car", "boxes"], ["batch_boxes"]),  # broadcast the anchors over the batch
         helper.make_node("Concat", ["batch_boxes", "person", "car"], ["output0"], axis=1),
     ]
+    outputs = [helper.make_tensor_value_info("output0", TensorProto.FLOAT, ["batch", 4 + len(LABELS), anchors])]
+    extra = []
+    if contract == "decoded":
+        xyxy = np.concatenate([boxes[0, :2] - boxes[0, 2:] / 2, boxes[0, :2] + boxes[0, 2:] / 2]).T  # [anchors, 4]
+        nodes = [
+            *nodes[:5],
+            helper.make_node("Squeeze", ["person", "one"], ["flat"]),  # [batch, anchors]
+            helper.make_node("TopK", ["flat", "k"], ["scores", "best"], axis=1),
+            helper.make_node("Gather", ["anchors_xyxy", "best"], ["boxes"], axis=0),  # [batch, K, 4]
+            helper.make_node("Mul", ["best", "zero_i"], ["class_ids"]),
+        ]
+        extra = [
+            numpy_helper.from_array(np.array([1], dtype=np.int64), "one"),
+            numpy_helper.from_array(np.array([TOP_K], dtype=np.int64), "k"),
+            numpy_helper.from_array(xyxy.astype(np.float32), "anchors_xyxy"),
+            numpy_helper.from_array(np.array(0, dtype=np.int64), "zero_i"),
+        ]
+        outputs = [
+            helper.make_tensor_value_info("boxes", TensorProto.FLOAT, ["batch", TOP_K, 4]),
+            helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["batch", TOP_K]),
+            helper.make_tensor_value_info("class_ids", TensorProto.INT64, ["batch", TOP_K]),
+        ]
     inits = [
         numpy_helper.from_array(np.array(centre, dtype=np.float32), "centre"),
         numpy_helper.from_array(np.array(60.0, dtype=np.float32), "steep"),
@@ -89,10 +117,12 @@ def detector_onnx(sabotage: DetSabotage | None = None) -> onnx.ModelProto:
         numpy_helper.from_array(np.array(0.0, dtype=np.float32), "zero"),
         numpy_helper.from_array(boxes, "boxes"),
     ]
+    if contract == "decoded":
+        inits = [i for i in inits if i.name not in ("zero", "boxes")] + extra
     graph = helper.make_graph(
         nodes, "tiny-detector",
         [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 1, HW, HW])],
-        [helper.make_tensor_value_info("output0", TensorProto.FLOAT, ["batch", 4 + len(LABELS), anchors])],
+        outputs,
         inits,
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
@@ -139,21 +169,29 @@ def golden_inputs() -> np.ndarray:
     return out
 
 
-def manifest_for(name: str, version: int, variants: list[Variant], golden: Golden) -> Manifest:
-    """A detection manifest (schema 2: task + yolo head) around given variants and golden file."""
+def manifest_for(
+    name: str, version: int, variants: list[Variant], golden: Golden, contract: Contract = "yolo"
+) -> Manifest:
+    """A detection manifest (schema 2: task + yolo or decoded head) around given variants and golden file."""
     anchors = (HW - SIZE + 1) ** 2
+    outputs = [TensorSpec(name="output0", shape=["batch", 4 + len(LABELS), anchors], dtype="float32", layout="NC")]
+    head: YoloHeadSpec | DecodedDetectionHeadSpec = YoloHeadSpec(format="yolo")
+    if contract == "decoded":
+        outputs = [TensorSpec(name="boxes", shape=["batch", TOP_K, 4], dtype="float32", layout="NC"),
+                   TensorSpec(name="scores", shape=["batch", TOP_K], dtype="float32", layout="NC"),
+                   TensorSpec(name="class_ids", shape=["batch", TOP_K], dtype="int64", layout="NC")]
+        head = DecodedDetectionHeadSpec(format="decoded")
     return Manifest(
         name=name,
         version=version,
         created_at=utcnow(),
         frameworks={"onnx": onnx.__version__, "onnxruntime": ort.__version__},
         inputs=[TensorSpec(name="input", shape=["batch", 1, HW, HW], dtype="float32", layout="NCHW")],
-        outputs=[TensorSpec(name="output0", shape=["batch", 4 + len(LABELS), anchors], dtype="float32",
-                            layout="NC")],
+        outputs=outputs,
         preprocess=preprocess(),
         labels=list(LABELS),
         task="detection",
-        head=YoloHeadSpec(format="yolo"),
+        head=head,
         variants=variants,
         golden=golden,
         train=TrainInfo(
@@ -181,6 +219,7 @@ def build_detection_package(
     precisions: Sequence[str] = ("fp32",),
     sabotage: dict[str, DetSabotage] | None = None,
     serve: DetSabotage | None = None,
+    contract: Contract = "yolo",
 ) -> tuple[Manifest, dict[str, bytes]]:
     """Manifest and files; golden detections come from the clean detector through the shared yolo head.
 
@@ -189,22 +228,22 @@ def build_detection_package(
     """
     sabotage = sabotage or {}
     inputs = golden_inputs()
-    reference = detector_onnx(serve).SerializeToString()
+    reference = detector_onnx(serve, contract).SerializeToString()
     session = ort.InferenceSession(reference, providers=["CPUExecutionProvider"])
-    outputs = session.run(["output0"], {"input": inputs})[0]
+    outputs = dict(zip([o.name for o in session.get_outputs()], session.run(None, {"input": inputs}), strict=True))
     files: dict[str, bytes] = {}
     variants = []
     for precision in precisions:
-        data = detector_onnx(sabotage.get(precision) or serve).SerializeToString()
+        data = detector_onnx(sabotage.get(precision) or serve, contract).SerializeToString()
         files[variant_file(precision)] = data
         variants.append(_variant(variant_file(precision), data, precision))
     placeholder = Golden(file=GOLDEN_FILE, sha256="0" * 64, bytes=1, count=GOLDEN_COUNT)
-    detections = head_for(manifest_for(name, version, variants, placeholder)).decode([outputs])
+    detections = head_for(manifest_for(name, version, variants, placeholder, contract)).decode(outputs)
     golden = golden_bytes(detection_golden_arrays(inputs, detections))
     files[GOLDEN_FILE] = golden
     manifest = manifest_for(
         name, version, variants,
-        Golden(file=GOLDEN_FILE, sha256=sha256_bytes(golden), bytes=len(golden), count=GOLDEN_COUNT),
+        Golden(file=GOLDEN_FILE, sha256=sha256_bytes(golden), bytes=len(golden), count=GOLDEN_COUNT), contract,
     )
     return manifest, files
 
@@ -219,9 +258,11 @@ def make_detection_package(
     sabotage: dict[str, DetSabotage] | None = None,
     serve: DetSabotage | None = None,
     latest: bool = True,
+    contract: Contract = "yolo",
 ) -> Manifest:
     """Publish a detection package like the trainer does (files, signature, manifest, signed latest.json)."""
-    manifest, files = build_detection_package(name, version, precisions=precisions, sabotage=sabotage, serve=serve)
+    manifest, files = build_detection_package(name, version, precisions=precisions, sabotage=sabotage, serve=serve,
+                                              contract=contract)
     body = manifest.to_bytes()
     prefix = version_prefix(name, version)
     for fname, data in files.items():

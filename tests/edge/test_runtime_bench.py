@@ -249,3 +249,16 @@ def test_a_detection_hint_is_gated_on_f1_against_the_f32_run(tmp_path: Path) -> 
     assert outcomes[1].rejected is not None and "detection F1 against FP32" in outcomes[1].rejected
     assert best is not None and best[1] is outcomes[0]
     best[0].close()
+
+
+def test_a_detector_decoded_in_its_graph_passes_on_every_runtime(
+    tmp_path: Path, store: LocalStore, key: KeyPair
+) -> None:
+    # Boxes, scores and class ids are three outputs: each runtime hands over all of them by name.
+    make_detection_package(store, "squares", 1, key, contract="decoded")
+    sync = _sync(tmp_path, store, key, backend_chain(CPU, _auto(tmp_path)), model="squares")
+    model, _ = sync.load(sync.install(1))
+    f32 = [c for c in model.result.candidates if c.inference_precision == "f32"]
+    assert {c.backend for c in f32} == {"onnxruntime", "openvino"}
+    assert all(c.status != "rejected" for c in f32), [(c.backend, c.reason) for c in f32]
+    model.close()

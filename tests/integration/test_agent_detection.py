@@ -7,9 +7,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from shared.object_events import ObjectTopics
 from shared.object_store import LocalStore
-from tests.edge.detection_package import HW, Square, make_detection_package, write_scene
+from tests.edge.detection_package import HW, Contract, Square, make_detection_package, write_scene
 from tests.edge.package_factory import new_keypair
 from tests.fixtures.broker import Broker, MqttProbe
 from tests.integration.agent_harness import agent_config, running_agent, send_command, topics_of, write_public_key
@@ -34,10 +36,12 @@ def scene() -> list[list[Square]]:
     return frames
 
 
-def _config(tmp_path: Path, broker: Broker, **over: Any) -> tuple[dict[str, Any], LocalStore]:
+def _config(
+    tmp_path: Path, broker: Broker, contract: Contract = "yolo", **over: Any
+) -> tuple[dict[str, Any], LocalStore]:
     keys = new_keypair()
     store = LocalStore(tmp_path / "store")
-    make_detection_package(store, "squares", 1, keys)
+    make_detection_package(store, "squares", 1, keys, contract=contract)
     source = {"type": "image_dir", "path": str(write_scene(tmp_path / "scene", scene())), "policy": "all"}
     tree = agent_config(
         tmp_path, store, write_public_key(keys, tmp_path / "k.pub"), broker, source,
@@ -53,10 +57,13 @@ def _config(tmp_path: Path, broker: Broker, **over: Any) -> tuple[dict[str, Any]
     return tree, store
 
 
+# yolo: a raw Ultralytics-style head decoded and NMS'd on the device; decoded: boxes, scores and class ids as three
+# outputs of a graph that decodes itself (the cloud trainer's detectors).
+@pytest.mark.parametrize("contract", ["yolo", "decoded"])
 def test_each_object_of_the_scene_gets_one_id_new_updates_end_zones_and_a_snapshot(
-    tmp_path: Path, mosquitto: Broker
+    tmp_path: Path, mosquitto: Broker, contract: Contract
 ) -> None:
-    tree, _ = _config(tmp_path, mosquitto)
+    tree, _ = _config(tmp_path, mosquitto, contract)
     topics = topics_of(tree)
     objects = ObjectTopics(topics)
     probe = MqttProbe(mosquitto, f"{topics.base}/#")
