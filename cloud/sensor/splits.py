@@ -48,6 +48,11 @@ class SensorSplits:
 
 def split_recordings(data: SensorDataset, cfg: SensorDataConfig, seed: int) -> SensorSplits:
     """Seeded split by recording (stratified by a recording's first class), then the recipe from training rows."""
+    needed = 2 if data.test else 3
+    if len(data.recordings) < needed:
+        splits = "train, validation" if data.test else "train, validation, test"
+        raise DataError(f"{data.name}: {len(data.recordings)} recordings: at least {needed} are needed "
+                        f"({splits}); a recording is one CSV file")
     rng = np.random.default_rng(seed)
     pool = list(data.recordings)
     test = list(data.test)

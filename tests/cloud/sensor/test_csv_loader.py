@@ -104,3 +104,13 @@ def test_not_utf8_and_unsafe_channel_names_are_refused(tmp_path: Path) -> None:
     write(tmp_path / "a.csv", "acc x,y", ["1,2"] * 4)
     with pytest.raises(DataError, match=r"a\.csv: column name 'acc x' cannot name a channel"):
         load_csv_dir(cfg(tmp_path, sample_rate_hz=1), need_labels=False)
+
+
+def test_too_few_recordings_to_hold_any_out_are_refused(tmp_path: Path) -> None:
+    from cloud.sensor.splits import split_recordings
+
+    write(tmp_path / "a.csv", "x,y", ["1,2", "3,4", "5,6", "7,8"])
+    write(tmp_path / "b.csv", "x,y", ["1,2", "3,5", "5,6", "7,9"])
+    data = load_csv_dir(cfg(tmp_path, sample_rate_hz=1), need_labels=False)
+    with pytest.raises(DataError, match=r"2 recordings: at least 3 are needed \(train, validation, test\)"):
+        split_recordings(data, cfg(tmp_path, sample_rate_hz=1), seed=0)
