@@ -25,7 +25,7 @@ from dashboards.web.auth import CSRF_HEADER, SESSION_COOKIE, Authenticator, Prin
 from dashboards.web.config import WebConfig
 from dashboards.web.finite import dumps
 from dashboards.web.hosts import host_allowed, host_name, relative_location
-from dashboards.web.live import LiveHub, counts
+from dashboards.web.live import DEVICE_ROWS, LiveHub, counts
 from dashboards.web.login_throttle import LoginGate, LoginThrottle
 from dashboards.web.ports import (
     AuditEntry,
@@ -459,7 +459,7 @@ def create_app(
             _device_id(device)
         if rows == "device" and device is None:
             raise BadRequest("bad request: rows=device needs device=<id>")
-        shape = device if rows == "device" and device is not None else rows
+        shape = DEVICE_ROWS + device if rows == "device" and device is not None else rows
         return StreamingResponse(live.stream(device, since_ms, shape), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 

@@ -36,6 +36,7 @@ from dashboards.web.ports import (
 )
 from fleet.command_sender import CommandSender
 from fleet.control import FleetControl
+from fleet.db.device_changes import Version, read_changes
 from fleet.db.store import FleetStore
 from fleet.desired import desired_for
 from fleet.device_removal import Removal, clear_hint, clear_retained, retained_topics
@@ -47,7 +48,7 @@ from fleet.errors import (
     UnknownDeviceError,
     UnknownRolloutError,
 )
-from fleet.registry import DeviceRecord
+from fleet.registry import DeviceRecord, effective_status
 from fleet.rollout import cohorts
 from fleet.rollout.controller import as_sample
 from fleet.rollout.gates import device_figure
@@ -102,9 +103,10 @@ def _text(rec: DeviceRecord, name: str) -> str | None:
 
 
 def _row(rec: DeviceRecord, figures: dict[str, float], desired: int | None, feed_refused: int = 0,
-         cohort: tuple[str, str] | None = None) -> DeviceRow:
+         cohort: tuple[str, str] | None = None, status: str | None = None) -> DeviceRow:
     return DeviceRow(
-        device_id=rec.device_id, fleet=rec.fleet, groups=list(rec.groups), status=rec.status,
+        device_id=rec.device_id, fleet=rec.fleet, groups=list(rec.groups),
+        status=status or rec.status,  # type: ignore[arg-type]
         model_name=rec.model_name, model_version=rec.model_version, variant=rec.model_variant,
         backend=rec.model_backend, desired_version=desired, fps=figures.get("fps"),
         e2e_ms_p95=figures.get("e2e_ms_p95"), cpu_pct=figures.get("cpu_pct"), rss_mb=figures.get("rss_mb"),
@@ -183,6 +185,9 @@ class FleetAdapter:
         self.events_buffer = events
         self.figures = figures
         self._lock = threading.Lock()
+        self._read_lock = threading.Lock()
+        self._held: dict[str, tuple[Version, DeviceRecord]] = {}  # records as last read, with their version
+        self._rows: dict[str, tuple[tuple[Any, ...], DeviceRow]] = {}  # rows as last built, with their inputs
         self._plots: dict[str, tuple[int, list[GateFigure]]] = {}  # rollout id -> (rev, gates with their plots)
         audit_metadata.create_all(store.engine)
 
@@ -191,17 +196,37 @@ class FleetAdapter:
         return self.store.fleet
 
     def devices(self) -> list[DeviceRow]:
+        now = self.store.clock()
+        records = self._records()
         entries = self.store.desired.all()
         latest = self.figures.latest()
         refused = self.figures.refused()
-        records = self.store.list_devices()
         membership = self._cohorts(records)
         out = []
-        for rec in records:
-            entry = desired_for(rec, entries)
-            out.append(_row(rec, latest.get(rec.device_id, {}), entry.version if entry else None,
-                            refused.get(rec.device_id, 0), membership.get(rec.device_id)))
+        with self._lock:
+            for rec in records:
+                dev = rec.device_id
+                entry = desired_for(rec, entries)
+                inputs = (rec, effective_status(rec, now), latest.get(dev, {}), entry.version if entry else None,
+                          refused.get(dev, 0), membership.get(dev))
+                held = self._rows.get(dev)
+                if held is None or held[0] != inputs:  # a row is rebuilt only when what it shows moved
+                    held = (inputs, _row(rec, inputs[2], inputs[3], inputs[4], inputs[5], inputs[1]))
+                    self._rows[dev] = held
+                out.append(held[1])
+            for dev in [d for d in self._rows if d not in self._held]:
+                del self._rows[dev]
         return out
+
+    def _records(self) -> list[DeviceRecord]:
+        """Every device's record by id, read again only where its row or group assignments changed."""
+        with self._read_lock:
+            changes = read_changes(self.store.engine, self.store.fleet, {k: v[0] for k, v in self._held.items()})
+            for rec in changes.changed:
+                self._held[rec.device_id] = (changes.versions[rec.device_id], rec)
+            for dev in changes.gone:
+                self._held.pop(dev, None)
+            return [self._held[dev][1] for dev in sorted(changes.versions) if dev in self._held]
 
     def _cohorts(self, records: Sequence[DeviceRecord]) -> dict[str, tuple[str, str]]:
         """Each device in a running or paused rollout: (canary or control, rollout id); canaries are the devices

@@ -29,7 +29,8 @@ log = logging.getLogger(__name__)
 
 QUEUE_BATCHES = 8  # a stream this many batches behind is dropped (it reconnects from a snapshot)
 EVENTS_LOOKBACK_MS = 10 * 60 * 1000
-Rows = str  # what device rows a stream carries: "all", "none" (the summary instead), or one device id
+Rows = str  # what device rows a stream carries: "all", "none" (the summary instead), or "device:<id>" (one row)
+DEVICE_ROWS = "device:"
 
 
 def counts(rows: Sequence[DeviceRow]) -> dict[str, dict[str, int]]:
@@ -52,6 +53,7 @@ class LiveDiff:
     rollouts: dict[str, dict[str, Any]] = field(default_factory=dict)
     counts: dict[str, dict[str, int]] = field(default_factory=dict)
     alerts: list[dict[str, object]] = field(default_factory=list)
+    dumped: dict[str, tuple[DeviceRow, dict[str, Any]]] = field(default_factory=dict)
 
     def snapshot(self) -> dict[str, Any]:
         """Everything, for a stream that just connected."""
@@ -61,7 +63,15 @@ class LiveDiff:
     def step(self, devices: Sequence[DeviceRow], rollouts: Sequence[RolloutView], alerts: Sequence[Alert]
              ) -> dict[str, Any] | None:
         """The delta since the previous step, or None when nothing changed."""
-        rows = {d.device_id: d.model_dump(mode="json") for d in devices}
+        rows: dict[str, dict[str, Any]] = {}
+        for d in devices:  # a reader that hands back the same row object when nothing moved is not dumped again
+            held = self.dumped.get(d.device_id)
+            if held is None or held[0] is not d:
+                held = (d, d.model_dump(mode="json"))
+                self.dumped[d.device_id] = held
+            rows[d.device_id] = held[1]
+        for gone in [k for k in self.dumped if k not in rows]:
+            del self.dumped[gone]
         changed = [row for k, row in rows.items() if self.rows.get(k) != row]
         removed = [k for k in self.rows if k not in rows]
         summaries = {r.rollout_id: rollout_summary(r) for r in rollouts}
@@ -88,8 +98,9 @@ def shaped(message: dict[str, Any], rows: Rows, summary: dict[str, Any] | None) 
         out = {k: v for k, v in message.items() if k not in ("devices", "removed")}
         out["summary"] = summary
         return out
-    return message | {"devices": [d for d in message["devices"] if d["device_id"] == rows],
-                      "removed": [k for k in message["removed"] if k == rows]}
+    one = rows.removeprefix(DEVICE_ROWS)
+    return message | {"devices": [d for d in message["devices"] if d["device_id"] == one],
+                      "removed": [k for k in message["removed"] if k == one]}
 
 
 AlertSink = Callable[[list[Alert], list[Alert]], None]  # (started, ended): publishes them (MQTT)
@@ -223,8 +234,8 @@ class LiveHub:
     async def stream(self, device_id: str | None = None, since_ms: int | None = None, rows: Rows = "all"
                      ) -> AsyncIterator[str]:
         """Server-sent event lines: a snapshot first, then one delta per interval that changed anything. rows:
-        "all" (every changed row), "none" (the fleet summary instead: the fleet page fetches its one page), or a
-        device id (only that row)."""
+        "all" (every changed row), "none" (the fleet summary instead: the fleet page fetches its one page), or
+        "device:<id>" (only that row)."""
         await self._ready.wait()
         q: asyncio.Queue[str | None] = asyncio.Queue(QUEUE_BATCHES)
         self._streams[q] = rows

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -77,3 +78,18 @@ def test_rollout_view_has_devices_per_stage_gate_distributions_and_the_reason(wo
     # One figure per device with enough samples in the window: the canaries on v2, the control on v1.
     assert 1 <= len(latency.canary_values) <= 5 and 1 <= len(latency.control_values) <= 5
     assert all(v > 0 for v in latency.canary_values + latency.control_values)
+
+
+def test_rows_follow_the_registry_though_only_changed_devices_are_read_again(world: World) -> None:
+    adapter = FleetAdapter(world.store, None, None, EventBuffer(), FigureBuffer())
+    before = {r.device_id: r for r in adapter.devices()}
+    assert len(before) == 10 and {r.status for r in before.values()} == {"online"}
+    world.store.devices.update("cam-001", lambda r: replace(r, model_version=9))
+    world.store.devices.assign("cam-002", "roof", world.clock())
+    world.store.remove_device("cam-003")
+    rows = {r.device_id: r for r in adapter.devices()}
+    assert "cam-003" not in rows and len(rows) == 9
+    assert rows["cam-001"].model_version == 9 and "roof" in rows["cam-002"].groups
+    assert rows["cam-000"] == before["cam-000"]
+    world.clock.now_ms += 10 * 60 * 1000  # ten silent minutes, no write at all: every device is stale now
+    assert {r.status for r in adapter.devices()} == {"stale"}

@@ -93,7 +93,7 @@ def test_fleet_page_stream_carries_the_summary_not_the_rows() -> None:
         hub = LiveHub(fleet, 0.05, [])
         await hub.start()
         stream: Any = hub.stream(rows="none")
-        one: Any = hub.stream(rows="cam-7")
+        one: Any = hub.stream(rows="device:cam-7")
         got = [json.loads((await anext(stream))[len("data: "):]), json.loads((await anext(one))[len("data: "):])]
         fleet.set_status("cam-3", "offline")
         got.append(json.loads((await asyncio.wait_for(anext(stream), 5))[len("data: "):]))
