@@ -10,6 +10,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from edge.detection.config import DetectionConfig
+from edge.sensor.config import SensorConfig
 from shared.names import check_ident
 from shared.store_config import StoreConfig
 
@@ -370,6 +371,9 @@ class AgentConfig(_Section):
     detection: DetectionConfig = Field(
         default_factory=DetectionConfig,
         description="Detection models: object filters, masks, zones, tracking, object events and snapshots.",
+    )
+    sensor: SensorConfig = Field(
+        default_factory=SensorConfig, description="Sensor models: anomaly alert rule and checks on incoming rows."
     )
     mqtt: MqttConfig = Field(default_factory=MqttConfig, description="Broker and telemetry.")
     daemon: DaemonConfig = Field(default_factory=DaemonConfig, description="Logging and metrics endpoint.")

@@ -1,6 +1,6 @@
 """The `sensor:` section of the agent config: anomaly alert rule, input checks on sensor rows.
 
-Everything here is a behaviour setting a signed set-config may change live.
+A signed set-config may change any of it; the agent reports the change as needing a restart (edge.live_config).
 """
 
 from __future__ import annotations
