@@ -4,7 +4,10 @@ Pure: a seeded random source per device, no I/O. "New version" is any version ab
 behaviours change nothing while a device serves its initial version, so a rollout sees them only on canaries. The
 liars are the exception: they lie on every version, as a compromised camera would, to test that one device cannot
 move a rollout (`liar_flood` claims 4e12 results of one class per report, `liar_mask` an e2e p95 of 5e7 ms, within
-the metric table's range so it reaches the gates).
+the metric table's range so it reaches the gates). `permuted` sees a skewed scene (class i weighs 1/(i+1)) on every
+version and its new version names each result's class one label further on, with unchanged confidence: a model
+whose labels are permuted. `noisy` reports latency as a loaded machine does on every version; `slower` is a new
+version 1.25x slower (within the default margin).
 """
 
 from __future__ import annotations
@@ -16,12 +19,16 @@ from typing import Literal, get_args
 from fleet.errors import SimulatorError
 
 Behaviour = Literal["good", "slow", "unconfident", "drifting", "crash_on_install", "offline", "never_converging",
-                    "liar_flood", "liar_mask"]
+                    "liar_flood", "liar_mask", "permuted", "noisy", "slower"]
 BEHAVIOURS: tuple[Behaviour, ...] = get_args(Behaviour)
 BASE_E2E_MS = 20.0
 SLOW_FACTOR = 3.0
 FLOOD_RESULTS = 4_000_000_000_000
 MASK_E2E_MS = 5e7
+# 'slower': a new version within the latency gate's default margin (1.5x control).
+SLOWER_FACTOR = 1.25
+# 'noisy': e2e p95 per window as on a loaded 2-core machine (lognormal spread, some windows spiking 3x), any version.
+NOISE_SIGMA, SPIKE_SHARE, SPIKE_FACTOR = 0.3, 0.05, 3.0
 
 
 def parse_mix(text: str) -> dict[Behaviour, float]:
@@ -75,6 +82,12 @@ def window(behaviour: Behaviour, new_version: bool, results: int, labels: list[s
     weights = [1.0] * len(labels)
     if new_version and behaviour == "slow":
         e2e *= SLOW_FACTOR
+    if new_version and behaviour == "slower":
+        e2e *= SLOWER_FACTOR
+    if behaviour == "noisy":
+        e2e *= rng.lognormvariate(0, NOISE_SIGMA) * (SPIKE_FACTOR if rng.random() < SPIKE_SHARE else 1.0)
+    if behaviour == "permuted":
+        weights = [1.0 / (i + 1) for i in range(len(labels))]
     if new_version and behaviour == "unconfident":
         conf, low = rng.uniform(0.5, 0.56), rng.uniform(0.4, 0.5)
     if new_version and behaviour == "drifting":
@@ -84,6 +97,8 @@ def window(behaviour: Behaviour, new_version: bool, results: int, labels: list[s
     counts: dict[str, int] = {}
     for label in rng.choices(labels, weights=weights, k=results):
         counts[label] = counts.get(label, 0) + 1
+    if new_version and behaviour == "permuted":
+        counts = {labels[(labels.index(label) + 1) % len(labels)]: n for label, n in counts.items()}
     if behaviour == "liar_flood":
         counts = {labels[0]: FLOOD_RESULTS}
     return Figures(e2e, conf, low, counts)

@@ -327,3 +327,49 @@ def test_a_liar_masking_latency_cannot_save_a_slower_version(liar_plane: Control
     if liar not in {d["device_id"] for d in st["device_detail"]}:  # (a trusted liar drawn as canary fails itself)
         assert _liar_notes(st, liar), st["suspects"]  # named: left out of the cohorts, or of the control figure
     eventually(lambda: set(plane.versions().values()) == {1}, 30, "every device back on version 1")
+
+
+# The default plan's gates, margins and minimum samples as they ship, on a timescale a test can wait for: a 20 s
+# window of 30 s at the simulator's 2 Hz telemetry is 60 windows and 300 results per device (200 needed).
+DEFAULT_TIMING = {"soak_s": 30, "analysis_interval_s": 1, "window_s": 30, "device_deadline_s": 30, "deadline_s": 150}
+
+
+def default_plan_file(tmp: Path) -> Path:
+    from fleet.rollout.plan import default_plan
+    data = default_plan().model_dump(mode="json")
+    for stage in data["stages"]:
+        stage.update(DEFAULT_TIMING)
+    path = tmp / "default-plan.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_default_plan_fails_a_label_permuted_version_at_the_first_stage(plane: ControlPlane) -> None:
+    """Issue 17: a model whose labels are permuted (confidence unchanged) is caught by the class-mix gate at the
+    canary stage under the default plan, with no shadow check on the devices."""
+    plane.start_serve()
+    plane.simulate(10, "permuted=1")
+    plane.ready(10)
+    plane.start_rollout(default_plan_file(plane.tmp))
+    st = plane.finished(240)
+    assert st["state"] == "failed", (st["last_reason"], plane.serve_log())
+    assert st["stage"]["name"] == "canary" and "advance" not in _kinds(plane)
+    gates = {g["gate"]: g for g in st["gates"]}
+    assert gates["class-mix psi <= 0.2"]["status"] == "fail"
+    assert gates["class-mix psi <= 0.2"]["evidence"]["low"] > 0.2
+    eventually(lambda: set(plane.versions().values()) == {1}, 30, "every device back on version 1")
+
+
+@pytest.mark.parametrize("behaviour", ["noisy", "slower"])
+def test_default_plan_promotes_a_good_version_through_latency_noise_and_a_slowdown_within_the_margin(
+        plane: ControlPlane, behaviour: str) -> None:
+    """A good version on devices whose latency is as noisy as a loaded machine's, or 1.25x slower (inside the 1.5x
+    margin), passes every stage; only a slowdown beyond the margin fails (test_bad_version_is_rolled_back...)."""
+    plane.start_serve()
+    plane.simulate(10, f"{behaviour}=1")
+    plane.ready(10)
+    plane.start_rollout(default_plan_file(plane.tmp))
+    st = plane.finished(300)
+    assert st["state"] == "completed", (st["last_reason"], plane.serve_log())
+    assert _kinds(plane) == ["start", "advance", "advance", "complete"]
+    eventually(lambda: set(plane.versions().values()) == {2}, 30, "every device on version 2")

@@ -176,3 +176,24 @@ def test_shadow_check_gate_fails_on_low_agreement_and_holds_without_shadow_data(
     assert v.decision == "fail" and "b has 0.7" in v.reason
     v = judge([canary("c", samples(6, **GOOD))], stage=stage)  # this device runs no shadow check
     assert v.decision == "hold" and "0/3 samples of shadow_agreement" in v.reason
+
+
+def test_one_slow_window_of_one_device_holds_rather_than_fails_a_good_version() -> None:
+    """Issue 17: a good version was rolled back on one device's one noisy window. A 200 ms window among eleven of
+    22 ms puts that device's mean 1.8x over control, yet it is not worse with confidence: the stage waits."""
+    spiky = [*samples(11, e2e_ms_p95=22.0, conf_mean=0.9), *samples(1, start_s=120, e2e_ms_p95=200.0, conf_mean=0.9)]
+    v = judge([canary("a", spiky)], now_s=130, ctl=control(3))
+    latency = next(g for g in v.gates if g.gate == LATENCY.label)
+    assert latency.status == "hold" and v.decision == "hold", v.reason
+    assert not v.failed()
+    assert "a looks beyond the margin" in latency.detail
+
+
+def test_an_optional_gate_no_canary_reports_passes_with_a_note_and_judges_those_that_do() -> None:
+    shadow = MetricGate(metric="shadow_agreement", op=">=", threshold=0.9, optional=True)
+    stage = STAGE.model_copy(update={"gates": [shadow]})
+    v = judge([canary("a", samples(6, **GOOD))], stage=stage)
+    assert v.decision == "pass", v.reason
+    assert "no canary device reports shadow_agreement (optional gate)" in v.gates[0].detail
+    v = judge([canary("a", samples(6, shadow_agreement=0.1, shadow_frames=20))], stage=stage)
+    assert v.decision == "fail" and v.gates[0].status == "fail"
