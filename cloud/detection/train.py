@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger
 
 from cloud.config import TrainConfig
@@ -24,9 +24,22 @@ from cloud.detection.samples import DetectionSplit
 from cloud.detection.torch_data import DetectionDataModule, image_batches
 from cloud.errors import CloudError
 from cloud.preprocessing import normalize
-from cloud.train import _progress, _quiet_lightning
+from cloud.train import EpochProgressBar, _quiet_lightning
 
 log = logging.getLogger(__name__)
+
+
+class DetectionEpochSummary(Callback):
+    """One log line per epoch with the detector's losses, for runs without a progress bar (pipes, log files)."""
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        m = trainer.callback_metrics
+
+        def fmt(key: str) -> str:
+            return f"{float(m[key]):.4f}" if key in m else "n/a"
+
+        log.info("epoch %d/%d: train_loss=%s val_loss=%s val_heatmap_loss=%s", trainer.current_epoch + 1,
+                 trainer.max_epochs, fmt("train_loss_epoch"), fmt("val_loss"), fmt("val_hm_loss"))
 
 
 @dataclass
@@ -78,10 +91,11 @@ def train_detector(cfg: TrainConfig) -> DetectionTrainResult:
                              dc.max_objects, tc.seed)
     checkpoint = ModelCheckpoint(monitor="val_loss", mode="min", save_top_k=1, filename="best-{epoch:02d}")
     show_bar = tc.progress_bar and sys.stdout.isatty()
+    progress: Callback = EpochProgressBar(leave=True) if show_bar else DetectionEpochSummary()
     trainer = pl.Trainer(
         accelerator=tc.accelerator, devices=1, precision=tc.precision,  # type: ignore[arg-type]
         max_epochs=tc.max_epochs, deterministic=tc.deterministic, default_root_dir=tc.log_dir,
-        logger=CSVLogger(save_dir=tc.log_dir, name=cfg.publish.name), callbacks=[checkpoint, _progress(show_bar)],
+        logger=CSVLogger(save_dir=tc.log_dir, name=cfg.publish.name), callbacks=[checkpoint, progress],
         enable_progress_bar=show_bar, enable_model_summary=tc.progress_bar,
         log_every_n_steps=max(1, min(50, len(data.train) // cfg.data.batch_size)),
     )
