@@ -1,4 +1,10 @@
-"""Numeric sensor readings pushed in by the agent's MQTT subscription, windowed into float32 HxW frames."""
+"""Numeric sensor readings pushed in by the agent's MQTT subscription, windowed into float32 [T, C] frames.
+
+A message is one reading (a JSON list of numbers) or several (a list of lists). Rows are checked before windowing
+(edge.sensor.input_check): a malformed row is refused, counted by kind and restarts the window; the rest of its
+message is still used, and each burst of refusals is logged in one line. Nothing here raises into the MQTT thread.
+With a model's window recipe (`set_recipe`) the recipe's window, hop, channel count and sample rate apply.
+"""
 
 from __future__ import annotations
 
@@ -7,21 +13,18 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Protocol
 
-import numpy as np
-
-from edge.errors import SourceError
+from edge.sensor.config import InputCheckConfig
+from edge.sensor.input_check import BurstReport, Kind, MalformedRow, SensorWindower
 from edge.sources.base import Frame
-from edge.sources.windowing import RowWindow
+from shared.window_recipe import WindowRecipe
 
 log = logging.getLogger(__name__)
 
 # Windows waiting for the capture thread; the oldest is dropped beyond this, so a stalled reader cannot grow memory.
 DEFAULT_BACKLOG = 64
-# A flood of bad readings logs this often at most; every one is still counted in `skipped`.
-WARN_EVERY_S = 10.0
 
 
 class Subscriber(Protocol):
@@ -37,72 +40,88 @@ class SensorMqttSource:
 
     live = False
 
-    def __init__(self, topic: str, *, window: int, stride: int, backlog: int = DEFAULT_BACKLOG) -> None:
+    def __init__(self, topic: str, *, window: int, stride: int, backlog: int = DEFAULT_BACKLOG,
+                 checks: InputCheckConfig | None = None, recipe: WindowRecipe | None = None) -> None:
         self.topic = topic
         self.name = f"sensor_mqtt:{topic}"
         self.skipped = 0
         self.overflowed = 0
+        self.checks = checks or InputCheckConfig()
+        self.recipe = recipe
+        self.report = BurstReport(self.name, self.checks.burst_report_s, logger=log)
         self._window_args = (window, stride)
-        self._windows = RowWindow(window, stride)
+        self._windows = SensorWindower(window, stride, self.checks, recipe)
         self._ready: deque[Frame] = deque(maxlen=backlog)
         self._cond = threading.Condition()
         self._closed = False
         self._index = 0
-        self._last_warning = -WARN_EVERY_S
 
     def attach(self, link: Subscriber) -> None:
         """Subscribe to the sensor topic (live readings only: a retained one is stale)."""
         link.subscribe(self.topic, self.on_message, retained=False)
 
+    def set_recipe(self, recipe: WindowRecipe | None) -> None:
+        """Window for this model from the next reading on; None: the config's window/stride. Pending windows go."""
+        with self._cond:
+            self.recipe = recipe
+            self._windows = SensorWindower(*self._window_args, self.checks, recipe)
+            self._ready.clear()
+
     def on_message(self, topic: str, payload: bytes) -> None:
-        """One MQTT message of readings; a malformed one is counted and warned about in one line, never raised."""
+        """One MQTT message of readings; anything malformed is counted and reported per burst, never raised."""
         try:
             values = json.loads(payload)
-            self.feed(values)
         except (ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-            self.skipped += 1
-            self._warn(f"{self.name}: message on {topic} is not JSON readings: {type(exc).__name__}")
-        except SourceError as exc:
-            self._warn(str(exc))
+            with self._cond:
+                self._refuse("unreadable", f"message on {topic} is not JSON readings: {type(exc).__name__}")
+            return
+        self.feed(values)
 
-    def _warn(self, text: str) -> None:
-        now = time.monotonic()
-        if now - self._last_warning >= WARN_EVERY_S:
-            self._last_warning = now
-            log.warning("%s (%d malformed sensor messages so far)", text, self.skipped)
-
-    def feed(self, values: Sequence[float] | Sequence[Sequence[float]] | np.ndarray) -> int:
-        """Add readings; returns how many windows became ready. SourceError (counted) on malformed values."""
-        try:
-            rows = np.asarray(values, dtype=np.float32)
-        except (TypeError, ValueError) as exc:
-            self.skipped += 1
-            raise SourceError(f"{self.name}: readings must be numbers or rows of numbers: {exc}") from exc
-        if rows.ndim == 1:
-            rows = rows[np.newaxis, :]
-        if rows.ndim != 2:
-            self.skipped += 1
-            raise SourceError(f"{self.name}: readings must be a list of numbers or of rows, got shape {rows.shape}")
+    def feed(self, values: object) -> int:
+        """Add one reading (a list of numbers) or several (a list of lists); returns how many windows became ready."""
+        if isinstance(values, list) and values and all(isinstance(v, list) for v in values):
+            rows: list[list[object]] = values
+        elif isinstance(values, list | tuple):
+            rows = [list(values)]
+        elif hasattr(values, "tolist"):  # a numpy array from a test or an in-process producer
+            listed = values.tolist()
+            rows = listed if listed and isinstance(listed[0], list) else [listed]
+        else:
+            with self._cond:
+                self._refuse("unreadable", f"readings must be a list of numbers or rows, not {type(values).__name__}")
+            return 0
         made = 0
         with self._cond:
-            try:
-                for row in rows:
-                    try:
-                        window = self._windows.push(row)
-                    except ValueError as exc:
-                        self.skipped += 1
-                        raise SourceError(f"{self.name}: {exc}") from exc
-                    if window is None:
-                        continue
-                    if len(self._ready) == self._ready.maxlen:
-                        self.overflowed += 1
-                    self._ready.append(Frame(self._index, window, time.perf_counter(), self.name))
-                    self._index += 1
-                    made += 1
-            finally:
-                if made:
-                    self._cond.notify_all()
+            for row in rows:
+                if not isinstance(row, list):
+                    self._refuse("non_numeric", f"a reading row is a {type(row).__name__}, not a list of numbers")
+                    continue
+                try:
+                    window = self._windows.push(row)
+                except MalformedRow as exc:
+                    self._refuse(exc.kind, str(exc))
+                    continue
+                self.report.ok()
+                if window is None:
+                    continue
+                if len(self._ready) == self._ready.maxlen:
+                    self.overflowed += 1
+                self._ready.append(Frame(self._index, window, time.perf_counter(), self.name))
+                self._index += 1
+                made += 1
+            if made:
+                self._cond.notify_all()
         return made
+
+    @property
+    def pending(self) -> int:
+        """Windows waiting for the reader."""
+        with self._cond:
+            return len(self._ready)
+
+    def _refuse(self, kind: Kind, detail: str) -> None:
+        self.report.record(kind, detail)
+        self.skipped = self.report.total
 
     def open(self) -> None:
         """Accept readings again after a close."""
@@ -125,6 +144,7 @@ class SensorMqttSource:
             self._cond.notify_all()
 
     def close(self) -> None:
-        """Drop pending windows."""
+        """Drop pending windows; a pending burst report is logged."""
         with self._cond:
             self._ready.clear()
+            self.report.flush()

@@ -204,10 +204,11 @@ def test_sensor_csv_file_windows_with_stride_and_counts_bad_rows(tmp_path: Path)
     path.write_text(CSV)
     source = open_source(SensorCsvSource(path=path, window=4, stride=2))
     frames = read_all(source)
-    assert [f.index for f in frames] == [0, 1, 2]
+    assert [f.index for f in frames] == [0, 1]
     assert all(f.image.shape == (4, 3) and f.image.dtype == np.float32 for f in frames)
-    assert [f.image[:, 0].tolist() for f in frames] == [[0, 1, 2, 3], [2, 3, 4, 5], [4, 5, 6, 7]]
-    assert source.skipped == 2  # the header and the 'oops' row; the blank line is not an error
+    # The 'oops' row restarts the window: [4, 5, 6, 7] would span it, so it is never produced.
+    assert [f.image[:, 0].tolist() for f in frames] == [[0, 1, 2, 3], [2, 3, 4, 5]]
+    assert source.skipped == 1  # the 'oops' row; the header and the blank line are not errors
 
 
 def test_sensor_csv_missing_file_is_refused(tmp_path: Path) -> None:
@@ -276,14 +277,13 @@ def test_sensor_feed_windows_readings_and_wakes_the_reader() -> None:
     assert second.source == "sensor_mqtt:plant/imu"
 
 
-def test_sensor_feed_refuses_malformed_readings_and_counts_them() -> None:
+def test_sensor_feed_refuses_malformed_readings_counts_them_and_keeps_the_rest() -> None:
     source = MqttSource("t", window=2, stride=1)
     source.feed([1.0, 2.0])
-    with pytest.raises(SourceError, match="has 3 values"):
-        source.feed([1.0, 2.0, 3.0])
-    with pytest.raises(SourceError, match="numbers"):
-        source.feed(["a", "b"])  # type: ignore[list-item]
-    assert source.skipped == 2
+    assert source.feed([[1.0, 2.0, 3.0], ["a", "b"], [3.0, 4.0], [5.0, 6.0]]) == 1
+    assert source.skipped == 2 and source.report.totals["width"] == 1 and source.report.totals["non_numeric"] == 1
+    frame = source.read()
+    assert frame is not None and frame.image.tolist() == [[3, 4], [5, 6]]  # no window spans the refused rows
     threading.Timer(0.05, source.interrupt).start()
     assert source.read() is None  # interrupted while waiting: end of stream
 

@@ -4,6 +4,7 @@ a jump back in time, a window at the wrong rate is dropped, and a burst of them 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 import numpy as np
 import pytest
@@ -23,8 +24,9 @@ def recipe(window: int = 4, hop: int = 2) -> WindowRecipe:
     )
 
 
-def feed(w: SensorWindower, rows: list[list[object]]) -> tuple[list[np.ndarray], list[str]]:
-    windows, refused = [], []
+def feed(w: SensorWindower, rows: Sequence[Sequence[object]]) -> tuple[list[np.ndarray], list[str]]:
+    windows: list[np.ndarray] = []
+    refused: list[str] = []
     for row in rows:
         try:
             out = w.push(row)
@@ -54,7 +56,9 @@ def test_good_rows_with_the_recipe_give_the_recipes_windows() -> None:
      ([None, 1.0], "non_numeric"), ([float("nan"), 1.0], "nan"), (["inf", 1.0], "nan"), ([], "width")],
 )
 def test_a_malformed_row_is_refused_and_no_window_spans_it(bad: list[object], kind: str) -> None:
-    rows: list[list[object]] = [[i, -i] for i in range(5)] + [bad] + [[i, -i] for i in range(5, 12)]
+    before: list[list[object]] = [[i, -i] for i in range(5)]
+    after: list[list[object]] = [[i, -i] for i in range(5, 12)]
+    rows = [*before, bad, *after]
     windows, refused = feed(SensorWindower(99, 99, recipe=recipe()), rows)
     assert refused == [kind]
     # Windows before the bad row, then a fresh start after it: none mixes rows from both sides.
@@ -69,7 +73,8 @@ def test_without_a_recipe_the_first_rows_width_holds_across_restarts() -> None:
 
 
 def test_a_row_without_its_timestamp_is_refused() -> None:
-    rows = [*stamped(3), [7.0, 7.0], *stamped(4, 3)]
+    missing: list[object] = [7.0, 7.0]
+    rows = [*stamped(3), missing, *stamped(4, 3)]
     windows, refused = feed(SensorWindower(99, 99, TS, recipe()), rows)
     assert refused == ["missing_timestamp"] and [w[:, 0].tolist() for w in windows] == [[3, 4, 5, 6]]
     _, refused = feed(SensorWindower(99, 99, TS, recipe()), [["nan", 1.0, 1.0]])
