@@ -280,3 +280,7 @@ def merged(results: list[dict[str, Any]], per_size: int = 3) -> list[dict[str, A
                       reverse=True)
         out += runs[:per_size]
     return out
+
+
+if __name__ == "__main__":
+    main()
