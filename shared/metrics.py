@@ -57,6 +57,9 @@ UNITS: dict[str, Unit] = {
         Unit("commands"),
         Unit("packages"),
         Unit("messages"),
+        Unit("windows/s", grafana="suffix: windows/s", high=1e6),
+        Unit("windows"),
+        Unit("alerts"),
     )
 }
 
@@ -182,6 +185,20 @@ def _stage_metrics() -> list[Metric]:
     return out
 
 
+# Reconstruction-error scores are normalized squared errors; a bound keeps sums and charts finite.
+MAX_ANOMALY_SCORE = 1e12
+_NOT_ANOMALY = "the served model is not an anomaly model"
+
+
+def _anomaly_score_metrics() -> list[Metric]:
+    return [
+        Metric(f"anomaly_score_p{p}", "", f"{p}th percentile of the window anomaly score over this telemetry window",
+               title=f"Anomaly score p{p}", absent_when=f"{_NOT_ANOMALY} or scored no window",
+               high=MAX_ANOMALY_SCORE)
+        for p in PERCENTILES
+    ]
+
+
 METRICS: tuple[Metric, ...] = (
     Metric("fps", "frames/s", "Frames inferred per second over the report window", title="Frame rate"),
     Metric("frames", "frames", "Frames inferred since boot", "counter", title="Frames inferred"),
@@ -268,6 +285,21 @@ METRICS: tuple[Metric, ...] = (
     Metric("det_score_mean", "", "Mean score of this window's detections (before object filters)",
            title="Mean detection score", absent_when="the served model is not a detector or saw nothing",
            high=1.0),
+    # Sensor models (anomaly scoring over sensor windows): the score with its threshold, alerts and the window rate.
+    *_anomaly_score_metrics(),
+    Metric("anomaly_threshold", "", "Threshold the device compares window scores with (config, variant or head)",
+           title="Anomaly threshold", absent_when=_NOT_ANOMALY, high=MAX_ANOMALY_SCORE),
+    Metric("anomaly_windows_over", "windows", "Windows over the threshold in this telemetry window",
+           title="Windows over threshold", absent_when=_NOT_ANOMALY, value_type="int"),
+    Metric("anomaly_alerts", "alerts", "Anomaly alerts fired (k of the last n windows over the threshold) since boot",
+           "counter", title="Anomaly alerts", absent_when=_NOT_ANOMALY),
+    Metric("anomaly_alerts_active", "alerts", "Anomaly alerts open now", title="Open anomaly alerts",
+           absent_when=_NOT_ANOMALY, value_type="int", high=1_000_000.0),
+    Metric("sensor_window_rate", "windows/s", "Sensor windows scored per second over the report window",
+           title="Sensor window rate", absent_when="the source is not a sensor"),
+    Metric("sensor_input_refused", "errors", "Malformed sensor rows, messages and windows refused since boot "
+           "(wrong width, non-numeric, NaN, timestamps, gaps, wrong rate; by kind in the log)", "counter",
+           title="Sensor input refused", absent_when="the source is not a sensor"),
     Metric("telemetry_figures_dropped", "", "Figures left out of telemetry because they failed their declared "
            "type or range (each name logged once)", "counter", title="Telemetry figures dropped",
            absent_when="no figure ever failed its check"),
