@@ -261,8 +261,8 @@ class Ingest:
         return capped
 
     def _registry_tx(self, per_device: dict[str, list[_Parsed]]) -> set[str]:
-        changes = {dev: _chain([i.change for i in items if i.change is not None])
-                   for dev, items in per_device.items() if any(i.change is not None for i in items)}
+        changes = {dev: steps[0] if len(steps) == 1 else _chain(steps) for dev, items in per_device.items()
+                   if (steps := [i.change for i in items if i.change is not None])}
         if not changes:
             return set()
         with self.store.engine.begin() as conn:

@@ -12,7 +12,15 @@ from fleet.db import sanitize
 from fleet.db.schema import devices, group_assignments
 from fleet.db.upsert import insert_absent
 from fleet.errors import StorageError
-from fleet.registry import MAX_INTERVAL_S, MIN_INTERVAL_S, STATUSES, DeviceRecord, new_record, with_assignments
+from fleet.registry import (
+    MAX_INTERVAL_S,
+    MIN_INTERVAL_S,
+    STATUSES,
+    DeviceRecord,
+    evolve,
+    new_record,
+    with_assignments,
+)
 
 _COLUMNS = [c.name for c in devices.columns if c.name not in ("fleet", "device_id")]
 _RECORD_FIELDS = {f.name for f in fields(DeviceRecord)}
@@ -237,7 +245,7 @@ class DeviceRepository:
             changed = changes[dev](rec)
             if changed == rec:
                 continue
-            before, after = _to_row(rec), _to_row(replace(changed, rev=rec.rev + 1))
+            before, after = _to_row(rec), _to_row(evolve(changed, rev=rec.rev + 1))
             columns = tuple(c for c in after if after[c] != before.get(c))
             writes.setdefault(columns, []).append(
                 {"w_fleet": self.fleet, "w_device": dev, "w_rev": rec.rev, **{f"v_{c}": after[c] for c in columns}})

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, Engine, delete, insert, select
+from sqlalchemy import Connection, Engine, delete, func, insert, select
 
 from fleet.db import sanitize
 from fleet.db.schema import telemetry_history, telemetry_samples
@@ -70,6 +70,8 @@ class TelemetryRepository:
     def __init__(self, engine: Engine, fleet: str) -> None:
         self._engine = engine
         self.fleet = fleet
+        # (bucket length, bucket start) -> (samples, newest sample id) as of this process's last history pass.
+        self._marks: dict[tuple[int, int], tuple[int, int]] = {}
 
     def add(self, batch: Sequence[tuple[str, TelemetrySample, int]], conn: Connection | None = None) -> None:
         """Store (device id, sample, received ms) rows in one transaction (`conn`'s, when given)."""
@@ -98,32 +100,48 @@ class TelemetryRepository:
 
     def rebuild_history(self, since_ms: int, until_ms: int, bucket_ms: int) -> int:
         """Recompute the history buckets that start in [since_ms, until_ms) from the raw samples received in that
-        span (fleet clock); returns buckets.
+        span (fleet clock); returns the history rows written.
 
-        Recomputing a recent span on each pass (rather than appending) takes in every sample received since.
+        Recomputing a recent span on each pass (rather than appending) takes in every sample received since. A
+        bucket whose samples (count and newest id) are as at the last pass is left as it is: only buckets that
+        took in samples are read again, so a pass costs what arrived since, not the whole span.
         """
         since_ms, until_ms = bucket_of(since_ms, bucket_ms), bucket_of(until_ms, bucket_ms)
         t = telemetry_samples.c
+        in_span = (t.fleet == self.fleet, t.received_ms >= since_ms, t.received_ms < until_ms)
+        bucket = t.received_ms - t.received_ms % bucket_ms
         with self._engine.begin() as conn:
-            rows = conn.execute(
-                select(t.device_id, t.received_ms, t.figures, t.class_counts)
-                .where(t.fleet == self.fleet, t.received_ms >= since_ms, t.received_ms < until_ms)
-            ).all()
-            buckets = downsample(
-                ((r.device_id, TelemetrySample(int(r.received_ms), sanitize.figures(r.figures),
-                                               sanitize.counts(r.class_counts))) for r in rows),
-                bucket_ms,
-            )
+            marks = {(bucket_ms, int(b)): (int(n), int(m)) for b, n, m in conn.execute(
+                select(bucket, func.count(), func.max(t.id)).where(*in_span).group_by(bucket))}
+            known = {k for k in self._marks if k[0] == bucket_ms and since_ms <= k[1] < until_ms}
+            changed = sorted(k[1] for k, mark in marks.items() if self._marks.get(k) != mark)
+            emptied = sorted(k[1] for k in known - marks.keys())
+            if not changed and not emptied:
+                return 0
+            buckets: dict[tuple[str, int], Any] = {}
+            if changed:
+                wanted = set(changed)
+                rows = conn.execute(
+                    select(t.device_id, t.received_ms, t.figures, t.class_counts)
+                    .where(t.fleet == self.fleet, t.received_ms >= changed[0], t.received_ms < changed[-1] + bucket_ms)
+                ).all()
+                buckets = downsample(
+                    ((r.device_id, TelemetrySample(int(r.received_ms), sanitize.figures(r.figures),
+                                                   sanitize.counts(r.class_counts)))
+                     for r in rows if bucket_of(int(r.received_ms), bucket_ms) in wanted),
+                    bucket_ms,
+                )
             h = telemetry_history.c
-            conn.execute(delete(telemetry_history).where(
-                h.fleet == self.fleet, h.bucket_ms >= since_ms, h.bucket_ms < until_ms
-            ))
+            conn.execute(delete(telemetry_history).where(h.fleet == self.fleet, h.bucket_ms.in_(changed + emptied)))
             if buckets:
                 conn.execute(insert(telemetry_history), [
                     {"fleet": self.fleet, "device_id": dev, "bucket_ms": b, "samples": v["samples"],
                      "figures": {**v["figures"], **({"class_counts": v["class_counts"]} if v["class_counts"] else {})}}
                     for (dev, b), v in buckets.items()
                 ])
+        for k in [k for k in self._marks if k in known or k[1] < since_ms]:
+            del self._marks[k]  # redone now, or out of the span for good
+        self._marks.update(marks)
         return len(buckets)
 
     def history(self, device_id: str, since_ms: int, until_ms: int) -> list[tuple[int, int, dict[str, Any]]]:
