@@ -48,6 +48,10 @@ def sim(
     version: Annotated[int, typer.Option("--model-version", min=1, help="Version every device starts on.")] = 1,
     prefix: Annotated[str, typer.Option(help="Device id prefix: PREFIX-0000, PREFIX-0001, ...")] = "sim",
     duration: Annotated[float | None, typer.Option(min=0.1, help="Stop after this many seconds.")] = None,
+    sensor: Annotated[str | None, typer.Option(
+        help="Devices also play sensor devices (anomaly figures and alerts), shares per sensor behaviour, e.g. "
+        "normal=0.8,faulty=0.2 (rest is normal); normal, faulty, drifting, broken_threshold.",
+    )] = None,
 ) -> None:
     """Run N simulated agents as real MQTT clients in this process (asyncio), until Ctrl-C or --duration."""
     from fleet.sim.runner import SimOptions, Simulation
@@ -56,7 +60,7 @@ def sim(
     _raise_fd_limit(devices)
     options = SimOptions(devices=devices, host=host, port=port, fleet=fleet, groups=group or ["sim"], rate_hz=rate,
                          behaviours=behaviour, command_keys=command_key or [], model=model, version=version,
-                         prefix=prefix)
+                         prefix=prefix, sensor=sensor)
 
     async def main() -> None:
         stop = asyncio.Event()

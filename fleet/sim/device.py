@@ -17,6 +17,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from fleet.sim.behaviour import Behaviour, window
+from fleet.sim.sensor import SensorSim
 from shared.command_signing import (
     check_addressed,
     check_sequence,
@@ -30,6 +31,7 @@ from shared.command_signing import (
 from shared.desired_state import check_desired_sequence, is_cleared, verify_desired
 from shared.errors import CommandError, CommandRefused
 from shared.payloads import DeployCommand, ModelInfo, PingCommand, RollbackCommand, StatePayload, parse_command
+from shared.sensor_events import AnomalyAlertPayload, SensorTopics
 from shared.topics import DeviceTopics
 from shared.version import __version__
 
@@ -68,6 +70,9 @@ class SimDevice:
     counters: dict[str, float] = field(default_factory=dict)
     installing: int | None = None
     online: bool = False
+    # Set for a simulated sensor device: it also reports anomaly figures and publishes alerts (fleet.sim.sensor).
+    sensor: SensorSim | None = None
+    _alerts: list[tuple[str, bytes]] = field(default_factory=list)
     _cmd_seq: dict[str, int] = field(default_factory=dict)
     _desired_seq: int | None = None
     _rng: random.Random = field(default_factory=random.Random)
@@ -209,7 +214,19 @@ class SimDevice:
             "desired_version": float(self.desired_version or 0), **self.counters,
             "class_counts": f.class_counts,
         }
+        if self.sensor is not None:
+            figures, events = self.sensor.tick(self.version > self.initial_version, self.telemetry_interval_s, now_ms)
+            doc.update(figures)
+            topic = SensorTopics(self.topics).alerts
+            for event in events:
+                alert = AnomalyAlertPayload(**self._envelope(now_ms), **event, model_version=self.version)
+                self._alerts.append((topic, alert.model_dump_json().encode()))
         return json.dumps(doc, separators=(",", ":")).encode()
+
+    def take_alerts(self) -> list[tuple[str, bytes]]:
+        """Alert messages (topic, payload) produced since the last call, oldest first (sensor devices only)."""
+        out, self._alerts = self._alerts, []
+        return out
 
     def _reply(self, name: str, rid: str | None, ok: bool, result: dict[str, Any] | None, now_ms: int,
                error: str | None = None) -> tuple[str, bytes]:

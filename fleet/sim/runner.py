@@ -31,6 +31,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from fleet.errors import SimulatorError
 from fleet.sim.behaviour import Behaviour, assign, parse_mix
 from fleet.sim.device import Action, SimDevice
+from fleet.sim.sensor import SensorSim, assign_sensor, parse_sensor_mix
 from shared.errors import KeyFileError
 from shared.signing import key_id, load_public_key
 from shared.topics import STATUS_OFFLINE, STATUS_ONLINE, DeviceTopics
@@ -64,6 +65,8 @@ class SimOptions:
     qos: int = 1
     seed: int = 0
     connect_batch: int = 200
+    # A sensor behaviour mix ('normal=0.8,faulty=0.2'): every device also plays a sensor device (fleet.sim.sensor).
+    sensor: str | None = None
 
 
 def load_keys(paths: list[Path]) -> dict[str, Ed25519PublicKey]:
@@ -174,6 +177,10 @@ class Simulation:
                       seed=options.seed)
             for i in range(options.devices)
         ]
+        if options.sensor is not None:
+            sensor_kinds = assign_sensor(parse_sensor_mix(options.sensor), options.devices)
+            for d, kind in zip(self.devices, sensor_kinds, strict=True):
+                d.sensor = SensorSim(kind, f"{options.seed}:{d.device_id}")
         self.by_id = {d.device_id: d for d in self.devices}
         self._clients: list[_Client] = []
         self._tasks: list[asyncio.Task[None]] = []
@@ -241,6 +248,8 @@ class Simulation:
             if c.device.online:
                 c.publish(c.device.topics.telemetry,
                           c.device.telemetry_payload(self.now_ms(), time.monotonic() - self._started))
+                for topic, payload in c.device.take_alerts():
+                    c.publish(topic, payload)
             next_at += interval
             await asyncio.sleep(max(0.0, next_at - self.loop.time()))
 
