@@ -8,6 +8,7 @@ import numpy as np
 
 from edge.hot_swap import ModelSlot
 from edge.preprocess import Preprocessor
+from edge.sensor.window_prep import WindowPreprocessor
 from edge.sources.base import Frame
 
 
@@ -17,7 +18,7 @@ class AheadOfTimePreprocess:
     def __init__(self, slot: ModelSlot) -> None:
         self._slot = slot
         self._generation = 0
-        self._pre: Preprocessor | None = None
+        self._pre: Preprocessor | WindowPreprocessor | None = None
 
     def __call__(self, frame: Frame) -> None:
         """Preprocess one frame straight into its own array (frames wait in a queue, so no buffer reuse)."""
@@ -26,7 +27,7 @@ class AheadOfTimePreprocess:
             return
         if serving.generation != self._generation or self._pre is None:
             pre = serving.preprocessor
-            self._pre = Preprocessor(pre.preprocess, pre.hw)
+            self._pre = pre.fresh() if isinstance(pre, WindowPreprocessor) else Preprocessor(pre.preprocess, pre.hw)
             self._generation = serving.generation
         t0 = time.perf_counter()
         frame.tensor = self._pre.preprocess_into(frame.image, np.empty(self._pre.output_shape, dtype=np.float32))

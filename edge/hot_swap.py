@@ -13,6 +13,7 @@ from edge.backends.base import LoadedModel
 from edge.backends.input_check import check_model_input
 from edge.errors import AgentError
 from edge.preprocess import Preprocessor
+from edge.sensor.window_prep import WindowPreprocessor
 from edge.task_decode import FrameDecoder, Runner, decoder_for
 from shared.manifest import Manifest, Variant
 
@@ -24,7 +25,8 @@ class ServingModel:
     """Everything one frame needs from a model version; never changed after install."""
 
     model: LoadedModel
-    preprocessor: Preprocessor
+    # Image models: the image recipe; sensor models (manifest.window): the window recipe.
+    preprocessor: Preprocessor | WindowPreprocessor
     labels: tuple[str, ...]
     version: int
     variant: Variant
@@ -57,7 +59,11 @@ def _input_hw(model: LoadedModel, manifest: Manifest) -> tuple[int, int] | None:
 def prepare(model: LoadedModel, manifest: Manifest, variant: Variant, *, warm_up: bool = True) -> ServingModel:
     """Check the input against the manifest, build the preprocessor and run once; on error the caller closes model."""
     check_model_input(model, manifest)
-    pre = Preprocessor(manifest.preprocess, _input_hw(model, manifest))
+    pre: Preprocessor | WindowPreprocessor
+    if manifest.window is not None:
+        pre = WindowPreprocessor(manifest.window)
+    else:
+        pre = Preprocessor(manifest.preprocess, _input_hw(model, manifest))
     serving = ServingModel(model, pre, tuple(manifest.labels), manifest.version, variant, manifest)
     if warm_up:
         # The first run allocates arenas and picks kernels; paying for it here keeps it out of a frame.

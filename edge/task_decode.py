@@ -18,6 +18,7 @@ from shared.errors import TaskContractError
 from shared.manifest import Manifest, Preprocess
 from shared.preprocessing import FrameGeometry, frame_geometry
 from shared.tasks import DetectionHead, Detections, Outputs, Prediction, classify, detection_agreement, head_for
+from shared.tasks.anomaly import AnomalyHead, AnomalyScore
 
 # What a model returns for a batch: its one output, or every output by name (detectors decoded in the graph).
 RawOutput = np.ndarray | Mapping[str, np.ndarray]
@@ -31,10 +32,11 @@ def as_outputs(raw: RawOutput) -> Outputs:
 
 @dataclass(frozen=True, slots=True)
 class Decoded:
-    """One frame's result in its task's terms: a classification, or the detected objects."""
+    """One frame's result in its task's terms: a classification, the detected objects, or a window's anomaly score."""
 
     prediction: Prediction | None = None
     detections: Detections | None = None
+    anomaly: AnomalyScore | None = None
 
 
 class FrameDecoder(Protocol):
@@ -152,6 +154,48 @@ class DetectionDecoder:
         return g
 
 
+class AnomalyDecoder:
+    """Per-channel reconstruction errors [1, C] of one sensor window to its score, verdict and worst channels."""
+
+    task = "anomaly"
+    keeps_image = False
+
+    def __init__(self, head: AnomalyHead, outputs: int = 1) -> None:
+        self.head = head
+        self.outputs = outputs
+
+    def runner(self, model: LoadedModel) -> Runner:
+        """The first output, or every output by name where the head names one of several."""
+        if self.outputs <= 1 or self.head.spec.output is None:
+            return model.run
+        run_outputs: Runner | None = getattr(model, "run_outputs", None)
+        if run_outputs is None:
+            raise BackendError(
+                f"the {model.backend} runtime returns one output per model; this anomaly model has {self.outputs}"
+            )
+        return run_outputs
+
+    def decode(self, output: RawOutput, frame_hw: tuple[int, int] | None, top_k: int) -> Decoded:
+        """The window's score against the manifest head's threshold (alerts apply the served one)."""
+        try:
+            return Decoded(anomaly=self.head.decode(as_outputs(output))[0])
+        except TaskContractError as exc:
+            raise BackendError(str(exc)) from exc
+
+    def check(self, output: RawOutput, file: str) -> None:
+        """The output is finite per-channel errors [windows, channels]."""
+        try:
+            self.head.decode(as_outputs(output))
+        except TaskContractError as exc:
+            raise BackendError(f"{file}: {exc}") from exc
+
+    def agreement(self, reference: Decoded, candidate: Decoded) -> tuple[float, float]:
+        """1 of 1 when both models give the window the same verdict."""
+        ref, cand = reference.anomaly, candidate.anomaly
+        same = ref is not None and cand is not None and ref.anomalous == cand.anomalous
+        return (1.0 if same else 0.0), 1.0
+
+
 def decoder_for(manifest: Manifest) -> FrameDecoder:
     """The decoder of the manifest's task head; BackendError for a task or format this agent does not serve."""
     try:
@@ -160,8 +204,11 @@ def decoder_for(manifest: Manifest) -> FrameDecoder:
         raise BackendError(f"{manifest.name} v{manifest.version}: {exc}") from exc
     if isinstance(head, DetectionHead):
         return DetectionDecoder(head, manifest.preprocess, len(manifest.outputs))
+    if isinstance(head, AnomalyHead):
+        return AnomalyDecoder(head, len(manifest.outputs))
     if head.task == "classification":
         return ClassificationDecoder(tuple(manifest.labels), probabilities=head.format == "probabilities")
     raise BackendError(
-        f"{manifest.name} v{manifest.version} is a {head.task} model; this agent serves classification and detection"
+        f"{manifest.name} v{manifest.version} is a {head.task} model; "
+        "this agent serves classification, detection and anomaly"
     )

@@ -36,7 +36,8 @@ def input_mismatch(actual: Sequence[int | str | None], wanted: Sequence[int | st
 
 
 def check_model_input(model: LoadedModel, manifest: Manifest) -> None:
-    """BackendError unless the model's input has the manifest's name and shape and takes preprocessed frames."""
+    """BackendError unless the model's input has the manifest's name and shape and takes preprocessed frames
+    (or, for a sensor model, the window recipe's [1, C, T])."""
     spec = manifest.inputs[0]
     actual = model.input_shape
     if model.input_name != spec.name:
@@ -47,6 +48,15 @@ def check_model_input(model: LoadedModel, manifest: Manifest) -> None:
             f"the model's input {spec.name!r} is {shape_text(actual)} but the manifest says "
             f"{shape_text(spec.shape)} ({why})"
         )
+    if manifest.window is not None:
+        c, t = manifest.window.num_channels, manifest.window.window
+        why = input_mismatch(actual, (1, c, t))
+        if why:
+            raise BackendError(
+                f"the model's input {spec.name!r} is {shape_text(actual)} but its window recipe ({c} channels, "
+                f"{t} readings) produces {shape_text((1, c, t))} ({why})"
+            )
+        return
     fed = preprocessed_shape(manifest.preprocess)
     why = input_mismatch(actual, fed)
     if why:
