@@ -99,6 +99,10 @@ class AlertTracker:
             return self._start(result, window, at_s)
         return None
 
+    def close(self, result: AnomalyScore, window: int, at_s: float) -> AlertEvent | None:
+        """The stream ended or the model changed: an open alert ends with the last window seen."""
+        return self._end(result, window, at_s) if self._active else None
+
     def _start(self, result: AnomalyScore, window: int, at_s: float) -> AlertEvent:
         self._active = True
         self.fired += 1
