@@ -18,6 +18,7 @@ from edge.task_decode import DetectionDecoder, RawOutput, Runner, as_outputs, de
 from shared.errors import TaskContractError
 from shared.golden import DetectionGoldenSet, GoldenSet
 from shared.manifest import Manifest
+from shared.task_contract import AnomalyHeadSpec
 from shared.tasks import Detections
 from shared.tasks.agreement import detection_agreement
 
@@ -126,10 +127,43 @@ class DetectionScorer:
         return self._min
 
 
+class AnomalyVerdictScorer:
+    """An anomaly model's verdict per golden window (score above the head's threshold) against the reference's."""
+
+    metric = "anomaly verdict"
+
+    def __init__(self, manifest: Manifest, reference: np.ndarray) -> None:
+        head = manifest.head
+        if not isinstance(head, AnomalyHeadSpec):
+            raise BackendError(f"{manifest.name} v{manifest.version} is not an anomaly model")
+        self.head = head
+        self.reference = np.asarray(reference) == 1
+
+    def predict(self, model: LoadedModel, inputs: np.ndarray) -> np.ndarray:
+        """Anomalous or not, per window."""
+        errors = run_golden(model, inputs).astype(np.float64)
+        if errors.ndim != 2 or not np.all(np.isfinite(errors)):
+            raise BackendError(f"anomaly outputs on the golden windows are not finite errors [N, C]: {errors.shape}")
+        scores = errors.max(axis=1) if self.head.reduce == "max" else errors.mean(axis=1)
+        return scores > self.head.threshold
+
+    def agreement(self, predicted: np.ndarray, reference: np.ndarray) -> float:
+        """Share of windows with the reference's verdict."""
+        if predicted.shape != reference.shape or predicted.size == 0:
+            raise ValueError(f"verdicts of shape {predicted.shape} cannot be compared with {reference.shape}")
+        return float(np.count_nonzero(predicted == reference)) / predicted.size
+
+    def min_agreement(self, hint_min: float) -> float:
+        """The hint gate's own minimum."""
+        return hint_min
+
+
 def scorer_for(
     golden: GoldenSet | DetectionGoldenSet, manifest: Manifest, detection_min: float = DETECTION_MIN_AGREEMENT
 ) -> GoldenScorer:
     """The scorer of the golden set's task, with the reference the set carries."""
     if isinstance(golden, DetectionGoldenSet):
         return DetectionScorer(manifest, golden.detections(manifest.labels), detection_min)
+    if manifest.task == "anomaly":
+        return AnomalyVerdictScorer(manifest, golden.labels)
     return Top1Scorer(golden.labels)

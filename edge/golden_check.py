@@ -15,6 +15,7 @@ import numpy as np
 from edge.backends.base import LoadedModel
 from edge.errors import BackendError, PackageRejected
 from edge.golden_agreement import DETECTION_MIN_AGREEMENT, DetectionScorer
+from edge.sensor.golden import smoke_anomaly
 from shared.errors import IntegrityError
 from shared.golden import DetectionGoldenSet, GoldenSet, read_task_golden
 from shared.integrity import verify_file
@@ -62,7 +63,10 @@ def load_golden(path: Path, manifest: Manifest) -> GoldenSet | DetectionGoldenSe
     except (IntegrityError, OSError) as exc:
         raise PackageRejected(f"golden samples: {exc}") from exc
     try:
-        return read_task_golden(path, task=manifest.task, count=manifest.golden.count, classes=len(manifest.labels))
+        # An anomaly model's reference outputs are per-channel errors: one column per channel, not per label.
+        window = manifest.window if manifest.task == "anomaly" else None
+        classes = window.num_channels if window is not None else len(manifest.labels)
+        return read_task_golden(path, task=manifest.task, count=manifest.golden.count, classes=classes)
     except ValueError as exc:
         raise PackageRejected(str(exc)) from exc
 
@@ -105,6 +109,7 @@ def run_smoke_test(
     precision: Precision = "fp32",
     reduced_min_agreement: float = REDUCED_MIN_AGREEMENT,
     detection_min_agreement: float = DETECTION_MIN_AGREEMENT,
+    threshold: float | None = None,
 ) -> SmokeResult:
     """Outputs finite, shaped (N, len(labels)), and top-1 equal to the golden labels (a detector: its boxes agree
     with the reference's); PackageRejected otherwise."""
@@ -116,6 +121,11 @@ def run_smoke_test(
         logits = _run_batches(loaded, golden.inputs)
     except BackendError as exc:
         raise PackageRejected(f"smoke test: the model failed on the golden inputs: {exc}") from exc
+    if manifest.task == "anomaly":
+        # `threshold`: the variant's own calibrated one (INT8 is judged on its verdicts at it).
+        required = required_agreement(precision, reduced_min_agreement)
+        matched, diff = smoke_anomaly(logits, golden, manifest, precision, required, threshold)
+        return SmokeResult(samples=len(golden.inputs), matched=matched, required=required, max_abs_diff=diff)
     n, classes = len(golden.labels), len(manifest.labels)
     if logits.shape != (n, classes):
         raise PackageRejected(f"smoke test: outputs have shape {logits.shape}, expected ({n}, {classes})")

@@ -535,6 +535,7 @@ class ModelSync:
                 precision=variant.precision if candidate.hint == F32 else "fp16",
                 reduced_min_agreement=self.cfg.smoke_min_agreement,
                 detection_min_agreement=self.cfg.detection_min_agreement,
+                threshold=variant.metrics.threshold,
             )
         except BaseException as exc:
             loaded.close()

@@ -6,10 +6,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import onnx
+import onnxruntime as ort
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from onnx import TensorProto, helper
 
-from shared.manifest import Manifest
+from shared.integrity import sha256_bytes
+from shared.manifest import MANIFEST_FILE, SIGNATURE_FILE, Golden, Manifest, version_prefix
+from shared.object_store import ObjectStore
+from shared.signing import sign
+from tests.edge.package_factory import GOLDEN_FILE, golden_npz, publish_latest
 from tests.shared.manifest_factory import manifest_dict
 
 CHANNELS = ("acc_x", "acc_y", "acc_z")
@@ -58,3 +65,44 @@ def anomaly_manifest(variant_threshold: float | None = None, **over: Any) -> Man
 def write_anomaly_model(path: Path) -> Path:
     path.write_bytes(anomaly_onnx().SerializeToString())
     return path
+
+
+GOLDEN_COUNT = 16
+
+
+def errors_of(model_bytes: bytes, inputs: np.ndarray) -> np.ndarray:
+    session = ort.InferenceSession(model_bytes, providers=["CPUExecutionProvider"])
+    return np.asarray(session.run(["channel_errors"], {"input": inputs})[0])
+
+
+def build_anomaly_package(name: str = "motions-anomaly", version: int = 1, *, variant_threshold: float | None = None,
+                          golden_shift: float = 0.0) -> tuple[Manifest, dict[str, bytes]]:
+    """Manifest and files of a signed-ready anomaly package; golden errors from the model itself (plus a shift, to
+    sabotage the reference)."""
+    model = anomaly_onnx().SerializeToString()
+    rng = np.random.default_rng(7)
+    inputs = rng.normal(size=(GOLDEN_COUNT, len(CHANNELS), WINDOW)).astype(np.float32)
+    inputs[::4, 1, 5:9] += 12.0  # every 4th window has a spike: above the threshold
+    errors = errors_of(model, inputs)
+    labels = (errors.max(axis=1) > THRESHOLD).astype(np.int64)
+    golden = golden_npz(inputs, errors + np.float32(golden_shift), labels)
+    files = {GOLDEN_FILE: golden, "model.fp32.onnx": model}
+    base = anomaly_manifest(variant_threshold, name=name, version=version)
+    raw = base.model_dump(mode="json", by_alias=True)
+    raw["variants"][0].update({"sha256": sha256_bytes(model), "bytes": len(model)})
+    raw["golden"] = Golden(file=GOLDEN_FILE, sha256=sha256_bytes(golden), bytes=len(golden),
+                           count=GOLDEN_COUNT).model_dump(mode="json")
+    return Manifest.model_validate(raw), files
+
+
+def publish_anomaly_package(store: ObjectStore, key: Ed25519PrivateKey, version: int = 1, **kw: Any) -> Manifest:
+    """Publish like the trainer: files, signature, manifest and a signed latest.json."""
+    manifest, files = build_anomaly_package(version=version, **kw)
+    body = manifest.to_bytes()
+    prefix = version_prefix(manifest.name, version)
+    for fname, data in files.items():
+        store.put(prefix + fname, data)
+    store.put(prefix + SIGNATURE_FILE, sign(body, key))
+    store.put(prefix + MANIFEST_FILE, body)
+    publish_latest(store, manifest.name, version, key)
+    return manifest
