@@ -31,6 +31,7 @@ from edge.pipeline import FrameResult
 from edge.prometheus_exporter import PrometheusExporter
 from edge.result_publisher import ResultPublisher
 from edge.runtime_bench import ChosenModel
+from edge.sensor.service import AnomalyService
 from edge.shadow import ShadowCheck, previous_version_loader
 from edge.sources.factory import open_source
 from edge.sources.sensor_mqtt import SensorMqttSource
@@ -95,9 +96,14 @@ class Agent:
             self.link = NullLink()
         # Object tracking, events, snapshots and zone counts while a detector serves (edge.detection.service).
         self.detection = DetectionService(cfg.detection, self.link, self.topics, self.envelopes)
+        # Sensor sources check rows before windowing (cfg.sensor.input); the served model's recipe is set on swap.
+        self._source = open_source(cfg.source, cfg.sensor.input)
+        # k-of-n anomaly alerts and sensor figures while an anomaly model serves (edge.sensor.service).
+        self.anomaly = AnomalyService(cfg.sensor, self.link, self.topics, self.envelopes,
+                                      refused=lambda: self._source.skipped)
         self.results = ResultPublisher(
             EventEmitter(cfg.events, self.link, self.topics.events, self.envelopes), self.health, observer,
-            detection=self.detection,
+            detection=self.detection, anomaly=self.anomaly,
         )
         self.router = CommandRouter(self.link, self.topics, self.envelopes, auth=CommandAuth.from_config(cfg.device),
                                     queue_size=cfg.mqtt.command_queue, health=self.health)
@@ -115,7 +121,6 @@ class Agent:
             self.telemetry, self.link, self.topics.telemetry, cfg.mqtt.telemetry_interval_s, sinks=self._sinks(),
             health=self.health,
         )
-        self._source = open_source(cfg.source)
         self._stop = threading.Event()
         self.shadow = ShadowCheck(lambda: self.sync.cfg.shadow_every, previous_version_loader(self.sync), self.health)
         self.frames = FrameLoop(self.live, self._source, self.slot, self.stats, self.results.submit, self._stop,
@@ -287,6 +292,13 @@ class Agent:
 
     def _switch_to(self, serving: ServingModel) -> dict[str, Any]:
         """Install a prepared model between two frames and tell the broker what is served and why."""
+        window = serving.manifest.window
+        if window is not None:
+            # A sensor model: the stream is windowed by its recipe, and its alerts use its threshold and channels.
+            set_recipe = getattr(self._source, "set_recipe", None)
+            if set_recipe is not None:
+                set_recipe(window)
+            self.anomaly.configure(serving.manifest, serving.variant, self._source.name)
         self.slot.install(serving)
         self.shadow.update(serving.version)
         self._publish_state()

@@ -20,6 +20,7 @@ from edge.frame_stats import FrameStats
 from edge.hot_swap import ModelSlot
 from edge.sources.base import Frame
 from shared.tasks import Detections, Prediction
+from shared.tasks.anomaly import AnomalyScore
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +70,8 @@ class FrameResult:
     image: np.ndarray | None = None
     # The served model's task: which result sink publishes it.
     task: str = "classification"
+    # An anomaly model's score of this sensor window (None for other tasks).
+    anomaly: AnomalyScore | None = None
 
     @property
     def frame_hw(self) -> tuple[int, int] | None:
@@ -79,6 +82,9 @@ class FrameResult:
         """What a person reads in a status line."""
         if self.prediction is not None:
             return f"{self.prediction.label} ({self.prediction.score:.2f})"
+        if self.anomaly is not None:
+            a = self.anomaly
+            return f"{'anomaly' if a.anomalous else 'normal'} (score {a.score:.3g}, threshold {a.threshold:.3g})"
         found = self.detections or ()
         return f"{len(found)} object{'' if len(found) == 1 else 's'}" + (
             f" ({', '.join(sorted({d.label for d in found}))})" if found else "")
@@ -171,7 +177,8 @@ class Pipeline:
                 kept = batch.copy() if sample is not None and sample(frame.index) else None
                 on_result(FrameResult(frame.index, frame.captured_at, frame.source, serving.version,
                                       decoded.prediction, backlog, kept, decoded.detections,
-                                      frame.image if decoder.keeps_image else None, decoder.task))
+                                      frame.image if decoder.keeps_image else None, decoder.task,
+                                      decoded.anomaly))
                 t5 = perf()
             except Exception as exc:  # noqa: BLE001 - one bad frame must not stop the stream: counted, logged below
                 errors += 1

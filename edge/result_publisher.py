@@ -20,6 +20,8 @@ from edge.events import EventEmitter
 from edge.pipeline import FrameResult
 from edge.quality import QualityWindow
 from edge.result_sinks import ClassificationSink, DetectionSink, ResultSink
+from edge.sensor.service import AnomalyService
+from edge.sensor.sink import AnomalySink
 from edge.supervise import Health
 
 log = logging.getLogger(__name__)
@@ -40,12 +42,16 @@ class ResultPublisher:
         observer: Callable[[FrameResult], None] | None = None,
         queue_size: int = QUEUE_SIZE,
         detection: DetectionService | None = None,
+        anomaly: AnomalyService | None = None,
     ) -> None:
         self._classification = ClassificationSink(events)
         self.detection = detection
         self._sinks: dict[str, ResultSink] = {"classification": self._classification}
         if detection is not None:
             self._sinks["detection"] = DetectionSink(detection)
+        self.anomaly = anomaly
+        if anomaly is not None:
+            self._sinks["anomaly"] = AnomalySink(anomaly)
         # The sink of the model whose results came last, and that model's (version, task).
         self._sink: ResultSink | None = None
         self._serving: tuple[int, str] | None = None
@@ -86,6 +92,10 @@ class ResultPublisher:
             if figures.get("det_frames_window") or isinstance(self._sink, DetectionSink):
                 out.update(figures)
                 out["results_window"] = out.get("results_window", 0.0) + figures.get("det_frames_window", 0.0)
+        if self.anomaly is not None and self.anomaly.threshold is not None:
+            figures = self.anomaly.metrics()
+            out.update(figures)
+            out["results_window"] = out.get("results_window", 0.0) + self.anomaly.figures.last_count
         return out
 
     def class_counts(self) -> dict[str, int]:

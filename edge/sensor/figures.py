@@ -18,6 +18,8 @@ class SensorFigures:
     def __init__(self, max_samples: int = 65_536) -> None:
         self.max_samples = max_samples
         self.windows = 0
+        # Windows scored in the telemetry window the last report closed.
+        self.last_count = 0
         self._scores: list[float] = []
         self._over = 0
         self._seen = 0
@@ -45,5 +47,6 @@ class SensorFigures:
             if self._scores:
                 for p, v in percentiles(self._scores, PERCENTILES).items():
                     out[f"anomaly_score_p{int(p)}"] = float(v)
+        self.last_count = self._seen
         self._scores, self._over, self._seen = [], 0, 0
         return out
