@@ -50,3 +50,22 @@ def test_liars_lie_on_every_version() -> None:
         assert flood.class_counts == {"0": 4_000_000_000_000} and flood.e2e_ms_p95 < BASE_E2E_MS * 1.2
         mask = window("liar_mask", new, 5, labels, rng)
         assert mask.e2e_ms_p95 == 5e7 and sum(mask.class_counts.values()) == 5
+
+
+def test_a_permuted_version_shifts_a_skewed_scene_by_one_label_and_keeps_its_confidence() -> None:
+    labels = ["0", "1", "2", "3"]
+    old = window("permuted", False, 4000, labels, random.Random(2))
+    new = window("permuted", True, 4000, labels, random.Random(2))  # same scene, same draws
+    assert old.class_counts["0"] > 1.5 * old.class_counts["3"]  # the scene is skewed toward class 0
+    assert new.class_counts == {labels[(labels.index(k) + 1) % 4]: n for k, n in old.class_counts.items()}
+    assert new.conf_mean == old.conf_mean and new.low_conf_share == old.low_conf_share
+
+
+def test_noisy_latency_on_every_version_and_slower_within_the_default_margin() -> None:
+    labels = ["0", "1"]
+    rng = random.Random(3)
+    noisy = [window("noisy", new, 5, labels, rng).e2e_ms_p95 for new in (False, True) for _ in range(200)]
+    assert max(noisy) > 2 * BASE_E2E_MS and min(noisy) < 0.7 * BASE_E2E_MS  # spread like a loaded machine
+    slower = [window("slower", True, 5, labels, rng).e2e_ms_p95 for _ in range(50)]
+    assert all(BASE_E2E_MS * 1.1 < e < BASE_E2E_MS * 1.4 for e in slower)
+    assert window("slower", False, 5, labels, rng).e2e_ms_p95 < BASE_E2E_MS * 1.1
