@@ -123,7 +123,7 @@ class SensorCsvSource:
     def _apply_recipe(self) -> None:
         with self._recipe_lock:
             pending, self._pending_recipe = self._pending_recipe, None
-        if pending is not None:
+        if pending is not None and pending[0] != self.recipe:
             self.recipe = pending[0]
             self._windows = SensorWindower(*self._window_args, self.checks, self.recipe)
 

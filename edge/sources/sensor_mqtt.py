@@ -61,8 +61,11 @@ class SensorMqttSource:
         link.subscribe(self.topic, self.on_message, retained=False)
 
     def set_recipe(self, recipe: WindowRecipe | None) -> None:
-        """Window for this model from the next reading on; None: the config's window/stride. Pending windows go."""
+        """Window for this model from the next reading on; None: the config's window/stride. A changed recipe drops
+        pending windows and restarts windowing; the same recipe changes nothing."""
         with self._cond:
+            if recipe == self.recipe:
+                return  # a new version with the same recipe: the stream goes on without a break
             self.recipe = recipe
             self._windows = SensorWindower(*self._window_args, self.checks, recipe)
             self._ready.clear()

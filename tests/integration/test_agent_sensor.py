@@ -1,6 +1,7 @@
 """A sensor agent end to end over real Mosquitto: it syncs, verifies and golden-checks a tiny signed anomaly package,
 windows an MQTT sensor topic by the model's recipe, and alerts within k windows of each injected fault, ends the
-alert after it, raises none on normal data, and reports the score with its threshold and the alert count."""
+alert after it, raises none on normal data, and reports the score with its threshold and the alert count; a new
+version hot-swapped in mid-stream alerts at its own calibrated threshold without a break in the windows."""
 
 from __future__ import annotations
 
@@ -28,6 +29,8 @@ K, N = 3, 5
 # (first faulty row, rows after it): a spike of 12 std on acc_y for six hops, twice, on normal data.
 FAULTS = ((400, 60), (900, 60))
 ROWS = 1300
+# Version 2 is swapped in between the faults, with a calibrated threshold of its own.
+SWAP_ROW, V2_THRESHOLD = 650, 4.0
 
 
 def readings(rng: np.random.Generator) -> np.ndarray:
@@ -37,6 +40,13 @@ def readings(rng: np.random.Generator) -> np.ndarray:
     for start, length in FAULTS:
         normal[start : start + length, 1] += 12.0
     return (normal * recipe.std + recipe.mean).astype(np.float64)
+
+
+def feed(probe: MqttProbe, topic: str, rows: np.ndarray, start: int, stop: int) -> None:
+    """Readings as a device publishes them: a hop of rows per message, in order."""
+    for at in range(start, stop, HOP):
+        probe.publish(topic, json.dumps(rows[at : min(at + HOP, stop)].tolist()).encode())
+        time.sleep(0.01)
 
 
 def first_window_with(row: int) -> int:
@@ -62,9 +72,13 @@ def test_alerts_fire_within_k_windows_of_each_fault_clear_after_it_and_never_on_
         probe.wait_for(lambda m: m.topic == topics.state and (m.json().get("model") or {}).get("version") == 1, 30,
                        "the anomaly model served")
         probe.publish(topic, b'[[1, 2]]')  # malformed: two values where the recipe has three channels
-        for start in range(0, ROWS, HOP):
-            probe.publish(topic, json.dumps(rows[start : start + HOP].tolist()).encode())
-            time.sleep(0.01)
+        feed(probe, topic, rows, 0, SWAP_ROW)
+        probe.wait_for(lambda m: m.topic == alerts_topic and m.json()["type"] == "end", 30, "the first fault's end")
+        # A new version with its own calibrated threshold is hot-swapped in mid-stream; the windows go on unbroken.
+        publish_anomaly_package(store, keys.private, version=2, variant_threshold=V2_THRESHOLD)
+        probe.wait_for(lambda m: m.topic == topics.state and (m.json().get("model") or {}).get("version") == 2, 30,
+                       "version 2 served")
+        feed(probe, topic, rows, SWAP_ROW, ROWS)
         last = (ROWS - WINDOW) // HOP
         probe.wait_for(lambda m: m.topic == alerts_topic and m.json()["type"] == "end"
                        and m.json()["window"] > first_window_with(FAULTS[1][0]), 30, "the second fault's end")
@@ -72,12 +86,14 @@ def test_alerts_fire_within_k_windows_of_each_fault_clear_after_it_and_never_on_
                              "telemetry counting both alerts").json()
     alerts = [AnomalyAlertPayload.model_validate(m.json()) for m in probe.on(alerts_topic)]
     assert [a.type for a in alerts] == ["new", "end", "new", "end"]
-    for (start, length), new, end in zip(FAULTS, alerts[::2], alerts[1::2], strict=True):
+    for (start, length), new, end, version, threshold in zip(
+        FAULTS, alerts[::2], alerts[1::2], (1, 2), (THRESHOLD, V2_THRESHOLD), strict=True
+    ):
         first = first_window_with(start)
         last_faulty = (start + length - 1) // HOP
         assert first <= new.window < first + K, "fires within k windows of the fault"
         assert last_faulty < end.window <= last_faulty + N, "ends within n windows after the fault"
-        assert new.alert_id == end.alert_id and new.threshold == THRESHOLD and new.k == K and new.n == N
-        assert new.channels[0].channel == "acc_y" and new.model_version == 1
+        assert new.alert_id == end.alert_id and new.threshold == threshold and new.k == K and new.n == N
+        assert new.channels[0].channel == "acc_y" and new.model_version == end.model_version == version
         assert new.window <= last
-    assert tel["anomaly_threshold"] == THRESHOLD and tel["sensor_input_refused"] >= 1
+    assert tel["anomaly_threshold"] == V2_THRESHOLD and tel["sensor_input_refused"] >= 1
