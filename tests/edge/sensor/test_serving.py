@@ -68,3 +68,41 @@ def test_a_model_whose_input_does_not_fit_the_recipe_is_refused(tmp_path: Path) 
                                       "layout": "NCT"}])
     with pytest.raises(BackendError, match="axis 2 is 20 vs 40"):
         check_model_input(model, other)
+
+
+def sensor_classifier(path: Path, labels: int, channels: int) -> Path:
+    """input [batch, C, T] -> mean over T -> Gemm -> logits [batch, labels]: the label of the loudest channel."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    weight = np.eye(labels, channels, dtype=np.float32) * 10
+    graph = helper.make_graph(
+        [helper.make_node("ReduceMean", ["input"], ["m"], axes=[2], keepdims=0),
+         helper.make_node("Gemm", ["m", "W"], ["logits"], transB=1)],
+        "tiny_sensor_classifier",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", channels, WINDOW])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", labels])],
+        [numpy_helper.from_array(weight, "W")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    path.write_bytes(model.SerializeToString())
+    return path
+
+
+def test_a_sensor_classifier_is_served_from_its_window_recipe(tmp_path: Path) -> None:
+    labels = ["walking", "running", "standing"]
+    base = anomaly_manifest()
+    manifest = base.model_validate({
+        **base.model_dump(mode="json", by_alias=True), "name": "motions", "task": "classification", "labels": labels,
+        "head": {"format": "logits"},
+        "outputs": [{"name": "logits", "shape": ["batch", 3], "dtype": "float32", "layout": "NC"}],
+        "variants": [{**base.variants[0].model_dump(mode="json"),
+                      "metrics": {"accuracy": 0.9, "latency_ms_p50": 0.1, "latency_ms_p99": 0.2}}],
+    })
+    path = sensor_classifier(tmp_path / "c.onnx", len(labels), len(CHANNELS))
+    model = OnnxRuntimeBackend().load(path, manifest.variants[0], manifest)
+    serving = prepare(model, manifest, manifest.variants[0])
+    window = normal_window()
+    window[:, 1] += 20.0  # acc_y far above its mean: label 1
+    decoded = serving.decoder.decode(serving.infer(serving.preprocessor(window)), window.shape[:2], 2)
+    assert decoded.prediction is not None and decoded.prediction.label == "running"
