@@ -293,12 +293,12 @@ class Agent:
     def _switch_to(self, serving: ServingModel) -> dict[str, Any]:
         """Install a prepared model between two frames and tell the broker what is served and why."""
         window = serving.manifest.window
-        if window is not None:
-            # A sensor model: the stream is windowed by its recipe, and its alerts use its threshold and channels.
-            set_recipe = getattr(self._source, "set_recipe", None)
-            if set_recipe is not None:
-                set_recipe(window)
-            self.anomaly.configure(serving.manifest, serving.variant, self._source.name)
+        set_recipe = getattr(self._source, "set_recipe", None)
+        if window is not None and set_recipe is not None:
+            # A sensor model: the stream is windowed by its recipe.
+            set_recipe(window)
+        # An anomaly model's alerts use its threshold and channels; any other model stops the alert rule.
+        self.anomaly.configure(serving.manifest, serving.variant, self._source.name)
         self.slot.install(serving)
         self.shadow.update(serving.version)
         self._publish_state()
@@ -396,7 +396,18 @@ class Agent:
 
             return commit
 
-        for applier in (events, logging_, sync, detection):
+        def sensor(new: AgentConfig, live: list[str]) -> Callable[[], None] | None:
+            if not any(k.startswith("sensor.alerts.") for k in live):
+                return None
+            cfg = new.sensor
+
+            def commit() -> None:
+                # An open alert ends under the old rule; the served model's windows are judged by the new one.
+                self.anomaly.reconfigure(cfg)
+
+            return commit
+
+        for applier in (events, logging_, sync, detection, sensor):
             self.live.on_change(applier)
 
     # -- reporting ---------------------------------------------------------------------------------------------

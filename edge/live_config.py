@@ -54,6 +54,8 @@ LIVE_KEYS: tuple[str, ...] = (
     "run.",
     # Object filters, zones, tracking, events and snapshot limits (not snapshots.dir: a trust anchor above).
     "detection.",
+    # The anomaly alert rule (k, n, cooldown, threshold override); sensor.input needs a restart (the source's checks).
+    "sensor.alerts.",
 )
 
 

@@ -1,6 +1,7 @@
 """The `sensor:` section of the agent config: anomaly alert rule, input checks on sensor rows.
 
-A signed set-config may change any of it; the agent reports the change as needing a restart (edge.live_config).
+A signed set-config applies `alerts` live (the served model's rule restarts); `input` needs a restart, since the
+source checks rows with it from the start (edge.live_config).
 """
 
 from __future__ import annotations

@@ -39,23 +39,37 @@ class AnomalyService:
         self._last: tuple[AnomalyScore, int] | None = None
         self._fired_before = 0  # alerts of earlier models' trackers: the counter never goes back
         self._report_at = clock()
+        self._served: tuple[Manifest, Variant, str] | None = None
 
     def configure(self, manifest: Manifest, variant: Variant, stream: str) -> None:
-        """The served anomaly model: its threshold (config, else the variant's, else the head's) and channel names."""
+        """The served model: an anomaly model's threshold (config, else the variant's, else the head's) and channel
+        names; any other model stops the alert rule. An alert open under the previous model ends."""
         head = manifest.head
-        if not isinstance(head, AnomalyHeadSpec) or manifest.window is None:
-            return
-        threshold = alert_threshold(self.cfg.alerts, variant.metrics.threshold, head.threshold)
-        names = [c.name for c in manifest.window.channels]
+        tracker = None
+        if isinstance(head, AnomalyHeadSpec) and manifest.window is not None:
+            threshold = alert_threshold(self.cfg.alerts, variant.metrics.threshold, head.threshold)
+            names = [c.name for c in manifest.window.channels]
+            tracker = AlertTracker(self.cfg.alerts, stream, names, threshold)
         with self._lock:
-            self._close()
+            event, old_version = self._close(), self._version
             if self._tracker is not None:
                 self._fired_before += self._tracker.fired
             self._last = None
-            self._tracker = AlertTracker(self.cfg.alerts, stream, names, threshold)
+            self._tracker = tracker
+            self._served = (manifest, variant, stream) if tracker is not None else None
             self._version, self._stream = manifest.version, stream
-        log.info("anomaly alerts for %s v%d on %s: %d of %d windows over %.6g", manifest.name, manifest.version,
-                 stream, self.cfg.alerts.k, self.cfg.alerts.n, threshold)
+        if event is not None:
+            self._publish(event, old_version)
+        if tracker is not None:
+            log.info("anomaly alerts for %s v%d on %s: %d of %d windows over %.6g", manifest.name, manifest.version,
+                     stream, self.cfg.alerts.k, self.cfg.alerts.n, tracker.threshold)
+
+    def reconfigure(self, cfg: SensorConfig) -> None:
+        """New settings (live config): the served model's alert rule restarts under them."""
+        self.cfg = cfg
+        served = self._served
+        if served is not None:
+            self.configure(*served)
 
     @property
     def threshold(self) -> float | None:
@@ -91,8 +105,8 @@ class AnomalyService:
         result, window = self._last
         return self._tracker.close(result, window, self._wall())
 
-    def _publish(self, event: AlertEvent) -> None:
-        payload = event.payload(self._envelopes.next().model_dump(), self._version)
+    def _publish(self, event: AlertEvent, version: int | None = None) -> None:
+        payload = event.payload(self._envelopes.next().model_dump(), self._version if version is None else version)
         self._link.publish_json(self._topic, payload)
         log.info("anomaly alert %s %s on %s: score %.4g, threshold %.4g, channels %s", event.alert_id, event.type,
                  event.stream, event.score, event.threshold, ", ".join(name for name, _ in event.channels))

@@ -13,6 +13,7 @@ from shared.tasks.anomaly import AnomalyScore
 from shared.topics import DeviceTopics
 from tests.edge.fake_link import FakeLink
 from tests.edge.sensor.anomaly_package import THRESHOLD, anomaly_manifest
+from tests.shared.manifest_factory import make_manifest
 
 TOPICS = DeviceTopics("lab", "imu-1")
 ALERTS = "edgeferry/lab/imu-1/sensor/alerts"
@@ -67,3 +68,22 @@ def test_windows_before_any_anomaly_model_are_ignored() -> None:
     svc, link = service()
     assert svc.on_window(score(50.0), 0) is None and link.on(ALERTS) == []
     assert "anomaly_threshold" not in svc.metrics()
+
+
+def test_live_settings_restart_the_rule_and_another_model_ends_an_open_alert() -> None:
+    svc, link = service()
+    manifest = anomaly_manifest()
+    svc.configure(manifest, manifest.variants[0], "s")
+    for i in range(3):
+        svc.on_window(score(4.0), i)
+    assert [m.json()["type"] for m in link.on(ALERTS)] == ["new"]
+    svc.reconfigure(SensorConfig(alerts=AlertConfig(threshold=8.0)))
+    assert svc.threshold == 8.0 and [m.json()["type"] for m in link.on(ALERTS)] == ["new", "end"]
+    for i in range(3, 6):
+        svc.on_window(score(9.0), i)
+    image = make_manifest(version=9)
+    svc.configure(image, image.variants[0], "camera")  # an image classifier now serves
+    ends = [m.json() for m in link.on(ALERTS)]
+    assert [e["type"] for e in ends] == ["new", "end", "new", "end"] and ends[-1]["model_version"] == manifest.version
+    assert svc.threshold is None and "anomaly_threshold" not in svc.metrics()
+    assert svc.on_window(score(50.0), 7) is None
