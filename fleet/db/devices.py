@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import sqlite3
 from collections.abc import Callable, Mapping
 from dataclasses import fields, replace
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, bindparam, delete, func, or_, select, update
+from sqlalchemy import JSON, Connection, Engine, and_, bindparam, delete, func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError
 
 from fleet.db import sanitize
 from fleet.db.schema import devices, group_assignments
@@ -52,11 +56,33 @@ def _cas_of(columns: tuple[str, ...]) -> Any:
     return stmt
 
 
-def _lock_rows(conn: Connection) -> None:
-    """SQLite: take the database's write lock before reading, so no writer changes a row between this
-    transaction's read and its writes (PostgreSQL locks the rows it reads instead: SELECT ... FOR UPDATE)."""
-    if conn.dialect.name == "sqlite":
-        conn.exec_driver_sql("UPDATE devices SET rev = rev WHERE 0")
+_JSON_COLUMNS = frozenset(c.name for c in devices.columns if isinstance(c.type, JSON))
+
+
+def _sqlite_cas(conn: Connection, columns: tuple[str, ...], params: list[dict[str, Any]]) -> list[str]:
+    """Compare-and-set each row on sqlite3's cursor (in the connection's transaction); returns the ids that
+    another writer changed since they were read."""
+    sql = (f"UPDATE {devices.name} SET {', '.join(f'{c} = ?' for c in columns)} "
+           "WHERE fleet = ? AND device_id = ? AND rev = ?")
+    cur = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    missed = []
+    try:
+        for p in params:
+            values = [json.dumps(p[f"v_{c}"]) if c in _JSON_COLUMNS else p[f"v_{c}"] for c in columns]
+            cur.execute(sql, (*values, p["w_fleet"], p["w_device"], p["w_rev"]))
+            if cur.rowcount != 1:
+                missed.append(p["w_device"])
+    except sqlite3.Error as exc:
+        raise DBAPIError(sql, None, exc) from exc
+    finally:
+        cur.close()
+    return missed
+
+
+def _insert_absent_many(conn: Connection) -> Any:
+    """INSERT of device rows that skips ids already there, returning the ids it inserted (executemany)."""
+    ins = (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(devices)
+    return ins.on_conflict_do_nothing(index_elements=["fleet", "device_id"]).returning(devices.c.device_id)
 
 
 def _cas_params(fleet: str, device_id: str, expected_rev: int, rec: DeviceRecord) -> dict[str, Any]:
@@ -216,7 +242,6 @@ class DeviceRepository:
         """update_many's one transaction on the caller's connection: returns (ids another worker wrote in
         between, to retry with update() once this transaction is over; ids left out by the cap)."""
         ids = sorted(changes)
-        _lock_rows(conn)
         q = select(devices).where(devices.c.fleet == self.fleet, devices.c.device_id.in_(ids))
         if conn.dialect.name == "postgresql":
             q = q.order_by(devices.c.device_id).with_for_update()  # in id order: two workers cannot deadlock
@@ -229,6 +254,7 @@ class DeviceRepository:
         retry: list[str] = []
         capped: set[str] = set()
         writes: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        created: list[dict[str, Any]] = []
         for dev in ids:
             rec = current.get(dev)
             if rec is None:
@@ -238,9 +264,7 @@ class DeviceRepository:
                         continue
                     room -= 1
                 fresh = changes[dev](new_record(self.fleet, dev))
-                if not insert_absent(conn, devices, {"fleet": self.fleet, "device_id": dev,
-                                                     **_to_row(replace(fresh, rev=1))}, ["fleet", "device_id"]):
-                    retry.append(dev)
+                created.append({"fleet": self.fleet, "device_id": dev, **_to_row(evolve(fresh, rev=1))})
                 continue
             changed = changes[dev](rec)
             if changed == rec:
@@ -249,13 +273,21 @@ class DeviceRepository:
             columns = tuple(c for c in after if after[c] != before.get(c))
             writes.setdefault(columns, []).append(
                 {"w_fleet": self.fleet, "w_device": dev, "w_rev": rec.rev, **{f"v_{c}": after[c] for c in columns}})
-        # The rows read are locked: each compare-and-set matches. Only the changed columns are written, the devices
-        # changing the same ones (a telemetry batch: last seen and rev) in one executemany.
+        if created:  # new devices in one INSERT ... ON CONFLICT DO NOTHING; one another worker created is retried
+            inserted = set(conn.execute(_insert_absent_many(conn), created).scalars())
+            retry += [row["device_id"] for row in created if row["device_id"] not in inserted]
+        # Only the changed columns are written. PostgreSQL: the rows are locked by the read, so the devices changing
+        # the same columns (a telemetry batch: last seen and rev) go in one executemany whose compare-and-sets all
+        # match. SQLite: one compare-and-set per row on the driver's cursor (no lock taken before the read, which
+        # would starve the lease and maintenance threads), a row another writer changed in between is retried.
         for columns, params in writes.items():
+            if conn.dialect.name == "sqlite":
+                retry += _sqlite_cas(conn, columns, params)
+                continue
             done = conn.execute(_cas_of(columns), params).rowcount
             if done != len(params):
-                raise StorageError(f"{len(params) - done} of {len(params)} device records changed under a lock; "
-                                   "the batch is applied again")
+                raise StorageError(f"{len(params) - done} of {len(params)} locked device records were changed by "
+                                   "another writer; the batch is applied again device by device")
         return retry, capped
 
     def remove(self, device_id: str, conn: Connection) -> bool:
