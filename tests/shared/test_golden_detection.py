@@ -68,8 +68,10 @@ def test_each_task_reads_its_own_form(tmp_path: Path) -> None:
     assert isinstance(read_task_golden(path, task="detection", count=3, classes=2), DetectionGoldenSet)
     with pytest.raises(ValueError, match=r"lack arrays \['labels'\]"):
         read_task_golden(path, task="classification", count=3, classes=2)
-    with pytest.raises(ValueError, match="no form for task 'anomaly'"):
+    with pytest.raises(ValueError, match=r"lack arrays \['labels'\]"):  # anomaly: the classification form
         read_task_golden(path, task="anomaly", count=3, classes=2)
+    with pytest.raises(ValueError, match="no form for task 'segmentation'"):
+        read_task_golden(path, task="segmentation", count=3, classes=2)
     with pytest.raises(ValueError, match="lack arrays"):
         read_golden(path, count=3, classes=2)
 
