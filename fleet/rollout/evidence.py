@@ -37,6 +37,9 @@ Floats = npt.NDArray[np.float64]
 
 # Resamples per interval: the 5 % tail of 1,000 resamples rests on 50 of them, enough for a two-decimal bound.
 RESAMPLES = 1000
+# Window draws (resamples x windows) up to which the bootstrap is exact; a stage of a thousand devices with 120
+# windows each switches to per-device approximations so one analysis stays well under a second.
+EXACT_BUDGET = 5_000_000
 # One-sided confidence of each bound when a gate does not set one.
 CONFIDENCE = 0.95
 # Quantiles kept of each cohort's per-window values, for plots (status, web app).
@@ -123,9 +126,18 @@ def describe(values: Mapping[str, Sequence[float]], few: Few) -> Cohort:
 
 
 def resampled(values: Mapping[str, Sequence[float]], few: Few, rng: np.random.Generator, n: int) -> Floats:
-    """`n` bootstrap draws of the cohort figure, each device's windows drawn with replacement (stratified by device)."""
+    """`n` bootstrap draws of the cohort figure, each device's windows drawn with replacement (stratified by device).
+
+    Above EXACT_BUDGET window draws (a large stage), each device's resampled mean is drawn from its normal
+    approximation instead (mean, standard error of its windows), which costs one draw per device.
+    """
     arrays = _arrays(values)
-    per_device = np.stack([a[rng.integers(0, a.size, (n, a.size))].mean(axis=1) for a in arrays], axis=1)
+    if n * sum(a.size for a in arrays) <= EXACT_BUDGET:
+        per_device = np.stack([a[rng.integers(0, a.size, (n, a.size))].mean(axis=1) for a in arrays], axis=1)
+    else:
+        means = np.array([a.mean() for a in arrays])
+        errors = np.array([a.std() / np.sqrt(a.size) for a in arrays])
+        per_device = rng.normal(means, errors, (n, len(arrays)))
     return center(per_device, few)
 
 
@@ -136,7 +148,8 @@ def _short(name: str, c: Cohort, need: Need) -> str | None:
     return None
 
 
-def _on_scale(canary: Floats | float, control: Floats | float, scale: Scale) -> Floats | float:
+def on_scale(canary: Floats | float, control: Floats | float, scale: Scale) -> Floats | float:
+    """The figure the margin applies to: the canary's own, its difference to control, or its ratio."""
     if scale == "absolute":
         return canary
     if scale == "difference":
@@ -188,8 +201,8 @@ def compare(
     else:
         ref_point = float(control) if control is not None else 0.0
         draws_r = ref_point
-    estimate = float(_on_scale(c.mean, ref_point, scale))
-    draws = np.asarray(_on_scale(draws_c, draws_r, scale), dtype=np.float64)
+    estimate = float(on_scale(c.mean, ref_point, scale))
+    draws = np.asarray(on_scale(draws_c, draws_r, scale), dtype=np.float64)
     low, high = (float(x) for x in np.quantile(draws, [1 - confidence, confidence]))
     status = decide(estimate, low, high, margin, worse)
     word = {"pass": "within", "fail": "beyond", "hold": "not yet clear of"}[status]
@@ -233,10 +246,17 @@ def _psi(actual: Floats, expected: Floats) -> Floats:
 
 
 def _mix_draws(mats: Mapping[str, Floats], cap: float, rng: np.random.Generator, n: int) -> tuple[Floats, Floats]:
-    """The cohort's mix and `n` bootstrap draws of it (each device's windows with replacement)."""
+    """The cohort's mix and `n` bootstrap draws of it: each device's windows with replacement, or above
+    EXACT_BUDGET window draws its class counts drawn from a multinomial of its own mix and total."""
     sums = np.stack([m.sum(axis=0) for m in mats.values()])
     weights = np.minimum(sums.sum(axis=1), cap)
-    draws = np.stack([m[rng.integers(0, m.shape[0], (n, m.shape[0]))].sum(axis=1) for m in mats.values()], axis=1)
+    if n * sum(m.size for m in mats.values()) <= EXACT_BUDGET:
+        draws = np.stack([m[rng.integers(0, m.shape[0], (n, m.shape[0]))].sum(axis=1) for m in mats.values()],
+                         axis=1)
+    else:
+        totals = sums.sum(axis=1)
+        draws = rng.multinomial(totals.astype(np.int64), sums / totals[:, None], size=(n, len(totals))).astype(
+            np.float64)
     return _capped_mix(sums.sum(axis=1), sums, weights), _capped_mix(draws.sum(axis=2), draws, weights)
 
 

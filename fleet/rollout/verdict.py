@@ -204,15 +204,19 @@ def _evidence_gate(
     ev = evidence.compare(windows, ref, need=need, **args)  # type: ignore[arg-type]
     failures: dict[str, str] = {}
     doubtful: list[str] = []  # devices whose own figure is beyond the margin, not yet with confidence
+    ref_point = ev.control.mean if ev.control is not None else ref if isinstance(ref, float) else None
     for device, values in sorted(windows.items()):
+        if ref_point is None and gate.compare != "absolute":
+            break
+        estimate = float(evidence.on_scale(means[device], ref_point or 0.0, _scale(gate)))
+        if evidence.decide(estimate, estimate, estimate, gate.threshold, worse) != "fail":
+            continue  # within the margin: its own interval cannot be wholly beyond it, so no bootstrap for it
         alone = evidence.compare({device: values}, ref, need=evidence.Need(1, gate.min_windows), **args)  # type: ignore[arg-type]
-        point = evidence.compare({device: values}, ref, need=evidence.Need(1, 1), resamples=1, **args)  # type: ignore[arg-type]
-        if alone.status != "fail" and point.estimate is not None and evidence.decide(
-                point.estimate, point.estimate, point.estimate, gate.threshold, worse) == "fail":
-            doubtful.append(f"{device} looks beyond the margin ({point.estimate:.4g}) on {len(values)} windows; "
+        if alone.status != "fail":
+            doubtful.append(f"{device} looks beyond the margin ({estimate:.4g}) on {len(values)} windows; "
                             "waiting for enough to judge it alone")
-        if alone.status == "fail":
-            ctl = ev.control.mean if ev.control is not None else ref if isinstance(ref, float) else None
+        else:
+            ctl = ref_point
             failures[device] = (f"{gate.label}: {device} has {alone.estimate:.4g} [{alone.low:.4g}, {alone.high:.4g}]"
                                 f" ({gate.aggregate} {gate.metric} {means[device]:.4g}"
                                 + (f", {ref_src} {ctl:.4g})" if ctl is not None else ")"))

@@ -122,3 +122,21 @@ def test_a_slower_version_fails_on_latency_only_beyond_the_margin(factor: float,
     ctl = {f"k{i}": latency(rng, 1.0) for i in range(3)}
     ev = compare(can, ctl, scale="ratio", worse="higher", margin=1.5, need=Need(1, DEFAULT_MIN_WINDOWS))
     assert ev.status == status, ev.detail
+
+
+def test_a_large_stage_approximates_the_bootstrap_with_the_same_verdict(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Above the exact budget each device's mean (or class counts) is drawn from its approximation: the bounds stay
+    close to the exact bootstrap's and the verdicts the same."""
+    rng = np.random.default_rng(5)
+    can = {f"c{i}": latency(rng, 1.3) for i in range(20)}
+    ctl = {f"k{i}": latency(rng, 1.0) for i in range(20)}
+    exact = compare(can, ctl, scale="ratio", worse="higher", margin=1.5)
+    mix_c = {f"c{i}": mixes(rng, [0.5, 0.3, 0.2]) for i in range(20)}
+    mix_k = {f"k{i}": mixes(rng, [0.4, 0.3, 0.3]) for i in range(20)}
+    psi_exact = psi_compare(mix_c, mix_k, max_psi=0.2, cap_canary=1500, cap_control=1500)
+    monkeypatch.setattr(evidence, "EXACT_BUDGET", 0)
+    approx = compare(can, ctl, scale="ratio", worse="higher", margin=1.5)
+    psi_approx = psi_compare(mix_c, mix_k, max_psi=0.2, cap_canary=1500, cap_control=1500)
+    assert (exact.status, psi_exact.status) == (approx.status, psi_approx.status) == ("pass", "pass")
+    assert exact.low is not None and approx.low is not None and abs(exact.low - approx.low) < 0.05
+    assert psi_exact.high is not None and psi_approx.high is not None and abs(psi_exact.high - psi_approx.high) < 0.02
