@@ -265,7 +265,9 @@ def verdicts(o: Outcome, plain: Outcome | None) -> list[str]:
         if plain is not None and plain.cpu_us_per_msg and o.cpu_us_per_msg:
             ratio = o.cpu_us_per_msg / plain.cpu_us_per_msg
             out.append(f"CPU x{ratio:.1f} {'met' if ratio <= CPU_RATIO_TARGET else 'missed'}")
-    out.append(f"lost {o.sent - o.stored}" + (f" (broker acked {o.acked}/{o.sent})" if o.acked != o.sent else ""))
+    out.append(f"broker acked {o.acked}/{o.sent}")
+    if o.stored < o.sent:
+        out.append(f"{o.sent - o.stored} still unstored 60 s after the load (backlog or shed)")
     return out
 
 
