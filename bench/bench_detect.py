@@ -157,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
         "name": m.name, "version": m.version, "cpu": cpu_model_name() or "unknown CPU", "flags": cpu_flags(),
         "cores": len(os.sched_getaffinity(0)), "train_seconds": m.train.metrics.get("train_seconds", float("nan")),
         "data_seconds": m.train.metrics.get("data_seconds", float("nan")),
-        "epochs": m.train.metrics.get("epochs", float("nan")) + 1, "budget": cfg.detection.map_drop_budget,
+        "epochs": m.train.metrics.get("epochs", float("nan")), "budget": cfg.detection.map_drop_budget,
         "rejected": [r.model_dump() for r in m.rejected], "notes": args.note,
     }
     if args.from_manifest:
