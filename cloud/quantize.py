@@ -182,9 +182,14 @@ def quantize_int8(
         tmp_path.unlink(missing_ok=True)
     log.info("int8: %d QDQ nodes, %s, reduce_range=%s, %d calibration images%s", qdq,
              f"{plan.activation_type}/{plan.weight_type}", plan.reduce_range, calib.shape[0],
-             f", kept in float: {', '.join(exclude)}" if exclude else "")
-    kept = "classifier" if keep_float is None else "head tail"
-    reason = plan.reason + (f"; {kept} kept in float ({', '.join(exclude)})" if exclude else "")
+             f", kept in float: {', '.join(exclude)}" if exclude and keep_float is None
+             else f", {len(exclude)} nodes kept in float" if exclude else "")
+    if keep_float is None:
+        reason = plan.reason + (f"; classifier kept in float ({', '.join(exclude)})" if exclude else "")
+    else:  # a decode tail is dozens of small ops: name its layers, count the rest
+        layers = [n for n in exclude if n in {node.name for node in pre.graph.node if node.op_type in _HEAD_OPS}]
+        reason = plan.reason + (f"; head tail kept in float ({len(exclude)} nodes: layers {', '.join(layers)} "
+                                "and the decode after them)" if exclude else "")
     return Quantization(
         format="QDQ",
         activation_type=plan.activation_type,
