@@ -7,10 +7,11 @@ Failures count against the stage's budget, except devices that were offline (the
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from fleet.rollout import evidence
 from fleet.rollout.gates import (
@@ -167,6 +168,26 @@ def _scale(gate: MetricGate) -> evidence.Scale:
         gate.compare]  # type: ignore[return-value]
 
 
+def _combined(gate: MetricGate, windows: Mapping[str, Sequence[float]],
+              ref: Mapping[str, Sequence[float]] | float | None, need: evidence.Need,
+              args: Mapping[str, Any]) -> evidence.Evidence:
+    """The gate's comparison; a ratio gate with `min_difference` fails only when the canary is also worse by more
+    than it (both with confidence), and passes when either says it is not."""
+    ev = evidence.compare(windows, ref, need=need, **args)
+    if not gate.min_difference or gate.compare != "ratio_to_control" or ev.estimate is None:
+        return ev
+    diff = evidence.compare(windows, ref, need=need, **{**args, "scale": "difference", "margin": gate.min_difference})
+    if ev.status == "fail" and diff.status != "fail":
+        status: evidence.Status = diff.status
+    elif ev.status == "hold" and diff.status == "pass":
+        status = "pass"
+    else:
+        return ev
+    why = {"pass": "within", "hold": "not yet clear of"}[status]
+    return dataclasses.replace(ev, status=status, detail=f"{ev.detail}; the difference {diff.estimate:.4g} "
+                               f"[{diff.low:.4g}, {diff.high:.4g}] is {why} the slack {gate.min_difference:g}")
+
+
 def _evidence_gate(
     gate: MetricGate,
     canary: Mapping[str, Sequence[Sample]],
@@ -201,7 +222,7 @@ def _evidence_gate(
     need = evidence.Need(gate.min_devices, gate.min_windows)
     seed = evidence.seed_of(gate.label)
     args = dict(scale=_scale(gate), worse=worse, margin=gate.threshold, confidence=gate.confidence, seed=seed)
-    ev = evidence.compare(windows, ref, need=need, **args)  # type: ignore[arg-type]
+    ev = _combined(gate, windows, ref, need, args)
     failures: dict[str, str] = {}
     doubtful: list[str] = []  # devices whose own figure is beyond the margin, not yet with confidence
     ref_point = ev.control.mean if ev.control is not None else ref if isinstance(ref, float) else None
@@ -211,7 +232,11 @@ def _evidence_gate(
         estimate = float(evidence.on_scale(means[device], ref_point or 0.0, _scale(gate)))
         if evidence.decide(estimate, estimate, estimate, gate.threshold, worse) != "fail":
             continue  # within the margin: its own interval cannot be wholly beyond it, so no bootstrap for it
-        alone = evidence.compare({device: values}, ref, need=evidence.Need(1, gate.min_windows), **args)  # type: ignore[arg-type]
+        if gate.min_difference and ref_point is not None and evidence.decide(
+                means[device] - ref_point, means[device] - ref_point, means[device] - ref_point,
+                gate.min_difference, worse) != "fail":
+            continue  # within the absolute slack
+        alone = _combined(gate, {device: values}, ref, evidence.Need(1, gate.min_windows), args)
         if alone.status != "fail":
             doubtful.append(f"{device} looks beyond the margin ({estimate:.4g}) on {len(values)} windows; "
                             "waiting for enough to judge it alone")

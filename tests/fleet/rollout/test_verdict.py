@@ -197,3 +197,16 @@ def test_an_optional_gate_no_canary_reports_passes_with_a_note_and_judges_those_
     assert "no canary device reports shadow_agreement (optional gate)" in v.gates[0].detail
     v = judge([canary("a", samples(6, shadow_agreement=0.1, shadow_frames=20))], stage=stage)
     assert v.decision == "fail" and v.gates[0].status == "fail"
+
+
+def test_a_ratio_beyond_the_margin_on_a_few_milliseconds_is_not_a_slower_model() -> None:
+    """Real agents on a loaded machine: a canary at a steady 5.4 ms against control's 3.5 ms is 1.55x, yet 2 ms; with
+    the default plan's 10 ms slack it passes, and a canary 30 ms slower still fails."""
+    slack = MetricGate(metric="e2e_ms_p95", op="<=", threshold=1.5, compare="ratio_to_control", min_difference=10)
+    stage = STAGE.model_copy(update={"gates": [slack]})
+    fast_ctl = control(3, e2e_ms_p95=3.5)
+    v = judge([canary("a", samples(6, e2e_ms_p95=5.4))], ctl=fast_ctl, stage=stage)
+    assert v.decision == "pass" and "within the slack 10" in v.gates[0].detail, v.reason
+    assert judge([canary("a", samples(6, e2e_ms_p95=5.4))], ctl=fast_ctl).decision == "fail"  # no slack: 1.54x
+    v = judge([canary("a", samples(6, e2e_ms_p95=33.5))], ctl=fast_ctl, stage=stage)
+    assert v.decision == "fail" and [d.device_id for d in v.failed()] == ["a"], v.reason
