@@ -16,7 +16,7 @@ import random
 from dataclasses import dataclass
 from typing import Literal, get_args
 
-from fleet.errors import SimulatorError
+from fleet.sim.mix import parse_shares, spread
 
 Behaviour = Literal["good", "slow", "unconfident", "drifting", "crash_on_install", "offline", "never_converging",
                     "liar_flood", "liar_mask", "permuted", "noisy", "slower"]
@@ -33,36 +33,12 @@ NOISE_SIGMA, SPIKE_SHARE, SPIKE_FACTOR = 0.3, 0.05, 3.0
 
 def parse_mix(text: str) -> dict[Behaviour, float]:
     """'good=0.8,slow=0.1,offline=0.1' -> shares; the rest of 1.0 (if any) is 'good'. SimulatorError when bad."""
-    mix: dict[Behaviour, float] = {}
-    for part in filter(None, (p.strip() for p in text.split(","))):
-        name, sep, value = part.partition("=")
-        name = name.strip()
-        if not sep or name not in BEHAVIOURS:
-            raise SimulatorError(f"bad behaviour {part!r}: use NAME=SHARE with NAME one of {', '.join(BEHAVIOURS)}")
-        try:
-            share = float(value)
-        except ValueError as exc:
-            raise SimulatorError(f"bad share in {part!r}: not a number") from exc
-        if not 0 <= share <= 1:
-            raise SimulatorError(f"bad share in {part!r}: must be between 0 and 1")
-        mix[name] = mix.get(name, 0.0) + share  # type: ignore[index]
-    total = sum(mix.values())
-    if total > 1 + 1e-9:
-        raise SimulatorError(f"behaviour shares add up to {total:.3g}, above 1")
-    if total < 1:
-        mix["good"] = mix.get("good", 0.0) + 1 - total
-    return mix
+    return parse_shares(text, BEHAVIOURS, "good", "behaviour")
 
 
 def assign(mix: dict[Behaviour, float], n: int) -> list[Behaviour]:
     """Deterministic behaviour per device index: exact counts by largest remainder, spread across the fleet."""
-    raw = {b: share * n for b, share in mix.items()}
-    counts = {b: int(v) for b, v in raw.items()}
-    for b in sorted(raw, key=lambda b: raw[b] - counts[b], reverse=True)[: n - sum(counts.values())]:
-        counts[b] += 1
-    out: list[Behaviour] = [b for b in BEHAVIOURS for _ in range(counts.get(b, 0))]
-    random.Random(n).shuffle(out)
-    return out
+    return spread(mix, BEHAVIOURS, n, seed=n)
 
 
 @dataclass

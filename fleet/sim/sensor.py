@@ -15,7 +15,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
-from fleet.errors import SimulatorError
+from fleet.sim.mix import parse_shares, spread
 from shared.metrics import PERCENTILES
 from shared.percentiles import percentiles
 
@@ -31,37 +31,12 @@ K, N = 3, 5
 
 def parse_sensor_mix(text: str) -> dict[SensorBehaviour, float]:
     """'normal=0.8,faulty=0.2' -> shares; the rest of 1.0 is 'normal'. SimulatorError naming the bad part."""
-    mix: dict[SensorBehaviour, float] = {}
-    for part in filter(None, (p.strip() for p in text.split(","))):
-        name, sep, value = part.partition("=")
-        name = name.strip()
-        if not sep or name not in SENSOR_BEHAVIOURS:
-            raise SimulatorError(f"bad sensor behaviour {part!r}: use NAME=SHARE with NAME one of "
-                                 f"{', '.join(SENSOR_BEHAVIOURS)}")
-        try:
-            share = float(value)
-        except ValueError as exc:
-            raise SimulatorError(f"bad share in {part!r}: not a number") from exc
-        if not 0 <= share <= 1:
-            raise SimulatorError(f"bad share in {part!r}: must be between 0 and 1")
-        mix[name] = mix.get(name, 0.0) + share  # type: ignore[index]
-    total = sum(mix.values())
-    if total > 1 + 1e-9:
-        raise SimulatorError(f"sensor behaviour shares add up to {total:.3g}, above 1")
-    if total < 1:
-        mix["normal"] = mix.get("normal", 0.0) + 1 - total
-    return mix
+    return parse_shares(text, SENSOR_BEHAVIOURS, "normal", "sensor behaviour")
 
 
 def assign_sensor(mix: dict[SensorBehaviour, float], n: int) -> list[SensorBehaviour]:
     """Deterministic sensor behaviour per device index: exact counts by largest remainder, spread across the fleet."""
-    raw = {b: share * n for b, share in mix.items()}
-    counts = {b: int(v) for b, v in raw.items()}
-    for b in sorted(raw, key=lambda b: raw[b] - counts[b], reverse=True)[: n - sum(counts.values())]:
-        counts[b] += 1
-    out: list[SensorBehaviour] = [b for b in SENSOR_BEHAVIOURS for _ in range(counts.get(b, 0))]
-    random.Random(n + 1).shuffle(out)
-    return out
+    return spread(mix, SENSOR_BEHAVIOURS, n, seed=n + 1)
 
 
 @dataclass
