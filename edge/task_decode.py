@@ -29,6 +29,16 @@ def as_outputs(raw: RawOutput) -> Outputs:
     """A model's raw result as a task head reads it (by name, or one output in a list)."""
     return raw if isinstance(raw, Mapping) else [np.asarray(raw)]
 
+def runner_for(model: LoadedModel, outputs: int, what: str, *, every: bool) -> Runner:
+    """model.run (its first output), or run_outputs (every output by name) where the head needs several."""
+    if not every:
+        return model.run
+    run_outputs: Runner | None = getattr(model, "run_outputs", None)
+    if run_outputs is None:
+        raise BackendError(f"the {model.backend} runtime returns one output per model; this {what} has {outputs}")
+    return run_outputs
+
+
 
 @dataclass(frozen=True, slots=True)
 class Decoded:
@@ -118,14 +128,7 @@ class DetectionDecoder:
 
     def runner(self, model: LoadedModel) -> Runner:
         """The first output, or every output by name where the model has several."""
-        if self.outputs <= 1:
-            return model.run
-        run_outputs: Runner | None = getattr(model, "run_outputs", None)
-        if run_outputs is None:
-            raise BackendError(
-                f"the {model.backend} runtime returns one output per model; this detector has {self.outputs}"
-            )
-        return run_outputs
+        return runner_for(model, self.outputs, "detector", every=self.outputs > 1)
 
     def decode(self, output: RawOutput, frame_hw: tuple[int, int] | None, top_k: int) -> Decoded:
         """The frame's detections, best score first."""
@@ -166,14 +169,8 @@ class AnomalyDecoder:
 
     def runner(self, model: LoadedModel) -> Runner:
         """The first output, or every output by name where the head names one of several."""
-        if self.outputs <= 1 or self.head.spec.output is None:
-            return model.run
-        run_outputs: Runner | None = getattr(model, "run_outputs", None)
-        if run_outputs is None:
-            raise BackendError(
-                f"the {model.backend} runtime returns one output per model; this anomaly model has {self.outputs}"
-            )
-        return run_outputs
+        return runner_for(model, self.outputs, "anomaly model",
+                          every=self.outputs > 1 and self.head.spec.output is not None)
 
     def decode(self, output: RawOutput, frame_hw: tuple[int, int] | None, top_k: int) -> Decoded:
         """The window's score against the manifest head's threshold (alerts apply the served one)."""
