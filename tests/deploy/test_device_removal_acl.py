@@ -8,8 +8,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +25,7 @@ from fleet.mqtt_client import FleetMqtt
 from fleet.service import FleetService
 from tests.deploy.prod_broker import ACCEPTED_BELOW, Account, ProdBroker, pw
 from tests.fixtures.postgres import postgres_server, postgres_url
-from tests.fleet.helpers import eventually, fleet_tree
+from tests.fleet.helpers import eventually, fleet_tree, serving
 from tests.fleet.poison import state_doc, telemetry_doc
 
 __all__ = ["postgres_server", "postgres_url"]
@@ -48,16 +47,6 @@ def _config(prod: ProdBroker, db_url: str, user: str = "edgeferry-fleet") -> Fle
     tree = fleet_tree(prod.broker, db_url, fleet="lab", **{"broker.port": prod.services_port,
                                                            "broker.username": user, "broker.password": pw(user)})
     return FleetConfig.model_validate(tree)
-
-
-@contextmanager
-def _serving(cfg: FleetConfig) -> Iterator[FleetService]:
-    service = FleetService(cfg)
-    service.start()
-    try:
-        yield service
-    finally:
-        service.stop()
 
 
 def _store_of(svc: FleetService) -> FleetStore:
@@ -98,7 +87,7 @@ def test_removed_device_stays_removed_through_a_restart_and_the_cli_says_what_th
     cam1, cam2 = login("lab.cam-1"), login("lab.cam-2")
     _publish_retained(cam1, "cam-1")
     cfg = _config(prod, db_url)
-    with _serving(cfg) as svc:
+    with serving(cfg) as svc:
         store = _store_of(svc)
         eventually(lambda: (r := store.devices.get("cam-1")) and r.groups, what="cam-1 registered")
         done = _remove(cfg, "cam-1")
@@ -113,7 +102,7 @@ def test_removed_device_stays_removed_through_a_restart_and_the_cli_says_what_th
 
     # Restart: the broker hands the removed device's retained status and state over again; a new camera's too.
     _publish_retained(cam2, "cam-2")
-    with _serving(cfg) as svc:
+    with serving(cfg) as svc:
         store = _store_of(svc)
         eventually(lambda: (r := store.devices.get("cam-2")) and r.groups, what="cam-2 registered from retained")
         eventually(lambda: svc.ingest is not None and svc.ingest.pending() == 0, what="ingest drained")

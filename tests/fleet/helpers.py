@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -11,6 +12,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from fleet.config import FleetConfig
+from fleet.service import FleetService
 from tests.fixtures.broker import Broker
 
 T = TypeVar("T")
@@ -58,3 +60,14 @@ def eventually(check: Callable[[], T | None], timeout: float = 20, what: str = "
             return last
         time.sleep(0.1)
     raise AssertionError(f"{what} not reached within {timeout}s (last: {last!r})")
+
+
+@contextmanager
+def serving(cfg: FleetConfig) -> Iterator[FleetService]:
+    """A started control-plane worker, stopped on the way out."""
+    service = FleetService(cfg)
+    service.start()
+    try:
+        yield service
+    finally:
+        service.stop()

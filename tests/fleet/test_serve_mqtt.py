@@ -8,33 +8,21 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from fleet.config import FleetConfig
-from fleet.service import LEADER_LEASE, FleetService
+from fleet.service import LEADER_LEASE
 from shared.object_store import LocalStore
 from shared.payloads import StatePayload, TelemetryPayload
 from tests.edge.package_factory import make_package, new_keypair
 from tests.fixtures.broker import Broker, MqttProbe
-from tests.fleet.helpers import eventually, fleet_config, fleet_tree, write_private_key
+from tests.fleet.helpers import eventually, fleet_config, fleet_tree, serving, write_private_key
 from tests.integration.agent_harness import COMMAND_KEY, agent_config, running_agent, write_public_key
 
 EDGEFERRY = str(Path(sys.executable).with_name("edgeferry"))
-
-
-@contextmanager
-def serving(cfg: FleetConfig) -> Iterator[FleetService]:
-    service = FleetService(cfg)
-    service.start()
-    try:
-        yield service
-    finally:
-        service.stop()
 
 
 def _state(device: str, boot: str, interval: float = 0.5, groups: tuple[str, ...] = ("north",)) -> bytes:

@@ -9,31 +9,17 @@ import json
 import subprocess
 import sys
 import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
-from fleet.config import FleetConfig
-from fleet.service import FleetService
 from tests.fixtures.broker import Broker, MqttProbe
-from tests.fleet.helpers import eventually, fleet_config
+from tests.fleet.helpers import eventually, fleet_config, serving
 from tests.fleet.poison import raw, state_doc, state_poisons, telemetry_doc, telemetry_poisons
 
 EDGEFERRY = str(Path(sys.executable).with_name("edgeferry"))
 BASE = "edgeferry/it"
 HONEST = ("cam-1", "cam-2")
-
-
-@contextmanager
-def serving(cfg: FleetConfig) -> Iterator[FleetService]:
-    service = FleetService(cfg)
-    service.start()
-    try:
-        yield service
-    finally:
-        service.stop()
 
 
 def _fresh_url(request: pytest.FixtureRequest, db_url: str, tmp_path: Path) -> str:
