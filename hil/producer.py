@@ -49,7 +49,9 @@ def main(argv: list[str] | None = None) -> int:
         reconnect_min_s=1, reconnect_max_s=2, flush_timeout_s=5,
     )
     topics = DeviceTopics(args.fleet, args.device)
-    figures = {m.name: 1.5 for m in METRICS[: args.metrics]}
+    # Values each metric accepts (counters are whole numbers, shares at most 1): the payload is checked at build.
+    figures = {m.name: max(m.bounds[0], min(m.bounds[1], 1 if m.number_type == "int" else 1.5))
+               for m in METRICS[: args.metrics]}
     envelopes = EnvelopeFactory(args.device)
     link = MqttLink(cfg, topics)
     link.start()
