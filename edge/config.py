@@ -7,12 +7,13 @@ import socket
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from edge.detection.config import DetectionConfig
 from edge.sensor.config import SensorConfig
 from shared.names import check_ident
 from shared.store_config import StoreConfig
+from shared.streams import MAX_STREAMS, check_stream_name, check_unique_streams
 
 
 class _Section(BaseModel):
@@ -89,6 +90,17 @@ class SyncConfig(_Section):
         description="Rollout shadow check: while a newer version is served and the one it replaced is still "
         "installed, also run that previous version on every Nth frame (off the frame thread) and report top-1 "
         "agreement as shadow_agreement/shadow_frames; None: off.",
+    )
+    shadow_canary_budget_ms: float | None = Field(
+        default=10.0, gt=0, le=60_000,
+        description="With shadow_every unset: while a rollout's desired state marks this device a canary, run the "
+        "shadow check every shadow_canary_every frames when the previous version's measured run time on this "
+        "device (median of 3 runs on the first sampled frame) is at most this many ms; a model over it is not run "
+        "as the shadow. None: only shadow_every turns the shadow check on.",
+    )
+    shadow_canary_every: int = Field(
+        default=2, ge=1, le=1_000_000,
+        description="Every how many frames a canary runs the shadow check it turned on by its cost budget.",
     )
     target: str | None = Field(
         default=None,
@@ -198,6 +210,40 @@ SourceConfig = Annotated[
     | SensorMqttSource,
     Field(discriminator="type"),
 ]
+
+
+class StreamConfig(_Section):
+    """One named stream of a multi-stream agent (`streams:`): its source and how its frames queue for inference."""
+
+    name: str = Field(description="Stream name, carried by its results, events and figures (letters, digits, _ -).")
+    source: SourceConfig = Field(description="The stream's source, as `source:` takes it.")
+    max_fps: float | None = Field(default=None, ge=0.01, le=10_000, description="Cap the stream's capture rate.")
+    stale_ms: float | None = Field(
+        default=500.0, ge=1, le=3_600_000,
+        description="Drop (and count) a frame that waited longer than this before inference; None: never.",
+    )
+    policy: Literal["latest", "fifo"] = Field(
+        default="latest", description="'latest': a new frame replaces the oldest waiting one (counted as skipped); "
+        "'fifo': capture waits for room, so every fresh frame is inferred.",
+    )
+    ring_size: int = Field(default=2, ge=1, le=64, description="Frames waiting for inference at most.")
+    stall_s: float = Field(
+        default=5.0, ge=0.1, le=3600, description="A stream that delivers nothing this long is reconnected."
+    )
+
+    _name = field_validator("name")(lambda cls, v: check_stream_name(v))
+
+
+class BatchingConfig(_Section):
+    """How frames of several streams are batched into one inference (`streams:` only)."""
+
+    max_size: int = Field(
+        default=4, ge=1, le=64, description="Frames per batch at most (one per stream); 1: frame by frame."
+    )
+    wait_ms: float = Field(
+        default=2.0, ge=0, le=1000,
+        description="How long a batch waits for other streams' frames once one is ready; a lone stream never waits.",
+    )
 
 
 class OnnxRuntimeConfig(_Section):
@@ -364,6 +410,12 @@ class AgentConfig(_Section):
     device: DeviceConfig = Field(default_factory=DeviceConfig, description="Identity.")
     sync: SyncConfig = Field(default_factory=SyncConfig, description="Model sync.")
     source: SourceConfig = Field(default_factory=SyntheticSource, description="Frame or sensor source.")
+    streams: list[StreamConfig] = Field(
+        default_factory=list, max_length=MAX_STREAMS,
+        description="Several named sources served by one agent with batched inference; empty: `source:` alone "
+        "is the one stream, named 'default'.",
+    )
+    batching: BatchingConfig = Field(default_factory=BatchingConfig, description="Cross-stream batching.")
     backend: BackendConfig = Field(
         default_factory=AutoBackendConfig, description="Inference runtime: auto (measured) or one forced."
     )
@@ -378,3 +430,15 @@ class AgentConfig(_Section):
     mqtt: MqttConfig = Field(default_factory=MqttConfig, description="Broker and telemetry.")
     daemon: DaemonConfig = Field(default_factory=DaemonConfig, description="Logging and metrics endpoint.")
     run: RunConfig = Field(default_factory=RunConfig, description="Bounded runs.")
+
+    @field_validator("streams")
+    @classmethod
+    def _unique_stream_names(cls, v: list[StreamConfig]) -> list[StreamConfig]:
+        check_unique_streams([s.name for s in v])
+        return v
+
+    @model_validator(mode="after")
+    def _one_way_to_name_sources(self) -> AgentConfig:
+        if self.streams and "source" in self.model_fields_set:
+            raise ValueError("set either `source:` (one stream) or `streams:` (several), not both")
+        return self

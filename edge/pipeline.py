@@ -19,6 +19,7 @@ from edge.errors import AgentError
 from edge.frame_stats import FrameStats
 from edge.hot_swap import ModelSlot
 from edge.sources.base import Frame
+from shared.streams import DEFAULT_STREAM
 from shared.tasks import Detections, Prediction
 from shared.tasks.anomaly import AnomalyScore
 
@@ -72,6 +73,8 @@ class FrameResult:
     task: str = "classification"
     # An anomaly model's score of this sensor window (None for other tasks).
     anomaly: AnomalyScore | None = None
+    # The stream the frame came from (shared.streams): 'default' for the single `source:`.
+    stream: str = DEFAULT_STREAM
 
     @property
     def frame_hw(self) -> tuple[int, int] | None:
