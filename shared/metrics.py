@@ -11,6 +11,8 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
+from shared import score_bins
+
 Kind = Literal["gauge", "counter"]
 # What a device may send for a figure: "int" takes whole numbers only (a float like 12.0 is whole; agents send
 # every figure as a float), "float" any finite number.
@@ -196,6 +198,11 @@ def _anomaly_score_metrics() -> list[Metric]:
                title=f"Anomaly score p{p}", absent_when=f"{_NOT_ANOMALY} or scored no window",
                high=MAX_ANOMALY_SCORE)
         for p in PERCENTILES
+    ] + [
+        Metric(name, "windows", f"Windows in this telemetry window scoring {score_bins.span(i)} the threshold (the "
+               "score distribution rollout gates compare)", title=f"Score bin {score_bins.span(i)}",
+               absent_when=f"{_NOT_ANOMALY} or scored no window", value_type="int")
+        for i, name in enumerate(score_bins.NAMES)
     ]
 
 
@@ -277,6 +284,9 @@ METRICS: tuple[Metric, ...] = (
            title="Shadow agreement", absent_when="no shadow check runs (sync.shadow_every)", high=1.0),
     Metric("shadow_frames", "frames", "Frames also run on the previous version in this telemetry window",
            title="Shadow frames", absent_when="no shadow check runs (sync.shadow_every)", value_type="int"),
+    Metric("shadow_score_diff", "", "Mean |score difference| between the served anomaly model and the previous version "
+           "on shadow-checked windows, in units of the previous version's threshold", title="Shadow score difference",
+           absent_when="no shadow check runs on an anomaly model (sync.shadow_every)", high=MAX_ANOMALY_SCORE),
     # Detection quality over the telemetry window (a detector's gates; class_counts and zone_counts ride beside).
     Metric("det_frames_window", "frames", "Frames a detector served in this telemetry window",
            title="Detector frames in window", absent_when="the served model is not a detector", value_type="int"),
@@ -291,6 +301,9 @@ METRICS: tuple[Metric, ...] = (
            title="Anomaly threshold", absent_when=_NOT_ANOMALY, high=MAX_ANOMALY_SCORE),
     Metric("anomaly_windows_over", "windows", "Windows over the threshold in this telemetry window",
            title="Windows over threshold", absent_when=_NOT_ANOMALY, value_type="int"),
+    Metric("anomaly_alert_rate", "", "Windows over the threshold per 1,000 windows scored in this telemetry window "
+           "(the alert rule's input; rollout gates compare it)", title="Over threshold per 1,000",
+           absent_when=f"{_NOT_ANOMALY} or scored no window", high=1000.0),
     Metric("anomaly_alerts", "alerts", "Anomaly alerts fired (k of the last n windows over the threshold) since boot",
            "counter", title="Anomaly alerts", absent_when=_NOT_ANOMALY),
     Metric("anomaly_alerts_active", "alerts", "Anomaly alerts open now", title="Open anomaly alerts",
