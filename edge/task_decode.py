@@ -6,7 +6,8 @@ the same task (edge.result_sinks) and the shadow check's comparison.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -38,6 +39,14 @@ def runner_for(model: LoadedModel, outputs: int, what: str, *, every: bool) -> R
         raise BackendError(f"the {model.backend} runtime returns one output per model; this {what} has {outputs}")
     return run_outputs
 
+
+@contextmanager
+def contract_errors(file: str | None = None) -> Iterator[None]:
+    """A task head's TaskContractError as the BackendError the loop and the install path handle (naming the file)."""
+    try:
+        yield
+    except TaskContractError as exc:
+        raise BackendError(str(exc) if file is None else f"{file}: {exc}") from exc
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,10 +100,8 @@ class ClassificationDecoder:
         """The frame's top-1 and top-k."""
         if isinstance(output, Mapping):
             raise BackendError("a classifier returns one output")
-        try:
+        with contract_errors():
             return Decoded(prediction=classify(output, self.labels, top_k, probabilities=self.probabilities))
-        except TaskContractError as exc:
-            raise BackendError(str(exc)) from exc
 
     def check(self, output: RawOutput, file: str) -> None:
         """One value per label."""
@@ -133,17 +140,13 @@ class DetectionDecoder:
     def decode(self, output: RawOutput, frame_hw: tuple[int, int] | None, top_k: int) -> Decoded:
         """The frame's detections, best score first."""
         geometry = None if frame_hw is None else self._geometry_for(frame_hw)
-        try:
+        with contract_errors():
             return Decoded(detections=self.head.decode(as_outputs(output), geometry)[0])
-        except TaskContractError as exc:
-            raise BackendError(str(exc)) from exc
 
     def check(self, output: RawOutput, file: str) -> None:
         """The output decodes under the manifest's contract (shape, labels)."""
-        try:
+        with contract_errors(file):
             self.head.decode(as_outputs(output))
-        except TaskContractError as exc:
-            raise BackendError(f"{file}: {exc}") from exc
 
     def agreement(self, reference: Decoded, candidate: Decoded) -> tuple[float, float]:
         """2 x matched boxes out of both models' boxes (IoU >= 0.5, same class): summed over frames, that is F1."""
@@ -174,17 +177,13 @@ class AnomalyDecoder:
 
     def decode(self, output: RawOutput, frame_hw: tuple[int, int] | None, top_k: int) -> Decoded:
         """The window's score against the manifest head's threshold (alerts apply the served one)."""
-        try:
+        with contract_errors():
             return Decoded(anomaly=self.head.decode(as_outputs(output))[0])
-        except TaskContractError as exc:
-            raise BackendError(str(exc)) from exc
 
     def check(self, output: RawOutput, file: str) -> None:
         """The output is finite per-channel errors [windows, channels]."""
-        try:
+        with contract_errors(file):
             self.head.decode(as_outputs(output))
-        except TaskContractError as exc:
-            raise BackendError(f"{file}: {exc}") from exc
 
     def agreement(self, reference: Decoded, candidate: Decoded) -> tuple[float, float]:
         """1 of 1 when both models give the window the same verdict."""
