@@ -1,4 +1,4 @@
-"""Per-telemetry-window figures of a sensor model: score quantiles with the threshold, alerts, windows/s.
+"""Per-telemetry-window figures of a sensor model: score quantiles and bins with the threshold, alerts, windows/s.
 
 Pure: the caller feeds each window's score and the tracker's alert counts, and asks for the figures once per
 telemetry report (which starts the next window). Names are rows of shared/metrics.py.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 
+from shared import score_bins
 from shared.metrics import MAX_ANOMALY_SCORE, PERCENTILES
 from shared.percentiles import percentiles
 
@@ -47,6 +48,10 @@ class SensorFigures:
             if self._scores:
                 for p, v in percentiles(self._scores, PERCENTILES).items():
                     out[f"anomaly_score_p{int(p)}"] = float(v)
+                # The score distribution in threshold units, which rollout gates compare across model versions.
+                out.update(score_bins.counts(self._scores, threshold))
+            if self._seen:
+                out["anomaly_alert_rate"] = 1000.0 * self._over / self._seen
         self.last_count = self._seen
         self._scores, self._over, self._seen = [], 0, 0
         return out

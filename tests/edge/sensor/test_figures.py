@@ -4,6 +4,7 @@ the metric table, so a report with them is accepted by the fleet's checks."""
 from __future__ import annotations
 
 from edge.sensor.figures import SensorFigures
+from shared import score_bins
 from shared.payloads import Envelope, TelemetryPayload
 
 ENVELOPE = Envelope(device_id="dev-1", boot_id="b1", seq=1, ts=1_700_000_000_000)
@@ -43,3 +44,17 @@ def test_a_classifier_on_sensor_windows_reports_only_the_rate() -> None:
     figures = SensorFigures()
     figures.add(0.9, over=False)
     assert set(figures.report(2.0, None, 0, 0, 0)) == {"sensor_window_rate", "sensor_input_refused"}
+
+
+def test_a_report_counts_scores_into_threshold_bins_and_the_rate_over_it_per_1000() -> None:
+    figures = SensorFigures()
+    # Threshold 10: 0.1x, 0.5x, 0.5x, 1.0x (not over, as alerts count), 3x and 50x.
+    for score in (1.0, 5.0, 5.0, 10.0, 30.0, 500.0):
+        figures.add(score, over=score > 10.0)
+    out = figures.report(1.0, threshold=10.0, active_alerts=0, alerts_fired=0, input_refused=0)
+    bins = [out[name] for name in score_bins.NAMES]
+    assert bins == [1, 0, 2, 0, 1, 0, 0, 1, 1]
+    assert out["anomaly_alert_rate"] == 1000 * 2 / 6
+    assert TelemetryPayload.build(ENVELOPE, out).figures() == out
+    empty = figures.report(1.0, threshold=10.0, active_alerts=0, alerts_fired=0, input_refused=0)
+    assert "anomaly_alert_rate" not in empty and score_bins.NAMES[0] not in empty
