@@ -164,6 +164,12 @@ class DesiredSync:
         state = self._in_force()
         return None if state is None else state.channel
 
+    @property
+    def canary(self) -> bool:
+        """Whether the desired state in force makes this device a rollout's canary (edge.shadow_policy)."""
+        state = self._in_force()
+        return state is not None and state.canary
+
     def _in_force(self) -> DesiredState | None:
         """The persisted state, unless it names another model (written before models were checked): never held."""
         state = self.store.state

@@ -5,20 +5,28 @@ runs the previous model on it, so a slow shadow drops samples (counted) and neve
 thread closes the window each report: shadow_frames compared and shadow_agreement, in the task's terms (through the
 served model's decoder): the share of frames whose top-1 matched for a classifier; for a detector, the F1 of the
 served model's boxes against the previous version's (IoU >= 0.5, same class), pooled over the window's frames.
+
+With a cost budget (a canary that turned the check on by edge.shadow_policy), the first sampled frame is run three
+times on the previous version and the median time is its cost on this device: over the budget, the shadow model is
+released and no agreement is reported for that version.
 """
 
 from __future__ import annotations
 
 import logging
 import queue
+import statistics
 import threading
+import time
 from collections.abc import Callable
+
+import numpy as np
 
 from edge.hot_swap import ServingModel
 from edge.model_sync import ModelSync
 from edge.pipeline import FrameResult
 from edge.supervise import Health
-from edge.task_decode import Decoded
+from edge.task_decode import Decoded, RawOutput
 from shared.errors import EdgeferryError
 
 log = logging.getLogger(__name__)
@@ -26,6 +34,7 @@ log = logging.getLogger(__name__)
 COMPONENT = "shadow"
 QUEUE_SIZE = 2
 GET_TIMEOUT_S = 0.1
+PROBE_RUNS = 3
 
 Loader = Callable[[int], ServingModel | None]
 
@@ -49,9 +58,12 @@ class ShadowCheck:
     """update() after each model switch; wants()/submit() from the frame thread; run() is the 'shadow' thread."""
 
     def __init__(self, every: Callable[[], int | None], load: Loader, health: Health,
-                 queue_size: int = QUEUE_SIZE) -> None:
+                 queue_size: int = QUEUE_SIZE, budget_ms: Callable[[], float | None] = lambda: None) -> None:
         # Read per frame so a live change of sync.shadow_every applies on the next frame.
         self._every = every
+        self._budget_ms = budget_ms
+        # The previous version's measured run time per frame here (None: not probed since it was loaded).
+        self.cost_ms: float | None = None
         self._load = load
         self._health = health
         self._queue: queue.Queue[FrameResult] = queue.Queue(maxsize=queue_size)
@@ -88,6 +100,7 @@ class ShadowCheck:
                 log.warning("shadow check off for v%d: the previous version cannot be loaded: %s", served, exc)
         with self._lock:
             old, self._model, self._served = self._model, new, served
+            self.cost_ms = None
             if old is not None:
                 old.model.close()
         if new is not None:
@@ -133,12 +146,36 @@ class ShadowCheck:
             if shadow is None or result.version != self._served or shadow.decoder.task != result.task:
                 return
             decoder = shadow.decoder
-            reference = decoder.decode(shadow.infer(tensor), result.frame_hw, 1)
+            if self.cost_ms is None:
+                output = self._probe(shadow, tensor)
+                if output is None:
+                    return
+            else:
+                output = shadow.infer(tensor)
+            reference = decoder.decode(output, result.frame_hw, 1)
         agreed, units = decoder.agreement(reference, Decoded(result.prediction, result.detections))
         with self._counts:
             self._compared += 1
             self._agreed += agreed
             self._units += units
+
+    def _probe(self, shadow: ServingModel, tensor: np.ndarray) -> RawOutput | None:
+        """Time the shadow model on one sample (lock held); over the budget, release it and return None."""
+        times: list[float] = []
+        output: RawOutput | None = None
+        for _ in range(PROBE_RUNS):
+            started = time.perf_counter()
+            output = shadow.infer(tensor)
+            times.append((time.perf_counter() - started) * 1000)
+        self.cost_ms = statistics.median(times)
+        budget = self._budget_ms()
+        if budget is not None and self.cost_ms > budget:
+            log.info("shadow check off for v%d: v%d takes %.2f ms per frame here, over the %.2f ms budget "
+                     "(sync.shadow_canary_budget_ms)", self._served or 0, shadow.version, self.cost_ms, budget)
+            shadow.model.close()
+            self._model = None
+            return None
+        return output
 
     def close(self) -> None:
         """Release the shadow model (after the shadow thread ended)."""
@@ -152,7 +189,7 @@ class ShadowCheck:
         with self._counts:
             compared, agreed, units = self._compared, self._agreed, self._units
             self._compared, self._agreed, self._units = 0, 0.0, 0.0
-        if self._model is None and not compared:
+        if (self._model is None or self._every() is None) and not compared:
             return {}
         out = {"shadow_frames": float(compared)}
         if compared:

@@ -55,6 +55,12 @@ class DesiredState(BaseModel):
         default=False, description="Whether the device may go below a version it already activated (a rollback)."
     )
     rollout_id: str | None = Field(default=None, description="Rollout that set this state; None for a direct deploy.")
+    canary: bool = Field(
+        default=False,
+        description="The device runs this version as a rollout's canary: it runs the shadow check when it can afford "
+        "it (sync.shadow_canary_budget_ms). Left out of the signed text when false, so older agents still verify "
+        "every other state.",
+    )
     issued_at_ms: int = Field(ge=0, le=MAX_SEQ, description="Issuer's clock when signed, Unix ms (informational).")
     seq: int = Field(
         ge=1, le=MAX_SEQ, description="Issuer's sequence number (same counter as its commands); must grow per device."
@@ -70,6 +76,8 @@ class DesiredState(BaseModel):
             raise ValueError("a desired state names exactly one of version and channel")
         if self.channel is not None and self.allow_downgrade:
             raise ValueError("a channel desired state cannot allow a downgrade; name the version to go back to")
+        if self.canary and (self.version is None or self.allow_downgrade):
+            raise ValueError("a canary desired state names the version it tries, and never a downgrade")
         return self
 
     @property
@@ -80,11 +88,14 @@ class DesiredState(BaseModel):
 
 def encode_desired(state: DesiredState) -> str:
     """Deterministic JSON text of a desired state (sorted keys, no spaces); this text is what gets signed. The
-    unused one of version/channel is left out, so a version state reads as it did before channels."""
+    unused one of version/channel, and canary when false, are left out, so a version state reads as it did before
+    channels and canaries."""
     doc = state.model_dump(mode="json")
     for key in ("version", "channel"):
         if doc[key] is None:
             del doc[key]
+    if not doc["canary"]:
+        del doc["canary"]
     return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
 
 
