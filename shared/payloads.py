@@ -20,6 +20,7 @@ from shared.errors import CommandError
 from shared.metrics import BY_NAME
 from shared.payload_limits import BoundedDict, Ident, Label, LongToken, Text, Token, UInt64, clean_text
 from shared.request_id import check_request_id, text_request_id
+from shared.streams import DEFAULT_STREAM, MAX_STREAM_FIGURES, MAX_STREAMS, check_stream_figures
 
 PAYLOAD_SCHEMA_VERSION = 1
 MAX_COMMAND_BYTES = 16 * 1024
@@ -174,6 +175,17 @@ class TelemetryPayload(Envelope):
         "(not a metric: zone names are configuration).",
     )
 
+    streams: dict[Ident, Annotated[dict[str, float], Field(max_length=MAX_STREAM_FIGURES)]] | None = Field(
+        default=None, max_length=MAX_STREAMS,
+        description="Per-stream figures of a multi-stream agent: stream name -> figures declared in "
+        "shared/streams.py (undeclared ones are dropped); None: one stream, reported in the flat figures.",
+    )
+
+    @field_validator("streams")
+    @classmethod
+    def _declared_stream_figures(cls, v: dict[str, dict[str, float]] | None) -> dict[str, dict[str, float]] | None:
+        return None if v is None else {name: check_stream_figures(dict(figures)) for name, figures in v.items()}
+
     @model_validator(mode="after")
     def _declared_figures(self) -> TelemetryPayload:
         extra = self.__pydantic_extra__
@@ -195,12 +207,14 @@ class TelemetryPayload(Envelope):
         values: dict[str, float],
         class_counts: dict[str, int] | None = None,
         zone_counts: dict[str, int] | None = None,
+        streams: dict[str, dict[str, float]] | None = None,
     ) -> TelemetryPayload:
         """Telemetry from declared metrics only."""
         unknown = [k for k in values if k not in BY_NAME]
         if unknown:
             raise ValueError(f"undeclared metrics {unknown}; add them to shared/metrics.py")
-        return cls(**envelope.model_dump(), **values, class_counts=class_counts, zone_counts=zone_counts)
+        return cls(**envelope.model_dump(), **values, class_counts=class_counts, zone_counts=zone_counts,
+                   streams=streams)
 
 
 class Detection(BaseModel):
@@ -221,6 +235,9 @@ class EventPayload(Envelope):
     """Frigate-shaped event: new/update/end with before/after."""
 
     type: Literal["new", "update", "end", "frame"] = Field(description="Event kind.")
+    stream: Ident = Field(
+        default=DEFAULT_STREAM, description="Stream (camera or sensor) the results came from; 'default' for one."
+    )
     before: Detection | None = Field(default=None, description="Previous result (update/end).")
     after: Detection | None = Field(default=None, description="Current result (new/update/frame).")
 

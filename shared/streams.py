@@ -15,6 +15,8 @@ from shared.names import check_ident
 DEFAULT_STREAM = "default"
 # Streams one device may report; a telemetry payload naming more is refused.
 MAX_STREAMS = 64
+# Figures one stream may report (room for a newer agent's, which a reader drops).
+MAX_STREAM_FIGURES = 256
 
 
 def check_stream_name(name: str) -> str:
