@@ -21,6 +21,7 @@ from edge.link.base import Link
 from edge.telemetry import EnvelopeFactory
 from shared.errors import EdgeferryError
 from shared.payloads import Detection, EventPayload
+from shared.streams import DEFAULT_STREAM
 
 EventType = Literal["new", "update", "end", "frame"]
 
@@ -83,13 +84,29 @@ class EventPolicy:
 class EventEmitter:
     """Runs results through the policy and queues the events on the link (never blocks the frame loop)."""
 
-    def __init__(self, cfg: EventsConfig, link: Link, topic: str, envelopes: EnvelopeFactory) -> None:
+    def __init__(
+        self, cfg: EventsConfig, link: Link, topic: str, envelopes: EnvelopeFactory, stream: str = DEFAULT_STREAM
+    ) -> None:
         self.policy = EventPolicy(cfg)
+        self.stream = stream
         self._link = link
         self._topic = topic
         self._envelopes = envelopes
         self._lock = threading.Lock()
         self._publish_many = link.publish_json_many
+        # One emitter (one policy) per other stream, so 'change' follows each camera on its own.
+        self._streams: dict[str, EventEmitter] = {}
+
+    def for_stream(self, stream: str) -> EventEmitter:
+        """The emitter of one stream's results: this one for its own stream, else one made once per name."""
+        if stream == self.stream:
+            return self
+        with self._lock:
+            emitter = self._streams.get(stream)
+            if emitter is None:
+                emitter = EventEmitter(self.policy.cfg, self._link, self._topic, self._envelopes, stream)
+                self._streams[stream] = emitter
+            return emitter
 
     def on_result(self, result: Detection) -> EventPayload | None:
         """Publish the event this result triggers; returns it (None when the policy sends nothing)."""
@@ -119,9 +136,13 @@ class EventEmitter:
             return events
 
     def finish(self) -> EventPayload | None:
-        """Publish the closing event, if the mode has one."""
+        """Publish the closing event, if the mode has one (every other stream's too); returns this stream's."""
         with self._lock:
-            return self._send(self.policy.finish())
+            others = list(self._streams.values())
+            event = self._send(self.policy.finish())
+        for emitter in others:
+            emitter.finish()
+        return event
 
     def _send(self, decision: EventDecision | None) -> EventPayload | None:
         if decision is None:
@@ -131,4 +152,5 @@ class EventEmitter:
         return event
 
     def _stamp(self, decision: EventDecision) -> EventPayload:
-        return self._envelopes.stamp(EventPayload, type=decision.type, before=decision.before, after=decision.after)
+        return self._envelopes.stamp(EventPayload, type=decision.type, stream=self.stream, before=decision.before,
+                                     after=decision.after)

@@ -49,26 +49,29 @@ class ClassificationSink:
         """Nothing is followed across frames."""
 
     def publish(self, results: Sequence[FrameResult]) -> None:
-        """Count each result and hand it to the events policy."""
+        """Count each result and hand it to its stream's events policy."""
         events, quality = self.events, self.quality
-        detections = []
+        by_stream: dict[str, list[Detection]] = {}
         for result in results:
             p = result.prediction
             if p is None:
                 continue
             quality.add(p.label, p.score)
-            detections.append(
+            by_stream.setdefault(result.stream, []).append(
                 Detection(label=p.label, score=p.score, top_k=list(p.top_k), frame=result.index,
                           model_version=result.version)
             )
-        try:
-            if events.policy.cfg.mode != "off" and detections:
+        if events.policy.cfg.mode == "off":
+            return
+        for stream, detections in by_stream.items():
+            emitter = events.for_stream(stream)
+            try:
                 if len(detections) == 1:
-                    events.on_result(detections[0])
+                    emitter.on_result(detections[0])
                 else:
-                    events.on_results(detections)
-        except EdgeferryError as exc:
-            log.warning("results of frame %s not published: %s", _frames(results), exc)
+                    emitter.on_results(detections)
+            except EdgeferryError as exc:
+                log.warning("results of frame %s not published: %s", _frames(results), exc)
 
     def finish(self) -> None:
         """Result events need no ending."""
