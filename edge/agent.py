@@ -32,6 +32,7 @@ from edge.prometheus_exporter import PrometheusExporter
 from edge.result_publisher import ResultPublisher
 from edge.runtime_bench import ChosenModel
 from edge.sensor.service import AnomalyService
+from edge.sensor.window_shadow import WindowShadow
 from edge.shadow import ShadowCheck, previous_version_loader
 from edge.shadow_policy import ShadowPolicy
 from edge.sources.factory import open_source
@@ -126,7 +127,8 @@ class Agent:
         # On with sync.shadow_every, or on a canary (its desired state says so) that can afford it (edge.shadow_policy).
         policy = ShadowPolicy(lambda: self.sync.cfg, lambda: self.desired.canary)
         self.shadow = ShadowCheck(policy.every, previous_version_loader(self.sync), self.health,
-                                  budget_ms=policy.budget_ms)
+                                  budget_ms=policy.budget_ms,
+                                  windows=WindowShadow(lambda: self.cfg.sensor.alerts, lambda: self.slot.current))
         self.frames = FrameLoop(self.live, self._source, self.slot, self.stats, self.results.submit, self._stop,
                                 self.health, sample=self.shadow.wants, on_sample=self.shadow.submit)
         self._reload_requested = threading.Event()

@@ -4,7 +4,9 @@ The frame thread only copies one input tensor every Nth frame and offers it to a
 runs the previous model on it, so a slow shadow drops samples (counted) and never delays a frame. The telemetry
 thread closes the window each report: shadow_frames compared and shadow_agreement, in the task's terms (through the
 served model's decoder): the share of frames whose top-1 matched for a classifier; for a detector, the F1 of the
-served model's boxes against the previous version's (IoU >= 0.5, same class), pooled over the window's frames.
+served model's boxes against the previous version's (IoU >= 0.5, same class), pooled over the window's frames; for
+an anomaly model, the share of windows with the same verdict at each model's own threshold, and the score distance
+(edge.sensor.window_shadow).
 
 With a cost budget (a canary that turned the check on by edge.shadow_policy), the first sampled frame is run three
 times on the previous version and the median time is its cost on this device: over the budget, the shadow model is
@@ -25,6 +27,7 @@ import numpy as np
 from edge.hot_swap import ServingModel
 from edge.model_sync import ModelSync
 from edge.pipeline import FrameResult
+from edge.sensor.window_shadow import Thresholds, WindowShadow
 from edge.supervise import Health
 from edge.task_decode import Decoded, RawOutput
 from shared.errors import EdgeferryError
@@ -58,7 +61,8 @@ class ShadowCheck:
     """update() after each model switch; wants()/submit() from the frame thread; run() is the 'shadow' thread."""
 
     def __init__(self, every: Callable[[], int | None], load: Loader, health: Health,
-                 queue_size: int = QUEUE_SIZE, budget_ms: Callable[[], float | None] = lambda: None) -> None:
+                 queue_size: int = QUEUE_SIZE, budget_ms: Callable[[], float | None] = lambda: None,
+                 windows: WindowShadow | None = None) -> None:
         # Read per frame so a live change of sync.shadow_every applies on the next frame.
         self._every = every
         self._budget_ms = budget_ms
@@ -66,6 +70,8 @@ class ShadowCheck:
         self.cost_ms: float | None = None
         self._load = load
         self._health = health
+        # Judges the sensor windows of anomaly models (their thresholds are the device's, not the heads').
+        self._windows = windows
         self._queue: queue.Queue[FrameResult] = queue.Queue(maxsize=queue_size)
         # Held while the shadow model runs one sample, and to swap or close it.
         self._lock = threading.Lock()
@@ -145,6 +151,11 @@ class ShadowCheck:
             # a previous version of another task.
             if shadow is None or result.version != self._served or shadow.decoder.task != result.task:
                 return
+            thresholds: Thresholds | None = None
+            if result.anomaly is not None and self._windows is not None:
+                thresholds = self._windows.thresholds(shadow, result.version)
+                if thresholds is None:
+                    return
             decoder = shadow.decoder
             if self.cost_ms is None:
                 output = self._probe(shadow, tensor)
@@ -153,7 +164,10 @@ class ShadowCheck:
             else:
                 output = shadow.infer(tensor)
             reference = decoder.decode(output, result.frame_hw, 1)
-        agreed, units = decoder.agreement(reference, Decoded(result.prediction, result.detections))
+        if self._windows and thresholds and reference.anomaly is not None and result.anomaly is not None:
+            agreed, units = self._windows.compare(reference.anomaly, result.anomaly, thresholds)
+        else:
+            agreed, units = decoder.agreement(reference, Decoded(result.prediction, result.detections, result.anomaly))
         with self._counts:
             self._compared += 1
             self._agreed += agreed
@@ -189,10 +203,12 @@ class ShadowCheck:
         with self._counts:
             compared, agreed, units = self._compared, self._agreed, self._units
             self._compared, self._agreed, self._units = 0, 0.0, 0.0
+        windows = self._windows.metrics() if self._windows is not None else {}
         if (self._model is None or self._every() is None) and not compared:
             return {}
         out = {"shadow_frames": float(compared)}
         if compared:
             # Frames where neither detector saw anything agree fully and weigh nothing.
             out["shadow_agreement"] = agreed / units if units else 1.0
+            out.update(windows)
         return out
