@@ -10,17 +10,22 @@ interval, gates, a failure budget and a deadline. Gates are of three kinds:
   `confidence` on at least `min_windows` windows, `min_devices` devices and `min_frames` results per cohort. The
   other aggregates are per-device invariants (a counter that must not grow);
 - `restarts`: boot id changes of a canary device since it was assigned, from the registry;
-- `psi`: population stability index of the canary cohort's prediction-class mix against the control cohort's.
+- `psi`: population stability index of the canary cohort's prediction-class mix against the control cohort's;
+- `score_psi`: the same for an anomaly model's score distribution (fleet/rollout/sensor_plan.py).
+
+The default plan takes each task's own quality and shadow gates (`TaskGates`, chosen in fleet/rollout/task_gates.py).
 """
 
 from __future__ import annotations
 
 import itertools
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator, model_validator
 
+from fleet.rollout.sensor_plan import ScorePsiGate
 from shared.config_loader import read_yaml
 from shared.errors import ConfigError
 from shared.metrics import BY_NAME
@@ -134,7 +139,8 @@ def _gate_kind(v: Any) -> str:
 
 
 Gate = Annotated[
-    Annotated[MetricGate, Tag("metric")] | Annotated[RestartsGate, Tag("restarts")] | Annotated[PsiGate, Tag("psi")],
+    Annotated[MetricGate, Tag("metric")] | Annotated[RestartsGate, Tag("restarts")] | Annotated[PsiGate, Tag("psi")]
+    | Annotated[ScorePsiGate, Tag("score_psi")],
     Discriminator(_gate_kind),
 ]
 
@@ -211,19 +217,37 @@ SHADOW_MIN_AGREEMENT = 0.9
 LATENCY_MIN_DIFFERENCE_MS = 10.0  # a retrained good digits model agrees ~0.99 with its predecessor; a permuted one ~0.1
 
 
-def _default_gates() -> list[Gate]:
+@dataclass(frozen=True)
+class TaskGates:
+    """A task's own gates in the default plan: quality gates every stage reads, and shadow gates canaries add."""
+
+    quality: tuple[Gate, ...]
+    shadow: tuple[Gate, ...] = ()
+
+
+def health_gates() -> list[Gate]:
+    """Gates every task's default plan starts with: no errors, no restarts, no slowdown beyond the margin."""
     return [
         MetricGate(metric="thread_errors", op="<=", threshold=0, aggregate="increase", min_samples=2),
         MetricGate(metric="cmd_errors", op="<=", threshold=0, aggregate="increase", min_samples=2),
         RestartsGate(kind="restarts", max_restarts=0),
         MetricGate(metric="e2e_ms_p95", op="<=", threshold=1.5, compare="ratio_to_control",
                    min_windows=DEFAULT_MIN_WINDOWS, min_difference=LATENCY_MIN_DIFFERENCE_MS),
-        MetricGate(metric="conf_mean", op=">=", threshold=-0.1, compare="difference_to_control",
-                   min_windows=DEFAULT_MIN_WINDOWS, min_frames=200),
-        MetricGate(metric="low_conf_share", op="<=", threshold=0.1, compare="difference_to_control",
-                   min_windows=DEFAULT_MIN_WINDOWS, min_frames=200),
-        PsiGate(kind="psi", max_psi=0.2, min_results=200, min_windows=DEFAULT_MIN_WINDOWS),
     ]
+
+
+def prediction_gates() -> TaskGates:
+    """Classifiers' and detectors' quality gates: confidence and class mix against control, top-1 shadow."""
+    return TaskGates(
+        quality=(
+            MetricGate(metric="conf_mean", op=">=", threshold=-0.1, compare="difference_to_control",
+                       min_windows=DEFAULT_MIN_WINDOWS, min_frames=200),
+            MetricGate(metric="low_conf_share", op="<=", threshold=0.1, compare="difference_to_control",
+                       min_windows=DEFAULT_MIN_WINDOWS, min_frames=200),
+            PsiGate(kind="psi", max_psi=0.2, min_results=200, min_windows=DEFAULT_MIN_WINDOWS),
+        ),
+        shadow=(shadow_gate(),),
+    )
 
 
 def shadow_gate() -> MetricGate:
@@ -238,20 +262,22 @@ def shadow_gate() -> MetricGate:
                       min_windows=DEFAULT_MIN_WINDOWS, optional=True)
 
 
-def default_plan(shadow_canary: bool = True) -> RolloutPlan:
-    """10% -> 50% -> 100%: health and quality gates against the control cohort (class mix and confidence catch a
-    wrong model without a shadow), the shadow agreement on the canary stage, pause at a deadline."""
-    gates = _default_gates()
+def default_plan(shadow_canary: bool = True, task: TaskGates | None = None) -> RolloutPlan:
+    """10% -> 50% -> 100%: health and the task's quality gates against the control cohort (for a classifier, class
+    mix and confidence catch a wrong model without a shadow), its shadow gates on the canary stage, pause at a
+    deadline. `task`: the served task's gates (fleet/rollout/task_gates.py); None: a classifier's."""
+    own = task or prediction_gates()
+    gates = [*health_gates(), *own.quality]
     return RolloutPlan(
         stages=[
-            Stage(name="canary", percent=10, soak_s=300, gates=[*gates, *([shadow_gate()] if shadow_canary else [])]),
+            Stage(name="canary", percent=10, soak_s=300, gates=[*gates, *(own.shadow if shadow_canary else ())]),
             Stage(name="half", percent=50, soak_s=300, gates=gates, max_failed_share=0.05),
             Stage(name="all", percent=100, soak_s=120, gates=gates, max_failed_share=0.05),
         ]
     )
 
 
-_TAGS = {"metric", "restarts", "psi"}
+_TAGS = {"metric", "restarts", "psi", "score_psi"}
 
 
 def _where(loc: tuple[int | str, ...]) -> str:
@@ -270,7 +296,7 @@ def plan_error(exc: ValidationError, source: str) -> str:
     msg = first["msg"].removeprefix("Value error, ")
     if first["type"] == "union_tag_invalid":
         tag = str(first["ctx"]["tag"]).strip("'")
-        msg = f"unknown gate kind {tag!r}; gate kinds are metric, restarts and psi"
+        msg = f"unknown gate kind {tag!r}; gate kinds are metric, restarts, psi and score_psi"
     return f"plan {source}: {_where(tuple(first['loc']))}: {msg}{more}"
 
 

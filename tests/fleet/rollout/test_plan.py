@@ -38,7 +38,7 @@ def test_default_plan_is_ten_fifty_hundred_with_health_and_quality_gates() -> No
         (_plan({"name": "a", "percent": 10}, {"name": "b", "percent": 60}),
          "the last stage must take 100 percent of the group, got 60"),
         (_plan({"name": "a", "percent": 10, "gates": [{"kind": "psx"}]}, {"name": "b", "percent": 100}),
-         "stages.0.gates.0: unknown gate kind 'psx'; gate kinds are metric, restarts and psi"),
+         "stages.0.gates.0: unknown gate kind 'psx'; gate kinds are metric, restarts, psi and score_psi"),
         (_plan({"name": "a", "percent": 10, "soak_s": 600, "deadline_s": 60}, {"name": "b", "percent": 100}),
          "deadline_s (60) is shorter than soak_s (600)"),
         (_plan({"name": "a", "percent": 10, "on_deadline": "explode"}, {"name": "b", "percent": 100}),
