@@ -28,6 +28,7 @@ class DashboardService:
         self.rollout_plan = rollout_plan
         self.fleet = FleetService(fleet_cfg)
         self.feed: Any = None
+        self.objects: Any = None
         self.server: Any = None
 
     def start(self) -> None:
@@ -42,24 +43,30 @@ class DashboardService:
         from dashboards.web.event_buffer import EventBuffer
         from dashboards.web.figures import FigureBuffer
         from dashboards.web.fleet_adapter import FleetAdapter
+        from dashboards.web.known_devices import KnownDevices
         from dashboards.web.live import LiveHub
         from dashboards.web.mqtt_feed import MqttFeed
+        from dashboards.web.objects import ObjectBuffer
         from dashboards.web.server import WebServer
 
         cfg, web = self.fleet_cfg, self.web_cfg
         store = self.fleet.store
         assert store is not None
         events, figures = EventBuffer(), FigureBuffer()
+        known = KnownDevices()  # a detector's objects are kept only for devices in the registry
+        self.objects = ObjectBuffer(known)
         broker = cfg.broker
         self.feed = MqttFeed(cfg.fleet, broker.host, broker.port, events, figures, username=broker.username,
                              password=broker.password.get_secret_value() if broker.password else None,
-                             client_id=f"edgeferry-web-{cfg.lease.worker_id}"[:64])
+                             client_id=f"edgeferry-web-{cfg.lease.worker_id}"[:64], objects=self.objects)
         self.feed.start(wait_s=broker.connect_timeout_s)
         adapter = FleetAdapter(store, self._control(), self.fleet.sender, events, figures, self.rollout_plan,
                                trust_device_groups=cfg.controller.trust_device_groups)
         hub = LiveHub(adapter, web.live_interval_s, web.alerts, alert_sink=self.feed.publish_alerts,
-                      clock_ms=store.clock)
-        self.server = WebServer(create_app(web, adapter, adapter, hub, clock_ms=store.clock), web.host, web.port)
+                      clock_ms=store.clock, objects=self.objects)
+        known.follow(hub)
+        self.server = WebServer(create_app(web, adapter, adapter, hub, clock_ms=store.clock, objects=self.objects),
+                                web.host, web.port)
         self.server.start()
         if not web.users and not web.api_tokens:
             log.warning("web app: no users or API tokens configured; nobody can sign in (see --web-config)")

@@ -7,7 +7,8 @@ import operator
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from dashboards.web.config import ClassRule, MetricRule, OfflineRule
+from dashboards.web.config import ClassRule, MetricRule, OfflineRule, ZoneRule
+from dashboards.web.objects import Occupant
 from dashboards.web.ports import DeviceRow, EventRow
 from shared.metrics import BY_NAME
 from shared.topics import ROOT
@@ -15,7 +16,7 @@ from shared.topics import ROOT
 _OPS: dict[str, Callable[[float, float], bool]] = {
     "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge,
 }
-Rule = OfflineRule | MetricRule | ClassRule
+Rule = OfflineRule | MetricRule | ClassRule | ZoneRule
 
 
 @dataclass(frozen=True)
@@ -74,17 +75,39 @@ def _class(rule: ClassRule, events: Sequence[EventRow], now_ms: int) -> Iterable
                     e.score, rule.min_score)
 
 
+def _zone(rule: ZoneRule, occupants: Sequence[Occupant], devices: Sequence[DeviceRow], now_ms: int
+          ) -> Iterable[Alert]:
+    """Per online device, the object of a watched label longest in the zone, once it is there beyond for_s (an
+    offline device sends no `end`, so its objects are not believed to stay)."""
+    online = {d.device_id for d in devices if d.status == "online"}
+    longest: dict[str, Occupant] = {}
+    for o in occupants:
+        if o.zone != rule.zone or (rule.labels and o.label not in rule.labels) or o.device_id not in online:
+            continue
+        seen = longest.get(o.device_id)
+        if seen is None or (o.since_ms, o.object_id) < (seen.since_ms, seen.object_id):
+            longest[o.device_id] = o
+    for device_id, o in sorted(longest.items()):
+        stayed_s = (now_ms - o.since_ms) / 1000
+        if stayed_s > rule.for_s:
+            yield Alert(rule.name, device_id, rule.kind,
+                        f"{o.label} {o.object_id} in zone {rule.zone} for {stayed_s:.0f} s (limit {rule.for_s:g} s)",
+                        round(stayed_s, 1), rule.for_s)
+
+
 def evaluate(
     rules: Sequence[Rule], devices: Sequence[DeviceRow], figures: Mapping[str, Mapping[str, float]],
-    events: Sequence[EventRow], now_ms: int,
+    events: Sequence[EventRow], now_ms: int, occupants: Sequence[Occupant] = (),
 ) -> list[Alert]:
-    """Every alert that fires now."""
+    """Every alert that fires now; occupants: objects in a detector's zones (dashboards.web.objects)."""
     out: list[Alert] = []
     for rule in rules:
         if isinstance(rule, OfflineRule):
             out.extend(_offline(rule, devices, now_ms))
         elif isinstance(rule, MetricRule):
             out.extend(_metric(rule, figures))
+        elif isinstance(rule, ZoneRule):
+            out.extend(_zone(rule, occupants, devices, now_ms))
         else:
             out.extend(_class(rule, events, now_ms))
     return out

@@ -27,6 +27,8 @@ from dashboards.web.finite import dumps
 from dashboards.web.hosts import host_allowed, host_name, relative_location
 from dashboards.web.live import DEVICE_ROWS, LiveHub, counts
 from dashboards.web.login_throttle import LoginGate, LoginThrottle
+from dashboards.web.objects import ObjectBuffer
+from dashboards.web.objects_api import object_routes
 from dashboards.web.ports import (
     AuditEntry,
     CommandView,
@@ -99,7 +101,7 @@ class AlertView(BaseModel):
 
     rule: str = Field(description="Rule name.")
     device_id: str = Field(description="Device it fires for.")
-    kind: str = Field(description="offline, metric or class.")
+    kind: str = Field(description="offline, metric, class or zone.")
     message: str = Field(description="What fires, in words.")
     value: float | None = Field(default=None, description="The figure that fires.")
     threshold: float | None = Field(default=None, description="The rule's threshold.")
@@ -146,16 +148,17 @@ def _rollout_id(rollout_id: str) -> str:
 
 def create_app(
     config: WebConfig, reader: FleetReader, actions: FleetActions, hub: LiveHub | None = None,
-    clock_ms: Callable[[], int] | None = None,
+    clock_ms: Callable[[], int] | None = None, objects: ObjectBuffer | None = None,
 ) -> FastAPI:
-    """The web app over one fleet; the hub starts and stops with the app."""
+    """The web app over one fleet; the hub starts and stops with the app; objects: a detector's snapshots, object
+    events and zone counts for the device page (dashboards.web.objects_api)."""
     now_ms = clock_ms or (lambda: int(time.time() * 1000))
     auth = Authenticator(config)
     throttle = LoginThrottle(config.login, clock=lambda: now_ms() / 1000)
     gate = LoginGate(config.login.max_concurrent)
     origin = RequestOrigin(config.trusted_proxies)
     served_hosts = config.served_hosts()
-    live = hub or LiveHub(reader, config.live_interval_s, config.alerts, clock_ms=now_ms)
+    live = hub or LiveHub(reader, config.live_interval_s, config.alerts, clock_ms=now_ms, objects=objects)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -533,6 +536,8 @@ def create_app(
 
         return act(p, csrf, f"rollout.{action}", rollout_id, run)
 
+    if objects is not None:
+        app.include_router(object_routes(objects, who, known_device))
     return app
 
 

@@ -87,10 +87,23 @@ class ClassRule(_Section):
     _name = field_validator("name")(lambda cls, v: check_ident(v, "alert rule name"))
 
 
-AlertRule = Annotated[OfflineRule | MetricRule | ClassRule, Field(discriminator="kind")]
+class ZoneRule(_Section):
+    """Fires while an object of one of `labels` has stood in a detector's zone for longer than `for_s`."""
+
+    kind: Literal["zone"] = Field(description="Rule kind.")
+    name: str = Field(description="Rule name (topic level under alerts/).")
+    zone: str = Field(description="Zone name, as in the device's detection.zones.")
+    labels: list[str] = Field(default_factory=list, description="Labels watched (person, car); empty: any label.")
+    for_s: float = Field(gt=0, le=30 * 86400, description="Seconds an object stays in the zone before it fires.")
+
+    _name = field_validator("name")(lambda cls, v: check_ident(v, "alert rule name"))
+    _zone = field_validator("zone")(lambda cls, v: check_ident(v, "zone name"))
 
 
-def default_rules() -> list[OfflineRule | MetricRule | ClassRule]:
+AlertRule = Annotated[OfflineRule | MetricRule | ClassRule | ZoneRule, Field(discriminator="kind")]
+
+
+def default_rules() -> list[OfflineRule | MetricRule | ClassRule | ZoneRule]:
     """Rules a fleet gets when its config names none."""
     return [
         OfflineRule(kind="offline", name="offline", for_s=300.0),

@@ -19,6 +19,7 @@ from dashboards.errors import ActionRefused, BadRequest, DashboardError, Unknown
 from dashboards.web.event_buffer import EventBuffer
 from dashboards.web.figures import FigureBuffer
 from dashboards.web.finite import finite, finite_figures
+from dashboards.web.objects import objects_per_min
 from dashboards.web.ports import (
     AuditEntry,
     CommandView,
@@ -111,6 +112,7 @@ def _row(rec: DeviceRecord, figures: dict[str, float], desired: int | None, feed
         backend=rec.model_backend, desired_version=desired, fps=figures.get("fps"),
         e2e_ms_p95=figures.get("e2e_ms_p95"), cpu_pct=figures.get("cpu_pct"), rss_mb=figures.get("rss_mb"),
         temp_c=figures.get("temp_c"), package_rejects=figures.get("package_rejects"),
+        objects_per_min=objects_per_min(figures),
         last_seen_ms=rec.last_seen_ms, agent_version=rec.agent_version, restarts=rec.restarts,
         degraded=dict(rec.degraded), refused=max(_count(rec, "refused"), feed_refused), shed=_count(rec, "shed"),
         last_refused=_text(rec, "last_refused"), cohort=cohort[0] if cohort else None,  # type: ignore[arg-type]

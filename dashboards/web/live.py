@@ -22,6 +22,7 @@ from typing import Any
 
 from dashboards.web.alerts import Alert, AlertTracker, Rule, evaluate
 from dashboards.web.finite import dumps
+from dashboards.web.objects import ObjectBuffer
 from dashboards.web.ports import DeviceRow, FleetReader, RolloutView
 from dashboards.web.snapshot import FleetSnapshot, Trend, trend_counts
 
@@ -110,8 +111,10 @@ class LiveHub:
     """Polls the fleet each interval and fans the batch out to every stream."""
 
     def __init__(self, reader: FleetReader, interval_s: float, rules: Sequence[Rule],
-                 alert_sink: AlertSink | None = None, clock_ms: Callable[[], int] | None = None) -> None:
+                 alert_sink: AlertSink | None = None, clock_ms: Callable[[], int] | None = None,
+                 objects: ObjectBuffer | None = None) -> None:
         self._reader = reader
+        self._objects = objects  # a detector's objects in zones, for the zone rules
         self._interval = interval_s
         self._rules = list(rules)
         self._sink = alert_sink
@@ -158,7 +161,8 @@ class LiveHub:
         rollouts = self._reader.rollouts()
         if self._rules:
             events = self._reader.events(None, now - EVENTS_LOOKBACK_MS, 1000)
-            firing = evaluate(self._rules, devices, self._reader.latest_figures(), events, now)
+            occupants = self._objects.occupants() if self._objects is not None else []
+            firing = evaluate(self._rules, devices, self._reader.latest_figures(), events, now, occupants)
             started, ended = self._tracker.update(firing, now)
             if self._sink is not None and (started or ended):
                 self._sink(started, ended)

@@ -1,4 +1,5 @@
-"""The web app's one MQTT client: reads every device's `events` and `telemetry` into buffers and publishes alerts.
+"""The web app's one MQTT client: reads every device's `events`, `telemetry` and object topics (a detector's object
+events and snapshots) into buffers and publishes alerts.
 
 Alerts go to edgeferry/<fleet>/alerts/<rule>/<device>: retained JSON with state "firing" while one fires; when it
 ends, a "resolved" message and then an empty retained message that clears it, so a tool that connects later sees
@@ -25,6 +26,7 @@ from dashboards.errors import Refused
 from dashboards.web.alerts import Alert, alert_message, alert_topic
 from dashboards.web.event_buffer import EventBuffer
 from dashboards.web.figures import FigureBuffer
+from dashboards.web.objects import ObjectBuffer
 from shared.names import check_ident
 from shared.topics import ROOT, fleet_filter
 
@@ -43,17 +45,35 @@ def device_of(topic: str, fleet: str) -> tuple[str, str] | None:
         return None
 
 
+def object_topic(topic: str, fleet: str) -> tuple[str, str, str | None] | None:
+    """(device id, "events" or "snapshots", object id or None) of a detector's object topic; else None."""
+    parts = topic.split("/")
+    if len(parts) not in (5, 6) or parts[:2] != [ROOT, fleet] or parts[3] != "objects":
+        return None
+    kind = parts[4]
+    if (kind, len(parts)) not in (("events", 5), ("snapshots", 6)):
+        return None
+    try:
+        return check_ident(parts[2], "device id"), kind, parts[5] if len(parts) == 6 else None
+    except ValueError:
+        return None
+
+
 class MqttFeed:
     """Subscribes to events, publishes alerts; reconnects by itself (paho's loop thread)."""
 
     def __init__(self, fleet: str, host: str, port: int, buffer: EventBuffer, figures: FigureBuffer,
                  username: str | None = None,
-                 password: str | None = None, client_id: str | None = None, keepalive: int = 30) -> None:
+                 password: str | None = None, client_id: str | None = None, keepalive: int = 30,
+                 objects: ObjectBuffer | None = None) -> None:
         self.fleet = fleet
         self.buffer = buffer
         self.figures = figures
+        self.objects = objects
         self._host, self._port, self._keepalive = host, port, keepalive
         self._filters = [fleet_filter(fleet, "events"), fleet_filter(fleet, "telemetry")]
+        if objects is not None:
+            self._filters += [fleet_filter(fleet, "objects/events"), fleet_filter(fleet, "objects/snapshots/+")]
         self._connected = threading.Event()
         self.bad_topics = 0
         self.errors = 0
@@ -102,6 +122,9 @@ class MqttFeed:
     def take(self, topic: str, payload: bytes) -> None:
         """One message: into the buffers when its topic and payload are valid, else counted and dropped."""
         found = device_of(topic, self.fleet)
+        if found is None and self.objects is not None and (obj := object_topic(topic, self.fleet)) is not None:
+            self._take_object(*obj, payload)
+            return
         if found is None:
             self.bad_topics += 1
             self._once("topic", f"web app feed: ignoring {topic[:120]!r}: not edgeferry/{self.fleet}/<device id>/<leaf>"
@@ -111,8 +134,22 @@ class MqttFeed:
         try:
             if leaf == "telemetry":
                 self.figures.add_payload(device_id, payload)
+                if self.objects is not None:
+                    self.objects.add_telemetry(device_id, payload)
             elif leaf == "events":
                 self.buffer.add_payload(device_id, payload)
+        except Refused as exc:
+            self.figures.count_refused(device_id)
+            reason = " ".join(exc.reason.split()[:2])[:80]
+            self._once(f"{exc.kind}:{reason}", f"web app feed: {device_id}: {exc} (logged once per reason)")
+
+    def _take_object(self, device_id: str, kind: str, object_id: str | None, payload: bytes) -> None:
+        assert self.objects is not None
+        try:
+            if object_id is None:
+                self.objects.add_event(device_id, payload)
+            else:
+                self.objects.add_snapshot(device_id, object_id, payload)
         except Refused as exc:
             self.figures.count_refused(device_id)
             reason = " ".join(exc.reason.split()[:2])[:80]

@@ -39,6 +39,8 @@ class DeviceRow(_View):
     rss_mb: float | None = Field(default=None, description="Agent resident memory (MiB), last telemetry.")
     temp_c: float | None = Field(default=None, description="Hottest thermal zone (°C), last telemetry.")
     package_rejects: float | None = Field(default=None, description="Packages refused since boot.")
+    objects_per_min: float | None = Field(default=None, description="A detector's detections per minute (objects "
+                                          "per frame x frame rate), last telemetry; None: it serves no detector.")
     last_seen_ms: int | None = Field(default=None, description="Unix ms of the last message from the device.")
     agent_version: str | None = Field(default=None, description="edgeferry version of the agent.")
     restarts: int = Field(default=0, description="Boot id changes seen.")

@@ -22,7 +22,8 @@ TREND_SERIES = ("online", "stale", "offline", "stopped", "unknown", "misbehaving
 TREND_STEP_MS = 5_000  # one kept point per 5 s: TREND_POINTS of them cover an hour
 TREND_POINTS = 720
 SORT_KEYS = frozenset({"severity", "device_id", "status", "groups", "cohort", "model_version", "desired_version",
-                       "variant", "backend", "fps", "e2e_ms_p95", "cpu_pct", "temp_c", "last_seen_ms", "refused"})
+                       "variant", "backend", "fps", "e2e_ms_p95", "cpu_pct", "temp_c", "last_seen_ms", "refused",
+                       "objects_per_min"})
 StatusFilter = Literal["online", "stopped", "offline", "stale", "unknown", "misbehaving", "updating"]
 
 

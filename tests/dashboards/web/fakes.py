@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 
 from dashboards.errors import ActionRefused, BadRequest, UnknownTarget
+from dashboards.web.objects import objects_per_min
 from dashboards.web.ports import (
     AuditEntry,
     CommandView,
@@ -65,7 +66,7 @@ class FakeFleet:
             self._rows[device_id] = row.model_copy(update={
                 "last_seen_ms": ts, "fps": values.get("fps"), "e2e_ms_p95": values.get("e2e_ms_p95"),
                 "cpu_pct": values.get("cpu_pct"), "temp_c": values.get("temp_c"), "rss_mb": values.get("rss_mb"),
-                "package_rejects": values.get("package_rejects"),
+                "package_rejects": values.get("package_rejects"), "objects_per_min": objects_per_min(values),
             })
             self._figures[device_id] = dict(values)
             self._history[device_id].append(Sample(ts_ms=ts, values=dict(values)))
