@@ -1,0 +1,1 @@
+"""One agent, many streams: per-stream capture into small rings, and one batching scheduler per served model."""

@@ -1,0 +1,75 @@
+"""Runs several streams' frames through one model: one batched call where the variant has a dynamic batch axis,
+frame by frame otherwise; either way each frame gets the output its own single-frame run would give."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from edge.backends.base import LoadedModel
+from edge.errors import BackendError
+from edge.hot_swap import ServingModel
+from edge.task_decode import RawOutput
+
+log = logging.getLogger(__name__)
+
+
+def has_batch_axis(model: LoadedModel) -> bool:
+    """The model's first input dimension is symbolic (it takes any batch size)."""
+    shape = model.input_shape
+    return len(shape) > 1 and not isinstance(shape[0], int)
+
+
+def split_output(raw: RawOutput, n: int) -> list[RawOutput] | None:
+    """The output of an n-frame batch as n single-frame outputs; None when an output has no per-frame first axis."""
+    if isinstance(raw, Mapping):
+        arrays = {name: np.asarray(v) for name, v in raw.items()}
+        if not arrays or any(a.ndim == 0 or a.shape[0] != n for a in arrays.values()):
+            return None
+        return [{name: a[i : i + 1] for name, a in arrays.items()} for i in range(n)]
+    array = np.asarray(raw)
+    if array.ndim == 0 or array.shape[0] != n:
+        return None
+    return [array[i : i + 1] for i in range(n)]
+
+
+class BatchRunner:
+    """Called from the frame thread only; remembers models whose batched run failed so they run frame by frame."""
+
+    def __init__(self) -> None:
+        # Generations of served models that refused a batch (e.g. an engine whose profile stops at 1).
+        self._single: set[int] = set()
+        self.batches = 0
+        self.batched_frames = 0
+
+    def can_batch(self, serving: ServingModel) -> bool:
+        """Whether frames of this model are run together."""
+        return serving.generation not in self._single and has_batch_axis(serving.model)
+
+    def run(self, serving: ServingModel, tensors: Sequence[np.ndarray]) -> list[RawOutput]:
+        """One output per tensor (each a batch of one), in order."""
+        if len(tensors) > 1 and self.can_batch(serving):
+            outputs = self._batched(serving, tensors)
+            if outputs is not None:
+                return outputs
+        return [serving.infer(t) for t in tensors]
+
+    def _batched(self, serving: ServingModel, tensors: Sequence[np.ndarray]) -> list[RawOutput] | None:
+        try:
+            raw = serving.infer(np.concatenate(tensors))
+        except BackendError as exc:
+            self._refuse(serving, f"refused a batch of {len(tensors)}: {exc}")
+            return None
+        outputs = split_output(raw, len(tensors))
+        if outputs is None:
+            self._refuse(serving, "returned outputs without a per-frame first axis")
+            return None
+        self.batches += 1
+        self.batched_frames += len(tensors)
+        return outputs
+
+    def _refuse(self, serving: ServingModel, why: str) -> None:
+        self._single.add(serving.generation)
+        log.warning("model version %d (%s) %s; its frames run one by one", serving.version, serving.variant.file, why)

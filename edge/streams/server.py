@@ -1,0 +1,223 @@
+"""The frame thread of a multi-stream agent: every stream's capture, one scheduler and one batch per served model.
+
+Same face as edge.frame_loop.FrameLoop (run, stop, metrics, summary), so the agent supervises either; results are
+FrameResults carrying their stream's name, handed to the same result publisher.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from edge.capture_prep import AheadOfTimePreprocess
+from edge.config import StreamConfig
+from edge.errors import AgentError
+from edge.frame_stats import FrameStats
+from edge.hot_swap import ModelSlot, ServingModel
+from edge.pipeline import ERROR_LOG_INTERVAL_S, GET_TIMEOUT_S, EndReason, FrameResult, RunSummary
+from edge.sources.base import FrameSource
+from edge.streams.batch_infer import BatchRunner
+from edge.streams.capture import StreamCapture
+from edge.streams.figures import StreamFigures
+from edge.streams.ring import FrameRing
+from edge.streams.scheduler import BatchScheduler, Taken
+from edge.supervise import Health
+
+log = logging.getLogger(__name__)
+
+COMPONENT = "frames"
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """When a bounded run ends (tests and benchmarks): results in all, or seconds since start."""
+
+    max_frames: int | None = None
+    duration_s: float | None = None
+
+
+class MultiStreamLoop:
+    """Runs under the supervisor as the 'frames' thread; stop() after the thread ended stops every capture."""
+
+    def __init__(
+        self,
+        streams: Sequence[StreamConfig],
+        sources: Mapping[str, FrameSource],
+        slot: ModelSlot,
+        stats: FrameStats,
+        on_result: Callable[[FrameResult], None],
+        stop: threading.Event,
+        health: Health,
+        *,
+        max_batch: int = 4,
+        wait_s: float = 0.002,
+        top_k: int = 3,
+        bounds: Bounds = Bounds(),
+    ) -> None:
+        self._slot = slot
+        self._stats = stats
+        self._on_result = on_result
+        self._stop = stop
+        self._health = health
+        self._top_k = top_k
+        self._bounds = bounds
+        self._started_at = time.monotonic()
+        self.doorbell = threading.Condition(threading.Lock())
+        self.captures: dict[str, StreamCapture] = {}
+        for cfg in streams:
+            ring = FrameRing(cfg.ring_size, cfg.policy, None if cfg.stale_ms is None else cfg.stale_ms / 1000.0)
+            self.captures[cfg.name] = StreamCapture(cfg, sources[cfg.name], ring, self.doorbell, StreamFigures(),
+                                                    prepare=AheadOfTimePreprocess(slot))
+        self.scheduler = BatchScheduler(list(self.captures.values()), self.doorbell, max_batch, wait_s)
+        self.runner = BatchRunner()
+        self.summary: RunSummary | None = None
+        self._started = False
+        self._last_error_log = -ERROR_LOG_INTERVAL_S
+
+    def run(self) -> None:
+        """Once a model is served, start every stream and infer their frames until stop, the end or a bound."""
+        while self._slot.current is None and not self._stop.wait(0.05):
+            pass
+        if self._stop.is_set():
+            return
+        if not self._started:
+            self._started = True
+            for capture in self.captures.values():
+                capture.start()
+        self.summary = self._loop()
+        log.info("multi-stream loop ended (%s) after %d frames", self.summary.reason, self.summary.frames)
+
+    def stop(self) -> None:
+        """Stop every stream's capture (call after the frame thread ended)."""
+        for capture in self.captures.values():
+            capture.stop()
+
+    def metrics(self) -> dict[str, float]:
+        """drops, queue_depth and source_errors summed over the streams, like the single source reports them."""
+        with self.doorbell:
+            skipped = sum(c.ring.skipped + c.ring.stale for c in self.captures.values())
+            depth = sum(len(c.ring) for c in self.captures.values())
+        return {
+            "drops": float(skipped),
+            "queue_depth": float(depth),
+            "source_errors": float(sum(c.figures.source_errors + c.source.skipped for c in self.captures.values())),
+        }
+
+    def stream_figures(self) -> dict[str, dict[str, float]]:
+        """Each stream's figures under its name (shared.streams.STREAM_METRICS)."""
+        out = {}
+        for name, capture in self.captures.items():
+            with self.doorbell:
+                skipped, stale = capture.ring.skipped, capture.ring.stale
+            figures = capture.figures.values(skipped, stale)
+            figures["source_errors"] += capture.source.skipped
+            out[name] = figures
+        return out
+
+    def _loop(self) -> RunSummary:
+        perf = time.perf_counter
+        scheduler, bounds = self.scheduler, self._bounds
+        deadline = None if bounds.duration_s is None else self._started_at + bounds.duration_s
+        frames = waiting = errors = 0
+        reason: EndReason = "stopped"
+        while not self._stop.is_set():
+            if bounds.max_frames is not None and frames >= bounds.max_frames:
+                reason = "max_frames"
+                break
+            if deadline is not None and time.monotonic() >= deadline:
+                reason = "duration"
+                break
+            t0 = perf()
+            for capture in self.captures.values():
+                capture.check_stall(t0)
+            taken = scheduler.gather(GET_TIMEOUT_S)
+            if not taken:
+                if scheduler.finished:
+                    reason = "end_of_stream"
+                    break
+                continue
+            serving = self._slot.acquire(taken[0].frame.index)
+            if serving is None:
+                waiting += len(taken)
+                for _ in taken:
+                    self._stats.record_waiting()
+                continue
+            try:
+                done, failed = self._infer(serving, taken, perf() - t0)
+            finally:
+                self._slot.release(serving)
+            frames += done
+            errors += failed
+            self._health.ok(COMPONENT)
+        return RunSummary(frames=frames, waiting=waiting, errors=errors, reason=reason)
+
+    def _infer(self, serving: ServingModel, taken: list[Taken], waited: float) -> tuple[int, int]:
+        """Preprocess what capture did not, run the batch, decode and hand on each frame; (done, failed)."""
+        perf = time.perf_counter
+        ready: list[Taken] = []
+        tensors: list[np.ndarray] = []
+        preps: list[float] = []
+        failed = 0
+        for item in taken:
+            frame = item.frame
+            try:
+                if frame.tensor is not None and frame.prepared_for == serving.generation:
+                    tensors.append(frame.tensor)
+                    preps.append(frame.prep_s)
+                else:
+                    start = perf()
+                    # The served preprocessor reuses its output buffer: each frame of a batch needs its own copy.
+                    tensors.append(serving.preprocessor(frame.image).copy())
+                    preps.append(perf() - start)
+                ready.append(item)
+            except Exception as exc:  # noqa: BLE001 - one bad frame must not fail its batch: counted, logged
+                failed += 1
+                self._failed(item, serving, exc)
+        if not ready:
+            return 0, failed
+        t2 = perf()
+        try:
+            outputs = self.runner.run(serving, tensors)
+        except Exception as exc:  # noqa: BLE001 - a failed run fails its frames, not the streams
+            for item in ready:
+                self._failed(item, serving, exc)
+            return 0, failed + len(ready)
+        t3 = perf()
+        backlog = self.scheduler.waiting()
+        decoder, top_k = serving.decoder, self._top_k
+        done = 0
+        last = len(ready) - 1
+        for i, (item, output, prep) in enumerate(zip(ready, outputs, preps, strict=True)):
+            frame = item.frame
+            try:
+                t4 = perf()
+                decoded = decoder.decode(output, frame.image.shape[:2], top_k)
+                t5 = perf()
+                self._on_result(FrameResult(
+                    frame.index, frame.captured_at, frame.source, serving.version, decoded.prediction,
+                    backlog or i < last, None, decoded.detections, frame.image if decoder.keeps_image else None,
+                    decoder.task, decoded.anomaly, item.lane.name,
+                ))
+                t6 = perf()
+            except Exception as exc:  # noqa: BLE001 - one bad frame must not stop the streams
+                failed += 1
+                self._failed(item, serving, exc)
+                continue
+            self._stats.record(waited, prep, t3 - t2, t5 - t4, t6 - t5, t6 - frame.captured_at, t6)
+            self.captures[item.lane.name].figures.processed(frame.captured_at, item.taken_at, t6)
+            done += 1
+        return done, failed
+
+    def _failed(self, item: Taken, serving: ServingModel, exc: Exception) -> None:
+        self._stats.record_error()
+        now = time.monotonic()
+        if now - self._last_error_log < ERROR_LOG_INTERVAL_S:
+            return
+        self._last_error_log = now
+        log.warning("stream %s: frame %d failed on model version %d: %s: %s", item.lane.name, item.frame.index,
+                    serving.version, type(exc).__name__, exc, exc_info=not isinstance(exc, AgentError))
