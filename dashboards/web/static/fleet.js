@@ -3,7 +3,7 @@
 "use strict";
 (function () {
   const PAGE = 100, TREND_MAX = 720, GROUPS_SHOWN = 12;
-  const FIGS = new Set(["fps", "e2e_ms_p95", "cpu_pct", "temp_c"]);
+  const FIGS = new Set(["fps", "e2e_ms_p95", "cpu_pct", "temp_c", "objects_per_min"]);
   const COLS = [
     ["device_id", (d) => d.device_id],
     ["status", (d) => d.status],
@@ -20,6 +20,7 @@
     ["temp_c", (d) => EF.fmt(d.temp_c)],
     ["last_seen_ms", (d) => EF.ago(d.last_seen_ms) + (EF.BAD.has(d.status) ? " · stale" : "")],
     ["refused", (d) => (EF.misbehaving(d) ? d.refused + " refused, " + d.shed + " shed" : "–")],
+    ["objects_per_min", (d) => EF.fmt(d.objects_per_min)],
   ];
   const SERIES = [["online", "#2e7d32"], ["stale", "#f9a825"], ["offline", "#c62828"], ["stopped", "#78909c"],
     ["unknown", "#9e9e9e"], ["misbehaving", "#ef6c00"], ["updating", "#1565c0"]];
