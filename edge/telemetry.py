@@ -15,6 +15,7 @@ from edge.link.base import Link
 from edge.supervise import Health, spawn
 from shared.metrics import BY_NAME
 from shared.payloads import MAX_CLASS_COUNTS, MAX_ZONE_COUNTS, Envelope, TelemetryPayload
+from shared.streams import STREAM_BY_NAME
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +69,7 @@ class Telemetry:
         self._warned: set[str] = set()
         self._class_counts: Callable[[], dict[str, int]] | None = None
         self._zone_counts: Callable[[], dict[str, int] | None] | None = None
+        self._stream_figures: Callable[[], Mapping[str, Mapping[str, float]]] | None = None
         self.dropped = 0
 
     def set_class_counts(self, source: Callable[[], dict[str, int]]) -> None:
@@ -77,6 +79,10 @@ class Telemetry:
     def set_zone_counts(self, source: Callable[[], dict[str, int] | None]) -> None:
         """Where the payload's zone_counts come from (objects per detection zone now)."""
         self._zone_counts = source
+
+    def set_stream_figures(self, source: Callable[[], Mapping[str, Mapping[str, float]]]) -> None:
+        """Where a multi-stream agent's per-stream figures come from (stream name -> shared.streams figures)."""
+        self._stream_figures = source
 
     def add_source(self, source: Source) -> None:
         """A callable returning figures at report time (frame stats, link outbox, system stats, router)."""
@@ -147,7 +153,34 @@ class Telemetry:
                                                                       if self._declared(k)})
         counts = _bounded(self._class_counts() if self._class_counts is not None else None, MAX_CLASS_COUNTS)
         zones = _bounded(self._zone_counts() if self._zone_counts is not None else None, MAX_ZONE_COUNTS)
-        return TelemetryPayload.build(self.envelopes.next(), figures, counts, zones)
+        return TelemetryPayload.build(self.envelopes.next(), figures, counts, zones, self._streams())
+
+    def _streams(self) -> dict[str, dict[str, float]] | None:
+        """Each stream's declared figures that pass their check; a failing one is dropped and counted (as flat)."""
+        if self._stream_figures is None:
+            return None
+        try:
+            streams = self._stream_figures()
+        except Exception:
+            log.exception("per-stream figures failed; left out of this report")
+            return None
+        out: dict[str, dict[str, float]] = {}
+        for name, figures in streams.items():
+            kept = out[name] = {}
+            for key, value in figures.items():
+                metric = STREAM_BY_NAME.get(key)
+                if metric is None:
+                    continue
+                try:
+                    kept[key] = metric.check(value)
+                except ValueError as exc:
+                    with self._lock:
+                        self.dropped += 1
+                        first = f"stream:{key}" not in self._warned
+                        self._warned.add(f"stream:{key}")
+                    if first:
+                        log.warning("stream %s: figure left out: %s (logged once per figure)", name, exc)
+        return out
 
 
 def _bounded(counts: dict[str, int] | None, limit: int) -> dict[str, int] | None:

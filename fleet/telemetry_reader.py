@@ -21,7 +21,7 @@ from shared.payloads import MAX_CLASS_COUNTS, MAX_ZONE_COUNTS, TelemetryPayload
 
 # Fields of the model this reader checks; a message carrying any other field of the model goes to the model.
 _CHECKED = frozenset({"schema_version", "device_id", "boot_id", "seq", "ts", "replayed", "class_counts",
-                      "zone_counts"})
+                      "zone_counts", "streams"})
 _UNCHECKED = frozenset(TelemetryPayload.model_fields) - _CHECKED
 _IDENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 _TOKEN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:+-]{0,63}")
@@ -72,6 +72,8 @@ def read_telemetry(payload: bytes) -> TelemetryReading | None:
     raw_zones = doc.get("zone_counts")
     if raw_zones is not None and _counts(raw_zones, MAX_ZONE_COUNTS) is None:
         return None
+    if doc.get("streams") is not None:
+        return None  # a multi-stream agent's per-stream figures: the model checks them (shared.streams)
     figures: dict[str, float] = {}
     model_version: int | float | None = None
     for name, v in doc.items():

@@ -106,9 +106,10 @@ def test_build_gives_a_flat_enveloped_payload() -> None:
     tel = Telemetry(EnvelopeFactory("cam-1"), sources=[lambda: {"fps": 12.0, "queue_depth": 2}])
     body = tel.build().model_dump()
     assert body["fps"] == 12.0 and body["queue_depth"] == 2.0 and body["seq"] == 0
-    flat = {k: v for k, v in body.items() if k not in ("class_counts", "zone_counts")}
+    flat = {k: v for k, v in body.items() if k not in ("class_counts", "zone_counts", "streams")}
     assert all(isinstance(v, int | float | str | bool) for v in flat.values())
     assert body["class_counts"] is None and body["zone_counts"] is None  # no counters attached: no counts
+    assert body["streams"] is None  # one stream: its figures are the flat ones
 
 
 def test_class_counts_come_from_the_window_the_figures_closed() -> None:
