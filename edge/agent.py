@@ -37,6 +37,8 @@ from edge.shadow import ShadowCheck, previous_version_loader
 from edge.shadow_policy import ShadowPolicy
 from edge.sources.factory import open_source
 from edge.sources.sensor_mqtt import SensorMqttSource
+from edge.streams.config import streams_of
+from edge.streams.server import MultiStreamLoop, multi_stream_loop
 from edge.supervise import Health, spawn
 from edge.system_stats import SystemStats
 from edge.systemd_notify import Notifier
@@ -99,7 +101,9 @@ class Agent:
         # Object tracking, events, snapshots and zone counts while a detector serves (edge.detection.service).
         self.detection = DetectionService(cfg.detection, self.link, self.topics, self.envelopes)
         # Sensor sources check rows before windowing (cfg.sensor.input); the served model's recipe is set on swap.
-        self._source = open_source(cfg.source, cfg.sensor.input)
+        # One source per stream (`source:` alone: the one named 'default'); the first is the sensor/anomaly source.
+        self._sources = {s.name: open_source(s.source, cfg.sensor.input) for s in streams_of(cfg)}
+        self._source = next(iter(self._sources.values()))
         # k-of-n anomaly alerts and sensor figures while an anomaly model serves (edge.sensor.service).
         self.anomaly = AnomalyService(cfg.sensor, self.link, self.topics, self.envelopes,
                                       refused=lambda: self._source.skipped)
@@ -129,8 +133,14 @@ class Agent:
         self.shadow = ShadowCheck(policy.every, previous_version_loader(self.sync), self.health,
                                   budget_ms=policy.budget_ms,
                                   windows=WindowShadow(lambda: self.cfg.sensor.alerts, lambda: self.slot.current))
-        self.frames = FrameLoop(self.live, self._source, self.slot, self.stats, self.results.submit, self._stop,
-                                self.health, sample=self.shadow.wants, on_sample=self.shadow.submit)
+        self.frames: FrameLoop | MultiStreamLoop
+        if cfg.streams:
+            # Several streams: batched across streams; the shadow check samples single-stream frames only (for now).
+            self.frames = multi_stream_loop(cfg, self._sources, self.slot, self.stats, self.results.submit,
+                                            self._stop, self.health)
+        else:
+            self.frames = FrameLoop(self.live, self._source, self.slot, self.stats, self.results.submit, self._stop,
+                                    self.health, sample=self.shadow.wants, on_sample=self.shadow.submit)
         self._reload_requested = threading.Event()
         self._model_lock = threading.Lock()
         self._frame_thread: threading.Thread | None = None
@@ -175,6 +185,8 @@ class Agent:
             self.telemetry.add_source(source)
         self.telemetry.set_class_counts(self.results.class_counts)
         self.telemetry.set_zone_counts(self.results.zone_counts)
+        if isinstance(self.frames, MultiStreamLoop):
+            self.telemetry.set_stream_figures(self.frames.stream_figures)
         self._publish_state()
         if self.cfg.mqtt.ha_discovery:
             reported = {m.name for m in METRICS} - self.system.unreported()
@@ -182,8 +194,9 @@ class Agent:
         self.link.start()
         self.router.start()
         self.desired.start()
-        if isinstance(self._source, SensorMqttSource):
-            self._source.attach(self.link)
+        for each in self._sources.values():
+            if isinstance(each, SensorMqttSource):
+                each.attach(self.link)
         if self.exporter is not None and self.cfg.daemon.prometheus_port is not None:
             port = self.exporter.start(self.cfg.daemon.prometheus_host, self.cfg.daemon.prometheus_port)
             log.info("Prometheus metrics on http://%s:%d/metrics", self.cfg.daemon.prometheus_host, port)
@@ -299,10 +312,11 @@ class Agent:
     def _switch_to(self, serving: ServingModel) -> dict[str, Any]:
         """Install a prepared model between two frames and tell the broker what is served and why."""
         window = serving.manifest.window
-        set_recipe = getattr(self._source, "set_recipe", None)
-        if window is not None and set_recipe is not None:
-            # A sensor model: the stream is windowed by its recipe.
-            set_recipe(window)
+        for each in self._sources.values():
+            set_recipe = getattr(each, "set_recipe", None)
+            if window is not None and set_recipe is not None:
+                # A sensor model: the stream is windowed by its recipe.
+                set_recipe(window)
         # An anomaly model's alerts use its threshold and channels; any other model stops the alert rule.
         self.anomaly.configure(serving.manifest, serving.variant, self._source.name)
         self.slot.install(serving)

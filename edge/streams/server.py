@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edge.capture_prep import AheadOfTimePreprocess
-from edge.config import StreamConfig
+from edge.config import AgentConfig, StreamConfig
 from edge.errors import AgentError
 from edge.frame_stats import FrameStats
 from edge.hot_swap import ModelSlot, ServingModel
@@ -221,3 +221,20 @@ class MultiStreamLoop:
         self._last_error_log = now
         log.warning("stream %s: frame %d failed on model version %d: %s: %s", item.lane.name, item.frame.index,
                     serving.version, type(exc).__name__, exc, exc_info=not isinstance(exc, AgentError))
+
+
+def multi_stream_loop(
+    cfg: AgentConfig,
+    sources: Mapping[str, FrameSource],
+    slot: ModelSlot,
+    stats: FrameStats,
+    on_result: Callable[[FrameResult], None],
+    stop: threading.Event,
+    health: Health,
+) -> MultiStreamLoop:
+    """The loop for a config's `streams:`, with its batching, top_k and run bounds."""
+    return MultiStreamLoop(
+        cfg.streams, sources, slot, stats, on_result, stop, health, max_batch=cfg.batching.max_size,
+        wait_s=cfg.batching.wait_ms / 1000.0, top_k=cfg.events.top_k,
+        bounds=Bounds(cfg.run.max_frames, cfg.run.duration_s),
+    )

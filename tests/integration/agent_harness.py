@@ -7,7 +7,7 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -79,10 +79,15 @@ def agent_config(
 
 
 @contextmanager
-def running_agent(tree: dict[str, Any]) -> Iterator[Agent]:
-    """Start an agent in this process (run loop on a thread); always stopped on exit."""
+def running_agent(tree: dict[str, Any], before_start: Callable[[Agent], None] | None = None) -> Iterator[Agent]:
+    """Start an agent in this process (run loop on a thread); always stopped on exit.
+
+    `before_start` may swap a test double in (e.g. a camera that can be unplugged) between building and starting.
+    """
     cfg = AgentConfig.model_validate(tree)
     agent = Agent(cfg, reload=lambda over: load_config(AgentConfig, None, {**_flat(tree), **over}, {}), hardware=HW)
+    if before_start is not None:
+        before_start(agent)
     agent.start()
     runner = threading.Thread(target=agent.run, name="agent-run", daemon=True)
     runner.start()
