@@ -15,10 +15,13 @@ from fleet.db.store import FleetStore
 from fleet.errors import EmptyGroupError, RolloutConflictError, RolloutStateError, UnknownRolloutError
 from fleet.rollout import cohorts, transitions
 from fleet.rollout.controller import CONTROL_HISTORY_WINDOWS, as_sample
-from fleet.rollout.plan import MetricGate, RolloutPlan, default_plan
+from fleet.rollout.plan import MetricGate, RolloutPlan
 from fleet.rollout.robust import cohort_mix, control_figure, fps_of, result_suspects
+from fleet.rollout.sensor_gates import score_bin_samples
 from fleet.rollout.store import Change, DeviceRow, EventRow, RolloutRepository, RolloutRow
+from fleet.rollout.task_gates import default_plan_for
 from fleet.rollout.verdict import Baseline
+from shared.manifest import Manifest
 from shared.names import check_ident
 
 VersionCheck = Callable[[str, int], object]
@@ -87,7 +90,11 @@ def _baseline(store: FleetStore, plan: RolloutPlan, members: list[str], now_ms: 
     fps = {d: f for d, samples in window.items() if (f := fps_of(samples)) is not None}
     suspect = result_suspects(window, first.window_s, fps)
     mix, evidence = cohort_mix({d: s for d, s in window.items() if d not in suspect})
-    return {"figures": figures, "class_counts": {label: share * evidence for label, share in mix.items()}}
+    bins = score_bin_samples(window)
+    odd = result_suspects(bins, first.window_s, fps)
+    scores, scored = cohort_mix({d: s for d, s in bins.items() if d not in odd})
+    return {"figures": figures, "class_counts": {label: share * evidence for label, share in mix.items()},
+            "score_bins": {name: share * scored for name, share in scores.items()}}
 
 
 class RolloutOperations:
@@ -125,7 +132,6 @@ class RolloutOperations:
         check_ident(group, "group")
         if version < 1:
             raise RolloutStateError(f"version must be 1 or more, got {version}")
-        plan = plan or default_plan()
         running = self.repo.active_for_group(group)
         if running is not None:  # checked again atomically by the insert
             raise RolloutConflictError(
@@ -133,8 +139,9 @@ class RolloutOperations:
                 f"{running.model} v{running.version}, {running.state}); abort it or wait for it to finish"
             )
         members = self.members(group)
-        if check_version is not None:
-            check_version(model, version)
+        checked = check_version(model, version) if check_version is not None else None
+        # Without a plan, the default one with the gates of the task the version serves (fleet/rollout/task_gates).
+        plan = plan or default_plan_for(checked.task if isinstance(checked, Manifest) else "classification")
         now = self.clock()
         first = plan.stages[0]
         rollout_id = f"ro-{secrets.token_hex(6)}"

@@ -34,6 +34,8 @@ from fleet.rollout.robust import (
     fps_of,
     result_suspects,
 )
+from fleet.rollout.sensor_gates import score_bin_samples
+from fleet.rollout.sensor_plan import ScorePsiGate
 
 Decision = Literal["pass", "hold", "fail", "deadline"]
 DeviceState = Literal["pending", "updated", "failed"]
@@ -79,6 +81,8 @@ class Baseline:
     figures: Mapping[str, float] = field(default_factory=dict)
     # The group's class mix as result counts (each device's contribution capped): shares and evidence in one.
     class_counts: Mapping[str, float] = field(default_factory=dict)
+    # An anomaly model's windows per score bin, capped the same way (the score PSI's reference).
+    score_bins: Mapping[str, float] = field(default_factory=dict)
 
     @staticmethod
     def key(gate: MetricGate) -> str:
@@ -345,7 +349,7 @@ def _cap(per_device: Mapping[str, Sequence[Sample]]) -> float:
 
 
 def _psi_gate(
-    gate: PsiGate, canary: Mapping[str, Sequence[Sample]], control: Mapping[str, Sequence[Sample]],
+    gate: PsiGate | ScorePsiGate, canary: Mapping[str, Sequence[Sample]], control: Mapping[str, Sequence[Sample]],
     baseline: Baseline | None, window_s: float,
 ) -> _GateJudgement:
     fps = {d: f for d, samples in {**control, **canary}.items() if (f := fps_of(samples)) is not None}
@@ -402,6 +406,10 @@ def judge_stage(
             judgements.append(_restarts_gate(gate, {c.device_id: c.restarts for c in updated}))
         elif isinstance(gate, PsiGate):
             judgements.append(_psi_gate(gate, canary_samples, control_window, baseline, stage.window_s))
+        elif isinstance(gate, ScorePsiGate):  # the same PSI over score bins instead of classes
+            scores = None if baseline is None else Baseline(class_counts=baseline.score_bins)
+            judgements.append(_psi_gate(gate, score_bin_samples(canary_samples), score_bin_samples(control_window),
+                                        scores, stage.window_s))
     outcomes = dict(progress)
     for j in judgements:
         for device, why in j.silent.items():
