@@ -153,6 +153,7 @@ def create_app(
     """The web app over one fleet; the hub starts and stops with the app; objects: a detector's snapshots, object
     events and zone counts for the device page (dashboards.web.objects_api)."""
     now_ms = clock_ms or (lambda: int(time.time() * 1000))
+    objects = objects if objects is not None else ObjectBuffer(known=lambda _device: False)  # reads answer "none"
     auth = Authenticator(config)
     throttle = LoginThrottle(config.login, clock=lambda: now_ms() / 1000)
     gate = LoginGate(config.login.max_concurrent)
@@ -536,8 +537,7 @@ def create_app(
 
         return act(p, csrf, f"rollout.{action}", rollout_id, run)
 
-    if objects is not None:
-        app.include_router(object_routes(objects, who, known_device))
+    app.include_router(object_routes(objects, who, known_device))
     return app
 
 

@@ -19,8 +19,8 @@
     ["cpu_pct", (d) => EF.fmt(d.cpu_pct)],
     ["temp_c", (d) => EF.fmt(d.temp_c)],
     ["last_seen_ms", (d) => EF.ago(d.last_seen_ms) + (EF.BAD.has(d.status) ? " · stale" : "")],
-    ["refused", (d) => (EF.misbehaving(d) ? d.refused + " refused, " + d.shed + " shed" : "–")],
     ["objects_per_min", (d) => EF.fmt(d.objects_per_min)],
+    ["refused", (d) => (EF.misbehaving(d) ? d.refused + " refused, " + d.shed + " shed" : "–")],
   ];
   const SERIES = [["online", "#2e7d32"], ["stale", "#f9a825"], ["offline", "#c62828"], ["stopped", "#78909c"],
     ["unknown", "#9e9e9e"], ["misbehaving", "#ef6c00"], ["updating", "#1565c0"]];
