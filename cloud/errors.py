@@ -23,3 +23,7 @@ class GateError(CloudError):
 
 class PublishError(CloudError):
     """The package could not be published to the store."""
+
+
+class ModelRefused(CloudError):
+    """An external model file (edgeferry package) is unsafe, malformed or does not fit its labels and task."""

@@ -139,11 +139,13 @@ def quantize_int8(
     input_name: str = "input",
     keep_float: Callable[[onnx.ModelProto], list[str]] | None = None,
     skip_symbolic_shape: bool = False,
+    calibration_batch: int = _CALIB_BATCH,
 ) -> Quantization:
     """Write a per-channel QDQ INT8 model to out_path; nothing is left there when it fails.
 
     keep_float picks further nodes of the pre-processed graph to leave in float (a detector's decode tail);
-    skip_symbolic_shape for graphs whose data-dependent shapes (TopK decode) symbolic inference cannot follow.
+    skip_symbolic_shape for graphs whose data-dependent shapes (TopK decode) symbolic inference cannot follow;
+    calibration_batch 1 for models exported with a fixed batch of one (Ultralytics' default).
     """
     if calib_inputs.ndim < 2 or calib_inputs.shape[0] == 0:
         raise ExportError(f"INT8 calibration needs training images, got an array of shape {calib_inputs.shape}")
@@ -160,7 +162,7 @@ def quantize_int8(
         quantize_static(
             str(pre_path),
             str(tmp_path),
-            ArrayCalibrationReader(calib, input_name),
+            ArrayCalibrationReader(calib, input_name, calibration_batch),
             quant_format=QuantFormat.QDQ,
             per_channel=True,
             reduce_range=plan.reduce_range,

@@ -338,6 +338,52 @@ def verify(
     )
 
 
+@app.command()
+def package(
+    onnx: Annotated[Path, typer.Option(help="The ONNX file to package (e.g. from `yolo export format=onnx`).")],
+    task: Annotated[str, typer.Option(help="detection or classification.")],
+    name: Annotated[str, typer.Option(help="Model name in the store.")],
+    labels: Annotated[Path | None, typer.Option(
+        help="Class names, one per line in output order (default: the model's own metadata names).")] = None,
+    format_: Annotated[str, typer.Option("--format", help="Output contract: detection yolo, packed or decoded; "
+                                         "classification logits or probabilities; auto reads it from the outputs."
+                                         )] = "auto",
+    preprocess: Annotated[list[str] | None, typer.Option(
+        help="Override a recipe field, e.g. resize_mode=stretch, mean=0.485,0.456,0.406 (repeatable).")] = None,
+    calibration_dir: Annotated[Path | None, typer.Option(
+        help="Images for golden samples and INT8 calibration (default: seeded synthetic scenes, no INT8).")] = None,
+    eval_data: Annotated[Path | None, typer.Option(
+        help="Labelled images the INT8 gate scores on: COCO JSON dir (detection) or class folders.")] = None,
+    store: Annotated[str, typer.Option(help="Store URI: path or s3://bucket/prefix.")] = ".store",
+    signing_key: Annotated[Path, typer.Option(help="ed25519 private key PEM to sign with.")] = DEV_SIGNING_KEY,
+    target_runtime: Annotated[list[str] | None, typer.Option(
+        help="Runtime the devices use: every op must be on its list (repeatable; default onnxruntime, openvino).")
+    ] = None,
+    int8: Annotated[bool, typer.Option("--int8/--no-int8", help="Build INT8 from the calibration images.")] = True,
+    max_map_drop: Annotated[float, typer.Option(min=0, max=1, help="INT8 mAP@.5:.95 budget below FP32 (0-1).")
+                            ] = 0.015,
+    max_accuracy_drop: Annotated[float, typer.Option(min=0, max=1, help="INT8 accuracy budget below FP32 (0-1).")
+                                 ] = 0.01,
+) -> None:
+    """Package an external ONNX detector or classifier: check it, build golden samples (and INT8), sign, publish."""
+    _check_extra("cloud", "package")
+    _logging("WARNING")
+    byo = _require("cloud.byo.package", "package")
+    variants = _require("cloud.byo.variants", "package")
+    request = byo.PackageRequest(
+        onnx=onnx, task=task, name=name, store=store, signing_key=_signing_key(signing_key), labels=labels,
+        format=format_, preprocess=list(preprocess or []), calibration_dir=calibration_dir, eval_data=eval_data,
+        target_runtimes=list(target_runtime or ["onnxruntime", "openvino"]), int8=int8,
+        budget=variants.Budget(map_drop=max_map_drop, accuracy_drop=max_accuracy_drop),
+    )
+    done = byo.package_model(request)
+    for line in done.lines:
+        typer.echo(line)
+    typer.echo(f"published {done.published.name} v{done.published.version} to {done.published.uri} "
+               f"({done.manifest.task}, {done.manifest.head.format} head, {len(done.manifest.labels)} labels; "
+               f"variants: {', '.join(v.precision for v in done.manifest.variants)})")
+
+
 @app.command("publish-pointer")
 def publish_pointer(
     store: Annotated[str, typer.Option(help="Store URI.")] = ".store",
