@@ -226,7 +226,7 @@ class StreamConfig(_Section):
         default="latest", description="'latest': a new frame replaces the oldest waiting one (counted as skipped); "
         "'fifo': capture waits for room, so every fresh frame is inferred.",
     )
-    ring_size: int = Field(default=2, ge=1, le=64, description="Frames waiting for inference at most.")
+    ring_size: int = Field(default=2, ge=1, le=1024, description="Frames waiting for inference at most.")
     stall_s: float = Field(
         default=5.0, ge=0.1, le=3600, description="A stream that delivers nothing this long is reconnected."
     )

@@ -14,6 +14,8 @@ def test_source_alone_is_one_stream_named_default_with_its_own_queueing() -> Non
     (only,) = streams_of(cfg)
     assert only.name == "default" and only.source == cfg.source
     assert (only.max_fps, only.ring_size, only.policy, only.stale_ms) == (12, 3, "latest", 500.0)
+    deep = AgentConfig.model_validate({"source": {"type": "sensor_csv", "path": "-", "queue_size": 1024}})
+    assert streams_of(deep)[0].ring_size == 1024  # every queue `source:` takes is a ring a stream takes
     keep_all = AgentConfig.model_validate({"source": {"type": "synthetic", "policy": "all"}})
     assert (streams_of(keep_all)[0].policy, streams_of(keep_all)[0].stale_ms) == ("fifo", None)
 
