@@ -92,7 +92,11 @@
     }));
   }
 
+  // Only once device.js has shown the device: an unknown one (a 404 there) is never asked about again here.
+  function known() { return document.getElementById("title").textContent === "Device " + id; }
+
   async function poll() {
+    if (!known()) return;
     try {
       const [s, z, e] = await Promise.all([EF.api(base + "/snapshot"), EF.api(base + "/zones"),
         EF.api(base + "/events?limit=30")]);
