@@ -19,10 +19,20 @@ from prometheus_client.utils import floatToGoString
 from edge.errors import AgentError
 from edge.frame_stats import HistogramSnapshot
 from shared.metrics import METRICS, STAGE_LATENCY, UNITS
+from shared.metrics import Metric as Figure
+from shared.streams import STREAM_METRICS
 
 log = logging.getLogger(__name__)
 
 HistogramSource = Callable[[], Mapping[str, HistogramSnapshot]]
+# A multi-stream agent's figures: stream name -> figures of shared.streams, read at scrape time.
+StreamSource = Callable[[], Mapping[str, Mapping[str, float]]]
+STREAM_LABEL = "stream"
+
+
+def stream_family_name(m: Figure) -> str:
+    """edgeferry_stream_<...>: a stream figure's family, apart from the device-wide one of the same name."""
+    return m.prometheus_name.replace("edgeferry_", "edgeferry_stream_", 1)
 
 
 def _help(description: str, unit: str | None) -> str:
@@ -36,6 +46,7 @@ class _SnapshotCollector(Collector):
         self._labels = dict(labels)
         self._values: dict[str, float] = {}
         self._histograms = histograms
+        self.streams: StreamSource | None = None
         self._lock = threading.Lock()
 
     def update(self, values: Mapping[str, float]) -> None:
@@ -57,6 +68,28 @@ class _SnapshotCollector(Collector):
                 family.add_metric(label_values, values[m.name] * m.prometheus_factor)
             yield family
         yield from self._collect_histograms(names, label_values)
+        yield from self._collect_streams(names, label_values)
+
+    def _collect_streams(self, names: list[str], label_values: list[str]) -> Iterator[Metric]:
+        if self.streams is None:
+            return
+        try:
+            streams = self.streams()
+        except Exception:
+            log.exception("per-stream figures failed; left out of this scrape")
+            return
+        labels = [*names, STREAM_LABEL]
+        for m in STREAM_METRICS:
+            doc = _help(m.description, m.unit_info.base or m.unit)
+            family: CounterMetricFamily | GaugeMetricFamily
+            if m.kind == "counter":
+                family = CounterMetricFamily(stream_family_name(m), doc, labels=labels)
+            else:
+                family = GaugeMetricFamily(stream_family_name(m), doc, labels=labels)
+            for stream, figures in streams.items():
+                if m.name in figures:
+                    family.add_metric([*label_values, stream], figures[m.name] * m.prometheus_factor)
+            yield family
 
     def _collect_histograms(self, names: list[str], label_values: list[str]) -> Iterator[Metric]:
         h = STAGE_LATENCY
@@ -82,6 +115,10 @@ class PrometheusExporter:
         self.registry.register(self._collector)
         self._server: WSGIServer | None = None
         self._thread: threading.Thread | None = None
+
+    def set_streams(self, streams: StreamSource) -> None:
+        """Also serve each stream's figures (a multi-stream agent), labelled with the stream's name."""
+        self._collector.streams = streams
 
     def update(self, values: Mapping[str, float]) -> None:
         """Latest figures under their MQTT names and units (undeclared names are ignored by collect)."""
