@@ -44,6 +44,8 @@ from shared.tasks import HeadContext, TaskHead, make_head
 
 log = logging.getLogger(__name__)
 TASKS = ("detection", "classification")
+# Golden inputs travel to every device: a 640 px model's image is 4.9 MB of float32, so large inputs get fewer.
+GOLDEN_BUDGET_BYTES = 16 << 20
 _META_VALUE_CHARS = 4000
 
 
@@ -65,6 +67,7 @@ class PackageRequest:
     int8: bool = True
     budget: Budget = field(default_factory=Budget)
     golden_samples: int = 8
+    golden_budget_bytes: int = GOLDEN_BUDGET_BYTES
     calibration_images: int = 256
     latency_runs: int = 50
     pointer_ttl_days: float = 30.0
@@ -174,7 +177,9 @@ def package_model(req: PackageRequest) -> Packaged:
     with tempfile.TemporaryDirectory(prefix="edgeferry-package-") as tmp:
         out_dir = Path(tmp)
         head, context, pool_outputs = _reference(checked, req.onnx, pool.arrays)
-        golden, golden_idx = _golden(out_dir, head, pool.arrays, pool_outputs, req.golden_samples)
+        per_image = pool.arrays[0].nbytes
+        count = max(1, min(req.golden_samples, req.golden_budget_bytes // per_image))
+        golden, golden_idx = _golden(out_dir, head, pool.arrays, pool_outputs, count)
         eval_set = _eval_set(req, checked, head, pool, pool_outputs)
         build = VariantBuild(head, context, eval_set, pool.arrays[golden_idx],
                              {k: v[golden_idx] for k, v in pool_outputs.items()}, req.latency_runs)

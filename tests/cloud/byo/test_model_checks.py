@@ -10,7 +10,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from cloud.byo.model_io import read_io
+from cloud.byo.model_io import classification_head, detection_head, read_io
 from cloud.byo.model_metadata import ModelMetadata, read_labels_file, read_metadata, resolve_labels
 from cloud.byo.onnx_file import Limits, read_checked
 from cloud.byo.recipe import build_recipe, parse_overrides
@@ -94,3 +94,32 @@ def test_a_dynamic_input_needs_its_size_from_metadata_or_the_flags() -> None:
     recipe = build_recipe(io, ModelMetadata(imgsz=(96, 128)), "detection", {}, "m.onnx")
     assert (recipe.resize, recipe.resize_mode) == ((96, 128), "letterbox")
     assert build_recipe(io, ModelMetadata(), "classification", {"resize": [40, 40]}, "m.onnx").resize == (40, 40)
+
+
+def _two_outputs_model(names: list[str], dims: list[list[int | str]]) -> onnx.ModelProto:
+    nodes = [helper.make_node("Identity", ["images"], [n]) for n in names]
+    graph = helper.make_graph(nodes, "m", [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, 64, 64])],
+                              [helper.make_tensor_value_info(n, TensorProto.FLOAT, d) for n, d in zip(names, dims,
+                                                                                                       strict=True)])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_the_detection_format_is_read_from_the_output_shapes() -> None:
+    labels = ["a", "b", "c"]
+    yolo = read_io(_two_outputs_model(["output0"], [[1, 7, 8400]]), Limits(), "m")
+    packed = read_io(_two_outputs_model(["output0"], [[1, 300, 6]]), Limits(), "m")
+    decoded = read_io(_two_outputs_model(["boxes", "scores", "class_ids"], [[1, 10, 4], [1, 10], [1, 10]]),
+                      Limits(), "m")
+    assert detection_head("auto", yolo, labels, "m").format == "yolo"
+    assert detection_head("auto", packed, labels, "m").format == "packed"
+    assert detection_head("auto", decoded, labels, "m").format == "decoded"
+    with pytest.raises(ModelRefused, match="needs outputs"):
+        detection_head("decoded", yolo, labels, "m")
+
+
+def test_a_classifier_ending_in_softmax_is_read_as_probabilities() -> None:
+    nodes = [helper.make_node("GlobalAveragePool", ["images"], ["pooled"]),
+             helper.make_node("Flatten", ["pooled"], ["flat"]), helper.make_node("Softmax", ["flat"], ["out"])]
+    io = read_io(_model(nodes, ["n", 3, 32, 32], ["n", 3]), Limits(), "m")
+    assert classification_head("auto", io, ["r", "g", "b"], "m").format == "probabilities"
+    assert classification_head("logits", io, ["r", "g", "b"], "m").format == "logits"

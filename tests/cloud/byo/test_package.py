@@ -163,3 +163,14 @@ def test_the_cli_publishes_to_s3_like_the_trainer(
     assert proc.stdout.strip().splitlines()[-1].startswith("published colours v1 to s3://")
     m = verify_published(open_store(StoreConfig(uri=uri)), "colours", None, [load_public_key(pair.public)])
     assert m.head.format == "logits" and np.isclose(m.variants[0].metrics.accuracy or 0.0, 1.0)
+
+
+def test_golden_samples_stay_within_their_byte_budget(tmp_path: Path, pair: KeyPairPaths) -> None:
+    (tmp_path / "labels.txt").write_text("red\ngreen\nblue\n")
+    per_image = 3 * 32 * 32 * 4
+    m = package_model(PackageRequest(
+        onnx=classifier_onnx(tmp_path / "c.onnx"), task="classification", name="colours",
+        store=str(tmp_path / "store"), signing_key=pair.private, labels=tmp_path / "labels.txt",
+        golden_budget_bytes=2 * per_image + 100,
+    )).manifest
+    assert m.golden.count == 2
