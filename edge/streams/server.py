@@ -78,6 +78,7 @@ class MultiStreamLoop:
         self.summary: RunSummary | None = None
         self._started = False
         self._last_error_log = -ERROR_LOG_INTERVAL_S
+        self._warned_generation = 0
 
     def run(self) -> None:
         """Once a model is served, start every stream and infer their frames until stop, the end or a bound."""
@@ -190,6 +191,11 @@ class MultiStreamLoop:
         t3 = perf()
         backlog = self.scheduler.waiting()
         decoder, top_k = serving.decoder, self._top_k
+        if decoder.task != "classification" and serving.generation != self._warned_generation:
+            self._warned_generation = serving.generation
+            if len(self.captures) > 1:
+                log.warning("model version %d is a %s model: its results of every stream are tracked and alerted as "
+                            "one stream for now (per-stream tracking is not built yet)", serving.version, decoder.task)
         done = 0
         last = len(ready) - 1
         for i, (item, output, prep) in enumerate(zip(ready, outputs, preps, strict=True)):
