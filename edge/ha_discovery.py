@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Collection
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 from edge.link.base import Link
@@ -109,7 +109,7 @@ def discovery_configs(
             "default_entity_id": f"sensor.{_slug(node)}_{m.name}",
             "state_topic": topics.telemetry,
             "value_template": value_template(m.name),
-            **_availability(topics),
+            **availability(topics),
             "state_class": "total_increasing" if m.kind == "counter" else "measurement",
             "device": device,
             "origin": origin,
@@ -122,7 +122,8 @@ def discovery_configs(
     return out + rollout_configs(topics, agent_version, prefix)
 
 
-def _availability(topics: DeviceTopics) -> dict[str, str]:
+def availability(topics: DeviceTopics) -> dict[str, str]:
+    """Available only while the device's status is `online`."""
     return {
         "availability_topic": topics.status,
         "availability_template": AVAILABILITY_TEMPLATE,
@@ -147,7 +148,7 @@ def device_info(topics: DeviceTopics, agent_version: str) -> dict[str, Any]:
 def rollout_configs(topics: DeviceTopics, agent_version: str, prefix: str = HA_PREFIX) -> list[Config]:
     """The model `update` entity (installed vs desired version, no install action) and "rollout in progress"."""
     node, slug = node_id(topics), _slug(node_id(topics))
-    common = {**_availability(topics), "state_topic": topics.state, "device": device_info(topics, agent_version),
+    common = {**availability(topics), "state_topic": topics.state, "device": device_info(topics, agent_version),
               "origin": {"name": "edgeferry", "sw_version": agent_version}}
     update = {
         "name": "Model",
@@ -189,8 +190,10 @@ class HaDiscovery:
         agent_version: str,
         prefix: str = HA_PREFIX,
         reported: Collection[str] | None = None,
+        extra: Callable[[], Sequence[Config]] | None = None,
     ) -> None:
         self._link = link
+        self._extra = extra  # more configs, computed at each publish (a detector's zones: edge.ha_detection)
         self._topics = topics
         self._version = agent_version
         self._prefix = prefix
@@ -209,7 +212,8 @@ class HaDiscovery:
 
     def publish(self) -> None:
         """Publish every config (retained) and withdraw those of figures this host does not report."""
-        for topic, payload in discovery_configs(self._topics, self._version, self._prefix, self._reported):
+        extra = list(self._extra()) if self._extra is not None else []
+        for topic, payload in discovery_configs(self._topics, self._version, self._prefix, self._reported) + extra:
             self._link.publish_json(topic, payload, retain=True)
         for topic in withdrawn_topics(self._topics, self._prefix, self._reported):
             self._link.publish_text(topic, "", retain=True)

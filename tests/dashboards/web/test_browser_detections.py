@@ -63,7 +63,8 @@ def test_device_and_fleet_pages_show_what_a_detector_sees(
     sign_in(page, url, VIEWER)
     row = page.locator('#devices tbody tr[data-id="det-1"]')
     expect(row.locator('td[data-key="objects_per_min"]')).to_have_text("900.0")  # 1.5 objects/frame x 10 fps
-    expect(page.locator('#devices tbody tr[data-id="cam-0"] td[data-key="objects_per_min"]')).to_have_text("–")
+    classifier = page.locator('#devices tbody tr[data-id="cam-0"] td[data-key="objects_per_min"]')
+    expect(classifier).to_have_text("\u2013")  # EF.fmt's dash: no figure
 
     page.goto(f"{url}/devices/det-1")
     expect(page.locator("#detections")).to_be_visible()

@@ -1,0 +1,106 @@
+"""Home Assistant discovery for a detector, as Frigate's integration offers it: an occupancy sensor per zone (objects
+in it now) and per zone and label, read from the telemetry's zone_counts; an `event` entity that fires on every
+object event (new/update/end, with the label, id, zones and score as attributes); and device triggers for an object
+appearing and ending, for automations.
+
+Zones come from the agent's `detection.zones`; the labels counted per zone are the zone's own `objects`, else the
+detection's `objects` (without either, only the zone's total is announced: labels are the model's, unknown here).
+Templates render '' when a report lacks a count, so a zone that is not reported never warns.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from edge.detection.config import DetectionConfig
+from edge.ha_discovery import HA_PREFIX, Config, availability, device_info, node_id
+from shared.object_events import ObjectTopics
+from shared.topics import DeviceTopics
+
+OBJECT_EVENT_TYPES = ("new", "update", "end")
+TRIGGER_TYPES = ("new", "end")  # the two an automation waits for; updates are in the event entity
+EVENT_OBJECT = "objects"
+EVENT_TEMPLATE = (
+    "{% set a = value_json.get('after') or {} %}"
+    "{{ {'event_type': value_json.get('type'), 'label': a.get('label'), 'id': a.get('id'),"
+    " 'score': a.get('score'), 'zones': a.get('current_zones'), 'entered_zones': a.get('entered_zones'),"
+    " 'stationary': a.get('stationary'), 'loitering': a.get('loitering'), 'has_snapshot': a.get('has_snapshot')}"
+    " | tojson }}"
+)
+TRIGGER_TEMPLATE = "{{ value_json.get('type') }}"
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9_]+", "_", text.lower()).strip("_") or "label"
+
+
+def zone_labels(cfg: DetectionConfig) -> dict[str, list[str]]:
+    """Zone -> the labels counted in it per label (its own `objects`, else the detection's, else none)."""
+    return {name: list(zone.objects or cfg.objects) for name, zone in cfg.zones.items()}
+
+
+def count_template(key: str) -> str:
+    """Reads zone_counts[key], or '' when the report has no such count (the key quoted as a Jinja string)."""
+    quoted = json.dumps(key)
+    return (f"{{% set z = value_json.get('zone_counts') or {{}} %}}"
+            f"{{{{ z[{quoted}] if {quoted} in z else '' }}}}")
+
+
+def zone_configs(topics: DeviceTopics, agent_version: str, zones: Mapping[str, Sequence[str]],
+                 prefix: str = HA_PREFIX) -> list[Config]:
+    """One occupancy sensor per zone (every object in it) and per zone and label."""
+    node, slug = node_id(topics), _slug(node_id(topics))
+    common = {"state_topic": topics.telemetry, **availability(topics), "state_class": "measurement",
+              "unit_of_measurement": "objects", "device": device_info(topics, agent_version),
+              "origin": {"name": "edgeferry", "sw_version": agent_version}}
+    out: list[Config] = []
+    for zone in sorted(zones):
+        entries = [(zone, f"zone_{zone}", f"{zone} objects")]
+        seen: set[str] = set()
+        for label in zones[zone]:
+            key = f"zone_{zone}_{_slug(label)}"
+            if key not in seen:  # two labels spelled alike share an entity id: the first is kept
+                seen.add(key)
+                entries.append((f"{zone}/{label}", key, f"{zone} {label}"))
+        for count_key, object_id, name in entries:
+            cfg = {"name": name[:64], "unique_id": f"{node}_{object_id}",
+                   "default_entity_id": f"sensor.{slug}_{object_id.lower()}",
+                   "value_template": count_template(count_key), "icon": "mdi:account-group", **common}
+            out.append((f"{prefix}/sensor/{node}/{object_id}/config", cfg))
+    return out
+
+
+def event_configs(topics: DeviceTopics, agent_version: str, prefix: str = HA_PREFIX) -> list[Config]:
+    """The object-event entity and the device triggers for an object appearing (new) and ending (end)."""
+    node, slug = node_id(topics), _slug(node_id(topics))
+    events = ObjectTopics(topics).events
+    device = device_info(topics, agent_version)
+    entity = {
+        "name": "Object",
+        "unique_id": f"{node}_{EVENT_OBJECT}",
+        "default_entity_id": f"event.{slug}_{EVENT_OBJECT}",
+        "state_topic": events,
+        "event_types": list(OBJECT_EVENT_TYPES),
+        "value_template": EVENT_TEMPLATE,
+        "icon": "mdi:cctv",
+        **availability(topics),
+        "device": device,
+        "origin": {"name": "edgeferry", "sw_version": agent_version},
+    }
+    out: list[Config] = [(f"{prefix}/event/{node}/{EVENT_OBJECT}/config", entity)]
+    for kind in TRIGGER_TYPES:
+        trigger: dict[str, Any] = {"automation_type": "trigger", "topic": events, "type": kind, "subtype": "object",
+                                   "payload": kind, "value_template": TRIGGER_TEMPLATE, "device": device}
+        out.append((f"{prefix}/device_automation/{node}/object_{kind}/config", trigger))
+    return out
+
+
+def detection_configs(topics: DeviceTopics, agent_version: str, cfg: DetectionConfig,
+                      prefix: str = HA_PREFIX) -> list[Config]:
+    """Everything a detector announces; none for an agent whose config names no zones or objects (a classifier)."""
+    if not cfg.zones and not cfg.objects:
+        return []
+    return zone_configs(topics, agent_version, zone_labels(cfg), prefix) + event_configs(topics, agent_version, prefix)
