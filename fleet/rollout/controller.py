@@ -192,7 +192,8 @@ class RolloutController:
         verdict = judge_stage(
             stage, row.version, self._canaries(row, stage, list(assigned.values()), members, now),
             self._control(row, stage, members, assigned, now),
-            Baseline(row.baseline.get("figures", {}), row.baseline.get("class_counts", {})),
+            Baseline(row.baseline.get("figures", {}), row.baseline.get("class_counts", {}),
+                     row.baseline.get("score_bins", {})),
             row.stage_started_ms, row.deadline_ms, now,
         )
         self._decide(row, stage, verdict, assigned, now)
