@@ -187,6 +187,8 @@ class Agent:
         self.telemetry.set_zone_counts(self.results.zone_counts)
         if isinstance(self.frames, MultiStreamLoop):
             self.telemetry.set_stream_figures(self.frames.stream_figures)
+            if self.exporter is not None:
+                self.exporter.set_streams(self.frames.stream_figures)
         self._publish_state()
         if self.cfg.mqtt.ha_discovery:
             reported = {m.name for m in METRICS} - self.system.unreported()

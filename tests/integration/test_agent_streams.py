@@ -4,6 +4,7 @@ camera unplugged and plugged back in while the other streams keep producing."""
 from __future__ import annotations
 
 import time
+import urllib.request
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -19,6 +20,7 @@ from tests.edge.media import write_video
 from tests.edge.package_factory import make_package, new_keypair
 from tests.edge.streams.models import SwitchableSource
 from tests.fixtures.broker import Broker, MqttProbe
+from tests.fixtures.ports import free_port
 from tests.integration.agent_harness import agent_config, running_agent, topics_of, write_public_key
 
 NAMES = ("gate", "yard", "shelf", "clip")
@@ -39,12 +41,12 @@ def four_streams(tmp_path: Path) -> list[dict[str, Any]]:
     ]
 
 
-def config(tmp_path: Path, broker: Broker) -> dict[str, Any]:
+def config(tmp_path: Path, broker: Broker, **over: Any) -> dict[str, Any]:
     keys = new_keypair()
     store = LocalStore(tmp_path / "store")
     make_package(store, "tiny", 1, keys)
     tree = agent_config(tmp_path, store, write_public_key(keys, tmp_path / "k.pub"), broker, {},
-                        **{"events.mode": "every", "streams": four_streams(tmp_path), "batching.wait_ms": 5})
+                        **{"events.mode": "every", "streams": four_streams(tmp_path), "batching.wait_ms": 5, **over})
     del tree["source"]
     return tree
 
@@ -62,7 +64,8 @@ def wait_until(cond: Callable[[], bool], timeout: float, what: str) -> None:
 
 
 def test_four_streams_publish_their_own_results_events_and_figures(tmp_path: Path, mosquitto: Broker) -> None:
-    tree = config(tmp_path, mosquitto)
+    port = free_port()
+    tree = config(tmp_path, mosquitto, **{"daemon.prometheus_port": port})
     topics = topics_of(tree)
     probe = MqttProbe(mosquitto, f"{topics.base}/#")
     with running_agent(tree) as agent:
@@ -71,6 +74,10 @@ def test_four_streams_publish_their_own_results_events_and_figures(tmp_path: Pat
             lambda m: m.topic == topics.telemetry and set(m.json().get("streams") or {}) == set(NAMES)
             and all(f.get("frames", 0) > 0 for f in m.json()["streams"].values()), 30, "per-stream telemetry")
         assert agent.frames.runner.batched_frames > 0, "frames of different streams were batched"
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as resp:
+            scrape = resp.read().decode()
+    for name in NAMES:
+        assert f'stream="{name}"' in scrape and "edgeferry_stream_processed_fps{" in scrape
     streams = report.json()["streams"]
     for name, figures in streams.items():
         assert set(figures) <= set(STREAM_BY_NAME), name
