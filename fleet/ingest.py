@@ -19,7 +19,7 @@ import re
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from functools import partial, reduce
+from functools import lru_cache, partial, reduce
 from typing import Literal
 
 from pydantic import ValidationError
@@ -68,8 +68,14 @@ class Route:
     kind: Kind
 
 
+# Topics remembered by route(): a device has a handful, so 10,000 devices fit many times over.
+ROUTES_REMEMBERED = 1 << 18
+
+
+@lru_cache(maxsize=ROUTES_REMEMBERED)
 def route(topic: str, fleet: str, root: str = ROOT) -> Route | None:
-    """The device and leaf of a topic of this fleet; None for anything else (another fleet, a command, events)."""
+    """The device and leaf of a topic of this fleet; None for anything else (another fleet, a command, events).
+    Remembered per topic: every message is routed on paho's thread and again by the writer."""
     parts = topic.split("/")
     if len(parts) < 4 or parts[0] != root or parts[1] != fleet:
         return None
@@ -192,8 +198,10 @@ class Ingest:
         for device, n in (shed or {}).items():
             per_device.setdefault(device, []).append(
                 _Parsed("status", now, change=partial(count_shed, n=n, received_ms=now), accepted=False))
+        accepted: dict[str, int] = {}
+        fleet = self.store.fleet
         for topic, payload, retained, received in batch:
-            r = route(topic, self.store.fleet)
+            r = route(topic, fleet)
             if r is None:
                 continue
             try:
@@ -201,8 +209,14 @@ class Ingest:
             except PARSE_ERRORS as exc:
                 per_device.setdefault(r.device_id, []).append(self._refusal(r, exc, received))
                 continue
-            self._count(self.stats.accepted, r.kind)
-            per_device.setdefault(r.device_id, []).append(parsed)
+            accepted[r.kind] = accepted.get(r.kind, 0) + 1
+            items = per_device.get(r.device_id)
+            if items is None:
+                per_device[r.device_id] = [parsed]
+            else:
+                items.append(parsed)
+        for kind, n in accepted.items():
+            self._count(self.stats.accepted, kind, n)
         if not per_device:
             return
         capped = self._write_registry(per_device)
@@ -266,9 +280,11 @@ class Ingest:
         if not changes:
             return set()
         with self.store.engine.begin() as conn:
-            retry, capped = self.store.devices.update_in(conn, changes, self.max_unassigned)
+            done = self.store.devices.update_in(conn, changes, self.max_unassigned)
         # Committed: what follows must not raise into the fallback, which would apply the changes again.
-        for dev in retry:
+        self.store.devices.remember(done)
+        capped = done.capped
+        for dev in done.retry:
             try:
                 self.store.devices.update(dev, changes[dev])
             except WRITE_ERRORS as exc:

@@ -62,7 +62,8 @@ class FairQueue:
             self._lane_bytes[key] = lane_bytes + size
             self._bytes += size
             self._count += 1
-            self._cond.notify()
+            if self._count == 1:  # the writer waits only on an empty queue
+                self._cond.notify()
             return True
 
     def take(self, max_items: int, max_bytes: int, timeout_s: float) -> list[tuple[str, Queued]]:

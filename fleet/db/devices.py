@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import json
-import sqlite3
 from collections.abc import Callable, Mapping
-from dataclasses import fields, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
-from sqlalchemy import JSON, Connection, Engine, and_, bindparam, delete, func, or_, select, update
+import orjson
+from sqlalchemy import Connection, Engine, and_, bindparam, delete, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import DBAPIError
 
 from fleet.db import sanitize
+from fleet.db.batch_write import CasRow, cas_update
+from fleet.db.record_cache import RecordCache
 from fleet.db.schema import devices, group_assignments
 from fleet.db.upsert import insert_absent
 from fleet.errors import StorageError
@@ -40,45 +40,6 @@ _CAS_UPDATE = (
 )
 
 
-_CAS_BY_COLUMNS: dict[tuple[str, ...], Any] = {}
-
-
-def _cas_of(columns: tuple[str, ...]) -> Any:
-    """The compare-and-set statement writing only these columns (compiled once per column set)."""
-    stmt = _CAS_BY_COLUMNS.get(columns)
-    if stmt is None:
-        stmt = _CAS_BY_COLUMNS[columns] = (
-            update(devices)
-            .where(devices.c.fleet == bindparam("w_fleet"), devices.c.device_id == bindparam("w_device"),
-                   devices.c.rev == bindparam("w_rev"))
-            .values({c: bindparam(f"v_{c}") for c in columns})
-        )
-    return stmt
-
-
-_JSON_COLUMNS = frozenset(c.name for c in devices.columns if isinstance(c.type, JSON))
-
-
-def _sqlite_cas(conn: Connection, columns: tuple[str, ...], params: list[dict[str, Any]]) -> list[str]:
-    """Compare-and-set each row on sqlite3's cursor (in the connection's transaction); returns the ids that
-    another writer changed since they were read."""
-    sql = (f"UPDATE {devices.name} SET {', '.join(f'{c} = ?' for c in columns)} "
-           "WHERE fleet = ? AND device_id = ? AND rev = ?")
-    cur = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-    missed = []
-    try:
-        for p in params:
-            values = [json.dumps(p[f"v_{c}"]) if c in _JSON_COLUMNS else p[f"v_{c}"] for c in columns]
-            cur.execute(sql, (*values, p["w_fleet"], p["w_device"], p["w_rev"]))
-            if cur.rowcount != 1:
-                missed.append(p["w_device"])
-    except sqlite3.Error as exc:
-        raise DBAPIError(sql, None, exc) from exc
-    finally:
-        cur.close()
-    return missed
-
-
 def _insert_absent_many(conn: Connection) -> Any:
     """INSERT of device rows that skips ids already there, returning the ids it inserted (executemany)."""
     ins = (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(devices)
@@ -95,6 +56,25 @@ def _to_row(rec: DeviceRecord) -> dict[str, Any]:
     row["status"] = rec.reported_status
     row["reported_groups"] = list(rec.reported_groups)
     return row
+
+
+# (record field, column) of each column a record writes but rev, which the writer sets.
+_FIELD_COLUMNS = tuple(("reported_status" if c == "status" else c, c) for c in _COLUMNS
+                       if c != "rev" and (c == "status" or c in _RECORD_FIELDS))
+
+
+def _changed(before: DeviceRecord, after: DeviceRecord) -> tuple[tuple[str, ...], tuple[Any, ...]]:
+    """The columns whose values differ between two records, and after's values of them (as _to_row writes them):
+    a field-by-field walk, far cheaper than building and comparing two rows."""
+    b, a = before.__dict__, after.__dict__
+    columns: list[str] = []
+    values: list[Any] = []
+    for name, column in _FIELD_COLUMNS:
+        v, w = a[name], b[name]
+        if v is not w and v != w:
+            columns.append(column)
+            values.append(list(v) if column == "reported_groups" else v)
+    return tuple(columns), tuple(values)
 
 
 _INT_COLUMNS = frozenset(c.name for c in devices.columns if c.type.python_type is int)
@@ -124,10 +104,20 @@ def _from_row(row: Any, assigned: tuple[str, ...]) -> DeviceRecord:
     data["degraded"] = {str(k): v for k, v in degraded.items() if isinstance(v, str)}
     data["unsigned_commands"] = bool(data["unsigned_commands"])
     for name in ("boot_id", "agent_version", "model_name", "model_variant", "model_backend", "config_digest",
-                 "last_refused"):
+                 "last_refused", "follow", "channel"):
         data[name] = sanitize.text(data.get(name), 256)
     rec = DeviceRecord(**{k: v for k, v in data.items() if k in _RECORD_FIELDS})
     return with_assignments(rec, assigned)
+
+
+@dataclass
+class BatchWrite:
+    """What update_in did: ids to retry alone once its transaction is over, ids left out by the cap on unassigned
+    devices, and the records it wrote (remembered once the transaction committed)."""
+
+    retry: list[str] = field(default_factory=list)
+    capped: set[str] = field(default_factory=set)
+    written: list[DeviceRecord] = field(default_factory=list)
 
 
 class DeviceRepository:
@@ -136,6 +126,7 @@ class DeviceRepository:
     def __init__(self, engine: Engine, fleet: str) -> None:
         self._engine = engine
         self.fleet = fleet
+        self._cache = RecordCache()
 
     def _assigned(self, conn: Any, device_id: str | None = None) -> dict[str, tuple[str, ...]]:
         q = select(group_assignments.c.device_id, group_assignments.c.group_name).where(
@@ -209,92 +200,114 @@ class DeviceRepository:
         wrote the same device in between, so no update is lost."""
         for _ in range(MAX_UPDATE_ATTEMPTS):
             current = self.get(device_id)
+            done: DeviceRecord | None = None
             with self._engine.begin() as conn:
                 if current is None:
-                    fresh = change(new_record(self.fleet, device_id))
-                    if insert_absent(conn, devices, {"fleet": self.fleet, "device_id": device_id,
-                                                     **_to_row(replace(fresh, rev=1))}, ["fleet", "device_id"]):
-                        return replace(fresh, rev=1)
-                    continue
-                changed = change(current)
-                if changed == current:
-                    return current
-                done = conn.execute(
-                    _CAS_UPDATE, _cas_params(self.fleet, device_id, current.rev, replace(changed, rev=current.rev + 1))
-                ).rowcount
-                if done:
-                    return replace(changed, rev=current.rev + 1)
+                    fresh = replace(change(new_record(self.fleet, device_id)), rev=1)
+                    if insert_absent(conn, devices, {"fleet": self.fleet, "device_id": device_id, **_to_row(fresh)},
+                                     ["fleet", "device_id"]):
+                        done = fresh
+                else:
+                    changed = change(current)
+                    if changed == current:
+                        return current
+                    new = replace(changed, rev=current.rev + 1)
+                    if conn.execute(_CAS_UPDATE, _cas_params(self.fleet, device_id, current.rev, new)).rowcount:
+                        done = new
+            if done is not None:  # committed: this worker's next write of the device needs no read
+                self._cache.remember([done])
+                return done
         raise StorageError(f"device {device_id}: gave up after {MAX_UPDATE_ATTEMPTS} conflicting concurrent updates")
 
     def update_many(self, changes: Mapping[str, Callable[[DeviceRecord], DeviceRecord]],
                     max_unassigned: int | None = None) -> set[str]:
-        """update() for many devices with one read and one transaction; a device another worker wrote in between
-        is retried alone. Rows are written in id order, so two workers' transactions cannot deadlock. A device
-        not yet known is not created once `max_unassigned` devices without an assignment exist; returns the ids
-        left out for that reason."""
+        """update() for many devices in one transaction; a device another worker wrote in between is retried
+        alone. A device not yet known is not created once `max_unassigned` devices without an assignment exist;
+        returns the ids left out for that reason."""
         if not changes:
             return set()
         with self._engine.begin() as conn:
-            retry, capped = self.update_in(conn, changes, max_unassigned)
-        for dev in retry:
+            done = self.update_in(conn, changes, max_unassigned)
+        self.remember(done)
+        for dev in done.retry:
             self.update(dev, changes[dev])
-        return capped
+        return done.capped
+
+    def remember(self, done: BatchWrite) -> None:
+        """Keep the records of a committed update_in, so the next batch writes them without reading their rows."""
+        self._cache.remember(done.written)
 
     def update_in(self, conn: Connection, changes: Mapping[str, Callable[[DeviceRecord], DeviceRecord]],
-                  max_unassigned: int | None = None) -> tuple[list[str], set[str]]:
-        """update_many's one transaction on the caller's connection: returns (ids another worker wrote in
-        between, to retry with update() once this transaction is over; ids left out by the cap)."""
+                  max_unassigned: int | None = None) -> BatchWrite:
+        """update_many's one transaction on the caller's connection; `remember` its result once committed.
+
+        Reads only each row's rev (PostgreSQL: locking the rows, in id order, so two workers cannot deadlock); a
+        record this worker wrote at that rev is changed in memory, any other row is read whole. Each device's
+        changed columns are written with one compare-and-set statement per set of columns for the whole batch
+        (SQLite takes no lock before it, which would starve the lease and maintenance threads; a row another
+        writer changed in between is left to retry alone)."""
         ids = sorted(changes)
-        q = select(devices).where(devices.c.fleet == self.fleet, devices.c.device_id.in_(ids))
-        if conn.dialect.name == "postgresql":
-            q = q.order_by(devices.c.device_id).with_for_update()  # in id order: two workers cannot deadlock
-        rows = conn.execute(q).all()
-        assigned = self._assigned_of(conn, ids)
-        current = {r.device_id: _from_row(r, assigned.get(r.device_id, ())) for r in rows}
+        pg = conn.dialect.name == "postgresql"
+        revs = self._revs(conn, ids, lock=pg)
+        current = self._cache.current(revs)
+        unread = [d for d in ids if d in revs and d not in current]
+        if unread:
+            assigned = self._assigned_of(conn, unread)
+            for row in conn.execute(select(devices).where(devices.c.fleet == self.fleet,
+                                                          devices.c.device_id.in_(unread))):
+                current[row.device_id] = _from_row(row, assigned.get(row.device_id, ()))
+        done = BatchWrite()
         room: int | None = None
         if max_unassigned is not None and len(current) < len(ids):
             room = max(0, max_unassigned - self.unassigned_count(conn))
-        retry: list[str] = []
-        capped: set[str] = set()
-        writes: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        writes: dict[tuple[str, ...], list[CasRow]] = {}
+        pending: dict[str, DeviceRecord] = {}
         created: list[dict[str, Any]] = []
         for dev in ids:
             rec = current.get(dev)
             if rec is None:
                 if room is not None:
                     if room <= 0:
-                        capped.add(dev)
+                        done.capped.add(dev)
                         continue
                     room -= 1
-                fresh = changes[dev](new_record(self.fleet, dev))
-                created.append({"fleet": self.fleet, "device_id": dev, **_to_row(evolve(fresh, rev=1))})
+                fresh = pending[dev] = evolve(changes[dev](new_record(self.fleet, dev)), rev=1)
+                created.append({"fleet": self.fleet, "device_id": dev, **_to_row(fresh)})
                 continue
             changed = changes[dev](rec)
-            if changed == rec:
-                continue
-            before, after = _to_row(rec), _to_row(evolve(changed, rev=rec.rev + 1))
-            columns = tuple(c for c in after if after[c] != before.get(c))
-            writes.setdefault(columns, []).append(
-                {"w_fleet": self.fleet, "w_device": dev, "w_rev": rec.rev, **{f"v_{c}": after[c] for c in columns}})
+            columns, values = _changed(rec, changed)
+            if columns:
+                writes.setdefault((*columns, "rev"), []).append((dev, rec.rev, (*values, rec.rev + 1)))
+                pending[dev] = evolve(changed, rev=rec.rev + 1)
         if created:  # new devices in one INSERT ... ON CONFLICT DO NOTHING; one another worker created is retried
             inserted = set(conn.execute(_insert_absent_many(conn), created).scalars())
-            retry += [row["device_id"] for row in created if row["device_id"] not in inserted]
-        # Only the changed columns are written. PostgreSQL: the rows are locked by the read, so the devices changing
-        # the same columns (a telemetry batch: last seen and rev) go in one executemany whose compare-and-sets all
-        # match. SQLite: one compare-and-set per row on the driver's cursor (no lock taken before the read, which
-        # would starve the lease and maintenance threads), a row another writer changed in between is retried.
-        for columns, params in writes.items():
-            if conn.dialect.name == "sqlite":
-                retry += _sqlite_cas(conn, columns, params)
-                continue
-            done = conn.execute(_cas_of(columns), params).rowcount
-            if done != len(params):
-                raise StorageError(f"{len(params) - done} of {len(params)} locked device records were changed by "
-                                   "another writer; the batch is applied again device by device")
-        return retry, capped
+            done.retry += [row["device_id"] for row in created if row["device_id"] not in inserted]
+        for columns, rows in writes.items():
+            written = cas_update(conn, self.fleet, columns, rows)
+            missed = [row[0] for row in rows if row[0] not in written]
+            if missed and pg:
+                raise StorageError(f"{len(missed)} of {len(rows)} locked device records were changed by another "
+                                   "writer; the batch is applied again device by device")
+            done.retry += missed
+        done.written = [rec for dev, rec in pending.items() if dev not in done.retry]
+        return done
+
+    def _revs(self, conn: Connection, ids: list[str], lock: bool) -> dict[str, int]:
+        """Each present row's rev (locked for this transaction when lock)."""
+        # On the driver, the ids as one parameter: SQLAlchemy's expanding IN processed each id on every batch.
+        if conn.dialect.name == "postgresql":
+            sql = (f"SELECT device_id, rev FROM {devices.name} WHERE fleet = %s AND device_id = ANY(%s) "
+                   f"ORDER BY device_id{' FOR UPDATE' if lock else ''}")
+            rows = conn.exec_driver_sql(sql, (self.fleet, ids))
+        else:
+            sql = (f"SELECT device_id, rev FROM {devices.name} WHERE fleet = ? AND device_id IN "
+                   "(SELECT value FROM json_each(?))")
+            rows = conn.exec_driver_sql(sql, (self.fleet, orjson.dumps(ids).decode()))
+        return {dev: sanitize.int64(rev) or 0 for dev, rev in rows}
 
     def remove(self, device_id: str, conn: Connection) -> bool:
         """Delete the device's row and its group assignments (within the caller's transaction); False if absent."""
+        self._cache.forget([device_id])
         conn.execute(delete(group_assignments).where(group_assignments.c.fleet == self.fleet,
                                                      group_assignments.c.device_id == device_id))
         return bool(conn.execute(delete(devices).where(devices.c.fleet == self.fleet,

@@ -7,13 +7,15 @@ Retention and history buckets go by the fleet's receive time (`received_ms`): a 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, Engine, delete, func, insert, select
+from sqlalchemy import Connection, Engine, Text, cast, delete, func, select
 
 from fleet.db import sanitize
+from fleet.db.batch_write import insert_history, insert_samples
 from fleet.db.schema import telemetry_history, telemetry_samples
 from fleet.registry import TelemetrySample
 
@@ -25,23 +27,61 @@ def bucket_of(ts_ms: int, bucket_ms: int) -> int:
 
 def downsample(samples: Iterable[tuple[str, TelemetrySample]], bucket_ms: int) -> dict[tuple[str, int], Any]:
     """Mean of each figure per (device, bucket), with the sample count and summed class counts."""
-    acc: dict[tuple[str, int], dict[str, Any]] = {}
-    for device, s in samples:
-        slot = acc.setdefault((device, bucket_of(s.ts_ms, bucket_ms)), {"n": 0, "sums": {}, "counts": {}})
-        slot["n"] += 1
-        for k, v in s.figures.items():
-            total, n = slot["sums"].get(k, (0.0, 0))
-            slot["sums"][k] = (total + v, n + 1)
-        for label, c in s.class_counts.items():
-            slot["counts"][label] = slot["counts"].get(label, 0) + c
-    return {
-        key: {"samples": slot["n"], "figures": {k: t / n for k, (t, n) in sorted(slot["sums"].items())},
-              "class_counts": slot["counts"]}
-        for key, slot in acc.items()
-    }
+    return _downsample((device, bucket_of(s.ts_ms, bucket_ms), s.figures, s.class_counts) for device, s in samples)
 
 
-_SAMPLE_COLUMNS = ("fleet", "device_id", "ts_ms", "received_ms", "boot_id", "seq", "figures", "class_counts")
+def _downsample(rows: Iterable[tuple[str, int, dict[str, float], dict[str, int]]]) -> dict[tuple[str, int], Any]:
+    """downsample of (device, bucket, figures, class counts) rows: each figure's values summed in arrival order
+    by sum() over a list, not a tuple rebuilt per value (the history pass reads every sample of 10,000 devices)."""
+    groups: dict[tuple[str, int], tuple[list[dict[str, float]], dict[str, int]]] = {}
+    for device, bucket, figures, class_counts in rows:
+        slot = groups.get((device, bucket))
+        if slot is None:
+            slot = groups[(device, bucket)] = ([], {})
+        slot[0].append(figures)
+        counts = slot[1]
+        for label, c in class_counts.items():
+            counts[label] = counts.get(label, 0) + c
+    out: dict[tuple[str, int], Any] = {}
+    for key, (figs, counts) in groups.items():
+        names = set(figs[0]).union(*figs[1:]) if len(figs) > 1 else set(figs[0])
+        means = {}
+        for name in sorted(names):
+            values = [f[name] for f in figs if name in f]
+            means[name] = sum(values, 0.0) / len(values)
+        out[key] = {"samples": len(figs), "figures": means, "class_counts": counts}
+    return out
+
+
+def _stored_figures(v: Any) -> dict[str, float]:
+    """Stored figures (JSON text, or what the driver decoded) as name -> finite float: as sanitize.figures reads
+    them, by orjson and one check where every value is already a finite float (what ingest writes)."""
+    if isinstance(v, str | bytes):
+        try:
+            v = orjson.loads(v)
+        except orjson.JSONDecodeError:
+            try:
+                v = json.loads(v)  # NaN or Infinity, which an older version could write
+            except ValueError:
+                return {}
+    if type(v) is dict and all(type(x) is float for x in v.values()) and math.isfinite(sum(v.values(), 0.0)):
+        return v
+    return sanitize.figures(v)
+
+
+def _stored_counts(v: Any) -> dict[str, int]:
+    """Stored class counts as sanitize.counts reads them, by orjson and one check on what ingest writes."""
+    if isinstance(v, str | bytes):
+        try:
+            v = orjson.loads(v)
+        except orjson.JSONDecodeError:
+            try:
+                v = json.loads(v)
+            except ValueError:
+                return {}
+    if type(v) is dict and all(type(x) is int and 0 <= x <= sanitize.INT64_MAX for x in v.values()):
+        return v
+    return sanitize.counts(v)
 
 
 def _json(value: Any) -> str:
@@ -52,16 +92,6 @@ def _json(value: Any) -> str:
     except TypeError:
         return json.dumps(value)
     return json.dumps(value) if b"null" in out else out.decode()
-
-
-def _insert_samples_sql(dialect: str) -> str:
-    """One INSERT for executemany on the driver: no per-value processing by SQLAlchemy (JSON is written here)."""
-    cols = ", ".join(_SAMPLE_COLUMNS)
-    if dialect == "postgresql":
-        marks = ", ".join("CAST(%s AS JSON)" if c in ("figures", "class_counts") else "%s" for c in _SAMPLE_COLUMNS)
-    else:
-        marks = ", ".join("?" for _ in _SAMPLE_COLUMNS)
-    return f"INSERT INTO {telemetry_samples.name} ({cols}) VALUES ({marks})"
 
 
 class TelemetryRepository:
@@ -80,10 +110,10 @@ class TelemetryRepository:
         rows = [(self.fleet, dev, s.ts_ms, received, s.boot_id, s.seq, _json(s.figures), _json(s.class_counts))
                 for dev, s, received in batch]
         if conn is not None:
-            conn.exec_driver_sql(_insert_samples_sql(conn.dialect.name), rows)
+            insert_samples(conn, self.fleet, rows)
             return
         with self._engine.begin() as own:
-            own.exec_driver_sql(_insert_samples_sql(own.dialect.name), rows)
+            insert_samples(own, self.fleet, rows)
 
     def window(self, device_id: str, since_ms: int, until_ms: int) -> list[TelemetrySample]:
         """Samples of one device with since_ms <= ts < until_ms, oldest first."""
@@ -121,24 +151,23 @@ class TelemetryRepository:
             buckets: dict[tuple[str, int], Any] = {}
             if changed:
                 wanted = set(changed)
+                # JSON as text, read by orjson: the driver's and SQLAlchemy's json.loads cost more than the rest.
                 rows = conn.execute(
-                    select(t.device_id, t.received_ms, t.figures, t.class_counts)
+                    select(t.device_id, t.received_ms, cast(t.figures, Text), cast(t.class_counts, Text))
                     .where(t.fleet == self.fleet, t.received_ms >= changed[0], t.received_ms < changed[-1] + bucket_ms)
                 ).all()
-                buckets = downsample(
-                    ((r.device_id, TelemetrySample(int(r.received_ms), sanitize.figures(r.figures),
-                                                   sanitize.counts(r.class_counts)))
-                     for r in rows if bucket_of(int(r.received_ms), bucket_ms) in wanted),
-                    bucket_ms,
+                buckets = _downsample(
+                    (dev, b, _stored_figures(figures), _stored_counts(counts))
+                    for dev, received, figures, counts in rows
+                    if (b := bucket_of(int(received), bucket_ms)) in wanted
                 )
             h = telemetry_history.c
             conn.execute(delete(telemetry_history).where(h.fleet == self.fleet, h.bucket_ms.in_(changed + emptied)))
-            if buckets:
-                conn.execute(insert(telemetry_history), [
-                    {"fleet": self.fleet, "device_id": dev, "bucket_ms": b, "samples": v["samples"],
-                     "figures": {**v["figures"], **({"class_counts": v["class_counts"]} if v["class_counts"] else {})}}
-                    for (dev, b), v in buckets.items()
-                ])
+            insert_history(conn, [
+                (self.fleet, dev, b, v["samples"],
+                 _json({**v["figures"], **({"class_counts": v["class_counts"]} if v["class_counts"] else {})}))
+                for (dev, b), v in buckets.items()
+            ])
         for k in [k for k in self._marks if k in known or k[1] < since_ms]:
             del self._marks[k]  # redone now, or out of the span for good
         self._marks.update(marks)

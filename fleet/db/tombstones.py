@@ -30,6 +30,8 @@ class TombstoneRepository:
             return set()
         t = device_tombstones.c
         with self._engine.connect() as conn:
+            if conn.execute(select(t.device_id).where(t.fleet == self.fleet).limit(1)).first() is None:
+                return set()  # the usual case: no removed device, and no thousand ids to send
             return set(conn.execute(select(t.device_id).where(
                 t.fleet == self.fleet, t.device_id.in_(sorted(set(device_ids))))).scalars())
 

@@ -1,0 +1,111 @@
+"""Many device rows' compare-and-sets in one statement that says which rows it wrote, and many samples in one
+INSERT: SQLite's UPDATE ... FROM (VALUES ...) RETURNING, PostgreSQL's UPDATE ... FROM unnest(arrays) RETURNING
+and INSERT ... SELECT FROM unnest(arrays) (a handful of parameters whatever the batch's size)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from functools import cache
+from typing import Any
+
+from sqlalchemy import JSON, Connection
+from sqlalchemy.dialects import postgresql
+
+from fleet.db.schema import devices, telemetry_history, telemetry_samples
+
+# SQLite binds at most 32,766 parameters per statement (3.32 and later).
+SQLITE_MAX_PARAMS = 32_000
+_JSON_COLUMNS = frozenset(c.name for c in devices.columns if isinstance(c.type, JSON))
+_PG = postgresql.dialect()  # type: ignore[no-untyped-call]
+# One CAS row: (device id, the rev it was read at, the new values of the written columns in their order).
+CasRow = tuple[str, int, tuple[Any, ...]]
+
+
+def _pg_array(column: str) -> str:
+    """The array type a column's values travel in (JSON as text, cast on the way in)."""
+    if column in _JSON_COLUMNS:
+        return "text[]"
+    return f"{devices.c[column].type.compile(dialect=_PG)}[]"
+
+
+@cache
+def _pg_cas_sql(columns: tuple[str, ...]) -> str:
+    sets = ", ".join(f"{c} = CAST(v.{c} AS JSON)" if c in _JSON_COLUMNS else f"{c} = v.{c}" for c in columns)
+    arrays = ", ".join(["%s::varchar[]", "%s::integer[]", *(f"%s::{_pg_array(c)}" for c in columns)])
+    return (f"UPDATE {devices.name} AS d SET {sets} FROM unnest({arrays}) AS v(w_device, w_rev, "
+            f"{', '.join(columns)}) WHERE d.fleet = %s AND d.device_id = v.w_device AND d.rev = v.w_rev "
+            "RETURNING d.device_id")
+
+
+@cache
+def _sqlite_cas_sql(columns: tuple[str, ...], rows: int) -> str:
+    sets = ", ".join(f"{c} = v.column{i + 3}" for i, c in enumerate(columns))
+    row = f"({', '.join('?' * (len(columns) + 2))})"
+    return (f"UPDATE {devices.name} SET {sets} FROM (VALUES {', '.join([row] * rows)}) AS v "
+            "WHERE fleet = ? AND device_id = v.column1 AND rev = v.column2 RETURNING device_id")
+
+
+def _stored(column: str, value: Any) -> Any:
+    return json.dumps(value) if column in _JSON_COLUMNS and value is not None else value
+
+
+def cas_update(conn: Connection, fleet: str, columns: tuple[str, ...], rows: Sequence[CasRow]) -> set[str]:
+    """Write `columns` of each row whose rev is still the one it was read at; returns the ids written (a row
+    another writer changed in between, or removed, is not)."""
+    if not rows:
+        return set()
+    if conn.dialect.name == "postgresql":
+        arrays: list[list[Any]] = [[r[0] for r in rows], [r[1] for r in rows]]
+        arrays += [[_stored(c, r[2][i]) for r in rows] for i, c in enumerate(columns)]
+        return set(conn.exec_driver_sql(_pg_cas_sql(columns), (*arrays, fleet)).scalars())
+    per = max(1, SQLITE_MAX_PARAMS // (len(columns) + 2))
+    written: set[str] = set()
+    for start in range(0, len(rows), per):
+        chunk = rows[start:start + per]
+        params: list[Any] = []
+        for device, rev, values in chunk:
+            params += (device, rev, *(_stored(c, v) for c, v in zip(columns, values, strict=True)))
+        params.append(fleet)
+        written.update(conn.exec_driver_sql(_sqlite_cas_sql(columns, len(chunk)), tuple(params)).scalars())
+    return written
+
+
+SAMPLE_COLUMNS = ("fleet", "device_id", "ts_ms", "received_ms", "boot_id", "seq", "figures", "class_counts")
+# A sample row as stored: the JSON columns already as text.
+SampleRow = tuple[str, str, int, int, str, int, str, str]
+_PG_SAMPLES = (
+    f"INSERT INTO {telemetry_samples.name} ({', '.join(SAMPLE_COLUMNS)}) "
+    "SELECT %s, v.d, v.t, v.r, v.b, v.s, CAST(v.f AS JSON), CAST(v.c AS JSON) "
+    "FROM unnest(%s::varchar[], %s::bigint[], %s::bigint[], %s::varchar[], %s::bigint[], %s::text[], %s::text[]) "
+    "AS v(d, t, r, b, s, f, c)"
+)
+_SQLITE_SAMPLES = (f"INSERT INTO {telemetry_samples.name} ({', '.join(SAMPLE_COLUMNS)}) "
+                   f"VALUES ({', '.join('?' * len(SAMPLE_COLUMNS))})")
+
+
+def insert_samples(conn: Connection, fleet: str, rows: Sequence[SampleRow]) -> None:
+    """Append samples (one fleet's) in one statement on PostgreSQL, one executemany on SQLite, in row order."""
+    if not rows:
+        return
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql(_PG_SAMPLES, (fleet, *([list(col) for col in zip(*rows, strict=True)][1:])))
+        return
+    conn.exec_driver_sql(_SQLITE_SAMPLES, list(rows))  # type: ignore[arg-type]
+
+
+# A history row as stored: fleet, device, bucket start, samples, mean figures as JSON text.
+HistoryRow = tuple[str, str, int, int, str]
+_HISTORY_COLUMNS = "fleet, device_id, bucket_ms, samples, figures"
+
+
+def insert_history(conn: Connection, rows: Sequence[HistoryRow]) -> None:
+    """Append history rows through the driver's executemany (JSON already text: no per-value processing)."""
+    if not rows:
+        return
+    if conn.dialect.name == "postgresql":
+        sql = (f"INSERT INTO {telemetry_history.name} ({_HISTORY_COLUMNS}) "
+               "VALUES (%s, %s, %s, %s, CAST(%s AS JSON))")
+    else:
+        sql = f"INSERT INTO {telemetry_history.name} ({_HISTORY_COLUMNS}) VALUES (?, ?, ?, ?, ?)"
+    conn.exec_driver_sql(sql, list(rows))  # type: ignore[arg-type]
