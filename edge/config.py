@@ -244,6 +244,11 @@ class BatchingConfig(_Section):
         default=2.0, ge=0, le=1000,
         description="How long a batch waits for other streams' frames once one is ready; a lone stream never waits.",
     )
+    budget_ms: float | None = Field(
+        default=None, gt=0, le=60_000,
+        description="Latency budget of one batched run, ms: each served model's batch sizes (1, 2, 4, ... up to "
+        "max_size) are timed before its first batch and the largest within the budget is used; None: max_size.",
+    )
 
 
 class OnnxRuntimeConfig(_Section):

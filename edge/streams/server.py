@@ -22,6 +22,7 @@ from edge.hot_swap import ModelSlot, ServingModel
 from edge.pipeline import ERROR_LOG_INTERVAL_S, GET_TIMEOUT_S, EndReason, FrameResult, RunSummary
 from edge.sources.base import FrameSource
 from edge.streams.batch_infer import BatchRunner
+from edge.streams.batch_size import candidate_sizes, choose_batch_size, measure
 from edge.streams.capture import StreamCapture
 from edge.streams.figures import StreamFigures
 from edge.streams.ring import FrameRing
@@ -56,6 +57,7 @@ class MultiStreamLoop:
         *,
         max_batch: int = 4,
         wait_s: float = 0.002,
+        budget_ms: float | None = None,
         top_k: int = 3,
         bounds: Bounds = Bounds(),
     ) -> None:
@@ -66,6 +68,10 @@ class MultiStreamLoop:
         self._health = health
         self._top_k = top_k
         self._bounds = bounds
+        # Batch size: max_batch, or (with a budget) the largest measured size within it, per served model.
+        self._max_batch = max_batch
+        self._budget_ms = budget_ms
+        self._sized_generation = 0
         self._started_at = time.monotonic()
         self.doorbell = threading.Condition(threading.Lock())
         self.captures: dict[str, StreamCapture] = {}
@@ -149,13 +155,35 @@ class MultiStreamLoop:
                     self._stats.record_waiting()
                 continue
             try:
-                done, failed = self._infer(serving, taken, perf() - t0)
+                if serving.generation != self._sized_generation:
+                    self._size_batches(serving)
+                size = self.scheduler.max_size
+                # Gathered before this model's batch size was known: run in batches it allows.
+                for start in range(0, len(taken), size):
+                    done, failed = self._infer(serving, taken[start : start + size], perf() - t0)
+                    frames += done
+                    errors += failed
             finally:
                 self._slot.release(serving)
-            frames += done
-            errors += failed
             self._health.ok(COMPONENT)
         return RunSummary(frames=frames, waiting=waiting, errors=errors, reason=reason)
+
+    def _size_batches(self, serving: ServingModel) -> None:
+        """Batch up to max_batch, or to the largest size whose measured latency fits batching.budget_ms."""
+        self._sized_generation = serving.generation
+        size = self._max_batch
+        if self._budget_ms is not None and size > 1 and self.runner.can_batch(serving):
+            try:
+                latency = measure(serving, candidate_sizes(size))
+            except Exception as exc:  # noqa: BLE001 - a model that cannot be timed in batches runs frame by frame
+                log.warning("model version %d: batch sizes not measured (%s: %s); frames run one by one",
+                            serving.version, type(exc).__name__, exc)
+                latency = {}
+            size = choose_batch_size(latency, self._budget_ms)
+            shown = ", ".join(f"{n}: {ms:.2f} ms" for n, ms in latency.items())
+            log.info("model version %d: batch size %d within %.3g ms (measured %s)", serving.version, size,
+                     self._budget_ms, shown or "nothing")
+        self.scheduler.max_size = size
 
     def _infer(self, serving: ServingModel, taken: list[Taken], waited: float) -> tuple[int, int]:
         """Preprocess what capture did not, run the batch, decode and hand on each frame; (done, failed)."""
@@ -241,6 +269,6 @@ def multi_stream_loop(
     """The loop for a config's `streams:`, with its batching, top_k and run bounds."""
     return MultiStreamLoop(
         cfg.streams, sources, slot, stats, on_result, stop, health, max_batch=cfg.batching.max_size,
-        wait_s=cfg.batching.wait_ms / 1000.0, top_k=cfg.events.top_k,
+        wait_s=cfg.batching.wait_ms / 1000.0, budget_ms=cfg.batching.budget_ms, top_k=cfg.events.top_k,
         bounds=Bounds(cfg.run.max_frames, cfg.run.duration_s),
     )

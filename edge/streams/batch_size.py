@@ -1,0 +1,50 @@
+"""The batch size a served model runs at: the largest measured size whose latency stays within the budget.
+
+Measured once per served model on the frame thread before its first batch (a runtime's single infer request may
+not be shared with another thread), with zero inputs of the model's own shape: sizes 1, 2, 4, ... up to the limit.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable, Mapping
+
+import numpy as np
+
+from edge.hot_swap import ServingModel
+
+RUNS = 5
+
+
+def candidate_sizes(limit: int) -> list[int]:
+    """1, 2, 4, ... up to `limit`, and `limit` itself."""
+    sizes, size = [], 1
+    while size < limit:
+        sizes.append(size)
+        size *= 2
+    return [*sizes, limit]
+
+
+def choose_batch_size(latency_ms: Mapping[int, float], budget_ms: float) -> int:
+    """The largest size whose latency is within the budget; 1 when none is (a frame is never refused)."""
+    within = [size for size, ms in latency_ms.items() if ms <= budget_ms]
+    return max(within, default=1)
+
+
+def measure(
+    serving: ServingModel, sizes: list[int], runs: int = RUNS, clock: Callable[[], float] = time.perf_counter
+) -> dict[int, float]:
+    """Median latency (ms) of one batched run at each size, after one warm-up run per size."""
+    shape = serving.preprocessor.output_shape
+    out: dict[int, float] = {}
+    for size in sizes:
+        batch = np.zeros((size, *shape[1:]), dtype=np.float32)
+        serving.infer(batch)
+        times = []
+        for _ in range(runs):
+            start = clock()
+            serving.infer(batch)
+            times.append((clock() - start) * 1000.0)
+        out[size] = statistics.median(times)
+    return out
