@@ -1,4 +1,5 @@
-"""`make demo`: a local Mosquitto, `fleet serve` with the web app and /metrics, one real agent and simulated devices.
+"""`make demo`: a local Mosquitto, `fleet serve` with the web app and /metrics, one real agent and simulated devices,
+the first of which play detectors (object events, snapshots and zone counts: fleet.sim.detector) with a zone alert.
 
 Every child runs in its own process group; Ctrl-C (SIGINT), SIGTERM or `--duration` stops them all (SIGTERM, then
 SIGKILL after a grace period) and the launcher exits only once every child has exited. Its state lives under
@@ -21,6 +22,7 @@ from types import FrameType
 
 import yaml
 
+from dashboards.web.config import ZoneRule, default_rules
 from dashboards.web.passwords import hash_password
 from shared.signing import generate_keypair
 
@@ -28,6 +30,8 @@ FLEET, GROUP = "demo", "demo"
 DEMO_USER, DEMO_PASSWORD = "demo", "demo-operator"
 GRACE_S = 10.0
 DEMO_AGENT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "edge-demo.yaml"
+# Fires when a simulated detector's car has stood in its driveway for 20 s (some park for 25-60 s).
+PARKED_CAR = ZoneRule(kind="zone", name="car_in_driveway", zone="driveway", labels=["car"], for_s=20)
 
 
 def _free_port() -> int:
@@ -49,8 +53,10 @@ def _wait_port(port: int, timeout: float) -> bool:
 class Demo:
     """Starts the children in order and stops them all, whatever happens."""
 
-    def __init__(self, root: Path, store: Path, devices: int, web_port: int, trusted_key: Path) -> None:
+    def __init__(self, root: Path, store: Path, devices: int, web_port: int, trusted_key: Path,
+                 detectors: int = 2) -> None:
         self.root, self.store, self.devices, self.trusted_key = root, store, devices, trusted_key
+        self.detectors = max(0, min(detectors, devices))
         self.broker_port, self.metrics_port, self.web_port = _free_port(), _free_port(), web_port or _free_port()
         self.children: list[tuple[str, subprocess.Popen[bytes]]] = []
         self._stopping = False
@@ -85,6 +91,7 @@ class Demo:
         web.write_text(yaml.safe_dump({
             "host": "127.0.0.1", "port": self.web_port,
             "users": [{"name": DEMO_USER, "role": "operator", "password_hash": hash_password(DEMO_PASSWORD)}],
+            "alerts": [r.model_dump() for r in [*default_rules(), PARKED_CAR]],
         }))
         return broker, fleet, web, key.with_suffix(".pub")
 
@@ -115,13 +122,17 @@ class Demo:
         self._spawn("fleet", [*ef, "fleet", "serve", "--config", str(fleet), "--web-config", str(web)])
         self._spawn("agent", [*ef, "agent", *self.agent_args(pub, duration)])
         sim = [*ef, "sim", "--devices", str(self.devices), "--broker", f"127.0.0.1:{self.broker_port}",
-               "--fleet", FLEET, "--group", GROUP, "--command-key", str(pub.resolve()), "--prefix", "sim"]
+               "--fleet", FLEET, "--group", GROUP, "--command-key", str(pub.resolve()), "--prefix", "sim",
+               "--detectors", str(self.detectors)]
         self._spawn("sim", sim)
         up = _wait_port(self.web_port, 60)
         print(f"\n  fleet page:  http://127.0.0.1:{self.web_port}/   login {DEMO_USER} / {DEMO_PASSWORD} (operator)"
               f"{'' if up else '  (not answering yet: see ' + str(self.root / 'fleet.log') + ')'}\n"
               f"  Prometheus:  http://127.0.0.1:{self.metrics_port}/metrics (Grafana: deploy/grafana)\n"
-              f"  MQTT broker: 127.0.0.1:{self.broker_port}\n  Ctrl-C stops everything.\n", flush=True)
+              f"  MQTT broker: 127.0.0.1:{self.broker_port}\n"
+              f"  Detectors:   the first {self.detectors} simulated devices (their device pages show snapshots, "
+              f"zones and object events; alert {PARKED_CAR.name} fires for a parked car)\n"
+              "  Ctrl-C stops everything.\n", flush=True)
 
     def watch(self, duration: float | None) -> int:
         """Until Ctrl-C, the duration, or a child dying early (its name and log are printed); returns exit code."""
@@ -166,12 +177,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--trusted-key", type=Path, default=Path(".keys/edgeferry.pub"),
                         help="Public key the package is signed with (make train-cloud's development key).")
     parser.add_argument("--web-port", type=int, default=8080, help="Fleet page port (0: any free port).")
+    parser.add_argument("--detectors", type=int, default=2,
+                        help="Simulated devices that also play detectors (default 2; 0: none).")
     args = parser.parse_args(argv)
     if not (args.store / "models/digits/latest.json").exists():
         print(f"demo: {args.store} has no digits package: run `make train-cloud` first", file=sys.stderr)
         return 1
     args.state_dir.mkdir(parents=True, exist_ok=True)
-    demo = Demo(args.state_dir, args.store, args.devices, args.web_port, args.trusted_key)
+    demo = Demo(args.state_dir, args.store, args.devices, args.web_port, args.trusted_key, args.detectors)
     signal.signal(signal.SIGINT, demo.request_stop)
     signal.signal(signal.SIGTERM, demo.request_stop)
     try:

@@ -52,6 +52,9 @@ def sim(
         help="Devices also play sensor devices (anomaly figures and alerts), shares per sensor behaviour, e.g. "
         "normal=0.8,faulty=0.2 (rest is normal); normal, faulty, drifting, broken_threshold.",
     )] = None,
+    detectors: Annotated[int, typer.Option(
+        min=0, help="The first N devices also play detectors: people and cars crossing two zones, as object "
+        "events, snapshots and zone counts.")] = 0,
 ) -> None:
     """Run N simulated agents as real MQTT clients in this process (asyncio), until Ctrl-C or --duration."""
     from fleet.sim.runner import SimOptions, Simulation
@@ -60,7 +63,7 @@ def sim(
     _raise_fd_limit(devices)
     options = SimOptions(devices=devices, host=host, port=port, fleet=fleet, groups=group or ["sim"], rate_hz=rate,
                          behaviours=behaviour, command_keys=command_key or [], model=model, version=version,
-                         prefix=prefix, sensor=sensor)
+                         prefix=prefix, sensor=sensor, detectors=detectors)
 
     async def main() -> None:
         stop = asyncio.Event()

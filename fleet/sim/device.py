@@ -17,6 +17,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from fleet.sim.behaviour import Behaviour, window
+from fleet.sim.detector import DetectorSim
 from fleet.sim.sensor import SensorSim
 from shared.command_signing import (
     check_addressed,
@@ -30,6 +31,7 @@ from shared.command_signing import (
 )
 from shared.desired_state import check_desired_sequence, is_cleared, verify_desired
 from shared.errors import CommandError, CommandRefused
+from shared.object_events import ObjectEventPayload, ObjectTopics, SnapshotPayload
 from shared.payloads import DeployCommand, ModelInfo, PingCommand, RollbackCommand, StatePayload, parse_command
 from shared.sensor_events import AnomalyAlertPayload, SensorTopics
 from shared.topics import DeviceTopics
@@ -72,6 +74,8 @@ class SimDevice:
     online: bool = False
     # Set for a simulated sensor device: it also reports anomaly figures and publishes alerts (fleet.sim.sensor).
     sensor: SensorSim | None = None
+    # Set for a simulated detector: it also reports zone counts and publishes object events and snapshots.
+    detector: DetectorSim | None = None
     _alerts: list[tuple[str, bytes]] = field(default_factory=list)
     _cmd_seq: dict[str, int] = field(default_factory=dict)
     _desired_seq: int | None = None
@@ -221,10 +225,29 @@ class SimDevice:
             for event in events:
                 alert = AnomalyAlertPayload(**self._envelope(now_ms), **event, model_version=self.version)
                 self._alerts.append((topic, alert.model_dump_json().encode()))
+        if self.detector is not None:
+            self._detect(doc, now_ms)
         return json.dumps(doc, separators=(",", ":")).encode()
 
+    def _detect(self, doc: dict[str, Any], now_ms: int) -> None:
+        """A detector's window: its figures and zone counts into the report, its object messages queued (through
+        the wire contract's schemas, so the simulator never sends what an agent could not)."""
+        assert self.detector is not None
+        figures, zones, messages = self.detector.tick(self.telemetry_interval_s, now_ms)
+        doc.update(figures)
+        doc["zone_counts"] = zones
+        topics = ObjectTopics(self.topics)
+        for kind, body in messages:
+            if kind == "event":
+                event = ObjectEventPayload(**self._envelope(now_ms), **body)
+                self._alerts.append((topics.events, event.model_dump_json().encode()))
+            else:
+                snap = SnapshotPayload(**self._envelope(now_ms), **body)
+                self._alerts.append((topics.snapshot(snap.object_id), snap.model_dump_json().encode()))
+
     def take_alerts(self) -> list[tuple[str, bytes]]:
-        """Alert messages (topic, payload) produced since the last call, oldest first (sensor devices only)."""
+        """Alert, object event and snapshot messages (topic, payload) produced since the last call, oldest first
+        (sensor devices and detectors only)."""
         out, self._alerts = self._alerts, []
         return out
 

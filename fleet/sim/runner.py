@@ -30,6 +30,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from fleet.errors import SimulatorError
 from fleet.sim.behaviour import Behaviour, assign, parse_mix
+from fleet.sim.detector import DetectorSim
 from fleet.sim.device import Action, SimDevice
 from fleet.sim.sensor import SensorSim, assign_sensor, parse_sensor_mix
 from shared.errors import KeyFileError
@@ -67,6 +68,8 @@ class SimOptions:
     connect_batch: int = 200
     # A sensor behaviour mix ('normal=0.8,faulty=0.2'): every device also plays a sensor device (fleet.sim.sensor).
     sensor: str | None = None
+    # The first this many devices also play detectors: object events, snapshots, zone counts (fleet.sim.detector).
+    detectors: int = 0
 
 
 def load_keys(paths: list[Path]) -> dict[str, Ed25519PublicKey]:
@@ -166,6 +169,9 @@ class Simulation:
             raise SimulatorError(f"--devices must be at least 1, got {options.devices}")
         if not 0 < options.rate_hz <= 100:
             raise SimulatorError(f"--rate must be above 0 and at most 100 Hz, got {options.rate_hz}")
+        if not 0 <= options.detectors <= options.devices:
+            raise SimulatorError(f"--detectors must be between 0 and --devices ({options.devices}), "
+                                 f"got {options.detectors}")
         self.options = options
         trusted = dict(options.trusted) or load_keys(options.command_keys)
         mix = parse_mix(options.behaviours)
@@ -181,6 +187,8 @@ class Simulation:
             sensor_kinds = assign_sensor(parse_sensor_mix(options.sensor), options.devices)
             for d, kind in zip(self.devices, sensor_kinds, strict=True):
                 d.sensor = SensorSim(kind, f"{options.seed}:{d.device_id}")
+        for d in self.devices[:options.detectors]:
+            d.detector = DetectorSim(f"{options.seed}:{d.device_id}", d.version)
         self.by_id = {d.device_id: d for d in self.devices}
         self._clients: list[_Client] = []
         self._tasks: list[asyncio.Task[None]] = []

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from dashboards.demo import DEMO_AGENT_CONFIG, Demo
+from dashboards.demo import DEMO_AGENT_CONFIG, DEMO_PASSWORD, DEMO_USER, Demo
 from shared.object_store import LocalStore
 from tests.edge.package_factory import make_package, new_keypair
 from tests.integration.agent_harness import write_public_key
@@ -39,19 +40,33 @@ def online_devices(url: str) -> float:
     return 0.0
 
 
+def detector_seen(web: str) -> tuple[list[Any], dict[str, Any]]:
+    """(object events, zone counts) of the first simulated detector, read from the demo's web app as a user would."""
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor())
+    form = urllib.parse.urlencode({"username": DEMO_USER, "password": DEMO_PASSWORD}).encode()
+    try:
+        opener.open(f"{web}login", form, timeout=5)
+        events = json.loads(opener.open(f"{web}api/devices/sim-0000/objects/events", timeout=5).read())
+        zones = json.loads(opener.open(f"{web}api/devices/sim-0000/objects/zones", timeout=5).read())
+    except OSError:
+        return [], {}
+    return events, zones
+
+
 def test_the_demo_shows_agent_and_simulated_devices_and_leaves_nothing_running(tmp_path: Path) -> None:
     # A fresh clone has no trained package: publish a small signed one as `make train-cloud` would.
     keys = new_keypair()
     make_package(LocalStore(tmp_path / "store"), "digits", 1, keys)
     pub = write_public_key(keys, tmp_path / "edgeferry.pub")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "dashboards.demo", "--devices", "5", "--duration", "40", "--web-port", "0",
+        [sys.executable, "-m", "dashboards.demo", "--devices", "5", "--duration", "60", "--web-port", "0",
          "--state-dir", str(tmp_path / "demo"), "--store", str(tmp_path / "store"), "--trusted-key", str(pub)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     assert proc.stdout is not None
     out: list[str] = []
     seen, metrics = 0.0, None
+    detector: tuple[list[Any], dict[str, Any]] = ([], {})
     for line in proc.stdout:
         out.append(line)
         if (m := re.search(r"Prometheus:\s+(http://\S+/metrics)", line)) is not None:
@@ -60,11 +75,19 @@ def test_the_demo_shows_agent_and_simulated_devices_and_leaves_nothing_running(t
             while time.monotonic() < deadline and seen < 6:
                 seen = online_devices(metrics)
                 time.sleep(1)
+            web = re.findall(r"fleet page:\s+(http://\S+/)", "".join(out))[0]
+            deadline = time.monotonic() + 25
+            while time.monotonic() < deadline and not (detector[0] and detector[1].get("ts_ms")):
+                detector = detector_seen(web)
+                time.sleep(1)
     proc.wait(timeout=120)
     text = "".join(out)
     assert proc.returncode == 0, text
     assert metrics is not None and re.search(r"fleet page:\s+http://127\.0\.0\.1:\d+/\s+login demo / \S+", text), text
     assert seen >= 6, f"the control plane saw {seen} online devices, want the agent and 5 simulated ones\n{text}"
+    events, zones = detector
+    assert events and {e["label"] for e in events} <= {"person", "car"}, f"no object events from sim-0000\n{text}"
+    assert {"driveway", "door"} <= set(zones["series"]), zones
     pids = [int(p) for p in re.findall(r"started \S+ \(pid (\d+)", text)]
     assert len(pids) == 4 and "everything stopped" in text
     for pid in pids:
