@@ -20,6 +20,7 @@ from edge.errors import AgentError
 from edge.events import EventEmitter
 from edge.frame_loop import FrameLoop
 from edge.frame_stats import FrameStats
+from edge.ha_detection import detection_configs
 from edge.ha_discovery import HaDiscovery
 from edge.hardware import detect_hardware
 from edge.hot_swap import ModelSlot, ServingModel
@@ -192,7 +193,9 @@ class Agent:
         self._publish_state()
         if self.cfg.mqtt.ha_discovery:
             reported = {m.name for m in METRICS} - self.system.unreported()
-            HaDiscovery(self.link, self.topics, __version__, self.cfg.mqtt.ha_discovery_prefix, reported).start()
+            prefix = self.cfg.mqtt.ha_discovery_prefix
+            HaDiscovery(self.link, self.topics, __version__, prefix, reported,  # a detector's zones and object events:
+                        lambda: detection_configs(self.topics, __version__, self.detection.cfg, prefix)).start()
         self.link.start()
         self.router.start()
         self.desired.start()
