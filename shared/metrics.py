@@ -269,6 +269,9 @@ METRICS: tuple[Metric, ...] = (
            title="Outbox dropped"),
     Metric("outbox_write_errors", "messages", "Messages lost because the outbox could not write them (disk full)",
            "counter", title="Outbox write errors"),
+    Metric("outbox_snapshots_dropped", "messages", "Object snapshots dropped, oldest first, beyond their own "
+           "outbox budget (detection.snapshots.outbox_max_*) while the broker was away", "counter",
+           title="Snapshots dropped"),
     Metric("uptime_s", "s", "Seconds since the agent started", ha_device_class="duration", title="Uptime"),
     Metric("thread_errors", "errors", "Failures of background threads, each logged, backed off and retried", "counter",
            title="Thread errors"),

@@ -174,6 +174,15 @@ class SnapshotConfig(_Section):
         default=64.0, gt=0, le=1_000_000, description="Disk the kept snapshots may use; oldest evicted beyond, MiB."
     )
     max_files: int = Field(default=1000, ge=1, le=1_000_000, description="Snapshots kept; oldest evicted beyond.")
+    outbox_max_count: int = Field(
+        default=100, ge=1, le=100_000,
+        description="Snapshots queued for the broker (durable outbox) while it is away; oldest dropped beyond, "
+        "counted in outbox_snapshots_dropped.",
+    )
+    outbox_max_mb: float = Field(
+        default=8.0, gt=0, le=100_000,
+        description="Payload bytes the queued snapshots may take in the outbox, MiB; oldest dropped beyond.",
+    )
 
 
 class DetectionConfig(_Section):

@@ -1,5 +1,6 @@
-"""Publishes what the object processor decided: object events through the link's durable outbox, snapshots to
-the broker while it is connected, and snapshots onto disk within their budget (a disk problem never stops events)."""
+"""Publishes what the object processor decided: object events and snapshots through the link's durable outbox
+(snapshots in their own lane, bounded in count and bytes), and snapshots onto disk within their budget (a disk
+problem never stops events)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from edge.detection.processor import FrameObjects
 from edge.detection.snapshot_store import SnapshotStore
 from edge.errors import SnapshotError
 from edge.link.base import Link
+from edge.link.lanes import LaneBudget
 from edge.telemetry import EnvelopeFactory
 from shared.object_events import ObjectEventPayload, ObjectTopics, SnapshotPayload
 
@@ -26,16 +28,17 @@ class ObjectEventEmitter:
         envelopes: EnvelopeFactory,
         store: SnapshotStore | None = None,
         events_enabled: bool = True,
+        snapshot_budget: LaneBudget | None = None,
     ) -> None:
         self._link = link
         self._topics = topics
         self._envelopes = envelopes
         self._store = store
         self._events_enabled = events_enabled
+        # Snapshots are tens of KiB: they queue in their own outbox lane, so a long outage drops the oldest
+        # snapshots (counted) instead of filling the disk or pushing events and telemetry out of the queue.
+        self._snapshot_budget = snapshot_budget
         self.snapshot_errors = 0
-        # Snapshots are tens of KiB: while the broker is away they are kept on disk only, so a long outage cannot
-        # fill the outbox (bounded in messages, not bytes) with images; events still queue as usual.
-        self.snapshots_offline = 0
 
     def publish(self, frame: FrameObjects) -> list[ObjectEventPayload]:
         """Queue the frame's events, then its snapshots; returns the events queued."""
@@ -51,10 +54,7 @@ class ObjectEventEmitter:
                 frame_time_ms=snap.best.frame_time_ms, width=snap.jpeg.width, height=snap.jpeg.height,
                 jpeg=base64.b64encode(snap.jpeg.data).decode("ascii"),
             )
-            if self._link.connected:
-                self._link.publish_json(self._topics.snapshot(snap.object_id), payload)
-            else:
-                self.snapshots_offline += 1
+            self._link.publish_json(self._topics.snapshot(snap.object_id), payload, budget=self._snapshot_budget)
             if self._store is not None:
                 try:
                     self._store.save(snap.object_id, snap.jpeg.data)

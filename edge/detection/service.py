@@ -29,6 +29,7 @@ from edge.detection.quality import DetectionQualityWindow
 from edge.detection.snapshot_store import SnapshotStore
 from edge.errors import SnapshotError
 from edge.link.base import Link
+from edge.link.lanes import SNAPSHOT_LANE, LaneBudget
 from edge.telemetry import EnvelopeFactory
 from shared.object_events import ObjectEventPayload, ObjectTopics
 from shared.topics import DeviceTopics
@@ -122,5 +123,6 @@ class DetectionService:
             except SnapshotError as exc:
                 log.warning("snapshots are published but not kept on disk: %s", exc)
         processor = ObjectProcessor(cfg, version)
-        emitter = ObjectEventEmitter(self._link, self._topics, self._envelopes, store, cfg.events.enabled)
+        budget = LaneBudget(SNAPSHOT_LANE, snaps.outbox_max_count, int(snaps.outbox_max_mb * 1024 * 1024))
+        emitter = ObjectEventEmitter(self._link, self._topics, self._envelopes, store, cfg.events.enabled, budget)
         return processor, emitter

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 from pydantic import BaseModel
 
 from edge.errors import LinkError
+from edge.link.lanes import LaneBudget
 from shared.topics import STATUS_STOPPED
 
 MessageHandler = Callable[[str, bytes], None]
@@ -34,8 +35,13 @@ class Link(Protocol):
         """Flush what can be flushed within a bound, announce `status`, disconnect; never raises on a full disk."""
         ...
 
-    def publish_json(self, topic: str, payload: BaseModel | Mapping[str, Any], retain: bool = False) -> None:
-        """Queue a JSON message (retained: latest value, republished on reconnect); never blocks on the broker."""
+    def publish_json(
+        self, topic: str, payload: BaseModel | Mapping[str, Any], retain: bool = False, *,
+        budget: LaneBudget | None = None,
+    ) -> None:
+        """Queue a JSON message (retained: latest value, republished on reconnect); never blocks on the broker.
+
+        A budget queues it in that lane of the outbox, whose oldest beyond the budget are dropped and counted."""
         ...
 
     def publish_json_many(self, topic: str, payloads: Sequence[BaseModel | Mapping[str, Any]]) -> None:

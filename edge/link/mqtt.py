@@ -28,6 +28,7 @@ from pydantic import BaseModel
 from edge.config import MqttConfig
 from edge.errors import LinkError, OutboxError
 from edge.link.base import MessageHandler, check_topic, encode_json
+from edge.link.lanes import SNAPSHOT_LANE, LaneBudget
 from edge.link.outbox import Outbox
 from edge.link.tls import tls_context
 from edge.supervise import Health, spawn
@@ -211,12 +212,16 @@ class MqttLink:
 
     # -- publishing ---------------------------------------------------------------------------------------------
 
-    def publish_json(self, topic: str, payload: BaseModel | Mapping[str, Any], retain: bool = False) -> None:
-        """Retained: remembered and sent now or on connect. Otherwise queued durably; marked replayed if offline."""
+    def publish_json(
+        self, topic: str, payload: BaseModel | Mapping[str, Any], retain: bool = False, *,
+        budget: LaneBudget | None = None,
+    ) -> None:
+        """Retained: remembered and sent now or on connect. Otherwise queued durably (in the budget's lane when
+        given); marked replayed if offline."""
         if retain:
             self._publish_retained(topic, encode_json(payload))
         else:
-            self._enqueue(topic, encode_json(payload, replayed=not self.connected))
+            self._enqueue(topic, encode_json(payload, replayed=not self.connected), budget)
 
     def publish_json_many(self, topic: str, payloads: Sequence[BaseModel | Mapping[str, Any]]) -> None:
         """Queue non-retained JSON messages on one topic, in order, in one outbox transaction and one sender wake;
@@ -239,8 +244,8 @@ class MqttLink:
         else:
             self._enqueue(topic, text.encode())
 
-    def _enqueue(self, topic: str, data: bytes) -> None:
-        if self._outbox.put(check_topic(topic), data, qos=QOS) is None:
+    def _enqueue(self, topic: str, data: bytes, budget: LaneBudget | None = None) -> None:
+        if self._outbox.put(check_topic(topic), data, qos=QOS, budget=budget) is None:
             return  # the disk refused it: counted by the outbox (outbox_write_errors), nothing to send
         with self._wake:
             self.counters.enqueued += 1
@@ -491,6 +496,7 @@ class MqttLink:
             "outbox_depth": float(self._outbox.depth()),
             "outbox_dropped": float(self._outbox.dropped),
             "outbox_write_errors": float(self._outbox.write_errors),
+            "outbox_snapshots_dropped": float(self._outbox.lane_dropped(SNAPSHOT_LANE)),
         }
         if self._owns_health:
             out.update(self._health.metrics())

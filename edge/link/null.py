@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from edge.link.base import MessageHandler
+from edge.link.lanes import LaneBudget
 from shared.topics import STATUS_STOPPED
 
 
@@ -25,7 +26,10 @@ class NullLink:
     def stop(self, status: str = STATUS_STOPPED) -> None:
         """Nothing to flush or announce."""
 
-    def publish_json(self, topic: str, payload: BaseModel | Mapping[str, Any], retain: bool = False) -> None:
+    def publish_json(
+        self, topic: str, payload: BaseModel | Mapping[str, Any], retain: bool = False, *,
+        budget: LaneBudget | None = None,
+    ) -> None:
         """Discard (counted)."""
         self.discarded += 1
 

@@ -9,6 +9,10 @@ second matters more than the flash.
 
 A full disk never stops the agent: a message that cannot be written is counted (`write_errors`) instead of
 raising into the thread that produced it, and writing resumes by itself once there is space again.
+
+Large messages (object snapshots) are queued in a lane with its own budget of messages and payload bytes: beyond
+it their oldest are dropped and counted per lane (`lane_dropped`), so an outage fills neither the disk nor the
+queue's message bound with images, and events and telemetry keep their room.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from pathlib import Path
 from typing import Literal
 
 from edge.errors import OutboxError
+from edge.link.lanes import LaneBudget
 
 log = logging.getLogger(__name__)
 
@@ -36,13 +41,19 @@ CREATE TABLE IF NOT EXISTS messages (
     payload BLOB NOT NULL,
     qos INTEGER NOT NULL,
     retain INTEGER NOT NULL,
-    created_ms INTEGER NOT NULL
+    created_ms INTEGER NOT NULL,
+    lane TEXT,
+    size INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 INSERT OR IGNORE INTO meta (key, value) VALUES ('dropped', 0);
 """
+# Queue files written before lanes existed gain the two columns (NULL lane: no lane budget) when opened.
+_LANE_COLUMNS = {"lane": "ALTER TABLE messages ADD COLUMN lane TEXT",
+                 "size": "ALTER TABLE messages ADD COLUMN size INTEGER NOT NULL DEFAULT 0"}
+_LANE_INDEX = "CREATE INDEX IF NOT EXISTS messages_lane ON messages (lane, id) WHERE lane IS NOT NULL"
 
-_INSERT = "INSERT INTO messages (topic, payload, qos, retain, created_ms) VALUES (?, ?, ?, ?, ?)"
+_INSERT = "INSERT INTO messages (topic, payload, qos, retain, created_ms, lane, size) VALUES (?, ?, ?, ?, ?, ?, ?)"
 
 
 @dataclass
@@ -54,6 +65,7 @@ class _Pending:
     qos: int
     retain: bool
     created_ms: int
+    budget: LaneBudget | None = None
     id: int | None = None
     done: bool = False
 
@@ -129,12 +141,19 @@ class Outbox:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute(f"PRAGMA synchronous={'FULL' if synchronous == 'full' else 'NORMAL'}")
             db.executescript(_SCHEMA)
+            have = {row[1] for row in db.execute("PRAGMA table_info(messages)")}
+            for column, alter in _LANE_COLUMNS.items():
+                if column not in have:
+                    db.execute(alter)
+            db.execute(_LANE_INDEX)
         except sqlite3.DatabaseError:
             db.close()
             raise
         return db
 
-    def put(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> int | None:
+    def put(
+        self, topic: str, payload: bytes, qos: int = 1, retain: bool = False, budget: LaneBudget | None = None
+    ) -> int | None:
         """Append a message and return its id once the group holding it committed; drops the oldest beyond the
         bound.
 
@@ -143,12 +162,14 @@ class Outbox:
         producer pays exactly one commit as before. The promise is unchanged: put() returns only after its
         message is committed. A message the disk cannot take (full, I/O error) is counted in `write_errors`
         and None is returned: the threads that produce messages must never stop on the state of the disk.
-        Bad input still raises.
+        Bad input still raises. With a lane budget, the lane's oldest messages beyond it are dropped in the same
+        transaction (a message larger than the whole lane budget is dropped itself, counted like the others).
         """
-        return self.put_many([(topic, payload)], qos, retain)[0]
+        return self.put_many([(topic, payload)], qos, retain, budget)[0]
 
     def put_many(
-        self, messages: Sequence[tuple[str, bytes]], qos: int = 1, retain: bool = False
+        self, messages: Sequence[tuple[str, bytes]], qos: int = 1, retain: bool = False,
+        budget: LaneBudget | None = None,
     ) -> list[int | None]:
         """Append (topic, payload) messages in order in one transaction and return their ids once committed.
 
@@ -164,7 +185,7 @@ class Outbox:
         if not messages:
             return []
         now_ms = int(time.time() * 1000)
-        mine = [_Pending(topic, bytes(payload), qos, retain, now_ms) for topic, payload in messages]
+        mine = [_Pending(topic, bytes(payload), qos, retain, now_ms, budget) for topic, payload in messages]
         last = mine[-1]
         with self._group:
             if self._closed:
@@ -197,14 +218,17 @@ class Outbox:
                 self._db.execute("BEGIN IMMEDIATE")
                 # One statement for the group: ids are consecutive (AUTOINCREMENT, one writer inside BEGIN
                 # IMMEDIATE), so the first is the last inserted one minus the count.
-                rows = [(m.topic, m.payload, m.qos, int(m.retain), m.created_ms) for m in batch]
+                rows = [(m.topic, m.payload, m.qos, int(m.retain), m.created_ms,
+                         None if m.budget is None else m.budget.lane, len(m.payload)) for m in batch]
                 if len(rows) == 1:
                     last_id = int(self._db.execute(_INSERT, rows[0]).lastrowid or 0)
                 else:
                     self._db.executemany(_INSERT, rows)
                     last_id = int(self._db.execute("SELECT last_insert_rowid()").fetchone()[0])
                 ids = range(last_id - len(batch) + 1, last_id + 1)
-                trimmed = self._trim(self._depth + len(batch))
+                budgets = {m.budget.lane: m.budget for m in batch if m.budget is not None}  # the latest wins
+                over_lane = sum(self._trim_lane(b) for b in budgets.values())
+                trimmed = self._trim(self._depth + len(batch) - over_lane)
                 self._db.execute("COMMIT")
             except sqlite3.Error as exc:
                 self._rollback()
@@ -212,7 +236,7 @@ class Outbox:
                 for m in batch:
                     m.done = True
                 return
-            self._depth += len(batch) - trimmed
+            self._depth += len(batch) - trimmed - over_lane
             self._dropped += trimmed
             self._write_succeeded()
         for m, message_id in zip(batch, ids, strict=True):
@@ -246,6 +270,42 @@ class Outbox:
         self._db.execute("UPDATE meta SET value = value + ? WHERE key = 'dropped'", (cur.rowcount,))
         log.warning("outbox full (%d messages): dropped the %d oldest", self.max_messages, cur.rowcount)
         return int(cur.rowcount)
+
+    def _trim_lane(self, budget: LaneBudget) -> int:
+        """Delete a lane's oldest messages beyond its budget and count them (caller holds the lock, in a
+        transaction); returns how many went."""
+        rows = self._db.execute(
+            "SELECT id, size FROM messages WHERE lane = ? ORDER BY id DESC", (budget.lane,)
+        ).fetchall()
+        kept, used, doomed = 0, 0, []
+        for message_id, size in rows:  # newest first: keep while within both bounds, drop the rest
+            if kept < budget.max_messages and used + size <= budget.max_bytes:
+                kept, used = kept + 1, used + size
+            else:
+                doomed.append((message_id,))
+        if not doomed:
+            return 0
+        self._db.executemany("DELETE FROM messages WHERE id = ?", doomed)
+        key = f"dropped:{budget.lane}"
+        self._db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES (?, 0)", (key,))
+        self._db.execute("UPDATE meta SET value = value + ? WHERE key = ?", (len(doomed), key))
+        log.warning("outbox lane %s over its budget (%d messages, %d bytes): dropped the %d oldest", budget.lane,
+                    budget.max_messages, budget.max_bytes, len(doomed))
+        return len(doomed)
+
+    def lane_dropped(self, lane: str) -> int:
+        """Messages of a lane dropped beyond its budget over the life of this queue file."""
+        with self._lock:
+            row = self._db.execute("SELECT value FROM meta WHERE key = ?", (f"dropped:{lane}",)).fetchone()
+        return 0 if row is None else int(row[0])
+
+    def lane_usage(self, lane: str) -> tuple[int, int]:
+        """Messages and payload bytes of a lane waiting now."""
+        with self._lock:
+            count, used = self._db.execute(
+                "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM messages WHERE lane = ?", (lane,)
+            ).fetchone()
+        return int(count), int(used)
 
     def _rollback(self) -> None:
         with contextlib.suppress(sqlite3.Error):  # no transaction open: nothing to undo

@@ -12,6 +12,7 @@ import paho.mqtt.client as mqtt
 from pydantic import BaseModel
 
 from edge.link.base import MessageHandler, check_topic, encode_json
+from edge.link.lanes import LaneBudget
 from shared.topics import STATUS_ONLINE, STATUS_STOPPED
 
 
@@ -22,6 +23,7 @@ class Published:
     topic: str
     payload: bytes
     retain: bool
+    budget: LaneBudget | None = None
 
     def json(self) -> Any:
         """The payload decoded as JSON."""
@@ -61,11 +63,14 @@ class FakeLink:
         if self._status_topic is not None:
             self.publish_text(self._status_topic, status, retain=True)
 
-    def publish_json(self, topic: str, payload: BaseModel | Mapping[str, Any], retain: bool = False) -> None:
-        """Record the bytes MqttLink would send."""
+    def publish_json(
+        self, topic: str, payload: BaseModel | Mapping[str, Any], retain: bool = False, *,
+        budget: LaneBudget | None = None,
+    ) -> None:
+        """Record the bytes MqttLink would send (and the lane budget they would queue under)."""
         data = encode_json(payload, replayed=not retain and not self._connected)
         with self._lock:
-            self.published.append(Published(check_topic(topic), data, retain))
+            self.published.append(Published(check_topic(topic), data, retain, budget))
 
     def publish_json_many(self, topic: str, payloads: Sequence[BaseModel | Mapping[str, Any]]) -> None:
         """Record each message in order, as MqttLink would queue them."""

@@ -20,6 +20,7 @@ from edge.command_auth import CommandAuth, SequenceState
 from edge.commands import CommandRouter
 from edge.config import MqttConfig
 from edge.errors import PackageRejected
+from edge.link.lanes import LaneBudget
 from edge.link.mqtt import MqttLink
 from edge.supervise import Health
 from edge.telemetry import EnvelopeFactory
@@ -347,7 +348,8 @@ def test_a_crash_outside_the_handler_does_not_end_the_worker(tmp_path: Path) -> 
     class FlakyLink(FakeLink):
         fail = True
 
-        def publish_json(self, topic: str, payload: Any, retain: bool = False) -> None:
+        def publish_json(self, topic: str, payload: Any, retain: bool = False, *,
+                         budget: LaneBudget | None = None) -> None:
             if FlakyLink.fail:
                 FlakyLink.fail = False
                 raise RuntimeError("socket buffer gone")

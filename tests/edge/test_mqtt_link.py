@@ -176,7 +176,8 @@ def test_stream_messages_are_delivered_in_order_and_leave_the_outbox(
     assert not any(m.retain for m in got)
     wait_until(lambda: link.outbox.depth() == 0, what="outbox drained")
     assert link.metrics() == {
-        "outbox_depth": 0.0, "outbox_dropped": 0.0, "outbox_write_errors": 0.0, "thread_errors": 0.0
+        "outbox_depth": 0.0, "outbox_dropped": 0.0, "outbox_write_errors": 0.0, "outbox_snapshots_dropped": 0.0,
+        "thread_errors": 0.0,
     }
     assert link.counters.enqueued == 200
 

@@ -185,7 +185,8 @@ def test_a_full_queue_drops_the_oldest_and_counts_them(
     for _ in range(25):  # produced before the link ever connects
         link.publish_json(topics.telemetry, TelemetryPayload.build(envelopes.next(), FIGURES))
     assert link.metrics() == {
-        "outbox_depth": 10.0, "outbox_dropped": 15.0, "outbox_write_errors": 0.0, "thread_errors": 0.0
+        "outbox_depth": 10.0, "outbox_dropped": 15.0, "outbox_write_errors": 0.0, "outbox_snapshots_dropped": 0.0,
+        "thread_errors": 0.0
     }
 
     probe = mqtt_probe(mosquitto, topics.telemetry)
@@ -194,7 +195,8 @@ def test_a_full_queue_drops_the_oldest_and_counts_them(
     assert [b["seq"] for b in first_arrivals(got)] == list(range(15, 25))
     wait_until(lambda: link.outbox.depth() == 0, 10, "outbox drained")
     assert link.metrics() == {
-        "outbox_depth": 0.0, "outbox_dropped": 15.0, "outbox_write_errors": 0.0, "thread_errors": 0.0
+        "outbox_depth": 0.0, "outbox_dropped": 15.0, "outbox_write_errors": 0.0, "outbox_snapshots_dropped": 0.0,
+        "thread_errors": 0.0
     }
 
 

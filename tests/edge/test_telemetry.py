@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from edge.link.lanes import LaneBudget
 from edge.percentiles import StageWindows
 from edge.quality import QualityWindow
 from edge.supervise import Health
@@ -154,7 +155,8 @@ class BrokenOnceLink(FakeLink):
         super().__init__()
         self.failures = 1
 
-    def publish_json(self, topic: str, payload: Any, retain: bool = False) -> None:
+    def publish_json(self, topic: str, payload: Any, retain: bool = False, *, budget: LaneBudget | None = None
+                     ) -> None:
         if self.failures:
             self.failures -= 1
             raise RuntimeError("unexpected (injected)")

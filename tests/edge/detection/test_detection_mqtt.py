@@ -85,7 +85,7 @@ def link(mosquitto: Broker, tmp_path: Path) -> Iterator[MqttLink]:
     made = MqttLink(cfg, DeviceTopics("lab", "cam-1"))
     made.start()
     deadline = time.monotonic() + 10
-    while not made.connected:  # snapshots go to the broker only while connected (events would queue)
+    while not made.connected:  # the scene's messages should go out live, not as replays
         assert time.monotonic() < deadline, "agent link did not connect"
         time.sleep(0.01)
     yield made

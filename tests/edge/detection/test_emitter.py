@@ -13,6 +13,7 @@ from edge.detection.config import DetectionConfig, SnapshotConfig, TrackerConfig
 from edge.detection.emitter import ObjectEventEmitter
 from edge.detection.processor import ObjectProcessor
 from edge.detection.snapshot_store import SnapshotStore
+from edge.link.lanes import SNAPSHOT_LANE, LaneBudget
 from edge.telemetry import EnvelopeFactory
 from shared.object_events import ObjectEventPayload, ObjectTopics, SnapshotPayload
 from shared.topics import DeviceTopics
@@ -115,13 +116,16 @@ def test_objects_that_are_never_reported_leave_no_crop_behind() -> None:
     assert processor.snapshots.held() == set()
 
 
-def test_offline_snapshots_go_to_disk_only_while_events_queue(tmp_path: Path) -> None:
+def test_offline_snapshots_queue_in_their_own_budgeted_lane_as_well_as_on_disk(tmp_path: Path) -> None:
     link = FakeLink(connected=False)
     topics = ObjectTopics(DeviceTopics("lab", "cam-1"))
     store = SnapshotStore(tmp_path, max_bytes=10**6, max_files=10)
-    emitter = ObjectEventEmitter(link, topics, EnvelopeFactory("cam-1"), store)
+    budget = LaneBudget(SNAPSHOT_LANE, max_messages=5, max_bytes=10**5)
+    emitter = ObjectEventEmitter(link, topics, EnvelopeFactory("cam-1"), store, snapshot_budget=budget)
     cfg = DetectionConfig(tracker=TrackerConfig(min_hits=1), snapshots=SnapshotConfig(enabled=True))
     w = Walker("a", "person", (0, 0), (1, 0))
     out = emitter.publish(ObjectProcessor(cfg).process([w.det(0)], 0, T0, frame_with([w], 0)))
-    assert [m.topic for m in link.published] == [topics.events]
-    assert emitter.snapshots_offline == 1 and [p.stem for p in tmp_path.iterdir()] == [out[0].after.id]
+    assert [(m.topic, m.budget) for m in link.published] == [
+        (topics.events, None), (topics.snapshot(out[0].after.id), budget)]
+    assert SnapshotPayload.model_validate_json(link.published[1].payload).replayed
+    assert [p.stem for p in tmp_path.iterdir()] == [out[0].after.id]
