@@ -44,6 +44,9 @@ class StreamCapture:
         self._doorbell = doorbell
         self._prepare = prepare
         self._period = 1.0 / cfg.max_fps if cfg.max_fps else None
+        # A source paced slower than stall_s waits that long in read() by design: not a stall below two frames.
+        source_fps = getattr(cfg.source, "fps", None)
+        self._stall_s = max(cfg.stall_s, 2.0 / source_fps) if source_fps else cfg.stall_s
         self._next_slot: float | None = None
         self._stop = threading.Event()
         self._kicked = threading.Event()
@@ -71,7 +74,7 @@ class StreamCapture:
     def check_stall(self, now: float) -> bool:
         """Kick the stream into a reconnect when one read has blocked longer than stall_s; True when kicked."""
         since = self._reading_since
-        if since is None or now - since <= self.cfg.stall_s or self._kicked.is_set():
+        if since is None or now - since <= self._stall_s or self._kicked.is_set():
             return False
         log.warning("stream %s: no frame for %.1f s; reconnecting", self.name, now - since)
         self._kicked.set()

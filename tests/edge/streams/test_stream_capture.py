@@ -1,0 +1,32 @@
+"""The stall watchdog: a read blocked past stall_s is kicked into a reconnect, but a slow paced source is not."""
+
+from __future__ import annotations
+
+import threading
+
+from edge.config import StreamConfig, SyntheticSource
+from edge.sources.synthetic import SyntheticSource as Synthetic
+from edge.streams.capture import StreamCapture
+from edge.streams.figures import StreamFigures
+from edge.streams.ring import FrameRing
+
+
+def capture(fps: float | None, stall_s: float) -> StreamCapture:
+    cfg = StreamConfig(name="cam", source=SyntheticSource(fps=fps), stall_s=stall_s)
+    return StreamCapture(cfg, Synthetic(fps=fps), FrameRing(2), threading.Condition(), StreamFigures())
+
+
+def test_a_read_blocked_past_stall_s_is_kicked_once_and_counted() -> None:
+    cam = capture(fps=30.0, stall_s=1.0)
+    cam._reading_since = 100.0
+    assert not cam.check_stall(100.5)
+    assert cam.check_stall(101.5)
+    assert not cam.check_stall(102.5), "one kick per stall"
+    assert cam.figures.source_errors == 1
+
+
+def test_a_source_paced_slower_than_stall_s_is_not_taken_for_stalled() -> None:
+    cam = capture(fps=0.2, stall_s=1.0)  # a frame every 5 s: its read waits that long by design
+    cam._reading_since = 100.0
+    assert not cam.check_stall(106.0)
+    assert cam.check_stall(111.0)
