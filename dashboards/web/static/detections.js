@@ -108,4 +108,5 @@
 
   poll();
   timer = setInterval(poll, POLL_MS);
+  document.addEventListener("ef:device-removed", () => clearInterval(timer));
 })();
