@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
 from fleet.sim.mix import parse_shares, spread
+from shared import score_bins
 from shared.metrics import PERCENTILES
 from shared.percentiles import percentiles
 
@@ -94,6 +95,9 @@ class SensorSim:
         if scores:
             for p, v in percentiles(scores, PERCENTILES).items():
                 figures[f"anomaly_score_p{int(p)}"] = float(v)
+            # What the rollout's sensor gates compare (edge.sensor.figures reports the same on an agent).
+            figures.update(score_bins.counts(scores, threshold))
+            figures["anomaly_alert_rate"] = 1000.0 * figures["anomaly_windows_over"] / len(scores)
         return figures, events
 
     def _rule(self, score: float, threshold: float, at_ms: int) -> dict[str, Any] | None:

@@ -17,6 +17,7 @@ from fleet.rollout.sensor_gates import ALERT_RATE_MARGIN, anomaly_gates, bins_of
 from fleet.rollout.sensor_plan import ScorePsiGate
 from fleet.rollout.task_gates import default_plan_for, gates_for
 from fleet.rollout.verdict import Baseline, CanaryDevice, StageVerdict, judge_stage
+from fleet.sim.sensor import SensorSim
 from shared import score_bins
 from tests.edge.sensor.anomaly_package import anomaly_manifest
 from tests.fleet.conftest import Clock
@@ -150,3 +151,27 @@ def test_a_rollout_started_without_a_plan_takes_the_gates_of_the_versions_task(w
     world.ops.abort(row.id)
     row = world.ops.start(MODEL, 3, "lab", None)
     assert row.plan == default_plan()
+
+
+@pytest.mark.parametrize(("behaviour", "decision"), [("broken_threshold", "fail"), ("drifting", "fail"),
+                                                     ("normal", "pass")])
+def test_the_simulators_sensor_devices_are_judged_by_the_sensor_gates(behaviour: str, decision: str) -> None:
+    """A simulated device's new version against two control devices on the old one, 120 reports of 20 windows."""
+    def reports(sim: SensorSim, version: int) -> tuple[Sample, ...]:
+        out = []
+        for i in range(120):
+            figures, _ = sim.tick(version == V, 1.0, (i + 1) * S)
+            out.append(Sample((i + 1) * S, {**figures, "model_version": version, "fps": 20.0, "results_window": 20}))
+        return tuple(out)
+
+    stage = Stage(**{**STAGE.model_dump(), "window_s": 130})
+    canaries = [canary("can-0", reports(SensorSim(behaviour, "c", window_rate=20), V))]  # type: ignore[arg-type]
+    ctl = {f"ctl-{i}": reports(SensorSim(behaviour, f"k{i}", window_rate=20), 1)  # type: ignore[arg-type]
+           for i in range(2)}
+    v = judge_stage(stage, V, canaries, ctl, None, 0, 3600 * S, 121 * S)
+    assert v.decision == decision, (v.reason, statuses(v))
+    failed = {g for g, status in statuses(v).items() if status == "fail"}
+    if behaviour == "broken_threshold":  # its scores are the old ones; the threshold they are judged by is not
+        assert failed == {"score psi <= 0.25", f"mean anomaly_alert_rate - control <= {ALERT_RATE_MARGIN:g}"}
+    if behaviour == "drifting":  # scores 1.8x higher, still mostly under the threshold: the distribution moved
+        assert "score psi <= 0.25" in failed
