@@ -57,15 +57,18 @@ lint: venv
 typecheck: venv
 	$(VENV)/bin/mypy cloud edge shared edgeferry fleet bench hil dashboards
 
-## Benchmark every variant of the default and reference packages (trains what is missing)
+## Benchmark every variant of the default, reference and detector packages (trains what is missing)
 bench-export: venv
 	@$(PY) -c "import sys; from shared.object_store import LocalStore; sys.exit(0 if LocalStore('.store').exists('models/digits/latest.json') else 1)" || $(MAKE) train-cloud
 	@$(PY) -c "import sys; from shared.object_store import LocalStore; sys.exit(0 if LocalStore('.store').exists('models/reference/latest.json') else 1)" || $(MAKE) train-reference
+	@$(PY) -c "import sys; from shared.object_store import LocalStore; sys.exit(0 if LocalStore('.store').exists('models/shapes-digits/latest.json') else 1)" || $(MAKE) train-detect
 	$(PY) -m bench.bench_export
 
-## Agent pipeline vs bare ONNX Runtime vs torch eager on the reference package
+## Agent pipeline vs bare runtimes vs torch eager on the reference, digits and detector packages (the detector's
+## candidates with their mAP, the agent's throughput against its ceiling)
 bench-edge: venv
 	@$(PY) -c "import sys; from shared.object_store import LocalStore; sys.exit(0 if LocalStore('.store').exists('models/reference/latest.json') else 1)" || $(MAKE) train-reference
+	@$(PY) -c "import sys; from shared.object_store import LocalStore; sys.exit(0 if LocalStore('.store').exists('models/shapes-digits/latest.json') else 1)" || $(MAKE) train-detect
 	$(PY) -m bench.bench_edge
 
 ## Control plane at 1,000 devices x 1 Hz and 10,000 x 0.1 Hz (one and two workers): registry staleness, CPU, RSS
