@@ -11,46 +11,39 @@ on 2 cores, INT8 within the mAP@.5:.95 budget of FP32, INT8 faster than FP32 at 
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import tempfile
 import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import onnxruntime as ort
+import torch
 
+from bench.machine import machine, machine_line, write_results
 from cloud.config import TrainConfig
-from cloud.detection.coco_eval import coco_map
+from cloud.detection.coco_eval import MapScores, coco_map
 from cloud.detection.data import scene_spec
+from cloud.detection.model import CenterNet, DetectorExport
+from cloud.detection.onnx_export import OUTPUT_NAMES
+from cloud.detection.samples import DetectionSplit
 from cloud.detection.synthetic import generate_split
 from cloud.preprocessing import normalize
 from cloud.publish import verify_published
-from edge.runtime_bench import cpu_model_name
 from shared.manifest import Manifest, version_prefix
 from shared.object_store import LocalStore
 from shared.percentiles import percentiles
 from shared.signing import load_public_key
 from shared.tasks import head_for
+from shared.tasks.detection import DetectionHead
 
-RESULTS = Path(__file__).resolve().parent / "results"
-FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "avx512_fp16", "amx_bf16", "amx_int8", "amx_tile")
 THREADS = (1, 2)
 RUNS = 300
 TARGET_MAP50 = 0.90
 TARGET_TRAIN_S = 300.0
-
-
-def cpu_flags() -> list[str]:
-    """The instruction-set flags of note that /proc/cpuinfo lists (what lscpu prints as Flags)."""
-    try:
-        text = Path("/proc/cpuinfo").read_text(errors="replace")
-    except OSError:
-        return []
-    line = next((ln for ln in text.splitlines() if ln.startswith(("flags", "Features"))), "")
-    have = set(line.partition(":")[2].split())
-    return [f for f in FLAGS if f in have]
+# A runner of a variant: one float32 NCHW batch in, its outputs by name out (ONNX Runtime, OpenVINO, ...).
+RunOutputs = Callable[[np.ndarray], Mapping[str, np.ndarray]]
 
 
 def _session(path: Path, threads: int) -> ort.InferenceSession:
@@ -59,40 +52,77 @@ def _session(path: Path, threads: int) -> ort.InferenceSession:
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 
-def _latency(session: ort.InferenceSession, x: np.ndarray) -> tuple[float, float]:
-    feed = {"input": np.ascontiguousarray(x[:1])}
+def session_outputs(session: ort.InferenceSession) -> RunOutputs:
+    """An ONNX Runtime session as a RunOutputs."""
+    names = [o.name for o in session.get_outputs()]
+    iname = session.get_inputs()[0].name
+    return lambda x: dict(zip(names, session.run(None, {iname: x}), strict=True))
+
+
+def latency(run: Callable[[np.ndarray], Any], x: np.ndarray, runs: int = RUNS) -> tuple[float, float]:
+    """p50/p99 ms of batch-1 calls on the first input, after a warm-up."""
+    one = np.ascontiguousarray(x[:1])
     for _ in range(20):
-        session.run(None, feed)
+        run(one)
     times = []
-    for _ in range(RUNS):
+    for _ in range(runs):
         start = time.perf_counter()
-        session.run(None, feed)
+        run(one)
         times.append((time.perf_counter() - start) * 1000.0)
     p = percentiles(times, (50, 99))
     return p[50], p[99]
 
 
-def variant_rows(store: LocalStore, m: Manifest, tmp: Path) -> list[dict[str, Any]]:
-    """mAP and batch-1 latency of each published variant on the rebuilt held-out split."""
+def eager_detector(build: Path, name: str) -> DetectorExport | None:
+    """The trained torch detector (with its decode) the trainer saved beside the package, or None."""
+    ckpt = build / name / "model.pt"
+    if not ckpt.exists():
+        return None
+    blob = torch.load(ckpt, map_location="cpu", weights_only=True)
+    net = CenterNet(**blob["arch"])
+    net.load_state_dict(blob["state_dict"])
+    return DetectorExport(net.eval(), int(blob["top_k"]), tuple(blob["input_hw"])).eval()
+
+
+def eager_outputs(model: DetectorExport) -> RunOutputs:
+    """The torch detector as a RunOutputs (inference mode, the export's output names)."""
+    def run(x: np.ndarray) -> dict[str, np.ndarray]:
+        with torch.inference_mode():
+            return {n: t.numpy() for n, t in zip(OUTPUT_NAMES, model(torch.from_numpy(x)), strict=True)}
+    return run
+
+
+def held_out(m: Manifest) -> tuple[DetectionSplit, np.ndarray]:
+    """The synthetic test split the package was gated on, rebuilt from its recorded config and seed, and its
+    inputs preprocessed by the package's recipe."""
     cfg = TrainConfig.model_validate(m.train.config)
     test = generate_split("test", cfg.detection.test_scenes, cfg.trainer.seed, scene_spec(cfg.detection))
-    x = normalize(test.images, m.preprocess)
+    return test, normalize(test.images, m.preprocess)
+
+
+def map_of(m: Manifest, test: DetectionSplit, x: np.ndarray, run: RunOutputs, batch: int = 64) -> MapScores:
+    """mAP of one runner on the held-out split, decoded by the manifest's own task head (as a device decodes)."""
+    outs = [run(x[i : i + batch]) for i in range(0, len(x), batch)]
+    decoded = {name: np.concatenate([o[name] for o in outs]) for name in outs[0]}
     head = head_for(m)
+    assert isinstance(head, DetectionHead), f"{m.name} is not a detector"
+    cands = head.candidates(decoded)
+    return coco_map(test.boxes, test.classes, np.stack([c[0] for c in cands]), np.stack([c[1] for c in cands]),
+                    np.stack([c[2] for c in cands]), len(m.labels))
+
+
+def variant_rows(store: LocalStore, m: Manifest, tmp: Path) -> list[dict[str, Any]]:
+    """mAP and batch-1 latency of each published variant on the rebuilt held-out split."""
+    test, x = held_out(m)
     rows = []
     for v in m.variants:
         path = tmp / v.file
         store.download(version_prefix(m.name, m.version) + v.file, path)
-        session = _session(path, 0)
-        outs = [session.run(None, {"input": x[i : i + 64]}) for i in range(0, len(x), 64)]
-        decoded = {name: np.concatenate([o[k] for o in outs]) for k, name in enumerate(["boxes", "scores",
-                                                                                         "class_ids"])}
-        cands = head.candidates(decoded)  # type: ignore[attr-defined]
-        scores = coco_map(test.boxes, test.classes, np.stack([c[0] for c in cands]),
-                          np.stack([c[1] for c in cands]), np.stack([c[2] for c in cands]), len(m.labels))
+        scores = map_of(m, test, x, session_outputs(_session(path, 0)))
         row: dict[str, Any] = {"variant": v.precision, "bytes": v.bytes, "map50": scores.map50,
                                "map50_95": scores.map50_95, "manifest_map50_95": v.metrics.map50_95}
         for t in THREADS:
-            row[f"p50_ms_{t}t"], row[f"p99_ms_{t}t"] = _latency(_session(path, t), x)
+            row[f"p50_ms_{t}t"], row[f"p99_ms_{t}t"] = latency(session_outputs(_session(path, t)), x)
         rows.append(row)
     return rows
 
@@ -105,14 +135,24 @@ def manifest_rows(m: Manifest) -> list[dict[str, Any]]:
              "p99_ms_1t": v.metrics.latency_ms_p99, "p50_ms_2t": nan, "p99_ms_2t": nan} for v in m.variants]
 
 
+def _cpu_s(doc: dict[str, Any]) -> str:
+    cpu = doc.get("train_cpu_seconds")
+    return "CPU time not recorded" if cpu is None else f"{cpu:.0f} CPU-seconds of the training process"
+
+
+def _images(doc: dict[str, Any]) -> str:
+    images = doc.get("train_images")
+    return "images seen not recorded" if images is None else f"{images:,.0f} training images seen"
+
+
 def render(doc: dict[str, Any]) -> str:
     """Markdown: machine, training, per-variant table, targets."""
     rows = {r["variant"]: r for r in doc["rows"]}
     out = [
         f"# Detector (`make train-detect`): {doc['name']} v{doc['version']}", "",
-        f"CPU: {doc['cpu']}; flags: {', '.join(doc['flags']) or 'none of note'}; {doc['cores']} cores visible. "
-        f"Training: {doc['train_seconds']:.0f} s fit + {doc['data_seconds']:.0f} s scene generation, "
-        f"{doc['epochs']:.0f} epochs.", "",
+        machine_line(doc) + ".", "",
+        f"Training: {doc['train_seconds']:.0f} s fit ({_cpu_s(doc)}) + {doc['data_seconds']:.0f} s scene "
+        f"generation, {doc['epochs']:.0f} epochs, {_images(doc)}.", "",
         "| variant | bytes | mAP@.5 | mAP@.5:.95 | p50 ms 1t | p99 ms 1t | p50 ms 2t | p99 ms 2t |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
@@ -154,8 +194,10 @@ def main(argv: list[str] | None = None) -> int:
     m = verify_published(store, args.name, None, [load_public_key(args.key)])
     cfg = TrainConfig.model_validate(m.train.config)
     doc: dict[str, Any] = {
-        "name": m.name, "version": m.version, "cpu": cpu_model_name() or "unknown CPU", "flags": cpu_flags(),
-        "cores": len(os.sched_getaffinity(0)), "train_seconds": m.train.metrics.get("train_seconds", float("nan")),
+        "name": m.name, "version": m.version, **machine(),
+        "train_seconds": m.train.metrics.get("train_seconds", float("nan")),
+        "train_cpu_seconds": m.train.metrics.get("train_cpu_seconds"),
+        "train_images": m.train.metrics.get("train_images"),
         "data_seconds": m.train.metrics.get("data_seconds", float("nan")),
         "epochs": m.train.metrics.get("epochs", float("nan")), "budget": cfg.detection.map_drop_budget,
         "rejected": [r.model_dump() for r in m.rejected], "notes": args.note,
@@ -165,11 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         with tempfile.TemporaryDirectory(prefix="bench-detect-") as tmp:
             doc["rows"] = variant_rows(store, m, Path(tmp))
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "detect.json").write_text(json.dumps(doc, indent=2) + "\n")
-    text = render(doc)
-    (RESULTS / "detect.md").write_text(text)
-    print(text)
+    write_results("detect", doc, render(doc))
     return 0
 
 

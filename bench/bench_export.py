@@ -1,15 +1,17 @@
-"""`make bench-export`: every published variant of the default and reference packages on the same inputs.
+"""`make bench-export`: every published variant of the default, reference and detector packages on the same inputs.
 
-One table from one run: variant | bytes | top-1 | p50 / p99 ms at batch 1 with 1 and 2 intra-op threads |
-speedup over torch eager at the same thread count. Inputs are the packages' own held-out test split,
-rebuilt offline from the training config recorded in each manifest (same seed, same split).
-Target (reference model, 3x224x224): INT8 >= 1.5x faster than ORT FP32 at p50 with one thread.
+One table from one run: variant | bytes | top-1 (classifiers) or mAP@.5 and mAP@.5:.95 (the detector) | p50 / p99
+ms at batch 1 with 1 and 2 intra-op threads | speedup over torch eager at the same thread count. Inputs are the
+packages' own held-out test split, rebuilt offline from the training config recorded in each manifest (same seed,
+same split; the detector's synthetic scenes through bench.bench_detect). Targets: reference model (3x224x224)
+INT8 >= 1.5x faster than ORT FP32 at p50 with one thread; detector INT8 faster than FP32 at batch 1 and within
+its mAP@.5:.95 budget of FP32.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import os
 import tempfile
 import time
 from dataclasses import asdict, dataclass
@@ -20,7 +22,9 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
-from cloud.config import DataConfig
+from bench.bench_detect import eager_detector, eager_outputs, held_out, map_of, session_outputs
+from bench.machine import RESULTS, machine, machine_line, write_results
+from cloud.config import DataConfig, TrainConfig
 from cloud.datasets import prepare_data
 from cloud.models import build_model
 from cloud.preprocessing import normalize
@@ -30,7 +34,6 @@ from shared.object_store import LocalStore
 from shared.percentiles import nearest_rank
 from shared.signing import load_public_key
 
-RESULTS = Path("bench/results")
 THREADS = (1, 2)
 
 
@@ -45,6 +48,9 @@ class Row:
     p50_ms: dict[int, float]
     p99_ms: dict[int, float]
     speedup_vs_eager: dict[int, float]
+    map50: float | None = None
+    map50_95: float | None = None
+    map_budget: float | None = None  # a detector's largest allowed mAP@.5:.95 drop from FP32 (0-1 scale)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -100,6 +106,8 @@ def bench_package(
     (tmp / name).mkdir(parents=True, exist_ok=True)
     pkg = fetch_version(store, name, latest.version, tmp / name, [load_public_key(key)])
     manifest = pkg.manifest
+    if manifest.task == "detection":
+        return detector_rows(manifest, pkg.directory, build, runs)
     x, y = test_split(manifest)
     notes = [f"{name} v{manifest.version}: {len(y)} held-out test images, input {tuple(x.shape[1:])}"]
     eager = eager_model(build, name)
@@ -137,8 +145,47 @@ def bench_package(
     return rows, notes
 
 
+def detector_rows(manifest: Manifest, directory: Path, build: Path, runs: int) -> tuple[list[Row], list[str]]:
+    """mAP on the held-out synthetic scenes and batch-1 latency of the torch detector and each ONNX variant."""
+    name = manifest.name
+    test, x = held_out(manifest)
+    budget = TrainConfig.model_validate(manifest.train.config).detection.map_drop_budget
+    notes = [f"{name} v{manifest.version}: detector, {len(test)} held-out synthetic scenes, input "
+             f"{tuple(x.shape[1:])}; mAP by pycocotools through the manifest's task head; mAP@.5:.95 budget "
+             f"{budget * 100:.1f} points of FP32"]
+    rows: list[Row] = []
+    eager = eager_detector(build, name)
+    eager_p50: dict[int, float] = {}
+    if eager is None:
+        notes.append(f"{name}: torch eager unavailable ({build / name / 'model.pt'} missing: train on this machine)")
+    else:
+        run = eager_outputs(eager)
+        scores = map_of(manifest, test, x, run)
+        p50, p99 = {}, {}
+        for t in THREADS:
+            torch.set_num_threads(t)
+            p50[t], p99[t] = time_batch1(run, x, runs)
+        eager_p50 = p50
+        size = sum(p.numel() * p.element_size() for p in eager.parameters())
+        rows.append(Row(name, "torch eager", size, float("nan"), p50, p99, {t: 1.0 for t in THREADS},
+                        scores.map50, scores.map50_95))
+    for v in manifest.variants:
+        if v.precision == "tensorrt":
+            notes.append(f"{name}: {v.file} is a TensorRT engine for {v.target.gpu_name}; not run on this CPU")
+            continue
+        scores = map_of(manifest, test, x, session_outputs(ort_session(directory / v.file, 0)))
+        p50, p99 = {}, {}
+        for t in THREADS:
+            p50[t], p99[t] = time_batch1(session_outputs(ort_session(directory / v.file, t)), x, runs)
+        speed = {t: eager_p50[t] / p50[t] for t in THREADS} if eager_p50 else {}
+        rows.append(Row(name, f"ORT {v.precision}", v.bytes, float("nan"), p50, p99, speed, scores.map50,
+                        scores.map50_95, budget))
+    return rows, notes
+
+
 def verdict(rows: list[Row]) -> list[str]:
-    """INT8 vs FP32 at one thread, per package; the target applies to the reference model."""
+    """INT8 vs FP32 at one thread, per package; targets for the reference model and the detector (whose INT8
+    must also stay within its mAP@.5:.95 budget of FP32)."""
     out = []
     for name in dict.fromkeys(r.package for r in rows):
         fp32 = next((r for r in rows if r.package == name and r.variant == "ORT fp32"), None)
@@ -149,26 +196,34 @@ def verdict(rows: list[Row]) -> list[str]:
         line = f"{name}: INT8 is {ratio:.2f}x the speed of ORT FP32 at p50, 1 thread"
         if name == "reference":
             line += f" (target >= 1.5x: {'met' if ratio >= 1.5 else 'NOT met'})"
+        elif fp32.map50_95 is not None and int8.map50_95 is not None and fp32.map_budget is not None:
+            drop = (fp32.map50_95 - int8.map50_95) * 100
+            budget = fp32.map_budget * 100
+            line += (f" (target > 1x: {'met' if ratio > 1 else 'NOT met'}); mAP@.5:.95 drop {drop:.2f} points "
+                     f"(budget {budget:.1f}: {'met' if drop <= budget + 1e-9 else 'NOT met'})")
         else:
             line += " (no target: on a model this small fixed per-call costs dominate)"
         out.append(line)
     return out
 
 
-def render(rows: list[Row], notes: list[str], verdicts: list[str], runs: int) -> str:
+def render(rows: list[Row], notes: list[str], verdicts: list[str], runs: int, host: dict[str, Any]) -> str:
     """Markdown table."""
-    head = ("| package | variant | bytes | top-1 | p50 ms 1t | p99 ms 1t | p50 ms 2t | p99 ms 2t "
-            "| speedup vs eager 1t | speedup vs eager 2t |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    head = ("| package | variant | bytes | top-1 | mAP@.5 | mAP@.5:.95 | p50 ms 1t | p99 ms 1t | p50 ms 2t | p99 ms 2t "
+            "| speedup vs eager 1t | speedup vs eager 2t |\n"
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     lines = []
     for r in rows:
         sp = [f"{r.speedup_vs_eager[t]:.2f}x" if t in r.speedup_vs_eager else "n/a" for t in THREADS]
+        top1 = "" if r.map50 is not None else f"{r.top1:.4f}"
+        maps = ["" if v is None else f"{v:.4f}" for v in (r.map50, r.map50_95)]
         lines.append(
-            f"| {r.package} | {r.variant} | {r.bytes:,} | {r.top1:.4f} | {r.p50_ms[1]:.3f} | {r.p99_ms[1]:.3f} "
-            f"| {r.p50_ms[2]:.3f} | {r.p99_ms[2]:.3f} | {sp[0]} | {sp[1]} |"
+            f"| {r.package} | {r.variant} | {r.bytes:,} | {top1} | {maps[0]} | {maps[1]} | {r.p50_ms[1]:.3f} "
+            f"| {r.p99_ms[1]:.3f} | {r.p50_ms[2]:.3f} | {r.p99_ms[2]:.3f} | {sp[0]} | {sp[1]} |"
         )
     return "\n".join([
-        f"# bench-export (batch 1, {runs} timed runs per cell, one run of the benchmark)", "", head, *lines, "",
-        *[f"- {n}" for n in notes], *[f"- {v}" for v in verdicts], "",
+        f"# bench-export (batch 1, {runs} timed runs per cell, one run of the benchmark)", "", machine_line(host),
+        "", head, *lines, "", *[f"- {n}" for n in notes], *[f"- {v}" for v in verdicts], "",
     ])
 
 
@@ -180,23 +235,25 @@ def main() -> None:
                     help="public key the packages must be signed with (--key: old spelling)")
     ap.add_argument("--build", type=Path, default=Path("build"))
     ap.add_argument("--runs", type=int, default=200)
-    ap.add_argument("--packages", nargs="+", default=["digits", "reference"])
+    ap.add_argument("--packages", nargs="+", default=["digits", "reference", "shapes-digits"])
+    ap.add_argument("--out", type=Path, default=RESULTS, help="Where export.md and export.json go.")
     args = ap.parse_args()
     store = LocalStore(args.store)
     rows: list[Row] = []
     notes: list[str] = []
+    host = machine()
     with tempfile.TemporaryDirectory(prefix="edgeferry-bench-export-") as t:
         for name in args.packages:
+            if not store.exists(f"models/{name}/latest.json"):
+                notes.append(f"{name}: not published in {args.store}; skipped")
+                continue
             r, n = bench_package(store, name, args.key, args.build, args.runs, Path(t))
             rows += r
             notes += n
     verdicts = verdict(rows)
-    text = render(rows, notes, verdicts, args.runs)
-    print(text)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "export.md").write_text(text)
-    (RESULTS / "export.json").write_text(json.dumps(
-        {"rows": [asdict(r) for r in rows], "notes": notes, "verdicts": verdicts, "runs": args.runs}, indent=2))
+    host["load_after"] = list(os.getloadavg())
+    write_results("export", {"rows": [asdict(r) for r in rows], "notes": notes, "verdicts": verdicts,
+                             "runs": args.runs, **host}, render(rows, notes, verdicts, args.runs, host), args.out)
 
 
 if __name__ == "__main__":

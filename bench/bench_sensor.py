@@ -8,8 +8,6 @@ published variant, re-run here through ONNX Runtime from the signed packages `ma
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -17,6 +15,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
+from bench.machine import FLAGS, machine, write_results
 from cloud.publish import verify_published
 from cloud.sensor.config import SensorTrainConfig
 from cloud.sensor.export import reduce_scores
@@ -24,27 +23,13 @@ from cloud.sensor.fault_eval import anomaly_eval_set
 from cloud.sensor.scoring import auroc, detection_rate, false_alarm_rate, macro_f1
 from cloud.sensor.splits import cut, split_recordings
 from cloud.sensor.train import load_sensor_data
-from edge.runtime_bench import cpu_model_name
 from shared.manifest import Manifest, version_prefix
 from shared.object_store import LocalStore
 from shared.signing import load_public_key
 from shared.task_contract import AnomalyHeadSpec
 from shared.windowing import windows_of
 
-RESULTS = Path(__file__).resolve().parent / "results"
-FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "avx512_fp16", "amx_bf16", "amx_int8", "amx_tile")
 K_OF_N = (3, 5)
-
-
-def cpu_flags() -> list[str]:
-    """The instruction-set flags of note that /proc/cpuinfo lists (what lscpu prints as Flags)."""
-    try:
-        text = Path("/proc/cpuinfo").read_text(errors="replace")
-    except OSError:
-        return []
-    line = next((ln for ln in text.splitlines() if ln.startswith(("flags", "Features"))), "")
-    have = set(line.partition(":")[2].split())
-    return [f for f in FLAGS if f in have]
 
 
 def k_of_n_alerts(over: np.ndarray, k: int, n: int) -> int:
@@ -157,8 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     store = LocalStore(args.store)
     trusted = [load_public_key(args.key)]
-    doc: dict[str, Any] = {"cpu": cpu_model_name() or "unknown CPU", "flags": cpu_flags(),
-                           "cores": len(os.sched_getaffinity(0)), "notes": args.note}
+    doc: dict[str, Any] = {**machine(), "notes": args.note}
     with tempfile.TemporaryDirectory(prefix="bench-sensor-") as tmp:
         cm = verify_published(store, args.classifier, None, trusted)
         doc["classification"] = {"name": cm.name, "version": cm.version,
@@ -170,11 +154,7 @@ def main(argv: list[str] | None = None) -> int:
                           "train_seconds": am.train.metrics.get("train_seconds", float("nan")),
                           "rejected": [r.model_dump() for r in am.rejected]}
         doc["classification"]["rejected"] = [r.model_dump() for r in cm.rejected]
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "sensor.json").write_text(json.dumps(doc, indent=2) + "\n")
-    text = render(doc)
-    (RESULTS / "sensor.md").write_text(text)
-    print(text)
+    write_results("sensor", doc, render(doc))
     return 0
 
 

@@ -1,0 +1,58 @@
+"""What every benchmark writes about the machine it ran on, and how it writes its results (one place, not four).
+
+The header names the CPU, its instruction-set flags of note, the cores this process may use and the load average,
+because every figure in bench/results/ is only as good as the machine and its load when it was measured.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from edge.runtime_bench import cpu_model_name
+
+RESULTS = Path(__file__).resolve().parent / "results"
+FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "avx512_fp16", "amx_bf16", "amx_int8",
+         "amx_tile", "amx_fp16", "asimd")
+
+
+def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> list[str]:
+    """The instruction-set flags of note that /proc/cpuinfo lists (what lscpu prints as Flags)."""
+    try:
+        text = cpuinfo.read_text(errors="replace")
+    except OSError:
+        return []
+    line = next((ln for ln in text.splitlines() if ln.startswith(("flags", "Features"))), "")
+    have = set(line.partition(":")[2].split())
+    return [f for f in FLAGS if f in have]
+
+
+def fmt_load(load: tuple[float, float, float]) -> str:
+    """1/5/15-minute load averages."""
+    return "/".join(f"{x:.2f}" for x in load)
+
+
+def machine() -> dict[str, Any]:
+    """CPU model, flags, usable cores and the load average now, for a results file's JSON."""
+    return {"cpu": cpu_model_name() or "unknown CPU", "flags": cpu_flags(), "cores": len(os.sched_getaffinity(0)),
+            "load": list(os.getloadavg())}
+
+
+def machine_line(doc: dict[str, Any]) -> str:
+    """The Markdown line a results file starts with, from machine()'s fields."""
+    load = doc.get("load")
+    tail = f"; load average {fmt_load(tuple(load))} (1/5/15 min) when measured" if load else ""
+    return (f"CPU: {doc['cpu']}; flags: {', '.join(doc['flags']) or 'none of note'} (absent: "
+            f"{', '.join(f for f in FLAGS if f not in doc['flags']) or 'none'}); {doc['cores']} cores{tail}")
+
+
+def write_results(name: str, doc: dict[str, Any], markdown: str, out: Path = RESULTS) -> Path:
+    """bench/results/<name>.json and .md (printed too); returns the Markdown file's path."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{name}.json").write_text(json.dumps(doc, indent=2, default=str) + "\n")
+    path = out / f"{name}.md"
+    path.write_text(markdown)
+    print(markdown)
+    return path
