@@ -61,6 +61,11 @@ class AnomalyConfig(_Section):
     threshold_percentile: float = Field(
         default=99.5, gt=0, lt=100, description="Threshold = this percentile of held-out normal windows' scores."
     )
+    feature_percentile: float = Field(
+        default=99.5, gt=0, le=100,
+        description="Each per-channel feature (reconstruction error, flat share, level, spike) is divided by this "
+                    "percentile of it over normal training windows before the graph takes their max.",
+    )
     faults: list[FaultKind] = Field(default=list(FAULT_KINDS), min_length=1, description="Fault kinds injected.")
     fault_seed: int = Field(default=7, description="Seed of the fault generator.")
     min_auroc: float = Field(default=0.8, ge=0, le=1, description="Variants below this AUROC are rejected.")

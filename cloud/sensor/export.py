@@ -36,6 +36,8 @@ log = logging.getLogger(__name__)
 FILES = {"fp32": "model.fp32.onnx", "fp16": "model.fp16.onnx", "int8": "model.int8.onnx"}
 ERRORS_OUTPUT = "channel_errors"
 _ORDER = ("fp32", "fp16", "int8")
+# Ops that stay in INT8 in an anomaly graph; with their Quantize/Dequantize pairs.
+_INT8_OPS = frozenset({"Conv", "ConvTranspose", "QuantizeLinear", "DequantizeLinear"})
 
 
 @dataclass
@@ -115,8 +117,38 @@ def _anomaly_figures(val_errors: np.ndarray, eval_errors: np.ndarray, ev: Anomal
                     eval_errors, per_kind)
 
 
-def _build(precision: str, fp32: Path, out_dir: Path, calib: np.ndarray, cfg: ExportConfig, cpu: CpuInfo
-           ) -> tuple[Path, Target, Quantization | None, str]:
+def convolutions_only(model: onnx.ModelProto) -> list[str]:
+    """Every node but the convolutions: INT8 would round the anomaly features' exact repeats and small means away."""
+    return [n.name for n in model.graph.node if n.op_type not in _INT8_OPS and n.name]
+
+
+def float_side_inputs(path: Path) -> int:
+    """Let every node but the convolutions read the float graph input, not its INT8 round trip; returns how many.
+
+    The quantizer puts one Quantize/Dequantize pair on the input and rewires all its readers, so the features
+    beside the autoencoder would see readings rounded to 256 levels: quiet channels then repeat, and "flat" fires.
+    """
+    model = onnx.load(str(path))
+    nodes = model.graph.node
+    inputs = {i.name for i in model.graph.input}
+    quantized_from = {n.output[0]: n.input[0] for n in nodes if n.op_type == "QuantizeLinear" and n.input[0] in inputs}
+    source = {n.output[0]: quantized_from[n.input[0]] for n in nodes
+              if n.op_type == "DequantizeLinear" and n.input[0] in quantized_from}
+    changed = 0
+    for node in nodes:
+        if node.op_type in _INT8_OPS:
+            continue
+        for i, name in enumerate(node.input):
+            if name in source:
+                node.input[i] = source[name]
+                changed += 1
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return changed
+
+
+def _build(precision: str, fp32: Path, out_dir: Path, calib: np.ndarray, cfg: ExportConfig, cpu: CpuInfo,
+           task: str) -> tuple[Path, Target, Quantization | None, str]:
     """The variant's file, its target and INT8 settings; ExportError when it cannot be built."""
     if precision == "fp32":
         return fp32, Target(device="cpu", cpu_features=cpu.recorded_features()), None, CPU
@@ -125,7 +157,10 @@ def _build(precision: str, fp32: Path, out_dir: Path, calib: np.ndarray, cfg: Ex
         return path, Target(device="cuda"), None, best_provider(prefer_cuda=True)
     plan = choose_int8_plan(cfg.int8_mode, cpu)
     path = out_dir / FILES["int8"]
-    quant = quantize_int8(fp32, path, calib, plan, samples=cfg.calibration_samples, calibration=cfg.int8_calibration)
+    quant = quantize_int8(fp32, path, calib, plan, samples=cfg.calibration_samples, calibration=cfg.int8_calibration,
+                          keep_float=convolutions_only if task == "anomaly" else None)
+    if task == "anomaly":
+        float_side_inputs(path)
     return path, Target(device="cpu", cpu_features=cpu.recorded_features()), quant, CPU
 
 
@@ -168,7 +203,7 @@ def export_sensor(
         for precision in [p for p in _ORDER if p in cfg.precisions]:
             path: Path | None = None
             try:
-                path, target, quant, provider = _build(precision, fp32, out_dir, calib_inputs, cfg, cpu)
+                path, target, quant, provider = _build(precision, fp32, out_dir, calib_inputs, cfg, cpu, task)
                 session = open_session(path, 0, provider, spin=False)
                 got = predict(session, gate_inputs)
                 if task == "anomaly":

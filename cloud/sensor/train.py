@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from cloud.errors import CloudError, DataError
 from cloud.sensor.basic_motions import load_basic_motions
+from cloud.sensor.channel_scores import channel_scores
 from cloud.sensor.config import SensorTrainConfig
 from cloud.sensor.csv_loader import load_csv_dir
 from cloud.sensor.fault_eval import AnomalyEval, anomaly_eval_set
@@ -120,7 +121,10 @@ def train_sensor(cfg: SensorTrainConfig, data: SensorDataset) -> SensorTrainResu
     best = Path(checkpoint.best_model_path) if checkpoint.best_model_path else None
     if best is not None:
         lit.load_state_dict(_load(best)["state_dict"])
-    model = lit.model.cpu().eval()  # type: ignore[union-attr]
+    model: nn.Module = lit.model.cpu().eval()  # type: ignore[union-attr]
+    if cfg.task == "anomaly":
+        # What ships: the trained autoencoder plus the per-channel features it misses, scaled on training windows.
+        model = channel_scores(model.autoencoder, train.inputs, cfg.anomaly.feature_percentile)  # type: ignore[arg-type]
     picks = np.sort(np.random.default_rng(tc.seed).permutation(len(train))[: cfg.export.calibration_samples])
     every = [*splits.train, *splits.val, *splits.test]
     info = DatasetInfo(

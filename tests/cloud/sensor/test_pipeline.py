@@ -90,6 +90,32 @@ def test_published_anomaly_variants_load_in_onnxruntime_and_reproduce_their_gold
     assert next(v for v in manifest.variants if v.precision == "int8").quantization is not None
 
 
+def test_every_variant_alarms_on_a_stuck_and_a_dropped_channel_and_names_that_channel(
+    anomaly_run: tuple[SensorPipelineResult, SensorTrainConfig, Path],
+) -> None:
+    result, _, tmp = anomaly_run
+    manifest, recipe = result.manifest, result.train.recipe
+    clean = result.train.test.inputs[:8]
+    t = recipe.window
+    faulty = []
+    for i, window in enumerate(clean):
+        channel = i % recipe.num_channels
+        w = window.copy()
+        if i % 2:  # stuck: the reading at a quarter of the window repeats to its end
+            w[channel, t // 4 :] = w[channel, t // 4]
+        else:  # dropped: the raw channel reads 0, which the recipe normalizes to a constant
+            w[channel, t // 4 :] = np.float32((0.0 - recipe.mean[channel]) / recipe.std[channel])
+        faulty.append((channel, w))
+    inputs = np.stack([w for _, w in faulty])
+    version_dir = tmp / "store" / "models" / "vibration" / str(manifest.version)
+    for variant in manifest.variants:
+        session = ort.InferenceSession(str(version_dir / variant.file), providers=["CPUExecutionProvider"])
+        (scores,) = session.run(["channel_errors"], {"input": inputs})
+        assert variant.metrics.threshold is not None
+        assert np.all(scores.max(axis=1) > variant.metrics.threshold), (variant.precision, scores)
+        assert list(scores.argmax(axis=1)) == [c for c, _ in faulty], variant.precision
+
+
 def test_the_manifest_threshold_is_the_configured_percentile_of_held_out_normal_scores(
     anomaly_run: tuple[SensorPipelineResult, SensorTrainConfig, Path],
 ) -> None:
