@@ -50,9 +50,10 @@ class ConvAutoencoder(nn.Module):
 
 
 class ChannelErrors(nn.Module):
-    """What ships for anomaly: mean squared reconstruction error per channel [B, C]; the score is their mean.
+    """The autoencoder's training objective: mean squared reconstruction error per channel [B, C].
 
-    Per-channel errors let a device name the channels that contributed most; the threshold stays in the manifest.
+    What ships wraps the autoencoder in cloud.sensor.channel_scores.ChannelScores, which adds the features this
+    error misses; per-channel scores let a device name the channels that contributed most.
     """
 
     def __init__(self, autoencoder: ConvAutoencoder) -> None:
