@@ -509,7 +509,12 @@ def create_app(
     @app.delete("/api/devices/{device_id}", response_model=ActionResult, tags=["actions"])
     def remove_device(p: User, device_id: str, csrf: Csrf = None) -> ActionResult:
         """Forget a device (registry record and retained topics); it comes back if it publishes again."""
-        return act(p, csrf, "device.remove", device_id, lambda: actions.remove(known_device(device_id)))
+        def run() -> str:
+            message = actions.remove(known_device(device_id))
+            objects.forget(device_id)  # its snapshot, object events and zone counts too
+            return message
+
+        return act(p, csrf, "device.remove", device_id, run)
 
     @app.post("/api/rollouts", response_model=ActionResult, tags=["actions"])
     def start_rollout(p: User, body: RolloutBody, csrf: Csrf = None) -> ActionResult:

@@ -15,7 +15,7 @@ from dashboards.errors import Refused
 from dashboards.web.app import create_app
 from dashboards.web.objects import ObjectBuffer, objects_per_min
 from shared.object_events import MAX_SNAPSHOT_BYTES
-from tests.dashboards.web.conftest import VIEWER, web_config
+from tests.dashboards.web.conftest import OPERATOR, VIEWER, web_config
 from tests.dashboards.web.fakes import FakeFleet
 from tests.dashboards.web.object_payloads import NOW, Detector
 from tests.dashboards.web.test_api import login
@@ -131,3 +131,13 @@ def test_device_page_reads_over_http(client: tuple[TestClient, ObjectBuffer]) ->
     assert c.get("/api/devices/cam-0/objects/zones").json()["series"] == {"yard": [1], "yard/person": [1]}
     r = c.get("/api/devices/nope/objects/events")
     assert r.status_code == 404 and "no device 'nope'" in r.json()["error"]
+
+
+def test_removing_a_device_forgets_its_objects(client: tuple[TestClient, ObjectBuffer]) -> None:
+    c, objects = client
+    csrf = login(c, OPERATOR)
+    det = Detector("cam-1")
+    objects.add_snapshot("cam-1", "1-1", det.snapshot("1-1", "person", BOX, CROP, (40, 40)))
+    objects.add_event("cam-1", det.event("new", "1-1", "person", NOW, ["yard"]))
+    assert c.delete("/api/devices/cam-1", headers={"X-CSRF-Token": csrf}).status_code == 200
+    assert objects.snapshot("cam-1") is None and objects.events("cam-1", 10) == [] and objects.occupants() == []
