@@ -29,6 +29,9 @@ log = logging.getLogger(__name__)
 LEADER_LEASE = "leader"
 # History buckets this recent are recomputed on each pass, taking in samples that arrived late.
 HISTORY_REBUILD_MS = 120_000
+# A bucket is computed once it ended this long ago: computing the open one on every pass read each sample twice
+# (at 10,000 msg/s the history pass cost as much CPU as the ingest). A later sample recomputes the bucket.
+HISTORY_CLOSED_MS = 2_000
 
 
 class _Notifier:
@@ -169,7 +172,7 @@ class FleetService:
         now = self.store.clock()
         reg = self.cfg.registry
         bucket = int(reg.history_bucket_s * 1000)
-        self.store.telemetry.rebuild_history(now - HISTORY_REBUILD_MS, now + bucket, bucket)
+        self.store.telemetry.rebuild_history(now - HISTORY_REBUILD_MS, now - HISTORY_CLOSED_MS, bucket)
         self.store.telemetry.prune(now - int(reg.window_s * 1000), now - int(reg.history_retention_s * 1000))
         if reg.expire_after_s is not None:
             gone = self.store.expire_devices(int(reg.expire_after_s * 1000))

@@ -44,13 +44,22 @@ def _downsample(rows: Iterable[tuple[str, int, dict[str, float], dict[str, int]]
             counts[label] = counts.get(label, 0) + c
     out: dict[tuple[str, int], Any] = {}
     for key, (figs, counts) in groups.items():
-        names = set(figs[0]).union(*figs[1:]) if len(figs) > 1 else set(figs[0])
-        means = {}
-        for name in sorted(names):
-            values = [f[name] for f in figs if name in f]
-            means[name] = sum(values, 0.0) / len(values)
-        out[key] = {"samples": len(figs), "figures": means, "class_counts": counts}
+        out[key] = {"samples": len(figs), "figures": _means(figs), "class_counts": counts}
     return out
+
+
+def _means(figs: list[dict[str, float]]) -> dict[str, float]:
+    """Each figure's mean over the samples that have it, by name. Samples of one agent name the same figures in
+    the same order: then the values are transposed by zip (in C) instead of looked up per name and sample."""
+    names = tuple(figs[0])
+    if all(tuple(f) == names for f in figs[1:]):
+        columns = zip(*(f.values() for f in figs), strict=True) if len(figs) > 1 else ((v,) for v in figs[0].values())
+        return dict(sorted((name, sum(col, 0.0) / len(figs)) for name, col in zip(names, columns, strict=True)))
+    means = {}
+    for name in sorted(set(names).union(*figs[1:])):
+        values = [f[name] for f in figs if name in f]
+        means[name] = sum(values, 0.0) / len(values)
+    return means
 
 
 def _stored_figures(v: Any) -> dict[str, float]:
