@@ -21,10 +21,13 @@ from typing import Any
 
 import pytest
 
+from edge.detection.config import DetectionConfig
 from edge.frame_stats import FrameStats
+from edge.ha_detection import detection_configs
 from edge.ha_discovery import HA_PREFIX, discovery_configs, rollout_configs
 from edge.system_stats import SystemStats
 from shared.metrics import METRICS
+from shared.object_events import ObjectEventPayload, ObjectState
 from shared.payloads import ModelInfo, StatePayload
 from shared.topics import STATUS_OFFLINE, STATUS_ONLINE, STATUS_STOPPED, DeviceTopics
 
@@ -109,12 +112,14 @@ def ha_python() -> Path:
     return python
 
 
-def run_probe(configs: list[tuple[str, dict[str, Any]]], reports: list[dict[str, float]],
-              tmp_path: Path, expect: dict[str, list[Any]] | None = None) -> dict[str, Any]:
+def run_probe(configs: list[tuple[str, dict[str, Any]]], reports: list[dict[str, Any]],
+              tmp_path: Path, expect: dict[str, list[Any]] | None = None,
+              more: dict[str, list[dict[str, Any]]] | None = None) -> dict[str, Any]:
+    """more: reports of other topics by their last level (a detector's object `events`)."""
     spec = {
         "prefix": HA_PREFIX,
         "configs": configs,
-        "reports": {"telemetry": reports, "state": [state for state, _, _ in state_reports()]},
+        "reports": {"telemetry": reports, "state": [state for state, _, _ in state_reports()], **(more or {})},
         "expect": expect or {},
         "statuses": {STATUS_ONLINE: True, STATUS_STOPPED: False, STATUS_OFFLINE: False},
     }
@@ -199,3 +204,32 @@ def test_the_probe_reports_what_home_assistant_would_complain_about(tmp_path: Pa
     assert "status 'stopped' makes the device available=None" in text
     assert "not valid together with device class `temperature`" in text
     assert "binary sensor state '4' is neither 'ON' nor 'OFF'" in text
+
+
+def object_events() -> list[dict[str, Any]]:
+    """A person's new, update and end events as a detection agent sends them."""
+    state = ObjectState(id="1-1", label="person", class_id=0, score=0.8, top_score=0.9, box=(1, 2, 3, 4), area=4,
+                        current_zones=["driveway"], entered_zones=["driveway"], first_seen_ms=1, last_seen_ms=2,
+                        frame_time_ms=2, frame=1)
+    return [ObjectEventPayload(device_id="cam-1", boot_id="b", seq=i, ts=1, type=t, before=state, after=state)
+            .model_dump(mode="json") for i, t in enumerate(("new", "update", "end"))]
+
+
+def test_home_assistant_takes_a_detectors_zone_sensors_object_event_entity_and_triggers(tmp_path: Path) -> None:
+    square = [[0, 0], [10, 0], [10, 10], [0, 10]]
+    cfg = DetectionConfig.model_validate({"objects": ["person", "car"], "zones": {"driveway": {"coordinates": square}}})
+    configs = detection_configs(DeviceTopics("lab", "cam-1"), "0.1.0", cfg)
+    node = "homeassistant/{}/edgeferry_lab_cam-1/{}/config"
+    before = {"device_id": "cam-1", "boot_id": "b", "seq": 1, "ts": 1, "fps": 5.0}  # no zone counted yet
+    counted = {**before, "zone_counts": {"driveway": 2, "driveway/person": 2}}
+    expect: dict[str, list[Any]] = {
+        node.format("sensor", "zone_driveway"): ["", "2"],
+        node.format("sensor", "zone_driveway_person"): ["", "2"],
+        node.format("sensor", "zone_driveway_car"): ["", ""],
+        node.format("device_automation", "object_new"): ["new", "update", "end"],
+        node.format("device_automation", "object_end"): ["new", "update", "end"],
+    }
+    result = run_probe(configs, [before, counted], tmp_path, expect, {"events": object_events()})
+    assert sorted(t.split("/")[1] for t, _ in configs) == ["device_automation"] * 2 + ["event"] + ["sensor"] * 3
+    assert result["checked"] == 6
+    assert result["problems"] == [], "\n".join(result["problems"])

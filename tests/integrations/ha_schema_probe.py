@@ -8,7 +8,9 @@ Each config is matched against HA's discovery topic pattern, expanded from abbre
 platform's DISCOVERY_SCHEMA and the strict PLATFORM_SCHEMA_MODERN, and its templates rendered by HA's template
 engine against every report of the topic it reads (the last level of its state_topic); a log record at WARNING or
 above, or a state HA would reject (non-numeric sensor, update JSON outside MQTT_JSON_UPDATE_SCHEMA, binary sensor
-neither payload_on nor payload_off), or a rendered value other than the expected one, is a problem.
+neither payload_on nor payload_off, event JSON without one of its event_types), or a rendered value other than the
+expected one, is a problem. Device triggers (device_automation) are validated with the trigger discovery schema and
+their value_template rendered against the reports of their `topic`.
 """
 
 from __future__ import annotations
@@ -63,9 +65,32 @@ def _state_problem(component: str, cfg: dict[str, Any], rendered: Any) -> str | 
             MQTT_JSON_UPDATE_SCHEMA(json.loads(rendered))
         except (TypeError, ValueError, vol.Invalid) as exc:
             return f"update payload {rendered!r} is not what HA's update entity accepts: {exc}"
+    if component == "event":
+        event = _parsed(rendered)
+        if not isinstance(event, dict) or event.get("event_type") not in cfg["event_types"]:
+            return f"event payload {rendered!r} has no event_type among {cfg['event_types']}"
     if component == "binary_sensor" and rendered not in (cfg["payload_on"], cfg["payload_off"]):
         return f"binary sensor state {rendered!r} is neither {cfg['payload_on']!r} nor {cfg['payload_off']!r}"
     return None
+
+
+def _trigger_problems(topic: str, payload: dict[str, Any], spec: dict[str, Any]) -> list[str]:
+    """A device trigger as HA's MQTT device_trigger takes it: schema, then its value rendered per report."""
+    from homeassistant.components.mqtt.device_trigger import TRIGGER_DISCOVERY_SCHEMA
+
+    try:
+        cfg = TRIGGER_DISCOVERY_SCHEMA(dict(payload))
+    except vol.Invalid as exc:
+        return [f"{topic}: rejected by Home Assistant's device trigger schema: {exc}"]
+    tpl = MqttValueTemplate(cfg.get("value_template"), entity=None)
+    reports = spec["reports"].get(str(cfg["topic"]).rsplit("/", 1)[-1], [])
+    rendered = [tpl.async_render_with_possible_json_value(json.dumps(r), PayloadSentinel.DEFAULT) for r in reports]
+    expected = spec.get("expect", {}).get(topic)
+    if not reports:
+        return [f"{topic}: no reports of its topic given to render its template against"]
+    if expected is not None and rendered != expected:
+        return [f"{topic}: rendered {rendered}, want {expected}"]
+    return []
 
 
 async def main(spec: dict[str, Any]) -> dict[str, Any]:
@@ -85,6 +110,9 @@ async def main(spec: dict[str, Any]) -> dict[str, Any]:
             component = match.group("component")
             payload = dict(raw)
             discovery._replace_all_abbreviations(payload)
+            if component == "device_automation":
+                problems.extend(_trigger_problems(topic, payload, spec))
+                continue
             platform = importlib.import_module(f"homeassistant.components.mqtt.{component}")
             if CONF_OBJECT_ID in payload:
                 problems.append(f"{topic}: uses the deprecated object_id")
@@ -106,7 +134,7 @@ async def main(spec: dict[str, Any]) -> dict[str, Any]:
             rendered_all = []
             for report in reports:
                 rendered = value_tpl.async_render_with_possible_json_value(json.dumps(report), PayloadSentinel.DEFAULT)
-                rendered_all.append(_parsed(rendered) if component == "update" else rendered)
+                rendered_all.append(_parsed(rendered) if component in ("update", "event") else rendered)
                 why = _state_problem(component, cfg, rendered)
                 if why:
                     problems.append(f"{topic}: {why} for report keys {sorted(report)}")
