@@ -102,7 +102,7 @@ def _row(rec: DeviceRecord, entries: list[Any]) -> dict[str, Any]:
     entry = desired_for(rec, entries)
     d = asdict(rec)
     d.update(desired_model=entry.model if entry else None, desired_version=entry.version if entry else None,
-             converged=converged(rec, entry))
+             desired_channel=entry.channel if entry else None, converged=converged(rec, entry))
     return d
 
 
@@ -155,14 +155,16 @@ def devices(
 
     now = int(time.time() * 1000)
     table = Table(title=f"fleet {cfg.fleet}: {len(rows)} device(s)")
-    for col in ("device", "status", "groups", "model", "desired", "converged", "last seen", "restarts", "agent",
-                "refused"):
+    for col in ("device", "status", "groups", "model", "follows", "desired", "converged", "last seen", "restarts",
+                "agent", "refused"):
         table.add_column(col)
     for r in rows:
         model = f"{r['model_name'] or '-'} v{r['model_version']}" if r["model_version"] else "-"
-        desired = f"v{r['desired_version']}" if r["desired_version"] else "-"
+        desired = (f"v{r['desired_version']}" if r["desired_version"] else
+                   f"channel {r['desired_channel']}" if r["desired_channel"] else "-")
         conv = {True: "yes", False: "no", None: "-"}[r["converged"]]
-        table.add_row(r["device_id"], r["status"], ",".join(r["groups"]) or "-", model, desired, conv,
+        follows = {None: "-", "desired": "desired"}.get(r["follow"], f"{r['follow']} ({r['channel'] or 'stable'})")
+        table.add_row(r["device_id"], r["status"], ",".join(r["groups"]) or "-", model, follows, desired, conv,
                       _ago(now, r["last_seen_ms"]), str(r["restarts"]), r["agent_version"] or "-",
                       str(r["refused"] + r["shed"]) if r["refused"] or r["shed"] else "-")
     Console(width=170).print(table)
@@ -272,8 +274,11 @@ def unassign(ctx: typer.Context, device: Annotated[str, typer.Argument(help="Dev
 @app.command()
 def deploy(
     model: Annotated[str, typer.Option(help="Model name.")],
-    version: Annotated[int, typer.Option("--model-version", min=1,
-                                         help="Version; it must exist and verify in the store.")],
+    version: Annotated[int | None, typer.Option("--model-version", min=1,
+                                                help="Version; it must exist and verify in the store.")] = None,
+    channel: Annotated[str | None, typer.Option(
+        help="Instead of a version: the pointer channel to follow (stable, canary, ...); its signed pointer must "
+        "exist and name a version that verifies.")] = None,
     device: Annotated[str | None, typer.Option(help="One device.")] = None,
     group: Annotated[str | None, typer.Option(help="Every device of a group.")] = None,
     allow_downgrade: Annotated[bool, typer.Option(help="Allow going below a version a device served.")] = False,
@@ -281,15 +286,17 @@ def deploy(
     set_: SetOpt = None,
     broker: BrokerOpt = None,
 ) -> None:
-    """Deploy directly (no stages): set the desired version, publish it retained and signed, send a signed deploy."""
+    """Deploy directly (no stages): set the desired version (or channel), publish it retained and signed; a version
+    also goes out as a signed deploy."""
     cfg = load(config, set_, broker)
     control, store, mqtt = _control(cfg)
     try:
-        result = control.deploy(model, version, device=device, group=group, allow_downgrade=allow_downgrade)
+        result = control.deploy(model, version, device=device, group=group, allow_downgrade=allow_downgrade,
+                                channel=channel)
     finally:
         mqtt.close()
         store.close()
-    typer.echo(f"deployed {result.model} v{result.version} to {result.scope} {result.name}: "
+    typer.echo(f"deployed {result.model} {result.target} to {result.scope} {result.name}: "
                f"{len(result.devices)} device(s) ({', '.join(result.devices) or 'none: device overrides win'})")
 
 

@@ -25,11 +25,17 @@ class DeployResult:
     """What a deploy or rollback changed."""
 
     model: str
-    version: int
+    version: int | None
     scope: Scope
     name: str
     devices: tuple[str, ...]
     request_ids: tuple[str, ...]
+    channel: str | None = None
+
+    @property
+    def target(self) -> str:
+        """What was deployed, as messages say it: 'v7' or 'channel canary'."""
+        return f"v{self.version}" if self.channel is None else f"channel {self.channel}"
 
 
 def _scope(device: str | None, group: str | None) -> tuple[Scope, str]:
@@ -55,15 +61,25 @@ class FleetControl:
             return [self.store.device(name).device_id]
         return [r.device_id for r in self.store.group_members(name)]
 
-    def deploy(self, model: str, version: int, device: str | None = None, group: str | None = None,
-               allow_downgrade: bool = False) -> DeployResult:
-        """Set the desired version of a device or group, publish it retained and send a signed deploy."""
+    def deploy(self, model: str, version: int | None, device: str | None = None, group: str | None = None,
+               allow_downgrade: bool = False, channel: str | None = None) -> DeployResult:
+        """Set the desired version (or channel) of a device or group, publish it retained and signed, and for a
+        version send a signed deploy too."""
         scope, name = _scope(device, group)
         check_ident(model, "model name")
+        if (version is None) == (channel is None):
+            raise FleetError("name exactly one of --model-version V (stay on V) and --channel C (follow channel C)")
+        if channel is not None and allow_downgrade:
+            raise FleetError("--allow-downgrade goes with --model-version: a channel never moves a device below a "
+                             "version it activated")
         targets = self._targets(scope, name)
-        self.packages.check(model, version)
+        if channel is not None:
+            self.packages.check_channel(model, channel)
+        else:
+            assert version is not None
+            self.packages.check(model, version)
         entry = self.store.desired.set(DesiredEntry(scope, name, model, version, allow_downgrade,
-                                                    set_ms=self.store.clock()))
+                                                    set_ms=self.store.clock(), channel=channel))
         return self._apply(entry, targets)
 
     def rollback(self, device: str | None = None, group: str | None = None) -> DeployResult:
@@ -71,7 +87,7 @@ class FleetControl:
         scope, name = _scope(device, group)
         targets = self._targets(scope, name)
         current = self.store.desired.get(scope, name)
-        if current is None or current.previous_version is None:
+        if current is None or current.previous_version is None or current.version is None:
             raise NothingToRollBackError(
                 f"{scope} {name} has no earlier desired version to return to; deploy a version with "
                 "'edgeferry fleet deploy --model M --version V'"
@@ -92,10 +108,12 @@ class FleetControl:
             if rec is None or desired_for(rec, entries) != entry:
                 continue  # a device override wins over its group's entry
             self.desired.publish(dev, entry, force=True)
-            rids.append(self.sender.send(dev, "deploy", {"version": entry.version, "pin": True,
-                                                         "allow_downgrade": entry.allow_downgrade}).request_id)
+            if entry.version is not None:  # a channel state alone moves the device: its pointer names the version
+                rids.append(self.sender.send(dev, "deploy", {"version": entry.version, "pin": True,
+                                                             "allow_downgrade": entry.allow_downgrade}).request_id)
             reached.append(dev)
-        return DeployResult(entry.model, entry.version, entry.scope, entry.name, tuple(reached), tuple(rids))
+        return DeployResult(entry.model, entry.version, entry.scope, entry.name, tuple(reached), tuple(rids),
+                            entry.channel)
 
 
 

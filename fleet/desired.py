@@ -1,5 +1,8 @@
 """Desired state to devices: per group with per-device overrides, published retained and signed to each device's
-`desired` topic, so a device that was offline converges when it returns. Republished only when it changes."""
+`desired` topic, so a device that was offline converges when it returns. Republished only when it changes.
+
+An entry names a version or a pointer channel. A device-scope entry a rollout set to move a device forward marks
+the device a canary in its desired state, so the device runs the shadow check where it can afford it."""
 
 from __future__ import annotations
 
@@ -28,15 +31,24 @@ def desired_for(record: DeviceRecord, entries: list[DesiredEntry]) -> DesiredEnt
 
 
 def converged(record: DeviceRecord, entry: DesiredEntry | None) -> bool | None:
-    """Whether the device serves its desired model version; None when nothing is desired for it."""
+    """Whether the device serves its desired model version (or follows its desired channel); None when nothing is
+    desired for it."""
     if entry is None:
         return None
+    if entry.channel is not None:
+        return record.model_name == entry.model and record.channel == entry.channel
     return record.model_name == entry.model and record.model_version == entry.version
 
 
+def is_canary(entry: DesiredEntry) -> bool:
+    """A rollout's forward move of one device (not its group's final entry, not a rollback)."""
+    return (entry.scope == "device" and entry.rollout_id is not None and not entry.allow_downgrade
+            and entry.version is not None)
+
+
 def _same(pub: Published | None, entry: DesiredEntry) -> bool:
-    return pub is not None and (pub.model, pub.version, pub.allow_downgrade, pub.rollout_id) == (
-        entry.model, entry.version, entry.allow_downgrade, entry.rollout_id)
+    return pub is not None and (pub.model, pub.version, pub.channel, pub.allow_downgrade, pub.rollout_id) == (
+        entry.model, entry.version, entry.channel, entry.allow_downgrade, entry.rollout_id)
 
 
 class DesiredPublisher:
@@ -55,11 +67,12 @@ class DesiredPublisher:
         now = self.store.clock()
         seq = self.store.commands.next_seq(self.key_id, now)
         state = DesiredState(fleet=self.store.fleet, device_id=device_id, model=entry.model, version=entry.version,
-                             allow_downgrade=entry.allow_downgrade, rollout_id=entry.rollout_id, issued_at_ms=now,
-                             seq=seq)
+                             channel=entry.channel, allow_downgrade=entry.allow_downgrade,
+                             rollout_id=entry.rollout_id, canary=is_canary(entry), issued_at_ms=now, seq=seq)
         self.publisher.publish(DeviceTopics(self.store.fleet, device_id).desired, sign_desired(state, self.key),
                                retain=True)
-        pub = Published(device_id, entry.model, entry.version, entry.allow_downgrade, entry.rollout_id, seq, now)
+        pub = Published(device_id, entry.model, entry.version, entry.allow_downgrade, entry.rollout_id, seq, now,
+                        entry.channel)
         self.store.desired.mark_published(pub)
         return pub
 

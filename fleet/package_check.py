@@ -14,6 +14,7 @@ from shared.manifest import MANIFEST_FILE, SIGNATURE_FILE, Manifest, version_pre
 from shared.names import check_ident
 from shared.object_store import ObjectStore
 from shared.package import verify_manifest, verify_package_dir
+from shared.pointer import check_channel, pointer_key, pointer_signature_key, verify_pointer
 
 
 class PackageChecker:
@@ -65,3 +66,26 @@ class PackageChecker:
             raise VersionCheckError(f"{where} fails verification: {exc}") from exc
         self._passed[(model, version)] = manifest
         return manifest
+
+    def check_channel(self, model: str, channel: str) -> Manifest:
+        """The verified manifest of the version model's channel pointer names now; VersionCheckError when the
+        pointer is missing, fails its signature, or names a version that fails its checks."""
+        check_ident(model, "model name")
+        check_channel(channel)
+        key = pointer_key(model, channel)
+        try:
+            body = self.store.get(key)
+        except StoreNotFoundError as exc:
+            raise VersionCheckError(f"channel {channel} of {model} has no pointer in {self.store.uri} (no {key}); "
+                                    f"publish one with 'edgeferry publish-pointer --channel {channel}'") from exc
+        except EdgeferryError as exc:
+            raise VersionCheckError(f"cannot read {key} in {self.store.uri}: {exc}") from exc
+        try:
+            try:
+                sig: bytes | None = self.store.get(pointer_signature_key(model, channel))
+            except StoreNotFoundError:
+                sig = None
+            pointer, _ = verify_pointer(body, sig, self.trusted, self.allow_unsigned, channel)
+        except EdgeferryError as exc:
+            raise VersionCheckError(f"channel {channel} of {model} fails verification: {exc}") from exc
+        return self.check(model, pointer.version)

@@ -92,6 +92,10 @@ class DeviceRecord:
     last_refused: str | None = None
     last_refused_ms: int | None = None
     shed: int = 0
+    # From the state payload: what moves the device ('latest': its channel's pointer, 'desired': only the fleet's
+    # desired state) and the pointer channel it follows; None: an agent older than those fields.
+    follow: str | None = None
+    channel: str | None = None
     rev: int = 0
 
     def with_status_at(self, now_ms: int) -> DeviceRecord:
@@ -196,6 +200,8 @@ def apply_state(record: DeviceRecord, state: StatePayload, received_ms: int, ret
         reported_groups=reported,
         groups=merged_groups(reported, record.assigned_groups),
         telemetry_interval_s=float(interval) if interval else record.telemetry_interval_s,
+        follow=getattr(state, "follow", None),
+        channel=getattr(state, "channel", None),
     )
     return _seen(rec, received_ms, state.ts, retained)
 

@@ -1,4 +1,7 @@
-"""Desired model versions per group and per device, and the last desired state published to each device."""
+"""Desired model versions (or channels) per group and per device, and the last desired state published to each.
+
+A channel entry is stored with version 0: the version column predates channels and is NOT NULL in existing
+databases, which additive migrations cannot change."""
 
 from __future__ import annotations
 
@@ -20,11 +23,17 @@ class DesiredEntry:
     scope: Scope
     name: str
     model: str
-    version: int
+    version: int | None
     allow_downgrade: bool = False
     rollout_id: str | None = None
     previous_version: int | None = None
     set_ms: int = 0
+    channel: str | None = None
+
+    @property
+    def target(self) -> str:
+        """What it asks for, as messages say it: 'v7' or 'channel canary'."""
+        return f"v{self.version}" if self.version is not None else f"channel {self.channel}"
 
 
 @dataclass(frozen=True)
@@ -33,11 +42,21 @@ class Published:
 
     device_id: str
     model: str
-    version: int
+    version: int | None
     allow_downgrade: bool
     rollout_id: str | None
     seq: int
     published_ms: int
+    channel: str | None = None
+
+
+def _version(stored: int | None) -> int | None:
+    return stored or None
+
+
+def _entry(r: object) -> DesiredEntry:
+    return DesiredEntry(r.scope, r.name, r.model, _version(r.version), r.allow_downgrade,  # type: ignore[attr-defined]
+                        r.rollout_id, r.previous_version, r.set_ms, r.channel)  # type: ignore[attr-defined]
 
 
 class DesiredRepository:
@@ -51,34 +70,33 @@ class DesiredRepository:
         """Record entry, keeping the version it replaces as previous_version (what a rollback returns to)."""
         old = self.get(entry.scope, entry.name)
         prev = entry.previous_version
-        if prev is None and old is not None and old.version != entry.version:
+        if prev is None and old is not None and old.version is not None and old.version != entry.version:
             prev = old.version
         elif prev is None and old is not None:
             prev = old.previous_version
         with self._engine.begin() as conn:
             upsert(conn, desired, {
                 "fleet": self.fleet, "scope": entry.scope, "name": entry.name, "model": entry.model,
-                "version": entry.version, "allow_downgrade": entry.allow_downgrade, "rollout_id": entry.rollout_id,
-                "previous_version": prev, "set_ms": entry.set_ms,
+                "version": entry.version or 0, "allow_downgrade": entry.allow_downgrade,
+                "rollout_id": entry.rollout_id, "previous_version": prev, "set_ms": entry.set_ms,
+                "channel": entry.channel,
             }, ["fleet", "scope", "name"])
         return DesiredEntry(entry.scope, entry.name, entry.model, entry.version, entry.allow_downgrade,
-                            entry.rollout_id, prev, entry.set_ms)
+                            entry.rollout_id, prev, entry.set_ms, entry.channel)
 
     def get(self, scope: Scope, name: str) -> DesiredEntry | None:
         """The entry for a group or device, or None."""
         d = desired.c
         with self._engine.connect() as conn:
             r = conn.execute(select(desired).where(d.fleet == self.fleet, d.scope == scope, d.name == name)).first()
-        return None if r is None else DesiredEntry(r.scope, r.name, r.model, r.version, r.allow_downgrade,
-                                                   r.rollout_id, r.previous_version, r.set_ms)
+        return None if r is None else _entry(r)
 
     def all(self) -> list[DesiredEntry]:
         """Every entry of the fleet."""
         with self._engine.connect() as conn:
             rows = conn.execute(select(desired).where(desired.c.fleet == self.fleet)
                                 .order_by(desired.c.scope, desired.c.name)).all()
-        return [DesiredEntry(r.scope, r.name, r.model, r.version, r.allow_downgrade, r.rollout_id,
-                             r.previous_version, r.set_ms) for r in rows]
+        return [_entry(r) for r in rows]
 
     def clear(self, scope: Scope, name: str) -> bool:
         """Remove an entry; False when there was none."""
@@ -92,16 +110,16 @@ class DesiredRepository:
         p = desired_published.c
         with self._engine.connect() as conn:
             r = conn.execute(select(desired_published).where(p.fleet == self.fleet, p.device_id == device_id)).first()
-        return None if r is None else Published(r.device_id, r.model, r.version, r.allow_downgrade, r.rollout_id,
-                                                r.seq, r.published_ms)
+        return None if r is None else Published(r.device_id, r.model, _version(r.version), r.allow_downgrade,
+                                                r.rollout_id, r.seq, r.published_ms, r.channel)
 
     def mark_published(self, pub: Published) -> None:
         """Remember what was published to a device."""
         with self._engine.begin() as conn:
             upsert(conn, desired_published, {
-                "fleet": self.fleet, "device_id": pub.device_id, "model": pub.model, "version": pub.version,
+                "fleet": self.fleet, "device_id": pub.device_id, "model": pub.model, "version": pub.version or 0,
                 "allow_downgrade": pub.allow_downgrade, "rollout_id": pub.rollout_id, "seq": pub.seq,
-                "published_ms": pub.published_ms,
+                "published_ms": pub.published_ms, "channel": pub.channel,
             }, ["fleet", "device_id"])
 
     def forget_published(self, device_id: str) -> None:

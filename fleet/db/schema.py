@@ -65,6 +65,10 @@ devices = Table(
     Column("last_refused", String(256)),
     Column("last_refused_ms", BigInteger),
     Column("shed", BigInteger, nullable=False, default=0, server_default="0"),
+    # What moves the device to a new version ('latest' or 'desired') and the pointer channel it follows, from its
+    # state payload (added after schema 1; None: not reported, an older agent).
+    Column("follow", String(16)),
+    Column("channel", String(64)),
 )
 
 # Removed devices (issue 19 follow-up): ingest ignores their retained messages, which the fleet's broker user may
@@ -122,11 +126,13 @@ desired = Table(
     Column("scope", String(8), primary_key=True),  # "group" or "device"
     Column("name", String(64), primary_key=True),
     Column("model", String(64), nullable=False),
+    # 0 when the entry names a channel instead (the column predates channels and stays NOT NULL in old databases).
     Column("version", BigInteger, nullable=False),
     Column("allow_downgrade", Boolean, nullable=False, default=False),
     Column("rollout_id", String(64)),
     Column("previous_version", BigInteger),
     Column("set_ms", BigInteger, nullable=False),
+    Column("channel", String(64)),
 )
 
 desired_published = Table(
@@ -140,6 +146,7 @@ desired_published = Table(
     Column("rollout_id", String(64)),
     Column("seq", BigInteger, nullable=False),
     Column("published_ms", BigInteger, nullable=False),
+    Column("channel", String(64)),
 )
 
 issuer_seq = Table(

@@ -105,13 +105,14 @@ class RolloutController:
     def _prior(self, row: RolloutRow, rec: DeviceRecord) -> tuple[int | None, bool]:
         """What the device should run when this rollout is undone (its override, its group's, or what it ran),
         and whether that was an override of its own."""
+        ran = rec.model_version if rec.model_name in (None, row.model) else None
         own = self.store.desired.get("device", rec.device_id)
         if own is not None and own.model == row.model:
-            return own.version, True
+            return (own.version if own.version is not None else ran), True  # a channel: what it ran from it
         group = self.store.desired.get("group", row.group)
         if group is not None and group.model == row.model:
-            return group.version, False
-        return (rec.model_version if rec.model_name in (None, row.model) else None), False
+            return (group.version if group.version is not None else ran), False
+        return ran, False
 
     def _assign(self, row: RolloutRow, stage: Stage, members: Mapping[str, DeviceRecord],
                 assigned: Mapping[str, DeviceRow], now: int) -> Change:

@@ -38,6 +38,7 @@ class Fleet:
         make_package(pkg, "tiny", 1, keys)
         make_package(pkg, "tiny", 2, keys, latest=False)
         make_package(pkg, "tiny", 3, keys, latest=False, corrupt="model.fp32.onnx")
+        self.keys, self.pkg = keys, pkg
         self.url = f"sqlite:///{tmp}/fleet.sqlite"
         self.conf = tmp / "fleet.yaml"
         self.conf.write_text(yaml.safe_dump(fleet_tree(broker, self.url, **{
