@@ -93,6 +93,17 @@ def _fleet_summary_panel(m: Metric) -> Panel:
     return Panel(_titled(title, m.absent_when), m.description, unit, queries, m.absent_when)
 
 
+def _anomaly_ratio_panel() -> Panel:
+    """Sensor devices nearest to alarming: each one's score p99 in units of its own threshold (1 = at the line)."""
+    score, threshold = BY_NAME["anomaly_score_p99"], BY_NAME["anomaly_threshold"]
+    expr = (f"topk(10, {device_name(score)}{{{FLEET_MATCH}}} / on (fleet, device) "
+            f"{device_name(threshold)}{{{FLEET_MATCH}}})")
+    return Panel(_titled("Worst 10 sensor devices by anomaly score p99 over its threshold (1 = at the line)",
+                         score.absent_when),
+                 f"{score.description}, divided by the device's {threshold.description.lower()}", "short",
+                 (Query(expr, "{{device}}"),), score.absent_when)
+
+
 def fleet_panels() -> list[Panel]:
     """The fleet dashboard: devices, versions, rollouts, fleet-wide latency, then every figure summarised."""
     e2e_p95 = BY_NAME["e2e_ms_p95"]
@@ -119,11 +130,22 @@ def fleet_panels() -> list[Panel]:
               NO_ROLLOUT),
         Panel("Worst 10 devices by end-to-end p95 (each agent's window, as last reported)", e2e_p95.description,
               "s", (Query(f"topk(10, {device_name(e2e_p95)}{{{FLEET_MATCH}}})", "{{device}}"),)),
+        _anomaly_ratio_panel(),
     ]
     out += [_histogram_panel(stage, FLEET_MATCH, "across scraped agents", None) for stage in STAGES]
     out.append(_fleet_summary_panel(e2e_p95))
     out += [_fleet_summary_panel(m) for m in METRICS if m.name not in _STAGE_PERCENTILES]
     return out
+
+
+def _anomaly_panel(match: str) -> Panel:
+    """A sensor model's score quantiles and the threshold it alarms at, in one panel: is it near the line."""
+    absent = BY_NAME["anomaly_score_p50"].absent_when
+    queries = tuple(Query(f"{device_name(BY_NAME[f'anomaly_score_p{p}'])}{{{match}}}", f"score p{p}")
+                    for p in PERCENTILES)
+    return Panel(_titled("Anomaly score p50/p95/p99 per report against the threshold it alarms at", absent),
+                 f"{BY_NAME['anomaly_score_p95'].description}; {BY_NAME['anomaly_threshold'].description}", "short",
+                 (*queries, Query(f"{device_name(BY_NAME['anomaly_threshold'])}{{{match}}}", "threshold")), absent)
 
 
 def _device_metric_panel(m: Metric) -> Panel:
@@ -148,6 +170,7 @@ def device_panels() -> list[Panel]:
               "95th percentile of each stage over the agent's last frames", "s",
               tuple(Query(f"{device_name(BY_NAME[f'{s}_ms_p95'])}{{{DEVICE_MATCH}}}", STAGE_TITLES[s])
                     for s in STAGES)),
+        _anomaly_panel(DEVICE_MATCH),
     ]
     out += [_histogram_panel(stage, DEVICE_MATCH, "of this device", NO_AGENT_SCRAPE) for stage in STAGES]
     out += [_device_metric_panel(m) for m in METRICS if m.name not in _STAGE_PERCENTILES]
