@@ -163,6 +163,7 @@
       EF.say(res.message, "info");
       document.querySelectorAll("button.act").forEach((b) => { b.disabled = true; });
       removed = true;  // nothing left to poll: the page keeps what it showed, with no 404s every 5 s
+      document.dispatchEvent(new Event("ef:device-removed"));  // the page's other pollers stop too
       clearInterval(poller);
       if (stream) stream.close();
     } catch (e) { EF.say(e.message, "error"); }
