@@ -104,12 +104,14 @@ def _text(rec: DeviceRecord, name: str) -> str | None:
 
 
 def _row(rec: DeviceRecord, figures: dict[str, float], desired: int | None, feed_refused: int = 0,
-         cohort: tuple[str, str] | None = None, status: str | None = None) -> DeviceRow:
+         cohort: tuple[str, str] | None = None, status: str | None = None,
+         desired_channel: str | None = None) -> DeviceRow:
     return DeviceRow(
         device_id=rec.device_id, fleet=rec.fleet, groups=list(rec.groups),
         status=status or rec.status,  # type: ignore[arg-type]
         model_name=rec.model_name, model_version=rec.model_version, variant=rec.model_variant,
-        backend=rec.model_backend, desired_version=desired, fps=figures.get("fps"),
+        backend=rec.model_backend, desired_version=desired, desired_channel=desired_channel,
+        follow=_text(rec, "follow"), channel=_text(rec, "channel"), fps=figures.get("fps"),
         e2e_ms_p95=figures.get("e2e_ms_p95"), cpu_pct=figures.get("cpu_pct"), rss_mb=figures.get("rss_mb"),
         temp_c=figures.get("temp_c"), package_rejects=figures.get("package_rejects"),
         objects_per_min=objects_per_min(figures),
@@ -210,10 +212,10 @@ class FleetAdapter:
                 dev = rec.device_id
                 entry = desired_for(rec, entries)
                 inputs = (rec, effective_status(rec, now), latest.get(dev, {}), entry.version if entry else None,
-                          refused.get(dev, 0), membership.get(dev))
+                          refused.get(dev, 0), membership.get(dev), entry.channel if entry else None)
                 held = self._rows.get(dev)
                 if held is None or held[0] != inputs:  # a row is rebuilt only when what it shows moved
-                    held = (inputs, _row(rec, inputs[2], inputs[3], inputs[4], inputs[5], inputs[1]))
+                    held = (inputs, _row(rec, inputs[2], inputs[3], inputs[4], inputs[5], inputs[1], inputs[6]))
                     self._rows[dev] = held
                 out.append(held[1])
             for dev in [d for d in self._rows if d not in self._held]:
@@ -251,9 +253,11 @@ class FleetAdapter:
                  "model": {"name": rec.model_name, "version": rec.model_version, "variant": rec.model_variant,
                            "backend": rec.model_backend},
                  "groups": list(rec.groups), "hardware": rec.hardware, "degraded": rec.degraded,
-                 "unsigned_commands": rec.unsigned_commands, "telemetry_interval_s": rec.telemetry_interval_s}
+                 "unsigned_commands": rec.unsigned_commands, "telemetry_interval_s": rec.telemetry_interval_s,
+                 "follow": _text(rec, "follow"), "channel": _text(rec, "channel")}
         row = _row(rec, self.figures.latest().get(device_id, {}), entry.version if entry else None,
-                   self.figures.refused().get(device_id, 0), self._cohorts([rec]).get(device_id))
+                   self.figures.refused().get(device_id, 0), self._cohorts([rec]).get(device_id),
+                   desired_channel=entry.channel if entry else None)
         return DeviceDetail(row=row,
                             boot_id=rec.boot_id, hardware=finite(dict(rec.hardware)), config_digest=rec.config_digest,
                             state=finite(state))

@@ -33,6 +33,11 @@ class DeviceRow(_View):
     variant: str | None = Field(default=None, description="Served variant file.")
     backend: str | None = Field(default=None, description="Inference backend.")
     desired_version: int | None = Field(default=None, description="Version the control plane wants it to serve.")
+    desired_channel: str | None = Field(default=None, description="Instead of a version: the pointer channel the "
+                                        "control plane wants it to follow.")
+    follow: str | None = Field(default=None, description="What moves it to a new version, from its state payload: "
+                               "'latest' (its channel's signed pointer) or 'desired' (only the fleet's desired state).")
+    channel: str | None = Field(default=None, description="Pointer channel it follows, from its state payload.")
     fps: float | None = Field(default=None, description="Frames per second, last telemetry.")
     e2e_ms_p95: float | None = Field(default=None, description="End-to-end p95 latency (ms), last telemetry.")
     cpu_pct: float | None = Field(default=None, description="Agent CPU, % of one core, last telemetry.")

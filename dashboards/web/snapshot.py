@@ -23,7 +23,7 @@ TREND_STEP_MS = 5_000  # one kept point per 5 s: TREND_POINTS of them cover an h
 TREND_POINTS = 720
 SORT_KEYS = frozenset({"severity", "device_id", "status", "groups", "cohort", "model_version", "desired_version",
                        "variant", "backend", "fps", "e2e_ms_p95", "cpu_pct", "temp_c", "last_seen_ms", "refused",
-                       "objects_per_min"})
+                       "objects_per_min", "follow"})
 StatusFilter = Literal["online", "stopped", "offline", "stale", "unknown", "misbehaving", "updating"]
 
 

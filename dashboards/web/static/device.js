@@ -67,7 +67,10 @@
     el.replaceChildren();
     const items = [["status", row.status], ["groups", row.groups.join(", ") || "–"],
       ["model", row.model_version ? (row.model_name || "") + " v" + row.model_version : "none"],
-      ["desired", row.desired_version ? "v" + row.desired_version : "–"], ["variant", row.variant || "–"],
+      ["desired", row.desired_version ? "v" + row.desired_version
+        : row.desired_channel ? "channel " + row.desired_channel : "–"],
+      ["follows", row.follow === "latest" ? "latest (" + (row.channel || "stable") + ")" : row.follow || "–"],
+      ["variant", row.variant || "–"],
       ["backend", row.backend || "–"], ["agent", row.agent_version || "–"], ["restarts", String(row.restarts)],
       ["last seen", EF.ago(row.last_seen_ms)]];
     for (const [k, v] of items) {

@@ -11,7 +11,10 @@
     ["cohort", (d) => d.cohort || "–"],
     ["model_version", (d) => (d.model_version ? (d.model_name || "") + " v" + d.model_version : "–")],
     ["desired_version", (d) => (d.desired_version ? "v" + d.desired_version
-      + (d.desired_version === d.model_version ? " ✓" : " (updating)") : "–")],
+      + (d.desired_version === d.model_version ? " ✓" : " (updating)")
+      : d.desired_channel ? "channel " + d.desired_channel : "–")],
+    // What moves the device: its channel's pointer ("latest") or only the fleet's desired state.
+    ["follow", (d) => (d.follow === "latest" ? "latest (" + (d.channel || "stable") + ")" : d.follow || "–")],
     ["variant", (d) => d.variant || "–"],
     ["backend", (d) => d.backend || "–"],
     ["fps", (d) => EF.fmt(d.fps)],

@@ -81,6 +81,14 @@ class FakeFleet:
         with self._lock:
             self._rows[device_id] = self._rows[device_id].model_copy(update={"desired_version": version})
 
+    def follows(self, device_id: str, follow: str | None, channel: str | None,
+                desired_channel: str | None = None) -> None:
+        """The device's state says what moves it (follow) and which channel it reads; the control plane may want it
+        on a channel instead of a version."""
+        with self._lock:
+            self._rows[device_id] = self._rows[device_id].model_copy(update={
+                "follow": follow, "channel": channel, "desired_channel": desired_channel})
+
     def cohort(self, device_id: str, cohort: str | None, rollout_id: str | None = None) -> None:
         """The device is a canary or a control member of a rollout (None: in none)."""
         with self._lock:
