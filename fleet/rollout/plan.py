@@ -252,11 +252,10 @@ def prediction_gates() -> TaskGates:
 
 def shadow_gate() -> MetricGate:
     """Top-1 agreement with the previous version on the same frames: the one check a label-permuted model on a
-    balanced scene cannot pass (its class mix and confidence look like the old one's). Optional: devices that do
-    not run the shadow check (sync.shadow_every unset) do not hold the stage.
-
-    TODO(issue 17): enable the shadow check from the plan on canaries whose device measures it can afford the cost
-    (desired state carrying shadow_every, and a device-side cost figure); today the device's own config enables it.
+    balanced scene cannot pass (its class mix and confidence look like the old one's). The fleet marks canaries in
+    their desired state and a canary runs the check when the previous version's measured run time is within its
+    sync.shadow_canary_budget_ms (edge.shadow_policy). Optional: canaries that cannot afford it (or agents older than
+    the mark) do not hold the stage.
     """
     return MetricGate(metric="shadow_agreement", op=">=", threshold=SHADOW_MIN_AGREEMENT,
                       min_windows=DEFAULT_MIN_WINDOWS, optional=True)
