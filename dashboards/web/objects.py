@@ -158,6 +158,10 @@ class ObjectBuffer:
             return False
         return len(held) < self._max_devices
 
+    def knows(self, device_id: str) -> bool:
+        """Whether this device's messages are kept now (it is in the registry as of the last tick)."""
+        return self._known(device_id)
+
     def add_event(self, device_id: str, payload: bytes) -> None:
         """One message of edgeferry/<fleet>/<device>/objects/events."""
         event = _parse(ObjectEventPayload, device_id, payload, "object event")
