@@ -1,5 +1,7 @@
-"""Home Assistant discovery for a detector, as Frigate's integration offers it: an occupancy sensor per zone (objects
-in it now) and per zone and label, read from the telemetry's zone_counts; an `event` entity that fires on every
+"""Home Assistant discovery for a detector, as Frigate's integration offers it: per zone, and per zone and label, a
+count sensor (objects in it now) and an occupancy binary sensor (on while the count is above 0), read from the
+telemetry's zone_counts (a report without the count: the sensor renders '', occupancy off); an `event` entity that
+fires on every
 object event (new/update/end, with the label, id, zones and score as attributes); and device triggers for an object
 appearing and ending, for automations.
 
@@ -49,9 +51,16 @@ def count_template(key: str) -> str:
             f"{{{{ z[{quoted}] if {quoted} in z else '' }}}}")
 
 
+def occupancy_template(key: str) -> str:
+    """ON while zone_counts[key] is above 0, else OFF (also when the report has no such count)."""
+    quoted = json.dumps(key)
+    return (f"{{% set z = value_json.get('zone_counts') or {{}} %}}"
+            f"{{{{ 'ON' if (z[{quoted}] if {quoted} in z else 0) > 0 else 'OFF' }}}}")
+
+
 def zone_configs(topics: DeviceTopics, agent_version: str, zones: Mapping[str, Sequence[str]],
                  prefix: str = HA_PREFIX) -> list[Config]:
-    """One occupancy sensor per zone (every object in it) and per zone and label."""
+    """A count sensor and an occupancy binary sensor per zone (every object in it) and per zone and label."""
     node, slug = node_id(topics), _slug(node_id(topics))
     common = {"state_topic": topics.telemetry, **availability(topics), "state_class": "measurement",
               "unit_of_measurement": "objects", "device": device_info(topics, agent_version),
@@ -70,6 +79,12 @@ def zone_configs(topics: DeviceTopics, agent_version: str, zones: Mapping[str, S
                    "default_entity_id": f"sensor.{slug}_{object_id.lower()}",
                    "value_template": count_template(count_key), "icon": "mdi:account-group", **common}
             out.append((f"{prefix}/sensor/{node}/{object_id}/config", cfg))
+            occupied = {"name": f"{name[:54]} occupancy", "unique_id": f"{node}_{object_id}_occupancy",
+                        "default_entity_id": f"binary_sensor.{slug}_{object_id.lower()}_occupancy",
+                        "value_template": occupancy_template(count_key), "device_class": "occupancy",
+                        "state_topic": topics.telemetry, **availability(topics), "device": common["device"],
+                        "origin": common["origin"]}
+            out.append((f"{prefix}/binary_sensor/{node}/{object_id}_occupancy/config", occupied))
     return out
 
 

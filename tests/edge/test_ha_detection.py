@@ -62,6 +62,21 @@ def test_zone_templates_read_the_telemetrys_counts_and_render_empty_without_them
     assert render(c[sensor.format("zone_driveway")]["value_template"], {"fps": 5.0}) == ""
 
 
+def test_occupancy_binary_sensors_are_on_while_their_count_is_above_zero() -> None:
+    c = configs()
+    occupancy = {t: cfg for t, cfg in c.items() if t.startswith("homeassistant/binary_sensor/")}
+    assert len(occupancy) == 5
+    person = occupancy["homeassistant/binary_sensor/edgeferry_lab_cam-1/zone_driveway_person_occupancy/config"]
+    assert (person["name"], person["device_class"], person["state_topic"]) == (
+        "driveway person occupancy", "occupancy", TOPICS.telemetry)
+    assert person["unique_id"] == "edgeferry_lab_cam-1_zone_driveway_person_occupancy"
+    someone = TelemetryPayload.build(ENV, {}, zone_counts={"driveway": 1, "driveway/person": 1}).model_dump(mode="json")
+    nobody = TelemetryPayload.build(ENV, {}, zone_counts={"driveway": 0}).model_dump(mode="json")
+    assert render(person["value_template"], someone) == "ON"
+    assert render(person["value_template"], nobody) == "OFF"  # no person count: nobody there
+    assert render(person["value_template"], {"fps": 5.0}) == "OFF"
+
+
 def test_object_events_feed_an_event_entity_and_new_and_end_triggers() -> None:
     c = configs()
     entity = c["homeassistant/event/edgeferry_lab_cam-1/objects/config"]

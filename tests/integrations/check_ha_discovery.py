@@ -226,10 +226,14 @@ def test_home_assistant_takes_a_detectors_zone_sensors_object_event_entity_and_t
         node.format("sensor", "zone_driveway"): ["", "2"],
         node.format("sensor", "zone_driveway_person"): ["", "2"],
         node.format("sensor", "zone_driveway_car"): ["", ""],
+        node.format("binary_sensor", "zone_driveway_occupancy"): ["OFF", "ON"],
+        node.format("binary_sensor", "zone_driveway_person_occupancy"): ["OFF", "ON"],
+        node.format("binary_sensor", "zone_driveway_car_occupancy"): ["OFF", "OFF"],
         node.format("device_automation", "object_new"): ["new", "update", "end"],
         node.format("device_automation", "object_end"): ["new", "update", "end"],
     }
     result = run_probe(configs, [before, counted], tmp_path, expect, {"events": object_events()})
-    assert sorted(t.split("/")[1] for t, _ in configs) == ["device_automation"] * 2 + ["event"] + ["sensor"] * 3
-    assert result["checked"] == 6
+    assert sorted(t.split("/")[1] for t, _ in configs) == (
+        ["binary_sensor"] * 3 + ["device_automation"] * 2 + ["event"] + ["sensor"] * 3)
+    assert result["checked"] == 9
     assert result["problems"] == [], "\n".join(result["problems"])
