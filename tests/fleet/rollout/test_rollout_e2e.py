@@ -373,3 +373,19 @@ def test_default_plan_promotes_a_good_version_through_latency_noise_and_a_slowdo
     assert st["state"] == "completed", (st["last_reason"], plane.serve_log())
     assert _kinds(plane) == ["start", "advance", "advance", "complete"]
     eventually(lambda: set(plane.versions().values()) == {2}, 30, "every device on version 2")
+
+
+def test_default_plan_fails_a_version_slower_than_its_margin_at_the_first_stage(plane: ControlPlane) -> None:
+    """The other half of the effect size (issue 17 §5): a 3x slowdown, beyond the 1.5x margin and its 10 ms slack,
+    fails the canary stage on latency under the default plan, while the 1.25x one above completes."""
+    plane.start_serve()
+    plane.simulate(10, "slow=1")
+    plane.ready(10)
+    plane.start_rollout(default_plan_file(plane.tmp))
+    st = plane.finished(240)
+    assert st["state"] == "failed", (st["last_reason"], plane.serve_log())
+    assert st["stage"]["name"] == "canary" and "advance" not in _kinds(plane)
+    latency = {g["gate"]: g for g in st["gates"]}["mean e2e_ms_p95 / control <= 1.5"]
+    assert latency["status"] == "fail" and latency["evidence"]["low"] > 1.5, latency
+    assert latency["canary"] - latency["control"] > 10  # beyond the slack too
+    eventually(lambda: set(plane.versions().values()) == {1}, 30, "every device back on version 1")
