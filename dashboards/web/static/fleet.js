@@ -170,12 +170,13 @@
   statusEl.addEventListener("change", () => { state.offset = 0; refresh(); });
   document.getElementById("prev").addEventListener("click", () => { state.offset = Math.max(0, state.offset - PAGE); refresh(); });
   document.getElementById("next").addEventListener("click", () => { if (state.offset + PAGE < state.total) { state.offset += PAGE; refresh(); } });
-  // "12 s ago" moves with the clock, not only with new data.
+  // "12 s ago" moves with the clock, not only with new data (the column found by key: columns come and go).
+  const LAST_SEEN = COLS.find(([key]) => key === "last_seen_ms")[1];
   setInterval(() => {
     tbody.querySelectorAll("tr").forEach((tr, i) => {
       const d = state.rows[i]; if (!d) return;
       const td = tr.querySelector('td[data-key="last_seen_ms"]');
-      const t = COLS[12][1](d); if (td && td.textContent !== t) td.textContent = t;
+      const t = LAST_SEEN(d); if (td && td.textContent !== t) td.textContent = t;
     });
   }, 1000);
 

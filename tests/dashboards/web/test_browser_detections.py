@@ -65,6 +65,13 @@ def test_device_and_fleet_pages_show_what_a_detector_sees(
     expect(row.locator('td[data-key="objects_per_min"]')).to_have_text("900.0")  # 1.5 objects/frame x 10 fps
     classifier = page.locator('#devices tbody tr[data-id="cam-0"] td[data-key="objects_per_min"]')
     expect(classifier).to_have_text("\u2013")  # EF.fmt's dash: no figure
+    # The page rewrites "last seen" every second: sampled every 50 ms, it must always be a time, never another figure.
+    seen = page.evaluate("""async () => { const out = [];
+        for (let i = 0; i < 50; i++) {
+          out.push(document.querySelector('#devices tr[data-id="det-1"] td[data-key="last_seen_ms"]').textContent);
+          await new Promise((r) => setTimeout(r, 50)); }
+        return out; }""")
+    assert all(" ago" in t for t in seen), sorted(set(seen))
 
     page.goto(f"{url}/devices/det-1")
     expect(page.locator("#detections")).to_be_visible()
