@@ -1,4 +1,10 @@
-"""Capture in its own thread: a bounded queue between the source and the frame loop, with reconnects."""
+"""Capture in its own thread: a bounded queue between the source and the frame loop, with reconnects.
+
+Run to completion: a frame that arrived while its reader was idle-waiting (a paced or live source), with nothing
+queued and the frame loop idle, is taken through the whole pipeline on this thread (attach_inline), saving the
+thread hand-off; a frame that was already there when asked for (a backlog) is queued for the frame thread so
+decoding overlaps inference. The choice is made per frame and counted (inline_frames, queued_frames).
+"""
 
 from __future__ import annotations
 
@@ -17,6 +23,13 @@ log = logging.getLogger(__name__)
 MAX_BACKOFF_S = 30.0
 # How long stop() waits for the capture thread; a read blocked on an idle pipe may never return.
 JOIN_TIMEOUT_S = 2.0
+# A read that spent this long off the CPU waited for its frame: the source, not the reader, set the pace.
+MIN_BLOCKED_S = 0.0005
+
+
+def waited_for_frame(wall_s: float, cpu_s: float) -> bool:
+    """Whether a read waited for its frame (time off the CPU) rather than found one ready and only decoded it."""
+    return wall_s - cpu_s >= MIN_BLOCKED_S
 
 
 def next_backoff(delay: float) -> float:
@@ -56,6 +69,14 @@ class Capture:
         self._stop = threading.Event()
         self._ended = False
         self._next_slot: float | None = None
+        # Run to completion: who takes idle frames on this thread, and whether the frame loop holds no frame (it
+        # is in or between get() calls since its last frame), so a frame run here cannot overtake a queued one.
+        self._inline: Callable[[Frame], bool] | None = None
+        self._loop_idle = False
+        # The last paced frame waited for its slot: the reader was ahead of the source's rate.
+        self._slot_waited = False
+        self.inline_frames = 0
+        self.queued_frames = 0
         self.drops = 0
         self.throttled = 0
         self.frames = 0
@@ -79,14 +100,24 @@ class Capture:
         """Frames waiting for the frame loop."""
         return len(self._queue)
 
+    def attach_inline(self, run: Callable[[Frame], bool] | None) -> None:
+        """Let `run` take idle frames to completion on the capture thread (None: queue every frame again).
+
+        run(frame) returns False when it takes no more frames; the frame is then queued as usual.
+        """
+        with self._cond:
+            self._inline = run
+
     def get(self, timeout: float | None = None) -> Frame | None:
         """The oldest queued frame; None on timeout or once finished."""
         with self._cond:
+            self._loop_idle = True
             if not self._queue and not self._ended:
                 self._cond.wait_for(lambda: self._queue or self._ended, timeout)
             if not self._queue:
                 return None
             frame = self._queue.popleft()
+            self._loop_idle = False
             self._room.notify()  # a producer blocked on a full queue (policy 'all')
             return frame
 
@@ -113,9 +144,12 @@ class Capture:
 
     def _run(self) -> None:
         try:
+            perf, cpu = time.perf_counter, time.thread_time
             while not self._stop.is_set():
                 try:
+                    w0, c0 = perf(), cpu()
                     frame = self.source.read()
+                    blocked = waited_for_frame(perf() - w0, cpu() - c0)
                 except SourceError as exc:
                     self._reconnect(str(exc))
                     continue
@@ -128,7 +162,10 @@ class Capture:
                     return
                 self._backoff = self._initial_backoff
                 self.frames += 1
+                self._slot_waited = False
                 if self._period is not None and not self._pace(frame):
+                    continue
+                if (blocked or self._slot_waited) and self._run_inline(frame):
                     continue
                 if self._prepare is not None:
                     self._prepare_frame(frame)
@@ -150,10 +187,26 @@ class Capture:
                 return False
             if self._stop.wait(slot - now):
                 return False
+            self._slot_waited = True
             now = time.perf_counter()
             frame.captured_at = now  # a paced file frame is 'captured' when it is released, like a camera's
         self._next_slot = now + self._period if slot is None else max(slot + self._period, now)
         return True
+
+    def _run_inline(self, frame: Frame) -> bool:
+        """Run the frame to completion here if nothing is queued and the frame loop holds none; False: queue it."""
+        with self._cond:
+            run = self._inline
+            if run is None or self._queue or not self._loop_idle:
+                return False
+        try:
+            taken = run(frame)
+        except Exception:  # a pipeline bug: the frame thread takes the frame instead and meets it there
+            log.exception("%s: frame %d could not run to completion; queued instead", self.source.name, frame.index)
+            return False
+        if taken:
+            self.inline_frames += 1
+        return taken
 
     def _prepare_frame(self, frame: Frame) -> None:
         assert self._prepare is not None
@@ -175,6 +228,7 @@ class Capture:
                 if self._stop.is_set():
                     return
             self._queue.append(frame)
+            self.queued_frames += 1
             self._cond.notify()
 
     def _reconnect(self, reason: str) -> None:

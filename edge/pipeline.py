@@ -104,7 +104,13 @@ class RunSummary:
 
 
 class Pipeline:
-    """Runs on the calling thread; on_result must not block (it should only enqueue)."""
+    """Runs on the calling thread; on_result must not block (it should only enqueue).
+
+    Run to completion: a capture that offers it (attach_inline) hands a frame that arrived while everything was
+    idle straight to run_inline on its own thread, which takes it through preprocess, infer, decode and on_result
+    with no hand-off; frames that find the loop busy are queued and taken here (the threaded pipeline). A lock
+    keeps one frame in flight at a time, so results stay in frame order whichever thread produced them.
+    """
 
     def __init__(
         self,
@@ -125,88 +131,143 @@ class Pipeline:
         self.top_k = top_k
         self._last_error_log = -ERROR_LOG_INTERVAL_S
         self._unlogged_errors = 0
+        # One frame in flight at a time, on the frame thread or (run to completion) the capture thread.
+        self._lock = threading.Lock()
+        self._open = False
+        self._stop = threading.Event()
+        self._max_frames: int | None = None
+        self._deadline: float | None = None
+        # Frames taken through the whole path on the thread that captured them, and from the queue, this run.
+        self.inline_frames = 0
+        self.queued_frames = 0
+        self._reset()
+
+    def _reset(self) -> None:
+        self._frames = self._waiting = self._errors = 0
+        self._last_end: float | None = None
+        self._last_generation = 0
+        self._watch = 0
+        self._pause = 0.0
+        self.inline_frames = self.queued_frames = 0
 
     def run(self, stop: threading.Event, max_frames: int | None = None, duration_s: float | None = None) -> RunSummary:
         """Process frames until stop is set, the source ends, max_frames results, or duration_s elapses."""
         perf = time.perf_counter
-        capture, slot, stats, on_result, top_k = self.capture, self.slot, self.stats, self.on_result, self.top_k
-        sample = self.sample
-        deadline = perf() + duration_s if duration_s is not None else None
-        frames = waiting = errors = 0
+        capture = self.capture
+        attach: Callable[[Callable[[Frame], bool] | None], None] | None = getattr(capture, "attach_inline", None)
+        with self._lock:
+            self._reset()
+            self._stop, self._max_frames = stop, max_frames
+            self._deadline = perf() + duration_s if duration_s is not None else None
+            self._open = True
+        if attach is not None:
+            attach(self.run_inline)
         waited = 0.0
-        last_end: float | None = None
-        last_generation = 0
-        watch = 0
-        pause = 0.0
         reason: EndReason = "stopped"
-        while True:
-            if stop.is_set():
-                break
-            if max_frames is not None and frames >= max_frames:
-                reason = "max_frames"
-                break
-            t0 = perf()
-            if deadline is not None and t0 >= deadline:
-                reason = "duration"
-                break
-            frame = capture.get(GET_TIMEOUT_S)
-            t1 = perf()
-            waited += t1 - t0
-            if frame is None:
-                if capture.finished:
-                    reason = "end_of_stream"
+        try:
+            while True:
+                done = self._ended()
+                if done is not None:
+                    reason = done
                     break
-                continue
-            serving = slot.acquire(frame.index)
-            if serving is None:
-                waiting += 1
-                stats.record_waiting()
+                t0 = perf()
+                frame = capture.get(GET_TIMEOUT_S)
+                t1 = perf()
+                waited += t1 - t0
+                if frame is None:
+                    if capture.finished:
+                        reason = "end_of_stream"
+                        break
+                    continue
+                with self._lock:
+                    # Frames run to completion while this thread waited count towards max_frames too.
+                    if self._max_frames is not None and self._frames >= self._max_frames:
+                        reason = "max_frames"
+                        break
+                    self.queued_frames += 1
+                    self._process(frame, waited, t1)
                 waited = 0.0
-                continue
-            try:
-                if frame.tensor is not None and frame.prepared_for == serving.generation:
-                    batch, t2 = frame.tensor, perf()
-                    prep = frame.prep_s
-                else:
-                    batch = serving.preprocessor(frame.image)
-                    t2 = perf()
-                    prep = t2 - t1
-                logits = serving.infer(batch)
-                t3 = perf()
-                decoder = serving.decoder
-                decoded = decoder.decode(logits, frame.image.shape[:2], top_k)
-                t4 = perf()
-                backlog = capture.queue_depth() > 0
-                kept = batch.copy() if sample is not None and sample(frame.index) else None
-                on_result(FrameResult(frame.index, frame.captured_at, frame.source, serving.version,
-                                      decoded.prediction, backlog, kept, decoded.detections,
-                                      frame.image if decoder.keeps_image else None, decoder.task,
-                                      decoded.anomaly))
-                t5 = perf()
-            except Exception as exc:  # noqa: BLE001 - one bad frame must not stop the stream: counted, logged below
-                errors += 1
-                stats.record_error()
-                self._log_error(frame.index, serving.version, exc)
-                waited = 0.0
-                continue
-            finally:
-                slot.release(serving)
-            stats.record(waited, prep, t3 - t2, t4 - t3, t5 - t4, t5 - frame.captured_at, t5)
-            frames += 1
-            waited = 0.0
-            if serving.generation != last_generation:
-                if last_generation:
-                    watch, pause = SWAP_WATCH_FRAMES, 0.0
-                last_generation = serving.generation
-            if watch and last_end is not None:
-                pause = max(pause, t5 - last_end)
-                watch -= 1
-                if not watch:
-                    stats.record_swap(pause)
-            last_end = t5
-        if watch:
-            stats.record_swap(pause)
-        return RunSummary(frames=frames, waiting=waiting, errors=errors, reason=reason)
+        finally:
+            if attach is not None:
+                attach(None)
+            with self._lock:
+                self._open = False
+                if self._watch:
+                    self.stats.record_swap(self._pause)
+                    self._watch = 0
+        return RunSummary(frames=self._frames, waiting=self._waiting, errors=self._errors, reason=reason)
+
+    def run_inline(self, frame: Frame) -> bool:
+        """Take a frame from capture to result on the calling (capture) thread; False if this run takes no more
+        frames (stopped, bounded or ended), so the caller queues it instead."""
+        with self._lock:
+            if not self._open or self._ended() is not None:
+                return False
+            self.inline_frames += 1
+            t1 = time.perf_counter()
+            # The loop was idle from its last result (or the frame's capture) until this frame arrived.
+            idle = 0.0 if self._last_end is None else max(0.0, frame.captured_at - self._last_end)
+            self._process(frame, idle, t1)
+            return True
+
+    def _ended(self) -> EndReason | None:
+        if self._stop.is_set():
+            return "stopped"
+        if self._max_frames is not None and self._frames >= self._max_frames:
+            return "max_frames"
+        if self._deadline is not None and time.perf_counter() >= self._deadline:
+            return "duration"
+        return None
+
+    def _process(self, frame: Frame, waited: float, t1: float) -> None:
+        """One frame through preprocess, infer, decode and on_result, timed per stage (holding self._lock)."""
+        perf = time.perf_counter
+        slot, stats = self.slot, self.stats
+        serving = slot.acquire(frame.index)
+        if serving is None:
+            self._waiting += 1
+            stats.record_waiting()
+            return
+        try:
+            if frame.tensor is not None and frame.prepared_for == serving.generation:
+                batch, t2 = frame.tensor, perf()
+                prep = frame.prep_s
+            else:
+                batch = serving.preprocessor(frame.image)
+                t2 = perf()
+                prep = t2 - t1
+            logits = serving.infer(batch)
+            t3 = perf()
+            decoder = serving.decoder
+            decoded = decoder.decode(logits, frame.image.shape[:2], self.top_k)
+            t4 = perf()
+            backlog = self.capture.queue_depth() > 0
+            sample = self.sample
+            kept = batch.copy() if sample is not None and sample(frame.index) else None
+            self.on_result(FrameResult(frame.index, frame.captured_at, frame.source, serving.version,
+                                       decoded.prediction, backlog, kept, decoded.detections,
+                                       frame.image if decoder.keeps_image else None, decoder.task,
+                                       decoded.anomaly))
+            t5 = perf()
+        except Exception as exc:  # noqa: BLE001 - one bad frame must not stop the stream: counted, logged below
+            self._errors += 1
+            stats.record_error()
+            self._log_error(frame.index, serving.version, exc)
+            return
+        finally:
+            slot.release(serving)
+        stats.record(waited, prep, t3 - t2, t4 - t3, t5 - t4, t5 - frame.captured_at, t5)
+        self._frames += 1
+        if serving.generation != self._last_generation:
+            if self._last_generation:
+                self._watch, self._pause = SWAP_WATCH_FRAMES, 0.0
+            self._last_generation = serving.generation
+        if self._watch and self._last_end is not None:
+            self._pause = max(self._pause, t5 - self._last_end)
+            self._watch -= 1
+            if not self._watch:
+                self.stats.record_swap(self._pause)
+        self._last_end = t5
 
     def _log_error(self, index: int, version: int, exc: Exception) -> None:
         now = time.monotonic()
