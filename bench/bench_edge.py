@@ -1,7 +1,9 @@
 """`make bench-edge`: every runtime x variant x inference hint this CPU can run, bare and inside the agent, one run.
 
-Per package (reference 3x224x224, digits) and thread count (1, 2): the bare batch-1 run p50/p99 of every candidate
-on preprocessed frames, with the one the agent's chooser picks marked; decode+preprocess alone; the naive
+Per package (reference 3x224x224, digits, the shapes-digits detector) and thread count (1, 2): the bare batch-1 run
+p50/p99 of every candidate on preprocessed frames, with the one the agent's chooser picks marked (for the detector
+also each candidate's mAP on its held-out synthetic scenes, so runtime x variant shows what it costs in boxes);
+decode+preprocess alone; the naive
 sequential decode-preprocess-run loop a user writes; the agent (chosen by measurement, as on a device) unpaced for
 throughput and paced like a camera for end-to-end latency; torch eager. Targets (issue 8) are printed met / not met:
 agent throughput >= 0.95x the ceiling (the slower of the bare run and decode+preprocess, which overlap on two
@@ -14,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -29,6 +30,8 @@ from typing import Any
 import cv2
 import numpy as np
 
+from bench.bench_detect import eager_detector, eager_outputs, held_out, map_of
+from bench.machine import RESULTS, fmt_load, machine, machine_line, write_results
 from edge.agent import Agent
 from edge.backends.factory import backend_chain
 from edge.config import AgentConfig, AutoBackendConfig, SyncConfig
@@ -36,19 +39,16 @@ from edge.hardware import detect_hardware
 from edge.model_sync import ModelSync
 from edge.pipeline import FrameResult
 from edge.preprocess import Preprocessor
-from edge.runtime_bench import ChosenModel, cpu_model_name
+from edge.runtime_bench import ChosenModel
 from edge.sources.synthetic import SyntheticSource
 from shared.manifest import Manifest, parse_latest
 from shared.object_store import LocalStore
 from shared.percentiles import nearest_rank
 from shared.store_config import StoreConfig
 
-RESULTS = Path("bench/results")
 FRAME_HW = (480, 640)  # camera-sized frames, as issue 8 specifies
 # A 1-minute load average below this before a block (bench's own share removed after it) counts as quiet.
 QUIET_LOAD = 0.5
-SHOWN_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "avx512_fp16", "amx_bf16", "amx_int8",
-               "amx_fp16", "asimd")
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -142,10 +142,22 @@ def choose_on_device(
     return chosen, installed.dir, installed.manifest, sync
 
 
+def detection_map(manifest: Manifest, model: Any) -> str:
+    """A detector candidate's mAP@.5 / mAP@.5:.95 on the package's held-out scenes at batch 1 ('' otherwise)."""
+    if manifest.task != "detection":
+        return ""
+    run = getattr(model, "run_outputs", None)
+    if run is None:
+        return "; mAP n/a (this runtime gives no named outputs)"
+    test, x = held_out(manifest)
+    scores = map_of(manifest, test, x, run, batch=1)
+    return f"; mAP@.5 {scores.map50:.4f}, mAP@.5:.95 {scores.map50_95:.4f} ({len(test)} held-out scenes)"
+
+
 def candidate_rows(
     chosen: ChosenModel, sync: ModelSync, pkg_dir: Path, manifest: Manifest, inputs: list[np.ndarray], threads: int
 ) -> tuple[list[Row], Row | None]:
-    """Bare run of every candidate the chooser considered; the chosen one marked and returned."""
+    """Bare run of every candidate the chooser considered (a detector's with its mAP); the chosen one marked."""
     from edge.backends.chain import BackendChain
     from edge.runtime_choice import Candidate
 
@@ -164,11 +176,12 @@ def candidate_rows(
         model = chain.load_candidate(pkg_dir / variant.file, cand, manifest)
         try:
             times, fps = timed(model.run, inputs)
+            quality = detection_map(manifest, model)
         finally:
             model.close()
         mark = c.status == "chosen"
         r = row(manifest.name, threads, ("* " if mark else "") + "bare " + label, times, fps,
-                f"chooser p50 {c.p50_ms:.3f} ms" + ("; CHOSEN" if mark else ""))
+                f"chooser p50 {c.p50_ms:.3f} ms" + ("; CHOSEN" if mark else "") + quality)
         rows.append(r)
         if mark:
             picked = r
@@ -294,6 +307,10 @@ def torch_eager(build_dir: Path, manifest: Manifest, inputs: list[np.ndarray], t
     from cloud.models import build_model
 
     torch.set_num_threads(threads)
+    detector = eager_detector(build_dir, manifest.name) if manifest.task == "detection" else None
+    if detector is not None:
+        times, fps = timed(eager_outputs(detector), inputs, warmup=5)
+        return row(manifest.name, threads, "torch eager", times, fps, f"torch {torch.__version__}, with decode")
     blob = torch.load(ckpt, map_location="cpu", weights_only=False)
     model = build_model(**blob["arch"])
     model.load_state_dict(blob["state_dict"])
@@ -378,7 +395,11 @@ def bench_package(
         f"the ceiling {ceiling:.0f} fps (target >= 0.95: {verdict(ratio >= 0.95)}); vs naive loop "
         f"{thr.fps / naive_fps:.2f}x (target >= 1.0: {verdict(thr.fps >= naive_fps)})",
     ]
-    if name == "digits":
+    if manifest.task == "detection":
+        r = lat.p50_ms / bare_pre.p50_ms
+        verdicts.append(f"{name}, {threads} thread(s): agent e2e p50 = {r:.2f}x bare preprocess+run, tracking, "
+                        "object events and zone counts included (no target for the detector)")
+    elif name == "digits":
         above = lat.p50_ms - bare_pre.p50_ms
         verdicts.append(f"{name}, {threads} thread(s): agent e2e p50 {lat.p50_ms:.3f} ms = bare preprocess+run "
                         f"+ {above:.3f} ms (target <= +0.15 ms: {verdict(above <= 0.15)})")
@@ -393,11 +414,6 @@ def bench_package(
     verdicts.append(f"{name}, {threads} thread(s): load average (1/5/15 min) {fmt_load(load_before)} before, "
                     f"{fmt_load(load_after)} after ({quietness(load_before, load_after)})")
     return rows, verdicts
-
-
-def fmt_load(load: tuple[float, float, float]) -> str:
-    """1/5/15-minute load averages."""
-    return "/".join(f"{x:.2f}" for x in load)
 
 
 def quietness(before: tuple[float, float, float], after: tuple[float, float, float]) -> str:
@@ -426,7 +442,7 @@ def main() -> None:
     ap.add_argument("--build", type=Path, default=Path("build"))
     ap.add_argument("--frames", type=int, default=300)
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
-    ap.add_argument("--packages", nargs="+", default=["reference", "digits"])
+    ap.add_argument("--packages", nargs="+", default=["reference", "digits", "shapes-digits"])
     ap.add_argument("--max-pace", type=float, default=200.0, help="Upper bound of the latency run's frame rate.")
     ap.add_argument("--quick", action="store_true", help="60 frames, 1 thread, short choice: checks the bench works.")
     ap.add_argument("--out", type=Path, default=RESULTS, help="Where edge.md and edge.json go.")
@@ -445,7 +461,8 @@ def main() -> None:
         try:
             for name in args.packages:
                 if not store.exists(f"models/{name}/latest.json"):
-                    how = "make train-reference" if name == "reference" else "make train-cloud"
+                    how = {"reference": "make train-reference", "shapes-digits": "make train-detect"}.get(
+                        name, "make train-cloud")
                     skipped.append(f"{name}: not in {args.store} ({how})")
                     continue
                 for threads in args.threads:
@@ -459,15 +476,10 @@ def main() -> None:
     write(rows, verdicts, skipped, args)
 
 
-def cpu_text() -> tuple[str, list[str]]:
-    """CPU model and the instruction-set flags that decide which kernels run."""
-    hw = detect_hardware()
-    return cpu_model_name() or platform.processor() or "unknown CPU", [f for f in SHOWN_FLAGS if f in hw.cpu_features]
-
-
 def write(rows: list[Row], verdicts: list[str], skipped: list[str], args: argparse.Namespace) -> None:
     """Print the table and write edge.{md,json}."""
-    cpu, flags = cpu_text()
+    host = machine()
+    host["load"] = list(args.load_at_start)
     header = ("| package | threads | runner | p50 ms | p99 ms | fps | RSS MiB | note |\n"
               "|---|---:|---|---:|---:|---:|---:|---|")
     lines = [f"| {r.package} | {r.threads} | {r.runner} | {r.p50_ms:.3f} | {r.p99_ms:.3f} | {r.fps:.1f} | "
@@ -475,8 +487,7 @@ def write(rows: list[Row], verdicts: list[str], skipped: list[str], args: argpar
     text = "\n".join([
         f"# bench-edge ({args.frames} frames of 640x480 MJPG, batch 1, one run{', QUICK mode' if args.quick else ''})",
         "",
-        f"CPU: {cpu}; flags: {', '.join(flags) or 'none of note'}; {len(os.sched_getaffinity(0))} cores; "
-        f"load average at the start {fmt_load(args.load_at_start)} (1/5/15 min)",
+        machine_line(host).replace("when measured", "at the start"),
         "",
         "`*` marks the candidate the agent's chooser serves (fastest that passes its gates).",
         "",
@@ -487,13 +498,10 @@ def write(rows: list[Row], verdicts: list[str], skipped: list[str], args: argpar
         *[f"- skipped {s}" for s in skipped],
         "",
     ])
-    print(text)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "edge.md").write_text(text)
-    doc: dict[str, Any] = {"cpu": cpu, "flags": flags, "rows": [asdict(r) for r in rows], "verdicts": verdicts,
+    doc: dict[str, Any] = {**host, "rows": [asdict(r) for r in rows], "verdicts": verdicts,
                            "skipped": skipped, "frames": args.frames, "threads": args.threads, "quick": args.quick,
                            "load_at_start": args.load_at_start, "load_at_end": os.getloadavg()}
-    (args.out / "edge.json").write_text(json.dumps(doc, indent=2, default=str))
+    write_results("edge", doc, text, args.out)
 
 
 if __name__ == "__main__":
