@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
 
@@ -17,7 +19,23 @@ class DetectionConfig(BaseModel):
     width: int = Field(default=16, ge=4, le=128, description="Channels of the first backbone stage.")
     top_k: int = Field(default=50, ge=1, le=1000, description="Detections the in-graph decode keeps per image.")
     max_objects: int = Field(default=16, ge=1, le=1000, description="Objects per image used as training targets.")
-    train_scenes: int = Field(default=4000, ge=8, description="Synthetic training scenes (generated, seeded).")
+    train_scenes: int = Field(default=4000, ge=8, description="Synthetic training scenes per epoch (seeded).")
+    fresh_scenes: bool = Field(
+        default=True, description="Synthetic data: new seeded training scenes every epoch instead of one fixed set.",
+    )
+    train_budget_s: float | None = Field(
+        default=None, gt=0,
+        description="Wall-clock seconds of training at most; the learning rate anneals on time when it binds.",
+    )
+    train_budget_cpu_s: float | None = Field(
+        default=None, gt=0,
+        description="CPU-seconds of the training process at most (2 cores x 280 s = 560); the same work on a busy "
+        "machine as on an idle one, where wall-clock budgets cut training short.",
+    )
+    train_precision: Literal["auto", "32-true", "bf16-mixed"] = Field(
+        default="auto", description="auto: bf16 autocast on a CPU with native bf16, else trainer.precision.",
+    )
+    loader_workers: int = Field(default=0, ge=0, le=16, description="Processes generating fresh training scenes.")
     val_scenes: int = Field(default=200, ge=4, description="Synthetic validation scenes.")
     test_scenes: int = Field(default=500, ge=4, description="Synthetic held-out test scenes (mAP gates).")
     min_objects: int = Field(default=1, ge=0, le=20, description="Fewest objects in a synthetic scene.")

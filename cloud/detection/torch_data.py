@@ -7,9 +7,8 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from cloud.detection.model import STRIDE
+from cloud.detection.fresh import FreshScenes, sample_dict
 from cloud.detection.samples import DetectionSplit
-from cloud.detection.targets import encode
 from shared.manifest import Preprocess
 from shared.preprocessing import normalize
 
@@ -22,40 +21,36 @@ class TargetDataset(Dataset[dict[str, torch.Tensor]]):
         self.spec = spec
         self.num_classes = num_classes
         self.max_objects = max_objects
-        h, w = split.images.shape[1:3]
-        self.out_hw = (h // STRIDE, w // STRIDE)
 
     def __len__(self) -> int:
         return len(self.split)
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        t = encode(self.split.boxes[i], self.split.classes[i], self.num_classes, self.out_hw, STRIDE, self.max_objects)
-        return {
-            "image": torch.from_numpy(normalize(self.split.images[i], self.spec)),
-            "heatmap": torch.from_numpy(t.heatmap),
-            "size": torch.from_numpy(t.size),
-            "offset": torch.from_numpy(t.offset),
-            "index": torch.from_numpy(t.index),
-            "mask": torch.from_numpy(t.mask),
-        }
+        s = self.split
+        return sample_dict(s.images[i], s.boxes[i], s.classes[i], self.spec, self.num_classes, self.max_objects)
 
 
 class DetectionDataModule(pl.LightningDataModule):
-    """Train and val loaders over in-memory splits (no workers: the splits are small and workers cost start-up)."""
+    """Train and val loaders: a fixed split shuffled, or fresh scenes each epoch (optionally made by workers)."""
 
     def __init__(
         self, train: DetectionSplit, val: DetectionSplit, spec: Preprocess, num_classes: int, batch_size: int,
-        max_objects: int, seed: int,
+        max_objects: int, seed: int, fresh: FreshScenes | None = None, workers: int = 0,
     ) -> None:
         super().__init__()
         self.train_set = TargetDataset(train, spec, num_classes, max_objects)
         self.val_set = TargetDataset(val, spec, num_classes, max_objects)
+        self.fresh = fresh
+        self.workers = workers if fresh is not None else 0
         self.batch_size = batch_size
         self.seed = seed
 
     def train_dataloader(self) -> DataLoader[dict[str, torch.Tensor]]:
-        """Shuffled by a seeded generator, so runs repeat."""
+        """Fresh scenes in seed order, or the fixed split shuffled by a seeded generator; either way runs repeat."""
         gen = torch.Generator().manual_seed(self.seed)
+        if self.fresh is not None:
+            return DataLoader(self.fresh, batch_size=self.batch_size, drop_last=True, generator=gen,
+                              num_workers=self.workers, persistent_workers=False)
         return DataLoader(self.train_set, batch_size=self.batch_size, shuffle=True, drop_last=True, generator=gen)
 
     def val_dataloader(self) -> DataLoader[dict[str, torch.Tensor]]:

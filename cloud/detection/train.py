@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import resource
 import sys
 import time
 import warnings
@@ -16,11 +17,15 @@ from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger
 
 from cloud.config import TrainConfig
+from cloud.cpu_features import detect_cpu
 from cloud.detection.coco_eval import MapScores, coco_map
-from cloud.detection.data import DetectionData, prepare_detection_data
+from cloud.detection.data import DetectionData, prepare_detection_data, scene_spec
+from cloud.detection.fresh import FreshScenes
 from cloud.detection.lit_module import LitDetector
 from cloud.detection.model import DetectorExport
+from cloud.detection.precision import training_precision
 from cloud.detection.samples import DetectionSplit
+from cloud.detection.schedule import budgets
 from cloud.detection.torch_data import DetectionDataModule, image_batches
 from cloud.errors import CloudError
 from cloud.preprocessing import normalize
@@ -74,8 +79,14 @@ def evaluate_map(
     return coco_map(split.boxes, split.classes, boxes, scores, ids, classes)
 
 
+def _cpu_seconds() -> float:
+    """User + system CPU time of this process and its finished children (loader workers) so far."""
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
 def train_detector(cfg: TrainConfig) -> DetectionTrainResult:
-    """Generate or load the data, fit, reload the best checkpoint (lowest val loss) and score it on the test split."""
+    """Generate or load the data, fit, keep the best (fixed data) or last (fresh scenes) weights, score on test."""
     tc, dc = cfg.trainer, cfg.detection
     if tc.threads is not None:
         torch.set_num_threads(tc.threads)
@@ -86,33 +97,44 @@ def train_detector(cfg: TrainConfig) -> DetectionTrainResult:
     data_seconds = time.perf_counter() - started
     log.info("detection data ready in %.1f s: %d classes, train/val/test %d/%d/%d", data_seconds,
              len(data.classes), len(data.train), len(data.val), len(data.test))
-    lit = LitDetector(len(data.classes), 3, dc.width, tc.lr, tc.weight_decay)
+    lit = LitDetector(len(data.classes), 3, dc.width, tc.lr, tc.weight_decay,
+                      tuple(budgets(dc.train_budget_s, dc.train_budget_cpu_s)))
+    synthetic = cfg.data.source not in ("folder", "coco")
+    fresh = FreshScenes(scene_spec(dc), dc.train_scenes, tc.seed, data.preprocess, len(data.classes),
+                        dc.max_objects) if synthetic and dc.fresh_scenes else None
     dm = DetectionDataModule(data.train, data.val, data.preprocess, len(data.classes), cfg.data.batch_size,
-                             dc.max_objects, tc.seed)
+                             dc.max_objects, tc.seed, fresh, dc.loader_workers)
+    precision = training_precision(dc.train_precision, tc.accelerator == "cpu" or not torch.cuda.is_available(),
+                                   tc.precision, detect_cpu())
     checkpoint = ModelCheckpoint(monitor="val_loss", mode="min", save_top_k=1, filename="best-{epoch:02d}")
     show_bar = tc.progress_bar and sys.stdout.isatty()
     progress: Callback = EpochProgressBar(leave=True) if show_bar else DetectionEpochSummary()
     trainer = pl.Trainer(
-        accelerator=tc.accelerator, devices=1, precision=tc.precision,  # type: ignore[arg-type]
+        accelerator=tc.accelerator, devices=1, precision=precision,  # type: ignore[arg-type]
         max_epochs=tc.max_epochs, deterministic=tc.deterministic, default_root_dir=tc.log_dir,
         logger=CSVLogger(save_dir=tc.log_dir, name=cfg.publish.name), callbacks=[checkpoint, progress],
         enable_progress_bar=show_bar, enable_model_summary=tc.progress_bar,
         log_every_n_steps=max(1, min(50, len(data.train) // cfg.data.batch_size)),
     )
-    fit_started = time.perf_counter()
+    log.info("training %s, %s", precision, f"{dc.train_scenes} fresh scenes per epoch" if fresh is not None
+             else f"{len(data.train)} fixed images per epoch")
+    fit_started, cpu_started = time.perf_counter(), _cpu_seconds()
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
+        warnings.filterwarnings("ignore", message=r".*`IterableDataset` has `__len__` defined.*")  # FreshScenes
         warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
         trainer.fit(lit, datamodule=dm)
-    fit_seconds = time.perf_counter() - fit_started
+    fit_seconds, fit_cpu_seconds = time.perf_counter() - fit_started, _cpu_seconds() - cpu_started
     best = Path(checkpoint.best_model_path) if checkpoint.best_model_path else None
-    if best is not None:
+    if best is not None and fresh is None:  # fresh scenes cannot overfit: the last, most annealed weights win
         try:
             state = torch.load(best, map_location="cpu", weights_only=True)
         except (OSError, RuntimeError) as exc:
             raise CloudError(f"cannot load the best checkpoint {best}: {exc}") from exc
         lit.load_state_dict(state["state_dict"])
-    model = DetectorExport(lit.model.cpu().eval(), dc.top_k, dc.image_size).eval()
+    net = lit.model.cpu().eval()
+    net.to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]  # trained channels-last
+    model = DetectorExport(net, dc.top_k, dc.image_size).eval()
     test_inputs = normalize(data.test.images, data.preprocess)
     scores = evaluate_map(model, data.test, test_inputs, len(data.classes), dc.eval_batch)
     picks = np.random.default_rng(tc.seed).permutation(len(data.train))[: cfg.export.calibration_samples]
@@ -120,6 +142,8 @@ def train_detector(cfg: TrainConfig) -> DetectionTrainResult:
     m = trainer.callback_metrics
     metrics = {
         "train_seconds": round(fit_seconds, 2),
+        "train_cpu_seconds": round(fit_cpu_seconds, 2),
+        "train_images": float(trainer.global_step * cfg.data.batch_size),
         "data_seconds": round(data_seconds, 2),
         "epochs": float(trainer.current_epoch),
         "val_loss": float(checkpoint.best_model_score) if checkpoint.best_model_score is not None
@@ -128,6 +152,7 @@ def train_detector(cfg: TrainConfig) -> DetectionTrainResult:
         "test_map50": scores.map50,
         "test_map50_95": scores.map50_95,
     }
-    log.info("trained detector in %.1f s (+%.1f s data): test mAP@.5=%.4f mAP@.5:.95=%.4f on %d held-out images",
-             fit_seconds, data_seconds, scores.map50, scores.map50_95, len(data.test))
+    log.info("trained detector in %.1f s, %.0f CPU-s (+%.1f s data): test mAP@.5=%.4f mAP@.5:.95=%.4f on %d "
+             "held-out images", fit_seconds, fit_cpu_seconds, data_seconds, scores.map50, scores.map50_95,
+             len(data.test))
     return DetectionTrainResult(model, data, metrics, test_inputs, calib, best)
