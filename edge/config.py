@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from edge.detection.config import DetectionConfig
+from edge.detection.config import DetectionConfig, ZoneConfig
 from edge.sensor.config import SensorConfig
 from shared.names import check_ident
 from shared.store_config import StoreConfig
@@ -230,8 +230,21 @@ class StreamConfig(_Section):
     stall_s: float = Field(
         default=5.0, ge=0.1, le=3600, description="A stream that delivers nothing this long is reconnected."
     )
+    zones: dict[str, ZoneConfig] | None = Field(
+        default=None, max_length=64,
+        description="This camera's zones for a detector, in its frame pixels, instead of `detection.zones`; None: "
+        "the agent-wide zones.",
+    )
+    detection: DetectionConfig | None = Field(
+        default=None,
+        description="This camera's own detection settings (filters, tracking, events) instead of `detection:`; "
+        "snapshots always follow `detection.snapshots`. None: the agent-wide settings.",
+    )
 
     _name = field_validator("name")(lambda cls, v: check_stream_name(v))
+    _zone_names = field_validator("zones")(
+        lambda cls, v: None if v is None else {check_ident(k, "zone name"): z for k, z in v.items()}
+    )
 
 
 class BatchingConfig(_Section):
