@@ -107,7 +107,7 @@ class YoloHeadSpec(_Strict):
 
 
 class AnomalyHeadSpec(_Strict):
-    """One output [B, C]: each window's per-channel reconstruction error; `reduce` makes the score, alarm above it.
+    """One output [B, C]: each window's per-channel anomaly score (non-negative); `reduce` makes the score, alarm above.
 
     The threshold lives here, not in the graph, so an operator can tune it without retraining; each variant's
     own calibrated threshold is in its metrics (reduced precision shifts errors slightly).
