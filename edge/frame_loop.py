@@ -99,6 +99,11 @@ class FrameLoop:
         if self._capture is not None:
             self._capture.stop()
 
+    def run_modes(self) -> tuple[int, int]:
+        """Frames run to completion on the capture thread, and frames queued for the frame thread, since opening."""
+        capture = self._capture
+        return (0, 0) if capture is None else (capture.inline_frames, capture.queued_frames)
+
     def metrics(self) -> dict[str, float]:
         """drops, queue_depth and source_errors (opening failures included) for telemetry."""
         capture = self._capture

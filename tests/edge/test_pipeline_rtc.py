@@ -99,7 +99,7 @@ def onnx_slot(tmp_path: Path) -> ModelSlot:
 def one_at_a_time(source: GatedSource, capture: Capture, rec: Recorder, frames: range) -> None:
     """Release each frame only once the previous one's result is out and the frame loop holds no frame."""
     for i in frames:
-        wait_until(lambda i=i: len(rec.results) == i and capture._loop_idle,
+        wait_until(lambda: len(rec.results) == i and capture._loop_idle,  # noqa: B023 - used within the iteration
                    f"result {i - 1} and an idle loop")
         source.release()
 
