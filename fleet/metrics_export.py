@@ -34,8 +34,10 @@ from fleet.db.store import FleetStore
 from fleet.errors import FleetConfigError
 from fleet.registry import DeviceRecord
 from fleet.rollout.store import RolloutRepository, RolloutRow
+from fleet.stream_figures import StreamFigures
 from shared.metrics import METRICS
 from shared.metrics import Metric as TableMetric
+from shared.streams import STREAM_METRICS
 
 log = logging.getLogger(__name__)
 
@@ -128,12 +130,16 @@ class DeviceView:
     # Messages refused at ingest and shed from the ingest queue (fleet.ingest).
     refused: int = 0
     shed: int = 0
+    # A multi-stream agent's latest per-stream figures (fleet.stream_figures): stream -> figures.
+    streams: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
 
 
-def device_view(record: DeviceRecord, figures: Mapping[str, float], in_rollout: bool = False) -> DeviceView:
+def device_view(record: DeviceRecord, figures: Mapping[str, float], in_rollout: bool = False,
+                streams: Mapping[str, Mapping[str, float]] | None = None) -> DeviceView:
     """A registry record (status as of the scrape) and its latest telemetry figures, as the exporter reads them."""
     return DeviceView(record.device_id, record.fleet, record.status, record.model_name, record.model_version,
-                      record.last_seen_ms, in_rollout, dict(figures), record.refused, record.shed)
+                      record.last_seen_ms, in_rollout, dict(figures), record.refused, record.shed,
+                      dict(streams or {}))
 
 
 @dataclass(frozen=True)
@@ -283,6 +289,29 @@ def _device_families(devices: Sequence[DeviceView], cap: int) -> Iterator[Metric
             if v is not None and _finite(v):
                 family.add_metric([d.fleet, d.device_id], v * m.prometheus_factor)
         yield family
+    yield from _stream_families(chosen)
+
+
+def stream_device_name(m: TableMetric) -> str:
+    """The control plane's copy of an agent's per-stream figure: edgeferry_device_stream_<...> (label stream)."""
+    return "edgeferry_device_stream_" + m.prometheus_name.removeprefix(_PREFIX)
+
+
+def _stream_families(chosen: Sequence[DeviceView]) -> Iterator[Metric]:
+    """Per-stream figures of the devices with series (streams per device are bounded at ingest)."""
+    labels = ["fleet", "device", "stream"]
+    for m in STREAM_METRICS:
+        family: GaugeMetricFamily | CounterMetricFamily
+        if m.kind == "counter":
+            family = CounterMetricFamily(stream_device_name(m).removesuffix("_total"), m.description, labels=labels)
+        else:
+            family = GaugeMetricFamily(stream_device_name(m), m.description, labels=labels)
+        for d in chosen:
+            for stream, figures in sorted(d.streams.items()):
+                v = figures.get(m.name)
+                if v is not None and _finite(v):
+                    family.add_metric([d.fleet, d.device_id, stream], v * m.prometheus_factor)
+        yield family
 
 
 def _rollout_families(rollouts: Sequence[RolloutView], max_finished: int) -> Iterator[Metric]:
@@ -425,6 +454,8 @@ class StoreSnapshot:
                 in_rollout.update(d.device_id for d in devices)
             rollouts.append(_rollout_view(row, Counter(d.state for d in devices)))
         figures = self._latest_figures(now)
-        devices_now = [device_view(rec, figures.get(rec.device_id, {}), rec.device_id in in_rollout)
+        streams = StreamFigures(self._store.engine, self._store.fleet).all()
+        devices_now = [device_view(rec, figures.get(rec.device_id, {}), rec.device_id in in_rollout,
+                                   streams[rec.device_id].streams if rec.device_id in streams else None)
                        for rec in self._store.list_devices()]
         return FleetSnapshot(devices_now, rollouts)

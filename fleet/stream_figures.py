@@ -16,8 +16,8 @@ from typing import Any
 
 import orjson
 from pydantic import ValidationError
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy import JSON, BigInteger, Column, Engine, MetaData, String, Table, delete, select, update
+from sqlalchemy.exc import SQLAlchemyError
 
 from fleet.db import sanitize
 from fleet.db.upsert import insert_absent
