@@ -44,6 +44,7 @@ from dashboards.web.ports import (
 )
 from dashboards.web.request_origin import RequestOrigin
 from dashboards.web.snapshot import SORT_KEYS
+from dashboards.web.streams_api import StreamSource, stream_routes
 from shared.names import check_ident
 
 STATIC = Path(__file__).parent / "static"
@@ -149,9 +150,11 @@ def _rollout_id(rollout_id: str) -> str:
 def create_app(
     config: WebConfig, reader: FleetReader, actions: FleetActions, hub: LiveHub | None = None,
     clock_ms: Callable[[], int] | None = None, objects: ObjectBuffer | None = None,
+    streams: StreamSource | None = None,
 ) -> FastAPI:
     """The web app over one fleet; the hub starts and stops with the app; objects: a detector's snapshots, object
-    events and zone counts for the device page (dashboards.web.objects_api)."""
+    events and zone counts for the device page (dashboards.web.objects_api); streams: each device's per-stream
+    figures (dashboards.web.streams_api)."""
     now_ms = clock_ms or (lambda: int(time.time() * 1000))
     objects = objects if objects is not None else ObjectBuffer(known=lambda _device: False)  # reads answer "none"
     auth = Authenticator(config)
@@ -543,6 +546,7 @@ def create_app(
         return act(p, csrf, f"rollout.{action}", rollout_id, run)
 
     app.include_router(object_routes(objects, who, known_device))
+    app.include_router(stream_routes(streams or (lambda _device: None), who, known_device))
     return app
 
 
