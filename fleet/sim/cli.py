@@ -55,6 +55,11 @@ def sim(
     detectors: Annotated[int, typer.Option(
         min=0, help="The first N devices also play detectors: people and cars crossing two zones, as object "
         "events, snapshots and zone counts.")] = 0,
+    streams: Annotated[int, typer.Option(
+        min=0, max=32, help="Every device plays an agent serving N camera streams: per-stream figures (capture and "
+        "processed fps, skips, queue age, e2e) under telemetry's `streams`, cam0..camN-1. 0: one stream.")] = 0,
+    stalled_stream: Annotated[bool, typer.Option(
+        help="With --streams: the last stream of every device stalls (no frames, disconnected, errors).")] = False,
 ) -> None:
     """Run N simulated agents as real MQTT clients in this process (asyncio), until Ctrl-C or --duration."""
     from fleet.sim.runner import SimOptions, Simulation
@@ -63,7 +68,8 @@ def sim(
     _raise_fd_limit(devices)
     options = SimOptions(devices=devices, host=host, port=port, fleet=fleet, groups=group or ["sim"], rate_hz=rate,
                          behaviours=behaviour, command_keys=command_key or [], model=model, version=version,
-                         prefix=prefix, sensor=sensor, detectors=detectors)
+                         prefix=prefix, sensor=sensor, detectors=detectors,
+                         streams=streams, stalled_stream=stalled_stream)
 
     async def main() -> None:
         stop = asyncio.Event()

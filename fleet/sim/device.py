@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from fleet.sim.behaviour import Behaviour, window
 from fleet.sim.detector import DetectorSim
 from fleet.sim.sensor import SensorSim
+from fleet.sim.streams import StreamsSim
 from shared.command_signing import (
     check_addressed,
     check_sequence,
@@ -76,6 +77,8 @@ class SimDevice:
     sensor: SensorSim | None = None
     # Set for a simulated detector: it also reports zone counts and publishes object events and snapshots.
     detector: DetectorSim | None = None
+    # Set for a multi-stream agent: per-stream figures under telemetry's `streams` (fleet.sim.streams).
+    streams: StreamsSim | None = None
     _alerts: list[tuple[str, bytes]] = field(default_factory=list)
     _cmd_seq: dict[str, int] = field(default_factory=dict)
     _desired_seq: int | None = None
@@ -227,6 +230,8 @@ class SimDevice:
                 self._alerts.append((topic, alert.model_dump_json().encode()))
         if self.detector is not None:
             self._detect(doc, now_ms)
+        if self.streams is not None:
+            doc["streams"] = self.streams.tick(self.telemetry_interval_s)
         return json.dumps(doc, separators=(",", ":")).encode()
 
     def _detect(self, doc: dict[str, Any], now_ms: int) -> None:

@@ -33,6 +33,7 @@ from fleet.sim.behaviour import Behaviour, assign, parse_mix
 from fleet.sim.detector import DetectorSim
 from fleet.sim.device import Action, SimDevice
 from fleet.sim.sensor import SensorSim, assign_sensor, parse_sensor_mix
+from fleet.sim.streams import StreamsSim, stream_names
 from shared.errors import KeyFileError
 from shared.signing import key_id, load_public_key
 from shared.topics import STATUS_OFFLINE, STATUS_ONLINE, DeviceTopics
@@ -70,6 +71,10 @@ class SimOptions:
     sensor: str | None = None
     # The first this many devices also play detectors: object events, snapshots, zone counts (fleet.sim.detector).
     detectors: int = 0
+    # Camera streams each device reports per-stream figures for (0: a single-stream agent, no `streams` object).
+    streams: int = 0
+    # With streams: the last stream of every device stalls (rates 0, disconnected, errors growing).
+    stalled_stream: bool = False
 
 
 def load_keys(paths: list[Path]) -> dict[str, Ed25519PublicKey]:
@@ -189,6 +194,13 @@ class Simulation:
                 d.sensor = SensorSim(kind, f"{options.seed}:{d.device_id}")
         for d in self.devices[:options.detectors]:
             d.detector = DetectorSim(f"{options.seed}:{d.device_id}", d.version)
+        if options.streams:
+            try:
+                stalled = stream_names(options.streams)[-1] if options.stalled_stream else None
+                for d in self.devices:
+                    d.streams = StreamsSim(options.streams, f"{options.seed}:{d.device_id}", stalled)
+            except ValueError as exc:
+                raise SimulatorError(str(exc)) from exc
         self.by_id = {d.device_id: d for d in self.devices}
         self._clients: list[_Client] = []
         self._tasks: list[asyncio.Task[None]] = []
