@@ -36,16 +36,17 @@ from edge.sensor.service import AnomalyService
 from edge.sensor.window_shadow import WindowShadow
 from edge.shadow import ShadowCheck, previous_version_loader
 from edge.shadow_policy import ShadowPolicy
+from edge.sources.base import FrameSource
 from edge.sources.factory import open_source
 from edge.sources.sensor_mqtt import SensorMqttSource
-from edge.streams.config import streams_of
+from edge.streams.config import stream_detection, streams_of
 from edge.streams.server import MultiStreamLoop, multi_stream_loop
 from edge.supervise import Health, spawn
 from edge.system_stats import SystemStats
 from edge.systemd_notify import Notifier
 from edge.telemetry import EnvelopeFactory, Telemetry, TelemetryLoop
 from shared.config_loader import config_digest
-from shared.errors import EdgeferryError
+from shared.errors import ConfigError, EdgeferryError
 from shared.metrics import METRICS
 from shared.payloads import (
     BenchmarkPayload,
@@ -100,7 +101,8 @@ class Agent:
         else:
             self.link = NullLink()
         # Object tracking, events, snapshots and zone counts while a detector serves (edge.detection.service).
-        self.detection = DetectionService(cfg.detection, self.link, self.topics, self.envelopes)
+        self.detection = DetectionService(cfg.detection, self.link, self.topics, self.envelopes,
+                                          streams=stream_detection(cfg))
         # Sensor sources check rows before windowing (cfg.sensor.input); the served model's recipe is set on swap.
         # One source per stream (`source:` alone: the one named 'default'); the first is the sensor/anomaly source.
         self._sources = {s.name: open_source(s.source, cfg.sensor.input) for s in streams_of(cfg)}
@@ -138,7 +140,7 @@ class Agent:
         if cfg.streams:
             # Several streams: batched across streams; the shadow check samples single-stream frames only (for now).
             self.frames = multi_stream_loop(cfg, self._sources, self.slot, self.stats, self.results.submit,
-                                            self._stop, self.health)
+                                            self._stop, self.health, on_removed=self._stream_removed)
         else:
             self.frames = FrameLoop(self.live, self._source, self.slot, self.stats, self.results.submit, self._stop,
                                     self.health, sample=self.shadow.wants, on_sample=self.shadow.submit)
@@ -413,11 +415,31 @@ class Agent:
         def detection(new: AgentConfig, live: list[str]) -> Callable[[], None] | None:
             if not any(k.startswith("detection.") for k in live):
                 return None
-            cfg = new.detection
+            cfg, per_stream = new.detection, stream_detection(new)
 
             def commit() -> None:
                 # Followed objects end under the old settings; tracking restarts under the new.
                 self.detection.reconfigure(cfg)
+                self.detection.set_streams(per_stream)
+
+            return commit
+
+        def streams(new: AgentConfig, live: list[str]) -> Callable[[], None] | None:
+            if "streams" not in live:
+                return None
+            frames = self.frames
+            if not isinstance(frames, MultiStreamLoop) or not new.streams:
+                raise ConfigError("`streams:` changes live only on an agent started with `streams:`, and keeps at "
+                                  "least one stream; restart the agent to switch between `source:` and `streams:`")
+            fresh = {s.name: open_source(s.source, new.sensor.input) for s in new.streams
+                     if s.name in frames.changes(new.streams)}
+            per_stream = stream_detection(new)
+
+            def commit() -> None:
+                self._add_sources(fresh)
+                self._sources = {s.name: fresh.get(s.name) or self._sources[s.name] for s in new.streams}
+                self.detection.set_streams(per_stream)
+                frames.change_streams(new.streams, fresh)
 
             return commit
 
@@ -432,8 +454,28 @@ class Agent:
 
             return commit
 
-        for applier in (events, logging_, sync, detection, sensor):
+        for applier in (events, logging_, sync, detection, sensor, streams):
             self.live.on_change(applier)
+
+    def _add_sources(self, sources: Mapping[str, FrameSource]) -> None:
+        """New streams' sources get what the running ones got: the served sensor model's recipe, the broker."""
+        current = self.slot.current
+        window = None if current is None else current.manifest.window
+        for source in sources.values():
+            set_recipe = getattr(source, "set_recipe", None)
+            if window is not None and set_recipe is not None:
+                set_recipe(window)
+            if isinstance(source, SensorMqttSource):
+                source.attach(self.link)
+
+    def _stream_removed(self, name: str) -> None:
+        """A removed stream (frame thread): once its last results are out, its objects and open alert end."""
+
+        def end() -> None:
+            self.detection.drop_stream(name)
+            self.anomaly.drop_stream(name)
+
+        self.results.call_in_order(end)
 
     # -- reporting ---------------------------------------------------------------------------------------------
 

@@ -56,6 +56,8 @@ LIVE_KEYS: tuple[str, ...] = (
     "detection.",
     # The anomaly alert rule (k, n, cooldown, threshold override); sensor.input needs a restart (the source's checks).
     "sensor.alerts.",
+    # Streams added, removed or changed (one list): the others keep running (edge.streams.server.change_streams).
+    "streams",
 )
 
 
@@ -92,6 +94,9 @@ def with_keys(old: AgentConfig, new: AgentConfig, keys: list[str]) -> AgentConfi
     source = new.model_dump()
     for key in keys:
         _take(merged, source, key)
+    if merged.get("streams"):
+        # The dump names `source:` (its default) beside `streams:`, which a config may not do: streams serve.
+        merged.pop("source", None)
     return AgentConfig.model_validate(merged)
 
 
@@ -157,11 +162,12 @@ class LiveConfig:
             live = [k for k in changed if matches(k, LIVE_KEYS)]
             restart = [k for k in changed if k not in live]
             commits = [applier(new, live) for applier in self._appliers]
+            running = with_keys(self._cfg, new, live)
             for commit in commits:
                 if commit is not None:
                     commit()
             self._overrides = overrides
-            self._cfg = with_keys(self._cfg, new, live)
+            self._cfg = running
         if restart:
             log.warning("config changes that take effect after a restart: %s", ", ".join(restart))
         log.info("config applied (%s): %s", origin, ", ".join(live) or "no live changes")

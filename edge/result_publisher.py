@@ -58,7 +58,8 @@ class ResultPublisher:
         self._health = health
         self._observer = observer
         self._size = queue_size
-        self._items: deque[FrameResult | None] = deque()
+        # Results, calls to make in order with them (call_in_order), and the None that ends run().
+        self._items: deque[FrameResult | Callable[[], None] | None] = deque()
         # One lock: the results thread waits for items (and for an inline publish to end), submit() for room.
         lock = threading.Lock()
         self._ready = threading.Condition(lock)
@@ -143,6 +144,16 @@ class ResultPublisher:
                 if self._items:
                     self._ready.notify()
 
+    def call_in_order(self, call: Callable[[], None]) -> None:
+        """Make a call on the results thread once every result submitted before it is published (a removed
+        stream's objects end after its last frame's events, never before)."""
+        with self._ready:
+            while len(self._items) >= self._size:
+                self._room.wait()
+            self._items.append(call)
+            if not self._busy:
+                self._ready.notify()
+
     def finish(self) -> None:
         """End run() after everything submitted so far is published."""
         with self._ready:
@@ -163,17 +174,24 @@ class ResultPublisher:
                     self._ready.wait()
                 batch: list[FrameResult] = []
                 end = False
+                call: Callable[[], None] | None = None
                 while items and len(batch) < MAX_BATCH:
                     item = items.popleft()
                     if item is None:
                         end = True
                         break
+                    if not isinstance(item, FrameResult):
+                        call = item
+                        break
                     batch.append(item)
-                self._busy = bool(batch)
+                self._busy = bool(batch) or call is not None
                 self._room.notify()
-            if batch:
+            if batch or call is not None:
                 try:
-                    self._publish(batch)
+                    if batch:
+                        self._publish(batch)
+                    if call is not None:
+                        call()
                 finally:
                     with self._ready:
                         self._busy = False

@@ -88,12 +88,12 @@ class DetectionSink:
         self.service.new_model(version)
 
     def publish(self, results: Sequence[FrameResult]) -> None:
-        """Track each frame's objects in frame order (the image only where snapshots are taken)."""
+        """Track each frame's objects in frame order, each stream apart (the image only where snapshots are taken)."""
         service = self.service
         try:
             for result in results:
-                image = result.image if service.cfg.snapshots.enabled else None
-                service.on_frame(result.detections or (), result.index, result.captured_at, image)
+                image = result.image if service.stream_cfg(result.stream).snapshots.enabled else None
+                service.on_frame(result.detections or (), result.index, result.captured_at, image, result.stream)
         except EdgeferryError as exc:
             log.warning("object events of frame %s not published: %s", _frames(results), exc)
 

@@ -18,6 +18,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from shared.names import check_ident
 from shared.payload_limits import Ident, Label, Token, UInt64, clean_text
 from shared.payloads import Envelope
+from shared.streams import DEFAULT_STREAM
 from shared.topics import DeviceTopics
 
 MAX_ZONES = 64
@@ -89,6 +90,9 @@ class ObjectEventPayload(Envelope):
     """A tracked object appeared (new), changed meaningfully (update) or was given up on (end)."""
 
     type: ObjectEventType = Field(description="Lifecycle step.")
+    stream: Ident = Field(
+        default=DEFAULT_STREAM, description="Stream (camera) the object was seen on; older agents' events: 'default'."
+    )
     before: ObjectState | None = Field(
         default=None, description="State in the previous event (update, end); for new, the same as after (as Frigate)."
     )
@@ -99,6 +103,9 @@ class SnapshotPayload(Envelope):
     """The best frame of one object (highest score), cropped around its box and size-capped, as base64 JPEG."""
 
     object_id: Token = Field(description="Object id, as in its events.")
+    stream: Ident = Field(
+        default=DEFAULT_STREAM, description="Stream (camera) of the snapshot's frame; older agents': 'default'."
+    )
     label: Label = Field(description="Label at the time of the snapshot.")
     score: Score = Field(description="Score of the detection in the snapshot.")
     box: BoxField = Field(description="The object's box in the full frame, pixels.")

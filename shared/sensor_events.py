@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from shared.payload_limits import Ident, Label, Token, UInt64
 from shared.payloads import Envelope
+from shared.streams import DEFAULT_STREAM
 from shared.topics import DeviceTopics
 
 # Reconstruction errors are normalized-unit squared errors: a bound keeps sums and charts finite.
@@ -37,7 +38,11 @@ class AnomalyAlertPayload(Envelope):
 
     type: AlertType = Field(description="Lifecycle step.")
     alert_id: Token = Field(description="Alert id, unique per device: '<start ms>-<alerts since boot>'.")
-    stream: Label = Field(description="Source the windows came from, e.g. 'sensor_mqtt:plant/line1'.")
+    stream: Label = Field(
+        default=DEFAULT_STREAM,
+        description="Where the windows came from: the stream's name under `streams:`, else the source, e.g. "
+        "'sensor_mqtt:plant/line1'.",
+    )
     score: Score = Field(description="Score of the latest window (new: the one that fired; end: the one that cleared).")
     peak_score: Score = Field(description="Highest window score since the alert started.")
     threshold: Score = Field(description="Threshold the scores were compared with.")

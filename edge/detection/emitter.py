@@ -14,6 +14,7 @@ from edge.link.base import Link
 from edge.link.lanes import LaneBudget
 from edge.telemetry import EnvelopeFactory
 from shared.object_events import ObjectEventPayload, ObjectTopics, SnapshotPayload
+from shared.streams import DEFAULT_STREAM
 
 log = logging.getLogger(__name__)
 
@@ -29,8 +30,10 @@ class ObjectEventEmitter:
         store: SnapshotStore | None = None,
         events_enabled: bool = True,
         snapshot_budget: LaneBudget | None = None,
+        stream: str = DEFAULT_STREAM,
     ) -> None:
         self._link = link
+        self._stream = stream
         self._topics = topics
         self._envelopes = envelopes
         self._store = store
@@ -45,11 +48,13 @@ class ObjectEventEmitter:
         events: list[ObjectEventPayload] = []
         if self._events_enabled and frame.events:
             stamp = self._envelopes.stamp
-            events = [stamp(ObjectEventPayload, type=e.type, before=e.before, after=e.after) for e in frame.events]
+            events = [stamp(ObjectEventPayload, type=e.type, stream=self._stream, before=e.before, after=e.after)
+                      for e in frame.events]
             self._link.publish_json_many(self._topics.events, events)
         for snap in frame.snapshots:
             payload = self._envelopes.stamp(
-                SnapshotPayload, object_id=snap.object_id, label=snap.best.label, score=min(1.0, snap.best.score),
+                SnapshotPayload, object_id=snap.object_id, stream=self._stream, label=snap.best.label,
+                score=min(1.0, snap.best.score),
                 box=snap.best.box, crop=tuple(float(v) for v in snap.best.crop),
                 frame_time_ms=snap.best.frame_time_ms, width=snap.jpeg.width, height=snap.jpeg.height,
                 jpeg=base64.b64encode(snap.jpeg.data).decode("ascii"),

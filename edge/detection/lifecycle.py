@@ -68,9 +68,11 @@ def _clip01(v: float) -> float:
 class ObjectLifecycle:
     """Keeps one record per tracked object and decides its events; one instance per stream, not thread-safe."""
 
-    def __init__(self, cfg: DetectionConfig, model_version: int | None = None) -> None:
+    def __init__(self, cfg: DetectionConfig, model_version: int | None = None, id_prefix: str = "") -> None:
         self.cfg = cfg
         self.model_version = model_version
+        # Streams of one agent track apart: a prefix per stream keeps their object ids from colliding.
+        self.id_prefix = id_prefix
         self.filters = ObjectFilters(cfg)
         self.zones = ZoneTracker(cfg.zones)
         self._records: dict[int, _Record] = {}
@@ -110,8 +112,8 @@ class ObjectLifecycle:
     def _observe(self, obj: TrackedObject, frame: int, t_ms: int, has_snapshot: bool) -> ObjectEventDecision | None:
         rec = self._records.get(obj.track_id)
         if rec is None:
-            rec = _Record(obj.track_id, f"{t_ms}-{obj.track_id}", obj.label, obj.class_id, obj.score, obj.score,
-                          obj.box, t_ms, t_ms, t_ms, frame)
+            rec = _Record(obj.track_id, f"{self.id_prefix}{t_ms}-{obj.track_id}", obj.label, obj.class_id, obj.score,
+                          obj.score, obj.box, t_ms, t_ms, t_ms, frame)
             self._records[obj.track_id] = rec
         rec.label, rec.class_id, rec.score, rec.box = obj.label, obj.class_id, obj.score, obj.box
         rec.top_score = max(rec.top_score, obj.score)

@@ -40,11 +40,11 @@ class FrameObjects:
 class ObjectProcessor:
     """Tracks objects across frames and decides their events and snapshots; not thread-safe (frame thread only)."""
 
-    def __init__(self, cfg: DetectionConfig, model_version: int | None = None) -> None:
+    def __init__(self, cfg: DetectionConfig, model_version: int | None = None, id_prefix: str = "") -> None:
         self.cfg = cfg
         self.filters = ObjectFilters(cfg)
         self.tracker = ByteTracker(cfg.tracker)
-        self.lifecycle = ObjectLifecycle(cfg, model_version)
+        self.lifecycle = ObjectLifecycle(cfg, model_version, id_prefix)
         self.snapshots = SnapshotKeeper(cfg.snapshots)
 
     def process(

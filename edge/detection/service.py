@@ -10,6 +10,10 @@ on_frame(result.detections, result.index, result.captured_at, result.image) in f
 cfg.detection.snapshots.enabled); call new_model(version) when results start coming from another version, finish()
 at stop, reconfigure(new.detection) from a live-config applier; report metrics(), class_counts() and zone_counts()
 in telemetry.
+
+Streams: each stream (camera) is tracked apart, in its own lane created at its first frame (its own tracker, zones,
+object ids and events carrying its name); set_streams() gives streams their own settings (zones belong to a camera)
+and drop_stream() ends a removed stream's objects. The single `source:` is the stream 'default', as before.
 """
 
 from __future__ import annotations
@@ -17,7 +21,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -32,13 +37,23 @@ from edge.link.base import Link
 from edge.link.lanes import SNAPSHOT_LANE, LaneBudget
 from edge.telemetry import EnvelopeFactory
 from shared.object_events import ObjectEventPayload, ObjectTopics
+from shared.streams import DEFAULT_STREAM
 from shared.topics import DeviceTopics
 
 log = logging.getLogger(__name__)
 
 
+@dataclass
+class _Lane:
+    """One stream's tracking: the settings it runs under, its processor and its emitter."""
+
+    cfg: DetectionConfig
+    processor: ObjectProcessor
+    emitter: ObjectEventEmitter
+
+
 class DetectionService:
-    """Tracked objects of one camera published as object events and snapshots through the link's outbox."""
+    """Tracked objects of each camera published as object events and snapshots through the link's outbox."""
 
     def __init__(
         self,
@@ -48,6 +63,7 @@ class DetectionService:
         envelopes: EnvelopeFactory,
         model_version: int | None = None,
         *,
+        streams: Mapping[str, DetectionConfig] | None = None,
         wall: Callable[[], float] = time.time,
         perf: Callable[[], float] = time.perf_counter,
     ) -> None:
@@ -57,48 +73,83 @@ class DetectionService:
         self.quality = DetectionQualityWindow()
         self._model_version = model_version
         self._cfg = cfg
-        self._processor, self._emitter = self._build(cfg, model_version)
+        self._stream_cfgs: dict[str, DetectionConfig] = dict(streams or {})
+        self._store = self._open_store(cfg)
+        self._lanes: dict[str, _Lane] = {}
+        # A number per stream name, never reused while the agent runs: the id prefix of its objects.
+        self._numbers: dict[str, int] = {}
+        self._lane(DEFAULT_STREAM)
 
     @property
     def cfg(self) -> DetectionConfig:
-        """The settings in force."""
+        """The agent-wide settings in force."""
         return self._cfg
+
+    def stream_cfg(self, stream: str) -> DetectionConfig:
+        """The settings one stream runs under: its own where `streams:` gives some, else the agent-wide ones."""
+        return self._stream_cfgs.get(stream, self._cfg)
+
+    @property
+    def streams(self) -> list[str]:
+        """Streams with a lane now (their objects are followed)."""
+        with self._lock:
+            return list(self._lanes)
 
     def frame_time_ms(self, captured_at: float) -> int:
         """Unix ms of a frame whose capture time is on the perf_counter clock (as sources stamp frames)."""
         return max(0, int((self._wall() - (self._perf() - captured_at)) * 1000))
 
     def on_frame(
-        self, detections: Sequence[DetectionLike], frame: int, captured_at: float, image: np.ndarray | None = None
+        self, detections: Sequence[DetectionLike], frame: int, captured_at: float, image: np.ndarray | None = None,
+        stream: str = DEFAULT_STREAM,
     ) -> list[ObjectEventPayload]:
-        """Track one frame's detections and queue the events and snapshots it causes; returns the events."""
+        """Track one frame's detections on its stream and queue the events and snapshots it causes."""
         t_ms = self.frame_time_ms(captured_at)
         self.quality.add(detections)  # every box the model reported, before filters: the model's quality
         with self._lock:
-            return self._emitter.publish(self._processor.process(detections, frame, t_ms, image))
+            lane = self._lane(stream)
+            return lane.emitter.publish(lane.processor.process(detections, frame, t_ms, image))
 
     def finish(self) -> list[ObjectEventPayload]:
-        """End every followed object (the stream stopped)."""
+        """End every followed object of every stream (the streams stopped)."""
         with self._lock:
-            return self._emitter.publish(self._processor.finish(int(self._wall() * 1000)))
+            return self._restart(self._cfg, self._stream_cfgs, self._model_version)
+
+    def drop_stream(self, stream: str) -> list[ObjectEventPayload]:
+        """A removed stream: its followed objects end and its lane goes."""
+        with self._lock:
+            lane = self._lanes.pop(stream, None)
+            self._stream_cfgs.pop(stream, None)
+            if lane is None:
+                return []
+            return lane.emitter.publish(lane.processor.finish(int(self._wall() * 1000)))
+
+    def set_streams(self, streams: Mapping[str, DetectionConfig]) -> list[ObjectEventPayload]:
+        """Streams' own settings; a stream whose settings change ends its objects and restarts its tracking."""
+        with self._lock:
+            new = dict(streams)
+            ended: list[ObjectEventPayload] = []
+            for name in list(self._lanes):
+                if new.get(name, self._cfg) != self._lanes[name].cfg:
+                    ended += self._end_lane(name)
+            self._stream_cfgs = new
+            return ended
 
     def reconfigure(self, cfg: DetectionConfig) -> list[ObjectEventPayload]:
         """Take new settings: followed objects end under the old ones, tracking restarts under the new."""
         with self._lock:
             if cfg == self._cfg:
                 return []
-            ended = self._emitter.publish(self._processor.finish(int(self._wall() * 1000)))
+            ended = self._end_all()
             self._cfg = cfg
-            self._processor, self._emitter = self._build(cfg, self._model_version)
+            self._store = self._open_store(cfg)
+            self._lane(DEFAULT_STREAM)
             return ended
 
     def new_model(self, version: int | None) -> list[ObjectEventPayload]:
         """A different model serves: its boxes are not the old model's tracks, so objects end and tracking restarts."""
         with self._lock:
-            ended = self._emitter.publish(self._processor.finish(int(self._wall() * 1000)))
-            self._model_version = version
-            self._processor, self._emitter = self._build(self._cfg, version)
-            return ended
+            return self._restart(self._cfg, self._stream_cfgs, version)
 
     def metrics(self) -> dict[str, float]:
         """Close the quality window (telemetry thread)."""
@@ -109,20 +160,63 @@ class DetectionService:
         return self.quality.class_counts()
 
     def zone_counts(self) -> dict[str, int]:
-        """{zone: objects, zone/label: objects} now, every configured zone present (telemetry `zone_counts`)."""
+        """{zone: objects, zone/label: objects} now, every configured zone present, summed over the streams whose
+        zones share a name (telemetry `zone_counts`)."""
+        out: dict[str, int] = {}
         with self._lock:
-            totals, per_label = self._processor.zone_counts()
-        return {**totals, **per_label}
+            for lane in self._lanes.values():
+                totals, per_label = lane.processor.zone_counts()
+                for key, n in {**totals, **per_label}.items():
+                    out[key] = out.get(key, 0) + n
+        return out
 
-    def _build(self, cfg: DetectionConfig, version: int | None) -> tuple[ObjectProcessor, ObjectEventEmitter]:
+    def _restart(
+        self, cfg: DetectionConfig, streams: Mapping[str, DetectionConfig], version: int | None
+    ) -> list[ObjectEventPayload]:
+        """End every lane's objects, then start the default lane again under cfg and version (lock held)."""
+        ended = self._end_all()
+        self._cfg, self._stream_cfgs, self._model_version = cfg, dict(streams), version
+        self._lane(DEFAULT_STREAM)
+        return ended
+
+    def _end_all(self) -> list[ObjectEventPayload]:
+        ended: list[ObjectEventPayload] = []
+        for name in list(self._lanes):
+            ended += self._end_lane(name)
+        return ended
+
+    def _end_lane(self, name: str) -> list[ObjectEventPayload]:
+        lane = self._lanes.pop(name)
+        return lane.emitter.publish(lane.processor.finish(int(self._wall() * 1000)))
+
+    def _lane(self, stream: str) -> _Lane:
+        """The stream's lane, created at its first frame (lock held)."""
+        lane = self._lanes.get(stream)
+        if lane is not None:
+            return lane
+        if stream not in self._numbers:
+            self._numbers[stream] = len(self._numbers)
+        # The default stream's ids stay '<ms>-<track>'; other streams' get 's<n>.' before them (ids are Tokens of
+        # at most 64 characters: a stream name could not fit).
+        prefix = "" if stream == DEFAULT_STREAM else f"s{self._numbers[stream]}."
+        cfg = self.stream_cfg(stream)
         snaps = cfg.snapshots
-        store = None
-        if snaps.enabled:
-            try:
-                store = SnapshotStore(snaps.dir, int(snaps.disk_budget_mb * 1024 * 1024), snaps.max_files)
-            except SnapshotError as exc:
-                log.warning("snapshots are published but not kept on disk: %s", exc)
-        processor = ObjectProcessor(cfg, version)
         budget = LaneBudget(SNAPSHOT_LANE, snaps.outbox_max_count, int(snaps.outbox_max_mb * 1024 * 1024))
-        emitter = ObjectEventEmitter(self._link, self._topics, self._envelopes, store, cfg.events.enabled, budget)
-        return processor, emitter
+        store = self._store if snaps.enabled else None
+        emitter = ObjectEventEmitter(self._link, self._topics, self._envelopes, store, cfg.events.enabled, budget,
+                                     stream)
+        lane = _Lane(cfg, ObjectProcessor(cfg, self._model_version, prefix), emitter)
+        self._lanes[stream] = lane
+        return lane
+
+    @staticmethod
+    def _open_store(cfg: DetectionConfig) -> SnapshotStore | None:
+        """One snapshot directory for every stream (it evicts its oldest files within one budget)."""
+        snaps = cfg.snapshots
+        if not snaps.enabled:
+            return None
+        try:
+            return SnapshotStore(snaps.dir, int(snaps.disk_budget_mb * 1024 * 1024), snaps.max_files)
+        except SnapshotError as exc:
+            log.warning("snapshots are published but not kept on disk: %s", exc)
+            return None

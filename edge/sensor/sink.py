@@ -26,7 +26,7 @@ class AnomalySink:
         try:
             for result in results:
                 if result.anomaly is not None:
-                    self.service.on_window(result.anomaly, result.index)
+                    self.service.on_window(result.anomaly, result.index, result.stream)
         except EdgeferryError as exc:
             log.warning("anomaly alerts of windows %d-%d not published: %s", results[0].index, results[-1].index, exc)
 

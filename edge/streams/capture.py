@@ -59,12 +59,16 @@ class StreamCapture:
         """Start reading on the stream's own thread."""
         self._thread.start()
 
-    def stop(self) -> None:
-        """Stop reading and wait briefly; a read blocked in a driver is left to end with the process."""
+    def halt(self) -> None:
+        """Ask the thread to stop without waiting for it (a removed stream): it closes its source as it ends."""
         self._stop.set()
         self.source.interrupt()
         with self._doorbell:
             self._doorbell.notify_all()
+
+    def stop(self) -> None:
+        """Stop reading and wait briefly; a read blocked in a driver is left to end with the process."""
+        self.halt()
         if self._thread.ident is not None:
             self._thread.join(JOIN_TIMEOUT_S)
             if self._thread.is_alive():

@@ -1,8 +1,10 @@
-"""The streams an agent serves: `streams:` as configured, or the single `source:` as one stream named 'default'."""
+"""The streams an agent serves (`streams:` as configured, or the single `source:` as one stream named 'default'), and
+each stream's own detection settings."""
 
 from __future__ import annotations
 
 from edge.config import AgentConfig, StreamConfig
+from edge.detection.config import DetectionConfig
 from shared.streams import DEFAULT_STREAM
 
 
@@ -15,3 +17,22 @@ def streams_of(cfg: AgentConfig) -> list[StreamConfig]:
     every = source.policy == "all"
     return [StreamConfig(name=DEFAULT_STREAM, source=source, max_fps=source.max_fps, ring_size=source.queue_size,
                          policy="fifo" if every else "latest", stale_ms=None if every else 500.0)]
+
+
+def stream_detection(cfg: AgentConfig) -> dict[str, DetectionConfig]:
+    """Detection settings of the streams that have their own (zones or a whole `detection:`), by stream name.
+
+    Snapshots stay the agent-wide ones: one directory, one disk budget, and a stream entry (which set-config may
+    change) can never point the snapshot store elsewhere.
+    """
+    out: dict[str, DetectionConfig] = {}
+    for stream in cfg.streams:
+        if stream.detection is None and stream.zones is None:
+            continue
+        base = stream.detection or cfg.detection
+        tree = base.model_dump()
+        tree["snapshots"] = cfg.detection.snapshots.model_dump()
+        if stream.zones is not None:
+            tree["zones"] = {name: zone.model_dump() for name, zone in stream.zones.items()}
+        out[stream.name] = DetectionConfig.model_validate(tree)
+    return out

@@ -54,6 +54,12 @@ class BatchScheduler:
         self._clock = clock
         self._next = 0
 
+    def set_lanes(self, lanes: Sequence[Lane]) -> None:
+        """Serve these streams from the next gather on (the frame thread, holding the doorbell: streams changed)."""
+        self.lanes = list(lanes)
+        if self._next >= len(self.lanes):
+            self._next = 0
+
     @property
     def finished(self) -> bool:
         """Every stream ended and nothing waits."""

@@ -2,6 +2,10 @@
 
 Same face as edge.frame_loop.FrameLoop (run, stop, metrics, summary), so the agent supervises either; results are
 FrameResults carrying their stream's name, handed to the same result publisher.
+
+Streams come and go while it runs (SIGHUP, set-config): change_streams() from any thread queues the new set, and
+the frame thread takes it between two batches, so no frame of a stream that stays is dropped or held; a removed
+stream's capture stops, its waiting frames go, and on_removed(name) is called once none of its frames can follow.
 """
 
 from __future__ import annotations
@@ -60,6 +64,7 @@ class MultiStreamLoop:
         budget_ms: float | None = None,
         top_k: int = 3,
         bounds: Bounds = Bounds(),
+        on_removed: Callable[[str], None] | None = None,
     ) -> None:
         self._slot = slot
         self._stats = stats
@@ -74,24 +79,24 @@ class MultiStreamLoop:
         self._sized_generation = 0
         self._started_at = time.monotonic()
         self.doorbell = threading.Condition(threading.Lock())
-        self.captures: dict[str, StreamCapture] = {}
-        for cfg in streams:
-            ring = FrameRing(cfg.ring_size, cfg.policy, None if cfg.stale_ms is None else cfg.stale_ms / 1000.0)
-            self.captures[cfg.name] = StreamCapture(cfg, sources[cfg.name], ring, self.doorbell, StreamFigures(),
-                                                    prepare=AheadOfTimePreprocess(slot))
+        # Replaced whole (never changed in place) by the frame thread: other threads iterate the dict they read.
+        self.captures: dict[str, StreamCapture] = {cfg.name: self._capture(cfg, sources[cfg.name]) for cfg in streams}
+        self._on_removed = on_removed
+        self._pending: tuple[list[StreamConfig], dict[str, FrameSource]] | None = None
+        self._pending_lock = threading.Lock()
         self.scheduler = BatchScheduler(list(self.captures.values()), self.doorbell, max_batch, wait_s)
         self.runner = BatchRunner()
         self.summary: RunSummary | None = None
         self._started = False
         self._last_error_log = -ERROR_LOG_INTERVAL_S
-        self._warned_generation = 0
 
     def run(self) -> None:
         """Once a model is served, start every stream and infer their frames until stop, the end or a bound."""
         while self._slot.current is None and not self._stop.wait(0.05):
-            pass
+            self._take_change()
         if self._stop.is_set():
             return
+        self._take_change()
         if not self._started:
             self._started = True
             for capture in self.captures.values():
@@ -103,6 +108,62 @@ class MultiStreamLoop:
         """Stop every stream's capture (call after the frame thread ended)."""
         for capture in self.captures.values():
             capture.stop()
+
+    def change_streams(self, streams: Sequence[StreamConfig], sources: Mapping[str, FrameSource]) -> None:
+        """Serve these streams from now on (any thread): new names start, missing ones stop, a stream whose
+        settings changed restarts; `sources` holds a not-yet-opened source for each new or changed stream."""
+        names = [s.name for s in streams]
+        if not names:
+            raise AgentError("a multi-stream agent keeps at least one stream; restart it to serve `source:` alone")
+        missing = [s.name for s in streams if s.name not in sources and self._changed(s)]
+        if missing:
+            raise AgentError(f"no source for the new streams {', '.join(missing)}")
+        with self._pending_lock:
+            self._pending = (list(streams), dict(sources))
+
+    def changes(self, streams: Sequence[StreamConfig]) -> list[str]:
+        """Names of the streams that would start or restart under these settings (they need a new source)."""
+        return [s.name for s in streams if self._changed(s)]
+
+    def _changed(self, cfg: StreamConfig) -> bool:
+        capture = self.captures.get(cfg.name)
+        return capture is None or not _same_capture(capture.cfg, cfg)
+
+    def _take_change(self) -> None:
+        """Apply a queued change of streams (frame thread, between batches)."""
+        if self._pending is None:
+            return
+        with self._pending_lock:
+            pending, self._pending = self._pending, None
+        if pending is None:
+            return
+        streams, sources = pending
+        old, new = self.captures, {}
+        for cfg in streams:
+            keep = old.get(cfg.name)
+            same = keep is not None and _same_capture(keep.cfg, cfg)
+            new[cfg.name] = keep if keep is not None and same else self._capture(cfg, sources[cfg.name])
+        gone = [c for name, c in old.items() if new.get(name) is not c]
+        with self.doorbell:
+            self.captures = new
+            self.scheduler.set_lanes(list(new.values()))
+            for capture in gone:
+                capture.ring.clear()
+        for capture in gone:
+            capture.halt()
+            log.info("stream %s removed", capture.name)
+            if self._on_removed is not None:
+                self._on_removed(capture.name)
+        if self._started:
+            for name, capture in new.items():
+                if old.get(name) is not capture:
+                    capture.start()
+                    log.info("stream %s added", name)
+
+    def _capture(self, cfg: StreamConfig, source: FrameSource) -> StreamCapture:
+        ring = FrameRing(cfg.ring_size, cfg.policy, None if cfg.stale_ms is None else cfg.stale_ms / 1000.0)
+        return StreamCapture(cfg, source, ring, self.doorbell, StreamFigures(),
+                             prepare=AheadOfTimePreprocess(self._slot))
 
     def metrics(self) -> dict[str, float]:
         """drops, queue_depth and source_errors summed over the streams, like the single source reports them."""
@@ -133,6 +194,7 @@ class MultiStreamLoop:
         frames = waiting = errors = 0
         reason: EndReason = "stopped"
         while not self._stop.is_set():
+            self._take_change()
             if bounds.max_frames is not None and frames >= bounds.max_frames:
                 reason = "max_frames"
                 break
@@ -219,11 +281,6 @@ class MultiStreamLoop:
         t3 = perf()
         backlog = self.scheduler.waiting()
         decoder, top_k = serving.decoder, self._top_k
-        if decoder.task != "classification" and serving.generation != self._warned_generation:
-            self._warned_generation = serving.generation
-            if len(self.captures) > 1:
-                log.warning("model version %d is a %s model: its results of every stream are tracked and alerted as "
-                            "one stream for now (per-stream tracking is not built yet)", serving.version, decoder.task)
         done = 0
         last = len(ready) - 1
         for i, (item, output, prep) in enumerate(zip(ready, outputs, preps, strict=True)):
@@ -243,7 +300,9 @@ class MultiStreamLoop:
                 self._failed(item, serving, exc)
                 continue
             self._stats.record(waited, prep, t3 - t2, t5 - t4, t6 - t5, t6 - frame.captured_at, t6)
-            self.captures[item.lane.name].figures.processed(frame.captured_at, item.taken_at, t6)
+            capture = self.captures.get(item.lane.name)
+            if capture is not None:
+                capture.figures.processed(frame.captured_at, item.taken_at, t6)
             done += 1
         return done, failed
 
@@ -257,6 +316,12 @@ class MultiStreamLoop:
                     serving.version, type(exc).__name__, exc, exc_info=not isinstance(exc, AgentError))
 
 
+def _same_capture(a: StreamConfig, b: StreamConfig) -> bool:
+    """Whether two settings of a stream capture alike (its zones and detection settings are the tracker's)."""
+    tracking = {"zones", "detection"}
+    return a.model_dump(exclude=tracking) == b.model_dump(exclude=tracking)
+
+
 def multi_stream_loop(
     cfg: AgentConfig,
     sources: Mapping[str, FrameSource],
@@ -265,10 +330,11 @@ def multi_stream_loop(
     on_result: Callable[[FrameResult], None],
     stop: threading.Event,
     health: Health,
+    on_removed: Callable[[str], None] | None = None,
 ) -> MultiStreamLoop:
     """The loop for a config's `streams:`, with its batching, top_k and run bounds."""
     return MultiStreamLoop(
         cfg.streams, sources, slot, stats, on_result, stop, health, max_batch=cfg.batching.max_size,
         wait_s=cfg.batching.wait_ms / 1000.0, budget_ms=cfg.batching.budget_ms, top_k=cfg.events.top_k,
-        bounds=Bounds(cfg.run.max_frames, cfg.run.duration_s),
+        bounds=Bounds(cfg.run.max_frames, cfg.run.duration_s), on_removed=on_removed,
     )
