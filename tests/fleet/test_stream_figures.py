@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from fleet.db.store import FleetStore
+from fleet.device_removal import remove_device
 from fleet.ingest import Ingest
 from fleet.metrics_export import FleetMetricsExporter, StoreSnapshot
 from fleet.sim.streams import StreamsSim
@@ -66,3 +67,18 @@ def test_the_fleet_metrics_carry_a_stream_label(store: FleetStore) -> None:
     scrape = FleetMetricsExporter(StoreSnapshot(store)).render().decode()
     assert 'edgeferry_device_stream_processed_fps{device="cam-box",fleet="lab",stream="door"} 12.5' in scrape
     assert 'edgeferry_device_stream_frames_total{device="cam-box",fleet="lab",stream="door"} 40.0' in scrape
+
+
+class _Publisher:
+    """Accepts every clear (the broker side is tested in tests/fleet/test_tombstones.py and the CLI tests)."""
+
+    def publish(self, topic: str, payload: bytes, retain: bool = False) -> None:
+        pass
+
+
+def test_a_removed_device_leaves_no_streams_behind(store: FleetStore) -> None:
+    ingest = Ingest(store)
+    _send(ingest, "cam-box", telemetry_doc("cam-box", 1, streams={"door": {"frames": 3}}))
+    assert _streams(store, "cam-box")
+    remove_device(store, _Publisher(), "cam-box")  # type: ignore[arg-type]
+    assert _streams(store, "cam-box") == {}
