@@ -1,0 +1,127 @@
+"""Home Assistant discovery for a multi-stream agent: one sub-device per stream (`via_device` the agent) with a
+sensor per figure of shared.streams' table, read from telemetry's `streams` object.
+
+Topics stay under the agent's own node id (the broker ACL lets a device write only `<prefix>/+/<node id>/#`): the
+object id is `stream_<len>_<stream>_<figure>`, the stream name's length saying where it ends, so no two (stream,
+figure) pairs share one and none collides with the agent's other objects (metric names, `model`, `rollout`,
+`zone_*`). The sub-device's identifier and each unique id join node, stream and figure with '/', which neither ids
+nor stream names may hold: injective across fleets, devices and streams. Templates render '' while a report lacks
+the stream or the figure, so a stream that comes and goes never warns.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection, Sequence
+from typing import Any
+
+from edge.ha_discovery import HA_PREFIX, Config, HaDiscovery, availability, node_id
+from edge.link.base import Link
+from shared.metrics import Metric
+from shared.streams import STREAM_METRICS, check_stream_name
+from shared.topics import DeviceTopics
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9_]+", "_", text.lower()).strip("_")
+
+
+def object_id(stream: str, figure: str) -> str:
+    """The discovery object id of one stream's figure (under the agent's node id)."""
+    return f"stream_{len(stream)}_{stream}_{figure}"
+
+
+def stream_device_id(topics: DeviceTopics, stream: str) -> str:
+    """The HA device identifier of one stream: never an agent's or a fleet's node id (they hold no '/')."""
+    return f"{node_id(topics)}/{stream}"
+
+
+def stream_value_template(stream: str, figure: str) -> str:
+    """Reads streams[stream][figure], or '' when the report lacks either (a single-stream or an older report)."""
+    return (f"{{% set s = (value_json.get('streams') or {{}}).get('{stream}') or {{}} %}}"
+            f"{{{{ s['{figure}'] if '{figure}' in s else '' }}}}")
+
+
+def stream_device(topics: DeviceTopics, stream: str, agent_version: str) -> dict[str, Any]:
+    """The HA device block of one stream, hung under its agent."""
+    return {
+        "identifiers": [stream_device_id(topics, stream)],
+        "name": f"edgeferry {topics.device_id} {stream}",
+        "manufacturer": "edgeferry",
+        "model": "edgeferry stream",
+        "sw_version": agent_version,
+        "via_device": node_id(topics),
+    }
+
+
+def _sensor(topics: DeviceTopics, stream: str, m: Metric, device: dict[str, Any],
+            origin: dict[str, str]) -> dict[str, Any]:
+    cfg: dict[str, Any] = {
+        "name": m.label,
+        "unique_id": f"{stream_device_id(topics, stream)}/{m.name}",
+        "default_entity_id": f"sensor.{_slug(node_id(topics))}_{_slug(object_id(stream, m.name))}",
+        "state_topic": topics.telemetry,
+        "value_template": stream_value_template(stream, m.name),
+        **availability(topics),
+        "state_class": "total_increasing" if m.kind == "counter" else "measurement",
+        "device": device,
+        "origin": origin,
+    }
+    if m.unit:
+        cfg["unit_of_measurement"] = m.unit
+    if m.ha_device_class:
+        cfg["device_class"] = m.ha_device_class
+    return cfg
+
+
+def stream_configs(topics: DeviceTopics, agent_version: str, streams: Sequence[str],
+                   prefix: str = HA_PREFIX) -> list[Config]:
+    """(config topic, retained payload) per stream and figure of the table; none for a single-stream agent."""
+    node = node_id(topics)
+    origin = {"name": "edgeferry", "sw_version": agent_version}
+    out: list[Config] = []
+    for stream in sorted(set(streams)):
+        check_stream_name(stream)
+        device = stream_device(topics, stream, agent_version)
+        for m in STREAM_METRICS:
+            out.append((f"{prefix}/sensor/{node}/{object_id(stream, m.name)}/config",
+                        _sensor(topics, stream, m, device, origin)))
+    return out
+
+
+def withdrawn_stream_topics(topics: DeviceTopics, gone: Collection[str], prefix: str = HA_PREFIX) -> list[str]:
+    """Config topics of removed streams: an empty retained message on each removes their entities."""
+    node = node_id(topics)
+    return [f"{prefix}/sensor/{node}/{object_id(s, m.name)}/config" for s in sorted(gone) for m in STREAM_METRICS]
+
+
+class StreamAnnouncer:
+    """The streams Home Assistant is told of: their configs at each discovery publish, and on a live change of
+    `streams:` the new ones announced and the removed ones withdrawn (nothing while discovery is off)."""
+
+    def __init__(self, link: Link, topics: DeviceTopics, agent_version: str, prefix: str,
+                 names: Sequence[str]) -> None:
+        self._link = link
+        self._topics = topics
+        self._version = agent_version
+        self._prefix = prefix
+        self.names = list(names)
+        self._discovery: HaDiscovery | None = None
+
+    def configs(self) -> list[Config]:
+        """The current streams' configs (HaDiscovery's `extra`)."""
+        return stream_configs(self._topics, self._version, self.names, self._prefix)
+
+    def attach(self, discovery: HaDiscovery) -> None:
+        """Discovery is on: later changes are announced through it."""
+        self._discovery = discovery
+
+    def change(self, names: Sequence[str]) -> None:
+        """The agent now serves these streams: publish discovery again and withdraw the streams that left."""
+        gone = set(self.names) - set(names)
+        self.names = list(names)
+        if self._discovery is None:
+            return
+        self._discovery.publish()
+        for topic in withdrawn_stream_topics(self._topics, gone, self._prefix):
+            self._link.publish_text(topic, "", retain=True)
