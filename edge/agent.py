@@ -22,6 +22,7 @@ from edge.frame_loop import FrameLoop
 from edge.frame_stats import FrameStats
 from edge.ha_detection import detection_configs
 from edge.ha_discovery import HaDiscovery
+from edge.ha_streams import StreamAnnouncer
 from edge.hardware import detect_hardware
 from edge.hot_swap import ModelSlot, ServingModel
 from edge.link import Link, MqttLink, NullLink, Outbox
@@ -144,6 +145,9 @@ class Agent:
         else:
             self.frames = FrameLoop(self.live, self._source, self.slot, self.stats, self.results.submit, self._stop,
                                     self.health, sample=self.shadow.wants, on_sample=self.shadow.submit)
+        # Home Assistant's view of the streams (edge.ha_streams): announced with discovery, kept up with live changes.
+        self.ha_streams = StreamAnnouncer(self.link, self.topics, __version__, cfg.mqtt.ha_discovery_prefix,
+                                          [s.name for s in cfg.streams or []])
         self._reload_requested = threading.Event()
         self._model_lock = threading.Lock()
         self._frame_thread: threading.Thread | None = None
@@ -196,8 +200,11 @@ class Agent:
         if self.cfg.mqtt.ha_discovery:
             reported = {m.name for m in METRICS} - self.system.unreported()
             prefix = self.cfg.mqtt.ha_discovery_prefix
-            HaDiscovery(self.link, self.topics, __version__, prefix, reported,  # a detector's zones and object events:
-                        lambda: detection_configs(self.topics, __version__, self.detection.cfg, prefix)).start()
+            discovery = HaDiscovery(self.link, self.topics, __version__, prefix, reported,  # zones, object events
+                                    lambda: [*detection_configs(self.topics, __version__, self.detection.cfg, prefix),
+                                             *self.ha_streams.configs()])  # and a sub-device per stream
+            self.ha_streams.attach(discovery)
+            discovery.start()
         self.link.start()
         self.router.start()
         self.desired.start()
@@ -440,6 +447,7 @@ class Agent:
                 self._sources = {s.name: fresh.get(s.name) or self._sources[s.name] for s in new.streams}
                 self.detection.set_streams(per_stream)
                 frames.change_streams(new.streams, fresh)
+                self.ha_streams.change([s.name for s in new.streams])
 
             return commit
 
