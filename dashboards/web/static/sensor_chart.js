@@ -86,7 +86,11 @@
     if (!plot) build(); else plot.setData([xs, ...scores, limits]);
   }
 
+  // Only once device.js has shown the device: an unknown one (a 404 there) is never asked about again here.
+  function known() { return document.getElementById("title").textContent === "Device " + id; }
+
   async function poll() {
+    if (!known()) return;
     try {
       add(await EF.api(base + (lastTs ? "?since_ms=" + (lastTs + 1) : "")));
     } catch (err) {
@@ -96,4 +100,5 @@
 
   poll();
   timer = setInterval(poll, POLL_MS);
+  document.addEventListener("ef:device-removed", () => clearInterval(timer));
 })();

@@ -24,7 +24,9 @@ from dashboards.web.ports import (
     command_view,
 )
 
-STALE_AFTER_MS = 3000  # 3 telemetry intervals of 1 s
+# A device goes stale a minute after its last report: long enough that a loaded machine never greys a row mid-test
+# (tests that need stale rows freeze the clock instead).
+STALE_AFTER_MS = 60_000
 
 
 class FakeFleet:
