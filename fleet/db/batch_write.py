@@ -1,6 +1,6 @@
 """Many device rows' compare-and-sets in one statement that says which rows it wrote, and many samples in one
-INSERT: SQLite's UPDATE ... FROM (VALUES ...) RETURNING, PostgreSQL's UPDATE ... FROM unnest(arrays) RETURNING
-and INSERT ... SELECT FROM unnest(arrays) (a handful of parameters whatever the batch's size)."""
+write: SQLite's UPDATE ... FROM (VALUES ...) RETURNING and executemany, PostgreSQL's UPDATE ... FROM unnest(arrays)
+RETURNING (a handful of parameters whatever the batch's size) and COPY."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import JSON, Connection
 from sqlalchemy.dialects import postgresql
+from sqlalchemy.exc import DBAPIError
 
 from fleet.db.schema import devices, telemetry_history, telemetry_samples
 
@@ -74,22 +75,26 @@ def cas_update(conn: Connection, fleet: str, columns: tuple[str, ...], rows: Seq
 SAMPLE_COLUMNS = ("fleet", "device_id", "ts_ms", "received_ms", "boot_id", "seq", "figures", "class_counts")
 # A sample row as stored: the JSON columns already as text.
 SampleRow = tuple[str, str, int, int, str, int, str, str]
-_PG_SAMPLES = (
-    f"INSERT INTO {telemetry_samples.name} ({', '.join(SAMPLE_COLUMNS)}) "
-    "SELECT %s, v.d, v.t, v.r, v.b, v.s, CAST(v.f AS JSON), CAST(v.c AS JSON) "
-    "FROM unnest(%s::varchar[], %s::bigint[], %s::bigint[], %s::varchar[], %s::bigint[], %s::text[], %s::text[]) "
-    "AS v(d, t, r, b, s, f, c)"
-)
+_PG_COPY_SAMPLES = f"COPY {telemetry_samples.name} ({', '.join(SAMPLE_COLUMNS)}) FROM STDIN"
 _SQLITE_SAMPLES = (f"INSERT INTO {telemetry_samples.name} ({', '.join(SAMPLE_COLUMNS)}) "
                    f"VALUES ({', '.join('?' * len(SAMPLE_COLUMNS))})")
 
 
 def insert_samples(conn: Connection, fleet: str, rows: Sequence[SampleRow]) -> None:
-    """Append samples (one fleet's) in one statement on PostgreSQL, one executemany on SQLite, in row order."""
+    """Append samples (one fleet's) by COPY on PostgreSQL, one executemany on SQLite, in row order."""
     if not rows:
         return
     if conn.dialect.name == "postgresql":
-        conn.exec_driver_sql(_PG_SAMPLES, (fleet, *([list(col) for col in zip(*rows, strict=True)][1:])))
+        # COPY on the transaction's own connection: psycopg formats rows in C, where arrays were dumped per value.
+        dbapi = conn.connection.dbapi_connection
+        assert dbapi is not None
+        try:
+            with dbapi.cursor() as cur, cur.copy(_PG_COPY_SAMPLES) as copy:  # type: ignore[attr-defined]
+                for row in rows:
+                    copy.write_row(row)
+        except conn.dialect.dbapi.Error as exc:  # type: ignore[union-attr]
+            # As SQLAlchemy raises it, so the ingest applies the batch again device by device.
+            raise DBAPIError(_PG_COPY_SAMPLES, None, exc) from exc
         return
     conn.exec_driver_sql(_SQLITE_SAMPLES, list(rows))  # type: ignore[arg-type]
 

@@ -9,10 +9,13 @@ import re
 import sqlite3
 from typing import Any
 
-from sqlalchemy import event
+import pytest
+from sqlalchemy import event, func, select
 
+from fleet.db.batch_write import insert_samples
+from fleet.db.schema import telemetry_samples
 from fleet.db.store import FleetStore
-from fleet.ingest import Ingest, Message
+from fleet.ingest import WRITE_ERRORS, Ingest, Message
 from tests.fleet.conftest import Clock
 from tests.fleet.poison import state_doc, telemetry_doc
 
@@ -97,3 +100,13 @@ def test_a_device_removed_elsewhere_registers_anew_with_its_next_message(
 
     rec = store.device("cam-1")
     assert (rec.restarts, rec.first_seen_ms, rec.rev) == (0, clock(), 1)
+
+
+def test_samples_the_database_refuses_raise_what_ingest_falls_back_on(store: FleetStore, clock: Clock) -> None:
+    good = ("lab", "cam-1", clock(), clock(), "boot-a", 1, '{"fps": 1.0}', "{}")
+    with pytest.raises(WRITE_ERRORS), store.engine.begin() as conn:
+        insert_samples(conn, "lab", [good, (*good[:5], 2**64, *good[6:])])  # beyond BIGINT
+    with store.engine.begin() as conn:
+        insert_samples(conn, "lab", [good])
+    with store.engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(telemetry_samples)).scalar_one() == 1
