@@ -23,7 +23,9 @@ from bench.bench_edge import FRAME_HW, make_video, start_broker
 from shared.manifest import parse_latest
 from shared.object_store import LocalStore
 
-SETTLE_S = 20.0
+# Seconds recorded only after the model serves and this much time more, and the longest wait for it to serve.
+SETTLE_S = 5.0
+SERVE_TIMEOUT_S = 300.0
 # Leaf frames of a thread parked in a wait (py-spy samples some of them; they cost no CPU).
 IDLE_LEAVES = ("wait", "sleep", "select", "Queue.get", "Client._loop")
 
@@ -99,11 +101,21 @@ def main() -> None:
         config = tmp / "agent.yaml"
         config.write_text(json.dumps(agent_config(tmp, args, video, port)))
         env = dict(os.environ)
-        if args.pythonpath is not None:
-            env["PYTHONPATH"] = f"{args.pythonpath.resolve()}{os.pathsep}{env.get('PYTHONPATH', '')}"
-        agent = subprocess.Popen([sys.executable, "-m", "edgeferry.cli", "agent", "--config", str(config)],
-                                 env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        cwd = None
+        if args.pythonpath is not None:  # `python -m` puts the working directory first on sys.path
+            cwd = args.pythonpath.resolve()
+            env["PYTHONPATH"] = f"{cwd}{os.pathsep}{Path.cwd()}"
+        log = tmp / "agent.log"
+        with log.open("wb") as err:
+            agent = subprocess.Popen([sys.executable, "-m", "edgeferry.cli", "agent", "--config", str(config)],
+                                     env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=err)
         try:
+            # Record only once the model serves: install-time runtime measurement is not the frame path.
+            deadline = time.monotonic() + SERVE_TIMEOUT_S
+            while not any(w in log.read_text(errors="replace") for w in ("activated ", "serving ")):
+                if agent.poll() is not None or time.monotonic() > deadline:
+                    break
+                time.sleep(0.5)
             time.sleep(SETTLE_S)
             if agent.poll() is not None:
                 raise SystemExit(f"the agent exited {agent.returncode} before it could be recorded")
