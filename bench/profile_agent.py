@@ -26,8 +26,9 @@ from shared.object_store import LocalStore
 # Seconds recorded only after the model serves and this much time more, and the longest wait for it to serve.
 SETTLE_S = 5.0
 SERVE_TIMEOUT_S = 300.0
-# Leaf frames of a thread parked in a wait (py-spy samples some of them; they cost no CPU).
-IDLE_LEAVES = ("wait", "sleep", "select", "Queue.get", "Client._loop")
+# Leaf frames of a thread parked in a wait (py-spy samples some of them; they cost no CPU); _worker: an idle
+# thread pool worker blocked in its queue's get.
+IDLE_LEAVES = ("wait", "sleep", "select", "Queue.get", "Client._loop", "_worker")
 
 
 def agent_config(tmp: Path, args: argparse.Namespace, video: Path, port: int | None) -> dict[str, object]:
@@ -40,7 +41,8 @@ def agent_config(tmp: Path, args: argparse.Namespace, video: Path, port: int | N
                  "poll_interval_s": 3600, "benchmark_on_install": True, "pinned_version": version},
         "source": {"type": "video_file", "path": str(video), "loop": True, "policy": "latest", "queue_size": 2,
                    "max_fps": args.fps},
-        "backend": {"type": "auto", "threads": args.threads, "openvino": {"cache_dir": str(tmp / "ov-cache")}},
+        "backend": ({"type": "auto", "threads": args.threads, "openvino": {"cache_dir": str(tmp / "ov-cache")}}
+                    if args.runtime == "auto" else {"type": args.runtime, "threads": args.threads}),
         "events": {"mode": "every"},
         "mqtt": {"enabled": port is not None, "port": port or 1883, "telemetry_interval_s": 1.0,
                  "outbox_path": str(tmp / "outbox.sqlite"), "outbox_max_messages": 100_000},
@@ -86,6 +88,8 @@ def main() -> None:
     ap.add_argument("--trusted-key", dest="key", type=Path, default=Path(".keys/edgeferry.pub"))
     ap.add_argument("--fps", type=float, default=30.0)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--runtime", default="auto", choices=("auto", "onnxruntime", "openvino"),
+                    help="Force a runtime, so a before/after pair serves the same one (auto: chosen by measurement).")
     ap.add_argument("--duration", type=float, default=20.0, help="Seconds recorded.")
     ap.add_argument("--rate", type=int, default=250, help="py-spy samples per second.")
     ap.add_argument("--pythonpath", type=Path, help="Put this tree's packages first (a before/after comparison).")
