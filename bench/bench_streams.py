@@ -226,8 +226,10 @@ def side_by_side(args: argparse.Namespace, tmp: Path, video: Path, port: int) ->
         for n in CAMERAS:
             cfg = base_config(args, tmp, f"single-{n}", port)
             cfg["backend"]["threads"] = 1
-            cfg["source"] = {"type": "video_file", "path": str(video), "policy": "all", "queue_size": 8}
-            cfg["run"] = {"max_frames": args.frames}
+            # Looped and bounded in time, so all four produce together however staggered their starts are.
+            cfg["source"] = {"type": "video_file", "path": str(video), "policy": "all", "queue_size": 8,
+                             "loop": True}
+            cfg["run"] = {"duration_s": args.single_s}
             procs.append(agent_process(cfg, tmp / f"single-{n}.yaml"))
         for p in procs:
             p.wait(timeout=900)
@@ -242,6 +244,8 @@ def side_by_side(args: argparse.Namespace, tmp: Path, video: Path, port: int) ->
         raise SystemExit(f"events came from {len(arrivals)} of {len(CAMERAS)} single-stream agents")
     start = max(ts[0] for ts in arrivals.values())
     end = min(ts[-1] for ts in arrivals.values())
+    if end <= start:
+        raise SystemExit("the four single-stream agents never produced at the same time; raise --single-s")
     inside = sum(1 for ts in arrivals.values() for t in ts if start <= t <= end)
     return {"fps": inside / (end - start) if end > start else 0.0, "overlap_s": end - start,
             "events": float(sum(len(ts) for ts in arrivals.values()))}
@@ -280,12 +284,14 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2, help="Runtime threads of the 4-stream agent (singles: 1).")
     ap.add_argument("--frames", type=int, default=200, help="Frames per camera in the throughput runs.")
     ap.add_argument("--paced-s", type=float, default=10.0, help="Seconds of each paced (latency, RSS) run.")
+    ap.add_argument("--single-s", type=float, default=30.0,
+                    help="Seconds each single-stream agent runs (from its start, model install included).")
     ap.add_argument("--budget-ms", type=float, default=60.0, help="batching.budget_ms of the 4-stream agent.")
     ap.add_argument("--quick", action="store_true", help="Short runs: checks the bench works.")
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args()
     if args.quick:
-        args.frames, args.paced_s = min(args.frames, 40), min(args.paced_s, 5.0)
+        args.frames, args.paced_s, args.single_s = min(args.frames, 40), min(args.paced_s, 5.0), 15.0
     store = LocalStore(args.store)
     latest = f"models/{args.package}/latest.json"
     if not store.exists(latest):
