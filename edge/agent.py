@@ -445,7 +445,7 @@ class Agent:
             def commit() -> None:
                 self._add_sources(fresh)
                 self._sources = {s.name: fresh.get(s.name) or self._sources[s.name] for s in new.streams}
-                self.detection.set_streams(per_stream)
+                self.detection.set_streams(per_stream, [s.name for s in new.streams])
                 frames.change_streams(new.streams, fresh)
                 self.ha_streams.change([s.name for s in new.streams])
 

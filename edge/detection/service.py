@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -124,12 +124,20 @@ class DetectionService:
                 return []
             return lane.emitter.publish(lane.processor.finish(int(self._wall() * 1000)))
 
-    def set_streams(self, streams: Mapping[str, DetectionConfig]) -> list[ObjectEventPayload]:
-        """Streams' own settings; a stream whose settings change ends its objects and restarts its tracking."""
+    def set_streams(
+        self, streams: Mapping[str, DetectionConfig], names: Collection[str] | None = None
+    ) -> list[ObjectEventPayload]:
+        """Streams' own settings; a stream whose settings change ends its objects and restarts its tracking.
+
+        `names`: the streams that stay; any other is being removed and left to drop_stream(), which ends its
+        objects after its last frame (ending them here would see them again in its last frames).
+        """
         with self._lock:
             new = dict(streams)
             ended: list[ObjectEventPayload] = []
             for name in list(self._lanes):
+                if names is not None and name != DEFAULT_STREAM and name not in names:
+                    continue
                 if new.get(name, self._cfg) != self._lanes[name].cfg:
                     ended += self._end_lane(name)
             self._stream_cfgs = new

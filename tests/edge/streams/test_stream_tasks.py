@@ -76,6 +76,19 @@ def test_changing_one_cameras_zones_restarts_only_its_tracking() -> None:
     assert [(e.type, e.stream) for e in ended] == [("end", "gate")]
 
 
+def test_a_stream_being_removed_keeps_its_objects_until_it_is_dropped() -> None:
+    link = FakeLink()
+    base = DetectionConfig(tracker=TrackerConfig(min_hits=1))
+    svc = detection(link)
+    svc.set_streams({"gate": base.model_copy(update={"zones": {"drive": ZoneConfig(coordinates=LEFT)}})})
+    svc.on_frame([CAR], 0, 50.0, stream="gate")
+    # gate leaves the config: its last frames may still come, so its object ends only when it is dropped.
+    assert svc.set_streams({}, names=["yard"]) == []
+    svc.on_frame([CAR], 1, 50.0, stream="gate")
+    assert [(e.type, e.stream) for e in svc.drop_stream("gate")] == [("end", "gate")]
+    assert [e.type for e in object_events(link)] == ["new", "end"]
+
+
 def score(value: float) -> AnomalyScore:
     return AnomalyScore(value, THRESHOLD, value > THRESHOLD, (1, 0, 2), (value, value / 2, value / 4))
 
