@@ -25,10 +25,12 @@ from edge.detection.config import DetectionConfig
 from edge.frame_stats import FrameStats
 from edge.ha_detection import detection_configs
 from edge.ha_discovery import HA_PREFIX, discovery_configs, rollout_configs
+from edge.ha_streams import stream_configs
 from edge.system_stats import SystemStats
 from shared.metrics import METRICS
 from shared.object_events import ObjectEventPayload, ObjectState
 from shared.payloads import ModelInfo, StatePayload
+from shared.streams import STREAM_METRICS
 from shared.topics import STATUS_OFFLINE, STATUS_ONLINE, STATUS_STOPPED, DeviceTopics
 
 pytestmark = pytest.mark.slow
@@ -236,4 +238,20 @@ def test_home_assistant_takes_a_detectors_zone_sensors_object_event_entity_and_t
     assert sorted(t.split("/")[1] for t, _ in configs) == (
         ["binary_sensor"] * 3 + ["device_automation"] * 2 + ["event"] + ["sensor"] * 3)
     assert result["checked"] == 9
+    assert result["problems"] == [], "\n".join(result["problems"])
+
+
+def test_home_assistant_takes_a_multi_stream_agents_stream_sensors(tmp_path: Path) -> None:
+    configs = stream_configs(DeviceTopics("lab", "cam-1"), "0.1.0", ["door", "yard_2"])
+    node = "homeassistant/sensor/edgeferry_lab_cam-1/{}/config"
+    single = {"device_id": "cam-1", "boot_id": "b", "seq": 1, "ts": 1, "fps": 5.0, "streams": None}
+    multi = {**single, "streams": {"door": {"processed_fps": 14.5, "frames": 40}, "yard_2": {"connected": 0}}}
+    expect: dict[str, list[Any]] = {
+        node.format("stream_4_door_processed_fps"): ["", "14.5"],
+        node.format("stream_4_door_frames"): ["", "40"],
+        node.format("stream_4_door_e2e_ms_p99"): ["", ""],
+        node.format("stream_6_yard_2_connected"): ["", "0"],
+    }
+    result = run_probe(configs, [single, multi], tmp_path, expect)
+    assert result["checked"] == 2 * len(STREAM_METRICS)
     assert result["problems"] == [], "\n".join(result["problems"])
