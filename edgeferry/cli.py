@@ -359,13 +359,14 @@ def package(
     target_runtime: Annotated[list[str] | None, typer.Option(
         help="Runtime the devices use: every op must be on its list (repeatable; default onnxruntime, openvino).")
     ] = None,
+    fp16: Annotated[bool, typer.Option("--fp16/--no-fp16", help="Build FP16 (for GPUs), gated like INT8.")] = True,
     int8: Annotated[bool, typer.Option("--int8/--no-int8", help="Build INT8 from the calibration images.")] = True,
-    max_map_drop: Annotated[float, typer.Option(min=0, max=1, help="INT8 mAP@.5:.95 budget below FP32 (0-1).")
-                            ] = 0.015,
-    max_accuracy_drop: Annotated[float, typer.Option(min=0, max=1, help="INT8 accuracy budget below FP32 (0-1).")
-                                 ] = 0.01,
+    max_map_drop: Annotated[float, typer.Option(
+        min=0, max=1, help="FP16 and INT8 mAP@.5:.95 budget below FP32 (0-1).")] = 0.015,
+    max_accuracy_drop: Annotated[float, typer.Option(
+        min=0, max=1, help="FP16 and INT8 accuracy budget below FP32 (0-1).")] = 0.01,
 ) -> None:
-    """Package an external ONNX detector or classifier: check it, build golden samples (and INT8), sign, publish."""
+    """Package an external ONNX detector or classifier: check, build golden samples, FP16 (and INT8), sign, publish."""
     _check_extra("cloud", "package")
     _logging("WARNING")
     byo = _require("cloud.byo.package", "package")
@@ -373,7 +374,7 @@ def package(
     request = byo.PackageRequest(
         onnx=onnx, task=task, name=name, store=store, signing_key=_signing_key(signing_key), labels=labels,
         format=format_, preprocess=list(preprocess or []), calibration_dir=calibration_dir, eval_data=eval_data,
-        target_runtimes=list(target_runtime or ["onnxruntime", "openvino"]), int8=int8,
+        target_runtimes=list(target_runtime or ["onnxruntime", "openvino"]), fp16=fp16, int8=int8,
         budget=variants.Budget(map_drop=max_map_drop, accuracy_drop=max_accuracy_drop),
     )
     done = byo.package_model(request)

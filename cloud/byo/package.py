@@ -2,8 +2,8 @@
 
 Order: signing key and store first (fail before work), then every check of the file (size, parse, external data,
 onnx.checker, shape inference, ops per target runtime, metadata, labels against outputs, preprocessing), then the
-package's own inputs, FP32 run, golden samples, optional INT8 and its gate, and publish last (files, signature,
-manifest, latest.json), exactly as the trainer publishes.
+package's own inputs, FP32 run, golden samples, FP16 and optional INT8 with their gates, and publish last (files,
+signature, manifest, latest.json), exactly as the trainer publishes.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from cloud.byo.model_metadata import ModelMetadata, read_metadata, resolve_label
 from cloud.byo.onnx_file import Limits, read_checked
 from cloud.byo.op_support import check_ops
 from cloud.byo.recipe import build_recipe, parse_overrides
-from cloud.byo.variants import Budget, VariantBuild, add_fp32, add_int8, model_file_facts
+from cloud.byo.variants import Budget, VariantBuild, add_fp16, add_fp32, add_int8, model_file_facts
 from cloud.errors import GateError, ModelRefused, PublishError
 from cloud.golden import golden_indices, write_detection_golden, write_golden
 from cloud.pipeline import frameworks
@@ -64,6 +64,7 @@ class PackageRequest:
     calibration_dir: Path | None = None
     eval_data: Path | None = None
     target_runtimes: list[str] = field(default_factory=lambda: [ONNXRUNTIME, OPENVINO])
+    fp16: bool = True
     int8: bool = True
     budget: Budget = field(default_factory=Budget)
     golden_samples: int = 8
@@ -185,6 +186,8 @@ def package_model(req: PackageRequest) -> Packaged:
                              {k: v[golden_idx] for k, v in pool_outputs.items()}, req.latency_runs)
         fp32_eval = run_model(req.onnx, eval_set.inputs) if req.eval_data is not None else pool_outputs
         fp32_path, fp32_quality = add_fp32(build, req.onnx, out_dir, fp32_eval)
+        if req.fp16:
+            add_fp16(build, fp32_path, fp32_quality, fp32_eval, req.budget)
         if calib is not None and req.int8:
             batch = checked.io.input_dims[0]
             add_int8(build, fp32_path, fp32_quality, fp32_eval, calib.arrays, req.budget, checked.io.input_name,

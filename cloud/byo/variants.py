@@ -1,8 +1,11 @@
-"""Variants of an external model, built and judged like the trainer's: FP32 as given, INT8 from calibration images.
+"""Variants of an external model, built and judged like the trainer's: FP32 as given, FP16 by the trainer's converter
+(cloud.detection.fp16: FP16 weights and math, float32 input and outputs), INT8 from calibration images.
 
-INT8 is kept only when its task figure (accuracy, or mAP@.5:.95) is within the drop budget of FP32's on the eval
-set and it reproduces FP32 on the golden samples as closely as a device's smoke test will demand; otherwise it is
-recorded as rejected with the figures, as the trainer records it.
+FP16 and INT8 are kept only when their task figure (accuracy, or mAP@.5:.95) is within the drop budget of FP32's on
+the eval set and they reproduce FP32 on the golden samples as closely as a device's smoke test will demand;
+otherwise they are recorded as rejected with the figures, as the trainer records them. FP16 is recorded for GPUs
+(target cuda), as the trainer records it: CPU ONNX Runtime runs its nodes in float32, so its figures here are those
+of the FP16-rounded weights.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import onnx
 from cloud.byo.evaluate import EvalSet, Outputs, Quality, quality, run_model
 from cloud.cpu_features import CpuInfo, detect_cpu
 from cloud.detection.float_tail import tail_nodes
+from cloud.detection.fp16 import convert_detector_fp16
 from cloud.errors import ExportError, ModelRefused
 from cloud.latency import ort_latency
 from cloud.ort_session import open_session
@@ -28,14 +32,14 @@ from shared.tasks import HeadContext, TaskHead, detection_agreement
 
 log = logging.getLogger(__name__)
 
-FILES = {"fp32": "model.fp32.onnx", "int8": "model.int8.onnx"}
+FILES = {"fp32": "model.fp32.onnx", "fp16": "model.fp16.onnx", "int8": "model.int8.onnx"}
 # A device's smoke test wants this much agreement of a reduced precision with FP32 on the golden samples.
 GOLDEN_MIN_AGREEMENT = 0.9
 
 
 @dataclass(frozen=True)
 class Budget:
-    """How far INT8 may fall below FP32: mAP@.5:.95 points (detection) or accuracy (classification), 0-1."""
+    """How far FP16 or INT8 may fall below FP32: mAP@.5:.95 points (detection) or accuracy (classification), 0-1."""
 
     map_drop: float = 0.015
     accuracy_drop: float = 0.01
@@ -69,12 +73,13 @@ class VariantBuild:
         return float(np.mean([a.index == b.index for a, b in zip(ours, theirs, strict=True)]))  # type: ignore[attr-defined]
 
     def accept(self, precision: str, path: Path, q: Quality, agreement: float,
-               quant: Quantization | None = None) -> None:
-        """Time the file at batch 1 and record it as the trainer records a variant."""
+               quant: Quantization | None = None, target: Target | None = None) -> None:
+        """Time the file at batch 1 and record it as the trainer records a variant (on this CPU unless told)."""
         lat = ort_latency(open_session(path, 1), self.golden_inputs[:1], self.latency_runs, 1)
         self.variants.append(Variant(
             file=path.name, precision=precision, sha256=sha256_file(path),  # type: ignore[arg-type]
-            bytes=path.stat().st_size, target=Target(device="cpu", cpu_features=self.cpu.recorded_features()),
+            bytes=path.stat().st_size,
+            target=target or Target(device="cpu", cpu_features=self.cpu.recorded_features()),
             metrics=VariantMetrics(accuracy=q.accuracy, map50=q.map50, map50_95=q.map50_95, agreement=agreement,
                                    latency_ms_p50=lat.p50_ms, latency_ms_p99=lat.p99_ms),
             quantization=quant,
@@ -113,6 +118,61 @@ def add_fp32(build: VariantBuild, source: Path, out_dir: Path, fp32_eval: Output
     return path, q
 
 
+@dataclass(frozen=True)
+class Verdict:
+    """A reduced precision against FP32: its figures on the eval set, the drop, and golden-sample agreement."""
+
+    quality: Quality
+    drop: float
+    limit: float
+    golden: float
+
+    @property
+    def passed(self) -> bool:
+        """Within the drop budget and as close to FP32 on the golden samples as a device's smoke test demands."""
+        return self.drop <= self.limit + 1e-9 and self.golden >= GOLDEN_MIN_AGREEMENT - 1e-9
+
+    def reason(self, fp32_quality: Quality) -> str:
+        """The figures behind the verdict, in one line."""
+        return (f"{_figures(self.quality)} is {self.drop * 100:.2f} points below fp32's {fp32_quality.value:.4f} "
+                f"(budget {self.limit * 100:.2f}); agreement with fp32 on the golden samples {self.golden:.3f} "
+                f"(devices need {GOLDEN_MIN_AGREEMENT})")
+
+
+def judge(build: VariantBuild, path: Path, fp32_quality: Quality, limit: float) -> Verdict:
+    """Score a reduced-precision file on the eval set and the golden samples; ModelRefused if it cannot run."""
+    q = quality(build.head, build.context, run_model(path, build.eval_set.inputs), build.eval_set)
+    golden = build.agreement(run_model(path, build.golden_inputs), build.golden_reference)
+    return Verdict(q, fp32_quality.value - q.value, limit, golden)
+
+
+def add_fp16(build: VariantBuild, fp32_path: Path, fp32_quality: Quality, fp32_eval: Outputs,
+             budget: Budget) -> None:
+    """The trainer's FP16 conversion of the user's file, gated like INT8 and recorded for GPUs as the trainer does."""
+    path = fp32_path.with_name(FILES["fp16"])
+    if build.eval_set.objectless:
+        build.reject("fp16", f"cannot be judged: the FP32 model finds no objects in {build.eval_set.name}; give "
+                     "--eval-data, or calibration images with objects in them", None)
+        return
+    try:
+        convert_detector_fp16(fp32_path, path)
+    except ExportError as exc:
+        build.reject("fp16", f"build failed: {exc}", path)
+        return
+    try:
+        verdict = judge(build, path, fp32_quality, budget.for_task(build.head.task))
+    except ModelRefused as exc:
+        build.reject("fp16", f"cannot be run: {exc}", path)
+        return
+    if not verdict.passed:
+        build.reject("fp16", f"over budget: {verdict.reason(fp32_quality)}", path)
+        return
+    agreement = build.agreement(run_model(path, build.eval_set.inputs), fp32_eval)
+    build.accept("fp16", path, verdict.quality, agreement, target=Target(device="cuda"))
+    build.lines.append("fp16: judged and timed on CPU ONNX Runtime, which runs FP16 nodes in float32 (weights "
+                       "rounded to FP16); recorded for GPUs, as the trainer records it")
+
+
 def add_int8(build: VariantBuild, fp32_path: Path, fp32_quality: Quality, fp32_eval: Outputs, calib: np.ndarray,
              budget: Budget, input_name: str, samples: int, fixed_batch: int | None) -> None:
     """Quantize (QDQ, per channel, as the trainer does), then gate; a detector keeps its decode tail in float and
@@ -148,19 +208,15 @@ def add_int8(build: VariantBuild, fp32_path: Path, fp32_quality: Quality, fp32_e
                 return
             break  # nothing left to quantize with more layers in float: the first attempt's verdict stands
         try:
-            q = quality(build.head, build.context, run_model(path, build.eval_set.inputs), build.eval_set)
-            golden = build.agreement(run_model(path, build.golden_inputs), build.golden_reference)
+            verdict = judge(build, path, fp32_quality, limit)
         except ModelRefused as exc:
             build.reject("int8", f"cannot be run: {exc}", path)
             return
-        drop = fp32_quality.value - q.value
-        if drop <= limit + 1e-9 and golden >= GOLDEN_MIN_AGREEMENT - 1e-9:
+        if verdict.passed:
             agreement = build.agreement(run_model(path, build.eval_set.inputs), fp32_eval)
-            build.accept("int8", path, q, agreement, quant)
+            build.accept("int8", path, verdict.quality, agreement, quant)
             return
-        reason = (f"{_figures(q)} is {drop * 100:.2f} points below fp32's {fp32_quality.value:.4f} (budget "
-                  f"{limit * 100:.2f}); agreement with fp32 on the golden samples {golden:.3f} (devices need "
-                  f"{GOLDEN_MIN_AGREEMENT})")
+        reason = verdict.reason(fp32_quality)
         log.info("int8 attempt %d over budget: %s", attempt + 1, reason)
     build.reject("int8", f"over budget: {reason}", path)
 

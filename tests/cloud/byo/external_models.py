@@ -69,6 +69,17 @@ class ColourNet(nn.Module):
         return self.fc(x.mean(dim=(2, 3)))
 
 
+class FragileColourNet(ColourNet):
+    """ColourNet whose blue bias leads by 1.01 near 2048, where FP16's spacing is 2: rounded to FP16 it leads by 2,
+    more than a red or green image's own channel makes up (0.4 x about 4), so FP16 answers blue for every colour."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        with torch.no_grad():
+            self.fc.weight.copy_(torch.eye(3) * 0.4)
+            self.fc.bias.copy_(torch.tensor([2048.0, 2048.0, 2049.01]))
+
+
 def _export(model: nn.Module, example: torch.Tensor, path: Path, input_name: str, output_name: str,
             dynamic: bool) -> onnx.ModelProto:
     with warnings.catch_warnings():
@@ -105,6 +116,12 @@ def yolo_onnx(path: Path, names: Sequence[str] = LABELS, metadata: dict[str, str
 def classifier_onnx(path: Path) -> Path:
     """The colour classifier as a torchvision-style export: input 'input' [batch, 3, 32, 32], 'logits'."""
     _export(ColourNet(), torch.zeros(2, 3, 32, 32), path, "input", "logits", dynamic=True)
+    return path
+
+
+def fp16_fragile_classifier_onnx(path: Path) -> Path:
+    """A classifier FP32 gets right and FP16 does not (FragileColourNet), exported like classifier_onnx."""
+    _export(FragileColourNet(), torch.zeros(2, 3, 32, 32), path, "input", "logits", dynamic=True)
     return path
 
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 
 from cloud.byo.package import PackageRequest, package_model
@@ -23,6 +25,7 @@ from tests.cloud.byo.external_models import (
     IMGSZ,
     SIZE,
     classifier_onnx,
+    fp16_fragile_classifier_onnx,
     write_colour_folders,
     write_square_images,
     yolo_onnx,
@@ -76,13 +79,24 @@ def test_a_yolo_export_is_packaged_from_its_own_metadata_with_int8_gated_on_coco
         (IMGSZ, IMGSZ), "letterbox", "rgb", 114, [0.0] * 3, [1.0] * 3)
     assert m.inputs[0].name == "images" and m.inputs[0].shape == [1, 3, IMGSZ, IMGSZ]
     # FP32 is the user's file byte for byte; an exact detector scores full mAP on the labelled eval set.
-    fp32, int8 = m.variants
-    assert (fp32.precision, int8.precision) == ("fp32", "int8")
+    fp32, fp16, int8 = m.variants
+    assert (fp32.precision, fp16.precision, int8.precision) == ("fp32", "fp16", "int8")
     assert fp32.sha256 == sha256_file(model)
     assert fp32.metrics.map50 == pytest.approx(1.0) and fp32.metrics.map50_95 == pytest.approx(1.0)
     assert int8.quantization is not None and int8.quantization.calibration_samples == 24
     assert fp32.metrics.map50_95 is not None and int8.metrics.map50_95 is not None
     assert fp32.metrics.map50_95 - int8.metrics.map50_95 <= 0.015
+    # FP16 as the trainer records it: for GPUs, float32 I/O, within budget on the eval data, figures in train.
+    assert fp16.target.device == "cuda" and fp16.file == "model.fp16.onnx"
+    assert fp16.metrics.map50_95 is not None and fp32.metrics.map50_95 - fp16.metrics.map50_95 <= 0.015
+    assert fp16.metrics.agreement is not None and fp16.metrics.agreement >= 0.9
+    assert m.train.metrics["fp16_map50_95"] == fp16.metrics.map50_95
+    fp16_file = tmp_path / "model.fp16.onnx"
+    fp16_file.write_bytes(store.get("models/squares/1/model.fp16.onnx"))
+    assert fp16.sha256 == sha256_file(fp16_file)
+    graph = onnx.load(str(fp16_file)).graph
+    assert [i.type.tensor_type.elem_type for i in [*graph.input, *graph.output]] == [onnx.TensorProto.FLOAT] * 2
+    assert any(t.data_type == onnx.TensorProto.FLOAT16 for t in graph.initializer), "weights are FP16"
     assert m.train.dataset.name.startswith(str(tmp_path / "val")) and m.train.dataset.num_test == 12
     assert m.train.config["onnx_sha256"] == sha256_file(model)
     assert m.frameworks["onnx_producer"].startswith("pytorch")
@@ -94,7 +108,7 @@ def test_a_yolo_export_is_packaged_from_its_own_metadata_with_int8_gated_on_coco
     assert boxes and all((x2 - x1, y2 - y1) == (SIZE, SIZE) for x1, y1, x2, y2 in boxes)
 
 
-def test_int8_over_its_budget_is_recorded_as_rejected_and_fp32_still_published(
+def test_fp16_and_int8_over_their_budget_are_recorded_as_rejected_with_figures_and_fp32_still_published(
     tmp_path: Path, pair: KeyPairPaths
 ) -> None:
     store = LocalStore(tmp_path / "store")
@@ -105,9 +119,40 @@ def test_int8_over_its_budget_is_recorded_as_rejected_and_fp32_still_published(
         budget=Budget(map_drop=-1.0),  # no variant can be 100 points better than FP32
     ))
     assert [v.precision for v in done.manifest.variants] == ["fp32"]
-    assert [r.precision for r in done.manifest.rejected] == ["int8"]
-    assert "over budget" in done.manifest.rejected[0].reason
-    assert not store.exists("models/squares/1/model.int8.onnx")
+    assert [r.precision for r in done.manifest.rejected] == ["fp16", "int8"]
+    for rejected in done.manifest.rejected:
+        assert "over budget" in rejected.reason and "mAP@.5:.95" in rejected.reason
+        assert "budget -100.00" in rejected.reason
+        assert not store.exists(f"models/squares/1/model.{rejected.precision}.onnx")
+    assert any(line.startswith("fp16: REJECTED") for line in done.lines)
+
+
+def test_a_classifier_whose_fp16_changes_its_answers_has_fp16_rejected_by_the_golden_agreement(
+    tmp_path: Path, pair: KeyPairPaths
+) -> None:
+    (tmp_path / "labels.txt").write_text("red\ngreen\nblue\n")
+    store = LocalStore(tmp_path / "store")
+    done = package_model(PackageRequest(
+        onnx=fp16_fragile_classifier_onnx(tmp_path / "fragile.onnx"), task="classification", name="colours",
+        store=str(store.root), signing_key=pair.private, labels=tmp_path / "labels.txt",
+        calibration_dir=write_colour_folders(tmp_path / "calib", 4), int8=False,
+        budget=Budget(accuracy_drop=1.0),  # accuracy may fall to nothing: only the golden agreement can refuse it
+    ))
+    assert [v.precision for v in done.manifest.variants] == ["fp32"]
+    (rejected,) = done.manifest.rejected
+    found = re.search(r"agreement with fp32 on the golden samples (\d\.\d+)", rejected.reason)
+    assert rejected.precision == "fp16" and found is not None and float(found.group(1)) < 0.9, rejected.reason
+    assert not store.exists("models/colours/1/model.fp16.onnx")
+
+
+def test_fp16_is_not_built_with_no_fp16(tmp_path: Path, pair: KeyPairPaths) -> None:
+    (tmp_path / "labels.txt").write_text("red\ngreen\nblue\n")
+    proc = run("package", "--onnx", str(classifier_onnx(tmp_path / "c.onnx")), "--task", "classification",
+               "--labels", str(tmp_path / "labels.txt"), "--name", "colours", "--store", str(tmp_path / "store"),
+               "--signing-key", str(pair.private), "--no-fp16")
+    assert proc.returncode == 0, proc.stderr
+    m = verify_published(LocalStore(tmp_path / "store"), "colours", None, [load_public_key(pair.public)])
+    assert [v.precision for v in m.variants] == ["fp32"] and m.rejected == []
 
 
 def test_an_external_classifier_gets_imagenet_normalisation_and_its_figures_from_class_folders(
@@ -126,9 +171,11 @@ def test_an_external_classifier_gets_imagenet_normalisation_and_its_figures_from
     assert (m.preprocess.resize, m.preprocess.resize_mode, m.preprocess.mean, m.preprocess.std) == (
         (32, 32), "stretch", IMAGENET_MEAN, IMAGENET_STD)
     assert m.inputs[0].shape == ["batch", 3, 32, 32]
-    assert [v.precision for v in m.variants] == ["fp32", "int8"]
+    assert [v.precision for v in m.variants] == ["fp32", "fp16", "int8"]
     assert all(v.metrics.accuracy == 1.0 for v in m.variants)
+    assert m.variants[1].target.device == "cuda" and m.variants[1].metrics.agreement == 1.0
     assert m.train.dataset.num_test == 9 and done.manifest.train.metrics["int8_accuracy"] == 1.0
+    assert done.manifest.train.metrics["fp16_accuracy"] == 1.0
     cache = tmp_path / "golden.npz"
     cache.write_bytes(store.get("models/colours/1/golden.npz"))
     golden = read_golden(cache, count=m.golden.count, classes=3)
@@ -144,7 +191,8 @@ def test_without_calibration_images_golden_samples_are_seeded_synthetic_scenes_a
             "signing_key": pair.private, "labels": tmp_path / "labels.txt"}
     first = package_model(PackageRequest(name="colours", **args)).manifest  # type: ignore[arg-type]
     again = package_model(PackageRequest(name="colours", **args)).manifest  # type: ignore[arg-type]
-    assert [v.precision for v in first.variants] == ["fp32"] and first.rejected == []
+    # FP16 needs no calibration: judged against FP32's own answers on the synthetic scenes.
+    assert [v.precision for v in first.variants] == ["fp32", "fp16"] and first.rejected == []
     assert "synthetic scenes" in first.train.dataset.name and "FP32 model's own results" in first.train.dataset.name
     assert (first.version, again.version) == (1, 2)
     assert first.golden.sha256 == again.golden.sha256, "the same seeded inputs give the same golden samples"
@@ -160,7 +208,8 @@ def test_the_cli_publishes_to_s3_like_the_trainer(
                "--labels", str(tmp_path / "labels.txt"), "--name", "colours", "--store", uri,
                "--signing-key", str(pair.private), env={"AWS_ENDPOINT_URL": s3.url})
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip().splitlines()[-1].startswith("published colours v1 to s3://")
+    last = proc.stdout.strip().splitlines()[-1]
+    assert last.startswith("published colours v1 to s3://") and last.endswith("variants: fp32, fp16)")
     m = verify_published(open_store(StoreConfig(uri=uri)), "colours", None, [load_public_key(pair.public)])
     assert m.head.format == "logits" and np.isclose(m.variants[0].metrics.accuracy or 0.0, 1.0)
 
