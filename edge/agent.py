@@ -20,7 +20,7 @@ from edge.errors import AgentError
 from edge.events import EventEmitter
 from edge.frame_loop import FrameLoop
 from edge.frame_stats import FrameStats
-from edge.ha_detection import detection_configs
+from edge.ha_detection import DetectionAnnouncer
 from edge.ha_discovery import HaDiscovery
 from edge.ha_streams import StreamAnnouncer
 from edge.hardware import detect_hardware
@@ -148,6 +148,9 @@ class Agent:
         # Home Assistant's view of the streams (edge.ha_streams): announced with discovery, kept up with live changes.
         self.ha_streams = StreamAnnouncer(self.link, self.topics, __version__, cfg.mqtt.ha_discovery_prefix,
                                           [s.name for s in cfg.streams or []])
+        # And of the detector's zones and labels (edge.ha_detection): removed ones withdrawn on a live change.
+        self.ha_detection = DetectionAnnouncer(self.link, self.topics, __version__, cfg.mqtt.ha_discovery_prefix,
+                                               lambda: self.detection.cfg)
         self._reload_requested = threading.Event()
         self._model_lock = threading.Lock()
         self._frame_thread: threading.Thread | None = None
@@ -201,9 +204,10 @@ class Agent:
             reported = {m.name for m in METRICS} - self.system.unreported()
             prefix = self.cfg.mqtt.ha_discovery_prefix
             discovery = HaDiscovery(self.link, self.topics, __version__, prefix, reported,  # zones, object events
-                                    lambda: [*detection_configs(self.topics, __version__, self.detection.cfg, prefix),
+                                    lambda: [*self.ha_detection.configs(),
                                              *self.ha_streams.configs()])  # and a sub-device per stream
             self.ha_streams.attach(discovery)
+            self.ha_detection.attach(discovery)
             discovery.start()
         self.link.start()
         self.router.start()
@@ -428,6 +432,7 @@ class Agent:
                 # Followed objects end under the old settings; tracking restarts under the new.
                 self.detection.reconfigure(cfg)
                 self.detection.set_streams(per_stream)
+                self.ha_detection.change()
 
             return commit
 

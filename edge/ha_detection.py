@@ -7,18 +7,22 @@ appearing and ending, for automations.
 
 Zones come from the agent's `detection.zones`; the labels counted per zone are the zone's own `objects`, else the
 detection's `objects` (without either, only the zone's total is announced: labels are the model's, unknown here).
-Templates render '' when a report lacks a count, so a zone that is not reported never warns.
+Templates render '' when a report lacks a count, so a zone that is not reported never warns. A live change of the
+zones or labels (signed set-config, SIGHUP) announces the new entities and withdraws the removed ones with an empty
+retained config, as Home Assistant expects (DetectionAnnouncer).
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from edge.detection.config import DetectionConfig
-from edge.ha_discovery import HA_PREFIX, Config, availability, device_info, node_id
+from edge.ha_discovery import HA_PREFIX, Config, HaDiscovery, availability, device_info, node_id
+from edge.link.base import Link
 from shared.object_events import ObjectTopics
 from shared.topics import DeviceTopics
 
@@ -119,3 +123,38 @@ def detection_configs(topics: DeviceTopics, agent_version: str, cfg: DetectionCo
     if not cfg.zones and not cfg.objects:
         return []
     return zone_configs(topics, agent_version, zone_labels(cfg), prefix) + event_configs(topics, agent_version, prefix)
+
+
+class DetectionAnnouncer:
+    """The detector's entities Home Assistant is told of: the configs in force at each discovery publish, with those
+    announced before but no longer configured (a zone or label removed live) withdrawn by an empty retained config."""
+
+    def __init__(self, link: Link, topics: DeviceTopics, agent_version: str, prefix: str,
+                 current: Callable[[], DetectionConfig]) -> None:
+        self._link = link
+        self._topics = topics
+        self._version = agent_version
+        self._prefix = prefix
+        self._current = current
+        self._announced: set[str] = set()
+        self._lock = threading.Lock()
+        self._discovery: HaDiscovery | None = None
+
+    def configs(self) -> list[Config]:
+        """The current configs (HaDiscovery's `extra`); withdraws, first, those announced before and gone now."""
+        out = detection_configs(self._topics, self._version, self._current(), self._prefix)
+        with self._lock:  # a Home Assistant birth and a live change may publish at once
+            now = {topic for topic, _ in out}
+            for topic in sorted(self._announced - now):
+                self._link.publish_text(topic, "", retain=True)
+            self._announced = now
+        return out
+
+    def attach(self, discovery: HaDiscovery) -> None:
+        """Discovery is on: later changes are announced through it."""
+        self._discovery = discovery
+
+    def change(self) -> None:
+        """The detection settings changed live: publish discovery again (nothing while discovery is off)."""
+        if self._discovery is not None:
+            self._discovery.publish()

@@ -1,7 +1,8 @@
 """Home Assistant discovery for a detector: an occupancy sensor per zone and per zone and label read from the
 telemetry's zone_counts, an `event` entity fed by the object events, device triggers for objects appearing and
 ending; the templates rendered with Jinja (as Home Assistant does) on real payloads; nothing for a classifier; and
-live zone changes announced on Home Assistant's next birth."""
+live zone changes announced on Home Assistant's next birth, and at once by the agent with removed zones' and labels'
+configs withdrawn."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from edge.detection.config import DetectionConfig
-from edge.ha_detection import detection_configs, zone_labels
+from edge.ha_detection import DetectionAnnouncer, detection_configs, zone_labels
 from edge.ha_discovery import HaDiscovery
 from shared.object_events import ObjectEventPayload, ObjectState
 from shared.payloads import Envelope, TelemetryPayload
@@ -114,3 +115,40 @@ def test_discovery_announces_the_zones_configured_when_home_assistant_is_born() 
     link.deliver("homeassistant/status", b"online")
     assert len(link.on("homeassistant/sensor/edgeferry_lab_cam-1/zone_gate/config")) == 1
     assert len(link.on("homeassistant/sensor/edgeferry_lab_cam-1/fps/config")) == 2
+
+
+def test_a_live_change_withdraws_removed_zones_and_labels_and_announces_new_ones() -> None:
+    link = FakeLink()
+    current = [DETECTOR]
+    announcer = DetectionAnnouncer(link, TOPICS, "0.1.0", "homeassistant", lambda: current[0])
+    ha = HaDiscovery(link, TOPICS, "0.1.0", reported={"fps"}, extra=announcer.configs)
+    announcer.attach(ha)
+    ha.start()
+    sensor = "homeassistant/sensor/edgeferry_lab_cam-1/{}/config"
+    occupancy = "homeassistant/binary_sensor/edgeferry_lab_cam-1/{}_occupancy/config"
+    # porch leaves, gate comes, the driveway no longer counts cars
+    current[0] = DetectionConfig.model_validate({
+        "objects": ["person"], "zones": {"driveway": {"coordinates": SQUARE}, "gate": {"coordinates": SQUARE}}})
+    announcer.change()
+    for gone in ("zone_porch", "zone_porch_bag_red", "zone_driveway_car"):
+        for topic in (sensor.format(gone), occupancy.format(gone)):
+            last = link.on(topic)[-1]
+            assert (last.payload, last.retain) == (b"", True), topic  # HA removes the entity
+    for kept in ("zone_driveway", "zone_driveway_person"):
+        assert [p.payload != b"" for p in link.on(sensor.format(kept))] == [True, True]
+    assert [p.json()["name"] for p in link.on(sensor.format("zone_gate_person"))] == ["gate person"]
+    assert link.on(occupancy.format("zone_gate"))[-1].retain
+    # Nothing configured is left: the event entity and triggers go too, and a later change withdraws nothing twice.
+    current[0] = DetectionConfig()
+    announcer.change()
+    assert link.on("homeassistant/event/edgeferry_lab_cam-1/objects/config")[-1].payload == b""
+    assert link.on("homeassistant/device_automation/edgeferry_lab_cam-1/object_new/config")[-1].payload == b""
+    before = len(link.published)
+    announcer.change()
+    assert [p for p in link.published[before:] if p.payload == b"" and "/zone_" in p.topic] == []
+
+
+def test_without_discovery_a_change_publishes_nothing() -> None:
+    link = FakeLink()
+    DetectionAnnouncer(link, TOPICS, "0.1.0", "homeassistant", lambda: DETECTOR).change()
+    assert link.published == []
