@@ -40,7 +40,7 @@ from fleet.registry import (
     count_shed,
     telemetry_sample,
 )
-from fleet.stream_figures import keep_from_batch
+from fleet.stream_figures import keep_streams
 from fleet.telemetry_reader import read_telemetry
 from shared.names import check_ident
 from shared.payloads import ReplyPayload, StatePayload, TelemetryPayload
@@ -222,7 +222,7 @@ class Ingest:
             return
         capped = self._write_registry(per_device)
         self._write_samples({dev: items for dev, items in per_device.items() if dev not in capped})
-        keep_from_batch(self.store.engine, fleet, batch, partial(route, fleet=fleet), capped)  # fleet.stream_figures
+        keep_streams(self.store.engine, fleet, per_device, capped)  # per-stream figures: fleet.stream_figures
         self._write_replies(per_device, capped)
 
     def _past_tombstones(self, batch: Sequence[Message]) -> Sequence[Message]:

@@ -32,6 +32,8 @@ class TelemetrySample:
     class_counts: dict[str, int] = field(default_factory=dict)
     boot_id: str = ""
     seq: int = 0
+    # A live report's per-stream figures (validated by the contract), for fleet.stream_figures; None otherwise.
+    streams: dict[str, dict[str, float]] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,13 +50,15 @@ class TelemetryReading:
     class_counts: dict[str, int]
     # The figure as sent (an int keeps its exact value), for the record's model_version.
     model_version: int | float | None = None
+    # A multi-stream agent's per-stream figures (the fast reader leaves such reports to the model: None there).
+    streams: dict[str, dict[str, float]] | None = None
 
     @classmethod
     def of(cls, payload: TelemetryPayload) -> TelemetryReading:
         """The reading of a payload the model validated."""
         extra = payload.model_extra or {}
         return cls(payload.device_id, payload.boot_id, payload.seq, payload.ts, payload.replayed, payload.figures(),
-                   dict(payload.class_counts or {}), extra.get("model_version"))
+                   dict(payload.class_counts or {}), extra.get("model_version"), payload.streams)
 
 
 @dataclass(frozen=True)
@@ -214,7 +218,7 @@ def telemetry_sample(payload: TelemetryPayload | TelemetryReading) -> TelemetryS
     """The flat numeric figures and class counts of a telemetry message."""
     r = _reading(payload)
     return TelemetrySample(ts_ms=r.ts, figures=r.figures, class_counts=dict(r.class_counts), boot_id=r.boot_id,
-                           seq=r.seq)
+                           seq=r.seq, streams=None if r.replayed else r.streams)
 
 
 def apply_telemetry(record: DeviceRecord, payload: TelemetryPayload | TelemetryReading,

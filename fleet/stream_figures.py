@@ -1,27 +1,25 @@
 """Each device's latest per-stream figures (a multi-stream agent's telemetry `streams`), kept apart from the
 device record so the registry's hot write path stays as it is.
 
-Devices are untrusted: a report is validated against the contract (shared.payloads, shared.streams' table) before
-anything is kept; a device keeps at most MAX_STREAMS_PER_DEVICE streams (by name order) and the streams beyond are
-counted, not stored. Each report replaces the device's streams whole (a stream the agent removed disappears); a
-replayed or older report (by device clock) changes nothing.
+Devices are untrusted: ingest validates a report against the contract (shared.payloads, shared.streams' table) in
+the one parse it makes, and only an accepted report's streams are kept; a device keeps at most
+MAX_STREAMS_PER_DEVICE streams (by name order) and the streams beyond are counted, not stored. Each report replaces
+the device's streams whole (a stream the agent removed disappears); a replayed or older report (by device clock)
+changes nothing.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
-from pydantic import ValidationError
-from sqlalchemy import JSON, BigInteger, Column, Engine, MetaData, String, Table, delete, select, update
+from sqlalchemy import JSON, BigInteger, Column, Engine, MetaData, String, Table, delete, inspect, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from fleet.db import sanitize
 from fleet.db.upsert import insert_absent
-from shared.payloads import TelemetryPayload
 from shared.streams import STREAM_BY_NAME
 
 log = logging.getLogger(__name__)
@@ -42,7 +40,6 @@ device_streams = Table(
     Column("dropped", BigInteger, nullable=False, default=0),
 )
 
-Message = tuple[str, bytes, bool, int]  # topic, payload, retained, received_ms (as fleet.ingest batches them)
 
 
 @dataclass(frozen=True)
@@ -68,24 +65,6 @@ def bounded(streams: Mapping[str, dict[str, float]]) -> tuple[dict[str, dict[str
     return kept, max(0, len(names) - MAX_STREAMS_PER_DEVICE)
 
 
-def read_streams(device_id: str, payload: bytes, received_ms: int) -> DeviceStreams | None:
-    """A telemetry payload's per-stream figures, validated by the contract; None when it carries none, names
-    another device, is replayed from an outbox, or is refused (ingest books the refusal on the device)."""
-    if b'"streams"' not in payload:
-        return None
-    try:
-        doc = orjson.loads(payload)
-        if not isinstance(doc, dict) or not isinstance(doc.get("streams"), dict):
-            return None
-        tel = TelemetryPayload.model_validate(doc)
-    except (orjson.JSONDecodeError, ValidationError, ValueError, TypeError, RecursionError):
-        return None
-    if tel.device_id != device_id or tel.replayed or tel.streams is None:
-        return None
-    kept, dropped = bounded(tel.streams)
-    return DeviceStreams(device_id, tel.ts, received_ms, kept, dropped)
-
-
 def _clean(raw: object) -> dict[str, dict[str, float]]:
     """Stored figures as the table declares them; anything an older version stored unchecked is left out."""
     if not isinstance(raw, dict):
@@ -107,7 +86,11 @@ class StreamFigures:
         self.fleet = fleet
         key = str(engine.url)
         if key not in StreamFigures._created:
-            device_streams.create(engine, checkfirst=True)
+            try:
+                device_streams.create(engine, checkfirst=True)
+            except SQLAlchemyError:
+                if not inspect(engine).has_table(device_streams.name):  # else another worker created it just now
+                    raise
             StreamFigures._created.add(key)
 
     def keep(self, readings: Iterable[DeviceStreams]) -> int:
@@ -151,22 +134,25 @@ class StreamFigures:
                                                       device_streams.c.device_id == device_id))
 
 
-def keep_from_batch(engine: Engine, fleet: str, batch: Iterable[Message], device_of: Callable[[str], Any],
-                    skip: Collection[str] = ()) -> None:
-    """Ingest's one call: the batch's telemetry carrying `streams`, validated and stored (a database refusal is
-    logged; the registry and history writes already committed). device_of(topic): its route (device_id, kind) or
-    None; devices in skip (left out of the registry by its cap) are not stored."""
+def keep_streams(engine: Engine, fleet: str, per_device: Mapping[str, Sequence[Any]],
+                 skip: Collection[str] = ()) -> None:
+    """Ingest's one call, after its registry and history writes: each device's accepted live reports that carry
+    `streams` (ingest's items: .sample.streams, validated by the contract; .refused when the database refused it)
+    stored; devices in skip (left out of the registry by its cap) are not. A database refusal is logged: the
+    streams wait for the device's next report."""
     readings: list[DeviceStreams] = []
-    for topic, payload, _retained, received in batch:
-        r = device_of(topic)
-        if r is None or r.kind != "telemetry" or r.device_id in skip:
+    for device, items in per_device.items():
+        if device in skip:
             continue
-        reading = read_streams(r.device_id, payload, received)
-        if reading is not None:
-            readings.append(reading)
+        for item in items:
+            sample = item.sample
+            if sample is None or item.refused or sample.streams is None:
+                continue
+            kept, dropped = bounded(sample.streams)
+            readings.append(DeviceStreams(device, sample.ts_ms, item.received_ms, kept, dropped))
     if not readings:
         return
     try:
         StreamFigures(engine, fleet).keep(readings)
-    except (SQLAlchemyError, ValueError, TypeError) as exc:  # the streams wait for the device's next report
+    except (SQLAlchemyError, ValueError, TypeError) as exc:
         log.warning("per-stream figures of %d device(s) not stored: %s", len(readings), str(exc).splitlines()[0])

@@ -82,3 +82,13 @@ def test_a_removed_device_leaves_no_streams_behind(store: FleetStore) -> None:
     assert _streams(store, "cam-box")
     remove_device(store, _Publisher(), "cam-box")  # type: ignore[arg-type]
     assert _streams(store, "cam-box") == {}
+
+
+def test_a_replayed_report_from_the_outbox_changes_nothing(store: FleetStore) -> None:
+    ingest = Ingest(store)
+    live = telemetry_doc("cam-box", 2, streams={"door": {"frames": 5}})
+    _send(ingest, "cam-box", live)
+    replayed = telemetry_doc("cam-box", 1, streams={"old": {"frames": 1}}, replayed=True)
+    replayed["ts"] = live["ts"] + 1000  # even a later device clock: an outbox replay is history, not now
+    _send(ingest, "cam-box", replayed)
+    assert _streams(store, "cam-box") == {"door": {"frames": 5.0}}
