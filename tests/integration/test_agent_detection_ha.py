@@ -5,13 +5,14 @@ signed set-config that removes a zone or a label withdraws their entities and an
 from __future__ import annotations
 
 import json
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from edge.ha_discovery import node_id
 from tests.edge.detection_package import HW
 from tests.edge.test_ha_detection import render
-from tests.fixtures.broker import Broker, MqttProbe
+from tests.fixtures.broker import Broker, MqttProbe, Received
 from tests.integration.agent_harness import running_agent, send_command, topics_of
 from tests.integration.test_agent_detection import BOTTOM, _config
 
@@ -45,6 +46,10 @@ def test_a_detection_agent_announces_zone_sensors_and_object_events_that_read_it
     probe.close()
 
 
+def _cleared(topic: str, m: Received) -> bool:
+    return m.topic == topic and m.payload == b""
+
+
 def test_a_live_zone_and_label_change_withdraws_the_removed_entities_and_announces_the_new(
     tmp_path: Path, mosquitto: Broker
 ) -> None:
@@ -69,7 +74,7 @@ def test_a_live_zone_and_label_change_withdraws_the_removed_entities_and_announc
         assert reply["ok"] and reply["result"]["restart_required"] == [], reply
         for gone in ("zone_left", "zone_left_person", "zone_bottom_person"):
             for topic in (sensor(gone), occupancy(gone)):
-                probe.wait_for(lambda m, t=topic: m.topic == t and m.payload == b"", 20, f"{topic} withdrawn")
+                probe.wait_for(partial(_cleared, topic), 20, f"{topic} withdrawn")
         added = probe.wait_for(lambda m: m.topic == sensor("zone_right_car") and m.payload != b"", 20,
                                "right's car sensor").json()
         assert added["name"] == "right car"
