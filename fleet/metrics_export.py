@@ -7,6 +7,8 @@ units like the agent's exporter. Label cardinality is bounded so a 10,000-device
   devices in an active rollout first, then by device id, so the chosen set is stable between scrapes; the count
   left out is `edgeferry_fleet_device_series_omitted`. Fleet-wide summaries (`edgeferry_fleet_*`) always cover
   every device, so aggregates never depend on the cap;
+- per-stream series (`edgeferry_device_stream_*`, labels fleet, device and stream) only for those devices, at most
+  fleet.stream_figures.MAX_STREAMS_PER_DEVICE streams each (bounded at ingest);
 - model versions: at most `max_version_series` (model, version) pairs, the rest summed under version="other";
 - rollouts: every active one plus the `max_finished_rollouts` most recent finished ones.
 
