@@ -84,6 +84,8 @@ class Outcome:
     stored: int
     load_avg: tuple[float, float, float]
     note: str = ""
+    # Messages the worker's queue shed (counted on each device's record): received, acknowledged, never stored.
+    shed: int = 0
 
 
 def _raise_nofile() -> None:
@@ -144,6 +146,13 @@ class _Reader:
                 return int(conn.execute(text(f"SELECT count(*) FROM {table}")).scalar_one())
             except Exception:  # noqa: BLE001 - the table may not exist yet
                 return 0
+
+    def shed(self) -> int:
+        if self.plain:
+            return 0
+        with self.engine.connect() as conn:
+            return int(conn.execute(text("SELECT coalesce(sum(shed), 0) FROM devices WHERE fleet = 'bench'"))
+                       .scalar_one())
 
     def staleness(self, devices: list[str], now_ms: float) -> tuple[list[float], list[float]]:
         by_ts, by_received = [], []
@@ -221,6 +230,7 @@ def run_case(case: Case, pg_url: str | None) -> Outcome:
         while stored < sent and time.monotonic() < deadline:
             time.sleep(1)
             stored = reader.stored()
+        shed = reader.shed()
         reader.engine.dispose()
         done = stored1 - stored0
         ts_q = percentiles(by_ts, (50, 99)) if by_ts else {}
@@ -230,7 +240,7 @@ def run_case(case: Case, pg_url: str | None) -> Outcome:
                        done / window, ts_q.get(50), ts_q.get(99), rec_q.get(99),
                        cpu / done * 1e6 if done else None, cpu / window * 100, bcpu / window * 100,
                        gcpu / window * 100, rss, sent, acked, stored,
-                       (round(load[0], 2), round(load[1], 2), round(load[2], 2)), note)
+                       (round(load[0], 2), round(load[1], 2), round(load[2], 2)), note, shed)
     finally:
         for p in reversed(procs):
             p.terminate()
@@ -266,8 +276,10 @@ def verdicts(o: Outcome, plain: Outcome | None) -> list[str]:
             ratio = o.cpu_us_per_msg / plain.cpu_us_per_msg
             out.append(f"CPU x{ratio:.1f} {'met' if ratio <= CPU_RATIO_TARGET else 'missed'}")
     out.append(f"broker acked {o.acked}/{o.sent}")
-    if o.stored < o.sent:
-        out.append(f"{o.sent - o.stored} still unstored 60 s after the load (backlog or shed)")
+    if o.shed:
+        out.append(f"{o.shed} shed by the worker's full queue (counted per device, not stored)")
+    if o.stored + o.shed < o.sent:
+        out.append(f"{o.sent - o.stored - o.shed} still queued 60 s after the load (broker or worker)")
     return out
 
 
@@ -278,15 +290,16 @@ def report(outcomes: list[Outcome], quick: bool, notes: list[str]) -> str:
              f"Machine: {json.dumps(machine())}", "",
              "| subscriber | db | workers | devices | offered msg/s | stored msg/s | staleness at ts p50 / p99 s | "
              "registry by receive p99 s | CPU us/msg | subscriber CPU % | broker CPU % | loadgen CPU % | RSS MiB | "
-             "sent / acked / stored | load avg 1/5/15 | targets |",
+             "sent / acked / stored / shed | load avg 1/5/15 | targets |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for o in outcomes:
         lines.append(
             f"| {o.subscriber} | {o.database} | {o.workers} | {o.devices} | {o.offered_per_s:.0f} | "
             f"{o.stored_per_s:.0f} | {_fmt(o.staleness_ts_p50_s)} / {_fmt(o.staleness_ts_p99_s)} | "
             f"{_fmt(o.staleness_received_p99_s)} | {_fmt(o.cpu_us_per_msg, 0)} | {o.cpu_pct:.0f} | "
-            f"{o.broker_cpu_pct:.0f} | {o.loadgen_cpu_pct:.0f} | {o.rss_mib:.0f} | {o.sent} / {o.acked} / {o.stored} "
-            f"| {' / '.join(f'{x:.1f}' for x in o.load_avg)} | {'; '.join(verdicts(o, plain))} |")
+            f"{o.broker_cpu_pct:.0f} | {o.loadgen_cpu_pct:.0f} | {o.rss_mib:.0f} | "
+            f"{o.sent} / {o.acked} / {o.stored} / {o.shed} | {' / '.join(f'{x:.1f}' for x in o.load_avg)} | "
+            f"{'; '.join(verdicts(o, plain))} |")
     lines += ["", "CPU % is percent of one core (2 cores = 200 %); broker, generator and subscriber share the "
               "machine (and, during this run, other work: see the load average).", *notes]
     return "\n".join(lines) + "\n"
