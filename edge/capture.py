@@ -1,9 +1,10 @@
 """Capture in its own thread: a bounded queue between the source and the frame loop, with reconnects.
 
-Run to completion: a frame that arrived while its reader was idle-waiting (a paced or live source), with nothing
-queued and the frame loop idle, is taken through the whole pipeline on this thread (attach_inline), saving the
-thread hand-off; a frame that was already there when asked for (a backlog) is queued for the frame thread so
-decoding overlaps inference. The choice is made per frame and counted (inline_frames, queued_frames).
+Run to completion: a frame that arrived while its reader was idle-waiting (a paced frame that waited for its slot,
+or a live source's read that waited off the CPU), with nothing queued and the frame loop idle, is taken through
+the whole pipeline on this thread (attach_inline), saving the thread hand-off; a frame that was already there
+when asked for (a backlog, or any frame of an unpaced file) is queued for the frame thread so decoding overlaps
+inference. The choice is made per frame and counted (inline_frames, queued_frames).
 """
 
 from __future__ import annotations
@@ -165,7 +166,9 @@ class Capture:
                 self._slot_waited = False
                 if self._period is not None and not self._pace(frame):
                     continue
-                if (blocked or self._slot_waited) and self._run_inline(frame):
+                # A file is always ready (a read that took long was preempted, not waiting): only a live source's
+                # read or a paced frame's slot can show that the reader waited for the frame.
+                if (self._slot_waited or (blocked and self.source.live)) and self._run_inline(frame):
                     continue
                 if self._prepare is not None:
                     self._prepare_frame(frame)

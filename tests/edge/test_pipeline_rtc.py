@@ -186,3 +186,19 @@ def test_max_frames_counts_frames_run_on_either_thread(tmp_path: Path, idle_wait
     capture.stop()
     assert summaries[0].reason == "max_frames" and summaries[0].frames == 5
     assert [r.index for r in rec.results] == list(range(5))
+
+
+def test_an_unpaced_file_is_always_queued_even_when_a_read_looked_like_a_wait(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # On loaded cores a file read is often preempted; run inline, every frame would wait for its own decode.
+    monkeypatch.setattr(edge.capture, "waited_for_frame", lambda wall, cpu: True)
+    slot = onnx_slot(tmp_path)
+    rec = Recorder()
+    source = GatedSource(images(6))
+    source.live = False  # type: ignore[misc]
+    with running(source, slot, rec) as (capture, summaries):
+        one_at_a_time(source, capture, rec, range(6))
+    assert summaries[0].frames == 6
+    assert [r.index for r in rec.results] == list(range(6))
+    assert set(rec.threads) == {"frames"} and (capture.inline_frames, capture.queued_frames) == (0, 6)
