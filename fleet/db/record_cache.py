@@ -14,7 +14,7 @@ from itertools import islice
 
 from fleet.registry import DeviceRecord
 
-# About 1.5 KiB a record: 100,000 devices hold about 150 MiB.
+# About 1.8 KiB a record (measured with tracemalloc, telemetry-only records): 100,000 devices hold about 180 MiB.
 DEFAULT_MAX_RECORDS = 100_000
 
 
