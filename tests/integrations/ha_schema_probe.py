@@ -82,7 +82,12 @@ def _trigger_problems(topic: str, payload: dict[str, Any], spec: dict[str, Any])
         cfg = TRIGGER_DISCOVERY_SCHEMA(dict(payload))
     except vol.Invalid as exc:
         return [f"{topic}: rejected by Home Assistant's device trigger schema: {exc}"]
-    tpl = MqttValueTemplate(cfg.get("value_template"), entity=None)
+    # The trigger's own schema keeps value_template a string; mqtt/trigger.py's schema (cv.template) makes it the
+    # Template that MqttValueTemplate renders when the trigger attaches.
+    from homeassistant.helpers import config_validation as cv
+
+    raw_tpl = cfg.get("value_template")
+    tpl = MqttValueTemplate(None if raw_tpl is None else cv.template(raw_tpl), entity=None)
     reports = spec["reports"].get(str(cfg["topic"]).rsplit("/", 1)[-1], [])
     rendered = [tpl.async_render_with_possible_json_value(json.dumps(r), PayloadSentinel.DEFAULT) for r in reports]
     expected = spec.get("expect", {}).get(topic)
