@@ -27,8 +27,10 @@ train-reference: venv
 
 ## Train the synthetic-scene detector (digits + shapes, CenterNet-style), export FP32/FP16/INT8 gated on mAP,
 ## sign and publish it as package 'shapes-digits' (figures: bench/results/detect.md)
+## OMP_WAIT_POLICY=PASSIVE: torch's threads sleep instead of spinning at barriers, so its CPU-time budget buys the
+## same work on a busy machine (here at load 3-6: 114 vs 50 training images per CPU-second; bench/results/detect.md)
 train-detect: venv
-	$(EF) train --config configs/train-detect.yaml
+	OMP_WAIT_POLICY=PASSIVE $(EF) train --config configs/train-detect.yaml
 
 ## Train the sensor models on BasicMotions (shipped in sktime): a window classifier ('motions') and an anomaly
 ## autoencoder with its calibrated threshold ('motions-anomaly'); export FP32/FP16/INT8, gate, sign and publish
