@@ -91,8 +91,7 @@ class DashboardService:
                             cfg.commands.expires_in_s)
 
     def run(self) -> None:
-        """Block until SIGTERM/SIGINT."""
-        self.fleet.install_signal_handlers()
+        """Block until a stop is requested (the serve command handles SIGTERM/SIGINT from before start())."""
         self.fleet.run()
 
     def stop(self) -> None:
@@ -135,6 +134,9 @@ def mount(fleet_app: typer.Typer) -> None:
             web_cfg = web_cfg.model_copy(update={"enabled": False})
         logging.basicConfig(level=cfg.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         service = DashboardService(cfg, web_cfg)
+        # Handled from the first step: a SIGTERM during a slow start is a clean stop once the start is done, never the
+        # default handler's abrupt exit (which left the lease held).
+        service.fleet.install_signal_handlers()
         try:
             service.start()
             if service.server is not None:
