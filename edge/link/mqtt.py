@@ -6,6 +6,10 @@ arrives. Retained messages (status, state) are "latest value wins": kept in memo
 (re)connect. paho's `publish()` reports success while disconnected and `wait_for_publish()` can hang, so neither
 is relied on: delivery is tracked through on_publish by message id. The sender runs under edge.supervise, and
 a delivered row the disk will not let it delete waits in memory for a retry, so nothing ends delivery.
+
+Hand-off: when the link is up and the sender has sent everything older, the producing thread publishes its
+freshly committed row itself (the same tracking: the row stays in the outbox until its PUBACK), so a paced result
+costs no thread wake-up; otherwise, or while the sender is busy, the row waits for the sender as before.
 """
 
 from __future__ import annotations
@@ -69,6 +73,8 @@ class LinkCounters:
     rejected: int = 0
     connects: int = 0
     disconnects: int = 0
+    # Rows the producing thread published itself (no sender hand-off); a subset of those sent.
+    direct: int = 0
 
 
 class MqttLink:
@@ -100,6 +106,8 @@ class MqttLink:
         self._sender_awaits_acks = False
         self._ack_retry_at = 0.0
         self._ack_failing = False
+        # Held while rows are handed to paho and the send position moves (the sender or a producer going direct).
+        self._send_lock = threading.Lock()
         self._sent_upto = 0
         self._seen_generation = 0
         self._drain_runs = 0
@@ -229,13 +237,13 @@ class MqttLink:
         replayed = not self.connected
         checked = check_topic(topic)
         data = [(checked, encode_json(p, replayed=replayed)) for p in payloads]
-        taken = sum(1 for message_id in self._outbox.put_many(data, qos=QOS) if message_id is not None)
-        if not taken:
+        ids = self._outbox.put_many(data, qos=QOS)
+        rows = [(i, t, d) for i, (t, d) in zip(ids, data, strict=True) if i is not None]
+        if not rows:
             return  # the disk refused them: counted by the outbox (outbox_write_errors), nothing to send
         with self._wake:
-            self.counters.enqueued += taken
-            self._pending = True
-            self._wake.notify_all()
+            self.counters.enqueued += len(rows)
+        self._send_or_wake(rows)
 
     def publish_text(self, topic: str, text: str, retain: bool = False) -> None:
         """Plain text, with the same delivery rules as publish_json."""
@@ -245,12 +253,48 @@ class MqttLink:
             self._enqueue(topic, text.encode())
 
     def _enqueue(self, topic: str, data: bytes, budget: LaneBudget | None = None) -> None:
-        if self._outbox.put(check_topic(topic), data, qos=QOS, budget=budget) is None:
+        checked = check_topic(topic)
+        row_id = self._outbox.put(checked, data, qos=QOS, budget=budget)
+        if row_id is None:
             return  # the disk refused it: counted by the outbox (outbox_write_errors), nothing to send
         with self._wake:
             self.counters.enqueued += 1
+        self._send_or_wake([(row_id, checked, data)])
+
+    def _send_or_wake(self, rows: Sequence[tuple[int, str, bytes]]) -> None:
+        """Publish committed rows from this thread when nothing older waits and the window has room; the rest
+        (a backlog ahead, a full window, a reconnect not yet settled) wakes the sender as before."""
+        if self._connected.is_set():
+            with self._send_lock:  # held by the sender only for one read and one window of publishes
+                if self._sent_upto >= rows[-1][0]:
+                    return  # the sender took them while this thread waited for the lock
+                if self._may_go_direct(rows[0][0]):
+                    for row_id, topic, data in rows:
+                        if not self._window_has_room():
+                            break
+                        if self._publish_direct(topic, data, retain=False, row_id=row_id) == _NOT_TAKEN:
+                            break
+                        self._sent_upto = row_id
+                        with self._wake:
+                            self.counters.direct += 1
+                    if self._sent_upto == rows[-1][0]:
+                        return
+        with self._wake:
             self._pending = True
             self._wake.notify_all()
+
+    def _may_go_direct(self, first_id: int) -> bool:
+        """Rows from first_id on may skip the sender: everything older is sent and the session is the one the
+        sender has settled after its last reconnect. Caller holds the send lock."""
+        if self._sent_upto != first_id - 1:
+            return False  # older rows wait (replay after an outage, another producer's, a gap): keep the order
+        with self._wake:
+            return self._connected.is_set() and self._generation == self._seen_generation
+
+    def _window_has_room(self) -> bool:
+        """Another queued row may await its PUBACK without exceeding the window."""
+        with self._wake:
+            return self._rows_in_flight() < self._window
 
     def _publish_retained(self, topic: str, data: bytes) -> None:
         check_topic(topic)
@@ -305,6 +349,8 @@ class MqttLink:
         """A delivered row to delete with its group; caller holds the lock."""
         if not self._acked_rows:
             self._first_ack_at = time.monotonic()
+            # Rows sent directly never woke the sender: let it time this group's deletion (one wake per group).
+            self._wake.notify_all()
         self._acked_rows.append(row_id)
 
     # -- sender -------------------------------------------------------------------------------------------------
@@ -374,24 +420,29 @@ class MqttLink:
                         self._await_acks()
                         continue
                     self._seen_generation = self._generation
-                free = self._window - in_flight
-                if free <= 0:
+                if self._window - in_flight <= 0:
                     self._await_acks()
                     continue
                 self._pending = False
-            rows = self._outbox.peek(free, after_id=self._sent_upto)
-            if self._degraded and not self._ack_failing:
-                self._degraded = False
-                self._health.recovered(SENDER)
+            with self._send_lock:
+                # Producers may have sent rows directly meanwhile: the room and the position are read again here.
+                with self._wake:
+                    free = self._window - self._rows_in_flight()
+                if free <= 0:
+                    continue  # the window filled meanwhile: wait for PUBACKs at the top
+                rows = self._outbox.peek(free, after_id=self._sent_upto)
+                if self._degraded and not self._ack_failing:
+                    self._degraded = False
+                    self._health.recovered(SENDER)
+                for row in rows:
+                    if self._publish_direct(row.topic, row.payload, row.retain, row.id) == _NOT_TAKEN:
+                        break
+                    self._sent_upto = row.id
             if not rows:
                 with self._wake:
                     if not self._pending and not self._acks_due() and not self._stop_sender.is_set():
                         self._wake.wait(self._idle_wait_s())
                 continue
-            for row in rows:
-                if self._publish_direct(row.topic, row.payload, row.retain, row.id) == _NOT_TAKEN:
-                    break
-                self._sent_upto = row.id
 
     def _await_acks(self) -> None:
         """Sleep until a PUBACK arrives (or 0.5 s); caller holds the lock."""
