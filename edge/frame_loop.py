@@ -105,12 +105,16 @@ class FrameLoop:
         return (0, 0) if capture is None else (capture.inline_frames, capture.queued_frames)
 
     def metrics(self) -> dict[str, float]:
-        """drops, queue_depth and source_errors (opening failures included) for telemetry."""
+        """drops, queue_depth, source_errors (opening failures included) and inline_share for telemetry."""
         capture = self._capture
         if capture is None:
             return {"source_errors": float(self._open_errors + self._source.skipped)}
-        return {
+        out = {
             "drops": float(capture.drops),
             "queue_depth": float(capture.queue_depth()),
             "source_errors": float(capture.source_errors + self._open_errors),
         }
+        ran = capture.inline_frames + capture.queued_frames
+        if ran:  # how the frames ran: run to completion when idle, queued under backlog (issue 16 §3)
+            out["inline_share"] = capture.inline_frames / ran
+        return out

@@ -213,6 +213,10 @@ METRICS: tuple[Metric, ...] = (
            title="Frames dropped"),
     Metric("queue_depth", "frames", "Frames waiting in the capture queue at report time", title="Capture queue",
            value_type="int"),
+    Metric("inline_share", "", "Share of frames since the source opened that ran to completion on the capture "
+           "thread (an idle, paced stream); the rest were queued for the frame thread (a backlog)",
+           title="Run to completion share", absent_when="no frame captured yet, or the agent serves several streams",
+           high=1.0),
     *_stage_metrics(),
     Metric("model_version", "", "Version of the model being served (0 when none)", title="Model version",
            value_type="int"),
