@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -16,6 +18,8 @@ log = logging.getLogger(__name__)
 CHOICE_CACHE_DIR = "runtime-choice"
 # Entries kept (newest first): a few packages x settings; older ones only cost a re-measure if they come back.
 KEEP_ENTRIES = 16
+# Beside an entry: the chosen model's batch-size latencies measured with it (edge/batch_figures.py).
+BATCHES_SUFFIX = ".batches.json"
 
 
 class ChoiceCache:
@@ -55,11 +59,39 @@ class ChoiceCache:
             return
         self._prune()
 
-    def _prune(self) -> None:
-        """Drop all but the newest KEEP_ENTRIES entries."""
+    def batches_path(self, key: str) -> Path:
+        """Where the batch-size figures measured with a key's choice live."""
+        return self.directory / f"{key}{BATCHES_SUFFIX}"
+
+    def get_batches(self, key: str) -> dict[int, float]:
+        """Batch size -> median ms measured with the choice; empty when none were (or they cannot be read)."""
+        path = self.batches_path(key)
         try:
-            entries = sorted(self.directory.glob("*.json"), key=lambda p: p.stat().st_mtime_ns, reverse=True)
+            doc = json.loads(path.read_bytes())
+            if doc.get("cache_key") != key:
+                return {}
+            return {int(size): float(ms) for size, ms in doc["batch_ms"].items() if float(ms) > 0}
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
+            log.warning("batch figures %s unreadable (%s); the scheduler measures them itself", path, exc)
+            return {}
+
+    def put_batches(self, key: str, batch_ms: Mapping[int, float]) -> None:
+        """Keep the batch-size figures beside the choice; a failed write only costs a measurement later."""
+        doc = {"cache_key": key, "batch_ms": {str(size): ms for size, ms in sorted(batch_ms.items())}}
+        try:
+            atomic_write(self.batches_path(key), json.dumps(doc, indent=2).encode())
+        except OSError as exc:
+            log.warning("cannot keep the batch figures in %s (%s); they are measured again", self.directory, exc)
+
+    def _prune(self) -> None:
+        """Drop all but the newest KEEP_ENTRIES entries, with their batch figures."""
+        try:
+            entries = sorted((p for p in self.directory.glob("*.json") if not p.name.endswith(BATCHES_SUFFIX)),
+                             key=lambda p: p.stat().st_mtime_ns, reverse=True)
             for old in entries[KEEP_ENTRIES:]:
                 old.unlink(missing_ok=True)
+                self.batches_path(old.stem).unlink(missing_ok=True)
         except OSError as exc:
             log.debug("pruning the runtime choice cache failed: %s", exc)

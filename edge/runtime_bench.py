@@ -16,6 +16,7 @@ import numpy as np
 
 from edge.backends.base import LoadedModel
 from edge.backends.capabilities import F32
+from edge.batch_figures import BATCH_SIZES, has_dynamic_batch, largest_batch_within
 from edge.choice_cache import ChoiceCache
 from edge.errors import BackendError, PackageRejected
 from edge.golden_agreement import GoldenScorer, Top1Scorer, run_golden
@@ -54,11 +55,17 @@ class ChosenModel:
         self.precision: str = candidate.variant.precision
         self.inference_precision = str(getattr(model, "inference_precision", candidate.hint))
         self.result = result
+        # Batch size -> median ms, measured with the choice where the batch axis is dynamic (empty: not measured).
+        self.batch_ms: dict[int, float] = {}
         self.run = model.run  # bound once: the frame path pays no extra call for the wrapper
         # Every output by name, where the runtime offers it (detectors whose decode is in the graph need it).
         run_outputs = getattr(model, "run_outputs", None)
         if run_outputs is not None:
             self.run_outputs = run_outputs
+
+    def largest_batch_within(self, budget_ms: float) -> int | None:
+        """The largest batch size measured at install within the budget (1 if none); None: not measured."""
+        return largest_batch_within(self.batch_ms, budget_ms)
 
     def close(self) -> None:
         """Release the runtime's resources."""
@@ -138,6 +145,47 @@ def evaluate(
         if not settings.measure:
             break  # by preference: the first candidate that passes serves
     return outcomes, best
+
+
+def time_batch_sizes(
+    model: LoadedModel,
+    sample: np.ndarray,
+    settings: ChoiceSettings,
+    sizes: Sequence[int] = BATCH_SIZES,
+    clock: Callable[[], float] = time.perf_counter,
+) -> dict[int, float]:
+    """Median ms of one run at each batch size, where the model's batch axis is dynamic ({} where it is fixed);
+    sizes the runtime refuses end the list (the scheduler never batches beyond them)."""
+    if not has_dynamic_batch(model.input_shape):
+        return {}
+    out: dict[int, float] = {}
+    for size in sizes:
+        batch = np.ascontiguousarray(np.repeat(sample[:1], size, axis=0), dtype=np.float32)
+        try:
+            times = latency_samples_ms(model, batch, settings.runs, settings.warmup, settings.budget_s, clock)
+        except BackendError as exc:
+            log.info("batch size %d does not run (%s); batches stop at %d", size, exc, max(out, default=1))
+            break
+        out[size] = p50_p99(times)[0]
+    return out
+
+
+def with_batch_figures(
+    chosen: ChosenModel, inputs: np.ndarray, settings: ChoiceSettings, cache: ChoiceCache | None
+) -> ChosenModel:
+    """Attach the batch-size figures: the cached ones for this choice, else measured now and cached. A choice
+    recorded on another machine times nothing here (its record carries no batch figures: the scheduler measures)."""
+    key = chosen.result.cache_key
+    figures = cache.get_batches(key) if cache is not None else {}
+    if not figures and settings.measure and chosen.result.source == "measured":
+        figures = time_batch_sizes(chosen.model, inputs, settings)
+        if figures:
+            log.info("batch sizes of %s: %s", chosen.candidate.label,
+                     ", ".join(f"{size}: {ms:.3f} ms" for size, ms in figures.items()))
+            if cache is not None:
+                cache.put_batches(key, figures)
+    chosen.batch_ms = figures
+    return chosen
 
 
 def settings_doc(settings: ChoiceSettings, offered: Sequence[Candidate]) -> dict[str, object]:
@@ -223,14 +271,14 @@ def choose(
             else:
                 result = cached.model_copy(update={"cached": True})
                 log.info("%s", summary(result))
-                return ChosenModel(model, winner, result)
+                return with_batch_figures(ChosenModel(model, winner, result), inputs, settings, cache)
     if settings.measure and recorded is not None and not remeasure:
         record = recorded()
         adopted = adopt_recorded(record, offered, load, inputs, labels, settings, key, scorer) if record else None
         if adopted is not None:
             if cache is not None:
                 cache.put(adopted.result)
-            return adopted
+            return with_batch_figures(adopted, inputs, settings, cache)
     outcomes, best = evaluate(offered, load, inputs, labels, settings, scorer=scorer)
     chosen = best[1] if best is not None else None
     result = result_of(
@@ -251,7 +299,7 @@ def choose(
         raise PackageRejected(f"{identity.model} v{identity.version}: no variant passed: {reasons}")
     if settings.measure and cache is not None:
         cache.put(result)
-    return ChosenModel(best[0], best[1].candidate, result)
+    return with_batch_figures(ChosenModel(best[0], best[1].candidate, result), inputs, settings, cache)
 
 
 def cpu_model_name(cpuinfo: Path = Path("/proc/cpuinfo")) -> str | None:
