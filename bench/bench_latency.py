@@ -25,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 import cv2
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from bench.bench_edge import (
     FRAME_HW,
@@ -44,11 +46,13 @@ from edge.agent import Agent
 from edge.capture import Capture
 from edge.config import AgentConfig
 from edge.frame_loop import FrameLoop
+from edge.link.mqtt import MqttLink
 from edge.pipeline import FrameResult
 from edge.preprocess import Preprocessor
 from edge.runtime_bench import ChosenModel
 from shared.manifest import Manifest
 from shared.object_store import LocalStore
+from shared.topics import DeviceTopics
 
 
 @dataclass
@@ -74,6 +78,39 @@ def threaded_only() -> Iterator[None]:
         yield
     finally:
         Capture.attach_inline = real  # type: ignore[method-assign]
+
+
+class Arrivals:
+    """When each event reaches a subscriber through the broker: e2e as a user of the events sees it."""
+
+    def __init__(self, port: int, topic: str) -> None:
+        self.times: list[float] = []
+        self._subscribed = threading.Event()
+        self._client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=f"bench-{os.getpid()}",
+                                   protocol=MQTTProtocolVersion.MQTTv5)
+        self._client.on_message = lambda c, u, msg: self.times.append(time.perf_counter())
+        self._client.on_subscribe = lambda c, u, mid, codes, props: self._subscribed.set()
+        self._client.connect("127.0.0.1", port)
+        self._client.subscribe(topic, qos=1)
+        self._client.loop_start()
+        if not self._subscribed.wait(10):
+            raise SystemExit(f"the bench's subscriber could not subscribe to {topic}")
+
+    def close(self) -> None:
+        """Disconnect and stop the network thread."""
+        self._client.disconnect()
+        self._client.loop_stop()
+
+
+@contextmanager
+def sender_handoff_only() -> Iterator[None]:
+    """Switch the link's direct publish off: every result waits for the mqtt-sender thread, as before."""
+    real = MqttLink._may_go_direct
+    MqttLink._may_go_direct = lambda self, first_id: False  # type: ignore[method-assign,assignment]
+    try:
+        yield
+    finally:
+        MqttLink._may_go_direct = real  # type: ignore[method-assign]
 
 
 def agent_config(tmp: Path, args: argparse.Namespace, manifest: Manifest, video: Path, frames: int, threads: int,
@@ -109,6 +146,7 @@ def agent_run(tmp: Path, args: argparse.Namespace, manifest: Manifest, video: Pa
 
     tag = f"{manifest.name}-{threads}-{label}".replace(" ", "-")
     cfg = AgentConfig.model_validate(agent_config(tmp, args, manifest, video, frames, threads, port, max_fps, tag))
+    arrivals = Arrivals(port, DeviceTopics("bench", f"bench-{manifest.name}").events) if port else None
     agent = Agent(cfg, observer=observe)
     agent.start()
     runner = threading.Thread(target=agent.run, daemon=True)
@@ -132,12 +170,24 @@ def agent_run(tmp: Path, args: argparse.Namespace, manifest: Manifest, video: Pa
     if len(ends) != frames:
         raise SystemExit(f"agent produced {len(ends)} results for {frames} frames")
     e2e = [(e - c) * 1e3 for e, c in zip(ends, captured, strict=True)]
+    wire = ""
+    if arrivals is not None:
+        deadline = time.monotonic() + 10
+        while len(arrivals.times) < frames and time.monotonic() < deadline:
+            time.sleep(0.01)
+        arrivals.close()
+        if len(arrivals.times) == frames:  # one event per frame, in order
+            seen = [(a - c) * 1e3 for a, c in zip(arrivals.times, captured, strict=True)]
+            wire = (f"; capture -> event at a subscriber via the broker p50 {percentile(seen, 50):.3f} ms, "
+                    f"p99 {percentile(seen, 99):.3f} ms")
+        else:
+            wire = f"; {len(arrivals.times)} of {frames} events reached the subscriber"
     fps = (len(ends) - 1) / (ends[-1] - ends[0])
     mode = f"paced at {max_fps:.0f} fps" if max_fps else "unpaced (throughput)"
     return Row(manifest.name, threads, f"agent, {label} ({serving})", percentile(e2e, 50), percentile(e2e, 99),
                fps, cpu * 1e3 / max(1, frames - first),
                f"{mode}; {inline} frames run to completion, {queued} queued; e2e = capture -> event in the durable "
-               "MQTT outbox")
+               f"MQTT outbox{wire}")
 
 
 def cpu_timed(run: Any, inputs: list[Any], pace: float | None) -> tuple[list[float], float, float]:
@@ -193,13 +243,17 @@ def bench_package(name: str, threads: int, args: argparse.Namespace, tmp: Path,
         old = agent_run(tmp, args, manifest, video, n, threads, port, args.fps, "threaded only")
     thr = agent_run(tmp, args, manifest, video, n, threads, port, None, "unpaced")
     rows += [rtc, old, thr]
+    if args.compare_handoff:
+        with sender_handoff_only():
+            rows.append(agent_run(tmp, args, manifest, video, n, threads, port, args.fps,
+                                  "run to completion, sender hand-off"))
     load_after = os.getloadavg()
     bare = rows[2]
     ceiling = min(run_fps, dec_fps)
     ratio = thr.fps / ceiling
     out = [f"{name}, {threads} thread(s): agent throughput {thr.fps:.0f} fps = {ratio:.2f}x the ceiling "
            f"{ceiling:.0f} fps (target >= 0.95: {verdict(ratio >= 0.95)})"]
-    for r in (rtc, old):
+    for r in (rtc, old, *rows[7:]):
         what = r.runner.split(" (")[0]
         if name == "digits":
             above = r.p50_ms - bare.p50_ms
@@ -227,6 +281,8 @@ def main() -> None:
     ap.add_argument("--packages", nargs="+", default=["reference", "digits"])
     ap.add_argument("--quick", action="store_true", help="60 frames, 1 thread: checks the bench works.")
     ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument("--compare-handoff", action="store_true",
+                    help="Also run paced with the MQTT link's direct publish off (results via the sender thread).")
     args = ap.parse_args()
     if args.quick:
         args.frames, args.threads = min(args.frames, 60), args.threads[:1]
