@@ -33,7 +33,7 @@ from edge.config import MqttConfig
 from edge.errors import LinkError, OutboxError
 from edge.link.base import MessageHandler, check_topic, encode_json
 from edge.link.lanes import SNAPSHOT_LANE, LaneBudget
-from edge.link.outbox import Outbox
+from edge.link.outbox import Outbox, OutboxMessage
 from edge.link.tls import tls_context
 from edge.supervise import Health, spawn
 from shared.topics import STATUS_OFFLINE, STATUS_ONLINE, STATUS_STOPPED, DeviceTopics
@@ -114,7 +114,9 @@ class MqttLink:
         self._degraded = False
         self._retained: dict[str, bytes] = {}
         self._subs: dict[str, SubscribeOptions] = {}
-        self._pending = False
+        # Rows may wait that only the sender will send (a backlog from the last run, after a reconnect, a producer
+        # that could not go direct): the sender reads the outbox only then, not on every wake-up for PUBACKs.
+        self._pending = True
         self._generation = 0
         self._window = cfg.max_inflight
         self._connected = threading.Event()
@@ -404,6 +406,8 @@ class MqttLink:
         """The sender body (run under supervise.keep_running): its position survives a restart after a failure,
         so nothing in flight is sent twice and nothing is skipped."""
         self._drain_runs += 1
+        with self._wake:
+            self._pending = True  # a restart after a failed read reads again
         if self._drain_runs > 1:
             self._degraded = True
         while not self._stop_sender.is_set():
@@ -423,26 +427,36 @@ class MqttLink:
                 if self._window - in_flight <= 0:
                     self._await_acks()
                     continue
-                self._pending = False
-            with self._send_lock:
-                # Producers may have sent rows directly meanwhile: the room and the position are read again here.
-                with self._wake:
-                    free = self._window - self._rows_in_flight()
-                if free <= 0:
-                    continue  # the window filled meanwhile: wait for PUBACKs at the top
-                rows = self._outbox.peek(free, after_id=self._sent_upto)
-                if self._degraded and not self._ack_failing:
-                    self._degraded = False
-                    self._health.recovered(SENDER)
-                for row in rows:
-                    if self._publish_direct(row.topic, row.payload, row.retain, row.id) == _NOT_TAKEN:
-                        break
-                    self._sent_upto = row.id
+                read_due, self._pending = self._pending, False
+            rows: list[OutboxMessage] = []
+            if read_due:
+                rows = self._send_waiting()
+            if self._degraded and not self._ack_failing:
+                self._degraded = False
+                self._health.recovered(SENDER)
             if not rows:
                 with self._wake:
                     if not self._pending and not self._acks_due() and not self._stop_sender.is_set():
                         self._wake.wait(self._idle_wait_s())
                 continue
+
+    def _send_waiting(self) -> list[OutboxMessage]:
+        """Read the rows after the send position that fit the window and hand them to paho; what was read."""
+        with self._send_lock:
+            # Producers may have sent rows directly meanwhile: the room and the position are read again here.
+            with self._wake:
+                free = self._window - self._rows_in_flight()
+            rows = self._outbox.peek(free, after_id=self._sent_upto) if free > 0 else []
+            sent = 0
+            for row in rows:
+                if self._publish_direct(row.topic, row.payload, row.retain, row.id) == _NOT_TAKEN:
+                    break
+                self._sent_upto = row.id
+                sent += 1
+        if free <= 0 or sent < len(rows) or (rows and len(rows) == free):
+            with self._wake:
+                self._pending = True  # more may wait: read again once PUBACKs make room
+        return rows
 
     def _await_acks(self) -> None:
         """Sleep until a PUBACK arrives (or 0.5 s); caller holds the lock."""
@@ -475,6 +489,7 @@ class MqttLink:
             subs = dict(self._subs)
             self._window = min(self._cfg.max_inflight, receive_max or self._cfg.max_inflight)
             self._generation += 1
+            self._pending = True
             self.counters.connects += 1
             self._connected.set()
             self._wake.notify_all()
