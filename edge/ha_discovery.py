@@ -88,6 +88,27 @@ def config_topic(topics: DeviceTopics, metric: Metric, prefix: str = HA_PREFIX) 
     return f"{prefix}/sensor/{node_id(topics)}/{metric.name}/config"
 
 
+def metric_sensor(m: Metric, topics: DeviceTopics, *, unique_id: str, entity: str, template: str,
+                  device: dict[str, Any], origin: dict[str, str]) -> dict[str, Any]:
+    """One metric-table figure as an HA MQTT sensor: state class, unit and device class come from its row."""
+    cfg: dict[str, Any] = {
+        "name": m.label,
+        "unique_id": unique_id,
+        "default_entity_id": f"sensor.{entity}",
+        "state_topic": topics.telemetry,
+        "value_template": template,
+        **availability(topics),
+        "state_class": "total_increasing" if m.kind == "counter" else "measurement",
+        "device": device,
+        "origin": origin,
+    }
+    if m.unit:
+        cfg["unit_of_measurement"] = m.unit
+    if m.ha_device_class:
+        cfg["device_class"] = m.ha_device_class
+    return cfg
+
+
 def discovery_configs(
     topics: DeviceTopics,
     agent_version: str,
@@ -103,21 +124,8 @@ def discovery_configs(
     for m in METRICS:
         if reported is not None and m.name not in reported:
             continue
-        cfg: dict[str, Any] = {
-            "name": m.label,
-            "unique_id": f"{node}_{m.name}",
-            "default_entity_id": f"sensor.{_slug(node)}_{m.name}",
-            "state_topic": topics.telemetry,
-            "value_template": value_template(m.name),
-            **availability(topics),
-            "state_class": "total_increasing" if m.kind == "counter" else "measurement",
-            "device": device,
-            "origin": origin,
-        }
-        if m.unit:
-            cfg["unit_of_measurement"] = m.unit
-        if m.ha_device_class:
-            cfg["device_class"] = m.ha_device_class
+        cfg = metric_sensor(m, topics, unique_id=f"{node}_{m.name}", entity=f"{_slug(node)}_{m.name}",
+                            template=value_template(m.name), device=device, origin=origin)
         out.append((config_topic(topics, m, prefix), cfg))
     return out + rollout_configs(topics, agent_version, prefix)
 

@@ -15,7 +15,7 @@ import re
 from collections.abc import Collection, Sequence
 from typing import Any
 
-from edge.ha_discovery import HA_PREFIX, Config, HaDiscovery, availability, node_id
+from edge.ha_discovery import HA_PREFIX, Config, HaDiscovery, metric_sensor, node_id
 from edge.link.base import Link
 from shared.metrics import Metric
 from shared.streams import STREAM_METRICS, check_stream_name
@@ -56,22 +56,9 @@ def stream_device(topics: DeviceTopics, stream: str, agent_version: str) -> dict
 
 def _sensor(topics: DeviceTopics, stream: str, m: Metric, device: dict[str, Any],
             origin: dict[str, str]) -> dict[str, Any]:
-    cfg: dict[str, Any] = {
-        "name": m.label,
-        "unique_id": f"{stream_device_id(topics, stream)}/{m.name}",
-        "default_entity_id": f"sensor.{_slug(node_id(topics))}_{_slug(object_id(stream, m.name))}",
-        "state_topic": topics.telemetry,
-        "value_template": stream_value_template(stream, m.name),
-        **availability(topics),
-        "state_class": "total_increasing" if m.kind == "counter" else "measurement",
-        "device": device,
-        "origin": origin,
-    }
-    if m.unit:
-        cfg["unit_of_measurement"] = m.unit
-    if m.ha_device_class:
-        cfg["device_class"] = m.ha_device_class
-    return cfg
+    return metric_sensor(m, topics, unique_id=f"{stream_device_id(topics, stream)}/{m.name}",
+                         entity=f"{_slug(node_id(topics))}_{_slug(object_id(stream, m.name))}",
+                         template=stream_value_template(stream, m.name), device=device, origin=origin)
 
 
 def stream_configs(topics: DeviceTopics, agent_version: str, streams: Sequence[str],
