@@ -15,10 +15,11 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Column, Engine, MetaData, String, Table, delete, inspect, select, update
+from sqlalchemy import Engine, delete, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from fleet.db import sanitize
+from fleet.db.schema import device_streams
 from fleet.db.upsert import insert_absent
 from shared.streams import STREAM_BY_NAME
 
@@ -26,21 +27,6 @@ log = logging.getLogger(__name__)
 
 # Streams the fleet keeps per device (the contract lets a report carry up to shared.streams.MAX_STREAMS).
 MAX_STREAMS_PER_DEVICE = 32
-
-_metadata = MetaData()
-device_streams = Table(
-    "device_streams",
-    _metadata,
-    Column("fleet", String(64), primary_key=True),
-    Column("device_id", String(64), primary_key=True),
-    Column("ts_ms", BigInteger, nullable=False),
-    Column("received_ms", BigInteger, nullable=False),
-    Column("streams", JSON, nullable=False, default=dict),
-    # Streams of the last report beyond MAX_STREAMS_PER_DEVICE, left out.
-    Column("dropped", BigInteger, nullable=False, default=0),
-)
-
-
 
 @dataclass(frozen=True)
 class DeviceStreams:
@@ -77,21 +63,11 @@ def _clean(raw: object) -> dict[str, dict[str, float]]:
 
 
 class StreamFigures:
-    """The device_streams table of one fleet (created on first use; other tables are not touched)."""
-
-    _created: set[str] = set()
+    """The device_streams table of one fleet (part of the fleet schema: fleet.db.schema)."""
 
     def __init__(self, engine: Engine, fleet: str) -> None:
         self._engine = engine
         self.fleet = fleet
-        key = str(engine.url)
-        if key not in StreamFigures._created:
-            try:
-                device_streams.create(engine, checkfirst=True)
-            except SQLAlchemyError:
-                if not inspect(engine).has_table(device_streams.name):  # else another worker created it just now
-                    raise
-            StreamFigures._created.add(key)
 
     def keep(self, readings: Iterable[DeviceStreams]) -> int:
         """Store each device's newest reading unless a newer one is stored; returns how many were stored."""

@@ -119,6 +119,20 @@ telemetry_history = Table(
     Index("ix_history_bucket", "bucket_ms"),
 )
 
+# A multi-stream agent's latest per-stream figures (fleet.stream_figures), apart from the device record so the
+# registry's hot write path stays as it is.
+device_streams = Table(
+    "device_streams",
+    metadata,
+    Column("fleet", String(64), primary_key=True),
+    Column("device_id", String(64), primary_key=True),
+    Column("ts_ms", BigInteger, nullable=False),
+    Column("received_ms", BigInteger, nullable=False),
+    Column("streams", JSON, nullable=False, default=dict),
+    # Streams of the last report beyond fleet.stream_figures.MAX_STREAMS_PER_DEVICE, left out.
+    Column("dropped", BigInteger, nullable=False, default=0),
+)
+
 desired = Table(
     "desired",
     metadata,
