@@ -25,7 +25,11 @@ ROOM_POLL_S = 0.1
 
 
 class StreamCapture:
-    """One stream's reader thread; the ring and the doorbell (their shared lock) belong to the scheduler."""
+    """One stream's reader thread; the ring and the doorbell (their shared lock) belong to the scheduler.
+
+    A 'fifo' capture waiting for room waits on `room` (a condition on the doorbell's lock, notified when the
+    scheduler takes frames), so another stream's new frame wakes only the scheduler, not every waiting capture.
+    """
 
     def __init__(
         self,
@@ -35,6 +39,7 @@ class StreamCapture:
         doorbell: threading.Condition,
         figures: StreamFigures,
         prepare: Callable[[Frame], None] | None = None,
+        room: threading.Condition | None = None,
     ) -> None:
         self.name = cfg.name
         self.cfg = cfg
@@ -42,6 +47,7 @@ class StreamCapture:
         self.ring = ring
         self.figures = figures
         self._doorbell = doorbell
+        self._room = doorbell if room is None else room
         self._prepare = prepare
         self._period = 1.0 / cfg.max_fps if cfg.max_fps else None
         # A source paced slower than stall_s waits that long in read() by design: not a stall below two frames.
@@ -65,6 +71,7 @@ class StreamCapture:
         self.source.interrupt()
         with self._doorbell:
             self._doorbell.notify_all()
+            self._room.notify_all()
 
     def stop(self) -> None:
         """Stop reading and wait briefly; a read blocked in a driver is left to end with the process."""
@@ -159,7 +166,7 @@ class StreamCapture:
         with doorbell:
             if ring.policy == "fifo":
                 while ring.full and not self._stop.is_set():
-                    doorbell.wait(ROOM_POLL_S)
+                    self._room.wait(ROOM_POLL_S)
                 if self._stop.is_set():
                     return
             ring.put(frame)

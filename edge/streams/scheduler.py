@@ -35,7 +35,11 @@ class Taken:
 
 
 class BatchScheduler:
-    """Called from one thread (the frame thread); captures put frames under the same doorbell lock."""
+    """Called from one thread (the frame thread); captures put frames under the same doorbell lock.
+
+    `room` (a condition on the doorbell's lock; the doorbell itself when not given) is notified after each gather,
+    for 'fifo' captures waiting for room in their rings.
+    """
 
     def __init__(
         self,
@@ -44,6 +48,7 @@ class BatchScheduler:
         max_size: int,
         wait_s: float,
         clock: Callable[[], float] = time.perf_counter,
+        room: threading.Condition | None = None,
     ) -> None:
         if max_size < 1:
             raise ValueError(f"a batch holds at least one frame, not {max_size}")
@@ -51,6 +56,7 @@ class BatchScheduler:
         self.max_size = max_size
         self.wait_s = wait_s
         self._doorbell = doorbell
+        self._room = doorbell if room is None else room
         self._clock = clock
         self._next = 0
 
@@ -89,7 +95,7 @@ class BatchScheduler:
                     break
                 doorbell.wait(left)
                 self._take(taken, clock())
-            doorbell.notify_all()  # 'fifo' captures waiting for room
+            self._room.notify_all()  # 'fifo' captures waiting for room
         last = self.lanes.index(taken[-1].lane)
         self._next = (last + 1) % len(self.lanes)
         return taken

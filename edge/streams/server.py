@@ -78,13 +78,17 @@ class MultiStreamLoop:
         self._budget_ms = budget_ms
         self._sized_generation = 0
         self._started_at = time.monotonic()
-        self.doorbell = threading.Condition(threading.Lock())
+        lock = threading.Lock()
+        self.doorbell = threading.Condition(lock)
+        # Same lock: 'fifo' captures wait for room here, so a new frame wakes the frame thread alone.
+        self.room = threading.Condition(lock)
         # Replaced whole (never changed in place) by the frame thread: other threads iterate the dict they read.
         self.captures: dict[str, StreamCapture] = {cfg.name: self._capture(cfg, sources[cfg.name]) for cfg in streams}
         self._on_removed = on_removed
         self._pending: tuple[list[StreamConfig], dict[str, FrameSource]] | None = None
         self._pending_lock = threading.Lock()
-        self.scheduler = BatchScheduler(list(self.captures.values()), self.doorbell, max_batch, wait_s)
+        self.scheduler = BatchScheduler(list(self.captures.values()), self.doorbell, max_batch, wait_s,
+                                        room=self.room)
         self.runner = BatchRunner()
         self.summary: RunSummary | None = None
         self._started = False
@@ -163,7 +167,7 @@ class MultiStreamLoop:
     def _capture(self, cfg: StreamConfig, source: FrameSource) -> StreamCapture:
         ring = FrameRing(cfg.ring_size, cfg.policy, None if cfg.stale_ms is None else cfg.stale_ms / 1000.0)
         return StreamCapture(cfg, source, ring, self.doorbell, StreamFigures(),
-                             prepare=AheadOfTimePreprocess(self._slot))
+                             prepare=AheadOfTimePreprocess(self._slot), room=self.room)
 
     def metrics(self) -> dict[str, float]:
         """drops, queue_depth and source_errors summed over the streams, like the single source reports them."""
