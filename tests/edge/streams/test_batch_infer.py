@@ -38,3 +38,36 @@ def test_a_model_that_refuses_a_batch_runs_frame_by_frame_and_keeps_doing_so(tmp
     assert len(outputs) == 3 and model.runs == 5 and runner.batches == 0
     runner.run(serving, tensors)
     assert model.runs == 8 and not runner.can_batch(serving)
+
+
+class RecordingModel(FakeModel):
+    """Keeps every batch it was given (the array itself) and a copy of what it held then."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.given: list[np.ndarray] = []
+        self.seen: list[np.ndarray] = []
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        self.given.append(batch)
+        self.seen.append(batch.copy())
+        return super().run(batch)
+
+
+def test_batches_of_one_shape_reuse_one_input_array_and_each_holds_its_own_frames(tmp_path: Path) -> None:
+    model = RecordingModel()
+    manifest = manifest_for(write_classifier(tmp_path / "m.onnx"))
+    slot = ModelSlot()
+    slot.install(prepare(model, manifest, manifest.variants[0]))
+    serving = slot.current
+    assert serving is not None
+    first = [np.full((1, 1, 28, 28), v, np.float32) for v in (1, 2, 3)]
+    second = [np.full((1, 1, 28, 28), v, np.float32) for v in (7, 8, 9)]
+    runner = BatchRunner()
+    runner.run(serving, first)
+    runner.run(serving, second)
+    assert runner.batches == 2
+    assert [b[:, 0, 0, 0].tolist() for b in model.seen[-2:]] == [[1, 2, 3], [7, 8, 9]]
+    assert model.given[-1] is model.given[-2], "each batch allocated a fresh input array"
+    runner.run(serving, first[:2])  # another size: its own array, same frames
+    assert model.seen[-1][:, 0, 0, 0].tolist() == [1, 2]
