@@ -82,10 +82,24 @@ class Results:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.by_stream: dict[str, list[tuple[float, float]]] = defaultdict(list)
+        # Process CPU seconds (all threads) at the first and the latest result: CPU per frame of the agent.
+        self.cpu: list[float] = []
 
     def __call__(self, result: FrameResult) -> None:
         with self.lock:
             self.by_stream[result.stream].append((result.captured_at, time.perf_counter()))
+            cpu = time.process_time()
+            if self.cpu:
+                self.cpu[1:] = [cpu]
+            else:
+                self.cpu.append(cpu)
+
+    def cpu_ms_per_frame(self) -> float:
+        """Process CPU ms spent per result between the first and the last result (nan with fewer than two)."""
+        frames = sum(len(rows) for rows in self.by_stream.values())
+        if len(self.cpu) < 2 or frames < 2:
+            return float("nan")
+        return (self.cpu[1] - self.cpu[0]) * 1e3 / (frames - 1)
 
     def e2e_ms(self, stream: str, skip_s: float) -> list[float]:
         """e2e of a stream's results after its first skip_s seconds (warm-up)."""
@@ -147,10 +161,19 @@ def throughput(args: argparse.Namespace, tmp: Path, video: Path, port: int | Non
         frames = agent.frames
         assert serving is not None and isinstance(frames, MultiStreamLoop)
         size = frames.scheduler.max_size
-        return {"batch_size": size, "bare_batched_fps": bare_batched_fps(serving, size, args.frames),
+        cpu0 = time.process_time()
+        bare_fps = bare_batched_fps(serving, size, args.frames)
+        cpu1 = time.process_time()
+        decode4_fps, decoded = decode_preprocess_fps(video, serving, len(CAMERAS))
+        cpu2 = time.process_time()
+        runs = max(10, args.frames // size) * size
+        return {"batch_size": size, "bare_batched_fps": bare_fps,
                 "serving": f"{serving.model.backend} {serving.variant.precision}",
                 "batched_frames": frames.runner.batched_frames,
-                "decode4_fps": decode_preprocess_fps(video, serving, len(CAMERAS))}
+                "decode4_fps": decode4_fps,
+                # CPU ms per frame of each bare part (process CPU over all its threads; warm-up runs included).
+                "bare_cpu_ms": (cpu1 - cpu0) * 1e3 / (runs + 5 * size),
+                "decode4_cpu_ms": (cpu2 - cpu1) * 1e3 / decoded if decoded else float("nan")}
 
     out = run_agent(cfg, results, after=bare)
     ends = sorted(end for rows in results.by_stream.values() for _, end in rows)
@@ -158,6 +181,9 @@ def throughput(args: argparse.Namespace, tmp: Path, video: Path, port: int | Non
     out["agent_fps"] = (frames_done - 1) / (ends[-1] - ends[0]) if frames_done > 1 else 0.0
     out["agent_frames"] = frames_done
     out["ceiling_fps"] = min(out["bare_batched_fps"], out["decode4_fps"])
+    # On cores that run both halves, each frame costs its decode+preprocess time plus its share of a batch.
+    out["shared_ceiling_fps"] = 1.0 / (1.0 / out["bare_batched_fps"] + 1.0 / out["decode4_fps"])
+    out["agent_cpu_ms"] = results.cpu_ms_per_frame()
     return out
 
 
@@ -175,8 +201,9 @@ def bare_batched_fps(serving: ServingModel, size: int, frames: int) -> float:
     return runs * size / (time.perf_counter() - t0)
 
 
-def decode_preprocess_fps(video: Path, serving: ServingModel, ways: int) -> float:
-    """Aggregate frames per second of `ways` threads each decoding the file and preprocessing it (served recipe)."""
+def decode_preprocess_fps(video: Path, serving: ServingModel, ways: int) -> tuple[float, int]:
+    """Aggregate frames per second of `ways` threads each decoding the file and preprocessing it (served recipe),
+    and the frames decoded in all."""
     counts = [0] * ways
 
     def one(i: int) -> None:
@@ -189,7 +216,7 @@ def decode_preprocess_fps(video: Path, serving: ServingModel, ways: int) -> floa
         t.start()
     for t in threads:
         t.join()
-    return sum(counts) / (time.perf_counter() - t0)
+    return sum(counts) / (time.perf_counter() - t0), sum(counts)
 
 
 def paced(args: argparse.Namespace, tmp: Path, video: Path, port: int | None, stall: bool) -> dict[str, float]:
@@ -365,6 +392,11 @@ def write(args: argparse.Namespace, head: dict[str, Any], load_before: tuple[flo
         f"{fig['bare_batched_fps']:.1f} |",
         f"| 4-way decode+preprocess (4 threads) fps | {fig['decode4_fps']:.1f} |",
         f"| ceiling (slower of the two) fps | {fig['ceiling_fps']:.1f} |",
+        f"| shared-core ceiling 1/(1/bare + 1/decode) fps (both halves on the same 2 cores) | "
+        f"{fig['shared_ceiling_fps']:.1f} |",
+        f"| agent / shared-core ceiling | {fig['agent_fps'] / fig['shared_ceiling_fps']:.2f}x |",
+        f"| process CPU ms per frame: agent / bare batched run + 4-way decode+preprocess | "
+        f"{fig['agent_cpu_ms']:.2f} / {fig['bare_cpu_ms']:.2f} + {fig['decode4_cpu_ms']:.2f} |",
     ]
     if singles:
         lines.append(f"| 4 single-stream agent processes together, 1 runtime thread each ({singles['overlap_s']:.1f} s "
