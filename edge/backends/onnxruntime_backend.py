@@ -168,7 +168,8 @@ class OnnxRuntimeBackend:
         """A ready session; BackendError when ORT refuses the file or (given a manifest) the input does not fit."""
         try:
             session = ort.InferenceSession(
-                str(path), sess_options=session_options(self.cfg.threads), providers=self.providers
+                str(path), sess_options=session_options(self.cfg.threads, spin=self.cfg.spin),
+                providers=self.providers,
             )
         except _ORT_ERRORS as exc:
             raise BackendError(

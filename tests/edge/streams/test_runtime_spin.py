@@ -1,0 +1,37 @@
+"""An agent serving several streams can stop ONNX Runtime's idle workers spinning, leaving the cores to capture."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import onnxruntime as ort
+import pytest
+
+from edge.backends.onnxruntime_backend import OnnxRuntimeBackend
+from edge.config import AgentConfig, OnnxRuntimeConfig
+from tests.edge.tiny_onnx import manifest_for, write_classifier
+
+SPIN = "session.intra_op.allow_spinning"
+
+
+def spin_entry(options: ort.SessionOptions) -> str | None:
+    """The session's allow_spinning entry; None when unset (ORT's default: workers spin)."""
+    try:
+        return str(options.get_session_config_entry(SPIN))
+    except RuntimeError:
+        return None
+
+
+@pytest.mark.parametrize(("spin", "entry"), [(False, "0"), (True, None)])
+def test_the_spin_setting_reaches_the_served_session(tmp_path: Path, spin: bool, entry: str | None) -> None:
+    manifest = manifest_for(write_classifier(tmp_path / "m.onnx"))
+    backend = OnnxRuntimeBackend(OnnxRuntimeConfig(threads=2, spin=spin))
+    model = backend.load(tmp_path / "m.onnx", manifest.variants[0], manifest)
+    options = model._session.get_session_options()  # type: ignore[attr-defined,union-attr]
+    assert spin_entry(options) == entry
+
+
+def test_spin_is_set_from_the_agent_config() -> None:
+    cfg = AgentConfig.model_validate({"backend": {"type": "onnxruntime", "threads": 2, "spin": False}})
+    assert isinstance(cfg.backend, OnnxRuntimeConfig) and cfg.backend.spin is False
+    assert AgentConfig.model_validate({"backend": {"type": "onnxruntime"}}).backend.spin is True  # type: ignore[union-attr]
