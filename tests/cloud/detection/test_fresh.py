@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
+
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
@@ -50,7 +53,10 @@ def loader_epochs(workers: int, seed: int) -> list[torch.Tensor]:
 
 
 def test_loader_workers_draw_new_scenes_each_epoch_and_repeat_for_the_same_seed() -> None:
-    first, again = loader_epochs(2, 7), loader_epochs(2, 7)
+    # Loader workers run in a child of a fresh (spawned) process: a DataLoader with workers leaves torch's SIGCHLD
+    # handler in the process that ran it, and in the test runner that handler later crashed it (SIGSEGV).
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        first, again = pool.submit(loader_epochs, 2, 7).result(), pool.submit(loader_epochs, 2, 7).result()
     assert first[0].shape == (4, 3, 64, 64)
     assert torch.equal(first[0], again[0]) and torch.equal(first[1], again[1])
     assert not torch.equal(first[0], first[1])
