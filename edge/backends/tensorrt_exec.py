@@ -42,11 +42,13 @@ class TrtModel:
         if len(inputs) != 1 or not outputs:
             raise BackendError(f"{file}: engine has {len(inputs)} inputs and {len(outputs)} outputs; need 1 and >= 1")
         self.input_name: str = inputs[0]
-        self._output = outputs[0]
+        # Every output in the engine's order: run() returns the first, run_outputs() all of them by name (a
+        # detector decoded in the graph has boxes, scores and class ids).
+        self._outputs: list[str] = outputs
         shape = tuple(self._engine.get_tensor_shape(self.input_name))
         self.input_shape: tuple[int | str, ...] = tuple(d if d > 0 else "batch" for d in shape)
         self._in_dtype = np.dtype(trt.nptype(self._engine.get_tensor_dtype(self.input_name)))
-        self._out_dtype = np.dtype(trt.nptype(self._engine.get_tensor_dtype(self._output)))
+        self._out_dtypes = {n: np.dtype(trt.nptype(self._engine.get_tensor_dtype(n))) for n in outputs}
         self._max_batch = self._profile_max_batch(shape)
         self._context = self._engine.create_execution_context()
         self._stream = _check(self._cudart, self._cudart.cudaStreamCreate(), "stream creation")
@@ -59,13 +61,19 @@ class TrtModel:
         return int(self._engine.get_tensor_profile_shape(self.input_name, 0)[2][0])
 
     def run(self, batch: np.ndarray) -> np.ndarray:
-        """Logits as float32; batches beyond the engine's profile run in chunks."""
-        if batch.shape[0] <= self._max_batch:
-            return self._run(batch)
-        chunks = [self._run(batch[i : i + self._max_batch]) for i in range(0, batch.shape[0], self._max_batch)]
-        return np.concatenate(chunks)
+        """The first output (a classifier's logits) as float32; batches beyond the profile run in chunks."""
+        return self.run_outputs(batch, first_only=True)[self._outputs[0]]
 
-    def _run(self, batch: np.ndarray) -> np.ndarray:
+    def run_outputs(self, batch: np.ndarray, first_only: bool = False) -> dict[str, np.ndarray]:
+        """Every output by name as float32 (class ids too, as ONNX Runtime's runner gives them); batches beyond the
+        engine's profile run in chunks whose outputs are joined along the batch axis."""
+        names = self._outputs[:1] if first_only else self._outputs
+        if batch.shape[0] <= self._max_batch:
+            return self._run(batch, names)
+        chunks = [self._run(batch[i : i + self._max_batch], names) for i in range(0, batch.shape[0], self._max_batch)]
+        return {n: np.concatenate([c[n] for c in chunks]) for n in names}
+
+    def _run(self, batch: np.ndarray, names: list[str]) -> dict[str, np.ndarray]:
         cudart = self._cudart
         host_in = np.ascontiguousarray(batch, dtype=self._in_dtype)
         with self._lock:
@@ -74,20 +82,25 @@ class TrtModel:
                 raise BackendError(f"{self._file} was closed")
             if not ctx.set_input_shape(self.input_name, host_in.shape):
                 raise BackendError(f"{self._file}: input shape {host_in.shape} is outside the engine's profile")
-            out_shape = tuple(ctx.get_tensor_shape(self._output))
-            host_out = np.empty(out_shape, dtype=self._out_dtype)
-            d_in = self._device(self.input_name, host_in.nbytes)
-            d_out = self._device(self._output, host_out.nbytes)
             h2d, d2h = cudart.cudaMemcpyKind.cudaMemcpyHostToDevice, cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost
+            d_in = self._device(self.input_name, host_in.nbytes)
             _check(cudart, cudart.cudaMemcpyAsync(d_in, host_in.ctypes.data, host_in.nbytes, h2d, self._stream), "copy")
             ctx.set_tensor_address(self.input_name, d_in)
-            ctx.set_tensor_address(self._output, d_out)
+            # Every output needs an address to execute, also those the caller does not read back.
+            host_out: dict[str, np.ndarray] = {}
+            d_out: dict[str, int] = {}
+            for name in self._outputs:
+                host_out[name] = np.empty(tuple(ctx.get_tensor_shape(name)), dtype=self._out_dtypes[name])
+                d_out[name] = self._device(name, host_out[name].nbytes)
+                ctx.set_tensor_address(name, d_out[name])
             if not ctx.execute_async_v3(int(self._stream)):
                 raise BackendError(f"{self._file}: TensorRT execution failed")
-            _check(cudart, cudart.cudaMemcpyAsync(host_out.ctypes.data, d_out, host_out.nbytes, d2h, self._stream),
-                   "copy")
+            for name in names:
+                out = host_out[name]
+                _check(cudart, cudart.cudaMemcpyAsync(out.ctypes.data, d_out[name], out.nbytes, d2h, self._stream),
+                       "copy")
             _check(cudart, cudart.cudaStreamSynchronize(self._stream), "stream synchronize")
-        return host_out.astype(np.float32, copy=False)
+        return {name: host_out[name].astype(np.float32, copy=False) for name in names}
 
     def _device(self, name: str, nbytes: int) -> int:
         """A device buffer of at least nbytes for a tensor, reallocated only when a bigger batch arrives."""
