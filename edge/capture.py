@@ -146,11 +146,16 @@ class Capture:
     def _run(self) -> None:
         try:
             perf, cpu = time.perf_counter, time.thread_time
+            # Only a live source's read can show the reader waited for a frame; a file's reads are never timed.
+            live = self.source.live
             while not self._stop.is_set():
                 try:
-                    w0, c0 = perf(), cpu()
-                    frame = self.source.read()
-                    blocked = waited_for_frame(perf() - w0, cpu() - c0)
+                    if live:
+                        w0, c0 = perf(), cpu()
+                        frame = self.source.read()
+                        blocked = waited_for_frame(perf() - w0, cpu() - c0)
+                    else:
+                        frame, blocked = self.source.read(), False
                 except SourceError as exc:
                     self._reconnect(str(exc))
                     continue
@@ -168,7 +173,7 @@ class Capture:
                     continue
                 # A file is always ready (a read that took long was preempted, not waiting): only a live source's
                 # read or a paced frame's slot can show that the reader waited for the frame.
-                if (self._slot_waited or (blocked and self.source.live)) and self._run_inline(frame):
+                if (self._slot_waited or blocked) and self._run_inline(frame):
                     continue
                 if self._prepare is not None:
                     self._prepare_frame(frame)

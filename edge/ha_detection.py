@@ -15,13 +15,12 @@ retained config, as Home Assistant expects (DetectionAnnouncer).
 from __future__ import annotations
 
 import json
-import re
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from edge.detection.config import DetectionConfig
-from edge.ha_discovery import HA_PREFIX, Config, HaDiscovery, availability, device_info, node_id
+from edge.ha_discovery import HA_PREFIX, Config, HaDiscovery, availability, device_info, node_id, slug
 from edge.link.base import Link
 from shared.object_events import ObjectTopics
 from shared.topics import DeviceTopics
@@ -40,7 +39,7 @@ TRIGGER_TEMPLATE = "{{ value_json.get('type') }}"
 
 
 def _slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9_]+", "_", text.lower()).strip("_") or "label"
+    return slug(text) or "label"
 
 
 def zone_labels(cfg: DetectionConfig) -> dict[str, list[str]]:

@@ -36,7 +36,8 @@ AVAILABILITY_TEMPLATE = f"{{{{ '{STATUS_ONLINE}' if value == '{STATUS_ONLINE}' e
 Config = tuple[str, dict[str, Any]]
 
 
-def _slug(text: str) -> str:
+def slug(text: str) -> str:
+    """Lower-case letters, digits and underscores: what HA entity and object ids may hold."""
     return re.sub(r"[^a-z0-9_]+", "_", text.lower()).strip("_")
 
 
@@ -124,7 +125,7 @@ def discovery_configs(
     for m in METRICS:
         if reported is not None and m.name not in reported:
             continue
-        cfg = metric_sensor(m, topics, unique_id=f"{node}_{m.name}", entity=f"{_slug(node)}_{m.name}",
+        cfg = metric_sensor(m, topics, unique_id=f"{node}_{m.name}", entity=f"{slug(node)}_{m.name}",
                             template=value_template(m.name), device=device, origin=origin)
         out.append((config_topic(topics, m, prefix), cfg))
     return out + rollout_configs(topics, agent_version, prefix)
@@ -155,13 +156,13 @@ def device_info(topics: DeviceTopics, agent_version: str) -> dict[str, Any]:
 
 def rollout_configs(topics: DeviceTopics, agent_version: str, prefix: str = HA_PREFIX) -> list[Config]:
     """The model `update` entity (installed vs desired version, no install action) and "rollout in progress"."""
-    node, slug = node_id(topics), _slug(node_id(topics))
+    node, entity = node_id(topics), slug(node_id(topics))
     common = {**availability(topics), "state_topic": topics.state, "device": device_info(topics, agent_version),
               "origin": {"name": "edgeferry", "sw_version": agent_version}}
     update = {
         "name": "Model",
         "unique_id": f"{node}_{UPDATE_OBJECT}",
-        "default_entity_id": f"update.{slug}_{UPDATE_OBJECT}",
+        "default_entity_id": f"update.{entity}_{UPDATE_OBJECT}",
         "value_template": UPDATE_TEMPLATE,
         "release_summary": "Installed: the served model version. Latest: the version the fleet's signed desired "
                            "state asks for. Install through the control plane (signed), not from here.",
@@ -170,7 +171,7 @@ def rollout_configs(topics: DeviceTopics, agent_version: str, prefix: str = HA_P
     rollout = {
         "name": "Rollout in progress",
         "unique_id": f"{node}_{ROLLOUT_OBJECT}",
-        "default_entity_id": f"binary_sensor.{slug}_{ROLLOUT_OBJECT}",
+        "default_entity_id": f"binary_sensor.{entity}_{ROLLOUT_OBJECT}",
         "value_template": ROLLOUT_TEMPLATE,
         "device_class": "running",
         **common,

@@ -11,19 +11,14 @@ the stream or the figure, so a stream that comes and goes never warns.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Collection, Sequence
 from typing import Any
 
-from edge.ha_discovery import HA_PREFIX, Config, HaDiscovery, metric_sensor, node_id
+from edge.ha_discovery import HA_PREFIX, Config, HaDiscovery, metric_sensor, node_id, slug
 from edge.link.base import Link
 from shared.metrics import Metric
 from shared.streams import STREAM_METRICS, check_stream_name
 from shared.topics import DeviceTopics
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9_]+", "_", text.lower()).strip("_")
 
 
 def object_id(stream: str, figure: str) -> str:
@@ -57,7 +52,7 @@ def stream_device(topics: DeviceTopics, stream: str, agent_version: str) -> dict
 def _sensor(topics: DeviceTopics, stream: str, m: Metric, device: dict[str, Any],
             origin: dict[str, str]) -> dict[str, Any]:
     return metric_sensor(m, topics, unique_id=f"{stream_device_id(topics, stream)}/{m.name}",
-                         entity=f"{_slug(node_id(topics))}_{_slug(object_id(stream, m.name))}",
+                         entity=f"{slug(node_id(topics))}_{slug(object_id(stream, m.name))}",
                          template=stream_value_template(stream, m.name), device=device, origin=origin)
 
 

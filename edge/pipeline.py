@@ -137,9 +137,6 @@ class Pipeline:
         self._stop = threading.Event()
         self._max_frames: int | None = None
         self._deadline: float | None = None
-        # Frames taken through the whole path on the thread that captured them, and from the queue, this run.
-        self.inline_frames = 0
-        self.queued_frames = 0
         self._reset()
 
     def _reset(self) -> None:
@@ -148,7 +145,6 @@ class Pipeline:
         self._last_generation = 0
         self._watch = 0
         self._pause = 0.0
-        self.inline_frames = self.queued_frames = 0
 
     def run(self, stop: threading.Event, max_frames: int | None = None, duration_s: float | None = None) -> RunSummary:
         """Process frames until stop is set, the source ends, max_frames results, or duration_s elapses."""
@@ -184,7 +180,6 @@ class Pipeline:
                     if self._max_frames is not None and self._frames >= self._max_frames:
                         reason = "max_frames"
                         break
-                    self.queued_frames += 1
                     self._process(frame, waited, t1)
                 waited = 0.0
         finally:
@@ -203,7 +198,6 @@ class Pipeline:
         with self._lock:
             if not self._open or self._ended() is not None:
                 return False
-            self.inline_frames += 1
             t1 = time.perf_counter()
             # The loop was idle from its last result (or the frame's capture) until this frame arrived.
             idle = 0.0 if self._last_end is None else max(0.0, frame.captured_at - self._last_end)

@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from edge.backends.base import LoadedModel
+from edge.batch_figures import has_dynamic_batch
 from edge.errors import BackendError
 from edge.hot_swap import ServingModel
 from edge.task_decode import RawOutput
@@ -18,8 +19,7 @@ log = logging.getLogger(__name__)
 
 def has_batch_axis(model: LoadedModel) -> bool:
     """The model's first input dimension is symbolic (it takes any batch size)."""
-    shape = model.input_shape
-    return len(shape) > 1 and not isinstance(shape[0], int)
+    return len(model.input_shape) > 1 and has_dynamic_batch(model.input_shape)
 
 
 def split_output(raw: RawOutput, n: int) -> list[RawOutput] | None:

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 
 import numpy as np
 
-from edge.batch_figures import recorded_batch_ms
+from edge.batch_figures import largest_batch_within, recorded_batch_ms
 from edge.hot_swap import ServingModel
 
 RUNS = 5
@@ -29,8 +29,7 @@ def candidate_sizes(limit: int) -> list[int]:
 
 def choose_batch_size(latency_ms: Mapping[int, float], budget_ms: float) -> int:
     """The largest size whose latency is within the budget; 1 when none is (a frame is never refused)."""
-    within = [size for size, ms in latency_ms.items() if ms <= budget_ms]
-    return max(within, default=1)
+    return largest_batch_within(latency_ms, budget_ms) or 1
 
 
 def measure(

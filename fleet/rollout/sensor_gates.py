@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from fleet.rollout.gates import Sample
-from fleet.rollout.plan import DEFAULT_MIN_WINDOWS, SHADOW_MIN_AGREEMENT, MetricGate, TaskGates
+from fleet.rollout.plan import DEFAULT_MIN_WINDOWS, MetricGate, TaskGates, shadow_gate
 from fleet.rollout.sensor_plan import ScorePsiGate
 from shared import score_bins
 
@@ -48,8 +48,7 @@ def anomaly_gates() -> TaskGates:
                        compare="difference_to_control", min_windows=DEFAULT_MIN_WINDOWS, min_frames=SCORED_WINDOWS),
         ),
         shadow=(
-            MetricGate(metric="shadow_agreement", op=">=", threshold=SHADOW_MIN_AGREEMENT,
-                       min_windows=DEFAULT_MIN_WINDOWS, optional=True),
+            shadow_gate(),  # the same verdict as the incumbent (edge.sensor.window_shadow's agreement)
             MetricGate(metric="shadow_score_diff", op="<=", threshold=SHADOW_MAX_SCORE_DIFF,
                        min_windows=DEFAULT_MIN_WINDOWS, optional=True),
         ),
