@@ -35,6 +35,23 @@ def check_unique_streams(names: list[str]) -> list[str]:
     return names
 
 
+def zone_key(stream: str, key: str) -> str:
+    """A telemetry zone_counts key of one stream's zone ('zone' or 'zone/label'): '<stream>:<key>', the single
+    stream's unprefixed as before. Two cameras may each have a zone 'door'; their counts must not add up."""
+    return key if stream == DEFAULT_STREAM else f"{stream}:{key}"
+
+
+def split_zone_key(key: str) -> tuple[str, str]:
+    """(stream, 'zone' or 'zone/label') of a zone_counts key; a key without a stream is the single stream's.
+
+    Unambiguous: stream and zone names never hold ':' or '/', so a ':' before the first '/' ends the stream name.
+    """
+    stream, colon, _ = key.split("/", 1)[0].partition(":")
+    if not colon:
+        return DEFAULT_STREAM, key
+    return stream, key[len(stream) + 1:]
+
+
 def _percentile_rows(stem: str, title: str, what: str, ps: tuple[int, ...]) -> list[Metric]:
     return [Metric(f"{stem}_ms_p{p}", "ms", f"{p}th percentile of {what} over the stream's last frames",
                    ha_device_class="duration", title=f"{title} p{p}") for p in ps]

@@ -37,7 +37,7 @@ from edge.link.base import Link
 from edge.link.lanes import SNAPSHOT_LANE, LaneBudget
 from edge.telemetry import EnvelopeFactory
 from shared.object_events import ObjectEventPayload, ObjectTopics
-from shared.streams import DEFAULT_STREAM
+from shared.streams import DEFAULT_STREAM, zone_key
 from shared.topics import DeviceTopics
 
 log = logging.getLogger(__name__)
@@ -50,6 +50,7 @@ class _Lane:
     cfg: DetectionConfig
     processor: ObjectProcessor
     emitter: ObjectEventEmitter
+    fed: bool = False  # a frame came: the lane is a camera, not the single stream's lane kept ready
 
 
 class DetectionService:
@@ -108,6 +109,7 @@ class DetectionService:
         self.quality.add(detections)  # every box the model reported, before filters: the model's quality
         with self._lock:
             lane = self._lane(stream)
+            lane.fed = True
             return lane.emitter.publish(lane.processor.process(detections, frame, t_ms, image))
 
     def finish(self) -> list[ObjectEventPayload]:
@@ -168,14 +170,20 @@ class DetectionService:
         return self.quality.class_counts()
 
     def zone_counts(self) -> dict[str, int]:
-        """{zone: objects, zone/label: objects} now, every configured zone present, summed over the streams whose
-        zones share a name (telemetry `zone_counts`)."""
+        """{zone: objects, zone/label: objects} now per stream, every configured zone present, each key naming its
+        stream (shared.streams.zone_key): two cameras' zones of one name are two figures (telemetry `zone_counts`).
+
+        The single stream's lane, always kept ready, is left out once named streams feed frames and it never had one
+        (a multi-stream agent): its zones would read 0 forever.
+        """
         out: dict[str, int] = {}
         with self._lock:
-            for lane in self._lanes.values():
+            named = any(lane.fed for name, lane in self._lanes.items() if name != DEFAULT_STREAM)
+            for name, lane in self._lanes.items():
+                if name == DEFAULT_STREAM and named and not lane.fed:
+                    continue
                 totals, per_label = lane.processor.zone_counts()
-                for key, n in {**totals, **per_label}.items():
-                    out[key] = out.get(key, 0) + n
+                out.update({zone_key(name, key): n for key, n in {**totals, **per_label}.items()})
         return out
 
     def _restart(

@@ -11,6 +11,7 @@ from edge.sensor.service import AnomalyService
 from edge.telemetry import EnvelopeFactory
 from shared.object_events import ObjectEventPayload
 from shared.sensor_events import AnomalyAlertPayload
+from shared.streams import split_zone_key
 from shared.tasks.anomaly import AnomalyScore
 from shared.tasks.detection import Detection
 from shared.topics import DeviceTopics
@@ -63,7 +64,22 @@ def test_each_camera_counts_its_own_zones() -> None:
     svc.on_frame([CAR], 0, 50.0, stream="yard")
     by_stream = {e.stream: e.after.current_zones for e in object_events(link)}
     assert by_stream == {"gate": ["drive"], "yard": []}
-    assert svc.zone_counts() == {"drive": 1, "drive/car": 1, "lawn": 0}
+    assert svc.zone_counts() == {"gate:drive": 1, "gate:drive/car": 1, "yard:lawn": 0}
+
+
+def test_two_cameras_with_a_zone_of_the_same_name_each_report_their_own_count() -> None:
+    link = FakeLink()
+    door = DetectionConfig(tracker=TrackerConfig(min_hits=1), zones={"door": ZoneConfig(coordinates=LEFT, inertia=1)})
+    svc = detection(link, door)
+    svc.on_frame([CAR], 0, 50.0, stream="front")  # a car at the front door
+    svc.on_frame([], 0, 50.0, stream="back")  # nobody at the back door
+    counts = svc.zone_counts()
+    # One figure per camera, the camera's name in the key; not one 'door' summing both cameras.
+    assert counts["front:door"] == 1 and counts["front:door/car"] == 1
+    assert counts["back:door"] == 0
+    assert "door" not in counts  # no frame ever came without a stream name: no unnamed 'door' stuck at 0
+    assert split_zone_key("front:door/car") == ("front", "door/car")
+    assert split_zone_key("door/car") == ("default", "door/car")
 
 
 def test_changing_one_cameras_zones_restarts_only_its_tracking() -> None:
