@@ -10,21 +10,19 @@ from __future__ import annotations
 import threading
 from collections import Counter
 
-from pydantic import ValidationError
-
 from dashboards.errors import Refused
+from dashboards.web.telemetry_report import parse_telemetry
 from shared.metrics import BY_NAME
 from shared.payloads import TelemetryPayload
 
 
 def figures_of(payload: bytes) -> dict[str, float] | None:
     """The declared figures of one telemetry message; None for a replayed one; Refused when malformed."""
-    try:
-        doc = TelemetryPayload.model_validate_json(payload)
-    except ValidationError as exc:
-        raise Refused("telemetry", f"not a telemetry payload ({exc.error_count()} errors)") from exc
-    except (ValueError, RecursionError) as exc:  # too deep or too large for the parser
-        raise Refused("telemetry", f"unreadable ({type(exc).__name__})") from exc
+    return figures_in(parse_telemetry(payload))
+
+
+def figures_in(doc: TelemetryPayload) -> dict[str, float] | None:
+    """The declared figures of one parsed report; None for a replayed one; Refused when one is out of range."""
     if doc.replayed:
         return None  # a replayed message is history, not the device's figure now
     out: dict[str, float] = {}
@@ -61,7 +59,11 @@ class FigureBuffer:
 
     def add_payload(self, device_id: str, payload: bytes) -> None:
         """One telemetry message of a validated device id; Refused (nothing kept) when it is malformed."""
-        figures = figures_of(payload)
+        self.add_report(device_id, parse_telemetry(payload))
+
+    def add_report(self, device_id: str, doc: TelemetryPayload) -> None:
+        """One parsed telemetry report of a validated device id; Refused (nothing kept) when a figure is bad."""
+        figures = figures_in(doc)
         if figures is None:
             return
         with self._lock:

@@ -27,6 +27,7 @@ from dashboards.web.alerts import Alert, alert_message, alert_topic
 from dashboards.web.event_buffer import EventBuffer
 from dashboards.web.figures import FigureBuffer
 from dashboards.web.objects import ObjectBuffer
+from dashboards.web.telemetry_report import parse_telemetry
 from shared.names import check_ident
 from shared.topics import ROOT, fleet_filter
 
@@ -133,9 +134,10 @@ class MqttFeed:
         device_id, leaf = found
         try:
             if leaf == "telemetry":
-                self.figures.add_payload(device_id, payload)
+                report = parse_telemetry(payload)  # once, for every buffer that reads it
+                self.figures.add_report(device_id, report)
                 if self.objects is not None:
-                    self.objects.add_telemetry(device_id, payload)
+                    self.objects.add_report(device_id, report)
             elif leaf == "events":
                 self.buffer.add_payload(device_id, payload)
         except Refused as exc:

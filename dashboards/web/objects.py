@@ -20,6 +20,7 @@ from typing import TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from dashboards.errors import Refused
+from dashboards.web.telemetry_report import parse_telemetry
 from shared.object_events import ObjectEventPayload, ObjectState, SnapshotPayload
 from shared.payloads import Envelope, TelemetryPayload
 
@@ -28,7 +29,6 @@ ZONE_POINTS = 720  # one per telemetry report: an hour at 5 s
 MAX_DEVICES = 20_000
 MAX_OBJECTS_IN_ZONES = 256  # per device; a device claiming more loses its oldest
 SNAPSHOT_BUDGET_BYTES = 64 * 1024 * 1024
-ZONES_MARK = b'"zone_counts"'  # telemetry without zone counts is not parsed again here
 P = TypeVar("P", bound=Envelope)
 
 
@@ -207,11 +207,15 @@ class ObjectBuffer:
 
     def add_telemetry(self, device_id: str, payload: bytes) -> None:
         """A telemetry message: its zone_counts become one point of the device's zone chart (others: ignored)."""
-        if ZONES_MARK not in payload:
-            return
-        doc = _parse(TelemetryPayload, device_id, payload, "telemetry")
+        self.add_report(device_id, parse_telemetry(payload))
+
+    def add_report(self, device_id: str, doc: TelemetryPayload) -> None:
+        """A parsed telemetry report (the feed parses each message once): its zone_counts become one point of the
+        device's zone chart; Refused when it names another device than its topic's."""
         if doc.zone_counts is None or doc.replayed:
             return
+        if doc.device_id != device_id:
+            raise Refused("telemetry", f"sent on {device_id}'s topic but names device {doc.device_id!r}")
         with self._lock:
             if not self._admit(device_id, self._zones):
                 return
