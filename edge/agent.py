@@ -150,7 +150,9 @@ class Agent:
                                           [s.name for s in cfg.streams or []])
         # And of the detector's zones and labels (edge.ha_detection): removed ones withdrawn on a live change.
         self.ha_detection = DetectionAnnouncer(self.link, self.topics, __version__, cfg.mqtt.ha_discovery_prefix,
-                                               lambda: self.detection.cfg)
+                                               lambda: self.detection.cfg,  # and each stream's zones, on its own:
+                                               lambda: {s.name: self.detection.stream_cfg(s.name)
+                                                        for s in self.cfg.streams})
         self._reload_requested = threading.Event()
         self._model_lock = threading.Lock()
         self._frame_thread: threading.Thread | None = None

@@ -5,7 +5,8 @@ fires on every
 object event (new/update/end, with the label, id, zones and score as attributes); and device triggers for an object
 appearing and ending, for automations.
 
-Zones come from the agent's `detection.zones`; the labels counted per zone are the zone's own `objects`, else the
+Zones come from the agent's `detection.zones` (a multi-stream agent: each stream's own, on the stream's sub-device,
+read from its own `<stream>:` keys); the labels counted per zone are the zone's own `objects`, else the
 detection's `objects` (without either, only the zone's total is announced: labels are the model's, unknown here).
 Templates render '' when a report lacks a count, so a zone that is not reported never warns. A live change of the
 zones or labels (signed set-config, SIGHUP) announces the new entities and withdraws the removed ones with an empty
@@ -21,8 +22,11 @@ from typing import Any
 
 from edge.detection.config import DetectionConfig
 from edge.ha_discovery import HA_PREFIX, Config, HaDiscovery, availability, device_info, node_id, slug
+from edge.ha_streams import object_id as stream_object_id
+from edge.ha_streams import stream_device
 from edge.link.base import Link
 from shared.object_events import ObjectTopics
+from shared.streams import DEFAULT_STREAM, zone_key
 from shared.topics import DeviceTopics
 
 OBJECT_EVENT_TYPES = ("new", "update", "end")
@@ -62,11 +66,17 @@ def occupancy_template(key: str) -> str:
 
 
 def zone_configs(topics: DeviceTopics, agent_version: str, zones: Mapping[str, Sequence[str]],
-                 prefix: str = HA_PREFIX) -> list[Config]:
-    """A count sensor and an occupancy binary sensor per zone (every object in it) and per zone and label."""
+                 prefix: str = HA_PREFIX, stream: str = DEFAULT_STREAM) -> list[Config]:
+    """A count sensor and an occupancy binary sensor per zone (every object in it) and per zone and label.
+
+    A named stream's zones hang under its sub-device (edge.ha_streams) and read its own keys (shared.streams.zone_key):
+    two cameras' zones of one name are two entities.
+    """
     node, slug = node_id(topics), _slug(node_id(topics))
+    named = stream != DEFAULT_STREAM
+    device = stream_device(topics, stream, agent_version) if named else device_info(topics, agent_version)
     common = {"state_topic": topics.telemetry, **availability(topics), "state_class": "measurement",
-              "unit_of_measurement": "objects", "device": device_info(topics, agent_version),
+              "unit_of_measurement": "objects", "device": device,
               "origin": {"name": "edgeferry", "sw_version": agent_version}}
     out: list[Config] = []
     for zone in sorted(zones):
@@ -78,6 +88,8 @@ def zone_configs(topics: DeviceTopics, agent_version: str, zones: Mapping[str, S
                 seen.add(key)
                 entries.append((f"{zone}/{label}", key, f"{zone} {label}"))
         for count_key, object_id, name in entries:
+            count_key = zone_key(stream, count_key)
+            object_id = stream_object_id(stream, object_id) if named else object_id
             cfg = {"name": name[:64], "unique_id": f"{node}_{object_id}",
                    "default_entity_id": f"sensor.{slug}_{object_id.lower()}",
                    "value_template": count_template(count_key), "icon": "mdi:account-group", **common}
@@ -117,11 +129,20 @@ def event_configs(topics: DeviceTopics, agent_version: str, prefix: str = HA_PRE
 
 
 def detection_configs(topics: DeviceTopics, agent_version: str, cfg: DetectionConfig,
-                      prefix: str = HA_PREFIX) -> list[Config]:
-    """Everything a detector announces; none for an agent whose config names no zones or objects (a classifier)."""
-    if not cfg.zones and not cfg.objects:
+                      prefix: str = HA_PREFIX, streams: Mapping[str, DetectionConfig] | None = None) -> list[Config]:
+    """Everything a detector announces; none for an agent whose config names no zones or objects (a classifier).
+
+    `streams`: a multi-stream agent's streams and the settings each runs under; their zones are announced per stream.
+    """
+    every = [cfg, *(streams or {}).values()]
+    if not any(c.zones or c.objects for c in every):
         return []
-    return zone_configs(topics, agent_version, zone_labels(cfg), prefix) + event_configs(topics, agent_version, prefix)
+    if not streams:
+        zones = zone_configs(topics, agent_version, zone_labels(cfg), prefix)
+    else:
+        zones = [z for name in sorted(streams)
+                 for z in zone_configs(topics, agent_version, zone_labels(streams[name]), prefix, name)]
+    return zones + event_configs(topics, agent_version, prefix)
 
 
 class DetectionAnnouncer:
@@ -129,19 +150,22 @@ class DetectionAnnouncer:
     announced before but no longer configured (a zone or label removed live) withdrawn by an empty retained config."""
 
     def __init__(self, link: Link, topics: DeviceTopics, agent_version: str, prefix: str,
-                 current: Callable[[], DetectionConfig]) -> None:
+                 current: Callable[[], DetectionConfig],
+                 streams: Callable[[], Mapping[str, DetectionConfig]] | None = None) -> None:
         self._link = link
         self._topics = topics
         self._version = agent_version
         self._prefix = prefix
         self._current = current
+        self._streams = streams  # a multi-stream agent's streams and their settings (zones are per camera)
         self._announced: set[str] = set()
         self._lock = threading.Lock()
         self._discovery: HaDiscovery | None = None
 
     def configs(self) -> list[Config]:
         """The current configs (HaDiscovery's `extra`); withdraws, first, those announced before and gone now."""
-        out = detection_configs(self._topics, self._version, self._current(), self._prefix)
+        streams = None if self._streams is None else self._streams()
+        out = detection_configs(self._topics, self._version, self._current(), self._prefix, streams)
         with self._lock:  # a Home Assistant birth and a live change may publish at once
             now = {topic for topic, _ in out}
             for topic in sorted(self._announced - now):

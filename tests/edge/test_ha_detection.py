@@ -152,3 +152,19 @@ def test_without_discovery_a_change_publishes_nothing() -> None:
     link = FakeLink()
     DetectionAnnouncer(link, TOPICS, "0.1.0", "homeassistant", lambda: DETECTOR).change()
     assert link.published == []
+
+
+def test_two_cameras_with_a_zone_door_get_a_door_sensor_each_on_their_own_sub_device() -> None:
+    door = DetectionConfig.model_validate({"zones": {"door": {"coordinates": SQUARE}}})
+    c = dict(detection_configs(TOPICS, "0.1.0", door, streams={"front": door, "back": door}))
+    front = c["homeassistant/sensor/edgeferry_lab_cam-1/stream_5_front_zone_door/config"]
+    back = c["homeassistant/binary_sensor/edgeferry_lab_cam-1/stream_4_back_zone_door_occupancy/config"]
+    assert front["device"]["identifiers"] == ["edgeferry_lab_cam-1/front"]
+    assert back["device"]["identifiers"] == ["edgeferry_lab_cam-1/back"]
+    assert front["unique_id"] != c["homeassistant/sensor/edgeferry_lab_cam-1/stream_4_back_zone_door/config"][
+        "unique_id"]
+    report = TelemetryPayload.build(ENV, {}, zone_counts={"front:door": 1, "back:door": 0}).model_dump(mode="json")
+    assert render(front["value_template"], report) == "1"
+    assert render(back["value_template"], report) == "OFF"
+    # No agent-wide 'door' entity that no report fills: each camera's zone is its own.
+    assert "homeassistant/sensor/edgeferry_lab_cam-1/zone_door/config" not in c
