@@ -18,6 +18,7 @@ from fleet.registry import TelemetryReading
 from shared.metrics import METRICS
 from shared.payload_limits import INT64_MAX
 from shared.payloads import MAX_CLASS_COUNTS, MAX_ZONE_COUNTS, TelemetryPayload
+from shared.streams import MAX_STREAM_FIGURES, MAX_STREAMS, STREAM_METRICS
 
 # Fields of the model this reader checks; a message carrying any other field of the model goes to the model.
 _CHECKED = frozenset({"schema_version", "device_id", "boot_id", "seq", "ts", "replayed", "class_counts",
@@ -31,6 +32,9 @@ _INT64_MIN = -(2**63)
 MAX_LABEL = 128
 # name -> (lowest, highest, whole numbers only), as shared.metrics.Metric.check reads them.
 _FIGURES: dict[str, tuple[float, float, bool]] = {m.name: (*m.bounds, m.number_type == "int") for m in METRICS}
+# The same per stream, from shared.streams' table.
+_STREAM_FIGURES: dict[str, tuple[float, float, bool]] = {
+    m.name: (*m.bounds, m.number_type == "int") for m in STREAM_METRICS}
 
 
 def _uint64(v: Any) -> bool:
@@ -45,6 +49,45 @@ def _counts(v: Any, limit: int = MAX_CLASS_COUNTS) -> dict[str, int] | None:
         if not label or len(label) > MAX_LABEL or _CONTROL.search(label) or not _uint64(count):
             return None
     return v
+
+
+def _stream_figures(v: Any) -> dict[str, float] | None:
+    """One stream's declared figures as the contract reads them (every value a number, as `dict[str, float]` asks,
+    declared ones within the table's bounds, undeclared ones dropped); None when unsure."""
+    if type(v) is not dict or len(v) > MAX_STREAM_FIGURES:
+        return None
+    kept: dict[str, float] = {}
+    for name, value in v.items():
+        t = type(value)
+        if t is float:
+            f = value  # orjson reads only finite floats
+        elif t is int and _INT64_MIN <= value <= INT64_MAX:
+            f = float(value)  # the model makes a float of it first, then checks that float
+        else:
+            return None
+        bounds = _STREAM_FIGURES.get(name)
+        if bounds is None:
+            continue
+        low, high, whole = bounds
+        if not low <= f <= high or (whole and not f.is_integer()):
+            return None
+        kept[name] = f
+    return kept
+
+
+def _streams(v: Any) -> dict[str, dict[str, float]] | None:
+    """A multi-stream agent's `streams` when every name and figure is one the contract takes; None when unsure."""
+    if type(v) is not dict or len(v) > MAX_STREAMS:
+        return None
+    out: dict[str, dict[str, float]] = {}
+    for name, figures in v.items():
+        if not _IDENT.fullmatch(name):
+            return None
+        kept = _stream_figures(figures)
+        if kept is None:
+            return None
+        out[name] = kept
+    return out
 
 
 def read_telemetry(payload: bytes) -> TelemetryReading | None:
@@ -72,8 +115,13 @@ def read_telemetry(payload: bytes) -> TelemetryReading | None:
     raw_zones = doc.get("zone_counts")
     if raw_zones is not None and _counts(raw_zones, MAX_ZONE_COUNTS) is None:
         return None
-    if doc.get("streams") is not None:
-        return None  # a multi-stream agent's per-stream figures: the model checks them (shared.streams)
+    # A multi-stream agent's per-stream figures, checked against shared.streams' table like the flat ones.
+    streams: dict[str, dict[str, float]] | None = None
+    raw_streams = doc.get("streams")
+    if raw_streams is not None:
+        streams = _streams(raw_streams)
+        if streams is None:
+            return None
     figures: dict[str, float] = {}
     model_version: int | float | None = None
     for name, v in doc.items():
@@ -96,4 +144,4 @@ def read_telemetry(payload: bytes) -> TelemetryReading | None:
         if name == "model_version":
             model_version = v
     return TelemetryReading(device_id=device, boot_id=boot, seq=cast(int, seq), ts=cast(int, ts), replayed=replayed,
-                            figures=figures, class_counts=counts or {}, model_version=model_version)
+                            figures=figures, class_counts=counts or {}, model_version=model_version, streams=streams)
