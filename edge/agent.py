@@ -146,10 +146,10 @@ class Agent:
             self.frames = FrameLoop(self.live, self._source, self.slot, self.stats, self.results.submit, self._stop,
                                     self.health, sample=self.shadow.wants, on_sample=self.shadow.submit)
         # Home Assistant's view of the streams (edge.ha_streams): announced with discovery, kept up with live changes.
-        self.ha_streams = StreamAnnouncer(self.link, self.topics, __version__, cfg.mqtt.ha_discovery_prefix,
+        self.ha_streams = StreamAnnouncer(self.topics, __version__, cfg.mqtt.ha_discovery_prefix,
                                           [s.name for s in cfg.streams or []])
         # And of the detector's zones and labels (edge.ha_detection): removed ones withdrawn on a live change.
-        self.ha_detection = DetectionAnnouncer(self.link, self.topics, __version__, cfg.mqtt.ha_discovery_prefix,
+        self.ha_detection = DetectionAnnouncer(self.topics, __version__, cfg.mqtt.ha_discovery_prefix,
                                                lambda: self.detection.cfg,  # and each stream's zones, on its own:
                                                lambda: {s.name: self.detection.stream_cfg(s.name)
                                                         for s in self.cfg.streams})

@@ -9,14 +9,13 @@ Zones come from the agent's `detection.zones` (a multi-stream agent: each stream
 read from its own `<stream>:` keys); the labels counted per zone are the zone's own `objects`, else the
 detection's `objects` (without either, only the zone's total is announced: labels are the model's, unknown here).
 Templates render '' when a report lacks a count, so a zone that is not reported never warns. A live change of the
-zones or labels (signed set-config, SIGHUP) announces the new entities and withdraws the removed ones with an empty
-retained config, as Home Assistant expects (DetectionAnnouncer).
+zones or labels (signed set-config, SIGHUP) announces the new entities; HaDiscovery withdraws the removed ones with an
+empty retained config, as Home Assistant expects (DetectionAnnouncer).
 """
 
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -24,7 +23,6 @@ from edge.detection.config import DetectionConfig
 from edge.ha_discovery import HA_PREFIX, Config, HaDiscovery, availability, device_info, node_id, slug
 from edge.ha_streams import object_id as stream_object_id
 from edge.ha_streams import stream_device
-from edge.link.base import Link
 from shared.object_events import ObjectTopics
 from shared.streams import DEFAULT_STREAM, zone_key
 from shared.topics import DeviceTopics
@@ -146,32 +144,23 @@ def detection_configs(topics: DeviceTopics, agent_version: str, cfg: DetectionCo
 
 
 class DetectionAnnouncer:
-    """The detector's entities Home Assistant is told of: the configs in force at each discovery publish, with those
-    announced before but no longer configured (a zone or label removed live) withdrawn by an empty retained config."""
+    """The detector's entities Home Assistant is told of: the configs in force at each discovery publish (HaDiscovery
+    withdraws those it announced before and not now: a zone or label removed live)."""
 
-    def __init__(self, link: Link, topics: DeviceTopics, agent_version: str, prefix: str,
+    def __init__(self, topics: DeviceTopics, agent_version: str, prefix: str,
                  current: Callable[[], DetectionConfig],
                  streams: Callable[[], Mapping[str, DetectionConfig]] | None = None) -> None:
-        self._link = link
         self._topics = topics
         self._version = agent_version
         self._prefix = prefix
         self._current = current
         self._streams = streams  # a multi-stream agent's streams and their settings (zones are per camera)
-        self._announced: set[str] = set()
-        self._lock = threading.Lock()
         self._discovery: HaDiscovery | None = None
 
     def configs(self) -> list[Config]:
-        """The current configs (HaDiscovery's `extra`); withdraws, first, those announced before and gone now."""
+        """The current configs (HaDiscovery's `extra`)."""
         streams = None if self._streams is None else self._streams()
-        out = detection_configs(self._topics, self._version, self._current(), self._prefix, streams)
-        with self._lock:  # a Home Assistant birth and a live change may publish at once
-            now = {topic for topic, _ in out}
-            for topic in sorted(self._announced - now):
-                self._link.publish_text(topic, "", retain=True)
-            self._announced = now
-        return out
+        return detection_configs(self._topics, self._version, self._current(), self._prefix, streams)
 
     def attach(self, discovery: HaDiscovery) -> None:
         """Discovery is on: later changes are announced through it."""

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
@@ -190,7 +191,8 @@ def withdrawn_topics(
 
 
 class HaDiscovery:
-    """Publishes the discovery configs retained, and again whenever Home Assistant announces `online`."""
+    """Publishes the discovery configs retained, and again whenever Home Assistant announces `online`; a config it
+    announced before and not now (a zone or stream removed live, whoever supplied it) is withdrawn, here and once."""
 
     def __init__(
         self,
@@ -202,11 +204,13 @@ class HaDiscovery:
         extra: Callable[[], Sequence[Config]] | None = None,
     ) -> None:
         self._link = link
-        self._extra = extra  # more configs, computed at each publish (a detector's zones: edge.ha_detection)
+        self._extra = extra  # more configs, computed at each publish (zones: edge.ha_detection; streams: ha_streams)
         self._topics = topics
         self._version = agent_version
         self._prefix = prefix
         self._reported = frozenset(reported) if reported is not None else None
+        self._announced: set[str] = set()
+        self._lock = threading.Lock()  # a Home Assistant birth and a live change may publish at once
         self.published = 0
 
     @property
@@ -220,13 +224,19 @@ class HaDiscovery:
         self.publish()
 
     def publish(self) -> None:
-        """Publish every config (retained) and withdraw those of figures this host does not report."""
-        extra = list(self._extra()) if self._extra is not None else []
-        for topic, payload in discovery_configs(self._topics, self._version, self._prefix, self._reported) + extra:
-            self._link.publish_json(topic, payload, retain=True)
-        for topic in withdrawn_topics(self._topics, self._prefix, self._reported):
-            self._link.publish_text(topic, "", retain=True)
-        self.published += 1
+        """Publish every config (retained); withdraw those of figures this host does not report and those announced
+        before but gone now, with an empty retained config (how Home Assistant removes an entity)."""
+        with self._lock:
+            configs = discovery_configs(self._topics, self._version, self._prefix, self._reported)
+            configs += list(self._extra()) if self._extra is not None else []
+            now = {topic for topic, _ in configs}
+            for topic, payload in configs:
+                self._link.publish_json(topic, payload, retain=True)
+            gone = set(withdrawn_topics(self._topics, self._prefix, self._reported)) | (self._announced - now)
+            for topic in sorted(gone - now):
+                self._link.publish_text(topic, "", retain=True)
+            self._announced = now
+            self.published += 1
 
     def _on_ha_status(self, topic: str, payload: bytes) -> None:
         if payload.decode(errors="replace").strip() == HA_BIRTH:

@@ -11,11 +11,10 @@ the stream or the figure, so a stream that comes and goes never warns.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from edge.ha_discovery import HA_PREFIX, Config, HaDiscovery, metric_sensor, node_id, slug
-from edge.link.base import Link
 from shared.metrics import Metric
 from shared.streams import STREAM_METRICS, check_stream_name
 from shared.topics import DeviceTopics
@@ -71,19 +70,12 @@ def stream_configs(topics: DeviceTopics, agent_version: str, streams: Sequence[s
     return out
 
 
-def withdrawn_stream_topics(topics: DeviceTopics, gone: Collection[str], prefix: str = HA_PREFIX) -> list[str]:
-    """Config topics of removed streams: an empty retained message on each removes their entities."""
-    node = node_id(topics)
-    return [f"{prefix}/sensor/{node}/{object_id(s, m.name)}/config" for s in sorted(gone) for m in STREAM_METRICS]
-
-
 class StreamAnnouncer:
     """The streams Home Assistant is told of: their configs at each discovery publish, and on a live change of
-    `streams:` the new ones announced and the removed ones withdrawn (nothing while discovery is off)."""
+    `streams:` discovery published again (HaDiscovery withdraws the removed streams' configs; nothing while
+    discovery is off)."""
 
-    def __init__(self, link: Link, topics: DeviceTopics, agent_version: str, prefix: str,
-                 names: Sequence[str]) -> None:
-        self._link = link
+    def __init__(self, topics: DeviceTopics, agent_version: str, prefix: str, names: Sequence[str]) -> None:
         self._topics = topics
         self._version = agent_version
         self._prefix = prefix
@@ -99,11 +91,7 @@ class StreamAnnouncer:
         self._discovery = discovery
 
     def change(self, names: Sequence[str]) -> None:
-        """The agent now serves these streams: publish discovery again and withdraw the streams that left."""
-        gone = set(self.names) - set(names)
+        """The agent now serves these streams: publish discovery again (the streams that left are withdrawn)."""
         self.names = list(names)
-        if self._discovery is None:
-            return
-        self._discovery.publish()
-        for topic in withdrawn_stream_topics(self._topics, gone, self._prefix):
-            self._link.publish_text(topic, "", retain=True)
+        if self._discovery is not None:
+            self._discovery.publish()

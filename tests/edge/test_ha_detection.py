@@ -120,7 +120,7 @@ def test_discovery_announces_the_zones_configured_when_home_assistant_is_born() 
 def test_a_live_change_withdraws_removed_zones_and_labels_and_announces_new_ones() -> None:
     link = FakeLink()
     current = [DETECTOR]
-    announcer = DetectionAnnouncer(link, TOPICS, "0.1.0", "homeassistant", lambda: current[0])
+    announcer = DetectionAnnouncer(TOPICS, "0.1.0", "homeassistant", lambda: current[0])
     ha = HaDiscovery(link, TOPICS, "0.1.0", reported={"fps"}, extra=announcer.configs)
     announcer.attach(ha)
     ha.start()
@@ -146,12 +146,6 @@ def test_a_live_change_withdraws_removed_zones_and_labels_and_announces_new_ones
     before = len(link.published)
     announcer.change()
     assert [p for p in link.published[before:] if p.payload == b"" and "/zone_" in p.topic] == []
-
-
-def test_without_discovery_a_change_publishes_nothing() -> None:
-    link = FakeLink()
-    DetectionAnnouncer(link, TOPICS, "0.1.0", "homeassistant", lambda: DETECTOR).change()
-    assert link.published == []
 
 
 def test_two_cameras_with_a_zone_door_get_a_door_sensor_each_on_their_own_sub_device() -> None:

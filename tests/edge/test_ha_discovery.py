@@ -157,3 +157,19 @@ def test_colliding_pairs_get_their_own_discovery_topics_and_devices() -> None:
         prefix, component, node, obj, leaf = topic.split("/")
         assert (prefix, leaf) == ("homeassistant", "config") and component in {"sensor", "update", "binary_sensor"}
         assert re.fullmatch(r"[a-zA-Z0-9_-]+", node) and re.fullmatch(r"[a-zA-Z0-9_-]+", obj)
+
+
+def test_publish_withdraws_any_config_announced_before_and_gone_now_once() -> None:
+    """Withdrawal is discovery's own, from the configs it announced last time vs now, whoever supplied them."""
+    link = FakeLink()
+    sensor = "homeassistant/sensor/edgeferry_lab_cam-1/{}/config"
+    current = [[(sensor.format("extra_a"), {"name": "a"}), (sensor.format("extra_b"), {"name": "b"})]]
+    ha = HaDiscovery(link, TOPICS, "0.1.0", reported={"fps"}, extra=lambda: current[0])
+    ha.start()
+    current[0] = [(sensor.format("extra_a"), {"name": "a"})]
+    link.deliver("homeassistant/status", b"online")
+    assert [(p.payload, p.retain) for p in link.on(sensor.format("extra_b"))][-1] == (b"", True)
+    assert [p.payload != b"" for p in link.on(sensor.format("extra_a"))] == [True, True]
+    assert [p.payload != b"" for p in link.on(sensor.format("fps"))] == [True, True]  # the agent's own stay
+    ha.publish()
+    assert len(link.on(sensor.format("extra_b"))) == 2  # withdrawn once, not at every publish

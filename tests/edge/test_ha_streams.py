@@ -10,7 +10,7 @@ from typing import Any
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from edge.ha_discovery import HaDiscovery, discovery_configs, fleet_node_id, node_id
-from edge.ha_streams import StreamAnnouncer, object_id, stream_configs, withdrawn_stream_topics
+from edge.ha_streams import StreamAnnouncer, object_id, stream_configs
 from shared.metrics import METRICS
 from shared.payloads import Envelope, TelemetryPayload
 from shared.streams import STREAM_METRICS
@@ -75,16 +75,10 @@ def test_ids_are_injective_over_streams_and_figures_and_never_an_agents() -> Non
     assert not any(m.name.startswith("stream_") for m in METRICS)
 
 
-def test_a_removed_streams_entities_are_withdrawn() -> None:
-    gone = withdrawn_stream_topics(TOPICS, ["yard"])
-    assert gone == [t for t, _ in stream_configs(TOPICS, "0.1.0", ["yard"])]
-
-
 def test_a_live_stream_change_announces_the_new_stream_and_withdraws_the_removed_one() -> None:
     link = FakeLink()
-    announcer = StreamAnnouncer(link, TOPICS, "0.1.0", "homeassistant", ["door", "yard"])
-    announcer.change(["door"])  # discovery off: nothing sent
-    assert link.published == []
+    announcer = StreamAnnouncer(TOPICS, "0.1.0", "homeassistant", ["door", "yard"])
+    announcer.change(["door"])  # discovery off: only remembered
     announcer.change(["door", "yard"])
     discovery = HaDiscovery(link, TOPICS, "0.1.0", extra=announcer.configs)
     announcer.attach(discovery)
@@ -98,3 +92,7 @@ def test_a_live_stream_change_announces_the_new_stream_and_withdraws_the_removed
     assert last.payload == b"" and last.retain  # the removed camera's entities go away in Home Assistant
     door = link.on("homeassistant/sensor/edgeferry_lab_cam-1/stream_4_door_frames/config")
     assert len(door) == 2 and door[-1].payload != b""  # the staying camera is announced again, not withdrawn
+    for topic, _ in stream_configs(TOPICS, "0.1.0", ["yard"]):  # every figure of the removed camera, once
+        assert [p.payload for p in link.on(topic)] == [link.on(topic)[0].payload, b""], topic
+    announcer.change(["door", "gate"])
+    assert link.on(yard)[-1].payload == b"" and len(link.on(yard)) == 2
