@@ -139,9 +139,10 @@ class Agent:
                                   windows=WindowShadow(lambda: self.cfg.sensor.alerts, lambda: self.slot.current))
         self.frames: FrameLoop | MultiStreamLoop
         if cfg.streams:
-            # Several streams: batched across streams; the shadow check samples single-stream frames only (for now).
+            # Several streams: batched across streams; the shadow check samples every stream's frames alike.
             self.frames = multi_stream_loop(cfg, self._sources, self.slot, self.stats, self.results.submit,
-                                            self._stop, self.health, on_removed=self._stream_removed)
+                                            self._stop, self.health, on_removed=self._stream_removed,
+                                            sample=self.shadow.wants, on_sample=self.shadow.submit)
         else:
             self.frames = FrameLoop(self.live, self._source, self.slot, self.stats, self.results.submit, self._stop,
                                     self.health, sample=self.shadow.wants, on_sample=self.shadow.submit)

@@ -65,8 +65,14 @@ class MultiStreamLoop:
         top_k: int = 3,
         bounds: Bounds = Bounds(),
         on_removed: Callable[[str], None] | None = None,
+        sample: Callable[[int], bool] | None = None,
+        on_sample: Callable[[FrameResult], None] | None = None,
     ) -> None:
         self._slot = slot
+        # The shadow check, as on one stream: which frames (by their stream's index) keep their input, and where
+        # those results also go.
+        self._sample = sample
+        self._on_sample = on_sample
         self._stats = stats
         self._on_result = on_result
         self._stop = stop
@@ -284,20 +290,24 @@ class MultiStreamLoop:
             return 0, failed + len(ready)
         t3 = perf()
         backlog = self.scheduler.waiting()
-        decoder, top_k = serving.decoder, self._top_k
+        decoder, top_k, sample = serving.decoder, self._top_k, self._sample
         done = 0
         last = len(ready) - 1
-        for i, (item, output, prep) in enumerate(zip(ready, outputs, preps, strict=True)):
+        for i, (item, output, prep, tensor) in enumerate(zip(ready, outputs, preps, tensors, strict=True)):
             frame = item.frame
             try:
                 t4 = perf()
                 decoded = decoder.decode(output, frame.image.shape[:2], top_k)
                 t5 = perf()
-                self._on_result(FrameResult(
+                kept = tensor.copy() if sample is not None and sample(frame.index) else None
+                result = FrameResult(
                     frame.index, frame.captured_at, frame.source, serving.version, decoded.prediction,
-                    backlog or i < last, None, decoded.detections, frame.image if decoder.keeps_image else None,
+                    backlog or i < last, kept, decoded.detections, frame.image if decoder.keeps_image else None,
                     decoder.task, decoded.anomaly, item.lane.name,
-                ))
+                )
+                if kept is not None and self._on_sample is not None:
+                    self._on_sample(result)
+                self._on_result(result)
                 t6 = perf()
             except Exception as exc:  # noqa: BLE001 - one bad frame must not stop the streams
                 failed += 1
@@ -335,10 +345,13 @@ def multi_stream_loop(
     stop: threading.Event,
     health: Health,
     on_removed: Callable[[str], None] | None = None,
+    sample: Callable[[int], bool] | None = None,
+    on_sample: Callable[[FrameResult], None] | None = None,
 ) -> MultiStreamLoop:
-    """The loop for a config's `streams:`, with its batching, top_k and run bounds."""
+    """The loop for a config's `streams:`, with its batching, top_k, run bounds and shadow check."""
     return MultiStreamLoop(
         cfg.streams, sources, slot, stats, on_result, stop, health, max_batch=cfg.batching.max_size,
         wait_s=cfg.batching.wait_ms / 1000.0, budget_ms=cfg.batching.budget_ms, top_k=cfg.events.top_k,
-        bounds=Bounds(cfg.run.max_frames, cfg.run.duration_s), on_removed=on_removed,
+        bounds=Bounds(cfg.run.max_frames, cfg.run.duration_s), on_removed=on_removed, sample=sample,
+        on_sample=on_sample,
     )
