@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives import serialization
 from edge import model_sync, runtime_bench
 from edge.backends.base import Hardware
 from edge.backends.factory import backend_chain
+from edge.batch_figures import BATCH_SIZES
 from edge.config import AgentConfig, AutoBackendConfig, OnnxRuntimeConfig, SyncConfig
 from edge.errors import PackageRejected
 from edge.model_sync import ModelSync
@@ -66,17 +67,23 @@ def device(tmp_path: Path, store: LocalStore, key: KeyPair, hw: Hardware = CPU, 
 
 
 class Timings:
-    """Counts candidates timed on the device (the record must make this zero)."""
+    """Counts runtime choices timed on the device (the record must make this zero), and batch-size timings."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.calls = 0
-        real = runtime_bench.latency_samples_ms
+        self.batches = 0
+        evaluate, time_batch_sizes = runtime_bench.evaluate, runtime_bench.time_batch_sizes
 
-        def counted(*args: object, **kwargs: object) -> list[float]:
+        def counted(*args: object, **kwargs: object) -> object:
             self.calls += 1
-            return real(*args, **kwargs)  # type: ignore[arg-type]
+            return evaluate(*args, **kwargs)  # type: ignore[arg-type]
 
-        monkeypatch.setattr(runtime_bench, "latency_samples_ms", counted)
+        def batches(*args: object, **kwargs: object) -> dict[int, float]:
+            self.batches += 1
+            return time_batch_sizes(*args, **kwargs)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(runtime_bench, "evaluate", counted)
+        monkeypatch.setattr(runtime_bench, "time_batch_sizes", batches)
 
 
 def serve(sync: ModelSync, version: int = 1) -> ChosenModel:
@@ -114,6 +121,23 @@ def test_recorded_choice_round_trip_serves_without_timing_and_restarts_from_the_
     again = serve(device(tmp_path, store, key))
     assert (again.result.source, again.result.target, again.result.cached) == ("recorded", TARGET, True)
     assert timings.calls == 0
+    again.close()
+
+
+def test_a_recorded_choice_times_its_batch_sizes_once_here_and_keeps_them_for_the_multi_stream_scheduler(
+    tmp_path: Path, store: LocalStore, key: KeyPair, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make_package(store, "digits", 1, key, precisions=("fp32",))
+    record(tmp_path, store, key)
+    timings = Timings(monkeypatch)
+    chosen = serve(device(tmp_path, store, key))
+    # The choice is the record's (nothing of it timed), but batch latencies are this device's: timed on first load.
+    assert (chosen.result.source, timings.calls, timings.batches) == ("recorded", 0, 1)
+    assert sorted(chosen.batch_ms) == list(BATCH_SIZES) and chosen.largest_batch_within(1e9) == 8
+    chosen.close()
+    again = serve(device(tmp_path, store, key))
+    assert again.result.cached and again.batch_ms == chosen.batch_ms  # kept: a restart times nothing
+    assert (timings.calls, timings.batches) == (0, 1)
     again.close()
 
 
