@@ -297,6 +297,12 @@ class OpenVINOConfig(_Section):
     performance_hint: Literal["LATENCY", "THROUGHPUT"] = Field(
         default="LATENCY", description="OpenVINO performance hint; LATENCY suits one camera at batch 1."
     )
+    streams_mode: Literal["batch", "async"] = Field(
+        default="batch",
+        description="How an agent serving `streams:` runs frames of several streams together: 'batch': one call on "
+        "a batch axis bounded by batching.max_size; 'async': one infer request per frame, up to batching.max_size "
+        "in flight on OpenVINO's THROUGHPUT streams (static batch 1). One `source:` always runs a static batch of 1.",
+    )
     inference_precision: Literal["auto", "f32", "bf16", "f16"] = Field(
         default="auto",
         description="Inference precision hint. 'auto': f32, plus every bf16/f16 hint the device supports as "
