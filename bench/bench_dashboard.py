@@ -16,7 +16,6 @@ import argparse
 import itertools
 import json
 import os
-import platform
 import resource
 import shutil
 import statistics
@@ -31,6 +30,7 @@ from typing import Any
 import psutil
 from playwright.sync_api import sync_playwright
 
+from bench.machine import machine, machine_line
 from dashboards.web.config import WebConfig
 from dashboards.web.passwords import hash_password, hash_token
 from tests.fixtures.ports import free_port, wait_port
@@ -49,14 +49,6 @@ FLEET_MSG_PER_S = 1000.0  # every case: this many telemetry messages per second 
 def first_load_target_s(devices: int) -> float:
     """Issue 17: < 1 s up to 1,000 devices, < 2 s at 10,000."""
     return 1.0 if devices <= 1000 else 2.0
-
-
-def machine() -> dict[str, Any]:
-    """The CPU and cores the figures were measured on."""
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
-    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
-            "platform": platform.platform(), "python": platform.python_version()}
 
 
 def _raise_nofile() -> None:
@@ -210,8 +202,8 @@ def report(results: list[dict[str, Any]], box: dict[str, Any]) -> str:
     """Markdown table with the machine it ran on."""
     lines = [
         "# Fleet page at scale (bench/bench_dashboard.py)", "",
-        f"Machine: {box['cpu']}, {box['cores']} cores, {box['memory_gib']} GiB, {box['platform']}; broker, "
-        "fleet serve, simulator and chromium share these cores.", "",
+        machine_line(box).replace("when measured", "at the start"), "",
+        "Broker, fleet serve, simulator and chromium share these cores.", "",
         f"Live batch every {results[0]['interval_s']:g} s; every case puts {FLEET_MSG_PER_S:g} telemetry messages/s "
         "on the ingest (1 Hz per device at 1,000, one message every 10 s at 10,000).", "",
         "| devices | msg/s per device | in summary | first load s (target) | reload s | summary / page answer ms | "

@@ -58,7 +58,8 @@ def percentile(values: list[float], q: float) -> float:
 
 @dataclass
 class Row:
-    """One line of the table."""
+    """One line of a timing table (bench-edge, bench-latency): wall-clock percentiles and rate, and where measured,
+    the process RSS or the CPU time per frame."""
 
     package: str
     threads: int
@@ -68,6 +69,7 @@ class Row:
     fps: float
     note: str = ""
     rss_mib: float | None = None
+    cpu_ms: float | None = None
 
 
 def make_video(path: Path, frames: int, hw: tuple[int, int]) -> list[np.ndarray]:

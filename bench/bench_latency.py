@@ -13,14 +13,13 @@ loop's, which other work on the cores does not inflate. Targets: agent e2e p50 <
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import tempfile
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +30,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from bench.bench_edge import (
     FRAME_HW,
     RESULTS,
+    Row,
     chain_model,
     choose_on_device,
     decode_all,
@@ -42,6 +42,7 @@ from bench.bench_edge import (
     timed,
     verdict,
 )
+from bench.machine import machine, machine_line, write_results
 from edge.agent import Agent
 from edge.capture import Capture
 from edge.config import AgentConfig
@@ -53,20 +54,6 @@ from edge.runtime_bench import ChosenModel
 from shared.manifest import Manifest
 from shared.object_store import LocalStore
 from shared.topics import DeviceTopics
-
-
-@dataclass
-class Row:
-    """One line of the table: wall-clock percentiles, rate and CPU time per frame."""
-
-    package: str
-    threads: int
-    runner: str
-    p50_ms: float
-    p99_ms: float
-    fps: float
-    cpu_ms: float
-    note: str = ""
 
 
 @contextmanager
@@ -185,9 +172,9 @@ def agent_run(tmp: Path, args: argparse.Namespace, manifest: Manifest, video: Pa
     fps = (len(ends) - 1) / (ends[-1] - ends[0])
     mode = f"paced at {max_fps:.0f} fps" if max_fps else "unpaced (throughput)"
     return Row(manifest.name, threads, f"agent, {label} ({serving})", percentile(e2e, 50), percentile(e2e, 99),
-               fps, cpu * 1e3 / max(1, frames - first),
-               f"{mode}; {inline} frames run to completion, {queued} queued; e2e = capture -> event in the durable "
-               f"MQTT outbox{wire}")
+               fps, cpu_ms=cpu * 1e3 / max(1, frames - first),
+               note=f"{mode}; {inline} frames run to completion, {queued} queued; e2e = capture -> event in the "
+               f"durable MQTT outbox{wire}")
 
 
 def cpu_timed(run: Any, inputs: list[Any], pace: float | None) -> tuple[list[float], float, float]:
@@ -229,13 +216,13 @@ def bench_package(name: str, threads: int, args: argparse.Namespace, tmp: Path,
     served.close()
     rows = [
         Row(name, threads, "bare run (chosen), unpaced", percentile(run_times, 50), percentile(run_times, 99),
-            run_fps, run_cpu, "preprocessed inputs"),
+            run_fps, cpu_ms=run_cpu, note="preprocessed inputs"),
         Row(name, threads, "decode + preprocess alone", percentile(dec_times, 50), percentile(dec_times, 99),
-            dec_fps, float("nan"), "640x480 MJPG"),
+            dec_fps, note="640x480 MJPG"),
         Row(name, threads, "bare preprocess + run (chosen)", percentile(bare_t, 50), percentile(bare_t, 99),
-            args.fps, bare_cpu, f"paced at {args.fps:.0f} fps"),
+            args.fps, cpu_ms=bare_cpu, note=f"paced at {args.fps:.0f} fps"),
         Row(name, threads, "naive loop: decode, preprocess, run", float("nan"), float("nan"), float("nan"),
-            naive_cpu, "CPU per frame of the sequential loop a user writes"),
+            cpu_ms=naive_cpu, note="CPU per frame of the sequential loop a user writes"),
     ]
     n = len(frames)
     rtc = agent_run(tmp, args, manifest, video, n, threads, port, args.fps, "run to completion")
@@ -263,8 +250,9 @@ def bench_package(name: str, threads: int, args: argparse.Namespace, tmp: Path,
             x = r.p50_ms / bare.p50_ms
             out.append(f"{name}, {threads} thread(s), {what}: e2e p50 {r.p50_ms:.3f} ms = {x:.2f}x bare "
                        f"{bare.p50_ms:.3f} ms (target <= 1.05: {verdict(x <= 1.05)})")
-        out.append(f"{name}, {threads} thread(s), {what}: agent CPU {r.cpu_ms:.3f} ms a frame vs the naive loop's "
-                   f"{naive_cpu:.3f} ms (+{r.cpu_ms - naive_cpu:.3f} ms: decode, preprocess, run, event, outbox, MQTT)")
+        cpu = r.cpu_ms if r.cpu_ms is not None else float("nan")  # every agent row has it
+        out.append(f"{name}, {threads} thread(s), {what}: agent CPU {cpu:.3f} ms a frame vs the naive loop's "
+                   f"{naive_cpu:.3f} ms (+{cpu - naive_cpu:.3f} ms: decode, preprocess, run, event, outbox, MQTT)")
     out.append(f"{name}, {threads} thread(s): load average (1/5/15 min) {fmt_load(load_before)} before, "
                f"{fmt_load(load_after)} after ({quietness(load_before, load_after)})")
     return rows, out
@@ -313,13 +301,15 @@ def main() -> None:
 def write(rows: list[Row], verdicts: list[str], skipped: list[str], args: argparse.Namespace,
           load_at_start: tuple[float, float, float]) -> None:
     """Print the table and write latency-bench.{md,json} (latency.md holds the profiles and the reading)."""
+    host = machine()
+    host["load"] = list(load_at_start)
     lines = [f"| {r.package} | {r.threads} | {r.runner} | {r.p50_ms:.3f} | {r.p99_ms:.3f} | {r.fps:.1f} | "
-             f"{r.cpu_ms:.3f} | {r.note} |" for r in rows]
+             f"{float('nan') if r.cpu_ms is None else r.cpu_ms:.3f} | {r.note} |" for r in rows]
     text = "\n".join([
         f"# bench-latency ({args.frames} frames of 640x480 MJPG, one stream paced at {args.fps:.0f} fps"
         f"{', QUICK mode' if args.quick else ''})",
         "",
-        f"{len(os.sched_getaffinity(0))} cores; load average at the start {fmt_load(load_at_start)} (1/5/15 min)",
+        machine_line(host).replace("when measured", "at the start"),
         "",
         "| package | threads | runner | p50 ms | p99 ms | fps | CPU ms/frame | note |",
         "|---|---:|---|---:|---:|---:|---:|---|",
@@ -329,12 +319,10 @@ def write(rows: list[Row], verdicts: list[str], skipped: list[str], args: argpar
         *[f"- skipped {s}" for s in skipped],
         "",
     ])
-    print(text)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "latency-bench.md").write_text(text)
-    doc = {"rows": [asdict(r) for r in rows], "verdicts": verdicts, "skipped": skipped, "frames": args.frames,
-           "fps": args.fps, "quick": args.quick, "load_at_start": load_at_start, "load_at_end": os.getloadavg()}
-    (args.out / "latency-bench.json").write_text(json.dumps(doc, indent=2, default=str))
+    doc = {**host, "rows": [asdict(r) for r in rows], "verdicts": verdicts, "skipped": skipped,
+           "frames": args.frames, "fps": args.fps, "quick": args.quick, "load_at_start": load_at_start,
+           "load_at_end": os.getloadavg()}
+    write_results("latency-bench", doc, text, args.out)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """What every benchmark writes about the machine it ran on, and how it writes its results (one place, not four).
 
-The header names the CPU, its instruction-set flags of note, the cores this process may use and the load average,
+The header names the CPU, its instruction-set flags of note, the cores this process may use, the memory and the load
+average,
 because every figure in bench/results/ is only as good as the machine and its load when it was measured.
 """
 
@@ -10,6 +11,8 @@ import json
 import os
 from pathlib import Path
 from typing import Any
+
+import psutil
 
 from edge.runtime_bench import cpu_model_name
 
@@ -35,17 +38,18 @@ def fmt_load(load: tuple[float, float, float]) -> str:
 
 
 def machine() -> dict[str, Any]:
-    """CPU model, flags, usable cores and the load average now, for a results file's JSON."""
+    """CPU model, flags, usable cores, memory and the load average now, for a results file's JSON."""
     return {"cpu": cpu_model_name() or "unknown CPU", "flags": cpu_flags(), "cores": len(os.sched_getaffinity(0)),
-            "load": list(os.getloadavg())}
+            "memory_gib": round(psutil.virtual_memory().total / 2**30, 1), "load": list(os.getloadavg())}
 
 
 def machine_line(doc: dict[str, Any]) -> str:
     """The Markdown line a results file starts with, from machine()'s fields."""
     load = doc.get("load")
     tail = f"; load average {fmt_load(tuple(load))} (1/5/15 min) when measured" if load else ""
+    memory = f", {doc['memory_gib']:g} GiB" if doc.get("memory_gib") else ""  # older results files lack it
     return (f"CPU: {doc['cpu']}; flags: {', '.join(doc['flags']) or 'none of note'} (absent: "
-            f"{', '.join(f for f in FLAGS if f not in doc['flags']) or 'none'}); {doc['cores']} cores{tail}")
+            f"{', '.join(f for f in FLAGS if f not in doc['flags']) or 'none'}); {doc['cores']} cores{memory}{tail}")
 
 
 def write_results(name: str, doc: dict[str, Any], markdown: str, out: Path = RESULTS) -> Path:

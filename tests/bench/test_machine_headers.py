@@ -1,0 +1,45 @@
+"""Every benchmark's results file names the machine the same way (bench.machine): the CPU, its instruction-set flags
+of note, the cores, memory and the load average; a reader compares figures across files only if their headers say
+the same things."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from bench import bench_dashboard, bench_latency
+from bench.bench_edge import Row
+from bench.machine import FLAGS, machine, machine_line
+
+BOX = {"cpu": "Test CPU 9000", "flags": ["avx2"], "cores": 2, "load": [1.5, 1.0, 0.5], "memory_gib": 7.8}
+
+
+def test_the_machine_line_names_cpu_flags_absent_flags_cores_memory_and_load() -> None:
+    line = machine_line(BOX)
+    assert line.startswith("CPU: Test CPU 9000; flags: avx2 (absent: ")
+    assert all(f in line for f in FLAGS)  # the present one and every absent one are named
+    assert "2 cores, 7.8 GiB" in line and "load average 1.50/1.00/0.50" in line
+    here = machine()
+    assert here["cores"] >= 1 and here["memory_gib"] > 0 and len(here["load"]) == 3
+
+
+def test_the_dashboard_bench_writes_the_shared_machine_line() -> None:
+    case = {"devices": 200, "rate_hz": 1.0, "total_shown": 200, "first_load_s": 0.4, "target_s": 1.0,
+            "load_met": True, "reload_s": 0.3, "summary_ms": 5.0, "page_ms": 6.0, "tick_s": 1.0,
+            "main_thread_pct": 3.0, "chromium_pct": 9.0, "loadavg_before": 1.2, "measured_at": "2026-12-07T20:00",
+            "met": True, "interval_s": 1.0, "measure_s": 10.0}
+    text = bench_dashboard.report([case], BOX)
+    assert machine_line(BOX).replace("when measured", "at the start") in text.splitlines()
+
+
+def test_the_latency_bench_writes_the_shared_machine_line_and_keeps_it_in_its_json(tmp_path: Path) -> None:
+    args = argparse.Namespace(frames=60, fps=30.0, quick=True, out=tmp_path)
+    rows = [Row("digits", 1, "bare run (chosen), unpaced", 0.1, 0.2, 900.0, cpu_ms=0.1, note="preprocessed inputs")]
+    bench_latency.write(rows, [], [], args, (1.5, 1.0, 0.5))
+    text = (tmp_path / "latency-bench.md").read_text()
+    host = machine()
+    assert f"CPU: {host['cpu']}; flags: " in text and "load average 1.50/1.00/0.50 (1/5/15 min) at the start" in text
+    assert "| digits | 1 | bare run (chosen), unpaced | 0.100 | 0.200 | 900.0 | 0.100 | preprocessed inputs |" in text
+    doc = json.loads((tmp_path / "latency-bench.json").read_text())
+    assert doc["cpu"] == host["cpu"] and doc["flags"] == host["flags"] and doc["rows"][0]["cpu_ms"] == 0.1
