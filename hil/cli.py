@@ -69,5 +69,5 @@ def list_scenarios() -> None:
     from hil.scenarios import SCENARIOS
 
     for sc in SCENARIOS.values():
-        typer.echo(f"{sc.name:16} {'x variants' if sc.cross else 'once      '} {'quick' if sc.quick else '     '} "
+        typer.echo(f"{sc.name:18} {'x variants' if sc.cross else 'once      '} {'quick' if sc.quick else '     '} "
                    f"{sc.about}")

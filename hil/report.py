@@ -1,6 +1,6 @@
 """Writes a RunReport as report.md (tables, targets met / not met), results.json, junit.xml (one testcase per row)
-and PNG plots (matplotlib, Agg): the store-and-forward drain curve, the frame interval around a swap, and the
-per-stage latency CDFs per variant and link condition."""
+and PNG plots (matplotlib, Agg): the store-and-forward drain curve, the frame interval around a swap, each camera's
+rate around one camera's outage, and the per-stage latency CDFs per variant and link condition."""
 
 from __future__ import annotations
 
@@ -59,6 +59,7 @@ def markdown(report: RunReport, plot_names: list[str]) -> str:
                     stage, link = k.split("_p50_le_ms|")
                     p99 = r.figures.get(f"{stage}_p99_le_ms|{link}")
                     lines.append(f"| {r.variant} | {r.target} | {link} | {stage} | {_fmt(v)} | {_fmt(p99)} |")
+    lines += _camera_gone_lines(report)
     failed = [r for r in report.rows if r.status in ("fail", "error")]
     if failed:
         lines += ["", "## Failed checks", ""]
@@ -74,6 +75,29 @@ def markdown(report: RunReport, plot_names: list[str]) -> str:
     if plot_names:
         lines += ["", "## Plots", "", *(f"![{n}]({n})" for n in plot_names)]
     return "\n".join(lines) + "\n"
+
+
+def _camera_gone_lines(report: RunReport) -> list[str]:
+    """Per-stream table of the multi-camera outage rows: each camera's rate before, while one was gone, after."""
+    rows = [r for r in report.rows if r.scenario == "multi_camera_gone" and r.status != "n/a"
+            and any(k.startswith("rate_before|") for k in r.figures)]
+    if not rows:
+        return []
+    lines = ["", "## One camera gone among several (results/s per stream, from the published events)", "",
+             "| variant | target | stream | results/s before | while one gone | after | while gone / before | "
+             "telemetry processed fps before / while gone | capture errors added | connected min while gone |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        streams = [k.split("|", 1)[1] for k in r.figures if k.startswith("rate_before|")]
+        for s in streams:
+            f = r.figures
+            name = f"**{s} (gone)**" if s == f.get("gone_stream") else s
+            lines.append(f"| {r.variant} | {r.target} | {name} | {_fmt(f.get(f'rate_before|{s}'))} | "
+                         f"{_fmt(f.get(f'rate_gone|{s}'))} | {_fmt(f.get(f'rate_after|{s}'))} | "
+                         f"{_fmt(f.get(f'rate_ratio|{s}'))} | {_fmt(f.get(f'tel_fps_before|{s}'))} / "
+                         f"{_fmt(f.get(f'tel_fps_gone|{s}'))} | {_fmt(f.get(f'source_errors_added|{s}'))} | "
+                         f"{_fmt(f.get(f'connected_min_gone|{s}'))} |")
+    return lines
 
 
 def junit_xml(report: RunReport) -> bytes:
@@ -130,6 +154,8 @@ def write_plots(report: RunReport, out: Path) -> list[Path]:
                          f"(lost {r.figures.get('frames_lost')}, longest gap {r.figures.get('longest_gap_ms')} ms)")
             ax.legend()
             paths.append(_save(fig, out / f"swap-{_slug(r.target)}-{_slug(r.variant)}.png"))
+        if r.scenario == "multi_camera_gone" and any(k.startswith("rate|") for k in r.series):
+            paths.append(_cameras_plot(r, out))
     lat = [r for r in report.rows if r.scenario == "latency_cdf" and r.series]
     for r in lat:
         stages = sorted({k.split("|")[0] for k in r.series})
@@ -147,6 +173,27 @@ def write_plots(report: RunReport, out: Path) -> list[Path]:
     return paths
 
 
+def _cameras_plot(r: Row, out: Path) -> Path:
+    """Each stream's results per second around one camera's outage, the outage shaded."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    gone = r.figures.get("gone_stream")
+    for key, pts in sorted(r.series.items()):
+        if key.startswith("rate|"):
+            stream = key.split("|", 1)[1]
+            ax.step([p[0] for p in pts], [p[1] for p in pts], "-" if stream == gone else "--", where="post",
+                    lw=2 if stream == gone else 1, label=f"{stream} (gone)" if stream == gone else stream)
+    end = r.series.get("gone", [[0, 0], [0, 0]])[1][0]
+    ax.axvspan(0, end, color="red", alpha=0.12, label="camera unplugged")
+    ax.set(xlabel="seconds since the camera was unplugged", ylabel="results per second (1 s bins from x)",
+           title=f"One camera gone among {r.figures.get('cameras')}: {r.variant} on {r.target} "
+                 f"(others x{_fmt(r.figures.get('others_min_rate_ratio'))}, back after "
+                 f"{_fmt(r.figures.get('reconnect_s'))} s)")
+    ax.legend(fontsize=8)
+    return _save(fig, out / f"cameras-{_slug(r.target)}-{_slug(r.variant)}.png")
+
+
 def _save(fig: object, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
@@ -159,5 +206,5 @@ def _save(fig: object, path: Path) -> Path:
 def row_summary(r: Row) -> str:
     """One line per row, for the console while a run progresses."""
     figs = ", ".join(f"{k}={_fmt(v)}" for k, v in list(r.figures.items())[:6] if "|" not in k)
-    return f"{r.target:5} {r.scenario:16} {r.variant:5} {r.status:5} {r.duration_s:6.1f}s  {figs}" + (
+    return f"{r.target:5} {r.scenario:17} {r.variant:5} {r.status:5} {r.duration_s:6.1f}s  {figs}" + (
         f"  ({r.error[:200]})" if r.error else "")

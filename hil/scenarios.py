@@ -13,11 +13,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from edge.fault_injection import CRASH_ENV, CRASH_POINTS
+from hil.cameras import DeviceCamera, camera_port
 from hil.errors import HilError
 from hil.plan import FaultPlan
 from hil.results import Row
 from hil.runner import FaultRunner
 from hil.session import Session, histograms
+from hil.stream_outage import Phases, judge
 
 log = logging.getLogger(__name__)
 
@@ -356,46 +358,27 @@ def disk_full(s: Session, variant: str, row: Row) -> None:
 def camera_gone(s: Session, variant: str, row: Row, gone_s: float = 10.0) -> None:
     """An HTTP MJPEG camera on the device stops for 10 s and comes back: time to reconnect, frames lost."""
     run_id = s.new_id("camera")
-    port = 18600 + int(run_id.rsplit("-", 1)[1]) % 200
-    cam_log = f"{s.target.workdir}/{run_id}/camera.log"
-    s.target.shell(f"mkdir -p {shlex.quote(s.target.workdir)}/{run_id}; : > {shlex.quote(cam_log)}")
-
-    cam_pid = f"{s.target.workdir}/{run_id}/camera.pid"
-
-    def camera(start_index: int) -> Any:
-        return s.target.spawn(f"echo $$ > {shlex.quote(cam_pid)}; exec {shlex.quote(s.target.python)} -m "
-                              f"hil.mjpeg_camera --port {port} --fps 15 --log {shlex.quote(cam_log)} "
-                              f"--start-index {start_index}")
-
-    def stop_camera() -> None:
-        s.target.shell(f"kill -TERM $(cat {shlex.quote(cam_pid)} 2>/dev/null) 2>/dev/null || true")
-
-    def camera_frames() -> int:
-        return len(s.target.read(cam_log).splitlines())
-
-    cam = camera(0)
+    cam = DeviceCamera(s.target, f"{s.target.workdir}/{run_id}", "camera", camera_port(run_id), fps=15)
+    cam.start()
     pub = s.publisher(f"m-{run_id}")
     pub.publish(1)
     cfg = s.agent_config(run_id, pub.name, variant, source={
-        "type": "stream", "url": f"http://127.0.0.1:{port}/camera.mjpg", "reconnect_backoff_s": 0.2,
-        "policy": "all", "queue_size": 64})
+        "type": "stream", "url": cam.url, "reconnect_backoff_s": 0.2, "policy": "all", "queue_size": 64})
     try:
         agent = s.start_agent(run_id, cfg)
         if s.wait_serving(run_id, 1, FIRST_SERVE_TIMEOUT_S, agent.started) is None:
             raise HilError(f"agent never served from the camera: {agent.log_tail()}")
         time.sleep(3)
-        stop_camera()
-        cam.wait(10)
+        cam.stop()
         t_gone = time.time()
         time.sleep(gone_s)
-        sent_before = camera_frames()
-        cam = camera(sent_before)
+        cam.start()
         t_back = time.time()
         ev = s.wait_event(run_id, 60, t_back + 0.05)
         row.figures["reconnect_s"] = round(ev.t - t_back, 3) if ev else None
         time.sleep(3)
         agent.terminate(20)
-        sent = camera_frames()
+        sent = cam.frames_sent()
         tel = s.last_telemetry(run_id)
         inferred = int(tel.get("frames", 0))
         row.figures.update({"camera_frames_sent": sent, "frames_inferred": inferred,
@@ -405,7 +388,73 @@ def camera_gone(s: Session, variant: str, row: Row, gone_s: float = 10.0) -> Non
         row.notes.append("frames lost = frames the camera sent minus frames the agent inferred (its last telemetry "
                          "before exit); frames in the TCP buffers when the camera went are counted as lost")
     finally:
-        stop_camera()
+        cam.stop()
+
+
+def multi_camera_gone(s: Session, variant: str, row: Row, cameras: int = 4, fps: float = 10.0,
+                      window_s: float = 5.0, gone_s: float = 7.0) -> None:
+    """One agent serves 4 MJPEG cameras; one is unplugged for 7 s and comes back. From the result events and the
+    per-stream telemetry the fleet side received: the others keep their rate, the gone stream shows it stalled and
+    reconnecting, and it resumes."""
+    run_id = s.new_id("multi-camera")
+    run_dir = f"{s.target.workdir}/{run_id}"
+    names = [f"cam{i}" for i in range(cameras)]
+    gone = names[cameras // 2]
+    row.link = f"{cameras} cameras at {fps:g} fps, {gone} gone {gone_s:g} s"
+    cams = {n: DeviceCamera(s.target, run_dir, n, camera_port(run_id, i, cameras), fps)
+            for i, n in enumerate(names)}
+    try:
+        for cam in cams.values():
+            cam.start()
+        pub = s.publisher(f"m-{run_id}")
+        pub.publish(1)
+        cfg = s.agent_config(run_id, pub.name, variant)
+        del cfg["source"]  # `streams:` replaces the single source
+        # fifo, no staleness cap: every frame a camera sends is inferred, so a rate that moves is the agent's doing.
+        cfg["streams"] = [{"name": n, "source": {"type": "stream", "url": c.url, "reconnect_backoff_s": 0.2},
+                           "policy": "fifo", "ring_size": 8, "stale_ms": None, "stall_s": 2.0}
+                          for n, c in cams.items()]
+        agent = s.start_agent(run_id, cfg)
+        topic = s.topic(run_id, "events")
+
+        def serving(t0: float) -> set[str]:
+            return {str((m.json() or {}).get("stream")) for m in s.cloud.observer.since(t0) if m.topic == topic}
+
+        if not s.wait_until(lambda: serving(agent.started) >= set(names), FIRST_SERVE_TIMEOUT_S, 0.2):
+            raise HilError(f"agent never served every camera (results from {sorted(serving(agent.started))}): "
+                           f"{agent.log_tail()}")
+        t0 = time.time() + 1.0  # the first second catches up on what queued while the model loaded
+        time.sleep(1.0 + window_s)
+        t_gone = time.time()
+        cams[gone].stop()
+        time.sleep(gone_s)
+        t_back = time.time()
+        cams[gone].start()
+        resumed = s.wait_until(lambda: gone in serving(t_back), 60, 0.1)
+        t_resumed = time.time()
+        time.sleep(window_s)
+        t_end = time.time()
+        agent.terminate(20)
+    finally:
+        for cam in cams.values():
+            cam.stop()
+    events = [b for m in s.messages(run_id, "events", agent.started) if isinstance(b := m.json(), dict)]
+    telemetry = [b for m in s.messages(run_id, "telemetry", agent.started) if isinstance(b := m.json(), dict)]
+    # Rates count frames the agent produced in each window; the first second after the unplug is grace for frames
+    # already in flight (the ring, the TCP buffers).
+    phases = Phases(before=(t0, t_gone), unplugged=t_gone, gone=(t_gone + 1.0, t_back), back=t_back,
+                    after=(t_resumed if resumed else t_back, t_end))
+    verdict = judge(events, telemetry, names, gone, phases)
+    row.figures.update({"cameras": cameras, "gone_stream": gone, "gone_s": round(t_back - t_gone, 2)})
+    row.figures.update(verdict.figures)
+    row.series.update(verdict.series)
+    for name, met, detail in verdict.checks:
+        row.check(name, met, detail)
+    row.figures["camera_frames_sent"] = sum(c.frames_sent() for c in cams.values())
+    row.notes.append("rates = result events per second by their production time (the agent's `ts`), per stream, "
+                     "in each window: before (all cameras up), while gone (from 1 s after the unplug, grace for "
+                     "frames in flight), after (once the gone stream's results came back); tel_* are the agent's "
+                     "own per-stream telemetry (processed_fps over its last 5 s)")
 
 
 def hot_swap_under_load(s: Session, variant: str, row: Row) -> None:
@@ -541,6 +590,8 @@ SCENARIOS: dict[str, Scenario] = {sc.name: sc for sc in [
     Scenario("kill9_install", kill9_during_install, False, False, "20 kill -9 + power cut during install"),
     Scenario("disk_full", disk_full, False, True, "model cache full: old model serves, error reported"),
     Scenario("camera_gone", camera_gone, False, False, "camera gone 10 s: reconnect time, frames lost"),
+    Scenario("multi_camera_gone", multi_camera_gone, False, False,
+             "1 of 4 cameras gone 7 s: the others' rate, stall, resume"),
     Scenario("hot_swap", hot_swap_under_load, True, True, "hot-swap under load: frames lost, longest gap"),
     Scenario("latency_cdf", latency_cdf, True, False, "per-stage latency CDF per link condition"),
     Scenario("clock_step", clock_step, False, False, "device clock stepped forward and back"),

@@ -10,6 +10,8 @@ import matplotlib.image as mpimg
 
 from hil.report import write_report
 from hil.results import Row, RunReport
+from hil.stream_outage import judge
+from tests.hil.test_stream_outage import GONE, PHASES, STREAMS, healthy
 
 
 def small_report() -> RunReport:
@@ -57,3 +59,20 @@ def test_report_files_plots_and_junit(tmp_path: Path) -> None:
     assert "![drain-netns-fp32.png](drain-netns-fp32.png)" in md
     assert "camera_gone/fp32/ssh: error: HilError: boom" in md
     assert RunReport.model_validate_json((tmp_path / "results.json").read_text()) == small_report()
+
+
+def test_a_camera_outage_row_gets_its_per_stream_table_and_plot(tmp_path: Path) -> None:
+    evs, tel = healthy(others_during=8.0)
+    verdict = judge(evs, tel, STREAMS, GONE, PHASES)
+    row = Row(scenario="multi_camera_gone", variant="fp32", target="netns",
+              figures={"cameras": 3, "gone_stream": GONE, **verdict.figures}, series=verdict.series)
+    report = RunReport(started_at="2026-01-01T00:00:00+00:00", machine="test", package="digits", package_bytes=1000,
+                       rows=[row])
+    files = write_report(report, tmp_path)
+    assert "cameras-netns-fp32.png" in [p.name for p in files]
+    image = mpimg.imread(tmp_path / "cameras-netns-fp32.png")
+    assert image.shape[0] > 200 and image[..., :3].std() > 0.01
+    md = (tmp_path / "report.md").read_text()
+    assert "## One camera gone among several" in md
+    assert "| fp32 | netns | **cam1 (gone)** | 10 | 0 | 10 | 0 | 10 / 0 | 13 | 0 |" in md
+    assert "| fp32 | netns | cam0 | 10 | 8 | 10 | 0.8 | 10 / 10 | 0 | 1 |" in md
