@@ -17,11 +17,11 @@ from collections.abc import Callable
 from typing import Literal, Protocol
 
 from edge.errors import SourceError
+from edge.pacing import Backoff, Pacer
 from edge.sources.base import Frame, FrameSource
 
 log = logging.getLogger(__name__)
 
-MAX_BACKOFF_S = 30.0
 # How long stop() waits for the capture thread; a read blocked on an idle pipe may never return.
 JOIN_TIMEOUT_S = 2.0
 # A read that spent this long off the CPU waited for its frame: the source, not the reader, set the pace.
@@ -31,11 +31,6 @@ MIN_BLOCKED_S = 0.0005
 def waited_for_frame(wall_s: float, cpu_s: float) -> bool:
     """Whether a read waited for its frame (time off the CPU) rather than found one ready and only decoded it."""
     return wall_s - cpu_s >= MIN_BLOCKED_S
-
-
-def next_backoff(delay: float) -> float:
-    """The reconnect delay after `delay` failed: doubled, capped at MAX_BACKOFF_S."""
-    return min(delay * 2, MAX_BACKOFF_S)
 
 
 class CaptureSettings(Protocol):
@@ -58,9 +53,7 @@ class Capture:
         self._prepare = prepare
         self.policy = cfg.policy
         self._size = cfg.queue_size
-        self._period = 1.0 / cfg.max_fps if cfg.max_fps else None
-        self._initial_backoff = cfg.reconnect_backoff_s
-        self._backoff = cfg.reconnect_backoff_s
+        self._backoff = Backoff(cfg.reconnect_backoff_s)
         self._queue: deque[Frame] = deque()
         # One lock, two conditions: the frame loop waits for a frame, capture (policy 'all') for room, and each
         # put or take wakes only the one thread that can use it.
@@ -69,17 +62,15 @@ class Capture:
         self._room = threading.Condition(lock)
         self._stop = threading.Event()
         self._ended = False
-        self._next_slot: float | None = None
+        self.throttled = 0
+        self._pacer = Pacer(cfg.max_fps, self._stop, self._throttle)
         # Run to completion: who takes idle frames on this thread, and whether the frame loop holds no frame (it
         # is in or between get() calls since its last frame), so a frame run here cannot overtake a queued one.
         self._inline: Callable[[Frame], bool] | None = None
         self._loop_idle = False
-        # The last paced frame waited for its slot: the reader was ahead of the source's rate.
-        self._slot_waited = False
         self.inline_frames = 0
         self.queued_frames = 0
         self.drops = 0
-        self.throttled = 0
         self.frames = 0
         self._errors = 0
         source.open()
@@ -166,14 +157,13 @@ class Capture:
                 if frame is None:
                     log.info("%s: end of stream after %d frames", self.source.name, self.frames)
                     return
-                self._backoff = self._initial_backoff
+                self._backoff.reset()
                 self.frames += 1
-                self._slot_waited = False
-                if self._period is not None and not self._pace(frame):
+                if not self._pacer.admit(frame, live):
                     continue
                 # A file is always ready (a read that took long was preempted, not waiting): only a live source's
                 # read or a paced frame's slot can show that the reader waited for the frame.
-                if (self._slot_waited or blocked) and self._run_inline(frame):
+                if (self._pacer.waited or blocked) and self._run_inline(frame):
                     continue
                 if self._prepare is not None:
                     self._prepare_frame(frame)
@@ -184,22 +174,9 @@ class Capture:
                 self._ended = True
                 self._cond.notify_all()
 
-    def _pace(self, frame: Frame) -> bool:
-        """Apply max_fps: live frames that come too soon are discarded, others wait their turn."""
-        assert self._period is not None
-        now = time.perf_counter()
-        slot = self._next_slot
-        if slot is not None and now < slot:
-            if self.source.live:
-                self.throttled += 1
-                return False
-            if self._stop.wait(slot - now):
-                return False
-            self._slot_waited = True
-            now = time.perf_counter()
-            frame.captured_at = now  # a paced file frame is 'captured' when it is released, like a camera's
-        self._next_slot = now + self._period if slot is None else max(slot + self._period, now)
-        return True
+    def _throttle(self) -> None:
+        """A live frame came sooner than max_fps allows and was discarded."""
+        self.throttled += 1
 
     def _run_inline(self, frame: Frame) -> bool:
         """Run the frame to completion here if nothing is queued and the frame loop holds none; False: queue it."""
@@ -243,11 +220,10 @@ class Capture:
         """Close and reopen with exponential backoff until it works or stop() is called."""
         self._errors += 1
         while not self._stop.is_set():
-            log.warning("%s: %s; reconnecting in %.3g s", self.source.name, reason, self._backoff)
+            log.warning("%s: %s; reconnecting in %.3g s", self.source.name, reason, self._backoff.delay_s)
             self._close_source()
-            if self._stop.wait(self._backoff):
+            if self._backoff.wait(self._stop):
                 return
-            self._backoff = next_backoff(self._backoff)
             try:
                 self.source.open()
             except SourceError as exc:

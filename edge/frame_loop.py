@@ -7,12 +7,13 @@ import threading
 import time
 from collections.abc import Callable
 
-from edge.capture import Capture, next_backoff
+from edge.capture import Capture
 from edge.capture_prep import AheadOfTimePreprocess
 from edge.errors import SourceError
 from edge.frame_stats import FrameStats
 from edge.hot_swap import ModelSlot
 from edge.live_config import LiveConfig
+from edge.pacing import Backoff
 from edge.pipeline import FrameResult, Pipeline, RunSummary
 from edge.sources.base import FrameSource
 from edge.supervise import Health
@@ -75,7 +76,7 @@ class FrameLoop:
         log.info("frame loop ended (%s) after %d frames", self.summary.reason, self.summary.frames)
 
     def _open(self) -> Capture | None:
-        backoff = self._live.cfg.source.reconnect_backoff_s
+        backoff = Backoff(self._live.cfg.source.reconnect_backoff_s)
         while not self._stop.is_set():
             try:
                 cfg = self._live.cfg.source
@@ -83,9 +84,8 @@ class FrameLoop:
                 return self._capture
             except SourceError as exc:
                 self._open_errors += 1
-                log.error("%s; retrying in %.1f s", exc, backoff)
-                self._stop.wait(backoff)
-                backoff = next_backoff(backoff)
+                log.error("%s; retrying in %.1f s", exc, backoff.delay_s)
+                backoff.wait(self._stop)
         return None
 
     def _deliver(self, result: FrameResult) -> None:

@@ -1,7 +1,7 @@
 """A stream's capture thread: open (with backoff), read, pace, preprocess ahead, and put frames in its ring.
 
 A stream that errors, ends its connection or stalls is reconnected with the same doubling backoff as the single
-source (edge.capture.next_backoff); it only ever waits on itself, so the other streams and the scheduler go on.
+source (edge.pacing); it only ever waits on itself, so the other streams and the scheduler go on.
 """
 
 from __future__ import annotations
@@ -11,9 +11,10 @@ import threading
 import time
 from collections.abc import Callable
 
-from edge.capture import JOIN_TIMEOUT_S, next_backoff
+from edge.capture import JOIN_TIMEOUT_S
 from edge.config import StreamConfig
 from edge.errors import SourceError
+from edge.pacing import Backoff, Pacer
 from edge.sources.base import Frame, FrameSource
 from edge.streams.figures import StreamFigures
 from edge.streams.ring import FrameRing
@@ -49,12 +50,11 @@ class StreamCapture:
         self._doorbell = doorbell
         self._room = doorbell if room is None else room
         self._prepare = prepare
-        self._period = 1.0 / cfg.max_fps if cfg.max_fps else None
         # A source paced slower than stall_s waits that long in read() by design: not a stall below two frames.
         source_fps = getattr(cfg.source, "fps", None)
         self._stall_s = max(cfg.stall_s, 2.0 / source_fps) if source_fps else cfg.stall_s
-        self._next_slot: float | None = None
         self._stop = threading.Event()
+        self._pacer = Pacer(cfg.max_fps, self._stop, figures.throttle)
         self._kicked = threading.Event()
         # When the current read() started (perf_counter); None while not reading. The stall watchdog reads it.
         self._reading_since: float | None = None
@@ -94,7 +94,7 @@ class StreamCapture:
         return True
 
     def _run(self) -> None:
-        backoff = initial = self.cfg.source.reconnect_backoff_s
+        backoff = Backoff(self.cfg.source.reconnect_backoff_s)
         opened = False
         try:
             while not self._stop.is_set():
@@ -103,10 +103,9 @@ class StreamCapture:
                         self.source.open()
                     except SourceError as exc:
                         self.figures.error()
-                        log.warning("stream %s: %s; retrying in %.3g s", self.name, exc, backoff)
-                        if self._stop.wait(backoff):
+                        log.warning("stream %s: %s; retrying in %.3g s", self.name, exc, backoff.delay_s)
+                        if backoff.wait(self._stop):
                             return
-                        backoff = next_backoff(backoff)
                         continue
                     opened = True
                     self._kicked.clear()
@@ -122,12 +121,11 @@ class StreamCapture:
                     self.figures.connected = False
                     self._close()
                     opened = False
-                    log.warning("stream %s: %s; reconnecting in %.3g s", self.name, reason, backoff)
-                    if self._stop.wait(backoff):
+                    log.warning("stream %s: %s; reconnecting in %.3g s", self.name, reason, backoff.delay_s)
+                    if backoff.wait(self._stop):
                         return
-                    backoff = next_backoff(backoff)
                     continue
-                backoff = initial
+                backoff.reset()
                 self._deliver(frame)
         finally:
             self._close()
@@ -154,7 +152,7 @@ class StreamCapture:
 
     def _deliver(self, frame: Frame) -> None:
         self.figures.captured()
-        if self._period is not None and not self._pace(frame):
+        if not self._pacer.admit(frame, self.source.live):
             return
         if self._prepare is not None:
             try:
@@ -171,22 +169,6 @@ class StreamCapture:
                     return
             ring.put(frame)
             doorbell.notify_all()
-
-    def _pace(self, frame: Frame) -> bool:
-        """Apply max_fps: live frames that come too soon are discarded (counted), file frames wait their turn."""
-        assert self._period is not None
-        now = time.perf_counter()
-        slot = self._next_slot
-        if slot is not None and now < slot:
-            if self.source.live:
-                self.figures.throttle()
-                return False
-            if self._stop.wait(slot - now):
-                return False
-            now = time.perf_counter()
-            frame.captured_at = now
-        self._next_slot = now + self._period if slot is None else max(slot + self._period, now)
-        return True
 
     def _close(self) -> None:
         try:

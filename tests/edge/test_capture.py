@@ -12,9 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge.capture import MAX_BACKOFF_S, Capture, next_backoff
+from edge.capture import Capture
 from edge.config import SyntheticSource, VideoFileSource
 from edge.errors import SourceError
+from edge.pacing import MAX_BACKOFF_S, next_backoff
 from edge.sources.base import Frame
 from edge.sources.factory import open_source
 from tests.edge.media import write_video
