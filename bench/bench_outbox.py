@@ -12,6 +12,7 @@ import threading
 import time
 from pathlib import Path
 
+from bench.machine import machine, machine_line
 from edge.link.outbox import Outbox, Synchronous
 
 PAYLOAD = b"x" * 1500  # a telemetry report with every declared figure
@@ -44,6 +45,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=4000, help="messages per row")
     args = parser.parse_args()
+    print(machine_line(machine()))  # rows compare only on one machine under like load
     print(f"{'synchronous':<12}{'threads':>8}{'us/message':>12}{'lost':>6}")
     modes: tuple[Synchronous, ...] = ("normal", "full")
     for synchronous in modes:

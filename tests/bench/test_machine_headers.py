@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
-from bench import bench_dashboard, bench_latency
+import pytest
+
+from bench import bench_dashboard, bench_latency, bench_outbox
 from bench.bench_edge import Row
 from bench.machine import FLAGS, machine, machine_line
 
@@ -43,3 +46,11 @@ def test_the_latency_bench_writes_the_shared_machine_line_and_keeps_it_in_its_js
     assert "| digits | 1 | bare run (chosen), unpaced | 0.100 | 0.200 | 900.0 | 0.100 | preprocessed inputs |" in text
     doc = json.loads((tmp_path / "latency-bench.json").read_text())
     assert doc["cpu"] == host["cpu"] and doc["flags"] == host["flags"] and doc["rows"][0]["cpu_ms"] == 0.1
+
+
+def test_the_outbox_bench_prints_the_machine_line_above_its_rows(monkeypatch: pytest.MonkeyPatch,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(sys, "argv", ["bench_outbox", "--messages", "64"])
+    bench_outbox.main()
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith(f"CPU: {machine()['cpu']}; flags: ") and lines[1].startswith("synchronous")
