@@ -35,6 +35,7 @@ from edge.detection.snapshot_store import SnapshotStore
 from edge.errors import SnapshotError
 from edge.link.base import Link
 from edge.link.lanes import SNAPSHOT_LANE, LaneBudget
+from edge.stream_ids import StreamIds
 from edge.telemetry import EnvelopeFactory
 from shared.object_events import ObjectEventPayload, ObjectTopics
 from shared.streams import DEFAULT_STREAM, zone_key
@@ -77,8 +78,8 @@ class DetectionService:
         self._stream_cfgs: dict[str, DetectionConfig] = dict(streams or {})
         self._store = self._open_store(cfg)
         self._lanes: dict[str, _Lane] = {}
-        # A number per stream name, never reused while the agent runs: the id prefix of its objects.
-        self._numbers: dict[str, int] = {}
+        # The id prefix of each stream's objects (edge.stream_ids).
+        self._ids = StreamIds()
         self._lane(DEFAULT_STREAM)
 
     @property
@@ -210,11 +211,8 @@ class DetectionService:
         lane = self._lanes.get(stream)
         if lane is not None:
             return lane
-        if stream not in self._numbers:
-            self._numbers[stream] = len(self._numbers)
-        # The default stream's ids stay '<ms>-<track>'; other streams' get 's<n>.' before them (ids are Tokens of
-        # at most 64 characters: a stream name could not fit).
-        prefix = "" if stream == DEFAULT_STREAM else f"s{self._numbers[stream]}."
+        # The default stream's ids stay '<ms>-<track>'; other streams' get 's<n>.' before them.
+        prefix = self._ids.prefix(stream)
         cfg = self.stream_cfg(stream)
         snaps = cfg.snapshots
         budget = LaneBudget(SNAPSHOT_LANE, snaps.outbox_max_count, int(snaps.outbox_max_mb * 1024 * 1024))

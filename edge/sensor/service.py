@@ -17,6 +17,7 @@ from edge.link.base import Link
 from edge.sensor.alerts import AlertEvent, AlertTracker, alert_threshold
 from edge.sensor.config import SensorConfig
 from edge.sensor.figures import SensorFigures
+from edge.stream_ids import StreamIds
 from edge.telemetry import EnvelopeFactory
 from shared.manifest import Manifest, Variant
 from shared.sensor_events import SensorTopics
@@ -46,7 +47,7 @@ class AnomalyService:
         self._rule: tuple[float, list[str]] | None = None
         self._version: int | None = None
         self._stream = "sensor"
-        self._numbers: dict[str, int] = {}
+        self._ids = StreamIds()  # alert id prefix per stream (edge.stream_ids)
         self._fired_before = 0  # alerts of dropped trackers: the counter never goes back
         self._report_at = clock()
         self._served: tuple[Manifest, Variant, str] | None = None
@@ -130,14 +131,14 @@ class AnomalyService:
             label = self._stream if stream == DEFAULT_STREAM else stream
             tracker = AlertTracker(self.cfg.alerts, label, names, threshold)
             self._trackers[stream] = tracker
-            self._numbers.setdefault(stream, len(self._numbers))
+            self._ids.prefix(stream)  # numbered in the order of their first window
         return tracker
 
     def _named(self, stream: str, event: AlertEvent | None) -> AlertEvent | None:
         """Alert ids are unique per device: a stream's own counter gets its number in front (not the default's)."""
         if event is None or stream == DEFAULT_STREAM:
             return event
-        return replace(event, alert_id=f"s{self._numbers[stream]}.{event.alert_id}")
+        return replace(event, alert_id=self._ids.prefix(stream) + event.alert_id)
 
     def _close(self, stream: str) -> AlertEvent | None:
         tracker, last = self._trackers.get(stream), self._last.pop(stream, None)
