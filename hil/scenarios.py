@@ -454,7 +454,9 @@ def multi_camera_gone(s: Session, variant: str, row: Row, cameras: int = 4, fps:
     row.notes.append("rates = result events per second by their production time (the agent's `ts`), per stream, "
                      "in each window: before (all cameras up), while gone (from 1 s after the unplug, grace for "
                      "frames in flight), after (once the gone stream's results came back); tel_* are the agent's "
-                     "own per-stream telemetry (processed_fps over its last 5 s)")
+                     "own per-stream telemetry (processed_fps over its last 5 s); reconnect_s = camera started "
+                     "again to the gone stream's first result, and includes the agent's reconnect backoff (0.2 s, "
+                     "doubling per failed try up to 30 s), so it grows with how long the camera was gone")
 
 
 def hot_swap_under_load(s: Session, variant: str, row: Row) -> None:
