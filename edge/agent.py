@@ -38,8 +38,8 @@ from edge.sensor.window_shadow import WindowShadow
 from edge.shadow import ShadowCheck, previous_version_loader
 from edge.shadow_policy import ShadowPolicy
 from edge.sources.base import FrameSource
+from edge.sources.equip import equip
 from edge.sources.factory import open_source
-from edge.sources.sensor_mqtt import SensorMqttSource
 from edge.streams.config import stream_detection, streams_of
 from edge.streams.server import MultiStreamLoop, multi_stream_loop
 from edge.supervise import Health, spawn
@@ -87,7 +87,9 @@ class Agent:
         self.topics = DeviceTopics(cfg.device.fleet, cfg.device.device_id)
         self.envelopes = EnvelopeFactory(cfg.device.device_id)
         self.notifier = notifier or Notifier()
-        self.backend = backend_chain(self.hw, cfg.backend, benchmark_on_install=cfg.sync.benchmark_on_install)
+        # Serving `streams:`, runtimes that compile for a batch size (OpenVINO) are told how many frames run together.
+        self.backend = backend_chain(self.hw, cfg.backend, benchmark_on_install=cfg.sync.benchmark_on_install,
+                                     max_batch=cfg.batching.max_size if cfg.streams else 1)
         self.sync = ModelSync(
             cfg.sync, open_store(cfg.sync.store), load_trusted_keys(cfg.sync.trusted_keys), self.backend, self.hw
         )
@@ -215,9 +217,7 @@ class Agent:
         self.link.start()
         self.router.start()
         self.desired.start()
-        for each in self._sources.values():
-            if isinstance(each, SensorMqttSource):
-                each.attach(self.link)
+        equip(self._sources.values(), link=self.link)  # sensor readings by MQTT come through the broker
         if self.exporter is not None and self.cfg.daemon.prometheus_port is not None:
             port = self.exporter.start(self.cfg.daemon.prometheus_host, self.cfg.daemon.prometheus_port)
             log.info("Prometheus metrics on http://%s:%d/metrics", self.cfg.daemon.prometheus_host, port)
@@ -332,12 +332,7 @@ class Agent:
 
     def _switch_to(self, serving: ServingModel) -> dict[str, Any]:
         """Install a prepared model between two frames and tell the broker what is served and why."""
-        window = serving.manifest.window
-        for each in self._sources.values():
-            set_recipe = getattr(each, "set_recipe", None)
-            if window is not None and set_recipe is not None:
-                # A sensor model: the stream is windowed by its recipe.
-                set_recipe(window)
+        equip(self._sources.values(), window=serving.manifest.window)  # a sensor model: windowed by its recipe
         # An anomaly model's alerts use its threshold and channels; any other model stops the alert rule.
         self.anomaly.configure(serving.manifest, serving.variant, self._source.name)
         self.slot.install(serving)
@@ -476,13 +471,7 @@ class Agent:
     def _add_sources(self, sources: Mapping[str, FrameSource]) -> None:
         """New streams' sources get what the running ones got: the served sensor model's recipe, the broker."""
         current = self.slot.current
-        window = None if current is None else current.manifest.window
-        for source in sources.values():
-            set_recipe = getattr(source, "set_recipe", None)
-            if window is not None and set_recipe is not None:
-                set_recipe(window)
-            if isinstance(source, SensorMqttSource):
-                source.attach(self.link)
+        equip(sources.values(), None if current is None else current.manifest.window, self.link)
 
     def _stream_removed(self, name: str) -> None:
         """A removed stream (frame thread): once its last results are out, its objects and open alert end."""

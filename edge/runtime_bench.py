@@ -62,6 +62,11 @@ class ChosenModel:
         run_outputs = getattr(model, "run_outputs", None)
         if run_outputs is not None:
             self.run_outputs = run_outputs
+        # Several frames in flight at once, where the runtime keeps several requests (OpenVINO's async mode).
+        run_each = getattr(model, "run_each", None)
+        if run_each is not None:
+            self.run_each = run_each
+            self.in_flight: int = getattr(model, "in_flight", 1)
 
     def largest_batch_within(self, budget_ms: float) -> int | None:
         """The largest batch size measured at install within the budget (1 if none); None: not measured."""

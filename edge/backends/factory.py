@@ -49,7 +49,7 @@ def _usable(runtime: str, backend: InferenceBackend, hw: Hardware) -> bool:
     return True
 
 
-def _auto(hw: Hardware, cfg: AutoBackendConfig) -> list[InferenceBackend]:
+def _auto(hw: Hardware, cfg: AutoBackendConfig, max_batch: int = 1) -> list[InferenceBackend]:
     backends: list[InferenceBackend] = []
     for runtime in dict.fromkeys(cfg.runtimes):
         if runtime == TENSORRT:
@@ -58,7 +58,7 @@ def _auto(hw: Hardware, cfg: AutoBackendConfig) -> list[InferenceBackend]:
                 continue
             candidate: InferenceBackend = TensorRTBackend(cfg.tensorrt)
         elif runtime == OPENVINO:
-            candidate = OpenVINOBackend(_with_threads(cfg.openvino, cfg.threads))
+            candidate = OpenVINOBackend(_with_threads(cfg.openvino, cfg.threads), max_batch=max_batch)
         else:
             candidate = OnnxRuntimeBackend(_with_threads(cfg.onnxruntime, cfg.threads))
         if _usable(runtime, candidate, hw):
@@ -68,14 +68,19 @@ def _auto(hw: Hardware, cfg: AutoBackendConfig) -> list[InferenceBackend]:
     return backends
 
 
-def available_backends(hw: Hardware, cfg: BackendConfig | None = None) -> list[InferenceBackend]:
+def available_backends(
+    hw: Hardware, cfg: BackendConfig | None = None, *, max_batch: int = 1
+) -> list[InferenceBackend]:
     """Usable backends, best first; ONNX Runtime is always there as the fallback.
+
+    `max_batch`: the most frames run together (batching.max_size where the agent serves `streams:`), for runtimes
+    that compile a model for its batch sizes (OpenVINO).
 
     `auto`: every runtime it lists that is installed and usable here. A forced TensorRT or OpenVINO that turns
     out unavailable logs one line and is left out. No config: TensorRT when the hardware probe found it, then ORT.
     """
     if isinstance(cfg, AutoBackendConfig):
-        return _auto(hw, cfg)
+        return _auto(hw, cfg, max_batch)
     backends: list[InferenceBackend] = []
     wants_trt = isinstance(cfg, TensorRTConfig) or (cfg is None and hw.tensorrt_version is not None)
     if wants_trt:
@@ -83,7 +88,7 @@ def available_backends(hw: Hardware, cfg: BackendConfig | None = None) -> list[I
         if trt.available:
             backends.append(trt)
     if isinstance(cfg, OpenVINOConfig):
-        ov = OpenVINOBackend(cfg)
+        ov = OpenVINOBackend(cfg, max_batch=max_batch)
         if _usable(OPENVINO, ov, hw):
             backends.append(ov)
     backends.append(OnnxRuntimeBackend(cfg if isinstance(cfg, OnnxRuntimeConfig) else None))
@@ -104,8 +109,12 @@ def choice_settings(cfg: BackendConfig | None, *, benchmark_on_install: bool = F
     return ChoiceSettings(measure=benchmark_on_install, forced_backend=forced)
 
 
-def backend_chain(hw: Hardware, cfg: BackendConfig | None, *, benchmark_on_install: bool = False) -> BackendChain:
-    """The chain the agent hands to model sync, carrying how the choice is made."""
+def backend_chain(
+    hw: Hardware, cfg: BackendConfig | None, *, benchmark_on_install: bool = False, max_batch: int = 1
+) -> BackendChain:
+    """The chain the agent hands to model sync, carrying how the choice is made and how many frames run together."""
     return BackendChain(
-        available_backends(hw, cfg), hw, choice_settings(cfg, benchmark_on_install=benchmark_on_install)
+        available_backends(hw, cfg, max_batch=max_batch),
+        hw,
+        choice_settings(cfg, benchmark_on_install=benchmark_on_install),
     )

@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -46,11 +46,14 @@ def _dim(d: Any) -> int | str:
 
 
 class OvModel:
-    """One compiled model and its infer request; single-threaded use, as the frame loop runs it."""
+    """One compiled model and its infer request (and, serving several streams in 'async' mode, a queue of requests
+    that keeps frames in flight at once); used from one thread at a time, as the frame loop runs it."""
 
     backend = OPENVINO
 
-    def __init__(self, compiled: Any, file: str, device: str, precision: str, inference_precision: str) -> None:
+    def __init__(
+        self, compiled: Any, file: str, device: str, precision: str, inference_precision: str, queue: Any = None
+    ) -> None:
         inputs = compiled.inputs
         if len(inputs) != 1:
             raise BackendError(f"{file} has {len(inputs)} inputs; edgeferry serves single-input models")
@@ -67,6 +70,11 @@ class OvModel:
         static = all(isinstance(d, int) for d in self.input_shape)
         self._input_view: np.ndarray | None = self._request.get_input_tensor(0).data if static else None
         self._file = file
+        # An ov.AsyncInferQueue: run_each() starts one request per frame and waits for all of them.
+        self._queue: Any = queue
+        self.in_flight: int = len(queue) if queue is not None else 1
+        if queue is not None:
+            queue.set_callback(self._done)
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         """Logits as float32 (a copy: the request reuses its output buffer on the next call)."""
@@ -96,32 +104,86 @@ class OvModel:
             batch = batch.astype(np.float32)
         try:
             request.infer({0: batch}, share_inputs=True)
-            outs = {}
-            for i, port in enumerate(self._compiled.outputs):
-                data = np.array(request.get_output_tensor(i).data, copy=True)
-                outs[port.get_any_name()] = data.astype(np.float32) if data.dtype.kind == "f" else data
+            outs = self._outputs(request)
         except _OV_ERRORS as exc:
             raise BackendError(f"{self._file}: OpenVINO inference failed: {brief(exc)}") from exc
         return outs
 
+    def run_each(self, batches: Sequence[np.ndarray], every: bool = False) -> list[np.ndarray | dict[str, np.ndarray]]:
+        """One output per input batch (the first output, or every output by name), the inputs run in flight at once
+        on the request queue; each output is what run() or run_outputs() would give that input alone."""
+        queue = self._queue
+        if queue is None:
+            if self._request is None:
+                raise BackendError(f"{self._file} was closed")
+            return [self.run_outputs(b) if every else self.run(b) for b in batches]
+        inputs = [b if b.dtype == np.float32 else b.astype(np.float32) for b in batches]
+        outs: list[Any] = [None] * len(inputs)
+        failed: list[BaseException] = []
+        try:
+            for i, batch in enumerate(inputs):
+                queue.start_async({0: batch}, (outs, failed, i, every), share_inputs=True)
+            queue.wait_all()
+        except _OV_ERRORS as exc:
+            self._drain(queue)
+            raise BackendError(f"{self._file}: OpenVINO inference failed: {brief(exc)}") from exc
+        if failed:
+            raise BackendError(f"{self._file}: OpenVINO inference failed: {brief(failed[0])}") from failed[0]
+        return outs
+
+    def _done(self, request: Any, job: tuple[list[Any], list[BaseException], int, bool]) -> None:
+        """A request finished (OpenVINO's thread): its output, copied, into its frame's slot."""
+        outs, failed, i, every = job
+        try:
+            outs[i] = self._outputs(request) if every else np.array(
+                request.get_output_tensor(0).data, dtype=np.float32, copy=True)
+        except _OV_ERRORS as exc:
+            failed.append(exc)
+
+    @staticmethod
+    def _drain(queue: Any) -> None:
+        """Wait for what was started before a failed start, so no request still reads a frame the caller frees."""
+        try:
+            queue.wait_all()
+        except _OV_ERRORS as exc:
+            log.debug("OpenVINO requests failed while draining after a failed start: %s", brief(exc))
+
+    def _outputs(self, request: Any) -> dict[str, np.ndarray]:
+        outs = {}
+        for i, port in enumerate(self._compiled.outputs):
+            data = np.array(request.get_output_tensor(i).data, copy=True)
+            outs[port.get_any_name()] = data.astype(np.float32) if data.dtype.kind == "f" else data
+        return outs
+
     def close(self) -> None:
-        """Drop the request and compiled model; OpenVINO frees them with the last reference."""
+        """Drop the requests and compiled model; OpenVINO frees them with the last reference."""
         self._request = None
         self._input_view = None
+        self._queue = None
         self._compiled = None
 
 
 class OpenVINOBackend:
-    """Compiles ONNX variants with OpenVINO; the inference precision hint is part of what is loaded."""
+    """Compiles ONNX variants with OpenVINO; the inference precision hint is part of what is loaded.
+
+    `max_batch`: the most frames the agent runs together (batching.max_size of an agent serving `streams:`; 1 for
+    one source). Above 1, a dynamic-batch model keeps its batch axis ('batch' mode) or is compiled at batch 1 for
+    OpenVINO's throughput streams with max_batch async requests ('async' mode)."""
 
     name = OPENVINO
 
-    def __init__(self, cfg: OpenVINOConfig | None = None, importer: Importer = importlib.import_module) -> None:
+    def __init__(
+        self, cfg: OpenVINOConfig | None = None, importer: Importer = importlib.import_module, *, max_batch: int = 1
+    ) -> None:
+        if max_batch < 1:
+            raise ValueError(f"a batch holds at least one frame, not {max_batch}")
         self.cfg = cfg or OpenVINOConfig()
+        self.max_batch = max_batch
         self._importer = importer
         self._lock = threading.Lock()
         self._probed = False
         self._core: Any = None
+        self._ov: ModuleType | None = None
         self.version: str | None = None
         self.reason: str | None = None
 
@@ -147,6 +209,7 @@ class OpenVINOBackend:
                     log.info("%s; skipping it", self.reason)
                     return None
                 self._core = core
+                self._ov = ov
                 log.info("OpenVINO %s: devices %s", self.version, ", ".join(devices))
             return self._core
 
@@ -176,7 +239,24 @@ class OpenVINOBackend:
         """One cache dir per compile setting: OpenVINO's cache key leaves out the precision hint (2026.4 serves an
         f32 blob to an f16 request from a shared dir), so settings must never share one."""
         threads = self.cfg.threads or "auto"
-        return self.cfg.cache_dir / f"{self.cfg.device}-{hint}-{self.cfg.performance_hint.lower()}-t{threads}"
+        return self.cfg.cache_dir / (
+            f"{self.cfg.device}-{hint}-{self._performance_hint().lower()}-t{threads}{self._shape_tag()}"
+        )
+
+    @property
+    def in_flight(self) -> bool:
+        """Frames of several streams run as async requests on throughput streams, not as one batched call."""
+        return self.max_batch > 1 and self.cfg.streams_mode == "async"
+
+    def _performance_hint(self) -> str:
+        """THROUGHPUT where async requests must run side by side (one CPU stream per request); else the config's."""
+        return "THROUGHPUT" if self.in_flight else self.cfg.performance_hint
+
+    def _shape_tag(self) -> str:
+        """The batch the model is compiled for, in the cache dir name: a static and a bounded copy never share one."""
+        if self.max_batch == 1:
+            return ""
+        return f"-async{self.max_batch}" if self.in_flight else "-dynamic"
 
     def can_run(self, variant: Variant, hw: Hardware) -> bool:
         """ONNX fp32 and int8 variants, on a CPU that meets OpenVINO's needs; engines and fp16 files never."""
@@ -196,19 +276,22 @@ class OpenVINOBackend:
             model = core.read_model(str(path))
             inp = model.inputs[0] if len(model.inputs) == 1 else None
             shape = inp.get_partial_shape() if inp is not None else None
-            if inp is not None and shape is not None and len(shape) >= 1 and shape[0].is_dynamic and not any(
-                d.is_dynamic for d in list(shape)[1:]
-            ):
-                # The agent runs one frame at a time: a static batch of 1 lets OpenVINO pick its fastest kernels.
+            if self._one_at_a_time() and inp is not None and shape is not None and len(shape) >= 1 and shape[
+                0
+            ].is_dynamic and not any(d.is_dynamic for d in list(shape)[1:]):
+                # One frame per call: a static batch of 1, where OpenVINO picks its fastest kernels and a frame is
+                # copied straight into the request's buffer (measured: ~40 us less per call on digits and 10-20% less
+                # on the reference model than a dynamic axis at batch 1; bench/results/streams.md, OpenVINO).
                 model.reshape({inp.get_any_name(): [1, *(int(d.get_length()) for d in list(shape)[1:])]})
             config: dict[str, Any] = {
-                "PERFORMANCE_HINT": self.cfg.performance_hint,
+                "PERFORMANCE_HINT": self._performance_hint(),
                 "INFERENCE_PRECISION_HINT": hint,
                 "CACHE_DIR": str(self.compile_cache_dir(hint)),
             }
             if self.cfg.threads:
                 config["INFERENCE_NUM_THREADS"] = self.cfg.threads
             compiled = core.compile_model(model, self.cfg.device, config)
+            queue = self._ov.AsyncInferQueue(compiled, self.max_batch) if self.in_flight and self._ov else None
         except _OV_ERRORS as exc:
             raise BackendError(
                 f"OpenVINO cannot compile {variant.file} ({variant.precision}, {hint}) for {self.cfg.device}: "
@@ -219,10 +302,16 @@ class OpenVINOBackend:
             cached = bool(compiled.get_property("LOADED_FROM_CACHE"))
         except _PROPERTY_ERRORS:
             actual, cached = hint, False
-        loaded = OvModel(compiled, variant.file, self.cfg.device, variant.precision, actual)
+        loaded = OvModel(compiled, variant.file, self.cfg.device, variant.precision, actual, queue)
         loaded.loaded_from_cache = cached
         if manifest is not None:
             check_model_input(loaded, manifest)
-        log.info("loaded %s on OpenVINO %s (%s hint%s), input %s %s", variant.file, self.cfg.device, actual,
-                 ", from the compile cache" if cached else "", loaded.input_name, loaded.input_shape)
+        log.info("loaded %s on OpenVINO %s (%s hint%s), input %s %s%s", variant.file, self.cfg.device, actual,
+                 ", from the compile cache" if cached else "", loaded.input_name, loaded.input_shape,
+                 f", {loaded.in_flight} async requests" if queue is not None else "")
         return loaded
+
+    def _one_at_a_time(self) -> bool:
+        """Each call runs one frame: one source, or several streams' frames as async requests. Else (streams
+        batched) a dynamic batch axis stays dynamic, so the scheduler's batches run as one call."""
+        return self.max_batch == 1 or self.in_flight

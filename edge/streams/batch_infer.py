@@ -1,10 +1,11 @@
-"""Runs several streams' frames through one model: one batched call where the variant has a dynamic batch axis,
-frame by frame otherwise; either way each frame gets the output its own single-frame run would give."""
+"""Runs several streams' frames through one model: in flight at once where the runtime keeps several requests
+(OpenVINO's async mode), else one batched call where the variant has a dynamic batch axis, else frame by frame;
+either way each frame gets the output its own single-frame run would give."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -20,6 +21,21 @@ log = logging.getLogger(__name__)
 def has_batch_axis(model: LoadedModel) -> bool:
     """The model's first input dimension is symbolic (it takes any batch size)."""
     return len(model.input_shape) > 1 and has_dynamic_batch(model.input_shape)
+
+
+# Runs frames in flight at once: one output per input, the first output or (every=True) every output by name.
+EachRunner = Callable[..., list[RawOutput]]
+
+
+def in_flight_runner(serving: ServingModel) -> Callable[[Sequence[np.ndarray]], list[RawOutput]] | None:
+    """How the served model runs several frames in flight at once, matching what its task needs (the first output,
+    or every output by name); None where its runtime keeps one request (it batches or runs frame by frame)."""
+    model = serving.model
+    run_each: EachRunner | None = getattr(model, "run_each", None)
+    if run_each is None or getattr(model, "in_flight", 1) < 2:
+        return None
+    every = serving.infer == getattr(model, "run_outputs", None)
+    return lambda tensors: run_each(tensors, every=every)
 
 
 def split_output(raw: RawOutput, n: int) -> list[RawOutput] | None:
@@ -43,6 +59,8 @@ class BatchRunner:
         self._single: set[int] = set()
         self.batches = 0
         self.batched_frames = 0
+        # Of those, runs whose frames were in flight at once on several requests rather than one batched call.
+        self.in_flight_batches = 0
         # The batch input, reused while the batch's shape and dtype stay the same: no fresh multi-MB array (and
         # its page faults) per batch. The runtime reads it during the call only.
         self._buffer: np.ndarray | None = None
@@ -53,11 +71,25 @@ class BatchRunner:
 
     def run(self, serving: ServingModel, tensors: Sequence[np.ndarray]) -> list[RawOutput]:
         """One output per tensor (each a batch of one), in order."""
-        if len(tensors) > 1 and self.can_batch(serving):
-            outputs = self._batched(serving, tensors)
+        if len(tensors) > 1 and serving.generation not in self._single:
+            each = in_flight_runner(serving)
+            outputs = self._in_flight(serving, each, tensors) if each is not None else (
+                self._batched(serving, tensors) if has_batch_axis(serving.model) else None)
             if outputs is not None:
                 return outputs
         return [serving.infer(t) for t in tensors]
+
+    def _in_flight(self, serving: ServingModel, each: Callable[[Sequence[np.ndarray]], list[RawOutput]],
+                   tensors: Sequence[np.ndarray]) -> list[RawOutput] | None:
+        try:
+            outputs = each(tensors)
+        except BackendError as exc:
+            self._refuse(serving, f"failed {len(tensors)} frames in flight: {exc}")
+            return None
+        self.batches += 1
+        self.in_flight_batches += 1
+        self.batched_frames += len(tensors)
+        return outputs
 
     def _batched(self, serving: ServingModel, tensors: Sequence[np.ndarray]) -> list[RawOutput] | None:
         try:
