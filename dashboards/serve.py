@@ -49,7 +49,6 @@ class DashboardService:
         from dashboards.web.objects import ObjectBuffer
         from dashboards.web.server import WebServer
         from dashboards.web.streams_api import store_source
-        from fleet.stream_figures import StreamFigures
 
         cfg, web = self.fleet_cfg, self.web_cfg
         store = self.fleet.store
@@ -67,7 +66,7 @@ class DashboardService:
         hub = LiveHub(adapter, web.live_interval_s, web.alerts, alert_sink=self.feed.publish_alerts,
                       clock_ms=store.clock, objects=self.objects)
         known.follow(hub)
-        streams = store_source(StreamFigures(store.engine, store.fleet))  # a multi-stream agent's figures
+        streams = store_source(store.streams)  # a multi-stream agent's figures
         self.server = WebServer(create_app(web, adapter, adapter, hub, clock_ms=store.clock, objects=self.objects,
                                            streams=streams), web.host, web.port)
         self.server.start()

@@ -145,9 +145,7 @@ def devices(
         recs = store.list_devices(group=group, status=status, version=version)  # type: ignore[arg-type]
         entries = store.desired.all()
         rows = [_row(r, entries) for r in recs]
-        from fleet.stream_figures import StreamFigures
-
-        streams = StreamFigures(store.engine, store.fleet).all()
+        streams = store.streams.all()
         for r in rows:
             r["streams"] = streams[r["device_id"]].as_json() if r["device_id"] in streams else None
     finally:

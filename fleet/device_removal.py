@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from fleet.db.store import FleetStore
 from fleet.errors import PublishRefusedError
 from fleet.publisher import Publisher
-from fleet.stream_figures import StreamFigures
 from shared.names import check_ident
 from shared.topics import DeviceTopics
 
@@ -63,7 +62,6 @@ def remove_device(store: FleetStore, publisher: Publisher, device_id: str) -> Re
     check_ident(device_id, "device id")
     cleared, kept = clear_retained(publisher, store.fleet, device_id)
     known = store.remove_device(device_id)
-    StreamFigures(store.engine, store.fleet).forget(device_id)  # its per-stream figures (fleet.stream_figures)
     return Removal(device_id, known, cleared, kept)
 
 

@@ -26,6 +26,7 @@ from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
 from fleet.db.store import FleetStore
+from fleet.db.streams import DeviceStreams
 from fleet.errors import FleetError
 from fleet.ingest_queue import DEFAULT_DEVICE_BYTES, DEFAULT_MAX_BYTES, DEFAULT_MAX_MESSAGES, FairQueue, Queued
 from fleet.mqtt_client import shared
@@ -40,7 +41,6 @@ from fleet.registry import (
     count_shed,
     telemetry_sample,
 )
-from fleet.stream_figures import keep_streams
 from fleet.telemetry_reader import read_telemetry
 from shared.names import check_ident
 from shared.payloads import ReplyPayload, StatePayload, TelemetryPayload
@@ -222,7 +222,6 @@ class Ingest:
             return
         capped = self._write_registry(per_device)
         self._write_samples({dev: items for dev, items in per_device.items() if dev not in capped})
-        keep_streams(self.store.engine, fleet, per_device, capped)  # per-stream figures: fleet.stream_figures
         self._write_replies(per_device, capped)
 
     def _past_tombstones(self, batch: Sequence[Message]) -> Sequence[Message]:
@@ -297,7 +296,8 @@ class Ingest:
 
     def _write_samples(self, per_device: dict[str, list[_Parsed]]) -> None:
         """The history write, after the registry's commit (so a device's record never waits on it): the batch's
-        samples in one statement, else device by device, then one by one, a refused sample refused on its device."""
+        samples in one statement and the per-stream figures its live reports carry in one upsert, in one
+        transaction; else device by device, then one by one, a refused sample refused on its device."""
         rows = {dev: kept for dev, items in per_device.items()
                 if (kept := [i for i in items if i.sample is not None and not i.refused])}
         if not rows:
@@ -320,9 +320,12 @@ class Ingest:
                     self._refuse(device, item, exc)
 
     def _samples_tx(self, rows: dict[str, list[_Parsed]]) -> None:
+        samples = [(dev, i.sample, i.received_ms) for dev, items in rows.items() for i in items
+                   if i.sample is not None]
         with self.store.engine.begin() as conn:
-            self.store.telemetry.add([(dev, i.sample, i.received_ms) for dev, items in rows.items() for i in items
-                                      if i.sample is not None], conn)
+            self.store.telemetry.add(samples, conn)
+            self.store.streams.keep((DeviceStreams.reported(dev, s.ts_ms, received, s.streams)
+                                     for dev, s, received in samples if s.streams is not None), conn)
 
     def _write_replies(self, per_device: dict[str, list[_Parsed]], capped: set[str]) -> None:
         for dev, items in per_device.items():

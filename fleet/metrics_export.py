@@ -8,7 +8,7 @@ units like the agent's exporter. Label cardinality is bounded so a 10,000-device
   left out is `edgeferry_fleet_device_series_omitted`. Fleet-wide summaries (`edgeferry_fleet_*`) always cover
   every device, so aggregates never depend on the cap;
 - per-stream series (`edgeferry_device_stream_*`, labels fleet, device and stream) only for those devices, at most
-  fleet.stream_figures.MAX_STREAMS_PER_DEVICE streams each (bounded at ingest);
+  fleet.db.streams.MAX_STREAMS_PER_DEVICE streams each (bounded at ingest); a scrape reads only their streams;
 - model versions: at most `max_version_series` (model, version) pairs, the rest summed under version="other";
 - rollouts: every active one plus the `max_finished_rollouts` most recent finished ones.
 
@@ -22,7 +22,7 @@ import math
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, generate_latest, start_http_server
@@ -36,7 +36,6 @@ from fleet.db.store import FleetStore
 from fleet.errors import FleetConfigError
 from fleet.registry import DeviceRecord
 from fleet.rollout.store import RolloutRepository, RolloutRow
-from fleet.stream_figures import StreamFigures
 from shared.metrics import METRICS
 from shared.metrics import Metric as TableMetric
 from shared.streams import STREAM_METRICS
@@ -132,7 +131,7 @@ class DeviceView:
     # Messages refused at ingest and shed from the ingest queue (fleet.ingest).
     refused: int = 0
     shed: int = 0
-    # A multi-stream agent's latest per-stream figures (fleet.stream_figures): stream -> figures.
+    # A multi-stream agent's latest per-stream figures (fleet.db.streams): stream -> figures.
     streams: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
 
 
@@ -426,14 +425,18 @@ def _rollout_view(row: RolloutRow, device_states: Mapping[str, int]) -> RolloutV
 
 class StoreSnapshot:
     """Builds a FleetSnapshot from the fleet database: one query for the devices, one for the latest figures of
-    every device heard from within `recent_s`, and one per shown rollout for its devices."""
+    every device heard from within `recent_s`, one per shown rollout for its devices, and one for the per-stream
+    figures of the devices that get per-device series (at most `max_device_series`, the exporter's cap: a
+    10,000-camera fleet's streams are not read to show 200 devices)."""
 
     def __init__(self, store: FleetStore, recent_s: float = 60.0,
-                 max_finished_rollouts: int = DEFAULT_MAX_FINISHED_ROLLOUTS) -> None:
+                 max_finished_rollouts: int = DEFAULT_MAX_FINISHED_ROLLOUTS,
+                 max_device_series: int = DEFAULT_MAX_DEVICE_SERIES) -> None:
         self._store = store
         self._rollouts = RolloutRepository(store.engine, store.fleet)
         self._recent_ms = int(recent_s * 1000)
         self._max_finished = max_finished_rollouts
+        self._max_device_series = max_device_series
 
     def _latest_figures(self, now_ms: int) -> dict[str, dict[str, float]]:
         t = telemetry_samples.c
@@ -456,8 +459,11 @@ class StoreSnapshot:
                 in_rollout.update(d.device_id for d in devices)
             rollouts.append(_rollout_view(row, Counter(d.state for d in devices)))
         figures = self._latest_figures(now)
-        streams = StreamFigures(self._store.engine, self._store.fleet).all()
-        devices_now = [device_view(rec, figures.get(rec.device_id, {}), rec.device_id in in_rollout,
-                                   streams[rec.device_id].streams if rec.device_id in streams else None)
+        devices_now = [device_view(rec, figures.get(rec.device_id, {}), rec.device_id in in_rollout)
                        for rec in self._store.list_devices()]
+        shown = _devices_with_series(devices_now, self._max_device_series)
+        streams = self._store.streams.all([d.device_id for d in shown]) if shown else {}
+        if streams:
+            devices_now = [replace(d, streams=streams[d.device_id].streams) if d.device_id in streams else d
+                           for d in devices_now]
         return FleetSnapshot(devices_now, rollouts)

@@ -134,7 +134,8 @@ class FleetService:
         from fleet.metrics_export import FleetMetricsExporter, StoreSnapshot
 
         assert self.store is not None
-        self.metrics = FleetMetricsExporter(StoreSnapshot(self.store), self.cfg.metrics.max_device_series)
+        cap = self.cfg.metrics.max_device_series
+        self.metrics = FleetMetricsExporter(StoreSnapshot(self.store, max_device_series=cap), cap)
         self.metrics_port = self.metrics.start(self.cfg.metrics.host, self.cfg.metrics.port)
 
     def start_loops(self) -> None:

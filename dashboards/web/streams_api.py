@@ -11,7 +11,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
 
-from fleet.stream_figures import DeviceStreams, StreamFigures
+from fleet.db.streams import DeviceStreams, StreamRepository
 from shared.streams import STREAM_METRICS
 
 StreamSource = Callable[[str], DeviceStreams | None]
@@ -54,7 +54,7 @@ def streams_view(found: DeviceStreams | None) -> StreamsView:
                        streams=[StreamRow(name=n, figures=f) for n, f in sorted(found.streams.items())])
 
 
-def store_source(figures: StreamFigures) -> StreamSource:
+def store_source(figures: StreamRepository) -> StreamSource:
     """Reads from the fleet database's device_streams table."""
     return figures.get
 

@@ -13,6 +13,7 @@ from fleet.db.devices import DeviceRepository
 from fleet.db.engine import open_engine
 from fleet.db.leases import LeaseRepository
 from fleet.db.schema import desired, desired_published
+from fleet.db.streams import StreamRepository
 from fleet.db.telemetry import TelemetryRepository
 from fleet.db.tombstones import TombstoneRepository
 from fleet.errors import EmptyGroupError, UnknownDeviceError
@@ -37,6 +38,7 @@ class FleetStore:
         self.commands = CommandRepository(engine, fleet)
         self.leases = LeaseRepository(engine)
         self.tombstones = TombstoneRepository(engine, fleet)
+        self.streams = StreamRepository(engine, fleet)
 
     @classmethod
     def open(cls, url: str, fleet: str, pool_size: int = 5, clock: Callable[[], int] = wall_ms) -> FleetStore:
@@ -84,14 +86,15 @@ class FleetStore:
         return self.devices.count()
 
     def remove_device(self, device_id: str) -> bool:
-        """Forget a device: its record, group assignments, telemetry, history, command log and device-scoped
-        desired state, in one transaction, leaving a tombstone so its retained status and state (which the
+        """Forget a device: its record, group assignments, telemetry, history, per-stream figures, command log and
+        device-scoped desired state, in one transaction, leaving a tombstone so its retained status and state (which the
         fleet's broker user may not clear) do not register it again; False when the registry did not know it. A
         device that still runs registers again with its next live message."""
         with self.engine.begin() as conn:
             known = self.devices.remove(device_id, conn)
             self.tombstones.add(device_id, self.clock(), conn)
             self.telemetry.remove_device(device_id, conn)
+            self.streams.remove_device(device_id, conn)
             self.commands.remove_device(device_id, conn)
             conn.execute(delete(desired).where(desired.c.fleet == self.fleet, desired.c.scope == "device",
                                                desired.c.name == device_id))

@@ -16,8 +16,8 @@ from playwright.sync_api import Browser
 
 from dashboards.serve import DashboardService
 from fleet.config import FleetConfig
+from fleet.db.streams import StreamRepository
 from fleet.sim.runner import SimOptions, ThreadedSimulation
-from fleet.stream_figures import StreamFigures
 from shared.streams import STREAM_BY_NAME
 from tests.dashboards.web.browser import ConsoleLog, chromium, sign_in
 from tests.dashboards.web.conftest import VIEWER, web_config
@@ -43,7 +43,7 @@ def test_simulated_streams_reach_the_registry_the_api_the_device_page_and_the_cl
     try:
         sim.start()
         assert service.fleet.store is not None
-        kept = StreamFigures(service.fleet.store.engine, "multi")
+        kept = StreamRepository(service.fleet.store.engine, "multi")
         got = eventually(lambda: kept.get(DEV), 30, "the device's streams in the registry")
         assert sorted(got.streams) == ["cam0", "cam1", "cam2", "cam3"]
         for figures in got.streams.values():

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi.testclient import TestClient
 
 from dashboards.web.app import create_app
-from fleet.stream_figures import DeviceStreams
+from fleet.db.streams import DeviceStreams
 from shared.streams import STREAM_METRICS
 from tests.dashboards.web.conftest import VIEWER, web_config
 from tests.dashboards.web.fakes import FakeFleet
