@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import threading
 from typing import Any
 
@@ -86,13 +87,16 @@ class TrtModel:
             d_in = self._device(self.input_name, host_in.nbytes)
             _check(cudart, cudart.cudaMemcpyAsync(d_in, host_in.ctypes.data, host_in.nbytes, h2d, self._stream), "copy")
             ctx.set_tensor_address(self.input_name, d_in)
-            # Every output needs an address to execute, also those the caller does not read back.
+            # Every output needs an address to execute, also those the caller does not read back; only those read
+            # get a host array (a detector's unread outputs can be megabytes per frame).
             host_out: dict[str, np.ndarray] = {}
             d_out: dict[str, int] = {}
             for name in self._outputs:
-                host_out[name] = np.empty(tuple(ctx.get_tensor_shape(name)), dtype=self._out_dtypes[name])
-                d_out[name] = self._device(name, host_out[name].nbytes)
+                shape = tuple(ctx.get_tensor_shape(name))
+                d_out[name] = self._device(name, math.prod(shape) * self._out_dtypes[name].itemsize)
                 ctx.set_tensor_address(name, d_out[name])
+                if name in names:
+                    host_out[name] = np.empty(shape, dtype=self._out_dtypes[name])
             if not ctx.execute_async_v3(int(self._stream)):
                 raise BackendError(f"{self._file}: TensorRT execution failed")
             for name in names:
