@@ -120,12 +120,14 @@ def add_fp32(build: VariantBuild, source: Path, out_dir: Path, fp32_eval: Output
 
 @dataclass(frozen=True)
 class Verdict:
-    """A reduced precision against FP32: its figures on the eval set, the drop, and golden-sample agreement."""
+    """A reduced precision against FP32: its figures on the eval set, the drop, golden-sample agreement, and the
+    eval-set outputs they came from (reused for its agreement with FP32, so each file runs over the set once)."""
 
     quality: Quality
     drop: float
     limit: float
     golden: float
+    outputs: Outputs
 
     @property
     def passed(self) -> bool:
@@ -141,9 +143,10 @@ class Verdict:
 
 def judge(build: VariantBuild, path: Path, fp32_quality: Quality, limit: float) -> Verdict:
     """Score a reduced-precision file on the eval set and the golden samples; ModelRefused if it cannot run."""
-    q = quality(build.head, build.context, run_model(path, build.eval_set.inputs), build.eval_set)
+    outputs = run_model(path, build.eval_set.inputs)
+    q = quality(build.head, build.context, outputs, build.eval_set)
     golden = build.agreement(run_model(path, build.golden_inputs), build.golden_reference)
-    return Verdict(q, fp32_quality.value - q.value, limit, golden)
+    return Verdict(q, fp32_quality.value - q.value, limit, golden, outputs)
 
 
 def add_fp16(build: VariantBuild, fp32_path: Path, fp32_quality: Quality, fp32_eval: Outputs,
@@ -167,7 +170,7 @@ def add_fp16(build: VariantBuild, fp32_path: Path, fp32_quality: Quality, fp32_e
     if not verdict.passed:
         build.reject("fp16", f"over budget: {verdict.reason(fp32_quality)}", path)
         return
-    agreement = build.agreement(run_model(path, build.eval_set.inputs), fp32_eval)
+    agreement = build.agreement(verdict.outputs, fp32_eval)
     build.accept("fp16", path, verdict.quality, agreement, target=Target(device="cuda"))
     build.lines.append("fp16: judged and timed on CPU ONNX Runtime, which runs FP16 nodes in float32 (weights "
                        "rounded to FP16); recorded for GPUs, as the trainer records it")
@@ -213,7 +216,7 @@ def add_int8(build: VariantBuild, fp32_path: Path, fp32_quality: Quality, fp32_e
             build.reject("int8", f"cannot be run: {exc}", path)
             return
         if verdict.passed:
-            agreement = build.agreement(run_model(path, build.eval_set.inputs), fp32_eval)
+            agreement = build.agreement(verdict.outputs, fp32_eval)
             build.accept("int8", path, verdict.quality, agreement, quant)
             return
         reason = verdict.reason(fp32_quality)
