@@ -171,8 +171,9 @@ class TelemetryPayload(Envelope):
     )
     zone_counts: dict[Label, UInt64] | None = Field(
         default=None, max_length=MAX_ZONE_COUNTS,
-        description="Objects in each detection zone now: 'zone' -> objects and 'zone/label' -> objects of that label "
-        "(not a metric: zone names are configuration).",
+        description="Objects in each detection zone now: 'zone' -> objects and 'zone/label' -> objects of that label; "
+        "a named stream's keys start '<stream>:' (shared.streams.zone_key: two cameras' zones of one name are two "
+        "counts) (not a metric: zone names are configuration).",
     )
 
     streams: dict[Ident, Annotated[dict[str, float], Field(max_length=MAX_STREAM_FIGURES)]] | None = Field(
