@@ -1,6 +1,8 @@
-"""Many device rows' compare-and-sets in one statement that says which rows it wrote, and many samples in one
-write: SQLite's UPDATE ... FROM (VALUES ...) RETURNING and executemany, PostgreSQL's UPDATE ... FROM unnest(arrays)
-RETURNING (a handful of parameters whatever the batch's size) and COPY."""
+"""Many device rows' compare-and-sets in one statement that says which rows it wrote, many samples in one write,
+and many devices' stream figures in one upsert: SQLite's UPDATE ... FROM (VALUES ...) RETURNING, executemany and
+INSERT ... VALUES ... ON CONFLICT, PostgreSQL's UPDATE ... FROM unnest(arrays) RETURNING (a handful of parameters
+whatever the batch's size), COPY and INSERT ... SELECT FROM unnest(arrays) ON CONFLICT. The SQL is written once per
+shape: SQLAlchemy's compiler costs more than the database for a thousand-row VALUES list."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from sqlalchemy import JSON, Connection
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import DBAPIError
 
-from fleet.db.schema import devices, telemetry_history, telemetry_samples
+from fleet.db.schema import device_streams, devices, telemetry_history, telemetry_samples
 
 # SQLite binds at most 32,766 parameters per statement (3.32 and later).
 SQLITE_MAX_PARAMS = 32_000
@@ -114,3 +116,37 @@ def insert_history(conn: Connection, rows: Sequence[HistoryRow]) -> None:
     else:
         sql = f"INSERT INTO {telemetry_history.name} ({_HISTORY_COLUMNS}) VALUES (?, ?, ?, ?, ?)"
     conn.exec_driver_sql(sql, list(rows))  # type: ignore[arg-type]
+
+
+# A device's stream figures as stored: device id, ts, received, streams as JSON text, streams left out.
+StreamRow = tuple[str, int, int, str, int]
+_STREAM_COLUMNS = "fleet, device_id, ts_ms, received_ms, streams, dropped"
+# A stored row is replaced only by a report as new or newer by the device's clock (a replayed older one is not).
+_STREAM_CONFLICT = (f" ON CONFLICT (fleet, device_id) DO UPDATE SET ts_ms = excluded.ts_ms, received_ms = "
+                    f"excluded.received_ms, streams = excluded.streams, dropped = excluded.dropped "
+                    f"WHERE {device_streams.name}.ts_ms <= excluded.ts_ms")
+_PG_STREAMS = (f"INSERT INTO {device_streams.name} ({_STREAM_COLUMNS}) SELECT %s, v.d, v.t, v.r, CAST(v.s AS JSON), "
+               "v.x FROM unnest(%s::varchar[], %s::bigint[], %s::bigint[], %s::text[], %s::bigint[]) "
+               f"AS v(d, t, r, s, x){_STREAM_CONFLICT}")
+
+
+@cache
+def _sqlite_streams_sql(rows: int) -> str:
+    return (f"INSERT INTO {device_streams.name} ({_STREAM_COLUMNS}) VALUES {', '.join(['(?, ?, ?, ?, ?, ?)'] * rows)}"
+            f"{_STREAM_CONFLICT}")
+
+
+def upsert_streams(conn: Connection, fleet: str, rows: Sequence[StreamRow]) -> None:
+    """Insert or replace each device's stream figures (one row per device: ON CONFLICT refuses a key twice in a
+    statement) unless the stored ones are newer, in one statement (SQLite: one per 5,000 rows)."""
+    if not rows:
+        return
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql(_PG_STREAMS, (fleet, *map(list, zip(*rows, strict=True))))
+        return
+    per = SQLITE_MAX_PARAMS // 6
+    for start in range(0, len(rows), per):
+        chunk = rows[start:start + per]
+        params = [v for device, ts, received, streams, dropped in chunk
+                  for v in (fleet, device, ts, received, streams, dropped)]
+        conn.exec_driver_sql(_sqlite_streams_sql(len(chunk)), tuple(params))

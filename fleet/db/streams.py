@@ -14,17 +14,16 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 from sqlalchemy import Connection, Engine, delete, select
-from sqlalchemy.dialects import postgresql, sqlite
 
 from fleet.db import sanitize
+from fleet.db.batch_write import upsert_streams
 from fleet.db.schema import device_streams
 from shared.streams import STREAM_BY_NAME
 
 # Streams the fleet keeps per device (the contract lets a report carry up to shared.streams.MAX_STREAMS).
 MAX_STREAMS_PER_DEVICE = 32
-# Devices per upsert statement: 6 parameters a row stays under SQLite's 32,766 and PostgreSQL's 65,535.
-UPSERT_ROWS = 5000
 
 
 @dataclass(frozen=True)
@@ -81,26 +80,16 @@ class StreamRepository:
     def keep(self, readings: Iterable[DeviceStreams], conn: Connection | None = None) -> None:
         """Store each device's newest reading unless a newer one is stored, in one upsert (in `conn`'s transaction
         when given)."""
-        rows = [{"fleet": self.fleet, "device_id": r.device_id, "ts_ms": r.ts_ms, "received_ms": r.received_ms,
-                 "streams": r.streams, "dropped": r.dropped} for r in newest(readings)]
+        # Figures are finite floats under string keys (validated at ingest): orjson writes them as json.dumps does.
+        rows = [(r.device_id, r.ts_ms, r.received_ms, orjson.dumps(r.streams).decode(), r.dropped)
+                for r in newest(readings)]
         if not rows:
             return
         if conn is None:
             with self._engine.begin() as own:
-                self._upsert(own, rows)
+                upsert_streams(own, self.fleet, rows)
         else:
-            self._upsert(conn, rows)
-
-    @staticmethod
-    def _upsert(conn: Connection, rows: list[dict[str, Any]]) -> None:
-        insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-        for start in range(0, len(rows), UPSERT_ROWS):
-            stmt = insert(device_streams).values(rows[start:start + UPSERT_ROWS])
-            new = stmt.excluded
-            conn.execute(stmt.on_conflict_do_update(
-                index_elements=["fleet", "device_id"],
-                set_={c: new[c] for c in ("ts_ms", "received_ms", "streams", "dropped")},
-                where=device_streams.c.ts_ms <= new.ts_ms))
+            upsert_streams(conn, self.fleet, rows)
 
     def get(self, device_id: str) -> DeviceStreams | None:
         """One device's latest streams, or None when it never reported any."""
