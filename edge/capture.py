@@ -40,6 +40,7 @@ class CaptureSettings(Protocol):
     policy: Literal["latest", "all"]
     max_fps: float | None
     reconnect_backoff_s: float
+    reconnect_max_s: float
 
 
 class Capture:
@@ -53,7 +54,7 @@ class Capture:
         self._prepare = prepare
         self.policy = cfg.policy
         self._size = cfg.queue_size
-        self._backoff = Backoff(cfg.reconnect_backoff_s)
+        self._backoff = Backoff(cfg.reconnect_backoff_s, cfg.reconnect_max_s)
         self._queue: deque[Frame] = deque()
         # One lock, two conditions: the frame loop waits for a frame, capture (policy 'all') for room, and each
         # put or take wakes only the one thread that can use it.

@@ -142,8 +142,19 @@ class _SourceBase(_Section):
     )
     max_fps: float | None = Field(default=None, ge=0.01, le=10_000, description="Cap the capture rate.")
     reconnect_backoff_s: float = Field(
-        default=0.5, ge=0.01, le=30, description="First reconnect delay, seconds; doubles to 30 s."
+        default=0.5, ge=0.01, le=30, description="First reconnect delay, seconds; doubles up to reconnect_max_s."
     )
+    reconnect_max_s: float = Field(
+        default=10.0, ge=0.01, le=3600,
+        description="Longest reconnect delay, seconds: a camera that comes back is read again within this long.",
+    )
+
+    @model_validator(mode="after")
+    def _backoff_within_max(self) -> _SourceBase:
+        if self.reconnect_max_s < self.reconnect_backoff_s:
+            raise ValueError(f"reconnect_max_s {self.reconnect_max_s} is below reconnect_backoff_s "
+                             f"{self.reconnect_backoff_s}; raise reconnect_max_s or lower the first delay")
+        return self
 
 
 class VideoFileSource(_SourceBase):

@@ -76,7 +76,8 @@ class FrameLoop:
         log.info("frame loop ended (%s) after %d frames", self.summary.reason, self.summary.frames)
 
     def _open(self) -> Capture | None:
-        backoff = Backoff(self._live.cfg.source.reconnect_backoff_s)
+        source = self._live.cfg.source
+        backoff = Backoff(source.reconnect_backoff_s, source.reconnect_max_s)
         while not self._stop.is_set():
             try:
                 cfg = self._live.cfg.source

@@ -15,23 +15,25 @@ from edge.sources.base import Frame
 MAX_BACKOFF_S = 30.0
 
 
-def next_backoff(delay: float) -> float:
-    """The reconnect delay after `delay` failed: doubled, capped at MAX_BACKOFF_S."""
-    return min(delay * 2, MAX_BACKOFF_S)
+def next_backoff(delay: float, max_s: float = MAX_BACKOFF_S) -> float:
+    """The reconnect delay after `delay` failed: doubled, capped at max_s."""
+    return min(delay * 2, max_s)
 
 
 class Backoff:
-    """Reconnect delays of one reader: from the source's reconnect_backoff_s, doubled per failure, reset by a frame."""
+    """Reconnect delays of one reader: from the source's reconnect_backoff_s, doubled per failure up to its
+    reconnect_max_s, reset by a frame."""
 
-    def __init__(self, initial_s: float) -> None:
+    def __init__(self, initial_s: float, max_s: float = MAX_BACKOFF_S) -> None:
         self.initial_s = initial_s
+        self.max_s = max(max_s, initial_s)
         self.delay_s = initial_s
 
     def wait(self, stop: threading.Event) -> bool:
         """Sleep the current delay, then double it for the next failure; True when stop was set meanwhile."""
         if stop.wait(self.delay_s):
             return True
-        self.delay_s = next_backoff(self.delay_s)
+        self.delay_s = next_backoff(self.delay_s, self.max_s)
         return False
 
     def reset(self) -> None:

@@ -94,7 +94,7 @@ class StreamCapture:
         return True
 
     def _run(self) -> None:
-        backoff = Backoff(self.cfg.source.reconnect_backoff_s)
+        backoff = Backoff(self.cfg.source.reconnect_backoff_s, self.cfg.source.reconnect_max_s)
         opened = False
         try:
             while not self._stop.is_set():

@@ -11,11 +11,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from pydantic import ValidationError
 
 from edge.capture import Capture
 from edge.config import SyntheticSource, VideoFileSource
 from edge.errors import SourceError
-from edge.pacing import MAX_BACKOFF_S, next_backoff
+from edge.pacing import MAX_BACKOFF_S, Backoff, next_backoff
 from edge.sources.base import Frame
 from edge.sources.factory import open_source
 from tests.edge.media import write_video
@@ -118,6 +119,25 @@ def test_backoff_doubles_up_to_thirty_seconds() -> None:
     for _ in range(8):
         delays.append(next_backoff(delays[-1]))
     assert delays == [0.5, 1, 2, 4, 8, 16, MAX_BACKOFF_S, MAX_BACKOFF_S, MAX_BACKOFF_S]
+
+
+def test_a_camera_back_after_a_long_outage_is_retried_within_its_reconnect_max() -> None:
+    # Doubling alone reaches 30 s, so a camera that returns after a minute could wait that long to be read again;
+    # each reader's delays stop at the source's reconnect_max_s (10 s unless configured).
+    assert SyntheticSource().reconnect_max_s == 10.0
+    backoff = Backoff(0.001, 0.004)
+    delays = []
+    for _ in range(5):
+        delays.append(backoff.delay_s)
+        assert not backoff.wait(threading.Event())
+    assert delays == [0.001, 0.002, 0.004, 0.004, 0.004]
+    backoff.reset()
+    assert backoff.delay_s == 0.001
+
+
+def test_a_reconnect_max_below_the_first_delay_is_refused_in_one_line() -> None:
+    with pytest.raises(ValidationError, match="reconnect_max_s 1.0 is below reconnect_backoff_s 5.0"):
+        SyntheticSource(reconnect_backoff_s=5, reconnect_max_s=1)
 
 
 def test_a_source_bug_is_retried_not_fatal() -> None:
