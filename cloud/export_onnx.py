@@ -155,14 +155,21 @@ def convert_fp16(fp32_path: Path, out_path: Path) -> Path:
 
 
 def tensor_specs(path: Path) -> tuple[list[TensorSpec], list[TensorSpec]]:
-    """The manifest's inputs and outputs as the ONNX graph declares them."""
+    """The manifest's inputs and outputs as the ONNX graph declares them (the trainer's files and brought ones).
+
+    Weights that older files also list among the graph inputs are not inputs; an axis with neither a size nor a
+    name is "?".
+    """
     model = onnx.load(str(path), load_external_data=False)
+    weights = {i.name for i in model.graph.initializer}
 
     def spec(value: onnx.ValueInfoProto) -> TensorSpec:
         t = value.type.tensor_type
-        shape: list[int | str] = [d.dim_param if d.dim_param else int(d.dim_value) for d in t.shape.dim]
+        shape: list[int | str] = [int(d.dim_value) if d.HasField("dim_value") else d.dim_param or "?"
+                                  for d in t.shape.dim]
         dtype = str(helper.tensor_dtype_to_np_dtype(t.elem_type))
         layout = _LAYOUTS.get(len(shape), f"rank{len(shape)}")
         return TensorSpec(name=value.name, shape=shape, dtype=dtype, layout=layout)
 
-    return [spec(v) for v in model.graph.input], [spec(v) for v in model.graph.output]
+    inputs = [spec(v) for v in model.graph.input if v.name not in weights]
+    return inputs, [spec(v) for v in model.graph.output]

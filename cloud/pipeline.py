@@ -15,12 +15,11 @@ from typing import TYPE_CHECKING
 
 from cloud.config import TrainConfig
 from cloud.errors import GateError, PublishError
-from cloud.publish import Published, next_version, publish
+from cloud.publish import Published, next_version, preflight_store, publish
 from cloud.signing_key import resolve_signing_key
 from shared.errors import StoreError
 from shared.manifest import Manifest, TrainInfo, utcnow
-from shared.object_store import LocalStore, ObjectStore
-from shared.store_open import open_store
+from shared.object_store import ObjectStore
 
 if TYPE_CHECKING:
     from cloud.export_pipeline import ExportReport
@@ -65,11 +64,7 @@ def preflight(cfg: TrainConfig) -> ObjectStore | None:
     if not cfg.publish.enabled:
         return None
     resolve_signing_key(cfg.publish)
-    store = open_store(cfg.publish.store)
-    if isinstance(store, LocalStore):
-        store._writable()
-    next_version(store, cfg.publish.name)  # reaches the store: endpoint, credentials, bucket
-    return store
+    return preflight_store(cfg.publish.store, cfg.publish.name)
 
 
 def run(cfg: TrainConfig) -> PipelineResult | None:

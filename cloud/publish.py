@@ -26,7 +26,7 @@ from shared.manifest import (
     utcnow,
     version_prefix,
 )
-from shared.object_store import ObjectStore
+from shared.object_store import LocalStore, ObjectStore
 from shared.package import verify_manifest, verify_package_dir
 from shared.pointer import (
     DEFAULT_CHANNEL,
@@ -41,6 +41,8 @@ from shared.pointer import (
     with_expiry,
 )
 from shared.signing import sign
+from shared.store_config import StoreConfig
+from shared.store_open import open_store
 
 log = logging.getLogger(__name__)
 _VERSION_KEY = re.compile(r"^(\d+)/")
@@ -71,6 +73,16 @@ def next_version(store: ObjectStore, name: str) -> int:
     latest = read_latest(store, name)
     top = max([0, *seen, latest.version if latest else 0])
     return top + 1
+
+
+def preflight_store(config: StoreConfig, name: str) -> ObjectStore:
+    """The store a publish will write to, checked before any work (StoreError): a directory store must be
+    writable, and every store is reached once (endpoint, credentials, bucket) by reading the model's versions."""
+    store = open_store(config)
+    if isinstance(store, LocalStore):
+        store.check_writable()
+    next_version(store, name)
+    return store
 
 
 @dataclass(frozen=True)

@@ -129,7 +129,8 @@ class LocalStore:
     def _path(self, key: str) -> Path:
         return self.root / check_key(key)
 
-    def _writable(self) -> None:
+    def check_writable(self) -> None:
+        """Create the root if missing; StoreError when this process cannot write there (checked before work)."""
         try:
             self._mkdirs(self.root)
         except OSError as exc:
@@ -183,7 +184,7 @@ class LocalStore:
 
     def put(self, key: str, data: bytes) -> None:
         """Atomic write."""
-        self._writable()
+        self.check_writable()
         dest = self._path(key)
         try:
             self._mkdirs(dest.parent)
@@ -193,7 +194,7 @@ class LocalStore:
 
     def put_file(self, key: str, path: Path) -> None:
         """Atomic copy of a file into the store."""
-        self._writable()
+        self.check_writable()
         dest = self._path(key)
         try:
             self._mkdirs(dest.parent)

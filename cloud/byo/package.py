@@ -26,19 +26,19 @@ from cloud.byo.op_support import check_ops
 from cloud.byo.recipe import build_recipe, parse_overrides
 from cloud.byo.variants import Budget, VariantBuild, add_fp16, add_fp32, add_int8, model_file_facts
 from cloud.errors import GateError, ModelRefused, PublishError
+from cloud.export_onnx import tensor_specs
 from cloud.golden import golden_indices, write_detection_golden, write_golden
 from cloud.pipeline import frameworks
-from cloud.publish import Published, next_version, publish
+from cloud.publish import Published, next_version, preflight_store, publish
 from edge.backends.capabilities import ONNXRUNTIME, OPENVINO
 from shared.errors import StoreError, TaskContractError
 from shared.golden import GOLDEN_FILE
 from shared.integrity import sha256_file
 from shared.manifest import DatasetInfo, Golden, Manifest, Preprocess, TensorSpec, TrainInfo, utcnow
 from shared.names import check_ident
-from shared.object_store import LocalStore, ObjectStore
+from shared.object_store import ObjectStore
 from shared.signing import load_private_key
 from shared.store_config import StoreConfig
-from shared.store_open import open_store
 from shared.task_contract import HeadSpec
 from shared.tasks import HeadContext, TaskHead, make_head
 
@@ -114,13 +114,6 @@ def check_model(req: PackageRequest) -> Checked:
     return Checked(model, meta, labels, io, head, recipe)
 
 
-def _open_store(uri: str) -> ObjectStore:
-    store = open_store(StoreConfig(uri=uri))
-    if isinstance(store, LocalStore):
-        store._writable()
-    return store
-
-
 def _reference(checked: Checked, path: Path, inputs: np.ndarray) -> tuple[TaskHead[object], HeadContext, Outputs]:
     """FP32's outputs on the package's inputs, decoded once so a misfit with the labels is refused here."""
     context = HeadContext(labels=tuple(checked.labels), output_names=tuple(checked.io.outputs),
@@ -150,26 +143,21 @@ def _golden(out_dir: Path, head: TaskHead[object], pool: np.ndarray, outputs: Ou
     return write_golden(out_dir / GOLDEN_FILE, pool[picks], np.asarray(logits)[picks]), picks
 
 
-def _specs(io: ModelIO) -> tuple[list[TensorSpec], list[TensorSpec]]:
-    def spec(name: str, dims: list[int | str], dtype: str) -> TensorSpec:
-        return TensorSpec(name=name, shape=dims, dtype=dtype, layout={4: io.layout, 2: "NC"}.get(len(dims), "NC"))
+def _specs(path: Path, layout: str) -> tuple[list[TensorSpec], list[TensorSpec]]:
+    """The file's inputs and outputs (cloud.export_onnx), image-shaped ones in the model's layout, others NC."""
+    inputs, outputs = tensor_specs(path)
 
-    return [spec(io.input_name, io.input_dims, "float32")], [spec(n, d, "float32") for n, d in io.outputs.items()]
+    def laid(s: TensorSpec) -> TensorSpec:
+        return s.model_copy(update={"layout": layout if len(s.shape) == 4 else "NC"})
 
-
-def _output_dtypes(path: Path) -> dict[str, str]:
-    from onnx import helper
-
-    model = onnx.load(str(path), load_external_data=False)
-    return {o.name: str(helper.tensor_dtype_to_np_dtype(o.type.tensor_type.elem_type)) for o in model.graph.output}
+    return [laid(s) for s in inputs], [laid(s) for s in outputs]
 
 
 def package_model(req: PackageRequest) -> Packaged:
     """Check, build, gate and publish; on any refusal nothing is published and no file is left behind."""
     check_ident(req.name, "model name")
     key = load_private_key(req.signing_key)
-    store = _open_store(req.store)
-    next_version(store, req.name)  # reaches the store (endpoint, credentials, bucket) before any work
+    store = preflight_store(StoreConfig(uri=req.store), req.name)
     checked = check_model(req)
     calib: Inputs | None = None
     if req.calibration_dir is not None:
@@ -213,9 +201,7 @@ def _eval_set(req: PackageRequest, checked: Checked, head: TaskHead[object], poo
 
 def _manifest(req: PackageRequest, checked: Checked, store: ObjectStore, build: VariantBuild, golden: Golden,
               eval_set: EvalSet, calib: Inputs | None, fp32_path: Path) -> Manifest:
-    inputs, outputs = _specs(checked.io)
-    dtypes = _output_dtypes(fp32_path)
-    outputs = [o.model_copy(update={"dtype": dtypes.get(o.name, "float32")}) for o in outputs]
+    inputs, outputs = _specs(fp32_path, checked.io.layout)
     props = {k: v[:_META_VALUE_CHARS] for k, v in checked.meta.props.items()}
     config = {
         "source": "edgeferry package", "onnx_file": req.onnx.name, "onnx_sha256": sha256_file(req.onnx),

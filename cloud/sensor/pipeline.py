@@ -12,14 +12,13 @@ from pathlib import Path
 from cloud.config import PublishConfig
 from cloud.errors import GateError, PublishError
 from cloud.pipeline import frameworks, git_commit
-from cloud.publish import Published, next_version, publish
+from cloud.publish import Published, next_version, preflight_store, publish
 from cloud.sensor.config import SensorTrainConfig
 from cloud.sensor.export import SensorExport, export_sensor
 from cloud.sensor.train import SensorTrainResult, load_sensor_data, train_sensor
 from shared.errors import StoreError
 from shared.manifest import Manifest, TrainInfo, utcnow
-from shared.object_store import LocalStore, ObjectStore
-from shared.store_open import open_store
+from shared.object_store import ObjectStore
 from shared.task_contract import ClassificationHeadSpec
 
 log = logging.getLogger(__name__)
@@ -43,11 +42,7 @@ def _preflight(cfg: PublishConfig) -> ObjectStore | None:
     if not cfg.enabled:
         return None
     resolve_signing_key(cfg)
-    store = open_store(cfg.store)
-    if isinstance(store, LocalStore):
-        store._writable()
-    next_version(store, cfg.name)
-    return store
+    return preflight_store(cfg.store, cfg.name)
 
 
 def build_manifest(cfg: SensorTrainConfig, version: int, result: SensorTrainResult, report: SensorExport
