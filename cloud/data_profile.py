@@ -8,7 +8,6 @@ log line says what was chosen and why; options the user set are kept, and the li
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -17,7 +16,7 @@ import numpy as np
 from PIL import Image
 
 from cloud.config import TrainConfig
-from cloud.datasets import IMAGE_SUFFIXES
+from cloud.datasets import image_files
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +76,7 @@ def profile_folder(root: Path) -> DataProfile | None:
     sizes: list[tuple[int, int]] = []
     colourful = 0
     for folder in classes:
-        files = _images(folder)
+        files = image_files(folder)
         if not files:
             continue
         step = max(1, len(files) // SAMPLE_PER_CLASS)
@@ -93,15 +92,6 @@ def profile_folder(root: Path) -> DataProfile | None:
     hs, ws = zip(*sizes, strict=True)
     median = (int(np.median(hs)), int(np.median(ws)))
     return DataProfile(len(classes), len(sizes), median, colourful / len(sizes))
-
-
-def _images(folder: Path) -> list[Path]:
-    found: list[Path] = []
-    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        found += [Path(dirpath) / f for f in sorted(filenames)
-                  if not f.startswith(".") and f.lower().endswith(IMAGE_SUFFIXES)]
-    return found
 
 
 def _look(path: Path) -> tuple[tuple[int, int], bool] | None:

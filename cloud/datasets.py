@@ -97,7 +97,7 @@ def load_folder(
     digests: list[bytes] = []
     skipped = 0
     for index, name in enumerate(classes):
-        files = _image_files(root / name)
+        files = image_files(root / name)
         if not files:
             raise DataError(f"class folder {root / name} has no images ({', '.join(IMAGE_SUFFIXES)})")
         readable = 0
@@ -118,9 +118,10 @@ def load_folder(
     return LabeledImages(str(root), images, np.asarray(labels, dtype=np.int64), classes, digests, skipped)
 
 
-def _image_files(folder: Path) -> list[Path]:
+def image_files(folder: Path, follow_links: bool = True) -> list[Path]:
+    """Image files under folder (sub-folders too), sorted, hidden files and folders skipped."""
     found: list[Path] = []
-    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=follow_links):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         found += [
             Path(dirpath) / f
@@ -130,18 +131,25 @@ def _image_files(folder: Path) -> list[Path]:
     return found
 
 
-def _decode(path: Path, size: tuple[int, int], channels: str, corrupt: str) -> tuple[np.ndarray, bytes] | None:
+def decode_rgb(path: Path) -> tuple[np.ndarray, bytes]:
+    """An image file as uint8 HxWx3 RGB and its bytes; DataError names the file when it cannot be read or decoded."""
     try:
         data = path.read_bytes()
         with Image.open(io.BytesIO(data)) as img:
             img.load()
-            rgb = img.convert("RGB")
+            rgb = np.asarray(img.convert("RGB"), dtype=np.uint8)
     except _DECODE_ERRORS as exc:
+        raise DataError(f"cannot decode image {path}: {exc}") from exc
+    return rgb, data
+
+
+def _decode(path: Path, size: tuple[int, int], channels: str, corrupt: str) -> tuple[np.ndarray, bytes] | None:
+    try:
+        rgb, data = decode_rgb(path)
+    except DataError as exc:
         if corrupt == "error":
-            raise DataError(
-                f"cannot decode image {path}: {exc}; fix or remove it, or set data.corrupt_images=skip"
-            ) from exc
-        log.warning("skipping unreadable image %s: %s", path, exc)
+            raise DataError(f"{exc}; fix or remove it, or set data.corrupt_images=skip") from exc.__cause__
+        log.warning("skipping unreadable image %s: %s", path, exc.__cause__)
         return None
     pixels = to_model_pixels(rgb, size, "gray" if channels == "gray" else "rgb")
     return pixels, hashlib.sha256(data).digest()

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from cloud.byo.inputs import decode_rgb, image_files, preprocess_frames
+from cloud.byo.inputs import decode_rgb, preprocess_frames
+from cloud.datasets import image_files
 from cloud.detection.coco import load_coco
 from cloud.detection.coco_eval import coco_map
 from cloud.errors import CloudError, ModelRefused
@@ -119,7 +120,7 @@ def load_classification_eval(root: Path, recipe: Preprocess, labels: list[str]) 
     truth: list[int] = []
     blobs: list[bytes] = []
     for folder, cls in zip(folders, index, strict=True):
-        for path in image_files(folder):
+        for path in image_files(folder, follow_links=False):
             rgb, data = decode_rgb(path)
             frames.append(rgb)
             truth.append(cls)

@@ -7,21 +7,18 @@ normalized), so golden samples and INT8 calibration see what the model will see 
 from __future__ import annotations
 
 import hashlib
-import io
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
-from cloud.errors import ModelRefused
+from cloud import datasets
+from cloud.datasets import IMAGE_SUFFIXES, image_files
+from cloud.errors import DataError, ModelRefused
 from shared.manifest import Preprocess
 from shared.preprocessing import FrameGeometry, FramePreprocessor, tensor_shape
 
-IMAGE_SUFFIXES = (".bmp", ".jpeg", ".jpg", ".png")
 SYNTHETIC_SEED = 0
-_DECODE_ERRORS = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
 
 
 @dataclass(frozen=True)
@@ -34,26 +31,13 @@ class Inputs:
     sha256: str
 
 
-def image_files(root: Path) -> list[Path]:
-    """Image files under root (sub-folders too), sorted, hidden ones skipped."""
-    found: list[Path] = []
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        found += [Path(dirpath) / f for f in sorted(filenames)
-                  if not f.startswith(".") and f.lower().endswith(IMAGE_SUFFIXES)]
-    return found
-
-
 def decode_rgb(path: Path) -> tuple[np.ndarray, bytes]:
-    """An image file as uint8 HxWx3 RGB and its bytes; a file that does not decode is refused, naming it."""
+    """An image file as uint8 HxWx3 RGB and its bytes, as the trainer reads it; one that does not decode is
+    refused, naming it."""
     try:
-        data = path.read_bytes()
-        with Image.open(io.BytesIO(data)) as img:
-            img.load()
-            rgb = np.asarray(img.convert("RGB"), dtype=np.uint8)
-    except _DECODE_ERRORS as exc:
-        raise ModelRefused(f"{path}: cannot decode the image ({exc}); fix or remove it") from exc
-    return rgb, data
+        return datasets.decode_rgb(path)
+    except DataError as exc:
+        raise ModelRefused(f"{exc}; fix or remove it") from exc
 
 
 def preprocess_frames(frames: list[np.ndarray], recipe: Preprocess) -> tuple[np.ndarray, list[FrameGeometry]]:
@@ -69,7 +53,7 @@ def calibration_inputs(root: Path, recipe: Preprocess, limit: int) -> Inputs:
     """Up to `limit` images of the directory (evenly spaced when there are more), preprocessed."""
     if not root.is_dir():
         raise ModelRefused(f"--calibration-dir {root} is not a directory")
-    files = image_files(root)
+    files = image_files(root, follow_links=False)
     if not files:
         raise ModelRefused(f"--calibration-dir {root} holds no images ({', '.join(IMAGE_SUFFIXES)})")
     if len(files) > limit:

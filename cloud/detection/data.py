@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import io
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from cloud.config import DataConfig
+from cloud.datasets import decode_rgb
 from cloud.detection.coco import CocoSet, load_coco
 from cloud.detection.config import DetectionConfig
 from cloud.detection.samples import DetectionSplit
@@ -22,7 +21,6 @@ from shared.manifest import DatasetInfo, Preprocess
 from shared.preprocessing import boxes_to_input, letterbox_geometry
 
 log = logging.getLogger(__name__)
-_DECODE_ERRORS = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
 
 
 @dataclass(frozen=True)
@@ -79,11 +77,9 @@ def _recipe(train: DetectionSplit, cfg: DetectionConfig) -> Preprocess:
 
 def _read(path: Path, coco: CocoSet, cfg: DetectionConfig) -> np.ndarray:
     try:
-        with Image.open(io.BytesIO(path.read_bytes())) as img:
-            img.load()
-            rgb = np.asarray(img.convert("RGB"), dtype=np.uint8)
-    except _DECODE_ERRORS as exc:
-        raise DataError(f"{path}: cannot decode image named in {coco.annotations.name}: {exc}") from exc
+        rgb, _ = decode_rgb(path)
+    except DataError as exc:
+        raise DataError(f"{path}: cannot decode image named in {coco.annotations.name}: {exc.__cause__}") from exc
     return rgb
 
 
