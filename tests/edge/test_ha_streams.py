@@ -9,6 +9,8 @@ from typing import Any
 
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from edge.detection.config import DetectionConfig
+from edge.ha_detection import DetectionAnnouncer
 from edge.ha_discovery import HaDiscovery, discovery_configs, fleet_node_id, node_id
 from edge.ha_streams import StreamAnnouncer, object_id, stream_configs
 from shared.metrics import METRICS
@@ -96,3 +98,25 @@ def test_a_live_stream_change_announces_the_new_stream_and_withdraws_the_removed
         assert [p.payload for p in link.on(topic)] == [link.on(topic)[0].payload, b""], topic
     announcer.change(["door", "gate"])
     assert link.on(yard)[-1].payload == b"" and len(link.on(yard)) == 2
+
+
+def test_a_removed_camera_loses_its_figures_and_its_zones_in_one_publish() -> None:
+    """Streams and zones come from two announcers; discovery withdraws whatever either announced and no longer does."""
+    door = DetectionConfig.model_validate({"zones": {"door": {"coordinates": [[0, 0], [9, 0], [9, 9], [0, 9]]}}})
+    link = FakeLink()
+    streams = StreamAnnouncer(TOPICS, "0.1.0", "homeassistant", ["front", "back"])
+    zones = DetectionAnnouncer(TOPICS, "0.1.0", "homeassistant", lambda: door,
+                               lambda: {name: door for name in streams.names})
+    discovery = HaDiscovery(link, TOPICS, "0.1.0", extra=lambda: [*zones.configs(), *streams.configs()])
+    streams.attach(discovery)
+    zones.attach(discovery)
+    discovery.start()
+    node = "homeassistant/{}/edgeferry_lab_cam-1/{}/config"
+    back = [node.format("sensor", "stream_4_back_frames"), node.format("sensor", "stream_4_back_zone_door"),
+            node.format("binary_sensor", "stream_4_back_zone_door_occupancy")]
+    assert all(link.on(t)[-1].payload != b"" for t in back)
+    streams.change(["front"])
+    for topic in back:
+        assert [(p.payload == b"", p.retain) for p in link.on(topic)] == [(False, True), (True, True)], topic
+    front = node.format("sensor", "stream_5_front_zone_door")
+    assert [p.payload != b"" for p in link.on(front)] == [True, True]
