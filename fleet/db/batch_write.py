@@ -82,8 +82,8 @@ _SQLITE_SAMPLES = (f"INSERT INTO {telemetry_samples.name} ({', '.join(SAMPLE_COL
                    f"VALUES ({', '.join('?' * len(SAMPLE_COLUMNS))})")
 
 
-def insert_samples(conn: Connection, fleet: str, rows: Sequence[SampleRow]) -> None:
-    """Append samples (one fleet's) by COPY on PostgreSQL, one executemany on SQLite, in row order."""
+def insert_samples(conn: Connection, rows: Sequence[SampleRow]) -> None:
+    """Append sample rows (each names its fleet) by COPY on PostgreSQL, one executemany on SQLite, in row order."""
     if not rows:
         return
     if conn.dialect.name == "postgresql":

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, TypeVar
 
 import orjson
 from sqlalchemy import Connection, Engine, Text, cast, delete, func, select
@@ -19,6 +19,7 @@ from fleet.db.batch_write import insert_history, insert_samples
 from fleet.db.schema import telemetry_history, telemetry_samples
 from fleet.registry import TelemetrySample
 
+T = TypeVar("T")
 # Samples the history pass holds in memory at once while it reads.
 HISTORY_READ_ROWS = 2000
 
@@ -85,9 +86,9 @@ def _downsample(rows: Iterable[tuple[str, int, dict[str, float], dict[str, int]]
             for key, slot in slots.items()}
 
 
-def _stored_figures(v: Any) -> dict[str, float]:
-    """Stored figures (JSON text, or what the driver decoded) as name -> finite float: as sanitize.figures reads
-    them, by orjson and one check where every value is already a finite float (what ingest writes)."""
+def _stored(v: Any, written: Callable[[dict[Any, Any]], bool], clean: Callable[[Any], dict[str, T]]) -> dict[str, T]:
+    """A stored JSON column (text, or what the driver decoded) read by orjson; returned as it is when `written`
+    says it is what ingest writes, else made safe by `clean` (a sanitize reader)."""
     if isinstance(v, str | bytes):
         try:
             v = orjson.loads(v)
@@ -96,24 +97,19 @@ def _stored_figures(v: Any) -> dict[str, float]:
                 v = json.loads(v)  # NaN or Infinity, which an older version could write
             except ValueError:
                 return {}
-    if type(v) is dict and all(type(x) is float for x in v.values()) and math.isfinite(sum(v.values(), 0.0)):
+    if type(v) is dict and written(v):
         return v
-    return sanitize.figures(v)
+    return clean(v)
 
 
-def _stored_counts(v: Any) -> dict[str, int]:
-    """Stored class counts as sanitize.counts reads them, by orjson and one check on what ingest writes."""
-    if isinstance(v, str | bytes):
-        try:
-            v = orjson.loads(v)
-        except orjson.JSONDecodeError:
-            try:
-                v = json.loads(v)
-            except ValueError:
-                return {}
-    if type(v) is dict and all(type(x) is int and 0 <= x <= sanitize.INT64_MAX for x in v.values()):
-        return v
-    return sanitize.counts(v)
+def _finite_floats(v: dict[Any, Any]) -> bool:
+    """Figures as ingest writes them: every value a finite float."""
+    return all(type(x) is float for x in v.values()) and math.isfinite(sum(v.values(), 0.0))
+
+
+def _counts(v: dict[Any, Any]) -> bool:
+    """Class counts as ingest writes them: every value an integer within 0..INT64_MAX."""
+    return all(type(x) is int and 0 <= x <= sanitize.INT64_MAX for x in v.values())
 
 
 def _json(value: Any) -> str:
@@ -142,10 +138,10 @@ class TelemetryRepository:
         rows = [(self.fleet, dev, s.ts_ms, received, s.boot_id, s.seq, _json(s.figures), _json(s.class_counts))
                 for dev, s, received in batch]
         if conn is not None:
-            insert_samples(conn, self.fleet, rows)
+            insert_samples(conn, rows)
             return
         with self._engine.begin() as own:
-            insert_samples(own, self.fleet, rows)
+            insert_samples(own, rows)
 
     def window(self, device_id: str, since_ms: int, until_ms: int) -> list[TelemetrySample]:
         """Samples of one device with since_ms <= ts < until_ms, oldest first."""
@@ -191,7 +187,8 @@ class TelemetryRepository:
                     .execution_options(yield_per=HISTORY_READ_ROWS)
                 )
                 buckets = _downsample(
-                    (dev, b, _stored_figures(figures), _stored_counts(counts))
+                    (dev, b, _stored(figures, _finite_floats, sanitize.figures),
+                     _stored(counts, _counts, sanitize.counts))
                     for dev, received, figures, counts in rows
                     if (b := bucket_of(int(received), bucket_ms)) in wanted
                 )

@@ -105,8 +105,8 @@ def test_a_device_removed_elsewhere_registers_anew_with_its_next_message(
 def test_samples_the_database_refuses_raise_what_ingest_falls_back_on(store: FleetStore, clock: Clock) -> None:
     good = ("lab", "cam-1", clock(), clock(), "boot-a", 1, '{"fps": 1.0}', "{}")
     with pytest.raises(WRITE_ERRORS), store.engine.begin() as conn:
-        insert_samples(conn, "lab", [good, (*good[:5], 2**64, *good[6:])])  # beyond BIGINT
+        insert_samples(conn, [good, (*good[:5], 2**64, *good[6:])])  # beyond BIGINT
     with store.engine.begin() as conn:
-        insert_samples(conn, "lab", [good])
+        insert_samples(conn, [good])
     with store.engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(telemetry_samples)).scalar_one() == 1
