@@ -48,8 +48,10 @@ def machine_line(doc: dict[str, Any]) -> str:
     load = doc.get("load")
     tail = f"; load average {fmt_load(tuple(load))} (1/5/15 min) when measured" if load else ""
     memory = f", {doc['memory_gib']:g} GiB" if doc.get("memory_gib") else ""  # older results files lack it
-    return (f"CPU: {doc['cpu']}; flags: {', '.join(doc['flags']) or 'none of note'} (absent: "
-            f"{', '.join(f for f in FLAGS if f not in doc['flags']) or 'none'}); {doc['cores']} cores{memory}{tail}")
+    have = doc.get("flags")
+    absent = ", ".join(f for f in FLAGS if f not in (have or ())) or "none"
+    flags = "flags not recorded" if have is None else f"flags: {', '.join(have) or 'none of note'} (absent: {absent})"
+    return f"CPU: {doc['cpu']}; {flags}; {doc['cores']} cores{memory}{tail}"
 
 
 def write_results(name: str, doc: dict[str, Any], markdown: str, out: Path = RESULTS) -> Path:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import bench_dashboard, bench_latency, bench_outbox
+from bench import bench_dashboard, bench_fleet, bench_latency, bench_outbox
 from bench.bench_edge import Row
 from bench.machine import FLAGS, machine, machine_line
 
@@ -54,3 +54,17 @@ def test_the_outbox_bench_prints_the_machine_line_above_its_rows(monkeypatch: py
     bench_outbox.main()
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith(f"CPU: {machine()['cpu']}; flags: ") and lines[1].startswith("synchronous")
+
+
+def test_the_fleet_bench_writes_the_recorded_machine_line_and_its_open_files_limit() -> None:
+    outcome = bench_fleet.Outcome("fleet", "sqlite", 1, 1000, 1000.0, 990.0, 0.5, 1.5, 1.0, 250.0, 60.0, 20.0, 10.0,
+                                  200.0, 8000, 8000, 8000, (1.5, 1.0, 0.5))
+    text = bench_fleet.report([outcome], True, [], {**BOX, "nofile_hard": 1048576})
+    assert f"{machine_line(BOX)}; open files limit 1048576" in text.splitlines()
+    here = bench_fleet.fleet_machine()
+    assert here["cpu"] == machine()["cpu"] and here["nofile_hard"] > 0
+
+
+def test_a_results_file_from_before_flags_were_recorded_still_renders() -> None:
+    old = {"cpu": "Old CPU", "cores": 2, "memory_gib": 7.8, "platform": "Linux"}
+    assert machine_line(old) == "CPU: Old CPU; flags not recorded; 2 cores, 7.8 GiB"
