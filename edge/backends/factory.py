@@ -56,7 +56,7 @@ def _auto(hw: Hardware, cfg: AutoBackendConfig, max_batch: int = 1) -> list[Infe
             if hw.tensorrt_version is None:
                 log.debug("tensorrt skipped: the hardware probe found no TensorRT")
                 continue
-            candidate: InferenceBackend = TensorRTBackend(cfg.tensorrt)
+            candidate: InferenceBackend = TensorRTBackend(cfg.tensorrt, max_batch=max_batch)
         elif runtime == OPENVINO:
             candidate = OpenVINOBackend(_with_threads(cfg.openvino, cfg.threads), max_batch=max_batch)
         else:
@@ -74,7 +74,7 @@ def available_backends(
     """Usable backends, best first; ONNX Runtime is always there as the fallback.
 
     `max_batch`: the most frames run together (batching.max_size where the agent serves `streams:`), for runtimes
-    that compile a model for its batch sizes (OpenVINO).
+    that compile a model for its batch sizes (OpenVINO's batch axis, TensorRT's opt batch).
 
     `auto`: every runtime it lists that is installed and usable here. A forced TensorRT or OpenVINO that turns
     out unavailable logs one line and is left out. No config: TensorRT when the hardware probe found it, then ORT.
@@ -84,7 +84,7 @@ def available_backends(
     backends: list[InferenceBackend] = []
     wants_trt = isinstance(cfg, TensorRTConfig) or (cfg is None and hw.tensorrt_version is not None)
     if wants_trt:
-        trt = TensorRTBackend(cfg if isinstance(cfg, TensorRTConfig) else None)
+        trt = TensorRTBackend(cfg if isinstance(cfg, TensorRTConfig) else None, max_batch=max_batch)
         if trt.available:
             backends.append(trt)
     if isinstance(cfg, OpenVINOConfig):

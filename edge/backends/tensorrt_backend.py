@@ -38,9 +38,15 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9.]+", "-", text).strip("-") or "unknown"
 
 
-def engine_cache_key(onnx_sha256: str, trt_version: str, gpu_name: str, *, fp16: bool, max_batch: int) -> str:
+def engine_cache_key(
+    onnx_sha256: str, trt_version: str, gpu_name: str, *, fp16: bool, max_batch: int, opt_batch: int = 1
+) -> str:
     """Names an engine built from these exact inputs; any change (model, TensorRT, GPU, flags) misses the cache."""
-    spec = {"onnx": onnx_sha256, "tensorrt": trt_version, "gpu": gpu_name, "fp16": fp16, "max_batch": max_batch}
+    spec: dict[str, object] = {
+        "onnx": onnx_sha256, "tensorrt": trt_version, "gpu": gpu_name, "fp16": fp16, "max_batch": max_batch
+    }
+    if opt_batch != 1:  # engines tuned for batch 1 keep the key they were cached under before opt batches varied
+        spec["opt_batch"] = opt_batch
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:32]
 
 
@@ -62,13 +68,21 @@ def runtime_hardware(hw: Hardware, rt: TensorRTRuntime) -> Hardware:
 
 
 class TensorRTBackend:
-    """Runs engines; builds them from fp32/fp16 ONNX variants when no matching prebuilt engine exists."""
+    """Runs engines; builds them from fp32/fp16 ONNX variants when no matching prebuilt engine exists.
+
+    `max_batch`: the most frames the agent runs together (batching.max_size serving `streams:`, else 1); engines
+    built here span batches 1..MAX_BATCH and are tuned for that many (the profile's opt batch)."""
 
     name = "tensorrt"
 
-    def __init__(self, cfg: TensorRTConfig | None = None, importer: Importer = importlib.import_module) -> None:
+    def __init__(
+        self, cfg: TensorRTConfig | None = None, importer: Importer = importlib.import_module, *, max_batch: int = 1
+    ) -> None:
+        if max_batch < 1:
+            raise ValueError(f"a batch holds at least one frame, not {max_batch}")
         self.cfg = cfg or TensorRTConfig()
         self._importer = importer
+        self.opt_batch = min(max_batch, MAX_BATCH)
 
     @property
     def runtime(self) -> TensorRTRuntime | None:
@@ -115,16 +129,18 @@ class TensorRTBackend:
             raise BackendError(f"{variant.file}: sha256 {digest[:12]}... differs from the manifest; reinstall it")
         fp16 = self.cfg.fp16 or variant.precision == "fp16"
         cache_dir = self.cfg.engine_cache_dir
-        key = engine_cache_key(digest, rt.version, rt.gpu_name, fp16=fp16, max_batch=MAX_BATCH)
+        key = engine_cache_key(digest, rt.version, rt.gpu_name, fp16=fp16, max_batch=MAX_BATCH,
+                               opt_batch=self.opt_batch)
         cached = engine_file(cache_dir, key)
         if cached.is_file():
             log.info("using cached TensorRT engine %s for %s", cached.name, variant.file)
             return _read(cached)
         timing = timing_cache_file(cache_dir, rt.version, rt.gpu_name)
-        log.info("building a TensorRT engine for %s (fp16=%s); this takes a while once per model", variant.file, fp16)
+        log.info("building a TensorRT engine for %s (fp16=%s, tuned for batch %d); this takes a while once per model",
+                 variant.file, fp16, self.opt_batch)
         engine, timing_bytes = tensorrt_build.build_engine(
             rt.trt, _read(onnx_path), workspace_bytes=self.cfg.workspace_mb << 20, fp16=fp16,
-            max_batch=MAX_BATCH, timing_cache=_read(timing) if timing.is_file() else b"",
+            max_batch=MAX_BATCH, opt_batch=self.opt_batch, timing_cache=_read(timing) if timing.is_file() else b"",
         )
         try:
             atomic_write(cached, engine)

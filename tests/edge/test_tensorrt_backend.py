@@ -143,7 +143,7 @@ def test_no_tensorrt_probe_on_devices_without_it(caplog: pytest.LogCaptureFixtur
 
 
 def test_cache_key_changes_with_every_input() -> None:
-    base = {"onnx_sha256": "a" * 64, "trt_version": "10.3.0", "gpu_name": "Orin"}
+    base: dict[str, Any] = {"onnx_sha256": "a" * 64, "trt_version": "10.3.0", "gpu_name": "Orin"}
     key = engine_cache_key(**base, fp16=True, max_batch=16)
     assert key == engine_cache_key(**base, fp16=True, max_batch=16)
     others = [
@@ -152,8 +152,10 @@ def test_cache_key_changes_with_every_input() -> None:
         engine_cache_key(**{**base, "gpu_name": "Xavier"}, fp16=True, max_batch=16),
         engine_cache_key(**base, fp16=False, max_batch=16),
         engine_cache_key(**base, fp16=True, max_batch=8),
+        engine_cache_key(**base, fp16=True, max_batch=16, opt_batch=4),
     ]
-    assert len({key, *others}) == 6
+    assert len({key, *others}) == 7
+    assert key == engine_cache_key(**base, fp16=True, max_batch=16, opt_batch=1)  # batch-1 engines keep their key
     assert engine_file(Path("c"), key) == Path("c") / f"{key}.engine"
     assert timing_cache_file(Path("c"), "10.3.0", "NVIDIA GeForce RTX 4090").name == (
         "timing-10.3.0-NVIDIA-GeForce-RTX-4090.cache"
