@@ -64,7 +64,8 @@ def base_config(args: argparse.Namespace, tmp: Path, tag: str, port: int | None)
                  "cache_dir": str(tmp / f"cache-{tag}"), "trusted_keys": [str(args.key.resolve())],
                  "poll_interval_s": 3600, "pinned_version": args.version, "variant": args.variant},
         "backend": {"type": args.runtime, "threads": args.threads}
-        | ({"spin": args.spin == "on"} if args.runtime == "onnxruntime" else {}),
+        | ({"spin": args.spin == "on"} if args.runtime == "onnxruntime" else {})
+        | ({"streams_mode": args.ov_mode} if args.runtime == "openvino" else {}),
         "events": {"mode": "every"},
         "mqtt": {"enabled": port is not None, "port": port or 1883, "telemetry_interval_s": 1.0,
                  "outbox_path": str(tmp / f"outbox-{tag}.sqlite"), "outbox_max_messages": 200_000},
@@ -316,6 +317,8 @@ def main() -> None:
                     help="Seconds each single-stream agent runs (from its start, model install included).")
     ap.add_argument("--spin", choices=("on", "off"), default="on",
                     help="backend.spin of every agent here (onnxruntime): off lets idle intra-op workers sleep.")
+    ap.add_argument("--ov-mode", choices=("batch", "async"), default="batch",
+                    help="backend.streams_mode of every agent here (openvino): one batched call, or async requests.")
     ap.add_argument("--budget-ms", type=float, default=60.0, help="batching.budget_ms of the 4-stream agent.")
     ap.add_argument("--quick", action="store_true", help="Short runs: checks the bench works.")
     ap.add_argument("--out", type=Path, default=RESULTS)
@@ -373,6 +376,7 @@ def write(args: argparse.Namespace, head: dict[str, Any], load_before: tuple[flo
     lines = [
         f"# bench-streams (4 synthetic MJPG cameras at {FRAME_HW[1]}x{FRAME_HW[0]}, {args.package} "
         f"v{args.version}, {args.runtime} {args.variant} forced{', spin off' if args.spin == 'off' else ''}"
+        f"{f', streams_mode {args.ov_mode}' if args.runtime == 'openvino' else ''}"
         f"{', quick' if args.quick else ''})",
         "",
         machine_line(head),
