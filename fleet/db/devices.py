@@ -51,16 +51,16 @@ def _cas_params(fleet: str, device_id: str, expected_rev: int, rec: DeviceRecord
             **{f"v_{k}": v for k, v in _to_row(rec).items()}}
 
 
+# (record field, column) of each column a record writes; the `status` column holds the device's reported status.
+_ROW_FIELDS = tuple(("reported_status" if c == "status" else c, c) for c in _COLUMNS
+                    if c == "status" or c in _RECORD_FIELDS)
+# The same but rev, which the batch writer sets.
+_FIELD_COLUMNS = tuple((name, column) for name, column in _ROW_FIELDS if column != "rev")
+
+
 def _to_row(rec: DeviceRecord) -> dict[str, Any]:
-    row = {c: getattr(rec, c) for c in _COLUMNS if c in _RECORD_FIELDS}
-    row["status"] = rec.reported_status
-    row["reported_groups"] = list(rec.reported_groups)
-    return row
-
-
-# (record field, column) of each column a record writes but rev, which the writer sets.
-_FIELD_COLUMNS = tuple(("reported_status" if c == "status" else c, c) for c in _COLUMNS
-                       if c != "rev" and (c == "status" or c in _RECORD_FIELDS))
+    d = rec.__dict__
+    return {column: list(d[name]) if column == "reported_groups" else d[name] for name, column in _ROW_FIELDS}
 
 
 def _changed(before: DeviceRecord, after: DeviceRecord) -> tuple[tuple[str, ...], tuple[Any, ...]]:
