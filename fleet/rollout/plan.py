@@ -21,10 +21,11 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator, model_validator
 
+from fleet.rollout.psi_gate import PsiSettings
 from fleet.rollout.sensor_plan import ScorePsiGate
 from shared.config_loader import read_yaml
 from shared.errors import ConfigError
@@ -111,24 +112,12 @@ class RestartsGate(BaseModel):
         return f"restarts <= {self.max_restarts}"
 
 
-class PsiGate(BaseModel):
+class PsiGate(PsiSettings):
     """Shift of the prediction-class mix of the canary cohort against the control cohort (same group, window)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    what: ClassVar[str] = "class-mix"
 
     kind: Literal["psi"] = Field(description="Gate kind: population stability index of the class mix.")
-    max_psi: float = Field(default=0.2, gt=0, description="Largest PSI allowed (0.1 slight, 0.25 major shift).")
-    min_results: int = Field(
-        default=200, ge=1, description="Results each cohort must have counted in the window before it is judged."
-    )
-    confidence: float = Field(default=0.95, ge=0.5, lt=1, description="One-sided confidence of the PSI interval: "
-                              "fail when its lower bound exceeds max_psi, pass when its upper bound does not.")
-    min_windows: int = Field(default=6, ge=2, description="Telemetry windows each cohort must have.")
-
-    @property
-    def label(self) -> str:
-        """Readable gate name for status and history."""
-        return f"class-mix psi <= {self.max_psi:g}"
 
 
 def _gate_kind(v: Any) -> str:
