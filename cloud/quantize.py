@@ -127,6 +127,28 @@ def count_qdq(model: onnx.ModelProto) -> int:
     return sum(node.op_type in QDQ_OPS for node in model.graph.node)
 
 
+def float_input_readers(model: onnx.ModelProto, floats: set[str]) -> int:
+    """Let the named float nodes read the float graph input instead of its Quantize/Dequantize round trip.
+
+    The quantizer puts one Quantize/Dequantize pair on an input that a quantized node reads and rewires every
+    reader to it, so nodes left in float would see the input rounded to 256 levels. Returns how many inputs moved.
+    """
+    nodes = model.graph.node
+    inputs = {i.name for i in model.graph.input}
+    quantized_from = {n.output[0]: n.input[0] for n in nodes if n.op_type == "QuantizeLinear" and n.input[0] in inputs}
+    source = {n.output[0]: quantized_from[n.input[0]] for n in nodes
+              if n.op_type == "DequantizeLinear" and n.input[0] in quantized_from}
+    changed = 0
+    for node in nodes:
+        if node.name not in floats or node.op_type in QDQ_OPS:
+            continue
+        for i, name in enumerate(node.input):
+            if name in source:
+                node.input[i] = source[name]
+                changed += 1
+    return changed
+
+
 def quantize_int8(
     fp32_path: Path,
     out_path: Path,
@@ -140,10 +162,12 @@ def quantize_int8(
     keep_float: Callable[[onnx.ModelProto], list[str]] | None = None,
     skip_symbolic_shape: bool = False,
     calibration_batch: int = _CALIB_BATCH,
+    float_input: bool = False,
 ) -> Quantization:
     """Write a per-channel QDQ INT8 model to out_path; nothing is left there when it fails.
 
-    keep_float picks further nodes of the pre-processed graph to leave in float (a detector's decode tail);
+    keep_float picks further nodes of the pre-processed graph to leave in float (a detector's decode tail, or a
+    sensor model's features); float_input lets those nodes read the float graph input, not its INT8 round trip;
     skip_symbolic_shape for graphs whose data-dependent shapes (TopK decode) symbolic inference cannot follow;
     calibration_batch 1 for models exported with a fixed batch of one (Ultralytics' default).
     """
@@ -171,7 +195,11 @@ def quantize_int8(
             nodes_to_exclude=exclude or None,
             calibrate_method=method,
         )
-        qdq = count_qdq(onnx.load(str(tmp_path)))
+        quantized = onnx.load(str(tmp_path))
+        if float_input and float_input_readers(quantized, set(exclude)):
+            onnx.checker.check_model(quantized)
+            onnx.save(quantized, str(tmp_path))
+        qdq = count_qdq(quantized)
         if qdq == 0:
             raise ExportError("INT8 quantization produced no QuantizeLinear/DequantizeLinear nodes")
         os.replace(tmp_path, out_path)

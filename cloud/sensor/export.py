@@ -122,31 +122,6 @@ def convolutions_only(model: onnx.ModelProto) -> list[str]:
     return [n.name for n in model.graph.node if n.op_type not in _INT8_OPS and n.name]
 
 
-def float_side_inputs(path: Path) -> int:
-    """Let every node but the convolutions read the float graph input, not its INT8 round trip; returns how many.
-
-    The quantizer puts one Quantize/Dequantize pair on the input and rewires all its readers, so the features
-    beside the autoencoder would see readings rounded to 256 levels: quiet channels then repeat, and "flat" fires.
-    """
-    model = onnx.load(str(path))
-    nodes = model.graph.node
-    inputs = {i.name for i in model.graph.input}
-    quantized_from = {n.output[0]: n.input[0] for n in nodes if n.op_type == "QuantizeLinear" and n.input[0] in inputs}
-    source = {n.output[0]: quantized_from[n.input[0]] for n in nodes
-              if n.op_type == "DequantizeLinear" and n.input[0] in quantized_from}
-    changed = 0
-    for node in nodes:
-        if node.op_type in _INT8_OPS:
-            continue
-        for i, name in enumerate(node.input):
-            if name in source:
-                node.input[i] = source[name]
-                changed += 1
-    onnx.checker.check_model(model)
-    onnx.save(model, str(path))
-    return changed
-
-
 def _build(precision: str, fp32: Path, out_dir: Path, calib: np.ndarray, cfg: ExportConfig, cpu: CpuInfo,
            task: str) -> tuple[Path, Target, Quantization | None, str]:
     """The variant's file, its target and INT8 settings; ExportError when it cannot be built."""
@@ -157,10 +132,9 @@ def _build(precision: str, fp32: Path, out_dir: Path, calib: np.ndarray, cfg: Ex
         return path, Target(device="cuda"), None, best_provider(prefer_cuda=True)
     plan = choose_int8_plan(cfg.int8_mode, cpu)
     path = out_dir / FILES["int8"]
+    anomaly = task == "anomaly"  # its features beside the autoencoder read the readings, not 256 levels of them
     quant = quantize_int8(fp32, path, calib, plan, samples=cfg.calibration_samples, calibration=cfg.int8_calibration,
-                          keep_float=convolutions_only if task == "anomaly" else None)
-    if task == "anomaly":
-        float_side_inputs(path)
+                          keep_float=convolutions_only if anomaly else None, float_input=anomaly)
     return path, Target(device="cpu", cpu_features=cpu.recorded_features()), quant, CPU
 
 
