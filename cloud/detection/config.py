@@ -29,8 +29,8 @@ class DetectionConfig(BaseModel):
     )
     train_budget_cpu_s: float | None = Field(
         default=None, gt=0,
-        description="CPU-seconds of the training process at most (2 cores x 280 s = 560); the same work on a busy "
-        "machine as on an idle one, where wall-clock budgets cut training short.",
+        description="CPU-seconds of the training process and its loader workers at most (2 cores x 280 s = 560); "
+        "the same work on a busy machine as on an idle one, where wall-clock budgets cut training short.",
     )
     train_precision: Literal["auto", "32-true", "bf16-mixed"] = Field(
         default="auto", description="auto: bf16 autocast on a CPU with native bf16, else trainer.precision.",

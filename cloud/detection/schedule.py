@@ -7,6 +7,8 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from cloud.detection import cpu_clock
+
 WARMUP = 0.05
 FLOOR = 0.01
 
@@ -22,7 +24,8 @@ def one_cycle(progress: float) -> float:
 
 @dataclass(frozen=True)
 class Budget:
-    """Seconds on one clock: wall (time.perf_counter) or this process's CPU time over all its threads."""
+    """Seconds on one clock: wall (time.perf_counter) or training's CPU time (cpu_clock: all threads, loader
+    workers included)."""
 
     seconds: float
     clock: Callable[[], float]
@@ -34,7 +37,7 @@ def budgets(wall_s: float | None, cpu_s: float | None) -> list[Budget]:
     if wall_s is not None:
         out.append(Budget(wall_s, time.perf_counter))
     if cpu_s is not None:
-        out.append(Budget(cpu_s, time.process_time))
+        out.append(Budget(cpu_s, cpu_clock.cpu_seconds))
     return out
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import resource
 import sys
 import time
 import warnings
@@ -18,6 +17,7 @@ from pytorch_lightning.loggers import CSVLogger
 
 from cloud.config import TrainConfig
 from cloud.cpu_features import detect_cpu
+from cloud.detection import cpu_clock
 from cloud.detection.coco_eval import MapScores, coco_map
 from cloud.detection.data import DetectionData, prepare_detection_data, scene_spec
 from cloud.detection.fresh import FreshScenes
@@ -79,12 +79,6 @@ def evaluate_map(
     return coco_map(split.boxes, split.classes, boxes, scores, ids, classes)
 
 
-def _cpu_seconds() -> float:
-    """User + system CPU time of this process and its finished children (loader workers) so far."""
-    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
-
-
 def train_detector(cfg: TrainConfig) -> DetectionTrainResult:
     """Generate or load the data, fit, keep the best (fixed data) or last (fresh scenes) weights, score on test."""
     tc, dc = cfg.trainer, cfg.detection
@@ -118,13 +112,13 @@ def train_detector(cfg: TrainConfig) -> DetectionTrainResult:
     )
     log.info("training %s, %s", precision, f"{dc.train_scenes} fresh scenes per epoch" if fresh is not None
              else f"{len(data.train)} fixed images per epoch")
-    fit_started, cpu_started = time.perf_counter(), _cpu_seconds()
+    fit_started, cpu_started = time.perf_counter(), cpu_clock.cpu_seconds()
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
         warnings.filterwarnings("ignore", message=r".*`IterableDataset` has `__len__` defined.*")  # FreshScenes
         warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
         trainer.fit(lit, datamodule=dm)
-    fit_seconds, fit_cpu_seconds = time.perf_counter() - fit_started, _cpu_seconds() - cpu_started
+    fit_seconds, fit_cpu_seconds = time.perf_counter() - fit_started, cpu_clock.cpu_seconds() - cpu_started
     best = Path(checkpoint.best_model_path) if checkpoint.best_model_path else None
     if best is not None and fresh is None:  # fresh scenes cannot overfit: the last, most annealed weights win
         try:
