@@ -96,6 +96,13 @@ class RegistryConfig(_Section):
         default=30 * 86400.0, ge=60, le=10 * 365 * 86400,
         description="Remove devices not heard from for this long (None: keep them until removed by hand).",
     )
+    tombstone_retention_s: float | None = Field(
+        default=30 * 86400.0, ge=60, le=10 * 365 * 86400,
+        description="Keep a removed (or expired) device's tombstone this long, seconds, so the retained status and "
+        "state the broker may still hold do not register it again; pruned on the leader's maintenance tick. Past "
+        "it, such a retained message registers the device again at a worker's next start (until it expires "
+        "again). None: keep tombstones for good.",
+    )
 
 
 class IngestConfig(_Section):

@@ -180,6 +180,11 @@ class FleetService:
             if gone:
                 log.info("forgot %d device(s) silent for over %.0f s: %s", len(gone), reg.expire_after_s,
                          ", ".join(gone[:10]) + (" ..." if len(gone) > 10 else ""))
+        if reg.tombstone_retention_s is not None:
+            pruned = self.store.tombstones.prune(now - int(reg.tombstone_retention_s * 1000))
+            if pruned:
+                log.info("pruned %d removed device tombstone(s) older than %.0f s", pruned,
+                         reg.tombstone_retention_s)
         if self.desired is not None:
             self.desired.reconcile()
 

@@ -50,3 +50,11 @@ class TombstoneRepository:
         with self._engine.begin() as conn:
             conn.execute(delete(device_tombstones).where(t.fleet == self.fleet,
                                                          t.device_id.in_(sorted(set(device_ids)))))
+
+    def prune(self, removed_before_ms: int) -> int:
+        """Forget tombstones of devices removed before removed_before_ms (fleet clock); returns how many."""
+        t = device_tombstones.c
+        with self._engine.begin() as conn:
+            gone = conn.execute(delete(device_tombstones).where(t.fleet == self.fleet,
+                                                                t.removed_ms < removed_before_ms)).rowcount
+        return int(gone)

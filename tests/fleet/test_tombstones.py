@@ -5,9 +5,16 @@ PostgreSQL."""
 from __future__ import annotations
 
 import json
+from typing import Any
 
+import pytest
+
+from fleet.cli import load
+from fleet.config import FleetConfig
 from fleet.db.store import FleetStore
 from fleet.ingest import Ingest, Message
+from fleet.service import FleetService
+from shared.errors import ConfigError
 from tests.fleet.conftest import Clock
 from tests.fleet.poison import state_doc, telemetry_doc
 
@@ -63,3 +70,54 @@ def test_removing_records_when(store: FleetStore, clock: Clock) -> None:
     store.remove_device("gone")
     assert store.tombstones.removed_at("gone") == clock()
     assert store.tombstones.removed_at("cam-1") is None
+
+
+def _leader(store: FleetStore, **registry: Any) -> FleetService:
+    """A worker holding the leader lease over this store (its maintenance tick run by hand), no broker needed."""
+    cfg = FleetConfig.model_validate({"fleet": store.fleet, "database": {"url": str(store.engine.url)},
+                                      "registry": {"expire_after_s": None, **registry}})
+    service = FleetService(cfg)
+    service.store = store
+    service._leader.set()
+    return service
+
+
+def test_the_maintenance_tick_prunes_tombstones_past_their_retention(store: FleetStore, clock: Clock) -> None:
+    Ingest(store).process(_retained("old", clock()) + _retained("recent", clock()))
+    store.remove_device("old")
+    clock.advance(29 * 86400)
+    store.remove_device("recent")
+    leader = _leader(store)
+    assert leader.cfg.registry.tombstone_retention_s == 30 * 86400  # the default: a month
+    leader._maintain_once()
+    assert store.tombstones.among(["old", "recent"]) == {"old", "recent"}
+    clock.advance(86400 + 1)
+    leader._maintain_once()
+    assert store.tombstones.among(["old", "recent"]) == {"recent"}
+    assert store.tombstones.removed_at("recent") == clock() - (86400 + 1) * 1000
+
+
+def test_tombstones_are_kept_for_good_when_their_retention_is_none(store: FleetStore, clock: Clock) -> None:
+    Ingest(store).process(_retained("old", clock()))
+    store.remove_device("old")
+    clock.advance(10 * 365 * 86400)
+    _leader(store, tombstone_retention_s=None)._maintain_once()
+    assert store.tombstones.among(["old"]) == {"old"}
+
+
+def test_an_expired_device_tombstone_is_pruned_on_the_same_tick_once_old_enough(store: FleetStore,
+                                                                                 clock: Clock) -> None:
+    Ingest(store).process(_retained("quiet", clock()))
+    clock.advance(3600)
+    leader = _leader(store, expire_after_s=600, tombstone_retention_s=1800)
+    leader._maintain_once()  # expires the device: a tombstone now
+    assert store.devices.get("quiet") is None and store.tombstones.among(["quiet"]) == {"quiet"}
+    clock.advance(1801)
+    leader._maintain_once()
+    assert store.tombstones.among(["quiet"]) == set()
+
+
+def test_a_tombstone_retention_below_a_minute_is_refused_in_one_line() -> None:
+    with pytest.raises(ConfigError, match="tombstone_retention_s") as refused:
+        load(None, ["fleet=lab", "registry.tombstone_retention_s=1"])
+    assert "\n" not in str(refused.value)
