@@ -32,7 +32,7 @@ class TelemetrySample:
     class_counts: dict[str, int] = field(default_factory=dict)
     boot_id: str = ""
     seq: int = 0
-    # A live report's per-stream figures (validated by the contract), for fleet.stream_figures; None otherwise.
+    # A live report's per-stream figures (validated by the contract), for fleet.db.streams; None otherwise.
     streams: dict[str, dict[str, float]] | None = None
 
 

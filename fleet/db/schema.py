@@ -119,7 +119,7 @@ telemetry_history = Table(
     Index("ix_history_bucket", "bucket_ms"),
 )
 
-# A multi-stream agent's latest per-stream figures (fleet.stream_figures), apart from the device record so the
+# A multi-stream agent's latest per-stream figures (fleet.db.streams), apart from the device record so the
 # registry's hot write path stays as it is.
 device_streams = Table(
     "device_streams",
@@ -129,7 +129,7 @@ device_streams = Table(
     Column("ts_ms", BigInteger, nullable=False),
     Column("received_ms", BigInteger, nullable=False),
     Column("streams", JSON, nullable=False, default=dict),
-    # Streams of the last report beyond fleet.stream_figures.MAX_STREAMS_PER_DEVICE, left out.
+    # Streams of the last report beyond fleet.db.streams.MAX_STREAMS_PER_DEVICE, left out.
     Column("dropped", BigInteger, nullable=False, default=0),
 )
 
