@@ -81,8 +81,9 @@ class StreamRepository:
         """Store each device's newest reading unless a newer one is stored, in one upsert (in `conn`'s transaction
         when given)."""
         # Figures are finite floats under string keys (validated at ingest): orjson writes them as json.dumps does.
-        rows = [(r.device_id, r.ts_ms, r.received_ms, orjson.dumps(r.streams).decode(), r.dropped)
-                for r in newest(readings)]
+        # In id order, so two workers' upserts lock shared rows in the same order (PostgreSQL) and cannot deadlock.
+        rows = sorted((r.device_id, r.ts_ms, r.received_ms, orjson.dumps(r.streams).decode(), r.dropped)
+                      for r in newest(readings))
         if not rows:
             return
         if conn is None:
