@@ -73,9 +73,10 @@ def test_each_edge_of_the_stream_contract_leaves_the_fast_path(streams: Any) -> 
         assert streams in LAX
 
 
+@pytest.mark.parametrize("figure", ["capture_fps", "newer_figure"])
 @pytest.mark.parametrize("token", ["Infinity", "NaN", "1e400", "9" * 401])
-def test_a_stream_figure_no_json_parser_agrees_on_is_refused(token: str) -> None:
-    doc = {**agent_report(), "streams": {"gate": {"capture_fps": "@@"}}}
+def test_a_stream_figure_no_json_parser_agrees_on_is_refused(token: str, figure: str) -> None:
+    doc = {**agent_report(), "streams": {"gate": {figure: "@@"}}}
     payload = json.dumps(doc).replace('"@@"', token).encode()
     assert read_telemetry(payload) is None
     assert model_reading(payload) is None
