@@ -253,7 +253,7 @@ class OpenVINOBackend:
         return "THROUGHPUT" if self.in_flight else self.cfg.performance_hint
 
     def _shape_tag(self) -> str:
-        """The batch the model is compiled for, in the cache dir name: a static and a bounded copy never share one."""
+        """The batch the model is compiled for, in the cache dir name: a static and a dynamic copy never share one."""
         if self.max_batch == 1:
             return ""
         return f"-async{self.max_batch}" if self.in_flight else "-dynamic"
@@ -276,12 +276,13 @@ class OpenVINOBackend:
             model = core.read_model(str(path))
             inp = model.inputs[0] if len(model.inputs) == 1 else None
             shape = inp.get_partial_shape() if inp is not None else None
-            if self._one_at_a_time() and inp is not None and shape is not None and len(shape) >= 1 and shape[
-                0
-            ].is_dynamic and not any(d.is_dynamic for d in list(shape)[1:]):
+            batch_only = shape is not None and len(shape) >= 1 and shape[0].is_dynamic and not any(
+                d.is_dynamic for d in list(shape)[1:]
+            )
+            if inp is not None and shape is not None and batch_only and self._one_at_a_time():
                 # One frame per call: a static batch of 1, where OpenVINO picks its fastest kernels and a frame is
-                # copied straight into the request's buffer (measured: ~40 us less per call on digits and 10-20% less
-                # on the reference model than a dynamic axis at batch 1; bench/results/streams.md, OpenVINO).
+                # copied straight into the request's buffer (measured: a dynamic axis costs ~1.6x per batch-1 call
+                # on the digits model, nothing measurable on the reference model; bench/results/streams.md).
                 model.reshape({inp.get_any_name(): [1, *(int(d.get_length()) for d in list(shape)[1:])]})
             config: dict[str, Any] = {
                 "PERFORMANCE_HINT": self._performance_hint(),
