@@ -12,6 +12,7 @@ in bench/fleet_notes.md below the table.
 
     python -m bench.bench_fleet            # full run (about 10 minutes)
     python -m bench.bench_fleet --quick    # 1,000 devices, short windows: checks that it works
+    python -m bench.bench_fleet --quick --cases plain,sqlite --streams 4   # each report carries 4 streams' figures
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,9 @@ import psutil
 from sqlalchemy import create_engine, text
 
 from bench.machine import machine, machine_line
+from fleet.sim.streams import StreamsSim
 from shared.percentiles import percentiles
+from tests.fixtures.loadgen import TEMPLATE
 from tests.fixtures.ports import free_port, wait_port
 
 RESULTS = Path(__file__).parent / "results"
@@ -59,6 +62,8 @@ class Case:
     workers: int
     warmup_s: float
     measure_s: float
+    # Streams whose per-stream figures each report carries (a multi-stream agent's `streams`); 0: single stream.
+    streams: int = 0
 
 
 @dataclass
@@ -86,6 +91,8 @@ class Outcome:
     note: str = ""
     # Messages the worker's queue shed (counted on each device's record): received, acknowledged, never stored.
     shed: int = 0
+    # Streams per report (0: a single-stream agent's report, the captured template as it is).
+    streams: int = 0
 
 
 def _raise_nofile() -> None:
@@ -124,11 +131,24 @@ def _plain(tmp: Path, port: int) -> subprocess.Popen[bytes]:
                              "--db", str(tmp / "plain.sqlite")], stdout=log, stderr=log)
 
 
+def stream_report(streams: int) -> dict[str, Any]:
+    """The captured agent report with `streams` streams' figures (as a multi-stream agent sends them), or as it is."""
+    doc: dict[str, Any] = json.loads(TEMPLATE.read_text())
+    if streams:
+        sim = StreamsSim(streams, seed="bench")
+        sim.tick(10.0)
+        doc["streams"] = sim.tick(10.0)
+    return doc
+
+
 def _loadgen(tmp: Path, port: int, case: Case, duration: float) -> subprocess.Popen[bytes]:
     log = open(tmp / "loadgen.log", "wb")  # noqa: SIM115 - handed to the child
+    payload = tmp / "report.json"
+    payload.write_text(json.dumps(stream_report(case.streams)))
     return subprocess.Popen([sys.executable, "-m", "tests.fixtures.loadgen", "--broker", f"127.0.0.1:{port}",
                              "--fleet", "bench", "--devices", str(case.devices), "--rate", str(case.rate_hz),
-                             "--duration", str(duration), "--out", str(tmp / "loadgen.json")],
+                             "--duration", str(duration), "--out", str(tmp / "loadgen.json"),
+                             "--payload", str(payload)],
                             stdout=log, stderr=log, preexec_fn=_raise_nofile)
 
 
@@ -240,7 +260,7 @@ def run_case(case: Case, pg_url: str | None) -> Outcome:
                        done / window, ts_q.get(50), ts_q.get(99), rec_q.get(99),
                        cpu / done * 1e6 if done else None, cpu / window * 100, bcpu / window * 100,
                        gcpu / window * 100, rss, sent, acked, stored,
-                       (round(load[0], 2), round(load[1], 2), round(load[2], 2)), note, shed)
+                       (round(load[0], 2), round(load[1], 2), round(load[2], 2)), note, shed, case.streams)
     finally:
         for p in reversed(procs):
             p.terminate()
@@ -284,13 +304,14 @@ def report(outcomes: list[Outcome], quick: bool, notes: list[str], box: dict[str
     plain = next((o for o in outcomes if o.subscriber == "plain"), None)
     lines = [f"# Fleet ingest at scale ({'quick' if quick else 'full'} run)", "",
              f"{machine_line(box)}; open files limit {box.get('nofile_hard', 'not recorded')}", "",
-             "| subscriber | db | workers | devices | offered msg/s | stored msg/s | staleness at ts p50 / p99 s | "
-             "registry by receive p99 s | CPU us/msg | subscriber CPU % | broker CPU % | loadgen CPU % | RSS MiB | "
+             "| subscriber | db | workers | devices | streams | offered msg/s | stored msg/s | "
+             "staleness at ts p50 / p99 s | registry by receive p99 s | CPU us/msg | subscriber CPU % | "
+             "broker CPU % | loadgen CPU % | RSS MiB | "
              "sent / acked / stored / shed | load avg 1/5/15 | targets |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for o in outcomes:
         lines.append(
-            f"| {o.subscriber} | {o.database} | {o.workers} | {o.devices} | {o.offered_per_s:.0f} | "
+            f"| {o.subscriber} | {o.database} | {o.workers} | {o.devices} | {o.streams} | {o.offered_per_s:.0f} | "
             f"{o.stored_per_s:.0f} | {_fmt(o.staleness_ts_p50_s)} / {_fmt(o.staleness_ts_p99_s)} | "
             f"{_fmt(o.staleness_received_p99_s)} | {_fmt(o.cpu_us_per_msg, 0)} | {o.cpu_pct:.0f} | "
             f"{o.broker_cpu_pct:.0f} | {o.loadgen_cpu_pct:.0f} | {o.rss_mib:.0f} | "
@@ -306,6 +327,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="1,000 devices, short windows")
     ap.add_argument("--cases", default="", help="comma-separated subset: plain,sqlite,postgresql,pg2,100k")
+    ap.add_argument("--streams", type=int, default=0,
+                    help="each report carries this many streams' per-stream figures (a multi-stream agent's "
+                    "telemetry); results go to fleet[-quick]-streamsN.{md,json}")
     ap.add_argument("--render", action="store_true",
                     help="only write fleet.md again from fleet.json and bench/fleet_notes.md (after editing the notes)")
     args = ap.parse_args()
@@ -327,7 +351,7 @@ def main() -> None:
                      "pg2": Case(10_000, 1.0, "fleet", "postgresql", 2, 15, 30),
                      "100k": Case(100_000, 0.1, "fleet", "sqlite", 1, 25, 30)}
     chosen = [c for c in args.cases.split(",") if c] or list(all_cases)
-    cases = [all_cases[c] for c in chosen]
+    cases = [replace(all_cases[c], streams=args.streams) for c in chosen]
     pg = None
     if any(c.database == "postgresql" for c in cases):
         from tests.fixtures.postgres import PostgresServer
@@ -348,7 +372,7 @@ def main() -> None:
     text_md = report(outcomes, args.quick, notes, box)
     print(text_md)
     RESULTS.mkdir(exist_ok=True)
-    suffix = "-quick" if args.quick else ""
+    suffix = ("-quick" if args.quick else "") + (f"-streams{args.streams}" if args.streams else "")
     (RESULTS / f"fleet{suffix}.json").write_text(json.dumps(
         {"machine": box, "quick": args.quick, "targets": {
             "rate_msg_s": RATE_TARGET, "staleness_p99_s": STALENESS_TARGET_S, "rss_mib": RSS_TARGET_MIB,
