@@ -136,7 +136,7 @@ def test_a_camera_back_after_a_long_outage_is_retried_within_its_reconnect_max()
 
 
 def test_a_reconnect_max_below_the_first_delay_is_refused_in_one_line() -> None:
-    with pytest.raises(ValidationError, match="reconnect_max_s 1.0 is below reconnect_backoff_s 5.0"):
+    with pytest.raises(ValidationError, match=r"reconnect_max_s 1\.0 is below reconnect_backoff_s 5\.0"):
         SyntheticSource(reconnect_backoff_s=5, reconnect_max_s=1)
 
 
