@@ -68,13 +68,14 @@ bench-export: venv
 
 ## Agent pipeline vs bare runtimes vs torch eager on the reference, digits and detector packages (the detector's
 ## candidates with their mAP, the agent's throughput against its ceiling); four cameras through one agent
-## (bench/results/streams.md)
+## (bench/results/streams.md); where decode and resize time goes, threads vs processes (bench/results/decode.md)
 bench-edge: venv
 	@$(PY) -c "import sys; from shared.object_store import LocalStore; sys.exit(0 if LocalStore('.store').exists('models/reference/latest.json') else 1)" || $(MAKE) train-reference
 	@$(PY) -c "import sys; from shared.object_store import LocalStore; sys.exit(0 if LocalStore('.store').exists('models/shapes-digits/latest.json') else 1)" || $(MAKE) train-detect
 	$(PY) -m bench.bench_edge
 	$(PY) -m bench.bench_latency
 	$(PY) -m bench.bench_streams
+	$(PY) -m bench.bench_decode
 
 ## Control plane at 1,000 devices x 1 Hz and 10,000 x 0.1 Hz (one and two workers): registry staleness, CPU, RSS
 bench-fleet: venv
