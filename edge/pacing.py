@@ -12,19 +12,12 @@ from collections.abc import Callable
 
 from edge.sources.base import Frame
 
-MAX_BACKOFF_S = 30.0
-
-
-def next_backoff(delay: float, max_s: float = MAX_BACKOFF_S) -> float:
-    """The reconnect delay after `delay` failed: doubled, capped at max_s."""
-    return min(delay * 2, max_s)
-
 
 class Backoff:
-    """Reconnect delays of one reader: from the source's reconnect_backoff_s, doubled per failure up to its
-    reconnect_max_s, reset by a frame."""
+    """Retry delays of one reader (or supervised thread): from the first delay (a source's reconnect_backoff_s),
+    doubled per failure up to max_s (its reconnect_max_s), reset by a success."""
 
-    def __init__(self, initial_s: float, max_s: float = MAX_BACKOFF_S) -> None:
+    def __init__(self, initial_s: float, max_s: float) -> None:
         self.initial_s = initial_s
         self.max_s = max(max_s, initial_s)
         self.delay_s = initial_s
@@ -33,11 +26,11 @@ class Backoff:
         """Sleep the current delay, then double it for the next failure; True when stop was set meanwhile."""
         if stop.wait(self.delay_s):
             return True
-        self.delay_s = next_backoff(self.delay_s, self.max_s)
+        self.delay_s = min(self.delay_s * 2, self.max_s)
         return False
 
     def reset(self) -> None:
-        """A frame came: the next failure waits the initial delay again."""
+        """A frame came (the body ran long enough): the next failure waits the initial delay again."""
         self.delay_s = self.initial_s
 
 

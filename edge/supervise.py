@@ -13,6 +13,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from edge.pacing import Backoff
+
 log = logging.getLogger(__name__)
 
 FIRST_BACKOFF_S = 0.5
@@ -96,23 +98,23 @@ def keep_running(
     A body that returns normally ends the loop unless restart_on_return (for bodies that return on a condition
     they expect to clear, such as a lost connection).
     """
-    backoff = first_backoff_s
+    backoff = Backoff(first_backoff_s, max_backoff_s)
     while not stop.is_set():
         started = time.monotonic()
         try:
             body()
         except Exception as exc:  # noqa: BLE001 - the point of this loop: nothing may end the thread
             if time.monotonic() - started >= HEALTHY_AFTER_S:
-                backoff = first_backoff_s
+                backoff.reset()
             health.failed(name, exc)
-            log.error("%s thread failed (%s: %s); retrying in %.1f s", name, type(exc).__name__, exc, backoff)
-            stop.wait(backoff)
-            backoff = min(backoff * 2, max_backoff_s)
+            log.error("%s thread failed (%s: %s); retrying in %.1f s", name, type(exc).__name__, exc,
+                      backoff.delay_s)
+            backoff.wait(stop)
             continue
         health.recovered(name)
         if not restart_on_return:
             return
-        backoff = first_backoff_s
+        backoff.reset()
         stop.wait(first_backoff_s)
 
 

@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from edge.capture import Capture
 from edge.config import SyntheticSource, VideoFileSource
 from edge.errors import SourceError
-from edge.pacing import MAX_BACKOFF_S, Backoff, next_backoff
+from edge.pacing import Backoff
 from edge.sources.base import Frame
 from edge.sources.factory import open_source
 from tests.edge.media import write_video
@@ -114,11 +114,20 @@ def test_read_failures_reconnect_with_doubling_backoff_and_are_counted(caplog: p
     assert delays == [0.01, 0.02, 0.04]
 
 
-def test_backoff_doubles_up_to_thirty_seconds() -> None:
-    delays = [0.5]
+class NoWait(threading.Event):
+    """A stop event whose waits end at once (never stopped): a backoff's delays without sleeping them."""
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return False
+
+
+def test_backoff_doubles_up_to_its_max() -> None:
+    backoff, stop = Backoff(0.5, 30.0), NoWait()
+    delays = [backoff.delay_s]
     for _ in range(8):
-        delays.append(next_backoff(delays[-1]))
-    assert delays == [0.5, 1, 2, 4, 8, 16, MAX_BACKOFF_S, MAX_BACKOFF_S, MAX_BACKOFF_S]
+        assert not backoff.wait(stop)
+        delays.append(backoff.delay_s)
+    assert delays == [0.5, 1, 2, 4, 8, 16, 30, 30, 30]
 
 
 def test_a_camera_back_after_a_long_outage_is_retried_within_its_reconnect_max() -> None:

@@ -35,7 +35,7 @@ def test_a_file_frame_waits_for_its_slot_and_a_stop_cuts_the_wait_short() -> Non
 
 def test_reconnect_delays_double_per_failure_and_a_frame_resets_them() -> None:
     stop = threading.Event()
-    backoff = Backoff(0.001)
+    backoff = Backoff(0.001, 1.0)
     assert not backoff.wait(stop) and not backoff.wait(stop)
     assert backoff.delay_s == 0.004  # two failures: the next waits four times the first
     backoff.reset()
