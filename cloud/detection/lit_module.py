@@ -43,8 +43,9 @@ class LitDetector(pl.LightningModule):
             self.progress.start()
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
-        """Stop once a time budget is spent (the schedule has annealed by then)."""
-        if self.progress is not None and self.progress.spent() >= 1.0:
+        """Stop once a time budget is spent (the schedule has annealed by then); the step's scheduler reading is
+        reused, global_step being the step LambdaLR was just stepped to."""
+        if self.progress is not None and self.progress.spent(self.trainer.global_step) >= 1.0:
             self.trainer.should_stop = True
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:

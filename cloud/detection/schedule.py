@@ -48,22 +48,33 @@ class BudgetedProgress:
         self.total_steps = max(total_steps, 1)
         self.limits = list(limits)
         self._started: list[float] | None = None
+        self._read: tuple[int, float] | None = None  # (step, share spent): the clocks are read once a step
 
     def start(self) -> None:
         """Start the budget clocks (done by the first call otherwise)."""
         self._started = [b.clock() for b in self.limits]
+        self._read = None
 
-    def spent(self) -> float:
-        """The largest share of any time budget used so far (0 without budgets)."""
+    def spent(self, step: int | None = None) -> float:
+        """The largest share of any time budget used so far (0 without budgets).
+
+        With a step, the clocks are read once for it: the scheduler and the stop check ask at every step, and a
+        clock walking the loader workers costs a system call per process.
+        """
+        if self._read is not None and step is not None and self._read[0] == step:
+            return self._read[1]
         if self._started is None:
             self.start()
         assert self._started is not None
-        return max((((b.clock() - t0) / b.seconds) for b, t0 in zip(self.limits, self._started, strict=True)),
-                   default=0.0)
+        share = max((((b.clock() - t0) / b.seconds) for b, t0 in zip(self.limits, self._started, strict=True)),
+                    default=0.0)
+        if step is not None:
+            self._read = (step, share)
+        return share
 
     def __call__(self, step: int) -> float:
         """Progress 0-1 after `step` optimiser steps."""
-        return max(step / self.total_steps, self.spent())
+        return max(step / self.total_steps, self.spent(step))
 
     def lr_factor(self, step: int) -> float:
         """The one-cycle factor at this step (LambdaLR's callable)."""

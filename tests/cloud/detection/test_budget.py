@@ -49,5 +49,8 @@ def test_the_cpu_seconds_reported_are_read_from_the_clock_the_budget_stopped_on(
     })
     metrics = train_detector(cfg).metrics
     assert len(reads) > 2, "the budget read the clock between the figure's first and last reads"
+    steps = int(metrics["train_images"]) // 8  # 16 scenes in batches of 8: every batch is full
+    # one read per optimiser step (the scheduler's and the stop check's share it), a handful around the fit
+    assert len(reads) - steps <= 5
     assert metrics["train_images"] <= 4 * 8, "the budget stopped on this clock within a few steps"
     assert metrics["train_cpu_seconds"] == reads[-1] - reads[0] >= 2.0

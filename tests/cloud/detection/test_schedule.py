@@ -47,3 +47,18 @@ def test_the_budget_used_most_decides() -> None:
     wall.now += 50
     cpu.now += 8
     assert progress(0) == pytest.approx(0.8)
+
+
+def test_the_clocks_are_read_once_per_step_however_often_the_step_asks() -> None:
+    reads: list[float] = []
+
+    def clock() -> float:  # a second further on at every read
+        reads.append(float(len(reads)))
+        return reads[-1]
+
+    progress = BudgetedProgress(10_000, [Budget(100.0, clock)])
+    progress.start()
+    first = progress.lr_factor(3)  # the scheduler's question at step 3
+    assert progress.spent(3) == pytest.approx(0.01) and progress.lr_factor(3) == first  # the stop check's
+    assert len(reads) == 2, "one read to start, one for step 3"
+    assert progress.spent(4) == pytest.approx(0.02) and len(reads) == 3, "the next step reads the clock again"
