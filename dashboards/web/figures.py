@@ -11,14 +11,8 @@ import threading
 from collections import Counter
 
 from dashboards.errors import Refused
-from dashboards.web.telemetry_report import parse_telemetry
 from shared.metrics import BY_NAME
 from shared.payloads import TelemetryPayload
-
-
-def figures_of(payload: bytes) -> dict[str, float] | None:
-    """The declared figures of one telemetry message; None for a replayed one; Refused when malformed."""
-    return figures_in(parse_telemetry(payload))
 
 
 def figures_in(doc: TelemetryPayload) -> dict[str, float] | None:
@@ -57,12 +51,9 @@ class FigureBuffer:
         with self._lock:
             return dict(self._refused)
 
-    def add_payload(self, device_id: str, payload: bytes) -> None:
-        """One telemetry message of a validated device id; Refused (nothing kept) when it is malformed."""
-        self.add_report(device_id, parse_telemetry(payload))
-
     def add_report(self, device_id: str, doc: TelemetryPayload) -> None:
-        """One parsed telemetry report of a validated device id; Refused (nothing kept) when a figure is bad."""
+        """One telemetry report parsed (its device checked) by telemetry_report.parse_telemetry; Refused (nothing
+        kept) when a figure is bad."""
         figures = figures_in(doc)
         if figures is None:
             return

@@ -134,7 +134,7 @@ class MqttFeed:
         device_id, leaf = found
         try:
             if leaf == "telemetry":
-                report = parse_telemetry(payload)  # once, for every buffer that reads it
+                report = parse_telemetry(payload, device_id)  # once (device checked), for every buffer
                 self.figures.add_report(device_id, report)
                 if self.objects is not None:
                     self.objects.add_report(device_id, report)

@@ -15,21 +15,19 @@ import threading
 from collections import OrderedDict, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from dashboards.errors import Refused
-from dashboards.web.telemetry_report import parse_telemetry
+from dashboards.web.telemetry_report import parse_message
 from shared.object_events import ObjectEventPayload, ObjectState, SnapshotPayload
-from shared.payloads import Envelope, TelemetryPayload
+from shared.payloads import TelemetryPayload
 
 PER_DEVICE_EVENTS = 100
 ZONE_POINTS = 720  # one per telemetry report: an hour at 5 s
 MAX_DEVICES = 20_000
 MAX_OBJECTS_IN_ZONES = 256  # per device; a device claiming more loses its oldest
 SNAPSHOT_BUDGET_BYTES = 64 * 1024 * 1024
-P = TypeVar("P", bound=Envelope)
 
 
 class _View(BaseModel):
@@ -87,18 +85,6 @@ class Occupant:
     label: str
     zone: str
     since_ms: int
-
-
-def _parse(model: type[P], device_id: str, payload: bytes, kind: str) -> P:
-    try:
-        doc = model.model_validate_json(payload)
-    except ValidationError as exc:
-        raise Refused(kind, f"not a {kind} payload ({exc.error_count()} errors)") from exc
-    except (ValueError, RecursionError) as exc:
-        raise Refused(kind, f"unreadable ({type(exc).__name__})") from exc
-    if doc.device_id != device_id:
-        raise Refused(kind, f"sent on {device_id}'s topic but names device {doc.device_id!r}")
-    return doc
 
 
 def event_row(event: ObjectEventPayload) -> ObjectEventRow:
@@ -164,7 +150,7 @@ class ObjectBuffer:
 
     def add_event(self, device_id: str, payload: bytes) -> None:
         """One message of edgeferry/<fleet>/<device>/objects/events."""
-        event = _parse(ObjectEventPayload, device_id, payload, "object event")
+        event = parse_message(ObjectEventPayload, device_id, payload, "object event")
         row = event_row(event)
         with self._lock:
             if not self._admit(device_id, self._events):
@@ -187,7 +173,7 @@ class ObjectBuffer:
 
     def add_snapshot(self, device_id: str, object_id: str, payload: bytes) -> None:
         """One message of edgeferry/<fleet>/<device>/objects/snapshots/<object id>: the device's latest snapshot."""
-        snap = _parse(SnapshotPayload, device_id, payload, "snapshot")
+        snap = parse_message(SnapshotPayload, device_id, payload, "snapshot")
         if snap.object_id != object_id:
             raise Refused("snapshot", f"sent on object {object_id[:64]!r}'s topic but names {snap.object_id!r}")
         view = SnapshotView(object_id=snap.object_id, label=snap.label, score=snap.score, box=snap.box,
@@ -205,17 +191,11 @@ class ObjectBuffer:
                 _, dropped = self._snapshots.popitem(last=False)
                 self._snapshot_bytes -= len(dropped.jpeg)
 
-    def add_telemetry(self, device_id: str, payload: bytes) -> None:
-        """A telemetry message: its zone_counts become one point of the device's zone chart (others: ignored)."""
-        self.add_report(device_id, parse_telemetry(payload))
-
     def add_report(self, device_id: str, doc: TelemetryPayload) -> None:
-        """A parsed telemetry report (the feed parses each message once): its zone_counts become one point of the
-        device's zone chart; Refused when it names another device than its topic's."""
+        """A telemetry report parsed (and its device checked) by telemetry_report.parse_telemetry: its zone_counts
+        become one point of the device's zone chart (others: ignored)."""
         if doc.zone_counts is None or doc.replayed:
             return
-        if doc.device_id != device_id:
-            raise Refused("telemetry", f"sent on {device_id}'s topic but names device {doc.device_id!r}")
         with self._lock:
             if not self._admit(device_id, self._zones):
                 return

@@ -13,6 +13,7 @@ from playwright.sync_api import Browser, expect
 from dashboards.web.app import create_app
 from dashboards.web.objects import ObjectBuffer
 from dashboards.web.server import WebServer
+from dashboards.web.telemetry_report import parse_telemetry
 from tests.dashboards.web.browser import ConsoleLog, chromium, sign_in
 from tests.dashboards.web.conftest import VIEWER, web_config
 from tests.dashboards.web.fakes import FakeFleet
@@ -50,8 +51,8 @@ def test_device_and_fleet_pages_show_what_a_detector_sees(
     det = Detector("det-1")
     now = fleet.clock_ms()
     for i, (total, people) in enumerate([(0, 0), (1, 1), (2, 1)]):
-        objects.add_telemetry("det-1", det.telemetry(now - 3000 + 1000 * i, {"driveway": total,
-                                                                             "driveway/person": people}))
+        report = det.telemetry(now - 3000 + 1000 * i, {"driveway": total, "driveway/person": people})
+        objects.add_report("det-1", parse_telemetry(report, "det-1"))
     objects.add_event("det-1", det.event("new", f"{now}-1", "person", now - 2000, ["driveway"]))
     objects.add_event("det-1", det.event("update", f"{now}-1", "person", now - 1000, ["driveway"],
                                          stationary=True, has_snapshot=True))

@@ -8,6 +8,7 @@ from dashboards.web.event_buffer import EventBuffer
 from dashboards.web.figures import FigureBuffer
 from dashboards.web.mqtt_feed import MqttFeed
 from dashboards.web.ports import EventRow
+from dashboards.web.telemetry_report import parse_telemetry
 from shared.metrics import BY_NAME
 from tests.fixtures.broker import Broker, MqttProbe
 from tests.fleet.helpers import eventually
@@ -19,7 +20,7 @@ ENV = {"device_id": "cam-1", "boot_id": "b", "seq": 1, "ts": NOW}
 def test_figure_buffer_keeps_only_the_metric_tables_figures() -> None:
     figures = FigureBuffer()
     flood = {**ENV, "fps": 12.5, **{f"x{i}": float(i) for i in range(500_000)}}
-    figures.add_payload("cam-1", json.dumps(flood).encode())
+    figures.add_report("cam-1", parse_telemetry(json.dumps(flood).encode(), "cam-1"))
     assert figures.latest()["cam-1"] == {"fps": 12.5}
     assert set(figures.latest()["cam-1"]) <= set(BY_NAME)
 

@@ -41,11 +41,12 @@ def test_a_detectors_telemetry_is_parsed_once_for_both_figures_and_zone_counts(
     assert len(parses) == 1
 
 
-def test_a_report_naming_another_device_keeps_its_figures_out_of_the_zone_chart_and_is_counted() -> None:
+def test_a_report_naming_another_device_is_kept_out_of_the_figures_and_the_zone_chart_and_is_counted() -> None:
     web, figures, objects = feed()
     web.take(TOPIC, Detector("det-2").telemetry(NOW, {"yard": 1}, fps=4.0))
-    assert objects.zones("det-1").ts_ms == []
-    assert figures.refused() == {"det-1": 1}
+    web.take(TOPIC, Detector("det-2").telemetry(NOW, None, fps=5.0))  # no zone counts: still not det-1's figures
+    assert figures.latest() == {} and objects.zones("det-1").ts_ms == []
+    assert figures.refused() == {"det-1": 2}
 
 
 def test_a_malformed_report_changes_nothing_and_is_counted() -> None:

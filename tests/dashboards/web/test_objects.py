@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 from dashboards.errors import Refused
 from dashboards.web.app import create_app
 from dashboards.web.objects import ObjectBuffer, objects_per_min
+from dashboards.web.telemetry_report import parse_telemetry
 from shared.object_events import MAX_SNAPSHOT_BYTES
 from tests.dashboards.web.conftest import OPERATOR, VIEWER, web_config
 from tests.dashboards.web.fakes import FakeFleet
@@ -72,10 +73,11 @@ def test_an_oversized_or_non_jpeg_snapshot_is_refused_and_nothing_kept() -> None
 
 def test_zone_counts_become_chart_columns_that_only_run_forward() -> None:
     objects, det = ObjectBuffer(), Detector("det-1")
-    objects.add_telemetry("det-1", det.telemetry(NOW, {"bottom": 0, "left": 0}, fps=10.0))
-    objects.add_telemetry("det-1", det.telemetry(NOW + 1000, {"bottom": 1, "bottom/person": 1, "left": 0}))
-    objects.add_telemetry("det-1", det.telemetry(NOW + 500, {"bottom": 7, "left": 7}))  # late: not drawn back
-    objects.add_telemetry("det-1", det.telemetry(NOW + 2000, None, fps=10.0))  # a report without zones
+    for ts, zones, extra in [(NOW, {"bottom": 0, "left": 0}, {"fps": 10.0}),
+                             (NOW + 1000, {"bottom": 1, "bottom/person": 1, "left": 0}, {}),
+                             (NOW + 500, {"bottom": 7, "left": 7}, {}),  # late: not drawn back
+                             (NOW + 2000, None, {"fps": 10.0})]:  # a report without zones
+        objects.add_report("det-1", parse_telemetry(det.telemetry(ts, zones, **extra), "det-1"))
     z = objects.zones("det-1")
     assert z.ts_ms == [NOW, NOW + 1000]
     assert z.series == {"bottom": [0, 1], "bottom/person": [None, 1], "left": [0, 0]}
@@ -125,7 +127,7 @@ def test_device_page_reads_over_http(client: tuple[TestClient, ObjectBuffer]) ->
     det = Detector("cam-0")
     objects.add_snapshot("cam-0", "1-1", det.snapshot("1-1", "person", BOX, CROP, (40, 40)))
     objects.add_event("cam-0", det.event("new", "1-1", "person", NOW, ["yard"]))
-    objects.add_telemetry("cam-0", det.telemetry(NOW, {"yard": 1, "yard/person": 1}))
+    objects.add_report("cam-0", parse_telemetry(det.telemetry(NOW, {"yard": 1, "yard/person": 1}), "cam-0"))
     assert c.get("/api/devices/cam-0/objects/snapshot").json()["box"] == list(BOX)
     assert [e["type"] for e in c.get("/api/devices/cam-0/objects/events").json()] == ["new"]
     assert c.get("/api/devices/cam-0/objects/zones").json()["series"] == {"yard": [1], "yard/person": [1]}
