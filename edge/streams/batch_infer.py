@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 
 import numpy as np
 
@@ -25,17 +26,18 @@ def has_batch_axis(model: LoadedModel) -> bool:
 
 # Runs frames in flight at once: one output per input, the first output or (every=True) every output by name.
 EachRunner = Callable[..., list[RawOutput]]
+# The served model's frames in flight at once, each output as its task needs it.
+InFlight = Callable[[Sequence[np.ndarray]], list[RawOutput]]
 
 
-def in_flight_runner(serving: ServingModel) -> Callable[[Sequence[np.ndarray]], list[RawOutput]] | None:
+def in_flight_runner(serving: ServingModel) -> InFlight | None:
     """How the served model runs several frames in flight at once, matching what its task needs (the first output,
     or every output by name); None where its runtime keeps one request (it batches or runs frame by frame)."""
     model = serving.model
-    run_each: EachRunner | None = getattr(model, "run_each", None)
-    if run_each is None or getattr(model, "in_flight", 1) < 2:
+    if getattr(model, "in_flight", 1) < 2:
         return None
-    every = serving.infer == getattr(model, "run_outputs", None)
-    return lambda tensors: run_each(tensors, every=every)
+    run_each: EachRunner = model.run_each  # type: ignore[attr-defined]
+    return partial(run_each, every=serving.infer == getattr(model, "run_outputs", None))
 
 
 def split_output(raw: RawOutput, n: int) -> list[RawOutput] | None:
@@ -64,23 +66,40 @@ class BatchRunner:
         # The batch input, reused while the batch's shape and dtype stay the same: no fresh multi-MB array (and
         # its page faults) per batch. The runtime reads it during the call only.
         self._buffer: np.ndarray | None = None
+        # How the last served model runs frames together, worked out once per generation rather than per batch:
+        # its in-flight runner (None: one request), and whether it runs together at all (in flight or batched).
+        self._planned: int | None = None
+        self._each: InFlight | None = None
+        self._together = False
+
+    def _plan(self, serving: ServingModel) -> None:
+        if serving.generation != self._planned:
+            self._each = in_flight_runner(serving)
+            self._together = self._each is not None or has_batch_axis(serving.model)
+            self._planned = serving.generation
+
+    def in_flight(self, serving: ServingModel) -> InFlight | None:
+        """How this model runs frames in flight at once; None where it batches or runs frame by frame."""
+        self._plan(serving)
+        return self._each
 
     def can_batch(self, serving: ServingModel) -> bool:
-        """Whether frames of this model are run together."""
-        return serving.generation not in self._single and has_batch_axis(serving.model)
+        """Whether frames of this model are run together: in flight on several requests, or one batched call."""
+        self._plan(serving)
+        return self._together and serving.generation not in self._single
 
     def run(self, serving: ServingModel, tensors: Sequence[np.ndarray]) -> list[RawOutput]:
         """One output per tensor (each a batch of one), in order."""
-        if len(tensors) > 1 and serving.generation not in self._single:
-            each = in_flight_runner(serving)
-            outputs = self._in_flight(serving, each, tensors) if each is not None else (
-                self._batched(serving, tensors) if has_batch_axis(serving.model) else None)
+        if len(tensors) > 1 and self.can_batch(serving):
+            each = self._each
+            outputs = self._in_flight(serving, each, tensors) if each is not None else self._batched(serving, tensors)
             if outputs is not None:
                 return outputs
         return [serving.infer(t) for t in tensors]
 
-    def _in_flight(self, serving: ServingModel, each: Callable[[Sequence[np.ndarray]], list[RawOutput]],
-                   tensors: Sequence[np.ndarray]) -> list[RawOutput] | None:
+    def _in_flight(
+        self, serving: ServingModel, each: InFlight, tensors: Sequence[np.ndarray]
+    ) -> list[RawOutput] | None:
         try:
             outputs = each(tensors)
         except BackendError as exc:

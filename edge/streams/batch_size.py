@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
 from edge.batch_figures import largest_batch_within, recorded_batch_ms
 from edge.hot_swap import ServingModel
+from edge.task_decode import RawOutput
 
 RUNS = 5
 
@@ -33,21 +34,40 @@ def choose_batch_size(latency_ms: Mapping[int, float], budget_ms: float) -> int:
 
 
 def measure(
-    serving: ServingModel, sizes: list[int], runs: int = RUNS, clock: Callable[[], float] = time.perf_counter
+    serving: ServingModel,
+    sizes: list[int],
+    runs: int = RUNS,
+    clock: Callable[[], float] = time.perf_counter,
+    each: Callable[[Sequence[np.ndarray]], list[RawOutput]] | None = None,
 ) -> dict[int, float]:
-    """Median latency (ms) of one batched run at each size, after one warm-up run per size; the figures measured
-    at install (edge/batch_figures.py) when they cover every size."""
+    """Median latency (ms) of one batched run at each size (with `each`: that many frames in flight at once, as the
+    runner runs them), after one warm-up run per size; the figures measured at install (edge/batch_figures.py)
+    when they cover every size."""
     if (recorded := recorded_batch_ms(serving.model, sizes)) is not None:
         return recorded
     shape = serving.preprocessor.output_shape
     out: dict[int, float] = {}
     for size in sizes:
-        batch = np.zeros((size, *shape[1:]), dtype=np.float32)
-        serving.infer(batch)
+        run = _runner(serving, size, shape[1:], each)
+        run()
         times = []
         for _ in range(runs):
             start = clock()
-            serving.infer(batch)
+            run()
             times.append((clock() - start) * 1000.0)
         out[size] = statistics.median(times)
     return out
+
+
+def _runner(
+    serving: ServingModel,
+    size: int,
+    frame_shape: tuple[int, ...],
+    each: Callable[[Sequence[np.ndarray]], list[RawOutput]] | None,
+) -> Callable[[], object]:
+    """One run of `size` zero frames: a stacked batch, or (each) that many single frames in flight."""
+    if each is not None:
+        frames = [np.zeros((1, *frame_shape), dtype=np.float32) for _ in range(size)]
+        return lambda: each(frames)
+    batch = np.zeros((size, *frame_shape), dtype=np.float32)
+    return lambda: serving.infer(batch)

@@ -246,7 +246,7 @@ class MultiStreamLoop:
         size = self._max_batch
         if self._budget_ms is not None and size > 1 and self.runner.can_batch(serving):
             try:
-                latency = measure(serving, candidate_sizes(size))
+                latency = measure(serving, candidate_sizes(size), each=self.runner.in_flight(serving))
             except Exception as exc:  # noqa: BLE001 - a model that cannot be timed in batches runs frame by frame
                 log.warning("model version %d: batch sizes not measured (%s: %s); frames run one by one",
                             serving.version, type(exc).__name__, exc)

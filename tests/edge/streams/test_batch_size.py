@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,7 @@ from edge.frame_stats import FrameStats
 from edge.hot_swap import ModelSlot, prepare
 from edge.sources.base import FrameSource
 from edge.sources.synthetic import SyntheticSource as Synthetic
+from edge.streams.batch_infer import BatchRunner
 from edge.streams.batch_size import candidate_sizes, choose_batch_size, measure
 from edge.streams.server import MultiStreamLoop
 from edge.supervise import Health
@@ -40,6 +42,29 @@ class TimedModel(FakeModel):
         self.clock.now += 0.003 * batch.shape[0]
         self.sizes.append(batch.shape[0])
         return super().run(batch)
+
+
+class InFlightModel(TimedModel):
+    """A runtime that keeps four requests (OpenVINO's async mode): a static batch of one, frames run in flight."""
+
+    in_flight = 4
+
+    def __init__(self, clock: TickClock) -> None:
+        super().__init__(clock)
+        self.input_shape = (1, 1, 28, 28)
+        self.each_sizes: list[int] = []
+
+    def run_each(self, batches: Sequence[np.ndarray], every: bool = False) -> list[np.ndarray]:
+        self.each_sizes.append(len(batches))
+        return [self.run(b) for b in batches]
+
+
+def in_flight_slot(tmp_path: Path, clock: TickClock | None = None) -> tuple[ModelSlot, InFlightModel]:
+    model = InFlightModel(clock or TickClock())
+    manifest = manifest_for(write_classifier(tmp_path / "m.onnx"))
+    slot = ModelSlot()
+    slot.swap(model, manifest, manifest.variants[0])
+    return slot, model
 
 
 def test_sizes_double_up_to_the_limit() -> None:
@@ -83,3 +108,24 @@ def test_a_budget_no_batch_fits_runs_frame_by_frame_and_a_roomy_one_batches(tmp_
     assert tight.scheduler.max_size == 1 and tight.runner.batches == 0
     roomy = run_four_streams(slot_for(tmp_path / "r"), budget_ms=60_000.0)
     assert roomy.scheduler.max_size == 4 and roomy.runner.batches > 0
+
+
+def test_frames_in_flight_are_measured_as_they_run_and_count_as_a_batch(tmp_path: Path) -> None:
+    clock = TickClock()
+    slot, model = in_flight_slot(tmp_path, clock)
+    serving = slot.current
+    assert serving is not None
+    runner = BatchRunner()
+    assert runner.can_batch(serving)  # no batch axis, but several requests
+    latency = measure(serving, [1, 2, 4], runs=3, clock=clock, each=runner.in_flight(serving))
+    assert np.allclose(list(latency.values()), [3.0, 6.0, 12.0])
+    assert sorted(set(model.each_sizes)) == [1, 2, 4] and set(model.sizes) == {1}  # frames, never a stacked batch
+
+
+def test_a_budget_limits_the_frames_in_flight_as_it_limits_a_batch(tmp_path: Path) -> None:
+    (tmp_path / "t").mkdir()
+    (tmp_path / "r").mkdir()
+    tight = run_four_streams(in_flight_slot(tmp_path / "t")[0], budget_ms=0.000001)
+    assert tight.scheduler.max_size == 1 and tight.runner.in_flight_batches == 0
+    roomy = run_four_streams(in_flight_slot(tmp_path / "r")[0], budget_ms=60_000.0)
+    assert roomy.scheduler.max_size == 4 and roomy.runner.in_flight_batches > 0
