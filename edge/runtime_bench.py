@@ -66,7 +66,11 @@ class ChosenModel:
         run_each = getattr(model, "run_each", None)
         if run_each is not None:
             self.run_each = run_each
-            self.in_flight: int = getattr(model, "in_flight", 1)
+
+    @property
+    def in_flight(self) -> int:
+        """Frames the runtime runs in flight at once, read from the model (1: one request)."""
+        return int(getattr(self.model, "in_flight", 1))
 
     def largest_batch_within(self, budget_ms: float) -> int | None:
         """The largest batch size measured at install within the budget (1 if none); None: not measured."""

@@ -114,9 +114,8 @@ class OvModel:
         on the request queue; each output is what run() or run_outputs() would give that input alone."""
         queue = self._queue
         if queue is None:
-            if self._request is None:
-                raise BackendError(f"{self._file} was closed")
-            return [self.run_outputs(b) if every else self.run(b) for b in batches]
+            state = "was closed" if self._request is None else "keeps one request (streams_mode 'batch')"
+            raise BackendError(f"{self._file} {state}: it runs no frames in flight")
         inputs = [b if b.dtype == np.float32 else b.astype(np.float32) for b in batches]
         outs: list[Any] = [None] * len(inputs)
         failed: list[BaseException] = []
@@ -183,7 +182,8 @@ class OpenVINOBackend:
         self._lock = threading.Lock()
         self._probed = False
         self._core: Any = None
-        self._ov: ModuleType | None = None
+        # ov.AsyncInferQueue of the module _probe imported (None: that OpenVINO has none).
+        self._async_queue: Any = None
         self.version: str | None = None
         self.reason: str | None = None
 
@@ -209,7 +209,7 @@ class OpenVINOBackend:
                     log.info("%s; skipping it", self.reason)
                     return None
                 self._core = core
-                self._ov = ov
+                self._async_queue = getattr(ov, "AsyncInferQueue", None)
                 log.info("OpenVINO %s: devices %s", self.version, ", ".join(devices))
             return self._core
 
@@ -244,19 +244,19 @@ class OpenVINOBackend:
         )
 
     @property
-    def in_flight(self) -> bool:
+    def async_streams(self) -> bool:
         """Frames of several streams run as async requests on throughput streams, not as one batched call."""
         return self.max_batch > 1 and self.cfg.streams_mode == "async"
 
     def _performance_hint(self) -> str:
         """THROUGHPUT where async requests must run side by side (one CPU stream per request); else the config's."""
-        return "THROUGHPUT" if self.in_flight else self.cfg.performance_hint
+        return "THROUGHPUT" if self.async_streams else self.cfg.performance_hint
 
     def _shape_tag(self) -> str:
         """The batch the model is compiled for, in the cache dir name: a static and a dynamic copy never share one."""
         if self.max_batch == 1:
             return ""
-        return f"-async{self.max_batch}" if self.in_flight else "-dynamic"
+        return f"-async{self.max_batch}" if self.async_streams else "-dynamic"
 
     def can_run(self, variant: Variant, hw: Hardware) -> bool:
         """ONNX fp32 and int8 variants, on a CPU that meets OpenVINO's needs; engines and fp16 files never."""
@@ -271,6 +271,9 @@ class OpenVINOBackend:
         core = self._probe()
         if core is None:
             raise BackendError(self.reason or "OpenVINO is not available")
+        if self.async_streams and self._async_queue is None:
+            raise BackendError(f"OpenVINO {self.version} has no AsyncInferQueue, which backend.streams_mode 'async' "
+                               "needs; set streams_mode: batch or install a newer openvino")
         hint = inference_precision or (F32 if self.cfg.inference_precision == "auto" else self.cfg.inference_precision)
         try:
             model = core.read_model(str(path))
@@ -292,7 +295,7 @@ class OpenVINOBackend:
             if self.cfg.threads:
                 config["INFERENCE_NUM_THREADS"] = self.cfg.threads
             compiled = core.compile_model(model, self.cfg.device, config)
-            queue = self._ov.AsyncInferQueue(compiled, self.max_batch) if self.in_flight and self._ov else None
+            queue = self._async_queue(compiled, self.max_batch) if self.async_streams else None
         except _OV_ERRORS as exc:
             raise BackendError(
                 f"OpenVINO cannot compile {variant.file} ({variant.precision}, {hint}) for {self.cfg.device}: "
@@ -315,4 +318,4 @@ class OpenVINOBackend:
     def _one_at_a_time(self) -> bool:
         """Each call runs one frame: one source, or several streams' frames as async requests. Else (streams
         batched) a dynamic batch axis stays dynamic, so the scheduler's batches run as one call."""
-        return self.max_batch == 1 or self.in_flight
+        return self.max_batch == 1 or self.async_streams

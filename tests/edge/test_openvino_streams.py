@@ -3,9 +3,11 @@ or async infer requests with frames of different streams in flight; each frame's
 
 from __future__ import annotations
 
+import importlib
 import threading
 from collections import Counter
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pytest
@@ -95,6 +97,31 @@ def test_async_requests_keep_frames_in_flight_and_each_gets_its_single_frame_out
     single.close()
     with pytest.raises(BackendError, match="closed"):
         model.run_each(xs)
+
+
+def test_a_model_compiled_for_one_request_refuses_frames_in_flight(tmp_path: Path) -> None:
+    model = load(tmp_path, max_batch=4)  # 'batch' mode: one request, a dynamic batch axis
+    assert model.in_flight == 1
+    with pytest.raises(BackendError, match="one request"):
+        model.run_each(frames(2))
+    model.close()
+
+
+def test_async_mode_on_an_openvino_without_async_requests_is_refused_in_one_line(tmp_path: Path) -> None:
+    real = importlib.import_module("openvino")
+    old = ModuleType("openvino")  # Core and its version, but no AsyncInferQueue
+    old.Core = real.Core  # type: ignore[attr-defined]
+    old.get_version = real.get_version  # type: ignore[attr-defined]
+    path = write_sensitive_classifier(tmp_path / "m.onnx")
+    manifest = manifest_for(path, shape=("batch", 1, 28, 28))
+    cfg = OpenVINOConfig(threads=1, cache_dir=tmp_path / "ov-cache", streams_mode="async")
+    backend = OpenVINOBackend(cfg, importer=lambda name: old, max_batch=4)
+    with pytest.raises(BackendError, match=r"AsyncInferQueue.*streams_mode") as refused:
+        backend.load(path, manifest.variants[0], manifest)
+    assert "\n" not in str(refused.value)
+    one = OpenVINOBackend(cfg, importer=lambda name: old).load(path, manifest.variants[0], manifest)  # one source
+    assert isinstance(one, OvModel) and one.in_flight == 1
+    one.close()
 
 
 def test_the_chain_tells_openvino_how_many_frames_a_batch_holds(tmp_path: Path) -> None:
