@@ -15,6 +15,7 @@ from edge.hot_swap import ModelSlot
 from edge.live_config import LiveConfig
 from edge.pacing import Backoff
 from edge.pipeline import FrameResult, Pipeline, RunSummary
+from edge.shadow_sample import deliver
 from edge.sources.base import FrameSource
 from edge.supervise import Health
 
@@ -91,9 +92,7 @@ class FrameLoop:
 
     def _deliver(self, result: FrameResult) -> None:
         self._health.ok(COMPONENT)
-        if result.tensor is not None and self._on_sample is not None:
-            self._on_sample(result)
-        self._on_result(result)
+        deliver(result, self._on_result, self._on_sample)
 
     def stop(self) -> None:
         """Stop capturing (call after the frame thread ended)."""

@@ -18,6 +18,7 @@ import numpy as np
 from edge.errors import AgentError
 from edge.frame_stats import FrameStats
 from edge.hot_swap import ModelSlot
+from edge.shadow_sample import keep_input
 from edge.sources.base import Frame
 from shared.streams import DEFAULT_STREAM
 from shared.tasks import Detections, Prediction
@@ -236,10 +237,9 @@ class Pipeline:
             decoded = decoder.decode(logits, frame.image.shape[:2], self.top_k)
             t4 = perf()
             backlog = self.capture.queue_depth() > 0
-            sample = self.sample
-            kept = batch.copy() if sample is not None and sample(frame.index) else None
             self.on_result(FrameResult(frame.index, frame.captured_at, frame.source, serving.version,
-                                       decoded.prediction, backlog, kept, decoded.detections,
+                                       decoded.prediction, backlog, keep_input(self.sample, frame.index, batch),
+                                       decoded.detections,
                                        frame.image if decoder.keeps_image else None, decoder.task,
                                        decoded.anomaly))
             t5 = perf()

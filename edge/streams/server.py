@@ -24,6 +24,7 @@ from edge.errors import AgentError
 from edge.frame_stats import FrameStats
 from edge.hot_swap import ModelSlot, ServingModel
 from edge.pipeline import ERROR_LOG_INTERVAL_S, GET_TIMEOUT_S, EndReason, FrameResult, RunSummary
+from edge.shadow_sample import deliver, keep_input
 from edge.sources.base import FrameSource
 from edge.streams.batch_infer import BatchRunner
 from edge.streams.batch_size import candidate_sizes, choose_batch_size, measure
@@ -299,15 +300,11 @@ class MultiStreamLoop:
                 t4 = perf()
                 decoded = decoder.decode(output, frame.image.shape[:2], top_k)
                 t5 = perf()
-                kept = tensor.copy() if sample is not None and sample(frame.index) else None
-                result = FrameResult(
+                deliver(FrameResult(
                     frame.index, frame.captured_at, frame.source, serving.version, decoded.prediction,
-                    backlog or i < last, kept, decoded.detections, frame.image if decoder.keeps_image else None,
-                    decoder.task, decoded.anomaly, item.lane.name,
-                )
-                if kept is not None and self._on_sample is not None:
-                    self._on_sample(result)
-                self._on_result(result)
+                    backlog or i < last, keep_input(sample, frame.index, tensor), decoded.detections,
+                    frame.image if decoder.keeps_image else None, decoder.task, decoded.anomaly, item.lane.name,
+                ), self._on_result, self._on_sample)
                 t6 = perf()
             except Exception as exc:  # noqa: BLE001 - one bad frame must not stop the streams
                 failed += 1
