@@ -109,6 +109,8 @@ class IngestStats:
     last_reject: str | None = None
     # Messages of devices left unregistered because the registry holds max_unassigned devices already.
     capped: int = 0
+    # Devices whose per-stream figures the database refused (their samples kept: fleet.ingest._streams_tx).
+    streams_lost: int = 0
 
 
 Message = tuple[str, bytes, bool, int]  # topic, payload, retained, received_ms
@@ -137,6 +139,12 @@ def _chain(steps: Sequence[Change]) -> Change:
         return reduce(lambda acc, f: f(acc), steps, rec)
 
     return run
+
+
+def _streams_of(samples: Sequence[tuple[str, TelemetrySample | None, int]]) -> list[DeviceStreams]:
+    """The per-stream figures the live reports among (device, sample, received ms) carry."""
+    return [DeviceStreams.reported(dev, s.ts_ms, received, s.streams) for dev, s, received in samples
+            if s is not None and s.streams is not None]
 
 
 def _why(exc: BaseException) -> str:
@@ -297,35 +305,49 @@ class Ingest:
     def _write_samples(self, per_device: dict[str, list[_Parsed]]) -> None:
         """The history write, after the registry's commit (so a device's record never waits on it): the batch's
         samples in one statement and the per-stream figures its live reports carry in one upsert, in one
-        transaction; else device by device, then one by one, a refused sample refused on its device."""
+        transaction; else device by device, then one by one, a refused sample refused on its device, and the
+        streams apart (a stream row the database refuses costs only that: logged and counted, the samples kept)."""
         rows = {dev: kept for dev, items in per_device.items()
                 if (kept := [i for i in items if i.sample is not None and not i.refused])}
         if not rows:
             return
         try:
-            self._samples_tx(rows)
+            self._samples_tx(rows, with_streams=True)
             return
         except WRITE_ERRORS as exc:
             log.debug("samples refused by the database (%s); storing them device by device", _why(exc))
         for device, items in rows.items():
             try:
                 self._samples_tx({device: items})
-                continue
             except WRITE_ERRORS:
-                pass
-            for item in items:
-                try:
-                    self._samples_tx({device: [item]})
-                except WRITE_ERRORS as exc:
-                    self._refuse(device, item, exc)
+                for item in items:
+                    try:
+                        self._samples_tx({device: [item]})
+                    except WRITE_ERRORS as exc:
+                        self._refuse(device, item, exc)
+            self._streams_tx(device, [i for i in items if not i.refused])
 
-    def _samples_tx(self, rows: dict[str, list[_Parsed]]) -> None:
+    def _samples_tx(self, rows: dict[str, list[_Parsed]], with_streams: bool = False) -> None:
         samples = [(dev, i.sample, i.received_ms) for dev, items in rows.items() for i in items
                    if i.sample is not None]
         with self.store.engine.begin() as conn:
             self.store.telemetry.add(samples, conn)
-            self.store.streams.keep((DeviceStreams.reported(dev, s.ts_ms, received, s.streams)
-                                     for dev, s, received in samples if s.streams is not None), conn)
+            if with_streams:
+                self.store.streams.keep(_streams_of(samples), conn)
+
+    def _streams_tx(self, device: str, items: list[_Parsed]) -> None:
+        """One device's streams on their own (the fallback path): a refusal is logged and counted, not booked
+        against the device, whose samples are stored."""
+        readings = _streams_of([(device, i.sample, i.received_ms) for i in items if i.sample is not None])
+        if not readings:
+            return
+        try:
+            with self.store.engine.begin() as conn:
+                self.store.streams.keep(readings, conn)
+        except WRITE_ERRORS as exc:
+            self.stats.streams_lost += 1
+            log.warning("device %s: its per-stream figures were refused by the database (%s); its samples are "
+                        "kept", device, _why(exc))
 
     def _write_replies(self, per_device: dict[str, list[_Parsed]], capped: set[str]) -> None:
         for dev, items in per_device.items():

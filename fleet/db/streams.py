@@ -5,7 +5,8 @@ Devices are untrusted: ingest validates a report against the contract (shared.pa
 the one parse it makes, and only an accepted live report's streams are kept; a device keeps at most
 MAX_STREAMS_PER_DEVICE streams (by name order) and the streams beyond are counted, not stored. Each report replaces
 the device's streams whole (a stream the agent removed disappears); a replayed or older report (by device clock)
-changes nothing. Ingest writes a batch's streams in one upsert, in the transaction of the batch's samples.
+changes nothing. Ingest writes a batch's streams in one upsert, in the transaction of the batch's samples (on its
+fallback path, device by device apart from them).
 """
 
 from __future__ import annotations
@@ -77,20 +78,13 @@ class StreamRepository:
         self._engine = engine
         self.fleet = fleet
 
-    def keep(self, readings: Iterable[DeviceStreams], conn: Connection | None = None) -> None:
-        """Store each device's newest reading unless a newer one is stored, in one upsert (in `conn`'s transaction
-        when given)."""
+    def keep(self, readings: Iterable[DeviceStreams], conn: Connection) -> None:
+        """Store each device's newest reading unless a newer one is stored, in one upsert in `conn`'s transaction."""
         # Figures are finite floats under string keys (validated at ingest): orjson writes them as json.dumps does.
         # In id order, so two workers' upserts lock shared rows in the same order (PostgreSQL) and cannot deadlock.
         rows = sorted((r.device_id, r.ts_ms, r.received_ms, orjson.dumps(r.streams).decode(), r.dropped)
                       for r in newest(readings))
-        if not rows:
-            return
-        if conn is None:
-            with self._engine.begin() as own:
-                upsert_streams(own, self.fleet, rows)
-        else:
-            upsert_streams(conn, self.fleet, rows)
+        upsert_streams(conn, self.fleet, rows)
 
     def get(self, device_id: str) -> DeviceStreams | None:
         """One device's latest streams, or None when it never reported any."""

@@ -185,3 +185,29 @@ def test_a_scrape_reads_the_streams_of_only_the_devices_it_shows(store: FleetSto
     shown = {line.split('device="')[1].split('"')[0] for line in scrape.splitlines()
              if line.startswith("edgeferry_device_stream_")}
     assert shown == set(devices[:3])
+
+
+def _refuse_streams_of(store: FleetStore, device: str) -> None:
+    """A database that refuses one device's stream row (a trigger), whatever else the transaction holds."""
+    with store.engine.begin() as conn:
+        if store.engine.dialect.name == "sqlite":
+            conn.exec_driver_sql(f"CREATE TRIGGER refuse_streams BEFORE INSERT ON device_streams "
+                                 f"WHEN NEW.device_id = '{device}' BEGIN SELECT RAISE(ABORT, 'refused'); END")
+        else:
+            conn.exec_driver_sql(f"CREATE FUNCTION refuse_streams() RETURNS trigger AS $$ BEGIN IF NEW.device_id = "
+                                 f"'{device}' THEN RAISE EXCEPTION 'refused'; END IF; RETURN NEW; END $$ "
+                                 "LANGUAGE plpgsql")
+            conn.exec_driver_sql("CREATE TRIGGER refuse_streams BEFORE INSERT ON device_streams "
+                                 "FOR EACH ROW EXECUTE FUNCTION refuse_streams()")
+
+
+def test_a_stream_row_the_database_refuses_costs_the_device_only_its_streams(store: FleetStore, clock: Clock) -> None:
+    ingest = Ingest(store)
+    _refuse_streams_of(store, "cam-bad")
+    ingest.process(_batch(["cam-ok", "cam-bad"], 1, clock(), StreamsSim(2, "r"), 1_765_000_000_000))
+
+    assert len(store.telemetry_window("cam-bad", 0, 2**62)) == 1, "its sample is kept"
+    assert store.device("cam-bad").refused == 0, "its report is not refused"
+    assert store.streams.get("cam-bad") is None and sorted(_streams(store, "cam-ok")) == ["cam0", "cam1"]
+    assert len(store.telemetry_window("cam-ok", 0, 2**62)) == 1
+    assert ingest.stats.streams_lost == 1
