@@ -63,8 +63,7 @@ class Capture:
         self._room = threading.Condition(lock)
         self._stop = threading.Event()
         self._ended = False
-        self.throttled = 0
-        self._pacer = Pacer(cfg.max_fps, self._stop, self._throttle)
+        self._pacer = Pacer(cfg.max_fps, self._stop)
         # Run to completion: who takes idle frames on this thread, and whether the frame loop holds no frame (it
         # is in or between get() calls since its last frame), so a frame run here cannot overtake a queued one.
         self._inline: Callable[[Frame], bool] | None = None
@@ -82,6 +81,11 @@ class Capture:
     def source_errors(self) -> int:
         """Read failures, failed reconnects and undecodable items skipped by the source."""
         return self._errors + self.source.skipped
+
+    @property
+    def throttled(self) -> int:
+        """Live frames discarded for coming sooner than max_fps allows (the pacer's count)."""
+        return self._pacer.throttled
 
     @property
     def finished(self) -> bool:
@@ -174,10 +178,6 @@ class Capture:
             with self._cond:
                 self._ended = True
                 self._cond.notify_all()
-
-    def _throttle(self) -> None:
-        """A live frame came sooner than max_fps allows and was discarded."""
-        self.throttled += 1
 
     def _run_inline(self, frame: Frame) -> bool:
         """Run the frame to completion here if nothing is queued and the frame loop holds none; False: queue it."""

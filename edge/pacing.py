@@ -35,13 +35,18 @@ class Backoff:
 
 
 class Pacer:
-    """max_fps for one reader: a live frame that comes too soon is discarded (on_throttle), a file frame waits for
-    its slot and is 'captured' when released, like a camera's."""
+    """max_fps for one reader: a live frame that comes too soon is discarded (counted in `throttled`, and
+    on_throttle called where given), a file frame waits for its slot and is 'captured' when released, like a
+    camera's."""
 
-    def __init__(self, max_fps: float | None, stop: threading.Event, on_throttle: Callable[[], None]) -> None:
+    def __init__(
+        self, max_fps: float | None, stop: threading.Event, on_throttle: Callable[[], None] | None = None
+    ) -> None:
         self.period_s = 1.0 / max_fps if max_fps else None
         self._stop = stop
         self._on_throttle = on_throttle
+        # Live frames discarded for coming too soon (written by the reader's thread only).
+        self.throttled = 0
         self._next_slot: float | None = None
         # The last frame passed waited for its slot: the reader was ahead of the rate (run-to-completion reads it).
         self.waited = False
@@ -56,7 +61,9 @@ class Pacer:
         slot = self._next_slot
         if slot is not None and now < slot:
             if live:
-                self._on_throttle()
+                self.throttled += 1
+                if self._on_throttle is not None:
+                    self._on_throttle()
                 return False
             if self._stop.wait(slot - now):
                 return False

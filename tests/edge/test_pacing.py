@@ -21,16 +21,20 @@ def test_a_camera_faster_than_max_fps_loses_the_early_frames_and_counts_them() -
     pacer = Pacer(1.0, threading.Event(), lambda: throttled.append(1))
     assert pacer.admit(frame(0), live=True)
     assert not pacer.admit(frame(1), live=True)  # the next slot is a second away
-    assert len(throttled) == 1 and not pacer.waited
+    assert len(throttled) == 1 and pacer.throttled == 1 and not pacer.waited
+    counting = Pacer(1.0, threading.Event())  # no callback: the pacer's own count is the figure
+    assert counting.admit(frame(0), live=True)
+    assert not counting.admit(frame(1), live=True) and not counting.admit(frame(2), live=True)
+    assert counting.throttled == 2
 
 
 def test_a_file_frame_waits_for_its_slot_and_a_stop_cuts_the_wait_short() -> None:
     stop = threading.Event()
-    pacer = Pacer(0.001, stop, lambda: None)  # a slot every 1000 s
+    pacer = Pacer(0.001, stop)  # a slot every 1000 s
     assert pacer.admit(frame(0), live=False)
     stop.set()
     assert not pacer.admit(frame(1), live=False)  # would wait 1000 s: the stop ends it now, the frame goes
-    assert Pacer(None, stop, lambda: None).admit(frame(2), live=True)  # no max_fps: every frame passes
+    assert Pacer(None, stop).admit(frame(2), live=True)  # no max_fps: every frame passes
 
 
 def test_reconnect_delays_double_per_failure_and_a_frame_resets_them() -> None:
