@@ -127,11 +127,13 @@ def count_qdq(model: onnx.ModelProto) -> int:
     return sum(node.op_type in QDQ_OPS for node in model.graph.node)
 
 
-def float_input_readers(model: onnx.ModelProto, floats: set[str]) -> int:
-    """Let the named float nodes read the float graph input instead of its Quantize/Dequantize round trip.
+def float_input_readers(model: onnx.ModelProto, int8_ops: set[str]) -> int:
+    """Let every node of an op type left in float read the float graph input instead of its INT8 round trip.
 
     The quantizer puts one Quantize/Dequantize pair on an input that a quantized node reads and rewires every
-    reader to it, so nodes left in float would see the input rounded to 256 levels. Returns how many inputs moved.
+    reader to it, so nodes left in float would see the input rounded to 256 levels. Chosen by op type, not name:
+    a node without a name cannot be named in keep_float, and it reads the input all the same. Returns how many
+    inputs moved.
     """
     nodes = model.graph.node
     inputs = {i.name for i in model.graph.input}
@@ -140,7 +142,7 @@ def float_input_readers(model: onnx.ModelProto, floats: set[str]) -> int:
               if n.op_type == "DequantizeLinear" and n.input[0] in quantized_from}
     changed = 0
     for node in nodes:
-        if node.name not in floats or node.op_type in QDQ_OPS:
+        if node.op_type in int8_ops or node.op_type in QDQ_OPS:
             continue
         for i, name in enumerate(node.input):
             if name in source:
@@ -162,12 +164,12 @@ def quantize_int8(
     keep_float: Callable[[onnx.ModelProto], list[str]] | None = None,
     skip_symbolic_shape: bool = False,
     calibration_batch: int = _CALIB_BATCH,
-    float_input: bool = False,
 ) -> Quantization:
     """Write a per-channel QDQ INT8 model to out_path; nothing is left there when it fails.
 
     keep_float picks further nodes of the pre-processed graph to leave in float (a detector's decode tail, or a
-    sensor model's features); float_input lets those nodes read the float graph input, not its INT8 round trip;
+    sensor model's features); nodes of the op types it leaves wholly in float read the float graph input, not its
+    INT8 round trip;
     skip_symbolic_shape for graphs whose data-dependent shapes (TopK decode) symbolic inference cannot follow;
     calibration_batch 1 for models exported with a fixed batch of one (Ultralytics' default).
     """
@@ -196,7 +198,8 @@ def quantize_int8(
             calibrate_method=method,
         )
         quantized = onnx.load(str(tmp_path))
-        if float_input and float_input_readers(quantized, set(exclude)):
+        int8_ops = {n.op_type for n in pre.graph.node if n.name and n.name not in exclude}
+        if keep_float is not None and float_input_readers(quantized, int8_ops):
             onnx.checker.check_model(quantized)
             onnx.save(quantized, str(tmp_path))
         qdq = count_qdq(quantized)

@@ -132,9 +132,9 @@ def _build(precision: str, fp32: Path, out_dir: Path, calib: np.ndarray, cfg: Ex
         return path, Target(device="cuda"), None, best_provider(prefer_cuda=True)
     plan = choose_int8_plan(cfg.int8_mode, cpu)
     path = out_dir / FILES["int8"]
-    anomaly = task == "anomaly"  # its features beside the autoencoder read the readings, not 256 levels of them
+    # An anomaly model's features beside the autoencoder stay in float and read the readings, not 256 levels of them.
     quant = quantize_int8(fp32, path, calib, plan, samples=cfg.calibration_samples, calibration=cfg.int8_calibration,
-                          keep_float=convolutions_only if anomaly else None, float_input=anomaly)
+                          keep_float=convolutions_only if task == "anomaly" else None)
     return path, Target(device="cpu", cpu_features=cpu.recorded_features()), quant, CPU
 
 
