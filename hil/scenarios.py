@@ -415,10 +415,9 @@ def multi_camera_gone(s: Session, variant: str, row: Row, cameras: int = 4, fps:
                            "policy": "fifo", "ring_size": 8, "stale_ms": None, "stall_s": 2.0}
                           for n, c in cams.items()]
         agent = s.start_agent(run_id, cfg)
-        topic = s.topic(run_id, "events")
 
         def serving(t0: float) -> set[str]:
-            return {str((m.json() or {}).get("stream")) for m in s.cloud.observer.since(t0) if m.topic == topic}
+            return {str((m.json() or {}).get("stream")) for m in s.messages(run_id, "events", t0)}
 
         if not s.wait_until(lambda: serving(agent.started) >= set(names), FIRST_SERVE_TIMEOUT_S, 0.2):
             raise HilError(f"agent never served every camera (results from {sorted(serving(agent.started))}): "

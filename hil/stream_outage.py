@@ -74,6 +74,30 @@ def _ratio(num: float, den: float) -> float | None:
     return round(num / den, 3) if den > 0 else None
 
 
+@dataclass(frozen=True)
+class _Stream:
+    """One stream's figures, kept as values so the checks read them, not the report's table."""
+
+    times: list[float]
+    before: float
+    during: float
+    after: float
+    ratio: float | None
+    errors_added: int
+    connected_min: float | None
+    connected_end: float | None
+
+
+def _stream(times: list[float], tel: list[tuple[float, dict[str, float]]], phases: Phases) -> _Stream:
+    errors_at_gone = _last_before(tel, phases.unplugged, "source_errors") or 0.0
+    errors_end = _last_before(tel, phases.after[1], "source_errors") or 0.0
+    connected = _within(tel, (phases.unplugged, phases.back), "connected")
+    before, during = rate(times, phases.before), rate(times, phases.gone)
+    return _Stream(times, before, during, rate(times, phases.after), _ratio(during, before),
+                   int(errors_end - errors_at_gone), min(connected) if connected else None,
+                   _last_before(tel, phases.after[1], "connected"))
+
+
 def judge(events: list[dict[str, Any]], telemetry: list[dict[str, Any]], streams: list[str], gone: str,
           phases: Phases, bin_s: float = 1.0) -> Verdict:
     """Figures and checks of one camera's outage among `streams`."""
@@ -81,65 +105,53 @@ def judge(events: list[dict[str, Any]], telemetry: list[dict[str, Any]], streams
     times = result_times(events)
     others = [s for s in streams if s != gone]
     t_gone = phases.unplugged
-    ratios: dict[str, float | None] = {}
+    per: dict[str, _Stream] = {}
     for s in streams:
-        ts = times.get(s, [])
-        before, during, after = rate(ts, phases.before), rate(ts, phases.gone), rate(ts, phases.after)
-        v.figures[f"rate_before|{s}"] = round(before, 2)
-        v.figures[f"rate_gone|{s}"] = round(during, 2)
-        v.figures[f"rate_after|{s}"] = round(after, 2)
-        ratios[s] = _ratio(during, before)
-        v.figures[f"rate_ratio|{s}"] = ratios[s]
         tel = stream_telemetry(telemetry, s)
+        st = per[s] = _stream(times.get(s, []), tel, phases)
+        v.figures[f"rate_before|{s}"] = round(st.before, 2)
+        v.figures[f"rate_gone|{s}"] = round(st.during, 2)
+        v.figures[f"rate_after|{s}"] = round(st.after, 2)
+        v.figures[f"rate_ratio|{s}"] = st.ratio
         v.figures[f"tel_fps_before|{s}"] = _last_before(tel, t_gone, "processed_fps")
         v.figures[f"tel_fps_gone|{s}"] = _last_before(tel, phases.back, "processed_fps")
         # The last telemetry before the agent was stopped: its goodbye report has every source closed.
         v.figures[f"tel_fps_after|{s}"] = _last_before(tel, phases.after[1], "processed_fps")
-        errors_at_gone = _last_before(tel, t_gone, "source_errors") or 0.0
-        errors_end = _last_before(tel, phases.after[1], "source_errors") or 0.0
-        v.figures[f"source_errors_added|{s}"] = int(errors_end - errors_at_gone)
-        connected = _within(tel, (t_gone, phases.back), "connected")
-        v.figures[f"connected_min_gone|{s}"] = min(connected) if connected else None
-        if ts:
+        v.figures[f"source_errors_added|{s}"] = st.errors_added
+        v.figures[f"connected_min_gone|{s}"] = st.connected_min
+        if st.times:
             n = int((phases.after[1] - phases.before[0]) / bin_s)
             edges = [phases.before[0] + i * bin_s for i in range(n)]
-            v.series[f"rate|{s}"] = [[round(a - t_gone, 3), rate(ts, (a, a + bin_s))] for a in edges]
+            v.series[f"rate|{s}"] = [[round(a - t_gone, 3), rate(st.times, (a, a + bin_s))] for a in edges]
     v.series["gone"] = [[0.0, 0.0], [round(phases.back - t_gone, 3), 0.0]]
 
-    kept = {s: r for s, r in ratios.items() if s in others}
+    kept = {s: per[s].ratio for s in others}
     worst = min((r for r in kept.values() if r is not None), default=None)
     v.figures["others_min_rate_ratio"] = worst
     v.figures["others_rate_change_pct"] = None if worst is None else round((worst - 1) * 100, 1)
-    before_others = [float(v.figures[f"rate_before|{s}"] or 0) for s in others]
+    before_others = [round(per[s].before, 2) for s in others]
     v.figures["others_rate_before"] = round(sum(before_others) / len(before_others), 2) if others else None
     v.checks.append(("others_kept_rate",
                      bool(others) and all(r is not None and r >= KEEP_RATIO for r in kept.values()),
                      "results/s while gone / before: " + ", ".join(f"{s} {r}" for s, r in kept.items())
                      + f" (each must be >= {KEEP_RATIO})"))
-    added = {s: v.figures[f"source_errors_added|{s}"] for s in others}
+    added = {s: per[s].errors_added for s in others}
     v.checks.append(("others_never_reconnected", all(n == 0 for n in added.values()),
                      "capture errors added on the other streams: " + ", ".join(f"{s} {n}" for s, n in added.items())))
 
-    gone_times = times.get(gone, [])
-    gone_before = float(v.figures[f"rate_before|{gone}"] or 0)
-    gone_during = float(v.figures[f"rate_gone|{gone}"] or 0)
-    v.figures["gone_rate_before"] = round(gone_before, 2)
-    v.figures["gone_results_while_gone"] = sum(1 for t in gone_times if phases.gone[0] <= t < phases.gone[1])
+    g = per[gone]
+    # Rounded as the table shows them, so the check and the figures an operator reads agree.
+    gone_before, gone_during = round(g.before, 2), round(g.during, 2)
+    v.figures["gone_results_while_gone"] = sum(1 for t in g.times if phases.gone[0] <= t < phases.gone[1])
     v.checks.append(("gone_stream_stalled", gone_before > 0 and gone_during <= STALL_RATIO * gone_before,
                      f"{gone}: {gone_during:.2f} results/s while gone, {gone_before:.2f} before"))
-    conn_min = v.figures[f"connected_min_gone|{gone}"]
-    errs = v.figures[f"source_errors_added|{gone}"]
-    v.figures["gone_connected_min"] = conn_min
-    v.figures["gone_source_errors_added"] = errs
-    v.checks.append(("gone_stream_reported", conn_min == 0 and isinstance(errs, int) and errs > 0,
-                     f"{gone} telemetry while gone: connected min {conn_min}, capture errors added {errs}"))
+    v.checks.append(("gone_stream_reported", g.connected_min == 0 and g.errors_added > 0,
+                     f"{gone} telemetry while gone: connected min {g.connected_min}, capture errors added "
+                     f"{g.errors_added}"))
 
-    resumed = [t for t in gone_times if t >= phases.back]
+    resumed = [t for t in g.times if t >= phases.back]
     v.figures["reconnect_s"] = round(resumed[0] - phases.back, 3) if resumed else None
-    v.figures["gone_rate_after"] = v.figures[f"rate_after|{gone}"]
-    tel_gone = stream_telemetry(telemetry, gone)
-    connected_end = _last_before(tel_gone, phases.after[1], "connected")
-    v.checks.append(("gone_stream_resumed", bool(resumed) and connected_end == 1,
+    v.checks.append(("gone_stream_resumed", bool(resumed) and g.connected_end == 1,
                      f"{gone}: {len(resumed)} results after the camera came back, telemetry connected "
-                     f"{connected_end} at the end"))
+                     f"{g.connected_end} at the end"))
     return v

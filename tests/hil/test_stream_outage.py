@@ -69,8 +69,8 @@ def test_a_clean_outage_passes_every_check_with_the_rates_it_saw() -> None:
     assert all(met for _, met, _ in verdict.checks), verdict.checks
     f = verdict.figures
     assert f["rate_before|cam0"] == 10.0 and f["rate_gone|cam0"] == 10.0 and f["others_min_rate_ratio"] == 1.0
-    assert f["gone_results_while_gone"] == 0 and f["gone_connected_min"] == 0.0
-    assert f["gone_source_errors_added"] == 13  # up to the last report before the stop, not the goodbye's 99
+    assert f["gone_results_while_gone"] == 0 and f["connected_min_gone|cam1"] == 0.0
+    assert f["source_errors_added|cam1"] == 13  # up to the last report before the stop, not the goodbye's 99
     assert f["reconnect_s"] == 1.0 and f["rate_after|cam1"] == 10.0
     assert f["source_errors_added|cam0"] == 0
     assert [p[1] for p in verdict.series["rate|cam1"]][6:12] == [0.0] * 6
@@ -98,3 +98,12 @@ def test_a_stream_that_never_came_back_fails_resumed() -> None:
     evs, tel = healthy(resumes=False)
     met, detail = checks(evs, tel)["gone_stream_resumed"]
     assert not met and "0 results after the camera came back" in detail
+
+
+def test_the_gone_stream_s_figures_appear_once_under_its_own_name() -> None:
+    evs, tel = healthy()
+    f = judge(evs, tel, STREAMS, GONE, PHASES).figures
+    copies = {k for k in f if k.startswith("gone_") and k.removeprefix("gone_") in
+              {"rate_before", "rate_after", "connected_min", "source_errors_added"}}
+    assert not copies, f"the table already shows these per stream: {sorted(copies)}"
+    assert f["rate_before|cam1"] == 10.0 and f["rate_after|cam1"] == 10.0
