@@ -71,8 +71,7 @@ def zone_configs(topics: DeviceTopics, agent_version: str, zones: Mapping[str, S
     two cameras' zones of one name are two entities.
     """
     node, slug = node_id(topics), _slug(node_id(topics))
-    named = stream != DEFAULT_STREAM
-    device = stream_device(topics, stream, agent_version) if named else device_info(topics, agent_version)
+    device = stream_device(topics, stream, agent_version)
     common = {"state_topic": topics.telemetry, **availability(topics), "state_class": "measurement",
               "unit_of_measurement": "objects", "device": device,
               "origin": {"name": "edgeferry", "sw_version": agent_version}}
@@ -87,7 +86,7 @@ def zone_configs(topics: DeviceTopics, agent_version: str, zones: Mapping[str, S
                 entries.append((f"{zone}/{label}", key, f"{zone} {label}"))
         for count_key, object_id, name in entries:
             count_key = zone_key(stream, count_key)
-            object_id = stream_object_id(stream, object_id) if named else object_id
+            object_id = stream_object_id(stream, object_id)
             cfg = {"name": name[:64], "unique_id": f"{node}_{object_id}",
                    "default_entity_id": f"sensor.{slug}_{object_id.lower()}",
                    "value_template": count_template(count_key), "icon": "mdi:account-group", **common}

@@ -14,15 +14,20 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from edge.ha_discovery import HA_PREFIX, Config, HaDiscovery, metric_sensor, node_id, slug
+from edge.ha_discovery import HA_PREFIX, Config, HaDiscovery, device_info, metric_sensor, node_id, slug
 from shared.metrics import Metric
-from shared.streams import STREAM_METRICS, check_stream_name
+from shared.streams import DEFAULT_STREAM, STREAM_METRICS, check_stream_name
 from shared.topics import DeviceTopics
 
 
-def object_id(stream: str, figure: str) -> str:
-    """The discovery object id of one stream's figure (under the agent's node id)."""
-    return f"stream_{len(stream)}_{stream}_{figure}"
+def object_id(stream: str, name: str) -> str:
+    """The discovery object id of one stream's entity (under the agent's node id); the single stream's
+    (DEFAULT_STREAM) are the agent's own, unprefixed, as shared.streams.zone_key keeps their telemetry keys."""
+    return name if stream == DEFAULT_STREAM else _prefixed(stream, name)
+
+
+def _prefixed(stream: str, name: str) -> str:
+    return f"stream_{len(stream)}_{stream}_{name}"
 
 
 def stream_device_id(topics: DeviceTopics, stream: str) -> str:
@@ -37,7 +42,13 @@ def stream_value_template(stream: str, figure: str) -> str:
 
 
 def stream_device(topics: DeviceTopics, stream: str, agent_version: str) -> dict[str, Any]:
-    """The HA device block of one stream, hung under its agent."""
+    """The HA device block of one stream, hung under its agent; the single stream's is the agent's own."""
+    if stream == DEFAULT_STREAM:
+        return device_info(topics, agent_version)
+    return _sub_device(topics, stream, agent_version)
+
+
+def _sub_device(topics: DeviceTopics, stream: str, agent_version: str) -> dict[str, Any]:
     return {
         "identifiers": [stream_device_id(topics, stream)],
         "name": f"edgeferry {topics.device_id} {stream}",
@@ -51,21 +62,24 @@ def stream_device(topics: DeviceTopics, stream: str, agent_version: str) -> dict
 def _sensor(topics: DeviceTopics, stream: str, m: Metric, device: dict[str, Any],
             origin: dict[str, str]) -> dict[str, Any]:
     return metric_sensor(m, topics, unique_id=f"{stream_device_id(topics, stream)}/{m.name}",
-                         entity=f"{slug(node_id(topics))}_{slug(object_id(stream, m.name))}",
+                         entity=f"{slug(node_id(topics))}_{slug(_prefixed(stream, m.name))}",
                          template=stream_value_template(stream, m.name), device=device, origin=origin)
 
 
 def stream_configs(topics: DeviceTopics, agent_version: str, streams: Sequence[str],
                    prefix: str = HA_PREFIX) -> list[Config]:
-    """(config topic, retained payload) per stream and figure of the table; none for a single-stream agent."""
+    """(config topic, retained payload) per stream and figure of the table; none for a single-stream agent.
+
+    Every stream's figures are under its own prefix and sub-device, one that `streams:` names 'default' too: bare,
+    they would overwrite the agent's own metric sensors of the same name."""
     node = node_id(topics)
     origin = {"name": "edgeferry", "sw_version": agent_version}
     out: list[Config] = []
     for stream in sorted(set(streams)):
         check_stream_name(stream)
-        device = stream_device(topics, stream, agent_version)
+        device = _sub_device(topics, stream, agent_version)
         for m in STREAM_METRICS:
-            out.append((f"{prefix}/sensor/{node}/{object_id(stream, m.name)}/config",
+            out.append((f"{prefix}/sensor/{node}/{_prefixed(stream, m.name)}/config",
                         _sensor(topics, stream, m, device, origin)))
     return out
 

@@ -11,11 +11,11 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from edge.detection.config import DetectionConfig
 from edge.ha_detection import DetectionAnnouncer
-from edge.ha_discovery import HaDiscovery, discovery_configs, fleet_node_id, node_id
-from edge.ha_streams import StreamAnnouncer, object_id, stream_configs
+from edge.ha_discovery import HaDiscovery, device_info, discovery_configs, fleet_node_id, node_id
+from edge.ha_streams import StreamAnnouncer, object_id, stream_configs, stream_device
 from shared.metrics import METRICS
 from shared.payloads import Envelope, TelemetryPayload
-from shared.streams import STREAM_METRICS
+from shared.streams import DEFAULT_STREAM, STREAM_METRICS
 from shared.topics import DeviceTopics
 from tests.edge.fake_link import FakeLink
 
@@ -120,3 +120,14 @@ def test_a_removed_camera_loses_its_figures_and_its_zones_in_one_publish() -> No
         assert [(p.payload == b"", p.retain) for p in link.on(topic)] == [(False, True), (True, True)], topic
     front = node.format("sensor", "stream_5_front_zone_door")
     assert [p.payload != b"" for p in link.on(front)] == [True, True]
+
+
+def test_the_single_streams_entities_are_the_agents_own_and_a_stream_named_default_keeps_its_figures_apart() -> None:
+    assert object_id(DEFAULT_STREAM, "zone_door") == "zone_door"
+    assert stream_device(TOPICS, DEFAULT_STREAM, "0.1.0") == device_info(TOPICS, "0.1.0")
+    assert object_id("yard", "zone_door") == "stream_4_yard_zone_door"
+    assert stream_device(TOPICS, "yard", "0.1.0")["via_device"] == node_id(TOPICS)
+    # `streams:` may name a stream 'default': its figures must not overwrite the agent's own metric sensors.
+    agent = {topic for topic, _ in discovery_configs(TOPICS, "0.1.0")}
+    figures = {topic for topic, _ in stream_configs(TOPICS, "0.1.0", [DEFAULT_STREAM])}
+    assert len(figures) == len(STREAM_METRICS) and not figures & agent
