@@ -105,7 +105,7 @@ class Agent:
             self.link = NullLink()
         # Object tracking, events, snapshots and zone counts while a detector serves (edge.detection.service).
         self.detection = DetectionService(cfg.detection, self.link, self.topics, self.envelopes,
-                                          streams=stream_detection(cfg))
+                                          streams=stream_detection(cfg), single_source=not cfg.streams)
         # Sensor sources check rows before windowing (cfg.sensor.input); the served model's recipe is set on swap.
         # One source per stream (`source:` alone: the one named 'default'); the first is the sensor/anomaly source.
         self._sources = {s.name: open_source(s.source, cfg.sensor.input) for s in streams_of(cfg)}

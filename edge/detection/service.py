@@ -13,7 +13,8 @@ in telemetry.
 
 Streams: each stream (camera) is tracked apart, in its own lane created at its first frame (its own tracker, zones,
 object ids and events carrying its name); set_streams() gives streams their own settings (zones belong to a camera)
-and drop_stream() ends a removed stream's objects. The single `source:` is the stream 'default', as before.
+and drop_stream() ends a removed stream's objects. The single `source:` is the stream 'default', as before, its lane
+kept ready from the start (single_source=False for an agent serving `streams:`, which has no such lane).
 """
 
 from __future__ import annotations
@@ -51,7 +52,6 @@ class _Lane:
     cfg: DetectionConfig
     processor: ObjectProcessor
     emitter: ObjectEventEmitter
-    fed: bool = False  # a frame came: the lane is a camera, not the single stream's lane kept ready
 
 
 class DetectionService:
@@ -66,6 +66,7 @@ class DetectionService:
         model_version: int | None = None,
         *,
         streams: Mapping[str, DetectionConfig] | None = None,
+        single_source: bool = True,
         wall: Callable[[], float] = time.time,
         perf: Callable[[], float] = time.perf_counter,
     ) -> None:
@@ -80,7 +81,10 @@ class DetectionService:
         self._lanes: dict[str, _Lane] = {}
         # The id prefix of each stream's objects (edge.stream_ids).
         self._ids = StreamIds()
-        self._lane(DEFAULT_STREAM)
+        # One `source:`: its lane is kept ready, so its zones read 0 before the first frame. An agent serving
+        # `streams:` gets each camera's lane with its first frame: no figures of a source it does not have.
+        self._single_source = single_source
+        self._ready()
 
     @property
     def cfg(self) -> DetectionConfig:
@@ -110,7 +114,6 @@ class DetectionService:
         self.quality.add(detections)  # every box the model reported, before filters: the model's quality
         with self._lock:
             lane = self._lane(stream)
-            lane.fed = True
             return lane.emitter.publish(lane.processor.process(detections, frame, t_ms, image))
 
     def finish(self) -> list[ObjectEventPayload]:
@@ -154,7 +157,7 @@ class DetectionService:
             ended = self._end_all()
             self._cfg = cfg
             self._store = self._open_store(cfg)
-            self._lane(DEFAULT_STREAM)
+            self._ready()
             return ended
 
     def new_model(self, version: int | None) -> list[ObjectEventPayload]:
@@ -171,18 +174,12 @@ class DetectionService:
         return self.quality.class_counts()
 
     def zone_counts(self) -> dict[str, int]:
-        """{zone: objects, zone/label: objects} now per stream, every configured zone present, each key naming its
-        stream (shared.streams.zone_key): two cameras' zones of one name are two figures (telemetry `zone_counts`).
-
-        The single stream's lane, always kept ready, is left out once named streams feed frames and it never had one
-        (a multi-stream agent): its zones would read 0 forever.
-        """
+        """{zone: objects, zone/label: objects} now per stream with a lane, every configured zone present, each key
+        naming its stream (shared.streams.zone_key): two cameras' zones of one name are two figures (telemetry
+        `zone_counts`)."""
         out: dict[str, int] = {}
         with self._lock:
-            named = any(lane.fed for name, lane in self._lanes.items() if name != DEFAULT_STREAM)
             for name, lane in self._lanes.items():
-                if name == DEFAULT_STREAM and named and not lane.fed:
-                    continue
                 totals, per_label = lane.processor.zone_counts()
                 out.update({zone_key(name, key): n for key, n in {**totals, **per_label}.items()})
         return out
@@ -190,11 +187,16 @@ class DetectionService:
     def _restart(
         self, cfg: DetectionConfig, streams: Mapping[str, DetectionConfig], version: int | None
     ) -> list[ObjectEventPayload]:
-        """End every lane's objects, then start the default lane again under cfg and version (lock held)."""
+        """End every lane's objects, then start again under cfg and version (lock held)."""
         ended = self._end_all()
         self._cfg, self._stream_cfgs, self._model_version = cfg, dict(streams), version
-        self._lane(DEFAULT_STREAM)
+        self._ready()
         return ended
+
+    def _ready(self) -> None:
+        """A single source's lane, kept ready before its frames (lock held, or in __init__)."""
+        if self._single_source:
+            self._lane(DEFAULT_STREAM)
 
     def _end_all(self) -> list[ObjectEventPayload]:
         ended: list[ObjectEventPayload] = []

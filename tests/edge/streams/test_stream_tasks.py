@@ -24,10 +24,11 @@ RIGHT = [(200.0, 0.0), (300.0, 0.0), (300.0, 100.0), (200.0, 100.0)]
 CAR = Detection("car", 2, 0.9, (10.0, 10.0, 50.0, 40.0))
 
 
-def detection(link: FakeLink, cfg: DetectionConfig | None = None) -> DetectionService:
+def detection(link: FakeLink, cfg: DetectionConfig | None = None, *, single_source: bool = False) -> DetectionService:
+    """The service of an agent serving `streams:` (single_source=False) or one `source:`."""
     cfg = cfg or DetectionConfig(tracker=TrackerConfig(min_hits=1))
     return DetectionService(cfg, link, TOPICS, EnvelopeFactory("box-1"), model_version=1,
-                            wall=lambda: 1000.0, perf=lambda: 50.0)
+                            wall=lambda: 1000.0, perf=lambda: 50.0, single_source=single_source)
 
 
 def object_events(link: FakeLink) -> list[ObjectEventPayload]:
@@ -80,6 +81,21 @@ def test_two_cameras_with_a_zone_of_the_same_name_each_report_their_own_count() 
     assert "door" not in counts  # no frame ever came without a stream name: no unnamed 'door' stuck at 0
     assert split_zone_key("front:door/car") == ("front", "door/car")
     assert split_zone_key("door/car") == ("default", "door/car")
+
+
+def test_an_agent_serving_streams_reports_no_zones_of_a_single_source_it_does_not_have() -> None:
+    door = DetectionConfig(tracker=TrackerConfig(min_hits=1), zones={"door": ZoneConfig(coordinates=LEFT, inertia=1)})
+    svc = detection(FakeLink(), door)
+    assert svc.zone_counts() == {} and svc.streams == []  # no camera fed a frame yet: no figure stuck at 0
+    svc.on_frame([], 0, 50.0, stream="front")
+    assert svc.zone_counts() == {"front:door": 0}
+    svc.reconfigure(door.model_copy(update={"zones": {"door": ZoneConfig(coordinates=RIGHT, inertia=1)}}))
+    assert svc.zone_counts() == {}  # tracking restarted: the cameras' lanes come back with their frames
+    svc.on_frame([], 1, 50.0, stream="front")
+    svc.new_model(2)
+    assert svc.zone_counts() == {}
+    # One `source:`: its lane is kept ready, so its zones are reported (at 0) before the first frame.
+    assert detection(FakeLink(), door, single_source=True).zone_counts() == {"door": 0}
 
 
 def test_changing_one_cameras_zones_restarts_only_its_tracking() -> None:
