@@ -170,12 +170,19 @@ class RolloutView:
     updated_ms: int = 0
 
 
+# Device ids -> their per-stream figures (stream -> figures), read for the devices a scrape gives series only.
+StreamsReader = Callable[[Sequence[str]], Mapping[str, Mapping[str, Mapping[str, float]]]]
+
+
 @dataclass(frozen=True)
 class FleetSnapshot:
     """Everything one scrape exports."""
 
     devices: Sequence[DeviceView]
     rollouts: Sequence[RolloutView] = ()
+    # Where the shown devices' per-stream figures come from (StoreSnapshot: the fleet database), so a
+    # 10,000-camera fleet's streams are not read to show 200 devices; None: each DeviceView carries its own.
+    streams_of: StreamsReader | None = None
 
 
 SnapshotSource = Callable[[], FleetSnapshot]
@@ -263,8 +270,11 @@ def _ingest_families(devices: Sequence[DeviceView], chosen: Sequence[DeviceView]
         yield per_device
 
 
-def _device_families(devices: Sequence[DeviceView], cap: int) -> Iterator[Metric]:
+def _device_families(devices: Sequence[DeviceView], cap: int, streams_of: StreamsReader | None) -> Iterator[Metric]:
     chosen = _devices_with_series(devices, cap)
+    if streams_of is not None and chosen:
+        found = streams_of([d.device_id for d in chosen])
+        chosen = [replace(d, streams=found[d.device_id]) if d.device_id in found else d for d in chosen]
     yield from _ingest_families(devices, chosen)
     omitted = _gauge("edgeferry_fleet_device_series_omitted")
     left = Counter(d.fleet for d in devices) - Counter(d.fleet for d in chosen)
@@ -346,11 +356,12 @@ def families(
     max_version_series: int = DEFAULT_MAX_VERSION_SERIES,
     max_finished_rollouts: int = DEFAULT_MAX_FINISHED_ROLLOUTS,
 ) -> list[Metric]:
-    """Every family of one scrape, computed from a snapshot (pure: no I/O)."""
+    """Every family of one scrape, computed from a snapshot (no I/O but the snapshot's streams_of, called once
+    with the devices that get series)."""
     return [
         *_status_families(snapshot.devices, max_version_series),
         *_fleet_summaries(snapshot.devices),
-        *_device_families(snapshot.devices, max_device_series),
+        *_device_families(snapshot.devices, max_device_series, snapshot.streams_of),
         *_rollout_families(snapshot.rollouts, max_finished_rollouts),
     ]
 
@@ -425,18 +436,15 @@ def _rollout_view(row: RolloutRow, device_states: Mapping[str, int]) -> RolloutV
 
 class StoreSnapshot:
     """Builds a FleetSnapshot from the fleet database: one query for the devices, one for the latest figures of
-    every device heard from within `recent_s`, one per shown rollout for its devices, and one for the per-stream
-    figures of the devices that get per-device series (at most `max_device_series`, the exporter's cap: a
-    10,000-camera fleet's streams are not read to show 200 devices)."""
+    every device heard from within `recent_s`, one per shown rollout for its devices, and, when the exporter asks,
+    one for the per-stream figures of the devices it gives per-device series (its cap decides which)."""
 
     def __init__(self, store: FleetStore, recent_s: float = 60.0,
-                 max_finished_rollouts: int = DEFAULT_MAX_FINISHED_ROLLOUTS,
-                 max_device_series: int = DEFAULT_MAX_DEVICE_SERIES) -> None:
+                 max_finished_rollouts: int = DEFAULT_MAX_FINISHED_ROLLOUTS) -> None:
         self._store = store
         self._rollouts = RolloutRepository(store.engine, store.fleet)
         self._recent_ms = int(recent_s * 1000)
         self._max_finished = max_finished_rollouts
-        self._max_device_series = max_device_series
 
     def _latest_figures(self, now_ms: int) -> dict[str, dict[str, float]]:
         t = telemetry_samples.c
@@ -461,9 +469,7 @@ class StoreSnapshot:
         figures = self._latest_figures(now)
         devices_now = [device_view(rec, figures.get(rec.device_id, {}), rec.device_id in in_rollout)
                        for rec in self._store.list_devices()]
-        shown = _devices_with_series(devices_now, self._max_device_series)
-        streams = self._store.streams.all([d.device_id for d in shown]) if shown else {}
-        if streams:
-            devices_now = [replace(d, streams=streams[d.device_id].streams) if d.device_id in streams else d
-                           for d in devices_now]
-        return FleetSnapshot(devices_now, rollouts)
+        return FleetSnapshot(devices_now, rollouts, self._streams_of)
+
+    def _streams_of(self, device_ids: Sequence[str]) -> dict[str, Mapping[str, Mapping[str, float]]]:
+        return {dev: found.streams for dev, found in self._store.streams.all(device_ids).items()}

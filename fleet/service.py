@@ -134,8 +134,7 @@ class FleetService:
         from fleet.metrics_export import FleetMetricsExporter, StoreSnapshot
 
         assert self.store is not None
-        cap = self.cfg.metrics.max_device_series
-        self.metrics = FleetMetricsExporter(StoreSnapshot(self.store, max_device_series=cap), cap)
+        self.metrics = FleetMetricsExporter(StoreSnapshot(self.store), self.cfg.metrics.max_device_series)
         self.metrics_port = self.metrics.start(self.cfg.metrics.host, self.cfg.metrics.port)
 
     def start_loops(self) -> None:

@@ -179,7 +179,7 @@ def test_a_scrape_reads_the_streams_of_only_the_devices_it_shows(store: FleetSto
         return read_all(device_ids)
 
     monkeypatch.setattr(store.streams, "all", spy)
-    scrape = FleetMetricsExporter(StoreSnapshot(store, max_device_series=3), 3).render().decode()
+    scrape = FleetMetricsExporter(StoreSnapshot(store), max_device_series=3).render().decode()
 
     assert asked == [devices[:3]], "one read per scrape, of the shown devices' streams only"
     shown = {line.split('device="')[1].split('"')[0] for line in scrape.splitlines()
