@@ -202,7 +202,7 @@ def report(results: list[dict[str, Any]], box: dict[str, Any]) -> str:
     """Markdown table with the machine it ran on."""
     lines = [
         "# Fleet page at scale (bench/bench_dashboard.py)", "",
-        machine_line(box).replace("when measured", "at the start"), "",
+        machine_line(box, when="at the start"), "",
         "Broker, fleet serve, simulator and chromium share these cores.", "",
         f"Live batch every {results[0]['interval_s']:g} s; every case puts {FLEET_MSG_PER_S:g} telemetry messages/s "
         "on the ingest (1 Hz per device at 1,000, one message every 10 s at 10,000).", "",

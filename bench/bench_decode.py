@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import math
 import multiprocessing as mp
-import os
 import statistics
 import tempfile
 import threading
@@ -31,20 +30,14 @@ from typing import Any
 import cv2
 import numpy as np
 
-from bench.bench_edge import make_video
-from bench.machine import RESULTS, machine, machine_line, write_results
+from bench.bench_edge import FRAME_HW, make_video
+from bench.machine import RESULTS, load1, machine, machine_line, uptime, write_results
 from shared.manifest import Preprocess
 from shared.preprocessing import FramePreprocessor
 
-FRAME_HW = (480, 640)
 # The reference package's recipe (.store/models/reference/*/manifest.json), stated here so no store is needed.
 REFERENCE = Preprocess(resize=(224, 224), channel_order="rgb", scale=1 / 255, mean=[0.1301] * 3, std=[0.2879] * 3)
 CV_THREADS = ("default", "0", "1")
-
-
-def load1() -> float:
-    """The 1-minute load average now."""
-    return os.getloadavg()[0]
 
 
 def set_cv_threads(setting: str, default: int) -> None:
@@ -477,12 +470,6 @@ def markdown(doc: dict[str, Any]) -> str:
     lines += [f"| {r['path']} | {r['ms']:.3f} | {r['max_px']:.1f} / {r['mean_px']:.2f} | {r['load']:.2f} |"
               for r in doc["in_graph"]]
     return "\n".join(lines) + "\n"
-
-
-def uptime() -> str:
-    """`uptime`'s line, as /proc gives it."""
-    la = os.getloadavg()
-    return f"{time.strftime('%H:%M:%S', time.gmtime())} UTC load average: {la[0]:.2f}, {la[1]:.2f}, {la[2]:.2f}"
 
 
 def main() -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -69,7 +70,7 @@ class Row:
     fps: float
     note: str = ""
     rss_mib: float | None = None
-    cpu_ms: float | None = None
+    cpu_ms: float = math.nan  # nan: not measured, printed as such
 
 
 def make_video(path: Path, frames: int, hw: tuple[int, int]) -> list[np.ndarray]:
@@ -489,7 +490,7 @@ def write(rows: list[Row], verdicts: list[str], skipped: list[str], args: argpar
     text = "\n".join([
         f"# bench-edge ({args.frames} frames of 640x480 MJPG, batch 1, one run{', QUICK mode' if args.quick else ''})",
         "",
-        machine_line(host).replace("when measured", "at the start"),
+        machine_line(host, when="at the start"),
         "",
         "`*` marks the candidate the agent's chooser serves (fastest that passes its gates).",
         "",

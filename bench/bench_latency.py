@@ -250,9 +250,9 @@ def bench_package(name: str, threads: int, args: argparse.Namespace, tmp: Path,
             x = r.p50_ms / bare.p50_ms
             out.append(f"{name}, {threads} thread(s), {what}: e2e p50 {r.p50_ms:.3f} ms = {x:.2f}x bare "
                        f"{bare.p50_ms:.3f} ms (target <= 1.05: {verdict(x <= 1.05)})")
-        cpu = r.cpu_ms if r.cpu_ms is not None else float("nan")  # every agent row has it
-        out.append(f"{name}, {threads} thread(s), {what}: agent CPU {cpu:.3f} ms a frame vs the naive loop's "
-                   f"{naive_cpu:.3f} ms (+{cpu - naive_cpu:.3f} ms: decode, preprocess, run, event, outbox, MQTT)")
+        out.append(f"{name}, {threads} thread(s), {what}: agent CPU {r.cpu_ms:.3f} ms a frame vs the naive loop's "
+                   f"{naive_cpu:.3f} ms (+{r.cpu_ms - naive_cpu:.3f} ms: decode, preprocess, run, event, outbox, "
+                   "MQTT)")
     out.append(f"{name}, {threads} thread(s): load average (1/5/15 min) {fmt_load(load_before)} before, "
                f"{fmt_load(load_after)} after ({quietness(load_before, load_after)})")
     return rows, out
@@ -304,12 +304,12 @@ def write(rows: list[Row], verdicts: list[str], skipped: list[str], args: argpar
     host = machine()
     host["load"] = list(load_at_start)
     lines = [f"| {r.package} | {r.threads} | {r.runner} | {r.p50_ms:.3f} | {r.p99_ms:.3f} | {r.fps:.1f} | "
-             f"{float('nan') if r.cpu_ms is None else r.cpu_ms:.3f} | {r.note} |" for r in rows]
+             f"{r.cpu_ms:.3f} | {r.note} |" for r in rows]
     text = "\n".join([
         f"# bench-latency ({args.frames} frames of 640x480 MJPG, one stream paced at {args.fps:.0f} fps"
         f"{', QUICK mode' if args.quick else ''})",
         "",
-        machine_line(host).replace("when measured", "at the start"),
+        machine_line(host, when="at the start"),
         "",
         "| package | threads | runner | p50 ms | p99 ms | fps | CPU ms/frame | note |",
         "|---|---:|---|---:|---:|---:|---:|---|",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -43,10 +44,21 @@ def machine() -> dict[str, Any]:
             "memory_gib": round(psutil.virtual_memory().total / 2**30, 1), "load": list(os.getloadavg())}
 
 
-def machine_line(doc: dict[str, Any]) -> str:
-    """The Markdown line a results file starts with, from machine()'s fields."""
+def load1() -> float:
+    """The 1-minute load average now, for a figure that carries the load it was taken under."""
+    return os.getloadavg()[0]
+
+
+def uptime() -> str:
+    """`uptime`'s clock and load averages, from /proc (no procps needed), for a results file's before/after."""
+    la = os.getloadavg()
+    return f"{time.strftime('%H:%M:%S', time.gmtime())} UTC load average: {la[0]:.2f}, {la[1]:.2f}, {la[2]:.2f}"
+
+
+def machine_line(doc: dict[str, Any], when: str = "when measured") -> str:
+    """The Markdown line a results file starts with, from machine()'s fields; `when` says when the load was read."""
     load = doc.get("load")
-    tail = f"; load average {fmt_load(tuple(load))} (1/5/15 min) when measured" if load else ""
+    tail = f"; load average {fmt_load(tuple(load))} (1/5/15 min) {when}" if load else ""
     memory = f", {doc['memory_gib']:g} GiB" if doc.get("memory_gib") else ""  # older results files lack it
     have = doc.get("flags")
     absent = ", ".join(f for f in FLAGS if f not in (have or ())) or "none"

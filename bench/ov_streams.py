@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import subprocess
 import tempfile
 import time
 from collections.abc import Callable
@@ -23,15 +22,11 @@ import numpy as np
 
 from bench.bench_edge import make_video, start_broker
 from bench.bench_streams import FRAME_HW, throughput
-from bench.machine import machine, machine_line
+from bench.machine import machine, machine_line, uptime
 from edge.backends.openvino_backend import OpenVINOBackend, OvModel
 from edge.config import OpenVINOConfig
 from shared.manifest import Variant, parse_latest, parse_manifest
 from shared.object_store import LocalStore
-
-
-def uptime() -> str:
-    return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
 
 
 def load(store: Path, package: str, precision: str, cache: Path, max_batch: int, mode: str, threads: int

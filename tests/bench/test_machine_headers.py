@@ -13,7 +13,7 @@ import pytest
 
 from bench import bench_dashboard, bench_fleet, bench_latency, bench_outbox
 from bench.bench_edge import Row
-from bench.machine import FLAGS, machine, machine_line
+from bench.machine import FLAGS, load1, machine, machine_line, uptime
 
 BOX = {"cpu": "Test CPU 9000", "flags": ["avx2"], "cores": 2, "load": [1.5, 1.0, 0.5], "memory_gib": 7.8}
 
@@ -33,17 +33,19 @@ def test_the_dashboard_bench_writes_the_shared_machine_line() -> None:
             "main_thread_pct": 3.0, "chromium_pct": 9.0, "loadavg_before": 1.2, "measured_at": "2026-12-07T20:00",
             "met": True, "interval_s": 1.0, "measure_s": 10.0}
     text = bench_dashboard.report([case], BOX)
-    assert machine_line(BOX).replace("when measured", "at the start") in text.splitlines()
+    assert machine_line(BOX, when="at the start") in text.splitlines()
 
 
 def test_the_latency_bench_writes_the_shared_machine_line_and_keeps_it_in_its_json(tmp_path: Path) -> None:
     args = argparse.Namespace(frames=60, fps=30.0, quick=True, out=tmp_path)
-    rows = [Row("digits", 1, "bare run (chosen), unpaced", 0.1, 0.2, 900.0, cpu_ms=0.1, note="preprocessed inputs")]
+    rows = [Row("digits", 1, "bare run (chosen), unpaced", 0.1, 0.2, 900.0, cpu_ms=0.1, note="preprocessed inputs"),
+            Row("digits", 1, "decode + preprocess alone", 0.3, 0.4, 500.0, note="640x480 MJPG")]
     bench_latency.write(rows, [], [], args, (1.5, 1.0, 0.5))
     text = (tmp_path / "latency-bench.md").read_text()
     host = machine()
     assert f"CPU: {host['cpu']}; flags: " in text and "load average 1.50/1.00/0.50 (1/5/15 min) at the start" in text
     assert "| digits | 1 | bare run (chosen), unpaced | 0.100 | 0.200 | 900.0 | 0.100 | preprocessed inputs |" in text
+    assert "| digits | 1 | decode + preprocess alone | 0.300 | 0.400 | 500.0 | nan | 640x480 MJPG |" in text
     doc = json.loads((tmp_path / "latency-bench.json").read_text())
     assert doc["cpu"] == host["cpu"] and doc["flags"] == host["flags"] and doc["rows"][0]["cpu_ms"] == 0.1
 
@@ -68,3 +70,14 @@ def test_the_fleet_bench_writes_the_recorded_machine_line_and_its_open_files_lim
 def test_a_results_file_from_before_flags_were_recorded_still_renders() -> None:
     old = {"cpu": "Old CPU", "cores": 2, "memory_gib": 7.8, "platform": "Linux"}
     assert machine_line(old) == "CPU: Old CPU; flags not recorded; 2 cores, 7.8 GiB"
+
+
+def test_the_machine_line_says_when_its_load_was_read() -> None:
+    assert machine_line(BOX).endswith("load average 1.50/1.00/0.50 (1/5/15 min) when measured")
+    assert machine_line(BOX, when="at the start").endswith("load average 1.50/1.00/0.50 (1/5/15 min) at the start")
+
+
+def test_the_load_a_bench_records_beside_its_figures_is_the_load_average() -> None:
+    line = uptime()
+    assert " UTC load average: " in line and len(line.rsplit(": ", 1)[1].split(", ")) == 3
+    assert load1() >= 0.0
