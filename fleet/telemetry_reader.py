@@ -51,6 +51,24 @@ def _counts(v: Any, limit: int = MAX_CLASS_COUNTS) -> dict[str, int] | None:
     return v
 
 
+def _figure(v: Any, bounds: tuple[float, float, bool] | None) -> float | None:
+    """A figure as both contracts read it (the metric table checks an int as it is, a stream's `dict[str, float]`
+    makes a float of it first): a finite number within int64 when an int, within `bounds` by either reading and
+    whole where declared so (no bounds: any number); None when unsure."""
+    t = type(v)
+    if t is float:
+        f = v  # orjson reads only finite floats
+    elif t is int and _INT64_MIN <= v <= INT64_MAX:
+        f = float(v)
+    else:
+        return None
+    if bounds is not None:
+        low, high, whole = bounds
+        if not low <= f <= high or not low <= v <= high or (whole and not f.is_integer()):
+            return None
+    return f
+
+
 def _stream_figures(v: Any) -> dict[str, float] | None:
     """One stream's declared figures as the contract reads them (every value a number, as `dict[str, float]` asks,
     declared ones within the table's bounds, undeclared ones dropped); None when unsure."""
@@ -58,20 +76,12 @@ def _stream_figures(v: Any) -> dict[str, float] | None:
         return None
     kept: dict[str, float] = {}
     for name, value in v.items():
-        t = type(value)
-        if t is float:
-            f = value  # orjson reads only finite floats
-        elif t is int and _INT64_MIN <= value <= INT64_MAX:
-            f = float(value)  # the model makes a float of it first, then checks that float
-        else:
-            return None
         bounds = _STREAM_FIGURES.get(name)
-        if bounds is None:
-            continue
-        low, high, whole = bounds
-        if not low <= f <= high or (whole and not f.is_integer()):
+        f = _figure(value, bounds)
+        if f is None:
             return None
-        kept[name] = f
+        if bounds is not None:
+            kept[name] = f
     return kept
 
 
@@ -130,17 +140,10 @@ def read_telemetry(payload: bytes) -> TelemetryReading | None:
             if name in _UNCHECKED:
                 return None
             continue  # an envelope field, or undeclared: dropped, as the model drops it
-        low, high, whole = bounds
-        t = type(v)
-        if t is float:
-            if not low <= v <= high or (whole and not v.is_integer()):
-                return None
-        elif t is int:
-            if not low <= v <= high or not _INT64_MIN <= v <= INT64_MAX:
-                return None
-        else:
+        f = _figure(v, bounds)
+        if f is None:
             return None
-        figures[name] = float(v)
+        figures[name] = f
         if name == "model_version":
             model_version = v
     return TelemetryReading(device_id=device, boot_id=boot, seq=cast(int, seq), ts=cast(int, ts), replayed=replayed,
