@@ -64,7 +64,7 @@ def base_config(args: argparse.Namespace, tmp: Path, tag: str, port: int | None)
                  "cache_dir": str(tmp / f"cache-{tag}"), "trusted_keys": [str(args.key.resolve())],
                  "poll_interval_s": 3600, "pinned_version": args.version, "variant": args.variant},
         "backend": {"type": args.runtime, "threads": args.threads}
-        | ({"spin": args.spin == "on"} if args.runtime == "onnxruntime" else {})
+        | ({"spin": args.spin == "on"} if args.runtime == "onnxruntime" and args.spin != "auto" else {})
         | ({"streams_mode": args.ov_mode} if args.runtime == "openvino" else {}),
         "events": {"mode": "every"},
         "mqtt": {"enabled": port is not None, "port": port or 1883, "telemetry_interval_s": 1.0,
@@ -315,8 +315,9 @@ def main() -> None:
     ap.add_argument("--paced-s", type=float, default=10.0, help="Seconds of each paced (latency, RSS) run.")
     ap.add_argument("--single-s", type=float, default=30.0,
                     help="Seconds each single-stream agent runs (from its start, model install included).")
-    ap.add_argument("--spin", choices=("on", "off"), default="on",
-                    help="backend.spin of every agent here (onnxruntime): off lets idle intra-op workers sleep.")
+    ap.add_argument("--spin", choices=("auto", "on", "off"), default="auto",
+                    help="backend.spin of every agent here (onnxruntime): off lets idle intra-op workers sleep; "
+                         "auto leaves it unset, as shipped (the 4-stream agent sleeps, a single-stream one spins).")
     ap.add_argument("--ov-mode", choices=("batch", "async"), default="batch",
                     help="backend.streams_mode of every agent here (openvino): one batched call, or async requests.")
     ap.add_argument("--budget-ms", type=float, default=60.0, help="batching.budget_ms of the 4-stream agent.")
@@ -375,7 +376,7 @@ def write(args: argparse.Namespace, head: dict[str, Any], load_before: tuple[flo
     ]
     lines = [
         f"# bench-streams (4 synthetic MJPG cameras at {FRAME_HW[1]}x{FRAME_HW[0]}, {args.package} "
-        f"v{args.version}, {args.runtime} {args.variant} forced{', spin off' if args.spin == 'off' else ''}"
+        f"v{args.version}, {args.runtime} {args.variant} forced{f', spin {args.spin}' if args.spin != 'auto' else ''}"
         f"{f', streams_mode {args.ov_mode}' if args.runtime == 'openvino' else ''}"
         f"{', quick' if args.quick else ''})",
         "",

@@ -60,11 +60,11 @@ def _auto(hw: Hardware, cfg: AutoBackendConfig, max_batch: int = 1) -> list[Infe
         elif runtime == OPENVINO:
             candidate = OpenVINOBackend(_with_threads(cfg.openvino, cfg.threads), max_batch=max_batch)
         else:
-            candidate = OnnxRuntimeBackend(_with_threads(cfg.onnxruntime, cfg.threads))
+            candidate = OnnxRuntimeBackend(_with_threads(cfg.onnxruntime, cfg.threads), max_batch=max_batch)
         if _usable(runtime, candidate, hw):
             backends.append(candidate)
     if not any(b.name == ONNXRUNTIME for b in backends):
-        backends.append(OnnxRuntimeBackend(_with_threads(cfg.onnxruntime, cfg.threads)))
+        backends.append(OnnxRuntimeBackend(_with_threads(cfg.onnxruntime, cfg.threads), max_batch=max_batch))
     return backends
 
 
@@ -74,7 +74,8 @@ def available_backends(
     """Usable backends, best first; ONNX Runtime is always there as the fallback.
 
     `max_batch`: the most frames run together (batching.max_size where the agent serves `streams:`), for runtimes
-    that compile a model for its batch sizes (OpenVINO's batch axis, TensorRT's opt batch).
+    that compile a model for its batch sizes (OpenVINO's batch axis, TensorRT's opt batch) and for ONNX Runtime's
+    idle workers (they sleep rather than spin when several streams are batched).
 
     `auto`: every runtime it lists that is installed and usable here. A forced TensorRT or OpenVINO that turns
     out unavailable logs one line and is left out. No config: TensorRT when the hardware probe found it, then ORT.
@@ -91,7 +92,7 @@ def available_backends(
         ov = OpenVINOBackend(cfg, max_batch=max_batch)
         if _usable(OPENVINO, ov, hw):
             backends.append(ov)
-    backends.append(OnnxRuntimeBackend(cfg if isinstance(cfg, OnnxRuntimeConfig) else None))
+    backends.append(OnnxRuntimeBackend(cfg if isinstance(cfg, OnnxRuntimeConfig) else None, max_batch=max_batch))
     return backends
 
 

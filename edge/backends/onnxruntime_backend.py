@@ -147,8 +147,10 @@ class OnnxRuntimeBackend:
 
     name = ONNXRUNTIME
 
-    def __init__(self, cfg: OnnxRuntimeConfig | None = None) -> None:
+    def __init__(self, cfg: OnnxRuntimeConfig | None = None, *, max_batch: int = 1) -> None:
         self.cfg = cfg or OnnxRuntimeConfig()
+        # Spinning workers take the cores the streams' capture threads decode on; one source wants the latency.
+        self.spin = self.cfg.spin if self.cfg.spin is not None else max_batch <= 1
         self.providers, missing = choose_providers(self.cfg.providers, ort.get_available_providers())
         if missing:
             log.warning("ONNX Runtime build lacks %s; using %s", ", ".join(missing), ", ".join(self.providers))
@@ -168,7 +170,7 @@ class OnnxRuntimeBackend:
         """A ready session; BackendError when ORT refuses the file or (given a manifest) the input does not fit."""
         try:
             session = ort.InferenceSession(
-                str(path), sess_options=session_options(self.cfg.threads, spin=self.cfg.spin),
+                str(path), sess_options=session_options(self.cfg.threads, spin=self.spin),
                 providers=self.providers,
             )
         except _ORT_ERRORS as exc:
