@@ -139,15 +139,18 @@ class DeviceRepository:
             out.setdefault(dev, []).append(group)
         return {k: tuple(sorted(v)) for k, v in out.items()}
 
+    def _read(self, conn: Connection, device_id: str, lock: bool) -> DeviceRecord | None:
+        """The stored record, or None; with `lock`, under a row lock where the database has one (PostgreSQL)."""
+        q = select(devices).where(devices.c.fleet == self.fleet, devices.c.device_id == device_id)
+        row = conn.execute(q.with_for_update() if lock else q).first()
+        if row is None:
+            return None
+        return _from_row(row, self._assigned(conn, device_id).get(device_id, ()))
+
     def get(self, device_id: str) -> DeviceRecord | None:
         """The stored record (status as reported; the store sets it as of now), or None."""
         with self._engine.connect() as conn:
-            row = conn.execute(
-                select(devices).where(devices.c.fleet == self.fleet, devices.c.device_id == device_id)
-            ).first()
-            if row is None:
-                return None
-            return _from_row(row, self._assigned(conn, device_id).get(device_id, ()))
+            return self._read(conn, device_id, lock=False)
 
     def all(self, limit: int | None = None, after: str | None = None) -> list[DeviceRecord]:
         """Devices of the fleet by id: all, or a page of at most `limit` whose ids sort after `after` (a cursor:
@@ -203,9 +206,7 @@ class DeviceRepository:
             with self._engine.begin() as conn:
                 # Read under a row lock where the database has one (PostgreSQL): a concurrent writer waits here
                 # instead of failing the compare-and-set below, which under load could lose 20 times in a row.
-                row = conn.execute(select(devices).where(devices.c.fleet == self.fleet,
-                                                         devices.c.device_id == device_id).with_for_update()).first()
-                current = None if row is None else _from_row(row, self._assigned(conn, device_id).get(device_id, ()))
+                current = self._read(conn, device_id, lock=True)
                 if current is None:
                     fresh = replace(change(new_record(self.fleet, device_id)), rev=1)
                     if insert_absent(conn, devices, {"fleet": self.fleet, "device_id": device_id, **_to_row(fresh)},
