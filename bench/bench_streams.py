@@ -32,7 +32,7 @@ import numpy as np
 import paho.mqtt.client as mqtt
 
 from bench.bench_edge import decode_all, make_video, start_broker, status_kib
-from bench.machine import RESULTS, fmt_load, machine, machine_line, write_results
+from bench.machine import RESULTS, fmt_load, machine, machine_line, uptime, write_results
 from edge.agent import Agent
 from edge.config import AgentConfig
 from edge.hot_swap import ServingModel
@@ -333,7 +333,7 @@ def main() -> None:
     args.version = parse_latest(store.get(latest)).version
     head = machine()
     load_before = os.getloadavg()
-    uptime_before = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+    uptime_before = uptime()
     with tempfile.TemporaryDirectory(prefix="edgeferry-bench-streams-") as t:
         tmp = Path(t)
         video = tmp / "camera.avi"
@@ -349,7 +349,7 @@ def main() -> None:
             if broker is not None:
                 broker.terminate()
                 broker.wait(timeout=10)
-    uptime_after = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+    uptime_after = uptime()
     write(args, head, load_before, uptime_before, uptime_after, fig, singles, healthy, stalled, rss1, rss4)
 
 
