@@ -76,6 +76,7 @@ bench-edge: venv
 	$(PY) -m bench.bench_latency
 	$(PY) -m bench.bench_streams
 	$(PY) -m bench.bench_decode
+	$(PY) -m bench.edge_targets
 
 ## Control plane at 1,000 devices x 1 Hz and 10,000 x 0.1 Hz (one and two workers): registry staleness, CPU, RSS
 bench-fleet: venv
