@@ -13,7 +13,7 @@ from edge.detection.config import DetectionConfig, ZoneConfig
 from edge.sensor.config import SensorConfig
 from shared.names import check_ident
 from shared.store_config import StoreConfig
-from shared.streams import MAX_STREAMS, check_stream_name, check_unique_streams
+from shared.streams import DEFAULT_STREAM, MAX_STREAMS, check_stream_name, check_unique_streams
 
 
 class _Section(BaseModel):
@@ -476,6 +476,8 @@ class AgentConfig(_Section):
     @classmethod
     def _unique_stream_names(cls, v: list[StreamConfig]) -> list[StreamConfig]:
         check_unique_streams([s.name for s in v])
+        if any(s.name == DEFAULT_STREAM for s in v):  # the single `source:`'s figures, zones and HA ids use it
+            raise ValueError(f"stream name {DEFAULT_STREAM!r} is the single source's; name the stream after its camera")
         return v
 
     @model_validator(mode="after")

@@ -35,6 +35,7 @@ def test_named_streams_keep_their_order_and_settings() -> None:
     ([{"name": "front/door", "source": {"type": "synthetic"}}], "invalid stream name 'front/door'"),
     ([{"name": "cam", "source": {"type": "synthetic"}, "policy": "newest"}], "policy"),
     ([{"name": "cam", "source": {"type": "synthetic"}, "stale_ms": 0}], "stale_ms"),
+    ([{"name": "default", "source": {"type": "synthetic"}}], "'default' is the single source's"),
 ])
 def test_bad_streams_are_refused_with_a_reason(streams: list[dict[str, object]], message: str) -> None:
     with pytest.raises(ValidationError, match=message):
