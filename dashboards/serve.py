@@ -48,7 +48,6 @@ class DashboardService:
         from dashboards.web.mqtt_feed import MqttFeed
         from dashboards.web.objects import ObjectBuffer
         from dashboards.web.server import WebServer
-        from dashboards.web.streams_api import store_source
 
         cfg, web = self.fleet_cfg, self.web_cfg
         store = self.fleet.store
@@ -66,9 +65,8 @@ class DashboardService:
         hub = LiveHub(adapter, web.live_interval_s, web.alerts, alert_sink=self.feed.publish_alerts,
                       clock_ms=store.clock, objects=self.objects)
         known.follow(hub)
-        streams = store_source(store.streams)  # a multi-stream agent's figures
         self.server = WebServer(create_app(web, adapter, adapter, hub, clock_ms=store.clock, objects=self.objects,
-                                           streams=streams), web.host, web.port)
+                                           streams=store.streams.get), web.host, web.port)
         self.server.start()
         if not web.users and not web.api_tokens:
             log.warning("web app: no users or API tokens configured; nobody can sign in (see --web-config)")

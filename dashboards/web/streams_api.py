@@ -11,9 +11,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
 
-from fleet.db.streams import DeviceStreams, StreamRepository
+from fleet.db.streams import DeviceStreams
 from shared.streams import STREAM_METRICS
 
+# One device's stored streams (the fleet database's: fleet.db.streams.StreamRepository.get).
 StreamSource = Callable[[str], DeviceStreams | None]
 
 
@@ -52,11 +53,6 @@ def streams_view(found: DeviceStreams | None) -> StreamsView:
         return StreamsView(ts_ms=None, received_ms=None, dropped=0, columns=COLUMNS, streams=[])
     return StreamsView(ts_ms=found.ts_ms, received_ms=found.received_ms, dropped=found.dropped, columns=COLUMNS,
                        streams=[StreamRow(name=n, figures=f) for n, f in sorted(found.streams.items())])
-
-
-def store_source(figures: StreamRepository) -> StreamSource:
-    """Reads from the fleet database's device_streams table."""
-    return figures.get
 
 
 def stream_routes(source: StreamSource, user: Callable[..., Any], known_device: Callable[[str], str]) -> APIRouter:

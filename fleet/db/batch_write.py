@@ -120,31 +120,33 @@ def insert_history(conn: Connection, rows: Sequence[HistoryRow]) -> None:
 
 # A device's stream figures as stored: device id, ts, received, streams as JSON text, streams left out.
 StreamRow = tuple[str, int, int, str, int]
-_STREAM_COLUMNS = "fleet, device_id, ts_ms, received_ms, streams, dropped"
+_STREAM_COLUMNS = ("fleet", "device_id", "ts_ms", "received_ms", "streams", "dropped")
 # A stored row is replaced only by a report as new or newer by the device's clock (a replayed older one is not).
 _STREAM_CONFLICT = (f" ON CONFLICT (fleet, device_id) DO UPDATE SET ts_ms = excluded.ts_ms, received_ms = "
                     f"excluded.received_ms, streams = excluded.streams, dropped = excluded.dropped "
                     f"WHERE {device_streams.name}.ts_ms <= excluded.ts_ms")
-_PG_STREAMS = (f"INSERT INTO {device_streams.name} ({_STREAM_COLUMNS}) SELECT %s, v.d, v.t, v.r, CAST(v.s AS JSON), "
-               "v.x FROM unnest(%s::varchar[], %s::bigint[], %s::bigint[], %s::text[], %s::bigint[]) "
-               f"AS v(d, t, r, s, x){_STREAM_CONFLICT}")
+_PG_STREAMS = (f"INSERT INTO {device_streams.name} ({', '.join(_STREAM_COLUMNS)}) SELECT %s, v.d, v.t, v.r, "
+               "CAST(v.s AS JSON), v.x FROM unnest(%s::varchar[], %s::bigint[], %s::bigint[], %s::text[], "
+               f"%s::bigint[]) AS v(d, t, r, s, x){_STREAM_CONFLICT}")
 
 
 @cache
 def _sqlite_streams_sql(rows: int) -> str:
-    return (f"INSERT INTO {device_streams.name} ({_STREAM_COLUMNS}) VALUES {', '.join(['(?, ?, ?, ?, ?, ?)'] * rows)}"
+    row = f"({', '.join('?' * len(_STREAM_COLUMNS))})"
+    return (f"INSERT INTO {device_streams.name} ({', '.join(_STREAM_COLUMNS)}) VALUES {', '.join([row] * rows)}"
             f"{_STREAM_CONFLICT}")
 
 
 def upsert_streams(conn: Connection, fleet: str, rows: Sequence[StreamRow]) -> None:
     """Insert or replace each device's stream figures (one row per device: ON CONFLICT refuses a key twice in a
-    statement) unless the stored ones are newer, in one statement (SQLite: one per 5,000 rows)."""
+    statement) unless the stored ones are newer, in one statement (SQLite: one per SQLITE_MAX_PARAMS // columns
+    rows, 5,333)."""
     if not rows:
         return
     if conn.dialect.name == "postgresql":
         conn.exec_driver_sql(_PG_STREAMS, (fleet, *map(list, zip(*rows, strict=True))))
         return
-    per = SQLITE_MAX_PARAMS // 6
+    per = SQLITE_MAX_PARAMS // len(_STREAM_COLUMNS)
     for start in range(0, len(rows), per):
         chunk = rows[start:start + per]
         params = [v for device, ts, received, streams, dropped in chunk

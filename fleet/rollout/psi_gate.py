@@ -14,8 +14,8 @@ class PsiSettings(BaseModel):
     interval: fail when its lower bound exceeds max_psi, pass when its upper bound does not, hold otherwise."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-    # What the distribution is, for the label ("class-mix", "score").
-    what: ClassVar[str] = "psi"
+    # What the distribution is, for the label: each kind names its own ("class-mix", "score").
+    what: ClassVar[str]
 
     kind: str = Field(description="Gate kind.")
     max_psi: float = Field(default=0.2, gt=0, description="Largest PSI allowed (0.1 slight, 0.25 major shift).")
