@@ -182,7 +182,8 @@ def time_batch_sizes(
 def with_batch_figures(
     chosen: ChosenModel, inputs: np.ndarray, settings: ChoiceSettings, cache: ChoiceCache | None
 ) -> ChosenModel:
-    """Attach the batch-size figures: the cached ones for this choice, else measured now and cached.
+    """Attach the batch-size figures: the cached ones for this choice, else (where the agent batches streams)
+    measured now and cached; an agent serving one source never batches, so nothing is timed for it.
 
     A choice recorded on another machine is not timed here, but its record carries no batch figures and batch
     latencies are this device's: they are timed on its first load and kept, like a measured choice's (without them
@@ -190,7 +191,7 @@ def with_batch_figures(
     """
     key = chosen.result.cache_key
     figures = cache.get_batches(key) if cache is not None else {}
-    if not figures and settings.measure and chosen.result.source in ("measured", "recorded"):
+    if not figures and settings.measure and settings.batch_sizes and chosen.result.source in ("measured", "recorded"):
         figures = time_batch_sizes(chosen.model, inputs, settings)
         if figures:
             log.info("batch sizes of %s: %s", chosen.candidate.label,

@@ -37,6 +37,8 @@ class ChoiceSettings:
     warmup: int = 3
     budget_s: float = 1.0
     forced_backend: str | None = None  # a runtime the config names: only it is a candidate while it is usable
+    # The agent batches several streams: batch sizes are timed with the choice (one source never batches).
+    batch_sizes: bool = False
 
 
 @dataclass(frozen=True)

@@ -96,18 +96,23 @@ def available_backends(
     return backends
 
 
-def choice_settings(cfg: BackendConfig | None, *, benchmark_on_install: bool = False) -> ChoiceSettings:
+def choice_settings(
+    cfg: BackendConfig | None, *, benchmark_on_install: bool = False, max_batch: int = 1
+) -> ChoiceSettings:
     """How the runtime is chosen: `auto` measures unless told not to; a forced runtime only with
-    sync.benchmark_on_install (then among its own variants and hints)."""
+    sync.benchmark_on_install (then among its own variants and hints). Batch sizes are timed with the choice only
+    where the agent batches streams (max_batch > 1)."""
+    batches = max_batch > 1
     if isinstance(cfg, AutoBackendConfig):
         return ChoiceSettings(
             measure=cfg.measure or benchmark_on_install,
             hint_min_agreement=cfg.hint_min_agreement,
             runs=cfg.bench_runs,
             budget_s=cfg.bench_budget_s,
+            batch_sizes=batches,
         )
     forced = None if cfg is None else cfg.type
-    return ChoiceSettings(measure=benchmark_on_install, forced_backend=forced)
+    return ChoiceSettings(measure=benchmark_on_install, forced_backend=forced, batch_sizes=batches)
 
 
 def backend_chain(
@@ -117,5 +122,5 @@ def backend_chain(
     return BackendChain(
         available_backends(hw, cfg, max_batch=max_batch),
         hw,
-        choice_settings(cfg, benchmark_on_install=benchmark_on_install),
+        choice_settings(cfg, benchmark_on_install=benchmark_on_install, max_batch=max_batch),
     )

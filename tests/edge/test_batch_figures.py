@@ -24,7 +24,7 @@ def test_install_times_batch_sizes_and_a_restart_reads_them_from_the_choice_cach
     make_package(store, "digits", 1, key, precisions=("fp32",))
     # ONNX Runtime only: which runtime wins the timing depends on the machine's load, and this test is about the
     # batch figures of a dynamic-batch session, not about the choice.
-    sync = _sync(tmp_path, store, key, backend_chain(CPU, _auto(tmp_path, runtimes=["onnxruntime"])))
+    sync = _sync(tmp_path, store, key, backend_chain(CPU, _auto(tmp_path, runtimes=["onnxruntime"]), max_batch=4))
     model, _ = sync.load(sync.install(1))
     assert isinstance(model, ChosenModel) and has_dynamic_batch(model.input_shape)
     assert sorted(model.batch_ms) == list(BATCH_SIZES) and all(ms > 0 for ms in model.batch_ms.values())
@@ -33,10 +33,21 @@ def test_install_times_batch_sizes_and_a_restart_reads_them_from_the_choice_cach
     assert cache.get_batches(model.result.cache_key) == model.batch_ms
     model.close()
 
-    restarted = _sync(tmp_path, store, key, backend_chain(CPU, _auto(tmp_path, runtimes=["onnxruntime"])))
+    restarted = _sync(tmp_path, store, key, backend_chain(CPU, _auto(tmp_path, runtimes=["onnxruntime"]), max_batch=4))
     again, _ = restarted.load(restarted.install(1))
     assert again.result.cached and again.batch_ms == model.batch_ms  # the same figures: nothing timed again
     again.close()
+
+
+def test_an_agent_serving_one_source_times_no_batch_sizes_at_install(tmp_path: Path) -> None:
+    key: KeyPair = new_keypair()
+    store = LocalStore(tmp_path / "store")
+    make_package(store, "digits", 1, key, precisions=("fp32",))
+    sync = _sync(tmp_path, store, key, backend_chain(CPU, _auto(tmp_path, runtimes=["onnxruntime"])))
+    model, _ = sync.load(sync.install(1))
+    assert isinstance(model, ChosenModel) and has_dynamic_batch(model.input_shape) and model.batch_ms == {}
+    assert ChoiceCache(tmp_path / "cache" / "runtime-choice").get_batches(model.result.cache_key) == {}
+    model.close()
 
 
 def test_a_damaged_batch_record_is_a_miss_not_an_error(tmp_path: Path) -> None:

@@ -60,9 +60,9 @@ def record(tmp_path: Path, store: LocalStore, key: KeyPair, hw: Hardware = CPU, 
 
 def device(tmp_path: Path, store: LocalStore, key: KeyPair, hw: Hardware = CPU, name: str = "dev",
            target: str | None = TARGET, backend: AutoBackendConfig | OnnxRuntimeConfig | None = None,
-           **cfg: object) -> ModelSync:
+           max_batch: int = 1, **cfg: object) -> ModelSync:
     config = SyncConfig(cache_dir=tmp_path / name, backoff_s=0.01, download_attempts=2, target=target, **cfg)  # type: ignore[arg-type]
-    chain = backend_chain(hw, backend or AutoBackendConfig.model_validate(BACKEND))
+    chain = backend_chain(hw, backend or AutoBackendConfig.model_validate(BACKEND), max_batch=max_batch)
     return ModelSync(config, store, [key.public], chain, hw, sleep=lambda s: None)
 
 
@@ -130,12 +130,16 @@ def test_a_recorded_choice_times_its_batch_sizes_once_here_and_keeps_them_for_th
     make_package(store, "digits", 1, key, precisions=("fp32",))
     record(tmp_path, store, key)
     timings = Timings(monkeypatch)
-    chosen = serve(device(tmp_path, store, key))
+    single = serve(device(tmp_path, store, key, name="one-source"))
+    # An agent serving one source never batches: it times nothing at all, not even batch sizes.
+    assert (single.result.source, timings.calls, timings.batches, single.batch_ms) == ("recorded", 0, 0, {})
+    single.close()
+    chosen = serve(device(tmp_path, store, key, max_batch=4))
     # The choice is the record's (nothing of it timed), but batch latencies are this device's: timed on first load.
     assert (chosen.result.source, timings.calls, timings.batches) == ("recorded", 0, 1)
     assert sorted(chosen.batch_ms) == list(BATCH_SIZES) and chosen.largest_batch_within(1e9) == 8
     chosen.close()
-    again = serve(device(tmp_path, store, key))
+    again = serve(device(tmp_path, store, key, max_batch=4))
     assert again.result.cached and again.batch_ms == chosen.batch_ms  # kept: a restart times nothing
     assert (timings.calls, timings.batches) == (0, 1)
     again.close()
