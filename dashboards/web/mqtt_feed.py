@@ -88,9 +88,11 @@ class MqttFeed:
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
+        self.client.on_subscribe = self._on_subscribe
 
     def start(self, wait_s: float = 10.0) -> None:
-        """Connect (in the background; the broker may come later) and wait up to wait_s for the first connect."""
+        """Connect (in the background; the broker may come later) and wait up to wait_s until the first connect's
+        subscriptions are live, so nothing published after start() returns is missed."""
         self.client.connect_async(self._host, self._port, keepalive=self._keepalive)
         self.client.loop_start()
         if not self._connected.wait(wait_s):
@@ -107,6 +109,9 @@ class MqttFeed:
             log.warning("web app: MQTT connect refused: %s", reason)
             return
         client.subscribe([(f, 0) for f in self._filters])
+
+    def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, reasons: Any, props: Any) -> None:
+        # The broker acknowledged the subscriptions: from here on every matching message reaches this feed.
         self._connected.set()
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import threading
+from typing import Any
+
+import paho.mqtt.client as mqtt
 
 from dashboards.web.event_buffer import EventBuffer
 from dashboards.web.figures import FigureBuffer
@@ -59,3 +63,23 @@ def test_collapsed_events_keep_new_and_end_and_one_row_per_run_of_updates() -> N
     assert [(r.type, r.count) for r in rows] == [("end", 1), ("update", 100), ("new", 1)]
     assert rows[1].label == "cat" and rows[1].first_ts_ms == NOW + 1 and rows[1].ts_ms == NOW + 100
     assert len(buf.events("cam-1", 0, 30)) == 30  # the raw rows (alert rules) are all still there
+
+
+def test_start_returns_once_the_subscriptions_are_live_so_the_first_report_is_not_missed(mosquitto: Broker) -> None:
+    events, figures = EventBuffer(), FigureBuffer()
+    feed = MqttFeed("lab", mosquitto.host, mosquitto.port, events, figures)
+    subscribe = feed.client.subscribe
+
+    def slow_subscribe(*args: Any, **kwargs: Any) -> Any:  # a slow link: SUBSCRIBE reaches the broker 0.5 s late
+        threading.Timer(0.5, lambda: subscribe(*args, **kwargs)).start()
+        return (mqtt.MQTT_ERR_SUCCESS, None)
+
+    feed.client.subscribe = slow_subscribe  # type: ignore[method-assign]
+    feed.start()
+    probe = MqttProbe(mosquitto)
+    try:
+        probe.publish("edgeferry/lab/cam-1/telemetry", json.dumps({**ENV, "fps": 3.0}))  # right after start()
+        eventually(lambda: figures.latest().get("cam-1"), 5, "the report published right after start()")
+    finally:
+        probe.close()
+        feed.stop()
