@@ -198,10 +198,11 @@ def quantize_int8(
             calibrate_method=method,
         )
         quantized = onnx.load(str(tmp_path))
-        int8_ops = {n.op_type for n in pre.graph.node if n.name and n.name not in exclude}
-        if keep_float is not None and float_input_readers(quantized, int8_ops):
-            onnx.checker.check_model(quantized)
-            onnx.save(quantized, str(tmp_path))
+        if keep_float is not None:
+            int8_ops = {n.op_type for n in pre.graph.node if n.name and n.name not in exclude}
+            if float_input_readers(quantized, int8_ops):
+                onnx.checker.check_model(quantized)
+                onnx.save(quantized, str(tmp_path))
         qdq = count_qdq(quantized)
         if qdq == 0:
             raise ExportError("INT8 quantization produced no QuantizeLinear/DequantizeLinear nodes")

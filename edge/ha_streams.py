@@ -70,8 +70,8 @@ def stream_configs(topics: DeviceTopics, agent_version: str, streams: Sequence[s
                    prefix: str = HA_PREFIX) -> list[Config]:
     """(config topic, retained payload) per stream and figure of the table; none for a single-stream agent.
 
-    Every stream's figures are under its own prefix and sub-device, one that `streams:` names 'default' too: bare,
-    they would overwrite the agent's own metric sensors of the same name."""
+    Every stream's figures are under its own prefix and sub-device whatever its name (the config refuses a stream
+    named 'default', but figures bare under it would overwrite the agent's own metric sensors of the same name)."""
     node = node_id(topics)
     origin = {"name": "edgeferry", "sw_version": agent_version}
     out: list[Config] = []
