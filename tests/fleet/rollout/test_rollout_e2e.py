@@ -270,7 +270,9 @@ def test_too_little_data_holds_then_pauses_at_the_deadline(plane: ControlPlane) 
     plane.simulate(10)
     plane.ready(10)
     plane.start_rollout(plan)
-    held = eventually(lambda: (s := plane.status())["last_decision"] == "hold" and s, 30, "a hold")
+    # Wait for the hold on the gate's data: before the canary runs version 2, the plan holds for that instead.
+    held = eventually(lambda: (s := plane.status())["last_decision"] == "hold"
+                      and "samples of shadow_agreement" in s["last_reason"] and s, 30, "a hold for too little data")
     assert "0/3 samples of shadow_agreement" in held["last_reason"]
     st = plane.finished(60)
     assert st["state"] == "paused" and "stage deadline passed with no verdict (pause)" in st["last_reason"]
