@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
 
 from edge.sources.base import Frame
 
@@ -35,16 +34,13 @@ class Backoff:
 
 
 class Pacer:
-    """max_fps for one reader: a live frame that comes too soon is discarded (counted in `throttled`, and
-    on_throttle called where given), a file frame waits for its slot and is 'captured' when released, like a
+    """max_fps for one reader: a live frame that comes too soon is discarded and counted in `throttled` (the one
+    count its reader's figures read), a file frame waits for its slot and is 'captured' when released, like a
     camera's."""
 
-    def __init__(
-        self, max_fps: float | None, stop: threading.Event, on_throttle: Callable[[], None] | None = None
-    ) -> None:
+    def __init__(self, max_fps: float | None, stop: threading.Event) -> None:
         self.period_s = 1.0 / max_fps if max_fps else None
         self._stop = stop
-        self._on_throttle = on_throttle
         # Live frames discarded for coming too soon (written by the reader's thread only).
         self.throttled = 0
         self._next_slot: float | None = None
@@ -62,8 +58,6 @@ class Pacer:
         if slot is not None and now < slot:
             if live:
                 self.throttled += 1
-                if self._on_throttle is not None:
-                    self._on_throttle()
                 return False
             if self._stop.wait(slot - now):
                 return False

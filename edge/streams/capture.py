@@ -54,7 +54,8 @@ class StreamCapture:
         source_fps = getattr(cfg.source, "fps", None)
         self._stall_s = max(cfg.stall_s, 2.0 / source_fps) if source_fps else cfg.stall_s
         self._stop = threading.Event()
-        self._pacer = Pacer(cfg.max_fps, self._stop, figures.throttle)
+        self._pacer = Pacer(cfg.max_fps, self._stop)
+        figures.pacer = self._pacer
         self._kicked = threading.Event()
         # When the current read() started (perf_counter); None while not reading. The stall watchdog reads it.
         self._reading_since: float | None = None

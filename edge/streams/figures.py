@@ -7,6 +7,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 
+from edge.pacing import Pacer
 from edge.percentiles import RollingWindow
 
 RATE_WINDOW_S = 5.0
@@ -44,7 +45,8 @@ class StreamFigures:
         self._queue_age = RollingWindow(LATENCY_WINDOW)
         self._e2e = RollingWindow(LATENCY_WINDOW)
         self.frames = 0
-        self.throttled = 0
+        # The stream's fps cap, set by its capture: it counts the frames it discards, and skipped reads that count.
+        self.pacer: Pacer | None = None
         self.source_errors = 0
         self.connected = False
 
@@ -52,11 +54,6 @@ class StreamFigures:
         """The source delivered a frame (before any fps cap)."""
         with self._lock:
             self._captured.add(self._clock())
-
-    def throttle(self) -> None:
-        """A live frame came sooner than the stream's fps cap allows and was discarded."""
-        with self._lock:
-            self.throttled += 1
 
     def error(self) -> None:
         """A read failed, the stream stalled, or a reconnect failed."""
@@ -73,13 +70,14 @@ class StreamFigures:
 
     def values(self, skipped: int, stale: int) -> dict[str, float]:
         """The stream's figures now; `skipped` and `stale` are its ring's counts (the fps cap's discards add in)."""
+        throttled = 0 if self.pacer is None else self.pacer.throttled
         with self._lock:
             now = self._clock()
             out = {
                 "capture_fps": self._captured.per_s(now),
                 "processed_fps": self._processed.per_s(now),
                 "frames": float(self.frames),
-                "skipped": float(skipped + self.throttled),
+                "skipped": float(skipped + throttled),
                 "stale": float(stale),
                 "source_errors": float(self.source_errors),
                 "connected": 1.0 if self.connected else 0.0,
