@@ -13,7 +13,7 @@ from edge.backends.base import Hardware
 from edge.backends.factory import backend_chain
 from edge.command_auth import CommandAuth
 from edge.commands import CommandRouter
-from edge.config import AgentConfig
+from edge.config import AgentConfig, StreamConfig
 from edge.desired import DesiredSync
 from edge.detection.service import DetectionService
 from edge.errors import AgentError
@@ -29,12 +29,14 @@ from edge.link import Link, MqttLink, NullLink, Outbox
 from edge.live_config import ConfigLoader, LiveConfig, Origin
 from edge.log_setup import setup_logging
 from edge.model_sync import ModelSync, load_trusted_keys
+from edge.model_unit import ModelUnit, side_sync_config
 from edge.pipeline import FrameResult
 from edge.prometheus_exporter import PrometheusExporter
 from edge.result_publisher import ResultPublisher
 from edge.runtime_bench import ChosenModel
 from edge.sensor.service import AnomalyService
 from edge.sensor.window_shadow import WindowShadow
+from edge.served_models import streams_by_model
 from edge.shadow import ShadowCheck, previous_version_loader
 from edge.shadow_policy import ShadowPolicy
 from edge.sources.base import FrameSource
@@ -45,6 +47,7 @@ from edge.streams.server import MultiStreamLoop, multi_stream_loop
 from edge.supervise import Health, spawn
 from edge.system_stats import SystemStats
 from edge.systemd_notify import Notifier
+from edge.task_claims import check_task_claim
 from edge.telemetry import EnvelopeFactory, Telemetry, TelemetryLoop
 from shared.config_loader import config_digest
 from shared.errors import ConfigError, EdgeferryError
@@ -90,10 +93,15 @@ class Agent:
         # Serving `streams:`, runtimes that compile for a batch size (OpenVINO) are told how many frames run together.
         self.backend = backend_chain(self.hw, cfg.backend, benchmark_on_install=cfg.sync.benchmark_on_install,
                                      max_batch=cfg.batching.max_size if cfg.streams else 1)
-        self.sync = ModelSync(
-            cfg.sync, open_store(cfg.sync.store), load_trusted_keys(cfg.sync.trusted_keys), self.backend, self.hw
-        )
+        store, trusted = open_store(cfg.sync.store), load_trusted_keys(cfg.sync.trusted_keys)
+        self.sync = ModelSync(cfg.sync, store, trusted, self.backend, self.hw)
         self.slot = ModelSlot()
+        # sync.model, and each model of `models:` on the streams that name it: synced, swapped and polled alike.
+        self.primary = ModelUnit(self.sync, self.slot, self._switch_to)
+        self.side = {m.name: ModelUnit(ModelSync(side_sync_config(cfg, m.name), store, trusted, self.backend,
+                                                 self.hw), ModelSlot(), self._switch_to) for m in cfg.models}
+        # Which model had the anomaly alert rule set (one anomaly model per agent; edge.task_claims).
+        self._anomaly_owner: str | None = None
         self.stats = FrameStats()
         self._outbox: Outbox | None = None
         if link is not None:
@@ -140,11 +148,19 @@ class Agent:
                                   budget_ms=policy.budget_ms,
                                   windows=WindowShadow(lambda: self.cfg.sensor.alerts, lambda: self.slot.current))
         self.frames: FrameLoop | MultiStreamLoop
+        # A scheduler and batches per served model: each of `models:` over the streams that name it.
+        self.side_frames: dict[str, MultiStreamLoop] = {}
         if cfg.streams:
-            # Several streams: batched across streams; the shadow check samples every stream's frames alike.
+            # Several streams: batched across streams; the shadow check samples sync.model's frames of every stream.
+            by_model = self._streams_by_model(cfg)
             self.frames = multi_stream_loop(cfg, self._sources, self.slot, self.stats, self.results.submit,
                                             self._stop, self.health, on_removed=self._stream_removed,
-                                            sample=self.shadow.wants, on_sample=self.shadow.submit)
+                                            sample=self.shadow.wants, on_sample=self.shadow.submit,
+                                            streams=by_model[cfg.sync.model])
+            for name, unit in self.side.items():
+                self.side_frames[name] = multi_stream_loop(
+                    cfg, self._sources, unit.slot, self.stats, self.results.submit, self._stop, self.health,
+                    on_removed=self._stream_removed, streams=by_model[name], component=f"frames-{name}")
         else:
             self.frames = FrameLoop(self.live, self._source, self.slot, self.stats, self.results.submit, self._stop,
                                     self.health, sample=self.shadow.wants, on_sample=self.shadow.submit)
@@ -157,8 +173,8 @@ class Agent:
                                                lambda: {s.name: self.detection.stream_cfg(s.name)
                                                         for s in self.cfg.streams})
         self._reload_requested = threading.Event()
-        self._model_lock = threading.Lock()
         self._frame_thread: threading.Thread | None = None
+        self._side_threads: list[threading.Thread] = []
         self._publisher: threading.Thread | None = None
         # The results thread drains until its None sentinel, also after a stop: it has its own never-set event.
         self._results_running = threading.Event()
@@ -186,24 +202,23 @@ class Agent:
         """Serve the cached model, connect, start capture, polling and telemetry; then tell systemd."""
         log.info("edgeferry agent %s starting as %s/%s", __version__, self.topics.fleet, self.topics.device_id)
         self._started_at = time.monotonic()
-        try:
-            recovered = self.sync.serve_recovered()
-            if recovered is not None:
-                self._switch_to(recovered)
-        except EdgeferryError as exc:
-            log.error("the cached model cannot be served: %s", exc)
+        for unit in self._units():
+            try:
+                unit.recover()
+            except EdgeferryError as exc:
+                log.error("the cached %s model cannot be served: %s", unit.name, exc)
         self._register_commands()
         self._register_appliers()
-        for source in (self.stats.values, self.slot.metrics, self.sync.metrics, self.frames.metrics,
+        for source in (self.stats.values, self.slot.metrics, self.sync.metrics, self._frame_metrics,
                        self.router.metrics, self.link.metrics, self.system.sample, self.health.metrics,
                        self.desired.metrics, self.results.metrics, self.shadow.metrics):
             self.telemetry.add_source(source)
         self.telemetry.set_class_counts(self.results.class_counts)
         self.telemetry.set_zone_counts(self.results.zone_counts)
         if isinstance(self.frames, MultiStreamLoop):
-            self.telemetry.set_stream_figures(self.frames.stream_figures)
+            self.telemetry.set_stream_figures(self._stream_figures)
             if self.exporter is not None:
-                self.exporter.set_streams(self.frames.stream_figures)
+                self.exporter.set_streams(self._stream_figures)
         self._publish_state()
         if self.cfg.mqtt.ha_discovery:
             reported = {m.name for m in METRICS} - self.system.unreported()
@@ -223,6 +238,8 @@ class Agent:
             log.info("Prometheus metrics on http://%s:%d/metrics", self.cfg.daemon.prometheus_host, port)
         self._publisher = spawn("results", self.results.run, self._results_running, self.health)
         self._frame_thread = spawn("frames", self.frames.run, self._stop, self.health)
+        self._side_threads = [spawn(f"frames-{name}", loop.run, self._stop, self.health)
+                              for name, loop in self.side_frames.items()]
         self._poll_thread = spawn("model-poll", self._poll, self._stop, self.health)
         self._shadow_thread = spawn("shadow", self.shadow.run_until(self._stop), self._stop, self.health)
         self.telemetry_loop.start()
@@ -256,9 +273,11 @@ class Agent:
         """Finish the current frame, flush telemetry, publish 'stopped', close everything."""
         self.notifier.stopping()
         self._stop.set()
-        if self._frame_thread is not None:
-            self._frame_thread.join(timeout=30)
-        self.frames.stop()
+        for thread in [self._frame_thread, *self._side_threads]:
+            if thread is not None:
+                thread.join(timeout=30)
+        for loop in [self.frames, *self.side_frames.values()]:
+            loop.stop()
         if self._publisher is not None and self._publisher.is_alive():
             self.results.finish()
             self._publisher.join(timeout=30)
@@ -277,7 +296,8 @@ class Agent:
             self._outbox.close()
         if self.exporter is not None:
             self.exporter.stop()
-        self.slot.close()
+        for unit in self._units():
+            unit.slot.close()
         log.info("agent stopped after %d frames", self.stats.frames)
 
     def install_signal_handlers(self) -> None:
@@ -292,86 +312,133 @@ class Agent:
 
     # -- models ------------------------------------------------------------------------------------------------
 
+    def _units(self) -> list[ModelUnit]:
+        """sync.model's unit first, then `models:` in config order."""
+        return [self.primary, *self.side.values()]
+
+    def _unit(self, model: str | None) -> ModelUnit:
+        """The unit a command names (None: sync.model); AgentError naming the served models otherwise."""
+        if model is None or model == self.primary.name:
+            return self.primary
+        unit = self.side.get(model)
+        if unit is None:
+            names = ", ".join(u.name for u in self._units())
+            raise AgentError(f"this device serves no model {model!r}; it serves {names}")
+        return unit
+
     def _poll(self) -> None:
-        """Poll the channel's pointer (or the pinned version) and switch when a newer verified model is there; a
-        fleet-managed device (sync.follow) only converges to its pin here."""
+        """Poll each model's pointer (or pinned version) and switch when a newer verified model is there; a
+        fleet-managed device (sync.follow) only converges sync.model to its pin here."""
         delay = 0.0 if self.slot.current is None else self.cfg.sync.poll_interval_s
         while not self._stop.wait(delay):
-            try:
-                version = self.sync.check_latest()
-                if version is not None:
-                    self.deploy(version, explicit=False)
-            except EdgeferryError as exc:
-                log.warning("model update skipped: %s", exc)
+            for unit in self._units():
+                try:
+                    unit.poll_once()
+                except EdgeferryError as exc:
+                    log.warning("%s update skipped: %s", unit.name, exc)
             self.health.ok("model-poll")
             delay = self.cfg.sync.poll_interval_s
 
-    def deploy(self, version: int | None, *, explicit: bool = True, allow_downgrade: bool = False) -> dict[str, Any]:
+    def deploy(self, version: int | None, *, explicit: bool = True, allow_downgrade: bool = False,
+               model: str | None = None) -> dict[str, Any]:
         """Install, verify, smoke-test and hot-swap a version; the served model is untouched on any failure."""
-        with self._model_lock:
-            if version is None:
-                version = self.sync.check_latest(explicit=explicit)
-                if version is None:
-                    current = self.slot.current
-                    return {"version": current.version if current else None, "changed": False}
-            return self._switch_to(self.sync.serve_version(version, explicit=explicit,
-                                                           allow_downgrade=allow_downgrade))
+        return self._unit(model).deploy(version, explicit=explicit, allow_downgrade=allow_downgrade)
 
-    def rollback(self) -> dict[str, Any]:
+    def rollback(self, model: str | None = None) -> dict[str, Any]:
         """Switch back to the previous installed version."""
-        with self._model_lock:
-            return self._switch_to(self.sync.serve_rollback())
+        return self._unit(model).rollback()
 
-    def benchmark(self) -> dict[str, Any]:
+    def benchmark(self, model: str | None = None) -> dict[str, Any]:
         """Time every runtime candidate for the served version again and serve the fastest (the `benchmark` command)."""
-        with self._model_lock:
-            current = self.slot.current
-            if current is None:
-                raise AgentError("no model is served yet; nothing to benchmark")
-            return self._switch_to(self.sync.serve_remeasured(current.version))
+        return self._unit(model).benchmark()
 
-    def _switch_to(self, serving: ServingModel) -> dict[str, Any]:
+    def _switch_to(self, unit: ModelUnit, serving: ServingModel) -> dict[str, Any]:
         """Install a prepared model between two frames and tell the broker what is served and why."""
-        equip(self._sources.values(), window=serving.manifest.window)  # a sensor model: windowed by its recipe
-        # An anomaly model's alerts use its threshold and channels; any other model stops the alert rule.
-        self.anomaly.configure(serving.manifest, serving.variant, self._source.name)
-        self.slot.install(serving)
-        self.shadow.update(serving.version)
+        served = {u.name: u.slot.current.decoder.task for u in self._units()
+                  if u is not unit and u.slot.current is not None}
+        check_task_claim(unit.name, serving.decoder.task, served)
+        sources = self._unit_sources(unit.name)
+        equip(sources, window=serving.manifest.window)  # a sensor model: windowed by its recipe
+        # An anomaly model's alerts use its threshold and channels; the model that had them stops them when it
+        # changes task; another model's switch leaves them alone.
+        if serving.decoder.task == "anomaly" or self._anomaly_owner == unit.name:
+            self.anomaly.configure(serving.manifest, serving.variant, sources[0].name if sources else unit.name)
+            self._anomaly_owner = unit.name if serving.decoder.task == "anomaly" else None
+        unit.slot.install(serving)
+        if unit is self.primary:
+            self.shadow.update(serving.version)
         self._publish_state()
         chosen = serving.model
-        if isinstance(chosen, ChosenModel):
+        if unit is self.primary and isinstance(chosen, ChosenModel):
             self.link.publish_json(
                 self.topics.benchmark, self.envelopes.stamp(BenchmarkPayload, result=chosen.result), retain=True
             )
         self.notifier.status(self._status_line())
-        return {"version": serving.version, "variant": serving.variant.file, "precision": serving.variant.precision,
-                "backend": serving.model.backend, "changed": True}
+        return {"model": unit.name, "version": serving.version, "variant": serving.variant.file,
+                "precision": serving.variant.precision, "backend": serving.model.backend, "changed": True}
+
+    def _streams_by_model(self, cfg: AgentConfig) -> dict[str, list[StreamConfig]]:
+        """Each model's streams (config order); a stream without `model:` is sync.model's."""
+        names = streams_by_model(cfg.sync.model, {s.name: s.model for s in cfg.streams})
+        by_name = {s.name: s for s in cfg.streams}
+        return {model: [by_name[n] for n in streams] for model, streams in names.items()}
+
+    def _unit_sources(self, model: str) -> list[FrameSource]:
+        """The sources of the streams a model serves (every source while only sync.model serves)."""
+        if not self.side:
+            return list(self._sources.values())
+        return [self._sources[s.name] for s in self._streams_by_model(self.cfg).get(model, [])
+                if s.name in self._sources]
+
+    def _frame_loops(self) -> list[FrameLoop | MultiStreamLoop]:
+        return [self.frames, *self.side_frames.values()]
+
+    def _frame_metrics(self) -> dict[str, float]:
+        """drops, queue_depth and source_errors summed over every model's streams."""
+        out: dict[str, float] = {}
+        for loop in self._frame_loops():
+            for key, value in loop.metrics().items():
+                out[key] = out.get(key, 0.0) + value
+        return out
+
+    def _stream_figures(self) -> dict[str, dict[str, float]]:
+        """Every stream's figures, whichever model serves it."""
+        out: dict[str, dict[str, float]] = {}
+        for loop in self._frame_loops():
+            if isinstance(loop, MultiStreamLoop):
+                out.update(loop.stream_figures())
+        return out
 
     # -- commands and config ----------------------------------------------------------------------------------
 
     def _register_commands(self) -> None:
         def deploy(cmd: DeployCommand) -> dict[str, Any]:
+            unit = self._unit(cmd.model)
             if cmd.pin:
+                if unit is not self.primary:
+                    raise AgentError(f"a deploy pins only sync.model; pin {unit.name} with its `models:` entry's "
+                                     "pinned_version in the config file")
                 # Check first, then change anything: a deploy anti-rollback refuses must not leave its pin behind.
                 if cmd.version is not None:
                     self.sync.check_rollback(cmd.version, allow_downgrade=cmd.allow_downgrade)
                 self._apply({"sync.pinned_version": cmd.version})
-            return self.deploy(cmd.version, explicit=cmd.version is not None, allow_downgrade=cmd.allow_downgrade)
+            return unit.deploy(cmd.version, explicit=cmd.version is not None, allow_downgrade=cmd.allow_downgrade)
 
         def rollback(cmd: RollbackCommand) -> dict[str, Any]:
-            return self.rollback()
+            return self.rollback(cmd.model)
 
         def set_config(cmd: SetConfigCommand) -> dict[str, Any]:
             return self._apply(cmd.values)
 
         def ping(cmd: PingCommand) -> dict[str, Any]:
-            return {"model": self._model_info().model_dump(), "uptime_s": round(time.monotonic() - self._started_at, 1)}
+            return {"model": self._model_info().model_dump(), "uptime_s": round(time.monotonic() - self._started_at, 1),
+                    "models": [self._model_info(unit).model_dump() for unit in self.side.values()]}
 
         self.router.register("deploy", deploy)
         self.router.register("rollback", rollback)
         self.router.register("set-config", set_config)
         self.router.register("ping", ping)
-        self.router.register("benchmark", lambda cmd: self.benchmark())
+        self.router.register("benchmark", lambda cmd: self.benchmark(cmd.model))
 
     def reload(self) -> dict[str, Any]:
         """SIGHUP: re-read file, environment and flags (plus set-config changes) and apply what can change live."""
@@ -414,10 +481,16 @@ class Agent:
                 return None
             trusted = load_trusted_keys(new.sync.trusted_keys)
             updated = self.sync.cfg.model_copy(update={k: getattr(new.sync, k) for k in keys})
+            # The models of `models:` take every sync.* setting but what their own entries set.
+            own = {"pinned_version", "channel", "follow"}
+            side = {name: unit.sync.cfg.model_copy(update={k: getattr(new.sync, k) for k in keys if k not in own})
+                    for name, unit in self.side.items()}
 
             def commit() -> None:
                 self.sync.cfg = updated
                 self.sync.trusted = trusted
+                for name, unit in self.side.items():
+                    unit.sync.cfg, unit.sync.trusted = side[name], trusted
 
             return commit
 
@@ -441,15 +514,24 @@ class Agent:
             if not isinstance(frames, MultiStreamLoop) or not new.streams:
                 raise ConfigError("`streams:` changes live only on an agent started with `streams:`, and keeps at "
                                   "least one stream; restart the agent to switch between `source:` and `streams:`")
-            fresh = {s.name: open_source(s.source, new.sensor.input) for s in new.streams
-                     if s.name in frames.changes(new.streams)}
+            loops = {self.primary.name: frames, **self.side_frames}
+            by_model = self._streams_by_model(new)
+            unserved = sorted(set(by_model) - set(loops))
+            if unserved:
+                raise ConfigError(f"streams name model(s) {', '.join(unserved)} this agent does not serve yet; "
+                                  "`models:` changes need a restart")
+            # A stream moved to another model starts anew there (its source too) and leaves its old model's loop.
+            fresh = {s.name: open_source(s.source, new.sensor.input) for model, loop in loops.items()
+                     for s in by_model.get(model, []) if s.name in loop.changes(by_model.get(model, []))}
             per_stream = stream_detection(new)
 
             def commit() -> None:
-                self._add_sources(fresh)
+                self._add_sources(fresh, new)
                 self._sources = {s.name: fresh.get(s.name) or self._sources[s.name] for s in new.streams}
                 self.detection.set_streams(per_stream, [s.name for s in new.streams])
-                frames.change_streams(new.streams, fresh)
+                for model, loop in loops.items():
+                    mine = by_model.get(model, [])
+                    loop.change_streams(mine, {s.name: fresh[s.name] for s in mine if s.name in fresh})
                 self.ha_streams.change([s.name for s in new.streams])
 
             return commit
@@ -468,10 +550,13 @@ class Agent:
         for applier in (events, logging_, sync, detection, sensor, streams):
             self.live.on_change(applier)
 
-    def _add_sources(self, sources: Mapping[str, FrameSource]) -> None:
-        """New streams' sources get what the running ones got: the served sensor model's recipe, the broker."""
-        current = self.slot.current
-        equip(sources.values(), None if current is None else current.manifest.window, self.link)
+    def _add_sources(self, sources: Mapping[str, FrameSource], cfg: AgentConfig) -> None:
+        """New streams' sources get what the running ones got: their model's sensor recipe, the broker."""
+        model_of = {s.name: s.model or cfg.sync.model for s in cfg.streams}
+        for name, source in sources.items():
+            unit = self.side.get(model_of.get(name, ""), self.primary)
+            current = unit.slot.current
+            equip([source], None if current is None else current.manifest.window, self.link)
 
     def _stream_removed(self, name: str) -> None:
         """A removed stream (frame thread): once its last results are out, its objects and open alert end."""
@@ -484,12 +569,16 @@ class Agent:
 
     # -- reporting ---------------------------------------------------------------------------------------------
 
-    def _model_info(self) -> ModelInfo:
-        current = self.slot.current
+    def _model_info(self, unit: ModelUnit | None = None) -> ModelInfo:
+        unit = unit or self.primary
+        # Which streams it serves, once models share the streams out.
+        streams = [s.name for s in self._streams_by_model(self.cfg).get(unit.name, [])] if self.side else []
+        current = unit.slot.current
         if current is None:
-            return ModelInfo(name=self.cfg.sync.model)
+            return ModelInfo(name=unit.name, streams=streams)
         chosen = current.model if isinstance(current.model, ChosenModel) else None
         return ModelInfo(
+            streams=streams,
             name=current.manifest.name,
             version=current.version,
             variant=current.variant.file,
@@ -526,6 +615,7 @@ class Agent:
             desired_version=self.desired.version,
             follow=self.sync.mode,
             channel=self.sync.channel,
+            models=[self._model_info(unit) for unit in self.side.values()],
         )
         self.link.publish_json(self.topics.state, state, retain=True)
 

@@ -11,7 +11,9 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 
 from edge.detection.config import DetectionConfig, ZoneConfig
 from edge.sensor.config import SensorConfig
+from edge.served_models import check_served_models
 from shared.names import check_ident
+from shared.payloads import MAX_MODELS
 from shared.store_config import StoreConfig
 from shared.streams import DEFAULT_STREAM, MAX_STREAMS, check_stream_name, check_unique_streams
 
@@ -251,11 +253,35 @@ class StreamConfig(_Section):
         description="This camera's own detection settings (filters, tracking, events) instead of `detection:`; "
         "snapshots always follow `detection.snapshots`. None: the agent-wide settings.",
     )
+    model: str | None = Field(
+        default=None,
+        description="The model serving this stream: sync.model, or one of `models:` by name (a sensor model on a "
+        "sensor stream beside a detector on the cameras); None: sync.model.",
+    )
 
     _name = field_validator("name")(lambda cls, v: check_stream_name(v))
+    _model = field_validator("model")(lambda cls, v: v if v is None else check_ident(v, "model name"))
     _zone_names = field_validator("zones")(
         lambda cls, v: None if v is None else {check_ident(k, "zone name"): z for k, z in v.items()}
     )
+
+
+class ModelConfig(_Section):
+    """A further package the device syncs and serves beside sync.model, on the streams whose `model:` names it.
+
+    It is fetched, verified, smoke-tested and chosen a runtime like sync.model (every other sync.* setting applies),
+    with its own scheduler and batches; it follows its channel's signed pointer (or its pin), never the fleet's
+    desired state, which names sync.model.
+    """
+
+    name: str = Field(description="Model name as published (models/<name>/ in the store), named by streams' `model:`.")
+    channel: str | None = Field(
+        default=None, description="Pointer channel it follows ('stable': latest.json); None: sync.channel."
+    )
+    pinned_version: int | None = Field(default=None, ge=1, description="Serve this version and ignore its pointer.")
+
+    _name = field_validator("name")(lambda cls, v: check_ident(v, "model name"))
+    _channel = field_validator("channel")(lambda cls, v: v if v is None else check_ident(v, "channel name"))
 
 
 class BatchingConfig(_Section):
@@ -456,6 +482,11 @@ class AgentConfig(_Section):
         description="Several named sources served by one agent with batched inference; empty: `source:` alone "
         "is the one stream, named 'default'.",
     )
+    models: list[ModelConfig] = Field(
+        default_factory=list, max_length=MAX_MODELS - 1,
+        description="Further models served beside sync.model, each on the `streams:` whose `model:` names it; "
+        "empty: sync.model serves every stream. Changing it needs a restart.",
+    )
     batching: BatchingConfig = Field(default_factory=BatchingConfig, description="Cross-stream batching.")
     backend: BackendConfig = Field(
         default_factory=AutoBackendConfig, description="Inference runtime: auto (measured) or one forced."
@@ -484,4 +515,9 @@ class AgentConfig(_Section):
     def _one_way_to_name_sources(self) -> AgentConfig:
         if self.streams and "source" in self.model_fields_set:
             raise ValueError("set either `source:` (one stream) or `streams:` (several), not both")
+        return self
+
+    @model_validator(mode="after")
+    def _every_model_serves_streams(self) -> AgentConfig:
+        check_served_models(self.sync.model, [m.name for m in self.models], {s.name: s.model for s in self.streams})
         return self

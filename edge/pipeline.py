@@ -76,6 +76,8 @@ class FrameResult:
     anomaly: AnomalyScore | None = None
     # The stream the frame came from (shared.streams): 'default' for the single `source:`.
     stream: str = DEFAULT_STREAM
+    # The served model's name: results of several models (`models:`) each go to their own task's sink.
+    model: str = ""
 
     @property
     def frame_hw(self) -> tuple[int, int] | None:
@@ -241,7 +243,7 @@ class Pipeline:
                                        decoded.prediction, backlog, keep_input(self.sample, frame.index, batch),
                                        decoded.detections,
                                        frame.image if decoder.keeps_image else None, decoder.task,
-                                       decoded.anomaly))
+                                       decoded.anomaly, model=serving.manifest.name))
             t5 = perf()
         except Exception as exc:  # noqa: BLE001 - one bad frame must not stop the stream: counted, logged below
             self._errors += 1

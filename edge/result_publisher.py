@@ -4,7 +4,8 @@ it and nothing is queued (the hand-off would only add a wake-up to its latency),
 frames are waiting, so JSON and the outbox commit overlap the next inference. A full queue blocks the frame loop
 rather than lose a result.
 
-Each result goes to the sink of its model's task (edge.result_sinks), chosen when results of another model start.
+Each result goes to the sink of its model's task (edge.result_sinks), chosen when results of another version of
+that model start; several models (`models:`, one per task) each keep their own sink.
 """
 
 from __future__ import annotations
@@ -52,9 +53,8 @@ class ResultPublisher:
         self.anomaly = anomaly
         if anomaly is not None:
             self._sinks["anomaly"] = AnomalySink(anomaly)
-        # The sink of the model whose results came last, and that model's (version, task).
-        self._sink: ResultSink | None = None
-        self._serving: tuple[int, str] | None = None
+        # Per model name: the sink its results go to, and the (version, task) they came from last.
+        self._serving: dict[str, tuple[ResultSink, int, str]] = {}
         self._health = health
         self._observer = observer
         self._size = queue_size
@@ -90,7 +90,7 @@ class ResultPublisher:
         out = self._classification.quality.metrics()
         if self.detection is not None:
             figures = self.detection.metrics()
-            if figures.get("det_frames_window") or isinstance(self._sink, DetectionSink):
+            if figures.get("det_frames_window") or self._serves(DetectionSink):
                 out.update(figures)
                 out["results_window"] = out.get("results_window", 0.0) + figures.get("det_frames_window", 0.0)
         if self.anomaly is not None and self.anomaly.threshold is not None:
@@ -108,15 +108,19 @@ class ResultPublisher:
 
     def zone_counts(self) -> dict[str, int] | None:
         """Objects per zone now while a detector serves; None otherwise (no zones to count)."""
-        if self.detection is None or not isinstance(self._sink, DetectionSink):
+        if self.detection is None or not self._serves(DetectionSink):
             return None
         return self.detection.zone_counts()
 
+    def _serves(self, kind: type) -> bool:
+        """Whether the latest results of some model went to a sink of this kind."""
+        return any(isinstance(sink, kind) for sink, _, _ in list(self._serving.values()))
+
     def end_stream(self) -> None:
         """No more results follow (after finish() and the results thread ended): followed objects end."""
-        if self._sink is not None:
-            self._sink.finish()
-            self._sink, self._serving = None, None
+        serving, self._serving = self._serving, {}
+        for sink, _, _ in serving.values():
+            sink.finish()
 
     def submit(self, result: FrameResult) -> None:
         """Publish one result now if nothing is ahead of it and no frame waits behind it, else queue it."""
@@ -202,8 +206,8 @@ class ResultPublisher:
         self.last = results[-1]
         start = 0
         for end in range(1, len(results) + 1):
-            if end == len(results) or (results[end].version, results[end].task) != (
-                results[start].version, results[start].task
+            if end == len(results) or (results[end].model, results[end].version, results[end].task) != (
+                results[start].model, results[start].version, results[start].task
             ):
                 self._sink_for(results[start]).publish(results[start:end])
                 start = end
@@ -213,15 +217,16 @@ class ResultPublisher:
         self._health.ok(COMPONENT)
 
     def _sink_for(self, result: FrameResult) -> ResultSink:
-        """The sink of the result's model; when another model's results start, the old sink ends or restarts."""
-        serving = (result.version, result.task)
-        if serving == self._serving and self._sink is not None:
-            return self._sink
+        """The sink of the result's model; when another version of that model starts, its old sink ends or
+        restarts (another model's sink is left alone: one model per task, edge.task_claims)."""
+        known = self._serving.get(result.model)
+        if known is not None and (known[1], known[2]) == (result.version, result.task):
+            return known[0]
         sink = self._sinks.get(result.task)
         if sink is None:
             raise AgentError(f"results of a {result.task} model cannot be published by this agent")
-        if self._sink is not None and self._sink is not sink:
-            self._sink.finish()
+        if known is not None and known[0] is not sink:
+            known[0].finish()
         sink.start_model(result.version)
-        self._sink, self._serving = sink, serving
+        self._serving = {**self._serving, result.model: (sink, result.version, result.task)}
         return sink

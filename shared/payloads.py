@@ -26,6 +26,8 @@ PAYLOAD_SCHEMA_VERSION = 1
 MAX_COMMAND_BYTES = 16 * 1024
 MAX_GROUPS = 64
 MAX_DEGRADED = 64
+# Models one device may serve side by side (sync.model and its `models:`).
+MAX_MODELS = 16
 MAX_CLASS_COUNTS = 1024
 # Zones are at most 64 per device; with per-label keys ("zone/label") a few labels each.
 MAX_ZONE_COUNTS = 1024
@@ -71,6 +73,10 @@ class ModelInfo(BaseModel):
     choice_target: Token | None = Field(
         default=None, description="Target whose recorded choice serves (edgeferry bench --target); None: this device."
     )
+    streams: list[Ident] = Field(
+        default_factory=list, max_length=MAX_STREAMS,
+        description="Streams this model serves (`streams:` naming it); empty: every stream, or the single source.",
+    )
 
 
 class StatePayload(Envelope):
@@ -103,6 +109,11 @@ class StatePayload(Envelope):
     )
     channel: Ident | None = Field(
         default=None, description="Pointer channel the device follows in 'latest' mode ('stable': latest.json)."
+    )
+    models: list[ModelInfo] = Field(
+        default_factory=list, max_length=MAX_MODELS,
+        description="Further models the device serves beside `model` (its config's `models:`), each on the streams "
+        "that name it; they follow their own channel's pointer, never the fleet's desired state.",
     )
 
 
@@ -254,6 +265,9 @@ class DeployCommand(_Command):
     """Fetch and serve a version now (latest when version is omitted)."""
 
     name: Literal["deploy"] = "deploy"
+    model: Ident | None = Field(
+        default=None, description="Which of the device's models: sync.model (None) or one named in its `models:`."
+    )
     version: int | None = Field(default=None, ge=1, description="Version to deploy; latest if omitted.")
     pin: bool = Field(default=False, description="Stay on this version until another deploy.")
     allow_downgrade: bool = Field(
@@ -265,6 +279,9 @@ class RollbackCommand(_Command):
     """Return to the previous installed version."""
 
     name: Literal["rollback"] = "rollback"
+    model: Ident | None = Field(
+        default=None, description="Which of the device's models: sync.model (None) or one named in its `models:`."
+    )
 
 
 class SetConfigCommand(_Command):
@@ -284,6 +301,9 @@ class BenchmarkCommand(_Command):
     """Time every runtime candidate for the served version again and serve the fastest; the cache is bypassed."""
 
     name: Literal["benchmark"] = "benchmark"
+    model: Ident | None = Field(
+        default=None, description="Which of the device's models: sync.model (None) or one named in its `models:`."
+    )
 
 
 Command = Annotated[

@@ -69,6 +69,8 @@ STREAM_METRICS: tuple[Metric, ...] = (
            "counter", title="Capture errors"),
     Metric("connected", "", "1 while the stream's source is open and delivering, 0 while it reconnects",
            title="Connected", value_type="int", high=1.0),
+    Metric("model_version", "", "Version of the model serving the stream (sync.model, or the one its `model:` "
+           "names); 0 while none serves", title="Model version", value_type="int"),
     *_percentile_rows("queue_age", "Queue age", "the time a frame waited between capture and inference", (50, 99)),
     *_percentile_rows("e2e", "End-to-end", "capture-to-published time", (50, 95, 99)),
 )

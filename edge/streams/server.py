@@ -68,8 +68,11 @@ class MultiStreamLoop:
         on_removed: Callable[[str], None] | None = None,
         sample: Callable[[int], bool] | None = None,
         on_sample: Callable[[FrameResult], None] | None = None,
+        component: str = COMPONENT,
     ) -> None:
         self._slot = slot
+        # Its health component: 'frames', or 'frames-<model>' for a model of `models:` with its own loop.
+        self._component = component
         # The shadow check, as on one stream: which frames (by their stream's index) keep their input, and where
         # those results also go.
         self._sample = sample
@@ -190,11 +193,14 @@ class MultiStreamLoop:
     def stream_figures(self) -> dict[str, dict[str, float]]:
         """Each stream's figures under its name (shared.streams.STREAM_METRICS)."""
         out = {}
+        current = self._slot.current
+        version = float(current.version) if current is not None else 0.0
         for name, capture in self.captures.items():
             with self.doorbell:
                 skipped, stale = capture.ring.skipped, capture.ring.stale
             figures = capture.figures.values(skipped, stale)
             figures["source_errors"] += capture.source.skipped
+            figures["model_version"] = version
             out[name] = figures
         return out
 
@@ -238,7 +244,7 @@ class MultiStreamLoop:
                     errors += failed
             finally:
                 self._slot.release(serving)
-            self._health.ok(COMPONENT)
+            self._health.ok(self._component)
         return RunSummary(frames=frames, waiting=waiting, errors=errors, reason=reason)
 
     def _size_batches(self, serving: ServingModel) -> None:
@@ -304,6 +310,7 @@ class MultiStreamLoop:
                     frame.index, frame.captured_at, frame.source, serving.version, decoded.prediction,
                     backlog or i < last, keep_input(sample, frame.index, tensor), decoded.detections,
                     frame.image if decoder.keeps_image else None, decoder.task, decoded.anomaly, item.lane.name,
+                    serving.manifest.name,
                 ), self._on_result, self._on_sample)
                 t6 = perf()
             except Exception as exc:  # noqa: BLE001 - one bad frame must not stop the streams
@@ -344,11 +351,14 @@ def multi_stream_loop(
     on_removed: Callable[[str], None] | None = None,
     sample: Callable[[int], bool] | None = None,
     on_sample: Callable[[FrameResult], None] | None = None,
+    streams: Sequence[StreamConfig] | None = None,
+    component: str = COMPONENT,
 ) -> MultiStreamLoop:
-    """The loop for a config's `streams:`, with its batching, top_k, run bounds and shadow check."""
+    """The loop for a config's `streams:` (or those of one model), with its batching, top_k, run bounds and shadow
+    check."""
     return MultiStreamLoop(
-        cfg.streams, sources, slot, stats, on_result, stop, health, max_batch=cfg.batching.max_size,
-        wait_s=cfg.batching.wait_ms / 1000.0, budget_ms=cfg.batching.budget_ms, top_k=cfg.events.top_k,
-        bounds=Bounds(cfg.run.max_frames, cfg.run.duration_s), on_removed=on_removed, sample=sample,
-        on_sample=on_sample,
+        cfg.streams if streams is None else streams, sources, slot, stats, on_result, stop, health,
+        max_batch=cfg.batching.max_size, wait_s=cfg.batching.wait_ms / 1000.0, budget_ms=cfg.batching.budget_ms,
+        top_k=cfg.events.top_k, bounds=Bounds(cfg.run.max_frames, cfg.run.duration_s), on_removed=on_removed,
+        sample=sample, on_sample=on_sample, component=component,
     )
