@@ -32,7 +32,7 @@ import numpy as np
 import paho.mqtt.client as mqtt
 
 from bench.bench_edge import decode_all, make_video, start_broker, status_kib
-from bench.machine import RESULTS, fmt_load, machine, machine_line, uptime, write_results
+from bench.machine import RESULTS, machine, machine_line, uptime, write_results
 from edge.agent import Agent
 from edge.config import AgentConfig
 from edge.hot_swap import ServingModel
@@ -331,9 +331,9 @@ def main() -> None:
     if not store.exists(latest):
         raise SystemExit(f"{args.package} is not in {args.store}: run make train-reference first")
     args.version = parse_latest(store.get(latest)).version
-    head = machine()
-    load_before = os.getloadavg()
-    uptime_before = uptime()
+    load_at_start = os.getloadavg()  # read once: the machine line, the uptime line and the JSON all show it
+    head = machine(load_at_start)
+    uptime_before = uptime(load_at_start)
     with tempfile.TemporaryDirectory(prefix="edgeferry-bench-streams-") as t:
         tmp = Path(t)
         video = tmp / "camera.avi"
@@ -349,14 +349,13 @@ def main() -> None:
             if broker is not None:
                 broker.terminate()
                 broker.wait(timeout=10)
-    uptime_after = uptime()
-    write(args, head, load_before, uptime_before, uptime_after, fig, singles, healthy, stalled, rss1, rss4)
+    write(args, head, uptime_before, uptime(), fig, singles, healthy, stalled, rss1, rss4)
 
 
-def write(args: argparse.Namespace, head: dict[str, Any], load_before: tuple[float, float, float],
-          uptime_before: str, uptime_after: str, fig: dict[str, Any], singles: dict[str, float] | None,
-          healthy: dict[str, float], stalled: dict[str, float], rss1: float, rss4: float) -> None:
-    """streams.md and streams.json."""
+def write(args: argparse.Namespace, head: dict[str, Any], uptime_before: str, uptime_after: str,
+          fig: dict[str, Any], singles: dict[str, float] | None, healthy: dict[str, float],
+          stalled: dict[str, float], rss1: float, rss4: float) -> None:
+    """streams.md and streams.json; head's load and uptime_before are the one reading at the start."""
     interval = 1000.0 / PACE_FPS
     others = CAMERAS[:-1]
     delta = max(stalled[n] - healthy[n] for n in others)
@@ -380,10 +379,10 @@ def write(args: argparse.Namespace, head: dict[str, Any], load_before: tuple[flo
         f"{f', streams_mode {args.ov_mode}' if args.runtime == 'openvino' else ''}"
         f"{', quick' if args.quick else ''})",
         "",
-        machine_line(head),
+        machine_line(head, when="at the start"),
         "",
-        f"Load: `{uptime_before}` before, `{uptime_after}` after (1-minute load {fmt_load(load_before)} at the "
-        "start). These 2 cores were shared with about 8 other helpers' builds, tests and trainings while this ran: "
+        f"Load: `{uptime_before}` before, `{uptime_after}` after. These 2 cores were shared with about 8 other "
+        "helpers' builds, tests and trainings while this ran: "
         "every figure here is noisy, and the ratios (measured minutes apart, not interleaved) carry that noise.",
         "",
         "## Verdicts",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,10 +39,12 @@ def fmt_load(load: tuple[float, float, float]) -> str:
     return "/".join(f"{x:.2f}" for x in load)
 
 
-def machine() -> dict[str, Any]:
-    """CPU model, flags, usable cores, memory and the load average now, for a results file's JSON."""
+def machine(load: Sequence[float] | None = None) -> dict[str, Any]:
+    """CPU model, flags, usable cores, memory and the load average (`load`, a bench's own reading, or now), for a
+    results file's JSON."""
     return {"cpu": cpu_model_name() or "unknown CPU", "flags": cpu_flags(), "cores": len(os.sched_getaffinity(0)),
-            "memory_gib": round(psutil.virtual_memory().total / 2**30, 1), "load": list(os.getloadavg())}
+            "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
+            "load": list(os.getloadavg() if load is None else load)}
 
 
 def load1() -> float:
@@ -49,9 +52,10 @@ def load1() -> float:
     return os.getloadavg()[0]
 
 
-def uptime() -> str:
-    """`uptime`'s clock and load averages, from /proc (no procps needed), for a results file's before/after."""
-    la = os.getloadavg()
+def uptime(load: Sequence[float] | None = None) -> str:
+    """`uptime`'s clock and load averages (`load`, a bench's own reading, or now), for a results file's before/after;
+    from /proc, no procps needed."""
+    la = os.getloadavg() if load is None else load
     return f"{time.strftime('%H:%M:%S', time.gmtime())} UTC load average: {la[0]:.2f}, {la[1]:.2f}, {la[2]:.2f}"
 
 
