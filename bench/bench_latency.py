@@ -301,8 +301,7 @@ def main() -> None:
 def write(rows: list[Row], verdicts: list[str], skipped: list[str], args: argparse.Namespace,
           load_at_start: tuple[float, float, float]) -> None:
     """Print the table and write latency-bench.{md,json} (latency.md holds the profiles and the reading)."""
-    host = machine()
-    host["load"] = list(load_at_start)
+    host = machine(load_at_start)
     lines = [f"| {r.package} | {r.threads} | {r.runner} | {r.p50_ms:.3f} | {r.p99_ms:.3f} | {r.fps:.1f} | "
              f"{r.cpu_ms:.3f} | {r.note} |" for r in rows]
     text = "\n".join([

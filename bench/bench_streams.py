@@ -349,13 +349,15 @@ def main() -> None:
             if broker is not None:
                 broker.terminate()
                 broker.wait(timeout=10)
-    write(args, head, uptime_before, uptime(), fig, singles, healthy, stalled, rss1, rss4)
+    load_at_end = os.getloadavg()
+    write(args, head, uptime_before, uptime(load_at_end), load_at_end, fig, singles, healthy, stalled, rss1, rss4)
 
 
 def write(args: argparse.Namespace, head: dict[str, Any], uptime_before: str, uptime_after: str,
-          fig: dict[str, Any], singles: dict[str, float] | None, healthy: dict[str, float],
-          stalled: dict[str, float], rss1: float, rss4: float) -> None:
-    """streams.md and streams.json; head's load and uptime_before are the one reading at the start."""
+          load_at_end: tuple[float, float, float], fig: dict[str, Any], singles: dict[str, float] | None,
+          healthy: dict[str, float], stalled: dict[str, float], rss1: float, rss4: float) -> None:
+    """streams.md and streams.json; the JSON records the load as load_at_start/load_at_end, as every bench that
+    feeds edge.md does (head's load is the start's reading)."""
     interval = 1000.0 / PACE_FPS
     others = CAMERAS[:-1]
     delta = max(stalled[n] - healthy[n] for n in others)
@@ -423,7 +425,7 @@ def write(args: argparse.Namespace, head: dict[str, Any], uptime_before: str, up
         "watchdog (stall_s 0.5) reconnects it, over and over.",
         "",
     ]
-    doc = {"machine": head, "uptime_before": uptime_before, "uptime_after": uptime_after, "args": vars(args),
+    doc = {"machine": head, "load_at_start": head["load"], "load_at_end": list(load_at_end), "args": vars(args),
            "throughput": fig, "singles": singles, "paced_healthy": healthy, "paced_stalled": stalled,
            "rss_mib": {"1": rss1, "4": rss4}, "verdicts": verdicts}
     write_results("streams", doc, "\n".join(lines), args.out)

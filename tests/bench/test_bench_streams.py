@@ -1,5 +1,5 @@
-"""bench-streams reads the load average once at the start and once at the end, and reports those readings everywhere
-(machine line, uptime lines, JSON)."""
+"""bench-streams reads the load average once at the start and once at the end, reports those readings everywhere
+(machine line, uptime lines, JSON) and records them as every bench that feeds edge.md does (load_at_start/_end)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,12 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
 from bench import bench_streams
+from bench.edge_targets import section
 
 FIG = {"agent_fps": 90.0, "ceiling_fps": 100.0, "agent_frames": 400, "serving": "batched", "batch_size": 4,
        "batched_frames": 380, "bare_batched_fps": 120.0, "decode4_fps": 100.0, "shared_ceiling_fps": 55.0,
@@ -67,9 +69,26 @@ def test_the_load_is_read_once_at_the_start_and_once_at_the_end_and_shown_as_rea
     run_bench(monkeypatch, tmp_path)
     assert len(loads) == 2
     doc = json.loads((tmp_path / "streams.json").read_text())
-    assert doc["machine"]["load"] == [1.0, 1.0, 1.0]
+    assert doc["load_at_start"] == doc["machine"]["load"] == [1.0, 1.0, 1.0]
+    assert doc["load_at_end"] == [2.0, 2.0, 2.0]
     text = (tmp_path / "streams.md").read_text()
     assert "load average 1.00/1.00/1.00 (1/5/15 min) at the start" in text
     assert "load average: 1.00, 1.00, 1.00` before" in text and "load average: 2.00, 2.00, 2.00` after" in text
     assert "3.00" not in text
 
+
+def test_edge_md_reads_the_load_the_streams_bench_recorded(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                          loads: list[int]) -> None:
+    run_bench(monkeypatch, tmp_path)
+    text = section(tmp_path)
+    streams = text.split("Four cameras through one agent")[1]
+    assert "Load average (1/5/15 min) at the start: 1.00/1.00/1.00." in streams
+    assert "RSS 4 streams 400 MiB vs 1 stream 100 MiB = 4.00x (target <= 1.3x): NOT met" in streams
+
+
+def test_the_committed_results_edge_md_reads_say_their_load() -> None:
+    results = Path(bench_streams.RESULTS)
+    for name in ("latency-bench.json", "streams.json"):
+        doc: dict[str, Any] = json.loads((results / name).read_text())
+        assert len(doc["load_at_start"]) == 3 and len(doc["load_at_end"]) == 3, name
+    assert "not recorded" not in section(results)
