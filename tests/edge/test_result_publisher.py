@@ -7,6 +7,7 @@ import json
 import threading
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from pydantic import BaseModel
@@ -173,3 +174,25 @@ def test_a_classifier_after_a_detector_ends_its_objects_and_publishes_result_eve
     assert types == ["new", "end"] and frames_on(link) == [3]
     assert "det_frames_window" in pub.metrics() and pub.zone_counts() is None
     assert "det_frames_window" not in pub.metrics()  # a classifier serves and no detector frame came
+
+
+def test_a_detector_and_another_model_interleaved_keep_their_own_sinks_and_the_tracks_go_on() -> None:
+    """`models:`: a detector on the cameras and a classifier elsewhere take turns in the results; neither's results
+    end the other's (the tracked object stays one object, never 'end' then 'new' at each turn)."""
+    link = FakeLink()
+    topics = DeviceTopics("lab", "cam-1")
+    envelopes = EnvelopeFactory("cam-1")
+    service = DetectionService(DetectionConfig(), link, topics, envelopes)
+    pub = ResultPublisher(EventEmitter(EventsConfig(mode="every"), link, TOPIC, envelopes), Health(),
+                          detection=service)
+    box = (10.0, 10.0, 30.0, 30.0)
+    for i in range(0, 8, 2):
+        pub.submit(replace(_det_result(i, 1, [box]), model="people", stream="gate"))
+        pub.submit(replace(result(i + 1), model="parts", stream="shelf"))
+    assert pub.zone_counts() == {}  # the detector still serves, though a classifier's result came last
+    pub.end_stream()
+    events = [json.loads(p.payload) for p in link.published if p.topic == ObjectTopics(topics).events]
+    assert [(e["type"], e["stream"]) for e in events] == [("new", "gate"), ("end", "gate")]
+    assert frames_on(link) == [1, 3, 5, 7]
+    figures = pub.metrics()
+    assert figures["det_frames_window"] == 4.0 and figures["results_window"] == 8.0
