@@ -70,8 +70,9 @@ def stream_configs(topics: DeviceTopics, agent_version: str, streams: Sequence[s
                    prefix: str = HA_PREFIX) -> list[Config]:
     """(config topic, retained payload) per stream and figure of the table; none for a single-stream agent.
 
-    Every stream's figures are under its own prefix and sub-device whatever its name (the config refuses a stream
-    named 'default', but figures bare under it would overwrite the agent's own metric sensors of the same name)."""
+    Every stream's figures are under its own prefix and sub-device. None is named 'default' (the single source's
+    name, whose ids are the agent's own): the names come from a validated config's `streams:`, at start and on each
+    live change, and edge.config refuses that name there."""
     node = node_id(topics)
     origin = {"name": "edgeferry", "sw_version": agent_version}
     out: list[Config] = []

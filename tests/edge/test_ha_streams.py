@@ -5,14 +5,20 @@ from __future__ import annotations
 
 import itertools
 import re
+from collections.abc import Mapping
 from typing import Any
 
+import pytest
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from edge.config import AgentConfig
 from edge.detection.config import DetectionConfig
 from edge.ha_detection import DetectionAnnouncer
 from edge.ha_discovery import HaDiscovery, device_info, discovery_configs, fleet_node_id, node_id
 from edge.ha_streams import StreamAnnouncer, object_id, stream_configs, stream_device
+from edge.live_config import LiveConfig
+from shared.config_loader import load_config
+from shared.errors import ConfigError
 from shared.metrics import METRICS
 from shared.payloads import Envelope, TelemetryPayload
 from shared.streams import DEFAULT_STREAM, STREAM_METRICS
@@ -122,12 +128,27 @@ def test_a_removed_camera_loses_its_figures_and_its_zones_in_one_publish() -> No
     assert [p.payload != b"" for p in link.on(front)] == [True, True]
 
 
-def test_the_single_streams_entities_are_the_agents_own_and_a_stream_named_default_keeps_its_figures_apart() -> None:
+def test_the_single_streams_entities_are_the_agents_own_and_a_named_streams_are_under_its_sub_device() -> None:
     assert object_id(DEFAULT_STREAM, "zone_door") == "zone_door"
     assert stream_device(TOPICS, DEFAULT_STREAM, "0.1.0") == device_info(TOPICS, "0.1.0")
     assert object_id("yard", "zone_door") == "stream_4_yard_zone_door"
     assert stream_device(TOPICS, "yard", "0.1.0")["via_device"] == node_id(TOPICS)
-    # `streams:` may name a stream 'default': its figures must not overwrite the agent's own metric sensors.
-    agent = {topic for topic, _ in discovery_configs(TOPICS, "0.1.0")}
-    figures = {topic for topic, _ in stream_configs(TOPICS, "0.1.0", [DEFAULT_STREAM])}
-    assert len(figures) == len(STREAM_METRICS) and not figures & agent
+
+
+def test_a_live_change_naming_a_stream_default_is_refused_before_home_assistant_hears_of_it() -> None:
+    """The announcer's names come from a validated config, at start and on a live change: 'default' never reaches it."""
+    camera = {"type": "synthetic"}
+    base = {"streams": [{"name": "door", "source": camera}]}
+
+    def loader(overrides: Mapping[str, Any]) -> AgentConfig:
+        return load_config(AgentConfig, flags={**base, **overrides}, environ={})
+
+    announcer = StreamAnnouncer(TOPICS, "0.1.0", "homeassistant", [s.name for s in loader({}).streams])
+    live = LiveConfig(loader({}), loader)
+    live.on_change(lambda new, _: lambda: announcer.change([s.name for s in new.streams]))
+    live.apply({"streams": [{"name": "door", "source": camera}, {"name": "yard", "source": camera}]}, "command")
+    assert announcer.names == ["door", "yard"]
+    with pytest.raises(ConfigError, match="'default' is the single source's"):
+        live.apply({"streams": [{"name": "door", "source": camera}, {"name": DEFAULT_STREAM, "source": camera}]},
+                   "command")
+    assert announcer.names == ["door", "yard"]
