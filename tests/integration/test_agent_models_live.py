@@ -1,0 +1,96 @@
+"""Streams move between an agent's models live: a camera handed from the detector to the classifier of `models:`
+by signed set-config ends its objects and starts publishing result events under its own name, with its model's
+version in its figures, while the other camera's object is followed on without a break; a stream naming a model
+the agent does not serve yet is refused whole, and `models:` itself reports that it needs a restart."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from shared.object_events import ObjectTopics
+from shared.object_store import LocalStore
+from tests.edge.detection_package import Square, make_detection_package, write_scene
+from tests.edge.package_factory import make_package, new_keypair
+from tests.fixtures.broker import Broker, MqttProbe
+from tests.integration.agent_harness import agent_config, running_agent, send_command, topics_of, write_public_key
+
+CLASSIFIER_VERSION = 3
+
+
+def camera(name: str, path: Path, **over: Any) -> dict[str, Any]:
+    return {"name": name, "source": {"type": "image_dir", "path": str(path), "loop": True}, "policy": "fifo",
+            "stale_ms": None, "max_fps": 20, **over}
+
+
+def wait_until(cond: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def test_a_camera_moves_from_the_detector_to_the_classifier_live_and_the_other_camera_goes_on(
+    tmp_path: Path, mosquitto: Broker
+) -> None:
+    keys = new_keypair()
+    store = LocalStore(tmp_path / "store")
+    make_detection_package(store, "squares", 1, keys)
+    make_package(store, "tiny", CLASSIFIER_VERSION, keys)
+    standing = [[Square(8, 8)] for _ in range(6)]  # looped: one object that stays as long as its camera runs
+    north, south = (camera(n, write_scene(tmp_path / n, standing)) for n in ("north", "south"))
+    dock = camera("dock", write_scene(tmp_path / "dock", standing), model="tiny")
+    tree = agent_config(tmp_path, store, write_public_key(keys, tmp_path / "k.pub"), mosquitto, {},
+                        **{"sync.model": "squares", "models": [{"name": "tiny"}], "streams": [north, south, dock],
+                           "detection.tracker.lost_frames": 4})
+    del tree["source"]
+    topics = topics_of(tree)
+    objects = ObjectTopics(topics)
+    probe = MqttProbe(mosquitto, f"{topics.base}/#")
+
+    def objects_of(stream: str, kind: str) -> list[dict[str, Any]]:
+        return [m.json() for m in probe.on(objects.events)
+                if m.json().get("stream") == stream and m.json()["type"] == kind]
+
+    def results_of(stream: str) -> list[dict[str, Any]]:
+        return [m.json() for m in probe.on(topics.events) if m.json().get("stream") == stream]
+
+    def figures() -> dict[str, dict[str, float]]:
+        reports = probe.on(topics.telemetry)
+        return reports[-1].json().get("streams", {}) if reports else {}
+
+    with running_agent(tree):
+        wait_until(lambda: bool(objects_of("north", "new") and objects_of("south", "new") and results_of("dock")),
+                   60, "both cameras' objects and dock's results")
+        wait_until(lambda: figures().get("south", {}).get("model_version") == 1
+                   and figures().get("dock", {}).get("model_version") == CLASSIFIER_VERSION, 30,
+                   "each stream's model version in telemetry")
+        assert not results_of("north") and not results_of("south"), "a detector's cameras publish no result events"
+
+        reply, _ = send_command(probe, topics, "set-config", {"values": {"streams": [
+            north, {**south, "model": "tiny"}, dock]}})
+        assert reply["ok"] and "streams" in reply["result"]["applied"], reply
+        wait_until(lambda: bool(objects_of("south", "end")), 30, "south's object to end")
+        wait_until(lambda: len(results_of("south")) >= 5, 30, "south's result events from the classifier")
+        wait_until(lambda: figures().get("south", {}).get("model_version") == CLASSIFIER_VERSION, 30,
+                   "south's figures to name the classifier's version")
+        results = results_of("south")
+        assert {r["after"]["model_version"] for r in results} == {CLASSIFIER_VERSION}
+
+        # A stream naming a model this agent does not serve: refused whole, nothing moves.
+        reply, _ = send_command(probe, topics, "set-config", {"values": {"streams": [
+            north, {**south, "model": "tiny"}, {**dock, "model": "plates"}]}})
+        assert not reply["ok"] and "plates" in reply["error"], reply
+        # `models:` needs a restart: reported, not applied (the streams stay on their models).
+        reply, _ = send_command(probe, topics, "set-config", {"values": {"models": [
+            {"name": "tiny", "pinned_version": CLASSIFIER_VERSION}]}})
+        assert reply["ok"] and reply["result"]["restart_required"] == ["models"], reply
+        before = len(results_of("dock"))
+        wait_until(lambda: len(results_of("dock")) >= before + 5, 30, "dock to go on")
+
+    # north's object was followed across every change: one object, never ended until the agent stopped.
+    assert len(objects_of("north", "new")) == 1
+    assert len(objects_of("south", "new")) == 1  # and south, once on the classifier, reports no objects
