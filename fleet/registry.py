@@ -7,10 +7,11 @@ used only to order a device's own messages (boots) and to date retained messages
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
-from shared.payloads import Envelope, StatePayload, TelemetryPayload
+from shared.payloads import Envelope, ModelInfo, StatePayload, TelemetryPayload
 from shared.topics import STATUS_OFFLINE, STATUS_ONLINE, STATUS_STOPPED
 
 Status = Literal["online", "stopped", "offline", "stale", "unknown"]
@@ -21,6 +22,8 @@ STALE_INTERVALS = 3
 MIN_INTERVAL_S = 0.1
 MAX_INTERVAL_S = 86400.0
 MAX_REFUSAL_TEXT = 256
+# What the registry keeps of each further model a device serves: what the web app and the CLI show of it.
+MODEL_FIELDS: set[str] = {"name", "version", "variant", "precision", "backend", "device", "streams"}
 
 
 @dataclass(frozen=True)
@@ -100,6 +103,9 @@ class DeviceRecord:
     # desired state) and the pointer channel it follows; None: an agent older than those fields.
     follow: str | None = None
     channel: str | None = None
+    # Further models the device serves beside model_name (its config's `models:`), each a dict of MODEL_FIELDS
+    # (unset ones left out; `streams` lists the streams it serves), in the order the state payload lists them.
+    models: tuple[dict[str, Any], ...] = ()
     rev: int = 0
 
     def with_status_at(self, now_ms: int) -> DeviceRecord:
@@ -120,6 +126,11 @@ def evolve(record: DeviceRecord, **changes: Any) -> DeviceRecord:
     new.__dict__.update(record.__dict__)
     new.__dict__.update(changes)
     return new
+
+
+def served_models(models: Iterable[ModelInfo]) -> tuple[dict[str, Any], ...]:
+    """Further models as the record keeps them: the contract validated them, so only MODEL_FIELDS are picked."""
+    return tuple(m.model_dump(include=MODEL_FIELDS, exclude_none=True) for m in models)
 
 
 def new_record(fleet: str, device_id: str) -> DeviceRecord:
@@ -206,6 +217,7 @@ def apply_state(record: DeviceRecord, state: StatePayload, received_ms: int, ret
         telemetry_interval_s=float(interval) if interval else record.telemetry_interval_s,
         follow=getattr(state, "follow", None),
         channel=getattr(state, "channel", None),
+        models=served_models(state.models),
     )
     return _seen(rec, received_ms, state.ts, retained)
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 import orjson
+from pydantic import ValidationError
 from sqlalchemy import Connection, Engine, and_, bindparam, delete, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
@@ -23,8 +24,10 @@ from fleet.registry import (
     DeviceRecord,
     evolve,
     new_record,
+    served_models,
     with_assignments,
 )
+from shared.payloads import MAX_MODELS, ModelInfo
 
 _COLUMNS = [c.name for c in devices.columns if c.name not in ("fleet", "device_id")]
 _RECORD_FIELDS = {f.name for f in fields(DeviceRecord)}
@@ -56,11 +59,13 @@ _ROW_FIELDS = tuple(("reported_status" if c == "status" else c, c) for c in _COL
                     if c == "status" or c in _RECORD_FIELDS)
 # The same but rev, which the batch writer sets.
 _FIELD_COLUMNS = tuple((name, column) for name, column in _ROW_FIELDS if column != "rev")
+# Columns a record holds as a tuple and a row as a JSON list.
+_LIST_COLUMNS = frozenset({"reported_groups", "models"})
 
 
 def _to_row(rec: DeviceRecord) -> dict[str, Any]:
     d = rec.__dict__
-    return {column: list(d[name]) if column == "reported_groups" else d[name] for name, column in _ROW_FIELDS}
+    return {column: list(d[name]) if column in _LIST_COLUMNS else d[name] for name, column in _ROW_FIELDS}
 
 
 def _changed(before: DeviceRecord, after: DeviceRecord) -> tuple[tuple[str, ...], tuple[Any, ...]]:
@@ -73,13 +78,27 @@ def _changed(before: DeviceRecord, after: DeviceRecord) -> tuple[tuple[str, ...]
         v, w = a[name], b[name]
         if v is not w and v != w:
             columns.append(column)
-            values.append(list(v) if column == "reported_groups" else v)
+            values.append(list(v) if column in _LIST_COLUMNS else v)
     return tuple(columns), tuple(values)
 
 
 _INT_COLUMNS = frozenset(c.name for c in devices.columns if c.type.python_type is int)
 _COUNTERS = frozenset({"rev", "restarts", "refused", "shed"})
 _ROW_KEYS = tuple(c.name for c in devices.columns)
+
+
+def _models(raw: Any) -> tuple[dict[str, Any], ...]:
+    """Stored further models, each read through the contract's ModelInfo: an entry it refuses (a row an older
+    version or a person wrote) is left out instead of passed on."""
+    if not isinstance(raw, list):
+        return ()
+    valid: list[ModelInfo] = []
+    for item in raw[:MAX_MODELS]:
+        try:
+            valid.append(ModelInfo.model_validate(item))
+        except ValidationError:
+            continue
+    return served_models(valid)
 
 
 def _from_row(row: Any, assigned: tuple[str, ...]) -> DeviceRecord:
@@ -103,6 +122,7 @@ def _from_row(row: Any, assigned: tuple[str, ...]) -> DeviceRecord:
     degraded = data["degraded"] if isinstance(data["degraded"], dict) else {}
     data["degraded"] = {str(k): v for k, v in degraded.items() if isinstance(v, str)}
     data["unsigned_commands"] = bool(data["unsigned_commands"])
+    data["models"] = _models(data.get("models"))
     for name in ("boot_id", "agent_version", "model_name", "model_variant", "model_backend", "config_digest",
                  "last_refused", "follow", "channel"):
         data[name] = sanitize.text(data.get(name), 256)

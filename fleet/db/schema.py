@@ -69,6 +69,9 @@ devices = Table(
     # state payload (added after schema 1; None: not reported, an older agent).
     Column("follow", String(16)),
     Column("channel", String(64)),
+    # Further models the device serves beside model_name (fleet.registry.MODEL_FIELDS of each), from its state
+    # payload (added after schema 1; NULL in an older row reads as none).
+    Column("models", JSON),
 )
 
 # Removed devices (issue 19 follow-up): ingest ignores their retained messages, which the fleet's broker user may
