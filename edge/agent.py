@@ -120,7 +120,7 @@ class Agent:
         self._source = next(iter(self._sources.values()))
         # k-of-n anomaly alerts and sensor figures while an anomaly model serves (edge.sensor.service).
         self.anomaly = AnomalyService(cfg.sensor, self.link, self.topics, self.envelopes,
-                                      refused=lambda: self._source.skipped)
+                                      refused=self._sensor_refused)
         self.results = ResultPublisher(
             EventEmitter(cfg.events, self.link, self.topics.events, self.envelopes), self.health, observer,
             detection=self.detection, anomaly=self.anomaly,
@@ -389,6 +389,10 @@ class Agent:
             return list(self._sources.values())
         return [self._sources[s.name] for s in self._streams_by_model(self.cfg).get(model, [])
                 if s.name in self._sources]
+
+    def _sensor_refused(self) -> int:
+        """Rows the anomaly model's sensor sources refused (the single source's while sync.model serves all)."""
+        return sum(source.skipped for source in self._unit_sources(self._anomaly_owner or self.primary.name))
 
     def _frame_loops(self) -> list[FrameLoop | MultiStreamLoop]:
         return [self.frames, *self.side_frames.values()]
