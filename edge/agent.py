@@ -209,7 +209,7 @@ class Agent:
                 log.error("the cached %s model cannot be served: %s", unit.name, exc)
         self._register_commands()
         self._register_appliers()
-        for source in (self.stats.values, self.slot.metrics, self.sync.metrics, self._frame_metrics,
+        for source in (self.stats.values, self.slot.metrics, self._sync_metrics, self._frame_metrics,
                        self.router.metrics, self.link.metrics, self.system.sample, self.health.metrics,
                        self.desired.metrics, self.results.metrics, self.shadow.metrics):
             self.telemetry.add_source(source)
@@ -389,6 +389,14 @@ class Agent:
             return list(self._sources.values())
         return [self._sources[s.name] for s in self._streams_by_model(self.cfg).get(model, [])
                 if s.name in self._sources]
+
+    def _sync_metrics(self) -> dict[str, float]:
+        """Model sync figures of every model: a forged or failing package of any of them shows (counts add up)."""
+        out: dict[str, float] = {}
+        for unit in self._units():
+            for key, value in unit.sync.metrics().items():
+                out[key] = max(out.get(key, 0.0), value) if key == "pointer_expired" else out.get(key, 0.0) + value
+        return out
 
     def _sensor_refused(self) -> int:
         """Rows the anomaly model's sensor sources refused (the single source's while sync.model serves all)."""

@@ -94,3 +94,36 @@ def test_a_camera_moves_from_the_detector_to_the_classifier_live_and_the_other_c
     # north's object was followed across every change: one object, never ended until the agent stopped.
     assert len(objects_of("north", "new")) == 1
     assert len(objects_of("south", "new")) == 1  # and south, once on the classifier, reports no objects
+
+
+def test_a_forged_package_of_a_side_model_is_refused_counted_and_never_served_while_the_detector_goes_on(
+    tmp_path: Path, mosquitto: Broker
+) -> None:
+    keys = new_keypair()
+    store = LocalStore(tmp_path / "store")
+    make_detection_package(store, "squares", 1, keys)
+    make_package(store, "tiny", 1, keys, bad_signature=True)
+    standing = [[Square(8, 8)] for _ in range(6)]
+    north = camera("north", write_scene(tmp_path / "north", standing))
+    dock = camera("dock", write_scene(tmp_path / "dock", standing), model="tiny")
+    tree = agent_config(tmp_path, store, write_public_key(keys, tmp_path / "k.pub"), mosquitto, {},
+                        **{"sync.model": "squares", "models": [{"name": "tiny"}], "streams": [north, dock]})
+    del tree["source"]
+    topics = topics_of(tree)
+    probe = MqttProbe(mosquitto, f"{topics.base}/#")
+
+    def last(topic: str) -> dict[str, Any]:
+        found = probe.on(topic)
+        return found[-1].json() if found else {}
+
+    with running_agent(tree):
+        wait_until(lambda: last(topics.telemetry).get("package_rejects", 0) >= 1, 30,
+                   "the side model's forged package to be counted")
+        wait_until(lambda: bool(probe.on(ObjectTopics(topics).events)), 30, "the detector's objects")
+        state = last(topics.state)
+        streams = last(topics.telemetry)["streams"]
+    assert state["model"]["version"] == 1 and state["model"]["streams"] == ["north"]
+    assert [(m["name"], m["version"], m["streams"]) for m in state["models"]] == [("tiny", None, ["dock"])]
+    # The side model never served: its stream infers nothing and says no model serves it.
+    assert streams["dock"]["model_version"] == 0 and streams["dock"]["frames"] == 0
+    assert not [m for m in probe.on(topics.events) if m.json().get("stream") == "dock"]
