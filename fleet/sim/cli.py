@@ -60,6 +60,9 @@ def sim(
         "processed fps, skips, queue age, e2e) under telemetry's `streams`, cam0..camN-1. 0: one stream.")] = 0,
     stalled_stream: Annotated[bool, typer.Option(
         help="With --streams: the last stream of every device stalls (no frames, disconnected, errors).")] = False,
+    second_model: Annotated[str | None, typer.Option(
+        help="With --streams 2 or more: every device also serves this model (from v1) on the last half of its "
+        "streams, listed under its state's `models`; a deploy naming it moves it alone.")] = None,
 ) -> None:
     """Run N simulated agents as real MQTT clients in this process (asyncio), until Ctrl-C or --duration."""
     from fleet.sim.runner import SimOptions, Simulation
@@ -69,7 +72,7 @@ def sim(
     options = SimOptions(devices=devices, host=host, port=port, fleet=fleet, groups=group or ["sim"], rate_hz=rate,
                          behaviours=behaviour, command_keys=command_key or [], model=model, version=version,
                          prefix=prefix, sensor=sensor, detectors=detectors,
-                         streams=streams, stalled_stream=stalled_stream)
+                         streams=streams, stalled_stream=stalled_stream, second_model=second_model)
 
     async def main() -> None:
         stop = asyncio.Event()

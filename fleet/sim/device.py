@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from fleet.sim.behaviour import Behaviour, window
 from fleet.sim.detector import DetectorSim
+from fleet.sim.models import SideModel
 from fleet.sim.sensor import SensorSim
 from fleet.sim.streams import StreamsSim
 from shared.command_signing import (
@@ -33,7 +34,15 @@ from shared.command_signing import (
 from shared.desired_state import check_desired_sequence, is_cleared, verify_desired
 from shared.errors import CommandError, CommandRefused
 from shared.object_events import ObjectEventPayload, ObjectTopics, SnapshotPayload
-from shared.payloads import DeployCommand, ModelInfo, PingCommand, RollbackCommand, StatePayload, parse_command
+from shared.payloads import (
+    BenchmarkCommand,
+    DeployCommand,
+    ModelInfo,
+    PingCommand,
+    RollbackCommand,
+    StatePayload,
+    parse_command,
+)
 from shared.sensor_events import AnomalyAlertPayload, SensorTopics
 from shared.topics import DeviceTopics
 from shared.version import __version__
@@ -47,6 +56,7 @@ class Action:
 
     reply: tuple[str, bytes] | None = None
     install: tuple[int, bool] | None = None  # (version, allow_downgrade)
+    side_install: tuple[str, int] | None = None  # (model, version): a further model's install
 
 
 @dataclass
@@ -79,6 +89,8 @@ class SimDevice:
     detector: DetectorSim | None = None
     # Set for a multi-stream agent: per-stream figures under telemetry's `streams` (fleet.sim.streams).
     streams: StreamsSim | None = None
+    # Further models a multi-stream agent serves on some of its streams (its `models:`), by name.
+    side: dict[str, SideModel] = field(default_factory=dict)
     _alerts: list[tuple[str, bytes]] = field(default_factory=list)
     _cmd_seq: dict[str, int] = field(default_factory=dict)
     _desired_seq: int | None = None
@@ -119,6 +131,9 @@ class SimDevice:
             return self._reject(name, exc.request_id, str(exc), now_ms)
         except CommandError as exc:
             return self._reject(name, reply_id(payload), str(exc), now_ms)
+        if isinstance(command, DeployCommand | RollbackCommand | BenchmarkCommand) and command.model not in (
+                None, self.model):
+            return self._on_side_command(name, command, now_ms)
         if isinstance(command, DeployCommand):
             if command.version is None:
                 return self._reject(name, command.id, "the simulator deploys named versions only", now_ms)
@@ -136,6 +151,35 @@ class SimDevice:
             result = {"model": self.model_info().model_dump(), "uptime_s": 0.0}
             return Action(self._reply(name, command.id, True, result, now_ms))
         return self._reject(name, command.id, f"command {name!r} is not supported by the simulator", now_ms)
+
+    def _on_side_command(self, name: str, command: DeployCommand | RollbackCommand | BenchmarkCommand,
+                         now_ms: int) -> Action:
+        """A command naming a further model: it moves that model alone; an unknown model is refused."""
+        side = self.side.get(command.model or "")
+        if side is None:
+            served = ", ".join([self.model, *self.side])
+            return self._reject(name, command.id, f"this device serves no model {command.model!r} (it serves "
+                                f"{served})", now_ms)
+        if isinstance(command, DeployCommand):
+            if command.version is None:
+                return self._reject(name, command.id, "the simulator deploys named versions only", now_ms)
+            if command.version < side.highest and not command.allow_downgrade:
+                return self._reject(name, command.id, f"{side.name} v{command.version} is older than "
+                                    f"v{side.highest} already activated (anti-rollback)", now_ms)
+            target = command.version
+        elif isinstance(command, RollbackCommand):
+            if side.version <= 1:
+                return self._reject(name, command.id, f"no earlier version of {side.name} installed", now_ms)
+            target = side.version - 1
+        else:
+            return self._reject(name, command.id, f"command {name!r} is not supported by the simulator", now_ms)
+        result = {"model": side.name, "version": target, "changed": target != side.version}
+        return Action(self._reply(name, command.id, True, result, now_ms), side_install=(side.name, target))
+
+    def serve_side(self, model: str, version: int) -> None:
+        """A further model's install finished: serve `version` of it (the main model stays)."""
+        self.side[model].serve(version)
+        self.counters["swaps"] += 1
 
     def on_desired(self, payload: bytes) -> Action:
         """A retained desired message: verified like an agent does; the same seq again is the state in force."""
@@ -188,9 +232,20 @@ class SimDevice:
     # -- outbound ---------------------------------------------------------------------------------------------
 
     def model_info(self) -> ModelInfo:
-        """The served model as the state payload names it."""
+        """The served model as the state payload names it (with its streams once further models share them)."""
         return ModelInfo(name=self.model, version=self.version, variant="model.fp32.onnx", precision="fp32",
-                         backend="onnxruntime", device="cpu")
+                         backend="onnxruntime", device="cpu", streams=self._main_streams() if self.side else [])
+
+    def _main_streams(self) -> list[str]:
+        taken = {s for m in self.side.values() for s in m.streams}
+        return [s for s in (self.streams.names if self.streams else []) if s not in taken]
+
+    def _stream_versions(self) -> dict[str, int]:
+        """Stream -> the version of the model serving it."""
+        out = dict.fromkeys(self.streams.names if self.streams else [], self.version)
+        for m in self.side.values():
+            out.update(dict.fromkeys(m.streams, m.version))
+        return out
 
     def _envelope(self, now_ms: int) -> dict[str, Any]:
         seq = self.seq
@@ -204,6 +259,7 @@ class SimDevice:
             hardware={"cpu_features": ["avx2"], "backends": "onnxruntime", "simulated": True},
             config_digest=f"sim-{self.behaviour}", groups=list(self.groups),
             telemetry_interval_s=self.telemetry_interval_s, desired_version=self.desired_version,
+            models=[m.info() for m in self.side.values()],
         )
         return state.model_dump_json().encode()
 
@@ -231,7 +287,7 @@ class SimDevice:
         if self.detector is not None:
             self._detect(doc, now_ms)
         if self.streams is not None:
-            doc["streams"] = self.streams.tick(self.telemetry_interval_s)
+            doc["streams"] = self.streams.tick(self.telemetry_interval_s, self._stream_versions())
         return json.dumps(doc, separators=(",", ":")).encode()
 
     def _detect(self, doc: dict[str, Any], now_ms: int) -> None:

@@ -32,6 +32,7 @@ from fleet.errors import SimulatorError
 from fleet.sim.behaviour import Behaviour, assign, parse_mix
 from fleet.sim.detector import DetectorSim
 from fleet.sim.device import Action, SimDevice
+from fleet.sim.models import SideModel, second_model_streams
 from fleet.sim.sensor import SensorSim, assign_sensor, parse_sensor_mix
 from fleet.sim.streams import StreamsSim, stream_names
 from shared.errors import KeyFileError
@@ -75,6 +76,8 @@ class SimOptions:
     streams: int = 0
     # With streams: the last stream of every device stalls (rates 0, disconnected, errors growing).
     stalled_stream: bool = False
+    # With streams (2 or more): every device also serves this model (from v1) on the last half of its streams.
+    second_model: str | None = None
 
 
 def load_keys(paths: list[Path]) -> dict[str, Ed25519PublicKey]:
@@ -201,6 +204,14 @@ class Simulation:
                     d.streams = StreamsSim(options.streams, f"{options.seed}:{d.device_id}", stalled)
             except ValueError as exc:
                 raise SimulatorError(str(exc)) from exc
+        if options.second_model is not None:
+            try:
+                names = stream_names(options.streams) if options.streams > 0 else []
+                served = second_model_streams(options.second_model, options.model, names)
+            except ValueError as exc:
+                raise SimulatorError(str(exc)) from exc
+            for d in self.devices:
+                d.side[options.second_model] = SideModel(options.second_model, 1, list(served))
         self.by_id = {d.device_id: d for d in self.devices}
         self._clients: list[_Client] = []
         self._tasks: list[asyncio.Task[None]] = []
@@ -286,6 +297,8 @@ class Simulation:
         """Carry out what the device decided: send its reply, start an install."""
         if action.reply is not None:
             c.publish(*action.reply)
+        if action.side_install is not None:
+            self.loop.call_later(self.options.install_s, self._finish_side_install, c, *action.side_install)
         if action.install is not None and c.device.installing != action.install[0]:
             version = action.install[0]
             c.device.installing = version
@@ -305,6 +318,11 @@ class Simulation:
         else:
             c.device.installing = None  # never converging: keeps serving the old version, says nothing
             return
+        c.publish(c.device.topics.state, c.device.state_payload(self.now_ms()), retain=True)
+
+    def _finish_side_install(self, c: _Client, model: str, version: int) -> None:
+        """A further model's install always serves (behaviours shape the main model's installs only)."""
+        c.device.serve_side(model, version)
         c.publish(c.device.topics.state, c.device.state_payload(self.now_ms()), retain=True)
 
     def _go_offline(self, c: _Client, version: int) -> None:

@@ -2,12 +2,14 @@
 
 Each camera runs near its fps with a little jitter; counters only grow. A stalled stream stops delivering: its
 rates drop to 0, `connected` to 0, its source errors grow each window and its queue age and e2e stay at the last
-values it had (as an agent reports a stream that has produced nothing since).
+values it had (as an agent reports a stream that has produced nothing since). Each stream reports the version of
+the model serving it when the device says which (`model_version`).
 """
 
 from __future__ import annotations
 
 import random
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from shared.streams import STREAM_BY_NAME, check_stream_name
@@ -54,9 +56,14 @@ class StreamsSim:
         """The streams' names, in order."""
         return list(self._streams)
 
-    def tick(self, interval_s: float) -> dict[str, dict[str, float]]:
-        """One telemetry window: stream name -> its figures, every value within the table's bounds."""
-        return {name: self._window(name, s, interval_s) for name, s in self._streams.items()}
+    def tick(self, interval_s: float, versions: Mapping[str, int] | None = None) -> dict[str, dict[str, float]]:
+        """One telemetry window: stream name -> its figures, every value within the table's bounds; `versions`
+        (stream -> version of the model serving it, 0 for none) adds each stream's model_version."""
+        out = {name: self._window(name, s, interval_s) for name, s in self._streams.items()}
+        if versions is not None:
+            for name, figures in out.items():
+                figures["model_version"] = STREAM_BY_NAME["model_version"].check(float(versions.get(name, 0)))
+        return out
 
     def _window(self, name: str, s: _Stream, interval_s: float) -> dict[str, float]:
         rng = self._rng
