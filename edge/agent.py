@@ -123,7 +123,7 @@ class Agent:
                                       refused=self._sensor_refused)
         self.results = ResultPublisher(
             EventEmitter(cfg.events, self.link, self.topics.events, self.envelopes), self.health, observer,
-            detection=self.detection, anomaly=self.anomaly,
+            detection=self.detection, anomaly=self.anomaly, primary=cfg.sync.model,
         )
         self.router = CommandRouter(self.link, self.topics, self.envelopes, auth=CommandAuth.from_config(cfg.device),
                                     queue_size=cfg.mqtt.command_queue, health=self.health)

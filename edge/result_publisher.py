@@ -44,7 +44,11 @@ class ResultPublisher:
         queue_size: int = QUEUE_SIZE,
         detection: DetectionService | None = None,
         anomaly: AnomalyService | None = None,
+        primary: str | None = None,
     ) -> None:
+        # sync.model's name: with further models serving (`models:`), results_window counts its results alone,
+        # the evidence a rollout of sync.model is judged on. None: every result counts.
+        self._primary = primary
         self._classification = ClassificationSink(events)
         self.detection = detection
         self._sinks: dict[str, ResultSink] = {"classification": self._classification}
@@ -85,18 +89,25 @@ class ResultPublisher:
     def metrics(self) -> dict[str, float]:
         """Close the quality windows: classification figures, and a detector's where one served in the window.
 
-        results_window counts the results of every task (rollout gates read it as the evidence behind a window).
+        results_window counts the results of every task, or sync.model's alone while further models serve (rollout
+        gates read it as the evidence behind a window of sync.model).
         """
         out = self._classification.quality.metrics()
+        counts = {"classification": out.get("results_window", 0.0)}
         if self.detection is not None:
             figures = self.detection.metrics()
             if figures.get("det_frames_window") or self._serves(DetectionSink):
                 out.update(figures)
-                out["results_window"] = out.get("results_window", 0.0) + figures.get("det_frames_window", 0.0)
+                counts["detection"] = figures.get("det_frames_window", 0.0)
         if self.anomaly is not None and self.anomaly.threshold is not None:
-            figures = self.anomaly.metrics()
-            out.update(figures)
-            out["results_window"] = out.get("results_window", 0.0) + self.anomaly.figures.last_count
+            out.update(self.anomaly.metrics())
+            counts["anomaly"] = float(self.anomaly.figures.last_count)
+        serving = self._serving
+        primary = serving.get(self._primary) if self._primary is not None else None
+        if self._primary is None or not set(serving) - {self._primary}:
+            out["results_window"] = sum(counts.values())
+        else:
+            out["results_window"] = counts.get(primary[2], 0.0) if primary is not None else 0.0
         return out
 
     def class_counts(self) -> dict[str, int]:

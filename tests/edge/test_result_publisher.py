@@ -195,4 +195,28 @@ def test_a_detector_and_another_model_interleaved_keep_their_own_sinks_and_the_t
     assert [(e["type"], e["stream"]) for e in events] == [("new", "gate"), ("end", "gate")]
     assert frames_on(link) == [1, 3, 5, 7]
     figures = pub.metrics()
-    assert figures["det_frames_window"] == 4.0 and figures["results_window"] == 8.0
+    assert figures["det_frames_window"] == 4.0 and figures["results_window"] == 8.0  # no sync.model named: all count
+
+
+def test_with_further_models_the_window_counts_sync_models_results_alone() -> None:
+    """A rollout of the detector (sync.model) is judged on its own frames: a busy side model's results must not fill
+    its evidence (results_window) while the detector saw few frames."""
+    link = FakeLink()
+    topics = DeviceTopics("lab", "cam-1")
+    envelopes = EnvelopeFactory("cam-1")
+    service = DetectionService(DetectionConfig(), link, topics, envelopes)
+    pub = ResultPublisher(EventEmitter(EventsConfig(mode="every"), link, TOPIC, envelopes), Health(),
+                          detection=service, primary="people")
+    for i in range(6):
+        pub.submit(replace(result(i), model="parts", stream="shelf"))
+    assert pub.metrics()["results_window"] == 0.0  # the detector has not served a frame yet
+    pub.submit(replace(_det_result(6, 1, [(10.0, 10.0, 30.0, 30.0)]), model="people", stream="gate"))
+    for i in range(7, 12):
+        pub.submit(replace(result(i), model="parts", stream="shelf"))
+    figures = pub.metrics()
+    assert figures["results_window"] == 1.0 and figures["det_frames_window"] == 1.0
+    # Alone again (only sync.model's results in the window), every result counts as before.
+    pub.end_stream()
+    for i in range(12, 15):
+        pub.submit(replace(result(i), model="people"))
+    assert pub.metrics()["results_window"] == 3.0
