@@ -25,6 +25,7 @@ class StreamColumn(BaseModel):
     title: str = Field(description="Short title for a column.")
     unit: str = Field(description="Unit ('' for none).")
     kind: str = Field(description="gauge or counter.")
+    value_type: str = Field(description="int (whole numbers: counts, flags, versions) or float.")
 
 
 class StreamRow(BaseModel):
@@ -44,7 +45,8 @@ class StreamsView(BaseModel):
     streams: list[StreamRow] = Field(description="Streams by name.")
 
 
-COLUMNS = [StreamColumn(name=m.name, title=m.label, unit=m.unit, kind=m.kind) for m in STREAM_METRICS]
+COLUMNS = [StreamColumn(name=m.name, title=m.label, unit=m.unit, kind=m.kind, value_type=m.number_type)
+           for m in STREAM_METRICS]
 
 
 def streams_view(found: DeviceStreams | None) -> StreamsView:

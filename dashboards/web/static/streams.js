@@ -1,6 +1,6 @@
 // A multi-stream agent's side of the device page: one row per stream (camera, sensor) with its latest figures
-// (capture and processed fps, skipped and stale frames, errors, queue age and e2e percentiles), so a stalled
-// camera stands out among the others. Built here and placed after the charts; absent for a single-stream agent.
+// (capture and processed fps, skipped and stale frames, errors, the version of the model serving it, queue age and
+// e2e percentiles), so a stalled camera stands out among the others. Built here and placed after the charts; absent for a single-stream agent.
 "use strict";
 (function () {
   const id = decodeURIComponent(location.pathname.split("/").pop());
@@ -34,7 +34,8 @@
   function cell(c, v) {
     if (v === undefined || v === null) return "–";
     if (c.name === "connected") return v >= 1 ? "yes" : "no";
-    return c.kind === "counter" ? String(Math.round(v)) : EF.fmt(v, 1);
+    if (c.name === "model_version") return v >= 1 ? "v" + Math.round(v) : "–";  // 0: no model serves it yet
+    return c.kind === "counter" || c.value_type === "int" ? String(Math.round(v)) : EF.fmt(v, 1);
   }
 
   function show(view) {
