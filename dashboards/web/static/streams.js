@@ -1,6 +1,7 @@
 // A multi-stream agent's side of the device page: one row per stream (camera, sensor) with its latest figures
 // (capture and processed fps, skipped and stale frames, errors, the version of the model serving it, queue age and
-// e2e percentiles), so a stalled camera stands out among the others. Built here and placed after the charts; absent for a single-stream agent.
+// e2e percentiles), so a stalled camera stands out among the others. Built here and placed after the charts;
+// absent for a single-stream agent.
 "use strict";
 (function () {
   const id = decodeURIComponent(location.pathname.split("/").pop());
