@@ -102,18 +102,26 @@ class ResultPublisher:
         if self.anomaly is not None and self.anomaly.threshold is not None:
             out.update(self.anomaly.metrics())
             counts["anomaly"] = float(self.anomaly.figures.last_count)
-        serving = self._serving
-        primary = serving.get(self._primary) if self._primary is not None else None
-        if self._primary is None or not set(serving) - {self._primary}:
-            out["results_window"] = sum(counts.values())
-        else:
-            out["results_window"] = counts.get(primary[2], 0.0) if primary is not None else 0.0
+        task = self._counted_task()
+        out["results_window"] = sum(counts.values()) if task is None else counts.get(task, 0.0)
         return out
+
+    def _counted_task(self) -> str | None:
+        """Whose results the window's evidence counts: None for every task's (sync.model serves alone), else the
+        task of sync.model ('' before its first result)."""
+        serving = self._serving
+        if self._primary is None or not set(serving) - {self._primary}:
+            return None
+        primary = serving.get(self._primary)
+        return primary[2] if primary is not None else ""
 
     def class_counts(self) -> dict[str, int]:
         """Label -> top-1 results and detections in the windows metrics() closed last."""
-        counts = Counter(self._classification.quality.class_counts())
-        if self.detection is not None:
+        task = self._counted_task()
+        counts: Counter[str] = Counter()
+        if task in (None, "classification"):
+            counts.update(self._classification.quality.class_counts())
+        if self.detection is not None and task in (None, "detection"):
             counts.update(self.detection.class_counts())
         return dict(counts)
 

@@ -215,6 +215,7 @@ def test_with_further_models_the_window_counts_sync_models_results_alone() -> No
         pub.submit(replace(result(i), model="parts", stream="shelf"))
     figures = pub.metrics()
     assert figures["results_window"] == 1.0 and figures["det_frames_window"] == 1.0
+    assert pub.class_counts() == {"person": 1}  # and the class mix is the detector's, not the side model's labels
     # Alone again (only sync.model's results in the window), every result counts as before.
     pub.end_stream()
     for i in range(12, 15):
