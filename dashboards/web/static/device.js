@@ -120,6 +120,7 @@
     document.getElementById("title").textContent = "Device " + d.row.device_id;
     summary(d.row);
     document.getElementById("state").textContent = JSON.stringify(d.state, null, 2);
+    document.dispatchEvent(new CustomEvent("ef:device", { detail: d }));  // models.js lists the models it serves
     const interval = d.state && d.state.telemetry_interval_s;
     if (typeof interval === "number" && interval > 0) intervalS = interval;
     if (!document.getElementById("deploy-version").value && d.row.model_version) {

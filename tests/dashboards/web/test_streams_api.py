@@ -28,3 +28,12 @@ def test_a_viewer_reads_a_devices_streams_with_the_tables_columns(fleet: FakeFle
         assert client.get("/api/devices/cam-2/streams").json()["streams"] == []
         r = client.get("/api/devices/nope/streams")
         assert r.status_code == 404 and "nope" in r.json()["error"]
+
+
+def test_the_model_version_column_is_a_whole_number_not_a_rate(fleet: FakeFleet) -> None:
+    with TestClient(create_app(web_config(), fleet, fleet, streams=STORED.get)) as client:
+        login(client, VIEWER)
+        columns = {c["name"]: c for c in client.get("/api/devices/cam-1/streams").json()["columns"]}
+        assert columns["model_version"] == {"name": "model_version", "title": "Model version", "unit": "",
+                                            "kind": "gauge", "value_type": "int"}
+        assert columns["processed_fps"]["value_type"] == "float" and columns["frames"]["value_type"] == "int"
