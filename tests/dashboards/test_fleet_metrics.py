@@ -141,3 +141,16 @@ def test_the_store_adapter_exports_what_the_registry_and_telemetry_tables_hold(t
     assert {lab["device"]: v for lab, v in got["edgeferry_device_fps"]} == {"cam-1": 25.0}  # latest; cam-2's is old
     assert {lab["status"]: v for lab, v in got["edgeferry_fleet_devices"]}["offline"] == 1
     assert got["edgeferry_fleet_devices_by_version"] == [({"fleet": "lab", "model": "digits", "version": "3"}, 2.0)]
+
+
+def test_each_streams_model_version_is_a_plain_gauge_with_a_stream_label_and_passes_promtool() -> None:
+    duo = DeviceView("cam-duo", "lab", "online", "digits", 3, 1_700_000_000_000, False, {"fps": 30.0},
+                     streams={"cam0": {"model_version": 3.0, "processed_fps": 15.0},
+                              "cam2": {"model_version": 4.0, "processed_fps": 14.0}})
+    body = FleetMetricsExporter(lambda: FleetSnapshot([duo], [])).render()
+    got = samples(body.decode())["edgeferry_device_stream_model_version"]
+    assert sorted((labels["stream"], value) for labels, value in got) == [("cam0", 3.0), ("cam2", 4.0)]
+    if not PROMTOOL.exists():
+        pytest.fail(f"{PROMTOOL} is missing: run `apt-get install -y prometheus`")
+    lint = subprocess.run([str(PROMTOOL), "check", "metrics"], input=body, capture_output=True, check=False)
+    assert lint.returncode == 0, lint.stdout.decode() + lint.stderr.decode()
