@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import signal
 import threading
@@ -51,6 +52,7 @@ from edge.task_claims import check_task_claim
 from edge.telemetry import EnvelopeFactory, Telemetry, TelemetryLoop
 from shared.config_loader import config_digest
 from shared.errors import ConfigError, EdgeferryError
+from shared.manifest import Manifest
 from shared.metrics import METRICS
 from shared.payloads import (
     BenchmarkPayload,
@@ -102,6 +104,8 @@ class Agent:
                                                  self.hw), ModelSlot(), self._switch_to) for m in cfg.models}
         # Which model had the anomaly alert rule set (one anomaly model per agent; edge.task_claims).
         self._anomaly_owner: str | None = None
+        for unit in self._units():  # a package of a task another model serves is refused before it loads
+            unit.sync.admit = functools.partial(self._admit, unit)
         self.stats = FrameStats()
         self._outbox: Outbox | None = None
         if link is not None:
@@ -354,9 +358,11 @@ class Agent:
 
     def _switch_to(self, unit: ModelUnit, serving: ServingModel) -> dict[str, Any]:
         """Install a prepared model between two frames and tell the broker what is served and why."""
-        served = {u.name: u.slot.current.decoder.task for u in self._units()
-                  if u is not unit and u.slot.current is not None}
-        check_task_claim(unit.name, serving.decoder.task, served)
+        try:  # admitted before it loaded; checked again in case two models were prepared at once
+            check_task_claim(unit.name, serving.decoder.task, self._served_tasks(unit))
+        except EdgeferryError:
+            serving.model.close()
+            raise
         sources = self._unit_sources(unit.name)
         equip(sources, window=serving.manifest.window)  # a sensor model: windowed by its recipe
         # An anomaly model's alerts use its threshold and channels; the model that had them stops them when it
@@ -376,6 +382,15 @@ class Agent:
         self.notifier.status(self._status_line())
         return {"model": unit.name, "version": serving.version, "variant": serving.variant.file,
                 "precision": serving.variant.precision, "backend": serving.model.backend, "changed": True}
+
+    def _served_tasks(self, unit: ModelUnit) -> dict[str, str]:
+        """The task each other model serves now."""
+        return {u.name: u.slot.current.decoder.task for u in self._units()
+                if u is not unit and u.slot.current is not None}
+
+    def _admit(self, unit: ModelUnit, manifest: Manifest) -> None:
+        """A verified package may load unless another model serves its task."""
+        check_task_claim(unit.name, manifest.task, self._served_tasks(unit))
 
     def _streams_by_model(self, cfg: AgentConfig) -> dict[str, list[StreamConfig]]:
         """Each model's streams (config order); a stream without `model:` is sync.model's."""

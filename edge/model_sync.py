@@ -114,6 +114,9 @@ class ModelSync:
         self._highest_pointer: dict[str, int] = {}
         # Whether a fleet manages this device (it applied a signed desired state); the agent wires the answer in.
         self.managed: Callable[[], bool] = lambda: False
+        # The agent's say on a verified package before it is loaded (one model per task, edge.task_claims):
+        # raises PackageRejected, which counts it and keeps polling from retrying that version.
+        self.admit: Callable[[Manifest], None] = lambda manifest: None
         # The channel a desired state in force names (it overrides sync.channel); the agent wires the answer in.
         self.desired_channel: Callable[[], str | None] = lambda: None
         # The last pointer each warning was logged for: one line per change, not one per poll.
@@ -438,6 +441,10 @@ class ModelSync:
 
     def prepare_serving(self, installed: InstalledModel, *, activate: bool, remeasure: bool = False) -> ServingModel:
         """Load the best candidate, build the serving model off the frame thread; nothing changes on failure."""
+        try:
+            self.admit(installed.manifest)
+        except PackageRejected as exc:
+            raise self._reject(exc, installed.version) from exc
         chosen, variant = self.load(installed, remeasure=remeasure)
         try:
             serving = prepare(chosen, installed.manifest, variant)

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from edge.errors import AgentError
+from edge.errors import PackageRejected
 
 
 def check_task_claim(model: str, task: str, served: Mapping[str, str]) -> None:
-    """AgentError when another served model (name -> task) already has this task; the new model is not served."""
+    """PackageRejected when another served model (name -> task) already has this task; it is not served."""
     for other, other_task in served.items():
         if other != model and other_task == task:
-            raise AgentError(
+            raise PackageRejected(
                 f"{model} is a {task} model and {other} already serves {task} on this agent; one agent serves one "
                 f"model per task (its tracker, alerts and quality figures are per task): serve {model} on another "
                 "agent or choose a model of another task"

@@ -127,3 +127,36 @@ def test_a_forged_package_of_a_side_model_is_refused_counted_and_never_served_wh
     # The side model never served: its stream infers nothing and says no model serves it.
     assert streams["dock"]["model_version"] == 0 and streams["dock"]["frames"] == 0
     assert not [m for m in probe.on(topics.events) if m.json().get("stream") == "dock"]
+
+
+def test_a_second_detector_is_refused_before_it_loads_and_is_not_activated(tmp_path: Path, mosquitto: Broker) -> None:
+    """One model per task: the tracker and the rollout's evidence are per task. The second detector is counted as
+    a refused package, never activated in its cache (no anti-rollback floor, nothing to recover at the next start),
+    and not retried by polling, while the first detector serves on."""
+    keys = new_keypair()
+    store = LocalStore(tmp_path / "store")
+    make_detection_package(store, "squares", 1, keys)
+    make_detection_package(store, "plates", 1, keys)
+    standing = [[Square(8, 8)] for _ in range(6)]
+    north = camera("north", write_scene(tmp_path / "north", standing))
+    east = camera("east", write_scene(tmp_path / "east", standing), model="plates")
+    tree = agent_config(tmp_path, store, write_public_key(keys, tmp_path / "k.pub"), mosquitto, {},
+                        **{"sync.model": "squares", "models": [{"name": "plates"}], "streams": [north, east]})
+    del tree["source"]
+    topics = topics_of(tree)
+    probe = MqttProbe(mosquitto, f"{topics.base}/#")
+
+    def telemetry() -> dict[str, Any]:
+        found = probe.on(topics.telemetry)
+        return found[-1].json() if found else {}
+
+    with running_agent(tree):
+        wait_until(lambda: telemetry().get("package_rejects", 0) >= 1, 30, "the second detector to be refused")
+        wait_until(lambda: telemetry().get("streams", {}).get("north", {}).get("frames", 0) >= 5, 30,
+                   "the first detector to serve")
+        time.sleep(1.5)  # three more polls: the refused version is not tried again
+        assert telemetry()["package_rejects"] == 1
+        state = probe.on(topics.state)[-1].json()
+    assert state["model"]["version"] == 1 and state["models"][0]["version"] is None
+    cache = Path(tree["sync"]["cache_dir"])
+    assert (cache / "squares" / "current.json").exists() and not (cache / "plates" / "current.json").exists()
