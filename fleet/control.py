@@ -14,6 +14,7 @@ from fleet.command_sender import CommandSender
 from fleet.db.desired import DesiredEntry, Scope
 from fleet.db.store import FleetStore
 from fleet.desired import DesiredPublisher, desired_for
+from fleet.desired_reach import check_desired_reach
 from fleet.errors import FleetError, NothingToRollBackError
 from fleet.package_check import PackageChecker
 from fleet.publisher import Publisher
@@ -73,6 +74,7 @@ class FleetControl:
             raise FleetError("--allow-downgrade goes with --model-version: a channel never moves a device below a "
                              "version it activated")
         targets = self._targets(scope, name)
+        check_desired_reach(model, (r for r in map(self.store.devices.get, targets) if r is not None))
         if channel is not None:
             self.packages.check_channel(model, channel)
         else:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fleet.db.store import FleetStore
+from fleet.desired_reach import check_desired_reach
 from fleet.errors import EmptyGroupError, RolloutConflictError, RolloutStateError, UnknownRolloutError
 from fleet.rollout import cohorts, transitions
 from fleet.rollout.controller import CONTROL_HISTORY_WINDOWS, as_sample
@@ -139,6 +140,7 @@ class RolloutOperations:
                 f"{running.model} v{running.version}, {running.state}); abort it or wait for it to finish"
             )
         members = self.members(group)
+        check_desired_reach(model, (r for r in map(self.store.devices.get, members) if r is not None))
         checked = check_version(model, version) if check_version is not None else None
         # Without a plan, the default one with the gates of the task the version serves (fleet/rollout/task_gates).
         plan = plan or default_plan_for(checked.task if isinstance(checked, Manifest) else "classification")
