@@ -140,3 +140,12 @@ def send_command(
         lambda m: m.topic == topics.reply(name) and m.json().get("id") == rid, timeout, f"reply to {name}"
     )
     return reply.json(), time.monotonic() - sent
+
+
+def wait_until(cond: Callable[[], bool], timeout: float, what: str) -> None:
+    """Poll cond every 50 ms; AssertionError naming what did not happen within timeout seconds."""
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)

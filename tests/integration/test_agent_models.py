@@ -31,7 +31,14 @@ from tests.edge.sensor.anomaly_package import CHANNELS, HOP, anomaly_manifest, p
 from tests.edge.test_ha_streams import render
 from tests.fixtures.broker import Broker, MqttProbe, Received
 from tests.fixtures.ports import free_port
-from tests.integration.agent_harness import agent_config, running_agent, send_command, topics_of, write_public_key
+from tests.integration.agent_harness import (
+    agent_config,
+    running_agent,
+    send_command,
+    topics_of,
+    wait_until,
+    write_public_key,
+)
 
 EDGEFERRY = [sys.executable, "-m", "edgeferry.cli"]
 DETECTOR, SENSOR_MODEL = "squares", "motions-anomaly"
@@ -77,14 +84,6 @@ def feed(probe: MqttProbe, topic: str, rows: np.ndarray) -> None:
     for at in range(0, len(rows), HOP):
         probe.publish(topic, json.dumps(rows[at : at + HOP].tolist()).encode())
         time.sleep(0.01)
-
-
-def wait_until(cond: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def first_after(probe: MqttProbe, after: int, pred: Callable[[Received], bool], timeout: float,

@@ -6,7 +6,6 @@ the agent does not serve yet is refused whole, and `models:` itself reports that
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +14,14 @@ from shared.object_store import LocalStore
 from tests.edge.detection_package import Square, make_detection_package, write_scene
 from tests.edge.package_factory import make_package, new_keypair
 from tests.fixtures.broker import Broker, MqttProbe
-from tests.integration.agent_harness import agent_config, running_agent, send_command, topics_of, write_public_key
+from tests.integration.agent_harness import (
+    agent_config,
+    running_agent,
+    send_command,
+    topics_of,
+    wait_until,
+    write_public_key,
+)
 
 CLASSIFIER_VERSION = 3
 
@@ -23,14 +29,6 @@ CLASSIFIER_VERSION = 3
 def camera(name: str, path: Path, **over: Any) -> dict[str, Any]:
     return {"name": name, "source": {"type": "image_dir", "path": str(path), "loop": True}, "policy": "fifo",
             "stale_ms": None, "max_fps": 20, **over}
-
-
-def wait_until(cond: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def test_a_camera_moves_from_the_detector_to_the_classifier_live_and_the_other_camera_goes_on(

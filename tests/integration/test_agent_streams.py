@@ -3,10 +3,8 @@ camera unplugged and plugged back in while the other streams keep producing."""
 
 from __future__ import annotations
 
-import time
 import urllib.request
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +19,7 @@ from tests.edge.package_factory import make_package, new_keypair
 from tests.edge.streams.models import SwitchableSource
 from tests.fixtures.broker import Broker, MqttProbe
 from tests.fixtures.ports import free_port
-from tests.integration.agent_harness import agent_config, running_agent, topics_of, write_public_key
+from tests.integration.agent_harness import agent_config, running_agent, topics_of, wait_until, write_public_key
 
 NAMES = ("gate", "yard", "shelf", "clip")
 
@@ -53,14 +51,6 @@ def config(tmp_path: Path, broker: Broker, **over: Any) -> dict[str, Any]:
 
 def stream_counts(probe: MqttProbe, topic: str) -> Counter[str]:
     return Counter(m.json()["stream"] for m in probe.on(topic))
-
-
-def wait_until(cond: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def test_four_streams_publish_their_own_results_events_and_figures(tmp_path: Path, mosquitto: Broker) -> None:

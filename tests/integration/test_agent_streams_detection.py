@@ -4,8 +4,6 @@ set-config while the other camera keeps every frame, and a removed camera's obje
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +13,14 @@ from shared.object_store import LocalStore
 from tests.edge.detection_package import HW, Square, make_detection_package, write_scene
 from tests.edge.package_factory import new_keypair
 from tests.fixtures.broker import Broker, MqttProbe
-from tests.integration.agent_harness import agent_config, running_agent, send_command, topics_of, write_public_key
+from tests.integration.agent_harness import (
+    agent_config,
+    running_agent,
+    send_command,
+    topics_of,
+    wait_until,
+    write_public_key,
+)
 
 LEFT = [[0, 0], [24, 0], [24, HW], [0, HW]]
 BOTTOM = [[0, 32], [HW, 32], [HW, HW], [0, HW]]
@@ -37,14 +42,6 @@ def config(tmp_path: Path, broker: Broker, streams: list[dict[str, Any]]) -> dic
     )
     del tree["source"]
     return tree
-
-
-def wait_until(cond: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def test_each_cameras_objects_carry_its_name_its_own_ids_and_its_own_zones(tmp_path: Path, mosquitto: Broker) -> None:
