@@ -135,11 +135,10 @@ class SimDevice:
                 None, self.model):
             return self._on_side_command(name, command, now_ms)
         if isinstance(command, DeployCommand):
-            if command.version is None:
-                return self._reject(name, command.id, "the simulator deploys named versions only", now_ms)
-            if command.version < self.highest and not command.allow_downgrade:
-                return self._reject(name, command.id, f"{self.model} v{command.version} is older than "
-                                    f"v{self.highest} already activated (anti-rollback)", now_ms)
+            refused = _deploy_refusal(command, self.model, self.highest)
+            if refused is not None:
+                return self._reject(name, command.id, refused, now_ms)
+            assert command.version is not None
             return Action(self._reply(name, command.id, True, {"version": command.version, "changed": True}, now_ms),
                           (command.version, command.allow_downgrade))
         if isinstance(command, RollbackCommand):
@@ -161,11 +160,9 @@ class SimDevice:
             return self._reject(name, command.id, f"this device serves no model {command.model!r} (it serves "
                                 f"{served})", now_ms)
         if isinstance(command, DeployCommand):
-            if command.version is None:
-                return self._reject(name, command.id, "the simulator deploys named versions only", now_ms)
-            if command.version < side.highest and not command.allow_downgrade:
-                return self._reject(name, command.id, f"{side.name} v{command.version} is older than "
-                                    f"v{side.highest} already activated (anti-rollback)", now_ms)
+            refused = _deploy_refusal(command, side.name, side.highest)
+            if refused is not None or command.version is None:
+                return self._reject(name, command.id, refused or "", now_ms)
             target = command.version
         elif isinstance(command, RollbackCommand):
             if side.version <= 1:
@@ -321,3 +318,12 @@ class SimDevice:
     def _reject(self, name: str, rid: str | None, error: str, now_ms: int) -> Action:
         self.counters["cmd_errors"] += 1
         return Action(self._reply(name, rid, False, None, now_ms, error))
+
+
+def _deploy_refusal(command: DeployCommand, model: str, highest: int) -> str | None:
+    """Why the simulator refuses a deploy of one of its models (as an agent would), or None."""
+    if command.version is None:
+        return "the simulator deploys named versions only"
+    if command.version < highest and not command.allow_downgrade:
+        return f"{model} v{command.version} is older than v{highest} already activated (anti-rollback)"
+    return None
