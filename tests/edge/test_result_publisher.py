@@ -129,18 +129,22 @@ def test_a_publishing_bug_on_the_frame_thread_counts_as_a_results_failure_and_th
     assert frames_on(link) == [1] and health.degraded() == {}
 
 
+def detector_publisher(link: FakeLink, topics: DeviceTopics, primary: str | None = None) -> ResultPublisher:
+    """A publisher with a detection service on the link, as the agent wires it."""
+    envelopes = EnvelopeFactory(topics.device_id)
+    service = DetectionService(DetectionConfig(), link, topics, envelopes)
+    return ResultPublisher(EventEmitter(EventsConfig(mode="every"), link, TOPIC, envelopes), Health(),
+                           detection=service, primary=primary)
+
+
 def _det_result(index: int, version: int, boxes: list[tuple[float, float, float, float]]) -> FrameResult:
     found = tuple(Detection("person", 0, 0.9, b) for b in boxes)
     return FrameResult(index, time.perf_counter(), "test", version, None, detections=found, task="detection")
 
 
 def test_a_detectors_results_become_object_events_ended_by_a_model_change_and_the_end_of_the_stream() -> None:
-    link = FakeLink()
-    topics = DeviceTopics("lab", "cam-1")
-    envelopes = EnvelopeFactory("cam-1")
-    service = DetectionService(DetectionConfig(), link, topics, envelopes)
-    pub = ResultPublisher(EventEmitter(EventsConfig(mode="every"), link, TOPIC, envelopes), Health(),
-                          detection=service)
+    link, topics = FakeLink(), DeviceTopics("lab", "cam-1")
+    pub = detector_publisher(link, topics)
     box = (10.0, 10.0, 30.0, 30.0)
     for i in range(4):
         pub.submit(_det_result(i, 1, [box]))
@@ -160,12 +164,8 @@ def test_a_detectors_results_become_object_events_ended_by_a_model_change_and_th
 
 
 def test_a_classifier_after_a_detector_ends_its_objects_and_publishes_result_events() -> None:
-    link = FakeLink()
-    topics = DeviceTopics("lab", "cam-1")
-    envelopes = EnvelopeFactory("cam-1")
-    service = DetectionService(DetectionConfig(), link, topics, envelopes)
-    pub = ResultPublisher(EventEmitter(EventsConfig(mode="every"), link, TOPIC, envelopes), Health(),
-                          detection=service)
+    link, topics = FakeLink(), DeviceTopics("lab", "cam-1")
+    pub = detector_publisher(link, topics)
     for i in range(3):
         pub.submit(_det_result(i, 1, [(0.0, 0.0, 20.0, 20.0)]))
     assert pub.zone_counts() == {}
@@ -179,12 +179,8 @@ def test_a_classifier_after_a_detector_ends_its_objects_and_publishes_result_eve
 def test_a_detector_and_another_model_interleaved_keep_their_own_sinks_and_the_tracks_go_on() -> None:
     """`models:`: a detector on the cameras and a classifier elsewhere take turns in the results; neither's results
     end the other's (the tracked object stays one object, never 'end' then 'new' at each turn)."""
-    link = FakeLink()
-    topics = DeviceTopics("lab", "cam-1")
-    envelopes = EnvelopeFactory("cam-1")
-    service = DetectionService(DetectionConfig(), link, topics, envelopes)
-    pub = ResultPublisher(EventEmitter(EventsConfig(mode="every"), link, TOPIC, envelopes), Health(),
-                          detection=service)
+    link, topics = FakeLink(), DeviceTopics("lab", "cam-1")
+    pub = detector_publisher(link, topics)
     box = (10.0, 10.0, 30.0, 30.0)
     for i in range(0, 8, 2):
         pub.submit(replace(_det_result(i, 1, [box]), model="people", stream="gate"))
@@ -201,12 +197,8 @@ def test_a_detector_and_another_model_interleaved_keep_their_own_sinks_and_the_t
 def test_with_further_models_the_window_counts_sync_models_results_alone() -> None:
     """A rollout of the detector (sync.model) is judged on its own frames: a busy side model's results must not fill
     its evidence (results_window) while the detector saw few frames."""
-    link = FakeLink()
-    topics = DeviceTopics("lab", "cam-1")
-    envelopes = EnvelopeFactory("cam-1")
-    service = DetectionService(DetectionConfig(), link, topics, envelopes)
-    pub = ResultPublisher(EventEmitter(EventsConfig(mode="every"), link, TOPIC, envelopes), Health(),
-                          detection=service, primary="people")
+    link, topics = FakeLink(), DeviceTopics("lab", "cam-1")
+    pub = detector_publisher(link, topics, primary="people")
     for i in range(6):
         pub.submit(replace(result(i), model="parts", stream="shelf"))
     assert pub.metrics()["results_window"] == 0.0  # the detector has not served a frame yet
