@@ -6,13 +6,15 @@ the agent does not serve yet is refused whole, and `models:` itself reports that
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from shared.object_events import ObjectTopics
 from shared.object_store import LocalStore
+from shared.topics import DeviceTopics
 from tests.edge.detection_package import Square, make_detection_package, write_scene
-from tests.edge.package_factory import make_package, new_keypair
+from tests.edge.package_factory import KeyPair, make_package, new_keypair
 from tests.fixtures.broker import Broker, MqttProbe
 from tests.integration.agent_harness import (
     agent_config,
@@ -94,21 +96,28 @@ def test_a_camera_moves_from_the_detector_to_the_classifier_live_and_the_other_c
     assert len(objects_of("south", "new")) == 1  # and south, once on the classifier, reports no objects
 
 
-def test_a_forged_package_of_a_side_model_is_refused_counted_and_never_served_while_the_detector_goes_on(
-    tmp_path: Path, mosquitto: Broker
-) -> None:
+def detector_beside(tmp_path: Path, broker: Broker, side: str, publish_side: Callable[[LocalStore, KeyPair], object]
+                    ) -> tuple[dict[str, Any], DeviceTopics, MqttProbe]:
+    """The detector (sync.model) on camera north and `side`, published by publish_side, on camera dock."""
     keys = new_keypair()
     store = LocalStore(tmp_path / "store")
     make_detection_package(store, "squares", 1, keys)
-    make_package(store, "tiny", 1, keys, bad_signature=True)
+    publish_side(store, keys)
     standing = [[Square(8, 8)] for _ in range(6)]
     north = camera("north", write_scene(tmp_path / "north", standing))
-    dock = camera("dock", write_scene(tmp_path / "dock", standing), model="tiny")
-    tree = agent_config(tmp_path, store, write_public_key(keys, tmp_path / "k.pub"), mosquitto, {},
-                        **{"sync.model": "squares", "models": [{"name": "tiny"}], "streams": [north, dock]})
+    dock = camera("dock", write_scene(tmp_path / "dock", standing), model=side)
+    tree = agent_config(tmp_path, store, write_public_key(keys, tmp_path / "k.pub"), broker, {},
+                        **{"sync.model": "squares", "models": [{"name": side}], "streams": [north, dock]})
     del tree["source"]
     topics = topics_of(tree)
-    probe = MqttProbe(mosquitto, f"{topics.base}/#")
+    return tree, topics, MqttProbe(broker, f"{topics.base}/#")
+
+
+def test_a_forged_package_of_a_side_model_is_refused_counted_and_never_served_while_the_detector_goes_on(
+    tmp_path: Path, mosquitto: Broker
+) -> None:
+    tree, topics, probe = detector_beside(
+        tmp_path, mosquitto, "tiny", lambda store, keys: make_package(store, "tiny", 1, keys, bad_signature=True))
 
     def last(topic: str) -> dict[str, Any]:
         found = probe.on(topic)
@@ -131,18 +140,8 @@ def test_a_second_detector_is_refused_before_it_loads_and_is_not_activated(tmp_p
     """One model per task: the tracker and the rollout's evidence are per task. The second detector is counted as
     a refused package, never activated in its cache (no anti-rollback floor, nothing to recover at the next start),
     and not retried by polling, while the first detector serves on."""
-    keys = new_keypair()
-    store = LocalStore(tmp_path / "store")
-    make_detection_package(store, "squares", 1, keys)
-    make_detection_package(store, "plates", 1, keys)
-    standing = [[Square(8, 8)] for _ in range(6)]
-    north = camera("north", write_scene(tmp_path / "north", standing))
-    east = camera("east", write_scene(tmp_path / "east", standing), model="plates")
-    tree = agent_config(tmp_path, store, write_public_key(keys, tmp_path / "k.pub"), mosquitto, {},
-                        **{"sync.model": "squares", "models": [{"name": "plates"}], "streams": [north, east]})
-    del tree["source"]
-    topics = topics_of(tree)
-    probe = MqttProbe(mosquitto, f"{topics.base}/#")
+    tree, topics, probe = detector_beside(
+        tmp_path, mosquitto, "plates", lambda store, keys: make_detection_package(store, "plates", 1, keys))
 
     def telemetry() -> dict[str, Any]:
         found = probe.on(topics.telemetry)
