@@ -504,14 +504,21 @@ class Agent:
 
         def sync(new: AgentConfig, live: list[str]) -> Callable[[], None] | None:
             keys = [k.removeprefix("sync.") for k in live if k.startswith("sync.")]
-            if not keys:
+            if not keys and "models" not in live:
                 return None
+            if {m.name for m in new.models} != set(self.side):
+                raise ConfigError("`models:` adds or removes a model only with a restart (each has its own sync, "
+                                  "slot and scheduler, made at start); a model's channel and pinned_version change "
+                                  "live")
             trusted = load_trusted_keys(new.sync.trusted_keys)
             updated = self.sync.cfg.model_copy(update={k: getattr(new.sync, k) for k in keys})
-            # The models of `models:` take every sync.* setting but what their own entries set.
-            own = {"pinned_version", "channel", "follow"}
-            side = {name: unit.sync.cfg.model_copy(update={k: getattr(new.sync, k) for k in keys if k not in own})
-                    for name, unit in self.side.items()}
+            # A model of `models:` takes the live sync.* settings but its own entry's channel (else sync.channel)
+            # and pin, and never the desired state's follow mode.
+            shared = {k: getattr(new.sync, k) for k in keys if k not in {"pinned_version", "channel", "follow"}}
+            entries = {m.name: m for m in new.models}
+            side = {name: unit.sync.cfg.model_copy(update={
+                **shared, "channel": entries[name].channel or updated.channel,
+                "pinned_version": entries[name].pinned_version}) for name, unit in self.side.items()}
 
             def commit() -> None:
                 self.sync.cfg = updated

@@ -485,7 +485,8 @@ class AgentConfig(_Section):
     models: list[ModelConfig] = Field(
         default_factory=list, max_length=MAX_MODELS - 1,
         description="Further models served beside sync.model, each on the `streams:` whose `model:` names it; "
-        "empty: sync.model serves every stream. Changing it needs a restart.",
+        "empty: sync.model serves every stream. A model's channel and pin change live; adding or removing one "
+        "needs a restart.",
     )
     batching: BatchingConfig = Field(default_factory=BatchingConfig, description="Cross-stream batching.")
     backend: BackendConfig = Field(

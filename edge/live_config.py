@@ -58,6 +58,8 @@ LIVE_KEYS: tuple[str, ...] = (
     "sensor.alerts.",
     # Streams added, removed or changed (one list): the others keep running (edge.streams.server.change_streams).
     "streams",
+    # A further model's channel and pin (its sync is made at start: adding or removing one is refused live).
+    "models",
 )
 
 

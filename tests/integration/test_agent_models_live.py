@@ -1,7 +1,8 @@
 """Streams move between an agent's models live: a camera handed from the detector to the classifier of `models:`
 by signed set-config ends its objects and starts publishing result events under its own name, with its model's
 version in its figures, while the other camera's object is followed on without a break; a stream naming a model
-the agent does not serve yet is refused whole, and `models:` itself reports that it needs a restart."""
+the agent does not serve yet is refused whole; a further model's pin changes live (a newer version waits until
+it is unpinned), and adding a model is refused until a restart."""
 
 from __future__ import annotations
 
@@ -84,10 +85,23 @@ def test_a_camera_moves_from_the_detector_to_the_classifier_live_and_the_other_c
         reply, _ = send_command(probe, topics, "set-config", {"values": {"streams": [
             north, {**south, "model": "tiny"}, {**dock, "model": "plates"}]}})
         assert not reply["ok"] and "plates" in reply["error"], reply
-        # `models:` needs a restart: reported, not applied (the streams stay on their models).
+        # A further model's pin changes live: a newer version published meanwhile waits until it is unpinned.
         reply, _ = send_command(probe, topics, "set-config", {"values": {"models": [
             {"name": "tiny", "pinned_version": CLASSIFIER_VERSION}]}})
-        assert reply["ok"] and reply["result"]["restart_required"] == ["models"], reply
+        assert reply["ok"] and reply["result"] == {"applied": ["models"], "restart_required": []}, reply
+        make_package(store, "tiny", CLASSIFIER_VERSION + 1, keys)
+        time.sleep(2.0)  # four polls
+        assert figures()["dock"]["model_version"] == CLASSIFIER_VERSION
+        reply, _ = send_command(probe, topics, "set-config", {"values": {"models": [{"name": "tiny"}]}})
+        assert reply["ok"], reply
+        wait_until(lambda: figures().get("dock", {}).get("model_version") == CLASSIFIER_VERSION + 1, 30,
+                   "dock's model to move to the newer version once unpinned")
+        assert figures()["north"]["model_version"] == 1
+        # Adding a model needs a restart (its sync, slot and scheduler are made at start): refused whole.
+        reply, _ = send_command(probe, topics, "set-config", {"values": {
+            "models": [{"name": "tiny"}, {"name": "plates"}],
+            "streams": [north, {**south, "model": "tiny"}, {**dock, "model": "plates"}]}})
+        assert not reply["ok"] and "restart" in reply["error"], reply
         before = len(results_of("dock"))
         wait_until(lambda: len(results_of("dock")) >= before + 5, 30, "dock to go on")
 
