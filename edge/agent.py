@@ -98,10 +98,15 @@ class Agent:
         store, trusted = open_store(cfg.sync.store), load_trusted_keys(cfg.sync.trusted_keys)
         self.sync = ModelSync(cfg.sync, store, trusted, self.backend, self.hw)
         self.slot = ModelSlot()
-        # sync.model, and each model of `models:` on the streams that name it: synced, swapped and polled alike.
-        self.primary = ModelUnit(self.sync, self.slot, self._switch_to)
-        self.side = {m.name: ModelUnit(ModelSync(side_sync_config(cfg, m.name), store, trusted, self.backend,
-                                                 self.hw), ModelSlot(), self._switch_to) for m in cfg.models}
+        # sync.model, and each model of `models:` on the streams that name it: synced, swapped and polled alike,
+        # one switch at a time (one lock): the one-model-per-task check and the anomaly rule see a settled agent.
+        switching = threading.Lock()
+        self.primary = ModelUnit(self.sync, self.slot, self._switch_to, switching)
+        self.side = {m.name: ModelUnit(ModelSync(side_sync_config(cfg.sync, m), store, trusted, self.backend,
+                                                 self.hw), ModelSlot(), self._switch_to, switching)
+                     for m in cfg.models}
+        # Each model's streams (config order), kept with the streams in force.
+        self._by_model = self._streams_by_model(cfg)
         # Which model had the anomaly alert rule set (one anomaly model per agent; edge.task_claims).
         self._anomaly_owner: str | None = None
         for unit in self._units():  # a package of a task another model serves is refused before it loads
@@ -156,15 +161,17 @@ class Agent:
         self.side_frames: dict[str, MultiStreamLoop] = {}
         if cfg.streams:
             # Several streams: batched across streams; the shadow check samples sync.model's frames of every stream.
-            by_model = self._streams_by_model(cfg)
+            by_model = self._by_model
             self.frames = multi_stream_loop(cfg, self._sources, self.slot, self.stats, self.results.submit,
-                                            self._stop, self.health, on_removed=self._stream_removed,
+                                            self._stop, self.health,
+                                            on_removed=functools.partial(self._stream_removed, cfg.sync.model),
                                             sample=self.shadow.wants, on_sample=self.shadow.submit,
                                             streams=by_model[cfg.sync.model])
             for name, unit in self.side.items():
                 self.side_frames[name] = multi_stream_loop(
                     cfg, self._sources, unit.slot, self.stats, self.results.submit, self._stop, self.health,
-                    on_removed=self._stream_removed, streams=by_model[name], component=f"frames-{name}")
+                    on_removed=functools.partial(self._stream_removed, name), streams=by_model[name],
+                    component=f"frames-{name}")
         else:
             self.frames = FrameLoop(self.live, self._source, self.slot, self.stats, self.results.submit, self._stop,
                                     self.health, sample=self.shadow.wants, on_sample=self.shadow.submit)
@@ -280,7 +287,7 @@ class Agent:
         for thread in [self._frame_thread, *self._side_threads]:
             if thread is not None:
                 thread.join(timeout=30)
-        for loop in [self.frames, *self.side_frames.values()]:
+        for loop in self._frame_loops():
             loop.stop()
         if self._publisher is not None and self._publisher.is_alive():
             self.results.finish()
@@ -333,7 +340,7 @@ class Agent:
     def _poll(self) -> None:
         """Poll each model's pointer (or pinned version) and switch when a newer verified model is there; a
         fleet-managed device (sync.follow) only converges sync.model to its pin here."""
-        delay = 0.0 if self.slot.current is None else self.cfg.sync.poll_interval_s
+        delay = 0.0 if any(u.slot.current is None for u in self._units()) else self.cfg.sync.poll_interval_s
         while not self._stop.wait(delay):
             for unit in self._units():
                 try:
@@ -358,11 +365,6 @@ class Agent:
 
     def _switch_to(self, unit: ModelUnit, serving: ServingModel) -> dict[str, Any]:
         """Install a prepared model between two frames and tell the broker what is served and why."""
-        try:  # admitted before it loaded; checked again in case two models were prepared at once
-            check_task_claim(unit.name, serving.decoder.task, self._served_tasks(unit))
-        except EdgeferryError:
-            serving.model.close()
-            raise
         sources = self._unit_sources(unit.name)
         equip(sources, window=serving.manifest.window)  # a sensor model: windowed by its recipe
         # An anomaly model's alerts use its threshold and channels; the model that had them stops them when it
@@ -402,8 +404,7 @@ class Agent:
         """The sources of the streams a model serves (every source while only sync.model serves)."""
         if not self.side:
             return list(self._sources.values())
-        return [self._sources[s.name] for s in self._streams_by_model(self.cfg).get(model, [])
-                if s.name in self._sources]
+        return [self._sources[s.name] for s in self._by_model.get(model, []) if s.name in self._sources]
 
     def _sync_metrics(self) -> dict[str, float]:
         """Model sync figures of every model: a forged or failing package of any of them shows (counts add up)."""
@@ -512,13 +513,8 @@ class Agent:
                                   "live")
             trusted = load_trusted_keys(new.sync.trusted_keys)
             updated = self.sync.cfg.model_copy(update={k: getattr(new.sync, k) for k in keys})
-            # A model of `models:` takes the live sync.* settings but its own entry's channel (else sync.channel)
-            # and pin, and never the desired state's follow mode.
-            shared = {k: getattr(new.sync, k) for k in keys if k not in {"pinned_version", "channel", "follow"}}
-            entries = {m.name: m for m in new.models}
-            side = {name: unit.sync.cfg.model_copy(update={
-                **shared, "channel": entries[name].channel or updated.channel,
-                "pinned_version": entries[name].pinned_version}) for name, unit in self.side.items()}
+            # A model of `models:` takes the live sync.* settings but its own entry's channel and pin.
+            side = {m.name: side_sync_config(updated, m) for m in new.models}
 
             def commit() -> None:
                 self.sync.cfg = updated
@@ -560,7 +556,8 @@ class Agent:
             per_stream = stream_detection(new)
 
             def commit() -> None:
-                self._add_sources(fresh, new)
+                self._by_model = by_model
+                self._add_sources(fresh)
                 self._sources = {s.name: fresh.get(s.name) or self._sources[s.name] for s in new.streams}
                 self.detection.set_streams(per_stream, [s.name for s in new.streams])
                 for model, loop in loops.items():
@@ -584,29 +581,24 @@ class Agent:
         for applier in (events, logging_, sync, detection, sensor, streams):
             self.live.on_change(applier)
 
-    def _add_sources(self, sources: Mapping[str, FrameSource], cfg: AgentConfig) -> None:
+    def _add_sources(self, sources: Mapping[str, FrameSource]) -> None:
         """New streams' sources get what the running ones got: their model's sensor recipe, the broker."""
-        model_of = {s.name: s.model or cfg.sync.model for s in cfg.streams}
-        for name, source in sources.items():
-            unit = self.side.get(model_of.get(name, ""), self.primary)
+        for unit in self._units():
             current = unit.slot.current
-            equip([source], None if current is None else current.manifest.window, self.link)
+            mine = [sources[s.name] for s in self._by_model.get(unit.name, []) if s.name in sources]
+            equip(mine, None if current is None else current.manifest.window, self.link)
 
-    def _stream_removed(self, name: str) -> None:
-        """A removed stream (frame thread): once its last results are out, its objects and open alert end."""
-
-        def end() -> None:
-            self.detection.drop_stream(name)
-            self.anomaly.drop_stream(name)
-
-        self.results.call_in_order(end)
+    def _stream_removed(self, model: str, name: str) -> None:
+        """A stream `model` served was removed or moved (its frame thread): once its last results are out, what
+        that model's task followed there ends (its objects or open alert; another model's stay)."""
+        self.results.drop_stream(model, name)
 
     # -- reporting ---------------------------------------------------------------------------------------------
 
     def _model_info(self, unit: ModelUnit | None = None) -> ModelInfo:
         unit = unit or self.primary
         # Which streams it serves, once models share the streams out.
-        streams = [s.name for s in self._streams_by_model(self.cfg).get(unit.name, [])] if self.side else []
+        streams = [s.name for s in self._by_model.get(unit.name, [])] if self.side else []
         current = unit.slot.current
         if current is None:
             return ModelInfo(name=unit.name, streams=streams)

@@ -11,7 +11,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from edge.config import AgentConfig, SyncConfig
+from edge.config import ModelConfig, SyncConfig
 from edge.errors import AgentError
 from edge.hot_swap import ModelSlot, ServingModel
 from edge.model_sync import ModelSync
@@ -19,25 +19,24 @@ from edge.model_sync import ModelSync
 log = logging.getLogger(__name__)
 
 
-def side_sync_config(cfg: AgentConfig, name: str) -> SyncConfig:
-    """sync.* for a model of `models:`: its name, channel and pin; it follows its pointer (the fleet's desired state
-    names sync.model) and runs no shadow check (that compares sync.model's versions)."""
-    side = next(m for m in cfg.models if m.name == name)
-    return cfg.sync.model_copy(update={
-        "model": side.name, "channel": side.channel or cfg.sync.channel, "pinned_version": side.pinned_version,
+def side_sync_config(sync: SyncConfig, side: ModelConfig) -> SyncConfig:
+    """sync.* (as in force) for a model of `models:`: its name, channel and pin; it follows its pointer (the fleet's
+    desired state names sync.model) and runs no shadow check (that compares sync.model's versions)."""
+    return sync.model_copy(update={
+        "model": side.name, "channel": side.channel or sync.channel, "pinned_version": side.pinned_version,
         "follow": "latest", "shadow_every": None, "shadow_canary_budget_ms": None,
     })
 
 
 class ModelUnit:
-    """deploy/rollback/benchmark from the command and poll threads, serialised per model by its own lock."""
+    """deploy/rollback/benchmark from the command and poll threads, serialised by the agent's one switch lock."""
 
     def __init__(self, sync: ModelSync, slot: ModelSlot,
-                 switch: Callable[[ModelUnit, ServingModel], dict[str, Any]]) -> None:
+                 switch: Callable[[ModelUnit, ServingModel], dict[str, Any]], lock: threading.Lock) -> None:
         self.sync = sync
         self.slot = slot
         self._switch = switch
-        self._lock = threading.Lock()
+        self._lock = lock
 
     @property
     def name(self) -> str:

@@ -133,7 +133,18 @@ class ResultPublisher:
 
     def _serves(self, kind: type) -> bool:
         """Whether the latest results of some model went to a sink of this kind."""
-        return any(isinstance(sink, kind) for sink, _, _ in list(self._serving.values()))
+        return any(isinstance(sink, kind) for sink, _, _ in self._serving.values())
+
+    def drop_stream(self, model: str, stream: str) -> None:
+        """A stream `model` served was removed or moved: once its results so far are out, that model's sink ends
+        what it followed there (another model serving the stream now keeps its own)."""
+
+        def drop() -> None:
+            known = self._serving.get(model)
+            if known is not None:
+                known[0].drop_stream(stream)
+
+        self.call_in_order(drop)
 
     def end_stream(self) -> None:
         """No more results follow (after finish() and the results thread ended): followed objects end."""

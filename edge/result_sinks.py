@@ -32,6 +32,10 @@ class ResultSink(Protocol):
         """No more results of this task follow (the stream stopped, or a model of another task serves)."""
         ...
 
+    def drop_stream(self, stream: str) -> None:
+        """A stream this model served was removed (or moved to another model): what it followed ends."""
+        ...
+
 
 def _frames(results: Sequence[FrameResult]) -> str:
     return f"{results[0].index}" if len(results) == 1 else f"{results[0].index}-{results[-1].index}"
@@ -76,6 +80,9 @@ class ClassificationSink:
     def finish(self) -> None:
         """Result events need no ending."""
 
+    def drop_stream(self, stream: str) -> None:
+        """Nothing is followed per stream."""
+
 
 class DetectionSink:
     """A detector's boxes tracked into object events, snapshots, zone counts and detection figures."""
@@ -100,3 +107,7 @@ class DetectionSink:
     def finish(self) -> None:
         """Every followed object ends."""
         self.service.finish()
+
+    def drop_stream(self, stream: str) -> None:
+        """The stream's followed objects end and its lane goes."""
+        self.service.drop_stream(stream)

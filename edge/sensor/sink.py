@@ -33,3 +33,7 @@ class AnomalySink:
     def finish(self) -> None:
         """An open alert ends with the stream (or when a model of another task serves)."""
         self.service.finish()
+
+    def drop_stream(self, stream: str) -> None:
+        """The stream's open alert ends and its rule state goes."""
+        self.service.drop_stream(stream)

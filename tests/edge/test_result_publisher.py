@@ -213,3 +213,22 @@ def test_with_further_models_the_window_counts_sync_models_results_alone() -> No
     for i in range(12, 15):
         pub.submit(replace(result(i), model="people"))
     assert pub.metrics()["results_window"] == 3.0
+
+
+def test_a_stream_dropped_by_one_model_ends_only_what_that_models_task_followed_there() -> None:
+    """A camera moved from the classifier to the detector: the classifier's removal of it (after its last results)
+    must not end the object the detector already follows there; the detector's own removal does."""
+    link, topics = FakeLink(), DeviceTopics("lab", "cam-1")
+    pub = detector_publisher(link, topics, primary="people")
+    thread = threading.Thread(target=pub.run, daemon=True)
+    thread.start()
+    box = (10.0, 10.0, 30.0, 30.0)
+    pub.submit(replace(result(0), model="parts", stream="gate"))
+    pub.submit(replace(_det_result(1, 1, [box]), model="people", stream="gate"))
+    pub.drop_stream("parts", "gate")
+    pub.submit(replace(_det_result(2, 1, [box]), model="people", stream="gate"))
+    pub.drop_stream("people", "gate")
+    pub.finish()
+    thread.join(10)
+    kinds = [json.loads(p.payload)["type"] for p in link.published if p.topic == ObjectTopics(topics).events]
+    assert kinds == ["new", "end"], "one object, ended once: by the detector's removal of the stream"

@@ -33,7 +33,7 @@ def test_each_model_serves_the_streams_that_name_it_and_takes_the_rest_of_sync_s
     cfg = AgentConfig.model_validate(site(models=[{"name": "imu-anomaly", "pinned_version": 4}]))
     assert streams_by_model(cfg.sync.model, {s.name: s.model for s in cfg.streams}) == {
         "people": ["gate", "yard"], "imu-anomaly": ["pump"]}
-    side = side_sync_config(cfg, "imu-anomaly")
+    side = side_sync_config(cfg.sync, cfg.models[0])
     # Its own name and pin; the channel and every other sync setting from sync:; never the fleet's desired state.
     assert (side.model, side.pinned_version, side.channel) == ("imu-anomaly", 4, "beta")
     assert (side.poll_interval_s, side.variant, side.follow, side.shadow_every) == (7, "int8", "latest", None)

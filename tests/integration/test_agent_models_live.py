@@ -80,10 +80,17 @@ def test_a_camera_moves_from_the_detector_to_the_classifier_live_and_the_other_c
                    "south's figures to name the classifier's version")
         results = results_of("south")
         assert {r["after"]["model_version"] for r in results} == {CLASSIFIER_VERSION}
+        # And back: south returns to the detector. The classifier's removal of south ends nothing of the detector's:
+        # its new object there is followed on, not ended when the classifier's last south result is out.
+        reply, _ = send_command(probe, topics, "set-config", {"values": {"streams": [north, south, dock]}})
+        assert reply["ok"], reply
+        wait_until(lambda: len(objects_of("south", "new")) == 2, 30, "south's object on the detector again")
+        time.sleep(1.0)  # ten frames
+        assert len(objects_of("south", "end")) == 1, "the classifier's removal ended the detector's new object"
 
         # A stream naming a model this agent does not serve: refused whole, nothing moves.
         reply, _ = send_command(probe, topics, "set-config", {"values": {"streams": [
-            north, {**south, "model": "tiny"}, {**dock, "model": "plates"}]}})
+            north, south, {**dock, "model": "plates"}]}})
         assert not reply["ok"] and "plates" in reply["error"], reply
         # A further model's pin changes live: a newer version published meanwhile waits until it is unpinned.
         reply, _ = send_command(probe, topics, "set-config", {"values": {"models": [
@@ -100,14 +107,15 @@ def test_a_camera_moves_from_the_detector_to_the_classifier_live_and_the_other_c
         # Adding a model needs a restart (its sync, slot and scheduler are made at start): refused whole.
         reply, _ = send_command(probe, topics, "set-config", {"values": {
             "models": [{"name": "tiny"}, {"name": "plates"}],
-            "streams": [north, {**south, "model": "tiny"}, {**dock, "model": "plates"}]}})
+            "streams": [north, {**south, "model": "plates"}, dock]}})
         assert not reply["ok"] and "restart" in reply["error"], reply
         before = len(results_of("dock"))
         wait_until(lambda: len(results_of("dock")) >= before + 5, 30, "dock to go on")
 
     # north's object was followed across every change: one object, never ended until the agent stopped.
     assert len(objects_of("north", "new")) == 1
-    assert len(objects_of("south", "new")) == 1  # and south, once on the classifier, reports no objects
+    # south: one object before the move, none on the classifier, one after its return.
+    assert len(objects_of("south", "new")) == 2
 
 
 def detector_beside(tmp_path: Path, broker: Broker, side: str, publish_side: Callable[[LocalStore, KeyPair], object]
