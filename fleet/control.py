@@ -18,6 +18,7 @@ from fleet.desired_reach import check_desired_reach
 from fleet.errors import FleetError, NothingToRollBackError
 from fleet.package_check import PackageChecker
 from fleet.publisher import Publisher
+from fleet.registry import DeviceRecord
 from shared.names import check_ident
 
 
@@ -57,10 +58,11 @@ class FleetControl:
         self.desired = DesiredPublisher(store, publisher, key)
         self.sender = CommandSender(store, publisher, key, expires_in_s)
 
-    def _targets(self, scope: Scope, name: str) -> list[str]:
+    def _targets(self, scope: Scope, name: str) -> list[DeviceRecord]:
+        """The target devices' records, read once: the reach check and the publishing both use them."""
         if scope == "device":
-            return [self.store.device(name).device_id]
-        return [r.device_id for r in self.store.group_members(name)]
+            return [self.store.device(name)]
+        return self.store.group_members(name)
 
     def deploy(self, model: str, version: int | None, device: str | None = None, group: str | None = None,
                allow_downgrade: bool = False, channel: str | None = None) -> DeployResult:
@@ -74,7 +76,7 @@ class FleetControl:
             raise FleetError("--allow-downgrade goes with --model-version: a channel never moves a device below a "
                              "version it activated")
         targets = self._targets(scope, name)
-        check_desired_reach(model, (r for r in map(self.store.devices.get, targets) if r is not None))
+        check_desired_reach(model, targets)
         if channel is not None:
             self.packages.check_channel(model, channel)
         else:
@@ -94,6 +96,7 @@ class FleetControl:
                 f"{scope} {name} has no earlier desired version to return to; deploy a version with "
                 "'edgeferry fleet deploy --model M --version V'"
             )
+        check_desired_reach(current.model, targets)  # a target may have come to serve it as a further model since
         self.packages.check(current.model, current.previous_version)
         entry = self.store.desired.set(DesiredEntry(
             scope, name, current.model, current.previous_version, allow_downgrade=True,
@@ -101,14 +104,14 @@ class FleetControl:
         ))
         return self._apply(entry, targets)
 
-    def _apply(self, entry: DesiredEntry, targets: list[str]) -> DeployResult:
+    def _apply(self, entry: DesiredEntry, targets: list[DeviceRecord]) -> DeployResult:
         entries = self.store.desired.all()
         reached: list[str] = []
         rids: list[str] = []
-        for dev in targets:
-            rec = self.store.devices.get(dev)
-            if rec is None or desired_for(rec, entries) != entry:
+        for rec in targets:
+            if desired_for(rec, entries) != entry:
                 continue  # a device override wins over its group's entry
+            dev = rec.device_id
             self.desired.publish(dev, entry, force=True)
             if entry.version is not None:  # a channel state alone moves the device: its pointer names the version
                 rids.append(self.sender.send(dev, "deploy", {"version": entry.version, "pin": True,

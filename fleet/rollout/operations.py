@@ -14,6 +14,7 @@ from typing import Any
 from fleet.db.store import FleetStore
 from fleet.desired_reach import check_desired_reach
 from fleet.errors import EmptyGroupError, RolloutConflictError, RolloutStateError, UnknownRolloutError
+from fleet.registry import DeviceRecord
 from fleet.rollout import cohorts, transitions
 from fleet.rollout.controller import CONTROL_HISTORY_WINDOWS, as_sample
 from fleet.rollout.plan import MetricGate, RolloutPlan
@@ -109,12 +110,12 @@ class RolloutOperations:
         self.trust_device_groups = trust_device_groups
         self.repo = RolloutRepository(store.engine, store.fleet)
 
-    def members(self, group: str) -> list[str]:
+    def members(self, group: str) -> list[DeviceRecord]:
         """The devices a rollout of `group` started now would draw its cohorts from; EmptyGroupError when none."""
         records = self.store.list_devices()
         found = cohorts.members(records, group, self.trust_device_groups)
         if found:
-            return [r.device_id for r in found]
+            return found
         claiming = cohorts.claimants(records, group, self.trust_device_groups)
         if claiming:
             listed = ", ".join(claiming[:5]) + (f" and {len(claiming) - 5} more" if len(claiming) > 5 else "")
@@ -139,8 +140,9 @@ class RolloutOperations:
                 f"group {group!r} of fleet {self.store.fleet!r} already has a rollout running ({running.id}, "
                 f"{running.model} v{running.version}, {running.state}); abort it or wait for it to finish"
             )
-        members = self.members(group)
-        check_desired_reach(model, (r for r in map(self.store.devices.get, members) if r is not None))
+        records = self.members(group)
+        check_desired_reach(model, records)
+        members = [r.device_id for r in records]
         checked = check_version(model, version) if check_version is not None else None
         # Without a plan, the default one with the gates of the task the version serves (fleet/rollout/task_gates).
         plan = plan or default_plan_for(checked.task if isinstance(checked, Manifest) else "classification")

@@ -55,3 +55,22 @@ def test_a_deploy_or_rollout_the_desired_state_cannot_carry_is_one_line_and_chan
     assert "has no rollouts yet" in status.stderr, status
     time.sleep(0.3)
     assert fleet.probe.messages == [], "nothing reached the broker"
+
+
+def test_a_rollback_the_desired_state_cannot_carry_is_one_line_and_changes_nothing(fleet: Fleet) -> None:
+    for version in ("1", "2"):
+        out = fleet.run("deploy", "--model", "tiny", "--model-version", version, "--group", "north")
+        assert out.returncode == 0, out.stderr
+    fleet.probe.wait_count("edgeferry/it/cam-2/cmd/deploy", 2)
+    before = fleet.store.desired.all()
+    # after the deploys, cam-2 came to serve tiny beside another sync.model: rolling tiny back cannot reach it there
+    fleet.store.devices.update("cam-2", lambda r: replace(r, model_name="people", model_version=4, models=SIDE))
+    time.sleep(0.3)
+    sent = len(fleet.probe.messages)
+    out = fleet.run("rollback", "--group", "north")
+    assert out.returncode == 1, out
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: tiny is a further model (`models:`) on cam-2"), out.stderr
+    assert fleet.store.desired.all() == before
+    time.sleep(0.3)
+    assert len(fleet.probe.messages) == sent, "nothing more reached the broker"
