@@ -7,7 +7,6 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 import orjson
-from pydantic import ValidationError
 from sqlalchemy import Connection, Engine, and_, bindparam, delete, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
@@ -24,10 +23,10 @@ from fleet.registry import (
     DeviceRecord,
     evolve,
     new_record,
-    served_models,
     with_assignments,
 )
-from shared.payloads import MAX_MODELS, ModelInfo
+from shared.payloads import MAX_MODELS
+from shared.streams import MAX_STREAMS
 
 _COLUMNS = [c.name for c in devices.columns if c.name not in ("fleet", "device_id")]
 _RECORD_FIELDS = {f.name for f in fields(DeviceRecord)}
@@ -87,18 +86,39 @@ _COUNTERS = frozenset({"rev", "restarts", "refused", "shed"})
 _ROW_KEYS = tuple(c.name for c in devices.columns)
 
 
+# The further models' text fields (fleet.registry.MODEL_FIELDS but name, version and streams), in the order the
+# contract lists them, and the longest the contract admits (a variant file name).
+_MODEL_TEXT = ("variant", "precision", "backend", "device")
+_MODEL_TEXT_LIMIT = 128
+
+
+def _model(item: Any) -> dict[str, Any] | None:
+    """One stored further model, its MODEL_FIELDS alone, each through the cheap checks the other columns get (a
+    pydantic validation per model per row read cost more than the rest of the row); None without a valid name or
+    with a version that is not one."""
+    if not isinstance(item, dict) or (name := sanitize.ident(item.get("name"))) is None:
+        return None
+    out: dict[str, Any] = {"name": name}
+    if (raw_version := item.get("version")) is not None:
+        version = sanitize.int64(raw_version)
+        if version is None or version < 0:
+            return None
+        out["version"] = version
+    for key in _MODEL_TEXT:
+        if (value := sanitize.text(item.get(key), _MODEL_TEXT_LIMIT)) is not None:
+            out[key] = value
+    streams = item.get("streams")
+    out["streams"] = ([s for s in streams[:MAX_STREAMS] if sanitize.ident(s) is not None]
+                      if isinstance(streams, list) else [])
+    return out
+
+
 def _models(raw: Any) -> tuple[dict[str, Any], ...]:
-    """Stored further models, each read through the contract's ModelInfo: an entry it refuses (a row an older
-    version or a person wrote) is left out instead of passed on."""
+    """Stored further models: an entry without a valid name or version (a row an older version or a person wrote)
+    is left out, and of the others what a reader can trust is kept."""
     if not isinstance(raw, list):
         return ()
-    valid: list[ModelInfo] = []
-    for item in raw[:MAX_MODELS]:
-        try:
-            valid.append(ModelInfo.model_validate(item))
-        except ValidationError:
-            continue
-    return served_models(valid)
+    return tuple(m for item in raw[:MAX_MODELS] if (m := _model(item)) is not None)
 
 
 def _from_row(row: Any, assigned: tuple[str, ...]) -> DeviceRecord:

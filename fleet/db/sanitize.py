@@ -6,6 +6,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from shared.errors import InvalidNameError
+from shared.names import check_ident
+
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 MAX_DEPTH = 8
 
@@ -32,6 +35,14 @@ def finite(v: Any, low: float = -math.inf, high: float = math.inf) -> float | No
 def text(v: Any, limit: int = 1024) -> str | None:
     """A string within limit (longer ones cut), else None."""
     return v[:limit] if isinstance(v, str) else None
+
+
+def ident(v: Any) -> str | None:
+    """A name safe in topics and keys (shared.names.check_ident), else None."""
+    try:
+        return check_ident(v)
+    except InvalidNameError:
+        return None
 
 
 def json_tree(v: Any, depth: int = 0) -> Any:

@@ -14,7 +14,7 @@ from sqlalchemy import inspect, text, update
 from fleet.db.schema import devices
 from fleet.db.store import FleetStore
 from fleet.ingest import Ingest
-from fleet.registry import apply_state, new_record
+from fleet.registry import MODEL_FIELDS, apply_state, new_record
 from shared.payloads import StatePayload
 
 T0 = 1_700_000_000_000
@@ -83,3 +83,16 @@ def test_a_stored_entry_the_contract_refuses_is_left_out_when_read(store: FleetS
     with store.engine.begin() as conn:
         conn.execute(update(devices).where(devices.c.device_id == "cam-1").values(models={"not": "a list"}))
     assert store.device("cam-1").models == ()
+
+
+def test_a_stored_entry_keeps_its_valid_fields_and_streams(store: FleetStore) -> None:
+    store.devices.update("cam-1", lambda r: replace(r, agent_version="0.1.0"))
+    odd = {**PEOPLE, "name": "cars", "streams": ["cam1", "bad/stream", 7], "backend": 5, "written_by": "v0.0.9",
+           "variant": "v" * 400}
+    with store.engine.begin() as conn:
+        conn.execute(update(devices).where(devices.c.device_id == "cam-1").values(models=[odd, PEOPLE]))
+    cars, people = store.device("cam-1").models
+    # what the row says of cars that a reader can trust is kept; the rest of it reads as not known
+    assert cars == {"name": "cars", "version": 2, "variant": "v" * 128, "precision": "int8", "device": "CPU",
+                    "streams": ["cam1"]}
+    assert set(PEOPLE) == MODEL_FIELDS and people == PEOPLE, "every field the registry keeps reads back"
