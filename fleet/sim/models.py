@@ -26,12 +26,14 @@ def second_model_streams(name: str, main: str, streams: list[str]) -> list[str]:
 
 @dataclass
 class SideModel:
-    """One further model: name, served version, the highest activated (anti-rollback) and its streams."""
+    """One further model: name, served version, the highest activated (anti-rollback), its streams and the version
+    being installed (as SimDevice.installing for the main model)."""
 
     name: str
     version: int
     streams: list[str] = field(default_factory=list)
     highest: int = 0
+    installing: int | None = None
 
     def __post_init__(self) -> None:
         self.highest = max(self.highest, self.version)
@@ -40,6 +42,7 @@ class SideModel:
         """Its install finished: serve `version`."""
         self.version = version
         self.highest = max(self.highest, version)
+        self.installing = None
 
     def info(self) -> ModelInfo:
         """Its entry under the state payload's `models`."""

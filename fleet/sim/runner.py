@@ -298,7 +298,11 @@ class Simulation:
         if action.reply is not None:
             c.publish(*action.reply)
         if action.side_install is not None:
-            self.loop.call_later(self.options.install_s, self._finish_side_install, c, *action.side_install)
+            model, version = action.side_install
+            side = c.device.side[model]
+            if side.installing != version:  # the same install again (two quick rollbacks) is the one in flight
+                side.installing = version
+                self.loop.call_later(self.options.install_s, self._finish_side_install, c, model, version)
         if action.install is not None and c.device.installing != action.install[0]:
             version = action.install[0]
             c.device.installing = version
@@ -321,7 +325,10 @@ class Simulation:
         c.publish(c.device.topics.state, c.device.state_payload(self.now_ms()), retain=True)
 
     def _finish_side_install(self, c: _Client, model: str, version: int) -> None:
-        """A further model's install always serves (behaviours shape the main model's installs only)."""
+        """A further model's install always serves (behaviours shape the main model's installs only), unless a
+        later one of that model took its place."""
+        if c.device.side[model].installing != version:
+            return
         c.device.serve_side(model, version)
         c.publish(c.device.topics.state, c.device.state_payload(self.now_ms()), retain=True)
 

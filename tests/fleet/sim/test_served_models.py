@@ -4,6 +4,7 @@ alone (one naming a model the device does not serve is refused in its reply)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -16,7 +17,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from fleet.errors import SimulatorError
-from fleet.sim.runner import SimOptions, Simulation, ThreadedSimulation
+from fleet.sim.runner import SimOptions, Simulation, ThreadedSimulation, _Client
 from shared.command_signing import Target, build_body, sign_command
 from shared.payloads import StatePayload, TelemetryPayload
 from shared.signing import key_id
@@ -111,3 +112,34 @@ def test_a_deploy_naming_the_second_model_moves_it_alone(running: Simulation, mo
     state = probe.wait_for(lambda m: m.topic == t.state and m.json()["model"]["version"] == 2, 10,
                            "a state with digits v2").json()
     assert state["models"][0]["version"] == 4
+
+
+def _installed(commands: list[tuple[str, dict[str, Any]]]) -> tuple[int, float, list[bool]]:
+    """Send each signed command to a second-model device (people at v3) at once, let every install finish; the
+    people version it ends on, how many swaps it counted and whether each reply was ok."""
+    sim = Simulation(SimOptions(devices=1, streams=4, second_model="people", install_s=0.01,
+                                trusted={key_id(KEY.public_key()): KEY.public_key()}))
+    device = sim.devices[0]
+    device.side["people"].serve(3)
+    loop = asyncio.new_event_loop()
+    sim.loop = loop
+    client = _Client(sim, device)  # never connected: what it would publish is dropped
+    oks = []
+    for i, (name, args) in enumerate(commands):
+        action = device.on_command(name, _signed(device.topics, name, f"r{i}", **args), int(time.time() * 1000))
+        assert action.reply is not None
+        oks.append(bool(json.loads(action.reply[1])["ok"]))
+        sim.act(client, action)
+    loop.run_until_complete(asyncio.sleep(0.2))
+    loop.close()
+    return device.side["people"].version, device.counters["swaps"], oks
+
+
+def test_two_quick_rollbacks_of_the_second_model_install_one_version_once() -> None:
+    assert _installed([("rollback", {"model": "people"}), ("rollback", {"model": "people"})]) == (2, 1.0,
+                                                                                                   [True, True])
+
+
+def test_a_second_model_deploy_overtaken_by_another_serves_only_the_later_one() -> None:
+    assert _installed([("deploy", {"model": "people", "version": 4}),
+                       ("deploy", {"model": "people", "version": 5})]) == (5, 1.0, [True, True])
