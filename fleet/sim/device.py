@@ -161,8 +161,9 @@ class SimDevice:
                                 f"{served})", now_ms)
         if isinstance(command, DeployCommand):
             refused = _deploy_refusal(command, side.name, side.highest)
-            if refused is not None or command.version is None:
-                return self._reject(name, command.id, refused or "", now_ms)
+            if refused is not None:
+                return self._reject(name, command.id, refused, now_ms)
+            assert command.version is not None
             target = command.version
         elif isinstance(command, RollbackCommand):
             if side.version <= 1:
