@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from shared.streams import STREAM_BY_NAME, check_stream_name
 
 MAX_SIM_STREAMS = 32
+# The table's row for each stream's model_version, looked up once rather than per stream per window.
+MODEL_VERSION = STREAM_BY_NAME["model_version"]
 
 
 def stream_names(n: int) -> list[str]:
@@ -62,7 +64,7 @@ class StreamsSim:
         out = {name: self._window(name, s, interval_s) for name, s in self._streams.items()}
         if versions is not None:
             for name, figures in out.items():
-                figures["model_version"] = STREAM_BY_NAME["model_version"].check(float(versions.get(name, 0)))
+                figures["model_version"] = MODEL_VERSION.check(float(versions.get(name, 0)))
         return out
 
     def _window(self, name: str, s: _Stream, interval_s: float) -> dict[str, float]:
