@@ -23,7 +23,8 @@ MIN_INTERVAL_S = 0.1
 MAX_INTERVAL_S = 86400.0
 MAX_REFUSAL_TEXT = 256
 # What the registry keeps of each further model a device serves: what the web app and the CLI show of it.
-MODEL_FIELDS: set[str] = {"name", "version", "variant", "precision", "backend", "device", "streams"}
+MODEL_FIELDS = frozenset({"name", "version", "variant", "precision", "backend", "device", "streams"})
+_MODEL_DUMP = dict.fromkeys(MODEL_FIELDS, True)  # model_dump's `include` takes a set or a mapping, not a frozenset
 
 
 @dataclass(frozen=True)
@@ -130,7 +131,7 @@ def evolve(record: DeviceRecord, **changes: Any) -> DeviceRecord:
 
 def served_models(models: Iterable[ModelInfo]) -> tuple[dict[str, Any], ...]:
     """Further models as the record keeps them: the contract validated them, so only MODEL_FIELDS are picked."""
-    return tuple(m.model_dump(include=MODEL_FIELDS, exclude_none=True) for m in models)
+    return tuple(m.model_dump(include=_MODEL_DUMP, exclude_none=True) for m in models)
 
 
 def new_record(fleet: str, device_id: str) -> DeviceRecord:

@@ -255,7 +255,7 @@ class FleetAdapter:
                  "groups": list(rec.groups), "hardware": rec.hardware, "degraded": rec.degraded,
                  "unsigned_commands": rec.unsigned_commands, "telemetry_interval_s": rec.telemetry_interval_s,
                  "follow": _text(rec, "follow"), "channel": _text(rec, "channel"),
-                 "models": [dict(m) for m in rec.models]}
+                 "models": list(rec.models)}  # finite() below copies each model: the record's stay untouched
         row = _row(rec, self.figures.latest().get(device_id, {}), entry.version if entry else None,
                    self.figures.refused().get(device_id, 0), self._cohorts([rec]).get(device_id),
                    desired_channel=entry.channel if entry else None)
