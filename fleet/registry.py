@@ -88,6 +88,9 @@ class DeviceRecord:
     model_version: int | None = None
     model_variant: str | None = None
     model_backend: str | None = None
+    # The main model's variant precision and the streams it serves (empty: every stream, or the single source).
+    model_precision: str | None = None
+    model_streams: tuple[str, ...] = ()
     hardware: dict[str, Any] = field(default_factory=dict)
     config_digest: str | None = None
     unsigned_commands: bool = False
@@ -209,6 +212,8 @@ def apply_state(record: DeviceRecord, state: StatePayload, received_ms: int, ret
         model_version=state.model.version,
         model_variant=state.model.variant,
         model_backend=state.model.backend,
+        model_precision=state.model.precision,
+        model_streams=tuple(state.model.streams),
         hardware=dict(state.hardware),
         config_digest=state.config_digest,
         unsigned_commands=state.unsigned_commands,

@@ -251,7 +251,8 @@ class FleetAdapter:
         entry = desired_for(rec, self.store.desired.all())
         state = {"agent_version": rec.agent_version, "boot_id": rec.boot_id, "config_digest": rec.config_digest,
                  "model": {"name": rec.model_name, "version": rec.model_version, "variant": rec.model_variant,
-                           "backend": rec.model_backend},
+                           "precision": rec.model_precision, "backend": rec.model_backend,
+                           "streams": list(rec.model_streams)},
                  "groups": list(rec.groups), "hardware": rec.hardware, "degraded": rec.degraded,
                  "unsigned_commands": rec.unsigned_commands, "telemetry_interval_s": rec.telemetry_interval_s,
                  "follow": _text(rec, "follow"), "channel": _text(rec, "channel"),

@@ -59,7 +59,7 @@ _ROW_FIELDS = tuple(("reported_status" if c == "status" else c, c) for c in _COL
 # The same but rev, which the batch writer sets.
 _FIELD_COLUMNS = tuple((name, column) for name, column in _ROW_FIELDS if column != "rev")
 # Columns a record holds as a tuple and a row as a JSON list.
-_LIST_COLUMNS = frozenset({"reported_groups", "models"})
+_LIST_COLUMNS = frozenset({"reported_groups", "models", "model_streams"})
 
 
 def _to_row(rec: DeviceRecord) -> dict[str, Any]:
@@ -107,10 +107,13 @@ def _model(item: Any) -> dict[str, Any] | None:
     for key in _MODEL_TEXT:
         if (value := sanitize.text(item.get(key), _MODEL_TEXT_LIMIT)) is not None:
             out[key] = value
-    streams = item.get("streams")
-    out["streams"] = ([s for s in streams[:MAX_STREAMS] if sanitize.ident(s) is not None]
-                      if isinstance(streams, list) else [])
+    out["streams"] = _streams(item.get("streams"))
     return out
+
+
+def _streams(raw: Any) -> list[str]:
+    """The stored streams of a model: at most MAX_STREAMS, valid stream names only."""
+    return [s for s in raw[:MAX_STREAMS] if sanitize.ident(s) is not None] if isinstance(raw, list) else []
 
 
 def _models(raw: Any) -> tuple[dict[str, Any], ...]:
@@ -143,8 +146,9 @@ def _from_row(row: Any, assigned: tuple[str, ...]) -> DeviceRecord:
     data["degraded"] = {str(k): v for k, v in degraded.items() if isinstance(v, str)}
     data["unsigned_commands"] = bool(data["unsigned_commands"])
     data["models"] = _models(data.get("models"))
-    for name in ("boot_id", "agent_version", "model_name", "model_variant", "model_backend", "config_digest",
-                 "last_refused", "follow", "channel"):
+    data["model_streams"] = tuple(_streams(data.get("model_streams")))
+    for name in ("boot_id", "agent_version", "model_name", "model_variant", "model_backend", "model_precision",
+                 "config_digest", "last_refused", "follow", "channel"):
         data[name] = sanitize.text(data.get(name), 256)
     rec = DeviceRecord(**{k: v for k, v in data.items() if k in _RECORD_FIELDS})
     return with_assignments(rec, assigned)

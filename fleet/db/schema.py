@@ -72,6 +72,10 @@ devices = Table(
     # Further models the device serves beside model_name (fleet.registry.MODEL_FIELDS of each), from its state
     # payload (added after schema 1; NULL in an older row reads as none).
     Column("models", JSON),
+    # The main model's precision and the streams it serves (empty: every stream), from its state payload (added
+    # after schema 1; NULL in an older row reads as not known / none).
+    Column("model_precision", String(64)),
+    Column("model_streams", JSON),
 )
 
 # Removed devices (issue 19 follow-up): ingest ignores their retained messages, which the fleet's broker user may

@@ -210,7 +210,8 @@ def _every_field(r: DeviceRecord, n: int) -> DeviceRecord:
         r, reported_status="online" if n % 2 else "stopped", reported_groups=(f"g{n}", "north"), boot_id=f"boot-{n}",
         boot_ts_ms=1000 + n, restarts=n, first_seen_ms=10 + n, last_seen_ms=2000 + n, status_ms=3000 + n,
         state_ts_ms=4000 + n, agent_version=f"0.{n}.0", model_name=f"m{n}", model_version=n, model_variant=f"v{n}",
-        model_backend="openvino", hardware={"cpu": f"c{n}", "n": n}, config_digest=f"d{n}",
+        model_backend="openvino", model_precision=f"int{n}", model_streams=(f"cam{n}", "cam9"),
+        hardware={"cpu": f"c{n}", "n": n}, config_digest=f"d{n}",
         unsigned_commands=bool(n % 2), degraded={"outbox": f"full {n}"}, telemetry_interval_s=float(n),
         last_telemetry_ms=5000 + n, refused=n, last_refused=f"why {n}", last_refused_ms=6000 + n, shed=n,
         follow="desired", channel=f"ch{n}")
@@ -218,7 +219,8 @@ def _every_field(r: DeviceRecord, n: int) -> DeviceRecord:
 
 STORED = ("reported_status", "reported_groups", "boot_id", "boot_ts_ms", "restarts", "first_seen_ms", "last_seen_ms",
           "status_ms", "state_ts_ms", "agent_version", "model_name", "model_version", "model_variant",
-          "model_backend", "hardware", "config_digest", "unsigned_commands", "degraded", "telemetry_interval_s",
+          "model_backend", "model_precision", "model_streams", "hardware", "config_digest", "unsigned_commands",
+          "degraded", "telemetry_interval_s",
           "last_telemetry_ms", "refused", "last_refused", "last_refused_ms", "shed", "follow", "channel")
 
 

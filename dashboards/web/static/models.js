@@ -11,11 +11,16 @@
     return m.device ? m.backend + " (" + m.device + ")" : m.backend;
   }
 
-  function row(m, streams) {
+  // A model that lists no streams serves every stream (or the single source).
+  function streams(m) {
+    return Array.isArray(m.streams) && m.streams.length ? m.streams.join(", ") : "every stream";
+  }
+
+  function row(m) {
     const tr = document.createElement("tr");
     tr.dataset.model = m.name || "";
     const cells = [["name", m.name || "–"], ["version", m.version ? "v" + m.version : "–"],
-      ["precision", m.precision || "–"], ["backend", backend(m)], ["streams", streams]];
+      ["precision", m.precision || "–"], ["backend", backend(m)], ["streams", streams(m)]];
     for (const [col, text] of cells) {
       const td = document.createElement("td"); td.dataset.col = col; td.textContent = text; tr.appendChild(td);
     }
@@ -32,8 +37,7 @@
       return;
     }
     const main = state.model || {};
-    const rows = [row(main, "the others"),
-      ...further.map((m) => row(m, m.streams && m.streams.length ? m.streams.join(", ") : "every stream"))];
+    const rows = [row(main), ...further.map(row)];
     rows[0].title = "sync.model: the model the fleet's desired state and rollouts move";
     section.querySelector("tbody").replaceChildren(...rows);
     section.hidden = false;

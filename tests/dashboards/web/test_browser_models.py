@@ -46,6 +46,7 @@ def test_a_device_serving_two_models_shows_both_with_their_streams(
             state = client.get(f"/api/devices/{DEV}").json()["state"]
             assert [(m["name"], m["version"], m["streams"]) for m in state["models"]] == [
                 ("people", 1, ["cam2", "cam3"])]
+            assert (state["model"]["precision"], state["model"]["streams"]) == ("fp32", ["cam0", "cam1"])
 
         page = console.attach(chromium.new_page(viewport={"width": 1400, "height": 1000}))
         sign_in(page, service.server.url, VIEWER)
@@ -54,7 +55,8 @@ def test_a_device_serving_two_models_shows_both_with_their_streams(
         main = page.locator('#model-table tr[data-model="digits"]')
         side = page.locator('#model-table tr[data-model="people"]')
         assert main.locator('td[data-col="version"]').inner_text() == "v3"
-        assert main.locator('td[data-col="streams"]').inner_text() == "the others"
+        assert main.locator('td[data-col="streams"]').inner_text() == "cam0, cam1"
+        assert main.locator('td[data-col="precision"]').inner_text() == "fp32"
         assert side.locator('td[data-col="version"]').inner_text() == "v1"
         assert side.locator('td[data-col="backend"]').inner_text() == "onnxruntime (cpu)"
         assert side.locator('td[data-col="streams"]').inner_text() == "cam2, cam3"
