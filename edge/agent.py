@@ -7,14 +7,14 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Any
 
 from edge.backends.base import Hardware
 from edge.backends.factory import backend_chain
 from edge.command_auth import CommandAuth
 from edge.commands import CommandRouter
-from edge.config import AgentConfig, StreamConfig
+from edge.config import AgentConfig
 from edge.desired import DesiredSync
 from edge.detection.service import DetectionService
 from edge.errors import AgentError
@@ -37,13 +37,12 @@ from edge.result_publisher import ResultPublisher
 from edge.runtime_bench import ChosenModel
 from edge.sensor.service import AnomalyService
 from edge.sensor.window_shadow import WindowShadow
-from edge.served_models import streams_by_model
 from edge.shadow import ShadowCheck, previous_version_loader
 from edge.shadow_policy import ShadowPolicy
 from edge.sources.base import FrameSource
 from edge.sources.equip import equip
 from edge.sources.factory import open_source
-from edge.streams.config import stream_detection, streams_of
+from edge.streams.config import model_streams, stream_detection, streams_of
 from edge.streams.server import MultiStreamLoop, multi_stream_loop
 from edge.supervise import Health, spawn
 from edge.system_stats import SystemStats
@@ -105,10 +104,9 @@ class Agent:
         self.side = {m.name: ModelUnit(ModelSync(side_sync_config(cfg.sync, m), store, trusted, self.backend,
                                                  self.hw), ModelSlot(), self._switch_to, switching)
                      for m in cfg.models}
-        # Each model's streams (config order), kept with the streams in force.
-        self._by_model = self._streams_by_model(cfg)
-        # Which model had the anomaly alert rule set (one anomaly model per agent; edge.task_claims).
-        self._anomaly_owner: str | None = None
+        # Each model's streams (config order; `source:` alone is sync.model's stream 'default'), kept with the
+        # streams in force.
+        self._by_model = model_streams(cfg)
         for unit in self._units():  # a package of a task another model serves is refused before it loads
             unit.sync.admit = functools.partial(self._admit, unit)
         self.stats = FrameStats()
@@ -368,10 +366,9 @@ class Agent:
         sources = self._unit_sources(unit.name)
         equip(sources, window=serving.manifest.window)  # a sensor model: windowed by its recipe
         # An anomaly model's alerts use its threshold and channels; the model that had them stops them when it
-        # changes task; another model's switch leaves them alone.
-        if serving.decoder.task == "anomaly" or self._anomaly_owner == unit.name:
-            self.anomaly.configure(serving.manifest, serving.variant, sources[0].name if sources else unit.name)
-            self._anomaly_owner = unit.name if serving.decoder.task == "anomaly" else None
+        # changes task; another model's switch leaves them alone (edge.sensor.service decides).
+        self.anomaly.configure(serving.manifest, serving.variant, sources[0].name if sources else unit.name,
+                               model=unit.name)
         unit.slot.install(serving)
         if unit is self.primary:
             self.shadow.update(serving.version)
@@ -394,40 +391,24 @@ class Agent:
         """A verified package may load unless another model serves its task."""
         check_task_claim(unit.name, manifest.task, self._served_tasks(unit))
 
-    def _streams_by_model(self, cfg: AgentConfig) -> dict[str, list[StreamConfig]]:
-        """Each model's streams (config order); a stream without `model:` is sync.model's."""
-        names = streams_by_model(cfg.sync.model, {s.name: s.model for s in cfg.streams})
-        by_name = {s.name: s for s in cfg.streams}
-        return {model: [by_name[n] for n in streams] for model, streams in names.items()}
-
     def _unit_sources(self, model: str) -> list[FrameSource]:
-        """The sources of the streams a model serves (every source while only sync.model serves)."""
-        if not self.side:
-            return list(self._sources.values())
+        """The sources of the streams a model serves."""
         return [self._sources[s.name] for s in self._by_model.get(model, []) if s.name in self._sources]
 
     def _sync_metrics(self) -> dict[str, float]:
         """Model sync figures of every model: a forged or failing package of any of them shows (counts add up)."""
-        out: dict[str, float] = {}
-        for unit in self._units():
-            for key, value in unit.sync.metrics().items():
-                out[key] = max(out.get(key, 0.0), value) if key == "pointer_expired" else out.get(key, 0.0) + value
-        return out
+        return _added_up((unit.sync.metrics() for unit in self._units()), peak={"pointer_expired"})
 
     def _sensor_refused(self) -> int:
         """Rows the anomaly model's sensor sources refused (the single source's while sync.model serves all)."""
-        return sum(source.skipped for source in self._unit_sources(self._anomaly_owner or self.primary.name))
+        return sum(source.skipped for source in self._unit_sources(self.anomaly.owner or self.primary.name))
 
     def _frame_loops(self) -> list[FrameLoop | MultiStreamLoop]:
         return [self.frames, *self.side_frames.values()]
 
     def _frame_metrics(self) -> dict[str, float]:
         """drops, queue_depth and source_errors summed over every model's streams."""
-        out: dict[str, float] = {}
-        for loop in self._frame_loops():
-            for key, value in loop.metrics().items():
-                out[key] = out.get(key, 0.0) + value
-        return out
+        return _added_up(loop.metrics() for loop in self._frame_loops())
 
     def _stream_figures(self) -> dict[str, dict[str, float]]:
         """Every stream's figures, whichever model serves it."""
@@ -545,7 +526,7 @@ class Agent:
                 raise ConfigError("`streams:` changes live only on an agent started with `streams:`, and keeps at "
                                   "least one stream; restart the agent to switch between `source:` and `streams:`")
             loops = {self.primary.name: frames, **self.side_frames}
-            by_model = self._streams_by_model(new)
+            by_model = model_streams(new)
             unserved = sorted(set(by_model) - set(loops))
             if unserved:
                 raise ConfigError(f"streams name model(s) {', '.join(unserved)} this agent does not serve yet; "
@@ -656,3 +637,12 @@ class Agent:
     def _status_line(self) -> str:
         info = self._model_info()
         return f"serving {info.name} v{info.version} ({info.precision})" if info.version else "waiting for a model"
+
+
+def _added_up(parts: Iterable[Mapping[str, float]], peak: Collection[str] = ()) -> dict[str, float]:
+    """Figures of several models as one agent's: counts add up; a `peak` figure (a 0/1 flag) is the highest."""
+    out: dict[str, float] = {}
+    for figures in parts:
+        for key, value in figures.items():
+            out[key] = max(out.get(key, 0.0), value) if key in peak else out.get(key, 0.0) + value
+    return out

@@ -51,17 +51,25 @@ class AnomalyService:
         self._fired_before = 0  # alerts of dropped trackers: the counter never goes back
         self._report_at = clock()
         self._served: tuple[Manifest, Variant, str] | None = None
+        # The model (`models:` name) whose anomaly head sets the rule; None: none, or the agent's one model.
+        self.owner: str | None = None
 
-    def configure(self, manifest: Manifest, variant: Variant, stream: str) -> None:
+    def configure(self, manifest: Manifest, variant: Variant, stream: str, model: str | None = None) -> None:
         """The served model: an anomaly model's threshold (config, else the variant's, else the head's) and channel
         names; any other model stops the alert rule. Alerts open under the previous model end. `stream` names the
-        single source's windows (the stream 'default'); streams under `streams:` go by their own names."""
+        single source's windows (the stream 'default'); streams under `streams:` go by their own names.
+
+        `model` names which of an agent's models (`models:`) switched: a model of another task that does not own
+        the rule leaves it alone. None: the agent's one model, whose every switch sets or stops the rule."""
         head = manifest.head
         rule = None
         if isinstance(head, AnomalyHeadSpec) and manifest.window is not None:
             threshold = alert_threshold(self.cfg.alerts, variant.metrics.threshold, head.threshold)
             rule = (threshold, [c.name for c in manifest.window.channels])
         with self._lock:
+            if rule is None and model is not None and model != self.owner:
+                return
+            self.owner = model if rule is not None else None
             events, old_version = self._close_all(), self._version
             self._rule = rule
             self._served = (manifest, variant, stream) if rule is not None else None
@@ -77,7 +85,7 @@ class AnomalyService:
         self.cfg = cfg
         served = self._served
         if served is not None:
-            self.configure(*served)
+            self.configure(*served, model=self.owner)
 
     @property
     def threshold(self) -> float | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from edge.config import AgentConfig, StreamConfig
 from edge.detection.config import DetectionConfig
+from edge.served_models import streams_by_model
 from shared.streams import DEFAULT_STREAM
 
 
@@ -17,6 +18,15 @@ def streams_of(cfg: AgentConfig) -> list[StreamConfig]:
     every = source.policy == "all"
     return [StreamConfig(name=DEFAULT_STREAM, source=source, max_fps=source.max_fps, ring_size=source.queue_size,
                          policy="fifo" if every else "latest", stale_ms=None if every else 500.0)]
+
+
+def model_streams(cfg: AgentConfig) -> dict[str, list[StreamConfig]]:
+    """Each model's streams, in config order (edge.served_models.streams_by_model); `source:` alone is sync.model's
+    one stream."""
+    streams = streams_of(cfg)
+    names = streams_by_model(cfg.sync.model, {s.name: s.model for s in streams})
+    by_name = {s.name: s for s in streams}
+    return {model: [by_name[n] for n in mine] for model, mine in names.items()}
 
 
 def stream_detection(cfg: AgentConfig) -> dict[str, DetectionConfig]:
